@@ -1,1 +1,45 @@
-fn main() {}
+//! Project automation for Tasker: `cargo xtask <command>`.
+//!
+//! Architecture Invariant: nothing depends on xtask; its checks also run as `#[test]`s so
+//! `cargo test --workspace` is the whole local check.
+
+mod ci;
+mod layers;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "xtask",
+    bin_name = "cargo xtask",
+    about = "Tasker project automation"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Check workspace dependencies against the layer rules of design.md §2
+    LintLayers,
+    /// Run what CI runs: fmt, clippy, lint-layers, tests; stop at the first failure
+    Ci,
+}
+
+fn main() -> ExitCode {
+    let result = match Cli::parse().command {
+        Task::LintLayers => layers::run(),
+        Task::Ci => ci::run(),
+    };
+    // `{:#}` prints the context chain on one line, without anyhow's backtrace.
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,94 @@
+//! `cargo xtask ci`: the checks CI runs, in order, stopping at the first failure.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::io::Write as _;
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::Context as _;
+
+use crate::layers;
+
+enum Step {
+    /// `cargo` with these arguments, inheriting stdout, stderr and the environment.
+    Cargo(&'static [&'static str]),
+    /// `lint-layers`, run in this process.
+    LintLayers,
+}
+
+const STEPS: &[Step] = &[
+    Step::Cargo(&["fmt", "--all", "--", "--check"]),
+    Step::Cargo(&[
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]),
+    Step::LintLayers,
+    Step::Cargo(&["test", "--workspace"]),
+];
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Step::Cargo(args) => write!(f, "cargo {}", args.join(" ")),
+            Step::LintLayers => write!(f, "cargo xtask lint-layers"),
+        }
+    }
+}
+
+impl Step {
+    fn run(&self, workspace_root: &Path) -> anyhow::Result<()> {
+        match self {
+            Step::Cargo(args) => {
+                // Under `cargo xtask`, `CARGO` is the cargo that started us: same toolchain.
+                let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
+                let status = Command::new(&cargo)
+                    .args(*args)
+                    .current_dir(workspace_root)
+                    .status()
+                    .with_context(|| format!("could not start `{self}`"))?;
+                anyhow::ensure!(status.success(), "`{self}` failed ({status})");
+                Ok(())
+            }
+            Step::LintLayers => layers::run(),
+        }
+    }
+}
+
+/// `cargo xtask ci`.
+pub fn run() -> anyhow::Result<()> {
+    let workspace_root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("xtask has no parent directory")?;
+    for step in STEPS {
+        println!("+ {step}");
+        std::io::stdout().flush()?;
+        step.run(workspace_root)
+            .with_context(|| format!("ci: stopped at `{step}`"))?;
+    }
+    println!("ci: ok ({} steps)", STEPS.len());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_in_order() {
+        let printed: Vec<String> = STEPS.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            printed,
+            [
+                "cargo fmt --all -- --check",
+                "cargo clippy --workspace --all-targets -- -D warnings",
+                "cargo xtask lint-layers",
+                "cargo test --workspace",
+            ]
+        );
+    }
+}
