@@ -1,10 +1,22 @@
-//! Tasker's database schema as sea-orm-migration migrations, the same schema on SQLite and
+//! Tasker's database schema as sea-orm-migration migrations: the same schema on SQLite and
 //! PostgreSQL.
 //!
-//! Who depends on it: `tasker-persistence` (runs them at startup or on demand) and `xtask`
-//! (`cargo xtask migrate`).
+//! Who depends on it: `tasker-persistence` (runs [`Migrator`] at startup or on demand) and
+//! `xtask` (`cargo xtask migrate up|down|status|fresh|new`).
 //!
-//! Architecture Invariant: never imports entities; one file per migration, named
-//! `mYYYYMMDD_HHMMSS_verb_noun.rs`.
-//!
-//! Status: filled in by the persistence issue; this crate holds the layer's place.
+//! Architecture Invariants: never imports entities; one file per migration, named
+//! `mYYYYMMDD_HHMMSS_verb_noun.rs`; times are BIGINT microseconds since the Unix epoch on both
+//! databases, so every time comparison is an integer comparison with identical semantics.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261126_000001_create_core_tables;
+
+/// Every migration, oldest first.
+pub struct Migrator;
+
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261126_000001_create_core_tables::Migration)]
+    }
+}

@@ -1,11 +1,32 @@
-//! Tasker's storage: sea-orm entities and the store that creates tasks with their steps, records
-//! transitions, answers readiness, claims steps under leases and records outcomes, on SQLite and
-//! PostgreSQL behind one API.
+//! Tasker's storage: sea-orm entities and the [`Store`] that creates tasks with their steps,
+//! records transitions, answers readiness, claims steps under leases and records outcomes, on
+//! SQLite and PostgreSQL behind one API.
 //!
 //! Who depends on it: `tasker-engine`, `tasker-api`, and applications that create tasks inside
-//! their own transactions.
+//! their own transactions ([`Store::create_task_in`]).
 //!
-//! Architecture Invariant: the only crate (with migrations) that uses sea-orm; the same answers
-//! on both databases.
-//!
-//! Status: filled in by the persistence issue; this crate holds the layer's place.
+//! Architecture Invariants:
+//! - The only crate (with `tasker-migrations`) that uses sea-orm; callers never branch on the
+//!   backend, and both databases give the same answers.
+//! - The current state is a column; every state change writes its history row in the same
+//!   transaction, conditional on the expected from-state.
+//! - Readiness is incremental: each step counts its unfinished parents and carries its next
+//!   attempt time, so finding ready work is one index range scan whatever the DAG's size; each
+//!   task counts its done, blocked and active steps, so finalization never scans a task.
+//! - Times are microseconds since the Unix epoch (BIGINT) and "now" is always an argument.
+
+pub mod entities;
+mod error;
+mod store;
+mod time;
+
+pub use error::StoreError;
+pub use store::{
+    BlockingReason, ClaimBatch, ClaimedStep, ConnectOptions, CreateTaskOptions, CreatedTask,
+    DEFAULT_DATABASE_URL, ExecutionStatus, HealthCounts, HealthStatus, Page, RecommendedAction,
+    RecordReport, RecordedStep, RegisteredTemplate, SlowStep, SlowTask, StepErrorCount,
+    StepFailure, StepInputs, StepOutcome, StepReadiness, StepRecord, Store, TaskAnalytics,
+    TaskExecutionContext, TaskFilter, TaskRecord, TransitionRecord,
+};
+pub use tasker_migrations::Migrator;
+pub use time::{from_micros, to_micros};

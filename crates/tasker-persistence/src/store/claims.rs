@@ -1,0 +1,431 @@
+//! Claims, leases and outcomes: the engine's hot path.
+//!
+//! A claim takes up to N ready steps across all tasks in one transaction (PostgreSQL
+//! `FOR UPDATE SKIP LOCKED`; SQLite's single writer under `BEGIN IMMEDIATE`), moving each
+//! `pending → in_progress` (or `error → pending → in_progress` for a retry) and setting the
+//! owner and lease. An outcome is recorded only while that claim still holds — same owner,
+//! same attempt, still in progress — so a stale worker cannot overwrite a newer attempt.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sea_orm::{ConnectionTrait, Value};
+use serde_json::json;
+use tasker_domain::{StepError, StepId, StepState, TaskId};
+use uuid::Uuid;
+
+use super::sql::{execute_in_chunks, get, query_in_chunks, skip_locked, stmt};
+use super::transitions::{
+    StepFlags, TaskDelta, TransitionRow, add, apply_task_deltas, release_children,
+    write_step_transitions, write_task_transitions,
+};
+use super::{
+    ClaimBatch, ClaimedStep, RecordReport, RecordedStep, StepFailure, StepInputs, StepOutcome,
+    Store,
+};
+use crate::error::StoreError;
+use crate::time::{from_micros, to_micros};
+
+fn micros(duration: Duration) -> i64 {
+    i64::try_from(duration.as_micros()).unwrap_or(i64::MAX)
+}
+
+fn json(value: serde_json::Value) -> Value {
+    Value::Json(Some(Box::new(value)))
+}
+
+impl Store {
+    /// Claims up to `limit` ready steps for `owner` with a lease of `lease`, oldest first.
+    pub async fn claim_ready_steps(
+        &self,
+        owner: &str,
+        limit: usize,
+        lease: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<ClaimBatch, StoreError> {
+        if limit == 0 {
+            return Ok(ClaimBatch::default());
+        }
+        let backend = self.backend();
+        let now = to_micros(now);
+        let lease_until = now.saturating_add(micros(lease));
+        let txn = self.write_txn().await?;
+        let candidates = txn
+            .query_all_raw(stmt(
+                backend,
+                format!(
+                    "SELECT workflow_step_id, state FROM tasker_workflow_steps \
+                     WHERE unfinished_parents = 0 AND next_attempt_at IS NOT NULL AND next_attempt_at <= $1 \
+                     ORDER BY next_attempt_at LIMIT $2{}",
+                    skip_locked(backend)
+                ),
+                vec![now.into(), i64::try_from(limit).unwrap_or(i64::MAX).into()],
+            ))
+            .await?;
+        if candidates.is_empty() {
+            txn.commit().await?;
+            return Ok(ClaimBatch::default());
+        }
+        let mut retried: HashMap<Uuid, bool> = HashMap::with_capacity(candidates.len());
+        let mut ids = Vec::with_capacity(candidates.len());
+        for row in &candidates {
+            let id: Uuid = get(row, "workflow_step_id")?;
+            retried.insert(id, get::<String>(row, "state")? == "error");
+            ids.push(Value::from(id));
+        }
+        let claimed = query_in_chunks(
+            &txn,
+            "UPDATE tasker_workflow_steps SET state = 'in_progress', in_process = TRUE, claim_owner = $1, \
+             lease_expires_at = $2, attempts = attempts + 1, last_attempted_at = $3, next_attempt_at = NULL, \
+             updated_at = $3, last_sort_key = last_sort_key + (CASE WHEN state = 'error' THEN 20 ELSE 10 END) \
+             WHERE workflow_step_id IN ({ids}) \
+             RETURNING workflow_step_id, task_id, name, attempts, retry_limit, last_sort_key, position",
+            vec![owner.into(), lease_until.into(), now.into()],
+            &ids,
+        )
+        .await?;
+        let mut history = Vec::with_capacity(claimed.len() * 2);
+        let mut steps = Vec::with_capacity(claimed.len());
+        let mut task_ids: Vec<Uuid> = Vec::new();
+        for row in &claimed {
+            let step_id: Uuid = get(row, "workflow_step_id")?;
+            let task_id: Uuid = get(row, "task_id")?;
+            let sort_key: i32 = get(row, "last_sort_key")?;
+            let attempt: i32 = get(row, "attempts")?;
+            let was_retry = retried.get(&step_id).copied().unwrap_or(false);
+            if was_retry {
+                history.push(TransitionRow {
+                    id: step_id,
+                    from_state: Some("error"),
+                    to_state: "pending",
+                    sort_key: sort_key - 10,
+                    most_recent: false,
+                    metadata: json!({"reason": "retry", "retry_attempt": attempt}),
+                });
+            }
+            history.push(TransitionRow {
+                id: step_id,
+                from_state: Some("pending"),
+                to_state: "in_progress",
+                sort_key,
+                most_recent: true,
+                metadata: json!({"attempt_number": attempt, "claim_owner": owner}),
+            });
+            if !task_ids.contains(&task_id) {
+                task_ids.push(task_id);
+            }
+            steps.push((
+                get::<i32>(row, "position")?,
+                ClaimedStep {
+                    step_id: StepId(step_id),
+                    task_id: TaskId(task_id),
+                    named_task_id: 0,
+                    name: get(row, "name")?,
+                    attempt: u32::try_from(attempt).unwrap_or(0),
+                    retry_limit: u32::try_from(get::<i32>(row, "retry_limit")?).unwrap_or(0),
+                    retried: was_retry,
+                    lease_expires_at: from_micros(lease_until),
+                },
+            ));
+        }
+        write_step_transitions(&txn, history, now, true).await?;
+        let task_values: Vec<Value> = task_ids.iter().copied().map(Value::from).collect();
+        let named = query_in_chunks(
+            &txn,
+            "SELECT task_id, named_task_id FROM tasker_tasks WHERE task_id IN ({ids})",
+            vec![],
+            &task_values,
+        )
+        .await?;
+        let mut named_by_task = HashMap::with_capacity(named.len());
+        for row in named {
+            named_by_task.insert(
+                get::<Uuid>(&row, "task_id")?,
+                get::<i64>(&row, "named_task_id")?,
+            );
+        }
+        let started = query_in_chunks(
+            &txn,
+            "UPDATE tasker_tasks SET state = 'in_progress', last_sort_key = last_sort_key + 10, updated_at = $1 \
+             WHERE state = 'pending' AND task_id IN ({ids}) RETURNING task_id, last_sort_key",
+            vec![now.into()],
+            &task_values,
+        )
+        .await?;
+        let mut started_tasks = Vec::with_capacity(started.len());
+        let mut task_history = Vec::with_capacity(started.len());
+        for row in started {
+            let task_id: Uuid = get(&row, "task_id")?;
+            started_tasks.push(TaskId(task_id));
+            task_history.push(TransitionRow {
+                id: task_id,
+                from_state: Some("pending"),
+                to_state: "in_progress",
+                sort_key: get(&row, "last_sort_key")?,
+                most_recent: true,
+                metadata: json!({"reason": "steps_claimed"}),
+            });
+        }
+        write_task_transitions(&txn, task_history, now, true).await?;
+        txn.commit().await?;
+        // Grouped by task in template order, for a stable hand-off to the engine.
+        steps.sort_by_key(|(position, step)| (step.task_id, *position));
+        let mut steps: Vec<ClaimedStep> = steps.into_iter().map(|(_, s)| s).collect();
+        for step in &mut steps {
+            step.named_task_id = named_by_task
+                .get(&step.task_id.as_uuid())
+                .copied()
+                .unwrap_or(0);
+        }
+        started_tasks.sort();
+        Ok(ClaimBatch {
+            steps,
+            started_tasks,
+        })
+    }
+
+    /// Extends the leases `owner` holds on `steps`; returns how many it still held.
+    pub async fn extend_leases(
+        &self,
+        owner: &str,
+        steps: &[StepId],
+        lease: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let now = to_micros(now);
+        let ids: Vec<Value> = steps.iter().map(|s| Value::from(s.as_uuid())).collect();
+        execute_in_chunks(
+            &self.db,
+            "UPDATE tasker_workflow_steps SET lease_expires_at = $1, updated_at = $2 \
+             WHERE claim_owner = $3 AND state = 'in_progress' AND workflow_step_id IN ({ids})",
+            vec![
+                now.saturating_add(micros(lease)).into(),
+                now.into(),
+                owner.into(),
+            ],
+            &ids,
+        )
+        .await
+    }
+
+    /// Records a batch of outcomes in one transaction, each only where `owner`'s claim on that
+    /// attempt still holds; the others come back in [`RecordReport::rejected`].
+    pub async fn record_outcomes(
+        &self,
+        owner: &str,
+        outcomes: Vec<StepOutcome>,
+        now: DateTime<Utc>,
+    ) -> Result<RecordReport, StoreError> {
+        let txn = self.write_txn().await?;
+        let claimed = outcomes
+            .into_iter()
+            .map(|o| (owner.to_owned(), o))
+            .collect();
+        let report = record_in(&txn, claimed, to_micros(now)).await?;
+        txn.commit().await?;
+        Ok(report)
+    }
+
+    /// Fails every attempt whose lease has expired (a crashed or stalled worker) as a retryable
+    /// `LEASE_EXPIRED` error, so the step runs again while attempts remain.
+    pub async fn reclaim_expired(&self, now: DateTime<Utc>) -> Result<RecordReport, StoreError> {
+        let backend = self.backend();
+        let txn = self.write_txn().await?;
+        let now_micros = to_micros(now);
+        let rows = txn
+            .query_all_raw(stmt(
+                backend,
+                format!(
+                    "SELECT workflow_step_id, claim_owner, attempts, lease_expires_at FROM tasker_workflow_steps \
+                     WHERE lease_expires_at IS NOT NULL AND lease_expires_at < $1 AND state = 'in_progress'{}",
+                    skip_locked(backend)
+                ),
+                vec![now_micros.into()],
+            ))
+            .await?;
+        let mut outcomes = Vec::with_capacity(rows.len());
+        for row in rows {
+            let owner: Option<String> = get(&row, "claim_owner")?;
+            let expired: i64 = get(&row, "lease_expires_at")?;
+            let error =
+                StepError::retryable("lease expired before the attempt reported an outcome")
+                    .with_code("LEASE_EXPIRED")
+                    .with_context(
+                        json!({"claim_owner": owner, "lease_expired_at": from_micros(expired)}),
+                    );
+            outcomes.push((
+                owner.unwrap_or_default(),
+                StepOutcome::Failure(StepFailure {
+                    step_id: StepId(get(&row, "workflow_step_id")?),
+                    attempt: u32::try_from(get::<i32>(&row, "attempts")?).unwrap_or(0),
+                    error,
+                    retry_delay: Duration::ZERO,
+                }),
+            ));
+        }
+        let report = record_in(&txn, outcomes, now_micros).await?;
+        txn.commit().await?;
+        Ok(report)
+    }
+
+    /// The task context, inputs and parents' results of each step, for its handler.
+    pub async fn step_inputs(&self, steps: &[StepId]) -> Result<Vec<StepInputs>, StoreError> {
+        let ids: Vec<Value> = steps.iter().map(|s| Value::from(s.as_uuid())).collect();
+        let rows = query_in_chunks(
+            &self.db,
+            "SELECT s.workflow_step_id, s.inputs, t.context FROM tasker_workflow_steps s \
+             JOIN tasker_tasks t ON t.task_id = s.task_id WHERE s.workflow_step_id IN ({ids})",
+            vec![],
+            &ids,
+        )
+        .await?;
+        let parents = query_in_chunks(
+            &self.db,
+            "SELECT e.to_step_id, p.name, p.results FROM tasker_workflow_step_edges e \
+             JOIN tasker_workflow_steps p ON p.workflow_step_id = e.from_step_id WHERE e.to_step_id IN ({ids})",
+            vec![],
+            &ids,
+        )
+        .await?;
+        let mut parent_results: HashMap<Uuid, BTreeMap<String, serde_json::Value>> = HashMap::new();
+        for row in parents {
+            let results: Option<serde_json::Value> = get(&row, "results")?;
+            parent_results
+                .entry(get(&row, "to_step_id")?)
+                .or_default()
+                .insert(
+                    get(&row, "name")?,
+                    results.unwrap_or(serde_json::Value::Null),
+                );
+        }
+        let mut by_id: HashMap<Uuid, StepInputs> = HashMap::with_capacity(rows.len());
+        for row in rows {
+            let id: Uuid = get(&row, "workflow_step_id")?;
+            by_id.insert(
+                id,
+                StepInputs {
+                    step_id: StepId(id),
+                    task_context: get(&row, "context")?,
+                    inputs: get(&row, "inputs")?,
+                    parent_results: parent_results.remove(&id).unwrap_or_default(),
+                },
+            );
+        }
+        steps
+            .iter()
+            .map(|s| {
+                by_id
+                    .remove(&s.as_uuid())
+                    .ok_or(StoreError::StepNotFound(*s))
+            })
+            .collect()
+    }
+}
+
+/// Records `(owner, outcome)` pairs inside `db`'s transaction.
+pub(crate) async fn record_in<C: ConnectionTrait>(
+    db: &C,
+    outcomes: Vec<(String, StepOutcome)>,
+    now: i64,
+) -> Result<RecordReport, StoreError> {
+    let backend = db.get_database_backend();
+    let mut report = RecordReport::default();
+    let mut history = Vec::with_capacity(outcomes.len());
+    let mut completed = Vec::new();
+    let mut deltas: HashMap<Uuid, TaskDelta> = HashMap::new();
+    let running = StepFlags::of(StepState::InProgress, None, 0);
+    for (owner, outcome) in outcomes {
+        let row = match &outcome {
+            StepOutcome::Success { step_id, attempt, results } => {
+                db.query_one_raw(stmt(
+                    backend,
+                    "UPDATE tasker_workflow_steps SET state = 'complete', processed = TRUE, processed_at = $1, \
+                     results = $2, in_process = FALSE, claim_owner = NULL, lease_expires_at = NULL, updated_at = $1, \
+                     last_sort_key = last_sort_key + 10 \
+                     WHERE workflow_step_id = $3 AND state = 'in_progress' AND attempts = $4 AND claim_owner = $5 \
+                     RETURNING task_id, last_sort_key, attempts, next_attempt_at",
+                    vec![
+                        now.into(),
+                        json(results.clone()),
+                        step_id.as_uuid().into(),
+                        i32::try_from(*attempt).unwrap_or(i32::MAX).into(),
+                        owner.into(),
+                    ],
+                ))
+                .await?
+            }
+            StepOutcome::Failure(failure) => {
+                let error = serde_json::to_value(&failure.error).map_err(|e| StoreError::malformed("step error", e))?;
+                db.query_one_raw(stmt(
+                    backend,
+                    "UPDATE tasker_workflow_steps SET state = 'error', in_process = FALSE, claim_owner = NULL, \
+                     lease_expires_at = NULL, last_error = $2, last_failure_at = $1, backoff_request_seconds = $3, \
+                     next_attempt_at = CASE WHEN $4 AND retryable AND attempts < retry_limit THEN $5 ELSE NULL END, \
+                     updated_at = $1, last_sort_key = last_sort_key + 10 \
+                     WHERE workflow_step_id = $6 AND state = 'in_progress' AND attempts = $7 AND claim_owner = $8 \
+                     RETURNING task_id, last_sort_key, attempts, next_attempt_at",
+                    vec![
+                        now.into(),
+                        json(error),
+                        failure.retry_delay.as_secs_f64().into(),
+                        (!failure.error.is_permanent()).into(),
+                        now.saturating_add(micros(failure.retry_delay)).into(),
+                        failure.step_id.as_uuid().into(),
+                        i32::try_from(failure.attempt).unwrap_or(i32::MAX).into(),
+                        owner.into(),
+                    ],
+                ))
+                .await?
+            }
+        };
+        let step_id = outcome.step_id();
+        let Some(row) = row else {
+            report.rejected.push(step_id);
+            continue;
+        };
+        let task_id: Uuid = get(&row, "task_id")?;
+        let next: Option<i64> = get(&row, "next_attempt_at")?;
+        let attempts = u32::try_from(get::<i32>(&row, "attempts")?).unwrap_or(0);
+        let (state, metadata) = match &outcome {
+            StepOutcome::Success { .. } => {
+                completed.push(step_id.as_uuid());
+                (StepState::Complete, json!({"attempt_number": attempts}))
+            }
+            StepOutcome::Failure(failure) => (
+                StepState::Error,
+                json!({
+                    "attempt_number": attempts,
+                    "error_message": failure.error.message,
+                    "error_code": failure.error.error_code,
+                    "retry_available": next.is_some(),
+                    "backoff_until": next.map(from_micros),
+                }),
+            ),
+        };
+        add(
+            &mut deltas,
+            task_id,
+            running.delta_to(StepFlags::of(state, next, 0)),
+        );
+        history.push(TransitionRow {
+            id: step_id.as_uuid(),
+            from_state: Some("in_progress"),
+            to_state: state.as_str(),
+            sort_key: get(&row, "last_sort_key")?,
+            most_recent: true,
+            metadata,
+        });
+        report.recorded.push(RecordedStep {
+            step_id,
+            task_id: TaskId(task_id),
+            state,
+            attempts,
+            next_attempt_at: next.map(from_micros),
+        });
+    }
+    write_step_transitions(db, history, now, true).await?;
+    report.newly_ready = release_children(db, &completed, now, &mut deltas).await?;
+    report.finalized = apply_task_deltas(db, deltas, now).await?;
+    Ok(report)
+}

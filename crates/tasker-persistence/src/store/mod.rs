@@ -1,0 +1,146 @@
+//! The [`Store`]: one API over SQLite and PostgreSQL.
+
+mod claims;
+mod create;
+mod queries;
+mod sql;
+mod templates;
+mod transitions;
+mod types;
+
+use std::time::Duration;
+
+use sea_orm::{
+    AccessMode, Database, DatabaseConnection, DatabaseTransaction, DbBackend, IsolationLevel,
+    SqliteTransactionMode, TransactionOptions, TransactionTrait,
+};
+use tasker_migrations::MigratorTrait;
+
+pub use types::*;
+
+use crate::error::StoreError;
+
+/// Connection settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConnectOptions {
+    /// Largest pool size.
+    pub max_connections: u32,
+    /// Smallest pool size kept open.
+    pub min_connections: u32,
+    /// How long to wait for a connection from the pool.
+    pub acquire_timeout: Duration,
+    /// SQLite only: how long a writer waits for the lock before failing.
+    pub sqlite_busy_timeout: Duration,
+    /// Run pending migrations on connect.
+    pub migrate: bool,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 16,
+            min_connections: 1,
+            acquire_timeout: Duration::from_secs(30),
+            sqlite_busy_timeout: Duration::from_secs(30),
+            migrate: true,
+        }
+    }
+}
+
+/// The default database: a SQLite file in the working directory, created when missing.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://tasker.db?mode=rwc";
+
+/// Tasker's storage on one database.
+#[derive(Debug, Clone)]
+pub struct Store {
+    db: DatabaseConnection,
+}
+
+impl Store {
+    /// Opens `url` (`sqlite://...` or `postgres://...`). SQLite runs in WAL mode with
+    /// `synchronous=NORMAL`, a busy timeout and foreign keys on.
+    pub async fn connect(url: &str, options: &ConnectOptions) -> Result<Self, StoreError> {
+        let mut opts = sea_orm::ConnectOptions::new(url.to_owned());
+        opts.max_connections(options.max_connections)
+            .min_connections(options.min_connections)
+            .acquire_timeout(options.acquire_timeout)
+            .sqlx_logging(false);
+        let busy = options.sqlite_busy_timeout;
+        opts.map_sqlx_sqlite_opts(move |o| {
+            o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+                .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
+                .busy_timeout(busy)
+                .foreign_keys(true)
+        });
+        let db = Database::connect(opts)
+            .await
+            .map_err(|source| StoreError::Connect {
+                url: redact(url),
+                source,
+            })?;
+        let store = Self { db };
+        if options.migrate {
+            store.migrate().await?;
+        }
+        Ok(store)
+    }
+
+    /// Wraps an open connection (migrations are the caller's business).
+    pub fn from_connection(db: DatabaseConnection) -> Self {
+        Self { db }
+    }
+
+    /// Applies pending migrations.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        tasker_migrations::Migrator::up(&self.db, None).await?;
+        Ok(())
+    }
+
+    /// The underlying connection, for applications that run their own queries.
+    pub fn connection(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    /// Which database this is.
+    pub fn backend(&self) -> DbBackend {
+        self.db.get_database_backend()
+    }
+
+    /// A read-write transaction: `BEGIN IMMEDIATE` on SQLite, so the write lock is taken up
+    /// front and concurrent writers queue on the busy timeout instead of failing to upgrade.
+    pub(crate) async fn write_txn(&self) -> Result<DatabaseTransaction, StoreError> {
+        let options = TransactionOptions {
+            isolation_level: None::<IsolationLevel>,
+            access_mode: None::<AccessMode>,
+            sqlite_transaction_mode: (self.backend() == DbBackend::Sqlite)
+                .then_some(SqliteTransactionMode::Immediate),
+        };
+        Ok(self.db.begin_with_options(options).await?)
+    }
+}
+
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}://{user}:***@{}", &url[..scheme], &url[at + 1..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_are_redacted_from_urls() {
+        assert_eq!(
+            super::redact("postgres://u:secret@h/db"),
+            "postgres://u:***@h/db"
+        );
+        assert_eq!(super::redact("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(super::redact("sqlite://tasker.db"), "sqlite://tasker.db");
+    }
+}

@@ -1,0 +1,676 @@
+//! Read-side queries: readiness, the task execution context, records, histories, listing,
+//! health counts, analytics and annotations. Computed from the same rows on both databases.
+
+use chrono::{DateTime, Utc};
+use sea_orm::{ConnectionTrait, QueryResult, Value};
+use tasker_domain::{StepId, StepState, TaskId, TaskState};
+
+use super::sql::{get, stmt};
+use super::{
+    BlockingReason, ExecutionStatus, HealthCounts, HealthStatus, Page, RecommendedAction, SlowStep,
+    SlowTask, StepErrorCount, StepReadiness, StepRecord, Store, TaskAnalytics,
+    TaskExecutionContext, TaskFilter, TaskRecord, TransitionRecord,
+};
+use crate::error::StoreError;
+use crate::time::{from_micros, to_micros};
+
+const STEP_SELECT: &str = "SELECT workflow_step_id, task_id, named_step_id, name, position, state, attempts, retry_limit, \
+     retryable, skippable, results, last_error, claim_owner, lease_expires_at, next_attempt_at, unfinished_parents, \
+     total_parents, last_attempted_at, last_failure_at, processed_at, backoff_request_seconds, created_at, updated_at \
+     FROM tasker_workflow_steps";
+
+const TASK_SELECT: &str = "SELECT t.task_id, t.named_task_id, n.name AS namespace, nt.name, nt.version, t.state, t.context, \
+     t.tags, t.bypass_steps, t.initiator, t.source_system, t.reason, t.identity_hash, t.correlation_id, t.total_steps, \
+     t.done_steps, t.blocked_steps, t.active_steps, t.requested_at, t.created_at, t.updated_at, t.completed_at \
+     FROM tasker_tasks t JOIN tasker_named_tasks nt ON nt.named_task_id = t.named_task_id \
+     JOIN tasker_task_namespaces n ON n.task_namespace_id = nt.task_namespace_id";
+
+fn u32_of(row: &QueryResult, col: &str) -> Result<u32, StoreError> {
+    Ok(u32::try_from(get::<i32>(row, col)?).unwrap_or(0))
+}
+
+fn time_of(row: &QueryResult, col: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+    Ok(get::<Option<i64>>(row, col)?.map(from_micros))
+}
+
+fn step_state(row: &QueryResult) -> Result<StepState, StoreError> {
+    get::<String>(row, "state")?
+        .parse()
+        .map_err(|e| StoreError::malformed("step state", e))
+}
+
+fn task_state(row: &QueryResult) -> Result<TaskState, StoreError> {
+    get::<String>(row, "state")?
+        .parse()
+        .map_err(|e| StoreError::malformed("task state", e))
+}
+
+fn string_list(value: serde_json::Value) -> Vec<String> {
+    match value {
+        serde_json::Value::Array(items) => items
+            .into_iter()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn step_record(row: &QueryResult) -> Result<StepRecord, StoreError> {
+    Ok(StepRecord {
+        step_id: StepId(get(row, "workflow_step_id")?),
+        task_id: TaskId(get(row, "task_id")?),
+        name: get(row, "name")?,
+        position: u32_of(row, "position")?,
+        state: step_state(row)?,
+        attempts: u32_of(row, "attempts")?,
+        retry_limit: u32_of(row, "retry_limit")?,
+        retryable: get(row, "retryable")?,
+        skippable: get(row, "skippable")?,
+        results: get(row, "results")?,
+        last_error: get(row, "last_error")?,
+        claim_owner: get(row, "claim_owner")?,
+        lease_expires_at: time_of(row, "lease_expires_at")?,
+        next_attempt_at: time_of(row, "next_attempt_at")?,
+        unfinished_parents: u32_of(row, "unfinished_parents")?,
+        total_parents: u32_of(row, "total_parents")?,
+        last_attempted_at: time_of(row, "last_attempted_at")?,
+        processed_at: time_of(row, "processed_at")?,
+        created_at: from_micros(get(row, "created_at")?),
+        updated_at: from_micros(get(row, "updated_at")?),
+    })
+}
+
+fn task_record(row: &QueryResult) -> Result<TaskRecord, StoreError> {
+    Ok(TaskRecord {
+        task_id: TaskId(get(row, "task_id")?),
+        named_task_id: get(row, "named_task_id")?,
+        namespace: get(row, "namespace")?,
+        name: get(row, "name")?,
+        version: get(row, "version")?,
+        state: task_state(row)?,
+        context: get(row, "context")?,
+        tags: string_list(get(row, "tags")?),
+        bypass_steps: string_list(get(row, "bypass_steps")?),
+        initiator: get(row, "initiator")?,
+        source_system: get(row, "source_system")?,
+        reason: get(row, "reason")?,
+        identity_hash: get(row, "identity_hash")?,
+        correlation_id: get(row, "correlation_id")?,
+        total_steps: u32_of(row, "total_steps")?,
+        done_steps: u32_of(row, "done_steps")?,
+        blocked_steps: u32_of(row, "blocked_steps")?,
+        active_steps: u32_of(row, "active_steps")?,
+        requested_at: from_micros(get(row, "requested_at")?),
+        created_at: from_micros(get(row, "created_at")?),
+        updated_at: from_micros(get(row, "updated_at")?),
+        completed_at: time_of(row, "completed_at")?,
+    })
+}
+
+fn transition_record(row: &QueryResult) -> Result<TransitionRecord, StoreError> {
+    Ok(TransitionRecord {
+        from_state: get(row, "from_state")?,
+        to_state: get(row, "to_state")?,
+        sort_key: get(row, "sort_key")?,
+        most_recent: get(row, "most_recent")?,
+        metadata: get(row, "metadata")?,
+        created_at: from_micros(get(row, "created_at")?),
+    })
+}
+
+/// Nearest-rank percentile of sorted values.
+fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    Some(sorted[rank.clamp(1, sorted.len()) - 1])
+}
+
+impl Store {
+    /// One task.
+    pub async fn task(&self, task_id: TaskId) -> Result<TaskRecord, StoreError> {
+        let row = self
+            .db
+            .query_one_raw(stmt(
+                self.backend(),
+                format!("{TASK_SELECT} WHERE t.task_id = $1"),
+                vec![task_id.as_uuid().into()],
+            ))
+            .await?
+            .ok_or(StoreError::TaskNotFound(task_id))?;
+        task_record(&row)
+    }
+
+    /// The steps of a task, in template order.
+    pub async fn steps(&self, task_id: TaskId) -> Result<Vec<StepRecord>, StoreError> {
+        let rows = self
+            .db
+            .query_all_raw(stmt(
+                self.backend(),
+                format!("{STEP_SELECT} WHERE task_id = $1 ORDER BY position"),
+                vec![task_id.as_uuid().into()],
+            ))
+            .await?;
+        if rows.is_empty() {
+            self.task(task_id).await?;
+        }
+        rows.iter().map(step_record).collect()
+    }
+
+    /// One step.
+    pub async fn step(&self, step_id: StepId) -> Result<StepRecord, StoreError> {
+        let row = self
+            .db
+            .query_one_raw(stmt(
+                self.backend(),
+                format!("{STEP_SELECT} WHERE workflow_step_id = $1"),
+                vec![step_id.as_uuid().into()],
+            ))
+            .await?
+            .ok_or(StoreError::StepNotFound(step_id))?;
+        step_record(&row)
+    }
+
+    /// The Rails readiness report for every step of a task, at `now`.
+    pub async fn step_readiness(
+        &self,
+        task_id: TaskId,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<StepReadiness>, StoreError> {
+        let task = self.task(task_id).await?;
+        let rows = self
+            .db
+            .query_all_raw(stmt(
+                self.backend(),
+                format!("{STEP_SELECT} WHERE task_id = $1 ORDER BY position"),
+                vec![task_id.as_uuid().into()],
+            ))
+            .await?;
+        let running = matches!(task.state, TaskState::Pending | TaskState::InProgress);
+        rows.iter()
+            .map(|row| {
+                let step = step_record(row)?;
+                let next_attempt: Option<i64> = get(row, "next_attempt_at")?;
+                let due = next_attempt.is_some_and(|at| at <= to_micros(now));
+                let dependencies_satisfied = step.unfinished_parents == 0;
+                let in_runnable_state = matches!(step.state, StepState::Pending | StepState::Error);
+                let retry_eligible = step.attempts < step.retry_limit
+                    && (step.state == StepState::Pending
+                        || next_attempt.is_some()
+                        || step.state == StepState::InProgress);
+                let ready = running && in_runnable_state && dependencies_satisfied && due;
+                let blocking_reason = if ready {
+                    None
+                } else if step.state == StepState::Error && next_attempt.is_none() {
+                    Some(BlockingReason::RetriesExhausted)
+                } else if step.state == StepState::InProgress {
+                    Some(BlockingReason::ClaimedElsewhere)
+                } else if !running || !in_runnable_state || next_attempt.is_none() {
+                    Some(BlockingReason::InvalidState)
+                } else if !dependencies_satisfied {
+                    Some(BlockingReason::DependenciesNotSatisfied)
+                } else {
+                    Some(BlockingReason::WaitingForBackoff)
+                };
+                Ok(StepReadiness {
+                    workflow_step_id: step.step_id,
+                    task_id,
+                    named_step_id: get(row, "named_step_id")?,
+                    name: step.name,
+                    current_state: step.state,
+                    dependencies_satisfied,
+                    retry_eligible,
+                    ready_for_execution: ready,
+                    last_failure_at: time_of(row, "last_failure_at")?,
+                    next_retry_at: if step.state == StepState::Error {
+                        step.next_attempt_at
+                    } else {
+                        None
+                    },
+                    total_parents: step.total_parents,
+                    completed_parents: step.total_parents - step.unfinished_parents,
+                    attempts: step.attempts,
+                    retry_limit: step.retry_limit,
+                    backoff_request_seconds: get(row, "backoff_request_seconds")?,
+                    last_attempted_at: step.last_attempted_at,
+                    blocking_reason,
+                })
+            })
+            .collect()
+    }
+
+    /// The task execution context (inventory §3.4) at `now`.
+    pub async fn task_execution_context(
+        &self,
+        task_id: TaskId,
+        now: DateTime<Utc>,
+    ) -> Result<TaskExecutionContext, StoreError> {
+        let task = self.task(task_id).await?;
+        let readiness = self.step_readiness(task_id, now).await?;
+        let count = |keep: &dyn Fn(&StepReadiness) -> bool| {
+            u32::try_from(readiness.iter().filter(|r| keep(r)).count()).unwrap_or(0)
+        };
+        let total_steps = u32::try_from(readiness.len()).unwrap_or(0);
+        let pending_steps = count(&|r| r.current_state == StepState::Pending);
+        let in_progress_steps = count(&|r| r.current_state == StepState::InProgress);
+        let completed_steps = count(&|r| r.current_state.is_done());
+        let failed_steps = count(&|r| r.current_state == StepState::Error);
+        let ready_steps = count(&|r| r.ready_for_execution);
+        let permanently_blocked_steps = count(&|r| {
+            r.current_state == StepState::Error
+                && r.blocking_reason == Some(BlockingReason::RetriesExhausted)
+        });
+        let (execution_status, recommended_action) = if ready_steps > 0 {
+            (
+                ExecutionStatus::HasReadySteps,
+                RecommendedAction::ExecuteReadySteps,
+            )
+        } else if in_progress_steps > 0 {
+            (
+                ExecutionStatus::Processing,
+                RecommendedAction::WaitForCompletion,
+            )
+        } else if permanently_blocked_steps > 0 {
+            (
+                ExecutionStatus::BlockedByFailures,
+                RecommendedAction::HandleFailures,
+            )
+        } else if total_steps > 0 && completed_steps == total_steps {
+            (
+                ExecutionStatus::AllComplete,
+                RecommendedAction::FinalizeTask,
+            )
+        } else {
+            (
+                ExecutionStatus::WaitingForDependencies,
+                RecommendedAction::WaitForDependencies,
+            )
+        };
+        let health_status = if failed_steps == 0 {
+            HealthStatus::Healthy
+        } else if ready_steps > 0 {
+            HealthStatus::Recovering
+        } else if permanently_blocked_steps > 0 {
+            HealthStatus::Blocked
+        } else {
+            HealthStatus::Recovering
+        };
+        let completion_percentage = if total_steps == 0 {
+            0.0
+        } else {
+            (f64::from(completed_steps) / f64::from(total_steps) * 10_000.0).round() / 100.0
+        };
+        Ok(TaskExecutionContext {
+            task_id,
+            named_task_id: task.named_task_id,
+            status: task.state,
+            total_steps,
+            pending_steps,
+            in_progress_steps,
+            completed_steps,
+            failed_steps,
+            ready_steps,
+            permanently_blocked_steps,
+            execution_status,
+            recommended_action,
+            completion_percentage,
+            health_status,
+        })
+    }
+
+    /// A task's transition history, oldest first.
+    pub async fn task_transitions(
+        &self,
+        task_id: TaskId,
+    ) -> Result<Vec<TransitionRecord>, StoreError> {
+        self.task(task_id).await?;
+        let rows = self
+            .db
+            .query_all_raw(stmt(
+                self.backend(),
+                "SELECT from_state, to_state, sort_key, most_recent, metadata, created_at FROM tasker_task_transitions \
+                 WHERE task_id = $1 ORDER BY sort_key",
+                vec![task_id.as_uuid().into()],
+            ))
+            .await?;
+        rows.iter().map(transition_record).collect()
+    }
+
+    /// A step's transition history, oldest first.
+    pub async fn step_transitions(
+        &self,
+        step_id: StepId,
+    ) -> Result<Vec<TransitionRecord>, StoreError> {
+        self.step(step_id).await?;
+        let rows = self
+            .db
+            .query_all_raw(stmt(
+                self.backend(),
+                "SELECT from_state, to_state, sort_key, most_recent, metadata, created_at FROM tasker_workflow_step_transitions \
+                 WHERE workflow_step_id = $1 ORDER BY sort_key",
+                vec![step_id.as_uuid().into()],
+            ))
+            .await?;
+        rows.iter().map(transition_record).collect()
+    }
+
+    /// Tasks matching `filter`, newest first.
+    pub async fn list_tasks(&self, filter: &TaskFilter) -> Result<Page<TaskRecord>, StoreError> {
+        let mut conditions = Vec::new();
+        let mut values: Vec<Value> = Vec::new();
+        let bind = |value: Value, values: &mut Vec<Value>| {
+            values.push(value);
+            format!("${}", values.len())
+        };
+        if let Some(namespace) = &filter.namespace {
+            conditions.push(format!(
+                "n.name = {}",
+                bind(namespace.as_str().into(), &mut values)
+            ));
+        }
+        if let Some(name) = &filter.name {
+            conditions.push(format!(
+                "nt.name = {}",
+                bind(name.as_str().into(), &mut values)
+            ));
+        }
+        if let Some(version) = &filter.version {
+            conditions.push(format!(
+                "nt.version = {}",
+                bind(version.as_str().into(), &mut values)
+            ));
+        }
+        if let Some(state) = filter.state {
+            conditions.push(format!(
+                "t.state = {}",
+                bind(state.as_str().into(), &mut values)
+            ));
+        }
+        let mut annotation_match = None;
+        if let Some((kind, _, _)) = &filter.annotation {
+            conditions.push(format!(
+                "t.task_id IN (SELECT a.task_id FROM tasker_task_annotations a JOIN tasker_annotation_types y \
+                 ON y.annotation_type_id = a.annotation_type_id WHERE y.name = {})",
+                bind(kind.as_str().into(), &mut values)
+            ));
+            annotation_match = filter.annotation.clone();
+        }
+        let clause = if conditions.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", conditions.join(" AND "))
+        };
+        let limit = filter.limit.unwrap_or(25).clamp(1, 1_000);
+        let offset = filter.offset.unwrap_or(0);
+        let rows = self
+            .db
+            .query_all_raw(stmt(
+                self.backend(),
+                format!("{TASK_SELECT}{clause} ORDER BY t.created_at DESC, t.task_id DESC"),
+                values,
+            ))
+            .await?;
+        let mut items = Vec::new();
+        for row in &rows {
+            items.push(task_record(row)?);
+        }
+        if let Some((kind, key, value)) = annotation_match {
+            // JSON key matching is done here, the same way on both databases.
+            let mut kept = Vec::new();
+            for task in items {
+                let annotations = self.annotations(task.task_id).await?;
+                if annotations
+                    .iter()
+                    .any(|(k, a)| *k == kind && a.get(&key) == Some(&value))
+                {
+                    kept.push(task);
+                }
+            }
+            items = kept;
+        }
+        let total = items.len() as u64;
+        let items = items
+            .into_iter()
+            .skip(usize::try_from(offset).unwrap_or(usize::MAX))
+            .take(usize::try_from(limit).unwrap_or(usize::MAX))
+            .collect();
+        Ok(Page {
+            items,
+            total,
+            limit,
+            offset,
+        })
+    }
+
+    /// Adds an annotation of type `kind` (created when new) to a task.
+    pub async fn annotate_task(
+        &self,
+        task_id: TaskId,
+        kind: &str,
+        annotation: serde_json::Value,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let txn = self.write_txn().await?;
+        let backend = self.backend();
+        let now = to_micros(now);
+        let exists = txn
+            .query_one_raw(stmt(
+                backend,
+                "SELECT task_id FROM tasker_tasks WHERE task_id = $1",
+                vec![task_id.as_uuid().into()],
+            ))
+            .await?;
+        if exists.is_none() {
+            return Err(StoreError::TaskNotFound(task_id));
+        }
+        txn.execute_raw(stmt(
+            backend,
+            "INSERT INTO tasker_annotation_types (name, created_at, updated_at) VALUES ($1, $2, $2) ON CONFLICT (name) DO NOTHING",
+            vec![kind.into(), now.into()],
+        ))
+        .await?;
+        txn.execute_raw(stmt(
+            backend,
+            "INSERT INTO tasker_task_annotations (task_id, annotation_type_id, annotation, created_at, updated_at) \
+             SELECT $1, annotation_type_id, $2, $3, $3 FROM tasker_annotation_types WHERE name = $4",
+            vec![task_id.as_uuid().into(), Value::Json(Some(Box::new(annotation))), now.into(), kind.into()],
+        ))
+        .await?;
+        txn.commit().await?;
+        Ok(())
+    }
+
+    /// A task's annotations as `(type name, annotation)`, oldest first.
+    pub async fn annotations(
+        &self,
+        task_id: TaskId,
+    ) -> Result<Vec<(String, serde_json::Value)>, StoreError> {
+        let rows = self
+            .db
+            .query_all_raw(stmt(
+                self.backend(),
+                "SELECT y.name, a.annotation FROM tasker_task_annotations a JOIN tasker_annotation_types y \
+                 ON y.annotation_type_id = a.annotation_type_id WHERE a.task_id = $1 ORDER BY a.task_annotation_id",
+                vec![task_id.as_uuid().into()],
+            ))
+            .await?;
+        rows.iter()
+            .map(|row| Ok((get(row, "name")?, get(row, "annotation")?)))
+            .collect()
+    }
+
+    /// System-wide counts at `now`.
+    pub async fn health_counts(&self, now: DateTime<Utc>) -> Result<HealthCounts, StoreError> {
+        let backend = self.backend();
+        let now = to_micros(now);
+        let mut counts = HealthCounts::default();
+        for (table, target) in [
+            ("tasker_tasks", &mut counts.tasks_by_state),
+            ("tasker_workflow_steps", &mut counts.steps_by_state),
+        ] {
+            let rows = self
+                .db
+                .query_all_raw(stmt(
+                    backend,
+                    format!("SELECT state, COUNT(*) AS n FROM {table} GROUP BY state"),
+                    vec![],
+                ))
+                .await?;
+            for row in rows {
+                target.insert(
+                    get(&row, "state")?,
+                    u64::try_from(get::<i64>(&row, "n")?).unwrap_or(0),
+                );
+            }
+        }
+        let one = |sql: &'static str| stmt(backend, sql, vec![now.into()]);
+        let scalar = |row: Option<QueryResult>| -> Result<u64, StoreError> {
+            Ok(row
+                .map(|r| get::<i64>(&r, "n"))
+                .transpose()?
+                .map_or(0, |n| u64::try_from(n).unwrap_or(0)))
+        };
+        counts.ready_steps = scalar(
+            self.db
+                .query_one_raw(one(
+                    "SELECT COUNT(*) AS n FROM tasker_workflow_steps WHERE unfinished_parents = 0 \
+                     AND next_attempt_at IS NOT NULL AND next_attempt_at <= $1",
+                ))
+                .await?,
+        )?;
+        counts.claimed_steps = scalar(
+            self.db
+                .query_one_raw(one("SELECT COUNT(*) AS n FROM tasker_workflow_steps WHERE lease_expires_at IS NOT NULL AND lease_expires_at >= $1"))
+                .await?,
+        )?;
+        counts.expired_claims = scalar(
+            self.db
+                .query_one_raw(one("SELECT COUNT(*) AS n FROM tasker_workflow_steps WHERE lease_expires_at IS NOT NULL AND lease_expires_at < $1"))
+                .await?,
+        )?;
+        Ok(counts)
+    }
+
+    /// Analytics over tasks created at or after `since`: counts, duration percentiles from the
+    /// finished tasks' real durations, the slowest tasks and steps, and failures by step name.
+    pub async fn analytics(
+        &self,
+        since: DateTime<Utc>,
+        top: u64,
+    ) -> Result<TaskAnalytics, StoreError> {
+        let backend = self.backend();
+        let since = to_micros(since);
+        let rows = self
+            .db
+            .query_all_raw(stmt(
+                backend,
+                "SELECT t.task_id, t.state, t.created_at, t.completed_at, n.name AS namespace, nt.name, nt.version \
+                 FROM tasker_tasks t JOIN tasker_named_tasks nt ON nt.named_task_id = t.named_task_id \
+                 JOIN tasker_task_namespaces n ON n.task_namespace_id = nt.task_namespace_id WHERE t.created_at >= $1",
+                vec![since.into()],
+            ))
+            .await?;
+        let mut total = 0u64;
+        let (mut completed, mut failed) = (0u64, 0u64);
+        let mut finished: Vec<SlowTask> = Vec::new();
+        for row in &rows {
+            total += 1;
+            let state = task_state(row)?;
+            completed += u64::from(state == TaskState::Complete);
+            failed += u64::from(state == TaskState::Error);
+            if let Some(done) = get::<Option<i64>>(row, "completed_at")? {
+                let full_name = format!(
+                    "{}/{}@{}",
+                    get::<String>(row, "namespace")?,
+                    get::<String>(row, "name")?,
+                    get::<String>(row, "version")?
+                );
+                finished.push(SlowTask {
+                    task_id: TaskId(get(row, "task_id")?),
+                    full_name,
+                    duration_ms: (done - get::<i64>(row, "created_at")?) as f64 / 1000.0,
+                    state,
+                });
+            }
+        }
+        let mut durations: Vec<f64> = finished.iter().map(|t| t.duration_ms).collect();
+        durations.sort_by(f64::total_cmp);
+        finished.sort_by(|a, b| {
+            b.duration_ms
+                .total_cmp(&a.duration_ms)
+                .then(a.task_id.cmp(&b.task_id))
+        });
+        finished.truncate(usize::try_from(top).unwrap_or(usize::MAX));
+        let step_rows = self
+            .db
+            .query_all_raw(stmt(
+                backend,
+                "SELECT workflow_step_id, task_id, name, attempts, last_attempted_at, processed_at FROM tasker_workflow_steps \
+                 WHERE state = 'complete' AND processed_at IS NOT NULL AND last_attempted_at IS NOT NULL AND created_at >= $1",
+                vec![since.into()],
+            ))
+            .await?;
+        let mut slowest_steps = Vec::with_capacity(step_rows.len());
+        for row in &step_rows {
+            slowest_steps.push(SlowStep {
+                step_id: StepId(get(row, "workflow_step_id")?),
+                task_id: TaskId(get(row, "task_id")?),
+                name: get(row, "name")?,
+                duration_ms: (get::<i64>(row, "processed_at")?
+                    - get::<i64>(row, "last_attempted_at")?) as f64
+                    / 1000.0,
+                attempts: u32_of(row, "attempts")?,
+            });
+        }
+        slowest_steps.sort_by(|a, b| {
+            b.duration_ms
+                .total_cmp(&a.duration_ms)
+                .then(a.step_id.cmp(&b.step_id))
+        });
+        slowest_steps.truncate(usize::try_from(top).unwrap_or(usize::MAX));
+        let error_rows = self
+            .db
+            .query_all_raw(stmt(
+                backend,
+                "SELECT s.name, COUNT(*) AS n FROM tasker_workflow_step_transitions x \
+                 JOIN tasker_workflow_steps s ON s.workflow_step_id = x.workflow_step_id \
+                 WHERE x.to_state = 'error' AND x.created_at >= $1 GROUP BY s.name",
+                vec![since.into()],
+            ))
+            .await?;
+        let mut errors_by_step: Vec<StepErrorCount> = error_rows
+            .iter()
+            .map(|row| {
+                Ok(StepErrorCount {
+                    name: get(row, "name")?,
+                    errors: u64::try_from(get::<i64>(row, "n")?).unwrap_or(0),
+                })
+            })
+            .collect::<Result<_, StoreError>>()?;
+        errors_by_step.sort_by(|a, b| b.errors.cmp(&a.errors).then_with(|| a.name.cmp(&b.name)));
+        Ok(TaskAnalytics {
+            total_tasks: total,
+            completed_tasks: completed,
+            failed_tasks: failed,
+            duration_p50_ms: percentile(&durations, 50.0),
+            duration_p95_ms: percentile(&durations, 95.0),
+            duration_p99_ms: percentile(&durations, 99.0),
+            slowest_tasks: finished,
+            slowest_steps,
+            errors_by_step,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn nearest_rank_percentiles() {
+        let values: Vec<f64> = (1..=10).map(f64::from).collect();
+        assert_eq!(super::percentile(&values, 50.0), Some(5.0));
+        assert_eq!(super::percentile(&values, 95.0), Some(10.0));
+        assert_eq!(super::percentile(&values, 0.0), Some(1.0));
+        assert_eq!(super::percentile(&[], 50.0), None);
+    }
+}

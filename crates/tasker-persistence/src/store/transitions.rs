@@ -1,0 +1,635 @@
+//! State changes with their history rows, the task counters they move, and finalization.
+//!
+//! Counters kept on each task, derived from its steps' states:
+//! - `done_steps`: complete or resolved manually;
+//! - `blocked_steps`: in error with no next attempt (permanent, exhausted, or not retryable);
+//! - `active_steps`: running, or pending/error with a next attempt and every parent done.
+//!
+//! A task with no active step can make no more progress: it is final, `complete` when every
+//! step is done and `error` otherwise. That is the whole finalization rule, checked in the same
+//! transaction as the change that zeroes the counter.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use sea_orm::{ConnectionTrait, Value};
+use serde_json::json;
+use tasker_domain::{StepId, StepState, TaskId, TaskState};
+use tasker_state_machine::{StepGuard, TaskGuard, Transition, TransitionOutcome, step, task};
+use uuid::Uuid;
+
+use super::sql::{execute_in_chunks, get, insert_rows, query_in_chunks, stmt};
+use super::{RecordReport, Store};
+use crate::error::StoreError;
+use crate::time::to_micros;
+
+/// One history row to write.
+pub(crate) struct TransitionRow {
+    pub id: Uuid,
+    pub from_state: Option<&'static str>,
+    pub to_state: &'static str,
+    pub sort_key: i32,
+    pub most_recent: bool,
+    pub metadata: serde_json::Value,
+}
+
+async fn write_transitions<C: ConnectionTrait>(
+    db: &C,
+    table: &str,
+    owner_col: &str,
+    rows: Vec<TransitionRow>,
+    now: i64,
+    flip: bool,
+) -> Result<(), StoreError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    if flip {
+        let mut owners: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+        owners.sort_unstable();
+        owners.dedup();
+        let ids: Vec<Value> = owners.into_iter().map(Value::from).collect();
+        execute_in_chunks(db, &format!("UPDATE {table} SET most_recent = FALSE WHERE most_recent AND {owner_col} IN ({{ids}})"), vec![], &ids)
+            .await?;
+    }
+    let values = rows
+        .into_iter()
+        .map(|r| {
+            vec![
+                r.id.into(),
+                r.from_state.map(str::to_owned).into(),
+                r.to_state.into(),
+                r.sort_key.into(),
+                r.most_recent.into(),
+                Value::Json(Some(Box::new(r.metadata))),
+                now.into(),
+            ]
+        })
+        .collect();
+    insert_rows(
+        db,
+        table,
+        &[
+            owner_col,
+            "from_state",
+            "to_state",
+            "sort_key",
+            "most_recent",
+            "metadata",
+            "created_at",
+        ],
+        values,
+    )
+    .await
+}
+
+/// Writes step history rows; `flip` first clears the steps' current `most_recent` rows.
+pub(crate) async fn write_step_transitions<C: ConnectionTrait>(
+    db: &C,
+    rows: Vec<TransitionRow>,
+    now: i64,
+    flip: bool,
+) -> Result<(), StoreError> {
+    write_transitions(
+        db,
+        "tasker_workflow_step_transitions",
+        "workflow_step_id",
+        rows,
+        now,
+        flip,
+    )
+    .await
+}
+
+/// Writes task history rows; `flip` first clears the tasks' current `most_recent` rows.
+pub(crate) async fn write_task_transitions<C: ConnectionTrait>(
+    db: &C,
+    rows: Vec<TransitionRow>,
+    now: i64,
+    flip: bool,
+) -> Result<(), StoreError> {
+    write_transitions(db, "tasker_task_transitions", "task_id", rows, now, flip).await
+}
+
+/// Changes to one task's counters.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct TaskDelta {
+    pub active: i32,
+    pub done: i32,
+    pub blocked: i32,
+}
+
+/// The counters a step contributes to, from its state and scheduling columns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct StepFlags {
+    pub active: bool,
+    pub done: bool,
+    pub blocked: bool,
+}
+
+impl StepFlags {
+    pub(crate) fn of(
+        state: StepState,
+        next_attempt_at: Option<i64>,
+        unfinished_parents: i32,
+    ) -> Self {
+        let waiting =
+            matches!(state, StepState::Pending | StepState::Error) && next_attempt_at.is_some();
+        Self {
+            active: state == StepState::InProgress || (waiting && unfinished_parents == 0),
+            done: state.is_done(),
+            blocked: state == StepState::Error && next_attempt_at.is_none(),
+        }
+    }
+
+    pub(crate) fn delta_to(self, after: StepFlags) -> TaskDelta {
+        let d = |a: bool, b: bool| i32::from(b) - i32::from(a);
+        TaskDelta {
+            active: d(self.active, after.active),
+            done: d(self.done, after.done),
+            blocked: d(self.blocked, after.blocked),
+        }
+    }
+}
+
+pub(crate) fn add(deltas: &mut HashMap<Uuid, TaskDelta>, task: Uuid, delta: TaskDelta) {
+    let entry = deltas.entry(task).or_default();
+    entry.active += delta.active;
+    entry.done += delta.done;
+    entry.blocked += delta.blocked;
+}
+
+/// Decrements the unfinished-parent counts of the children of `finished` steps; children whose
+/// count reaches zero and that have a next attempt become active. Returns them.
+pub(crate) async fn release_children<C: ConnectionTrait>(
+    db: &C,
+    finished: &[Uuid],
+    now: i64,
+    deltas: &mut HashMap<Uuid, TaskDelta>,
+) -> Result<Vec<StepId>, StoreError> {
+    if finished.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<Value> = finished.iter().copied().map(Value::from).collect();
+    let rows = query_in_chunks(
+        db,
+        "UPDATE tasker_workflow_steps SET updated_at = $1, unfinished_parents = unfinished_parents - \
+         (SELECT COUNT(*) FROM tasker_workflow_step_edges e WHERE e.to_step_id = tasker_workflow_steps.workflow_step_id \
+          AND e.from_step_id IN ({ids})) \
+         WHERE workflow_step_id IN (SELECT to_step_id FROM tasker_workflow_step_edges WHERE from_step_id IN ({ids})) \
+         RETURNING workflow_step_id, task_id, state, unfinished_parents, next_attempt_at",
+        vec![now.into()],
+        &ids,
+    )
+    .await?;
+    let mut ready = Vec::new();
+    for row in rows {
+        let state: String = get(&row, "state")?;
+        let state: StepState = state
+            .parse()
+            .map_err(|e| StoreError::malformed("step state", e))?;
+        let unfinished: i32 = get(&row, "unfinished_parents")?;
+        let next: Option<i64> = get(&row, "next_attempt_at")?;
+        if unfinished == 0 && StepFlags::of(state, next, 0).active && state != StepState::InProgress
+        {
+            let step: Uuid = get(&row, "workflow_step_id")?;
+            add(
+                deltas,
+                get(&row, "task_id")?,
+                TaskDelta {
+                    active: 1,
+                    ..Default::default()
+                },
+            );
+            ready.push(StepId(step));
+        }
+    }
+    Ok(ready)
+}
+
+/// Applies counter deltas and finalizes tasks left with no active step.
+pub(crate) async fn apply_task_deltas<C: ConnectionTrait>(
+    db: &C,
+    deltas: HashMap<Uuid, TaskDelta>,
+    now: i64,
+) -> Result<Vec<(TaskId, TaskState)>, StoreError> {
+    let backend = db.get_database_backend();
+    let mut finalized = Vec::new();
+    let mut history = Vec::new();
+    let mut tasks: Vec<(Uuid, TaskDelta)> = deltas.into_iter().collect();
+    tasks.sort_unstable_by_key(|(id, _)| *id);
+    for (task_id, delta) in tasks {
+        let row = db
+            .query_one_raw(stmt(
+                backend,
+                "UPDATE tasker_tasks SET active_steps = active_steps + $1, done_steps = done_steps + $2, \
+                 blocked_steps = blocked_steps + $3, updated_at = $4 WHERE task_id = $5 \
+                 RETURNING state, active_steps, done_steps, total_steps, last_sort_key",
+                vec![delta.active.into(), delta.done.into(), delta.blocked.into(), now.into(), task_id.into()],
+            ))
+            .await?
+            .ok_or(StoreError::TaskNotFound(TaskId(task_id)))?;
+        let active: i32 = get(&row, "active_steps")?;
+        let state: String = get(&row, "state")?;
+        let state: TaskState = state
+            .parse()
+            .map_err(|e| StoreError::malformed("task state", e))?;
+        if active > 0 || !matches!(state, TaskState::Pending | TaskState::InProgress) {
+            continue;
+        }
+        let done: i32 = get(&row, "done_steps")?;
+        let total: i32 = get(&row, "total_steps")?;
+        let target = if done == total {
+            TaskState::Complete
+        } else {
+            TaskState::Error
+        };
+        let mut sort_key: i32 = get(&row, "last_sort_key")?;
+        let mut from = state;
+        if from == TaskState::Pending && target == TaskState::Complete {
+            sort_key += 10;
+            history.push(TransitionRow {
+                id: task_id,
+                from_state: Some("pending"),
+                to_state: "in_progress",
+                sort_key,
+                most_recent: false,
+                metadata: json!({"reason": "finalizing"}),
+            });
+            from = TaskState::InProgress;
+        }
+        sort_key += 10;
+        let metadata = if target == TaskState::Complete {
+            json!({"reason": "all_steps_done", "total_steps": total})
+        } else {
+            json!({"reason": "steps_in_error", "done_steps": done, "total_steps": total})
+        };
+        history.push(TransitionRow {
+            id: task_id,
+            from_state: Some(from.as_str()),
+            to_state: target.as_str(),
+            sort_key,
+            most_recent: true,
+            metadata,
+        });
+        db.execute_raw(stmt(
+            backend,
+            "UPDATE tasker_tasks SET state = $1, complete = $2, completed_at = $3, last_sort_key = $4, updated_at = $3 \
+             WHERE task_id = $5",
+            vec![target.as_str().into(), (target == TaskState::Complete).into(), now.into(), sort_key.into(), task_id.into()],
+        ))
+        .await?;
+        finalized.push((TaskId(task_id), target));
+    }
+    write_task_transitions(db, history, now, true).await?;
+    Ok(finalized)
+}
+
+impl Store {
+    /// Moves a step from `expected` to `to`, writing its history row, its counters and its
+    /// children's readiness in one transaction. Conditional on `expected`: of two concurrent
+    /// writers exactly one wins, the other gets [`StoreError::Conflict`]. Meant for operators and
+    /// tools (manual resolution with `results`, cancellation, a reset to pending); the engine
+    /// uses claims and [`Store::record_outcomes`].
+    pub async fn transition_step(
+        &self,
+        step_id: StepId,
+        expected: StepState,
+        to: StepState,
+        results: Option<serde_json::Value>,
+        metadata: serde_json::Value,
+        now: DateTime<Utc>,
+    ) -> Result<(TransitionOutcome<StepState>, RecordReport), StoreError> {
+        let txn = self.write_txn().await?;
+        let backend = self.backend();
+        let now = to_micros(now);
+        let row = txn
+            .query_one_raw(stmt(
+                backend,
+                "SELECT task_id, state, next_attempt_at, unfinished_parents, total_parents, last_sort_key, attempts \
+                 FROM tasker_workflow_steps WHERE workflow_step_id = $1",
+                vec![step_id.as_uuid().into()],
+            ))
+            .await?
+            .ok_or(StoreError::StepNotFound(step_id))?;
+        let state: String = get(&row, "state")?;
+        let state: StepState = state
+            .parse()
+            .map_err(|e| StoreError::malformed("step state", e))?;
+        if state != expected {
+            return Err(conflict(
+                "step",
+                step_id.to_string(),
+                expected.as_str(),
+                state.as_str(),
+            ));
+        }
+        let unfinished: i32 = get(&row, "unfinished_parents")?;
+        let total_parents: i32 = get(&row, "total_parents")?;
+        let guard = StepGuard {
+            total_parents: usize::try_from(total_parents).unwrap_or(0),
+            done_parents: usize::try_from(total_parents - unfinished).unwrap_or(0),
+        };
+        let transition = match step::transition(expected, to, Some(guard))? {
+            TransitionOutcome::AlreadyInState(s) => {
+                return Ok((
+                    TransitionOutcome::AlreadyInState(s),
+                    RecordReport::default(),
+                ));
+            }
+            TransitionOutcome::Transitioned(t) => t,
+        };
+        let task_id: Uuid = get(&row, "task_id")?;
+        let next: Option<i64> = get(&row, "next_attempt_at")?;
+        let before = StepFlags::of(state, next, unfinished);
+        let new_next = match to {
+            StepState::Pending => Some(now),
+            _ => None,
+        };
+        let after = StepFlags::of(to, new_next, unfinished);
+        let sort_key = get::<i32>(&row, "last_sort_key")? + 10;
+        let results_value = results.map(|r| Value::Json(Some(Box::new(r))));
+        let updated = txn
+            .execute_raw(stmt(
+                backend,
+                "UPDATE tasker_workflow_steps SET state = $1, next_attempt_at = $2, last_sort_key = $3, updated_at = $4, \
+                 in_process = $5, claim_owner = CASE WHEN $5 THEN claim_owner ELSE NULL END, \
+                 lease_expires_at = CASE WHEN $5 THEN lease_expires_at ELSE NULL END, \
+                 attempts = attempts + $6, last_attempted_at = CASE WHEN $6 = 1 THEN $4 ELSE last_attempted_at END, \
+                 processed = $7, processed_at = CASE WHEN $7 THEN $4 ELSE processed_at END, \
+                 results = COALESCE($8, results) \
+                 WHERE workflow_step_id = $9 AND state = $10",
+                vec![
+                    to.as_str().into(),
+                    new_next.into(),
+                    sort_key.into(),
+                    now.into(),
+                    (to == StepState::InProgress).into(),
+                    i32::from(to == StepState::InProgress).into(),
+                    to.is_done().into(),
+                    results_value.unwrap_or(Value::Json(None)),
+                    step_id.as_uuid().into(),
+                    expected.as_str().into(),
+                ],
+            ))
+            .await?;
+        if updated.rows_affected() != 1 {
+            return Err(conflict(
+                "step",
+                step_id.to_string(),
+                expected.as_str(),
+                "changed",
+            ));
+        }
+        write_step_transitions(
+            &txn,
+            vec![TransitionRow {
+                id: step_id.as_uuid(),
+                from_state: Some(expected.as_str()),
+                to_state: to.as_str(),
+                sort_key,
+                most_recent: true,
+                metadata,
+            }],
+            now,
+            true,
+        )
+        .await?;
+        let mut deltas = HashMap::new();
+        add(&mut deltas, task_id, before.delta_to(after));
+        let mut report = RecordReport::default();
+        if after.done && !before.done {
+            report.newly_ready =
+                release_children(&txn, &[step_id.as_uuid()], now, &mut deltas).await?;
+        }
+        report.finalized = apply_task_deltas(&txn, deltas, now).await?;
+        txn.commit().await?;
+        Ok((TransitionOutcome::Transitioned(transition), report))
+    }
+
+    /// Moves a task from `expected` to `to` with its history row, conditional on `expected`.
+    /// Cancelling also cancels the task's unfinished steps (running handlers learn of it when
+    /// their outcome is refused, or sooner through the engine's cancellation token). Sending a
+    /// task in `error` back to `pending` resets its exhausted steps to a fresh attempt budget.
+    pub async fn transition_task(
+        &self,
+        task_id: TaskId,
+        expected: TaskState,
+        to: TaskState,
+        metadata: serde_json::Value,
+        now: DateTime<Utc>,
+    ) -> Result<TransitionOutcome<TaskState>, StoreError> {
+        let txn = self.write_txn().await?;
+        let backend = self.backend();
+        let now = to_micros(now);
+        let id: Value = task_id.as_uuid().into();
+        let row = txn
+            .query_one_raw(stmt(
+                backend,
+                "SELECT state, done_steps, total_steps, last_sort_key FROM tasker_tasks WHERE task_id = $1",
+                vec![id.clone()],
+            ))
+            .await?
+            .ok_or(StoreError::TaskNotFound(task_id))?;
+        let state: String = get(&row, "state")?;
+        let state: TaskState = state
+            .parse()
+            .map_err(|e| StoreError::malformed("task state", e))?;
+        if state != expected {
+            return Err(conflict(
+                "task",
+                task_id.to_string(),
+                expected.as_str(),
+                state.as_str(),
+            ));
+        }
+        let guard = TaskGuard {
+            total_steps: usize::try_from(get::<i32>(&row, "total_steps")?).unwrap_or(0),
+            done_steps: usize::try_from(get::<i32>(&row, "done_steps")?).unwrap_or(0),
+        };
+        let transition: Transition<TaskState> = match task::transition(expected, to, Some(guard))? {
+            TransitionOutcome::AlreadyInState(s) => {
+                return Ok(TransitionOutcome::AlreadyInState(s));
+            }
+            TransitionOutcome::Transitioned(t) => t,
+        };
+        let sort_key = get::<i32>(&row, "last_sort_key")? + 10;
+        let finished = matches!(
+            to,
+            TaskState::Complete
+                | TaskState::Error
+                | TaskState::Cancelled
+                | TaskState::ResolvedManually
+        );
+        let updated = txn
+            .execute_raw(stmt(
+                backend,
+                "UPDATE tasker_tasks SET state = $1, complete = $2, last_sort_key = $3, updated_at = $4, \
+                 completed_at = CASE WHEN $5 THEN $4 ELSE NULL END WHERE task_id = $6 AND state = $7",
+                vec![
+                    to.as_str().into(),
+                    (to == TaskState::Complete).into(),
+                    sort_key.into(),
+                    now.into(),
+                    finished.into(),
+                    id.clone(),
+                    expected.as_str().into(),
+                ],
+            ))
+            .await?;
+        if updated.rows_affected() != 1 {
+            return Err(conflict(
+                "task",
+                task_id.to_string(),
+                expected.as_str(),
+                "changed",
+            ));
+        }
+        write_task_transitions(
+            &txn,
+            vec![TransitionRow {
+                id: task_id.as_uuid(),
+                from_state: Some(expected.as_str()),
+                to_state: to.as_str(),
+                sort_key,
+                most_recent: true,
+                metadata,
+            }],
+            now,
+            true,
+        )
+        .await?;
+        match to {
+            TaskState::Cancelled => cancel_steps(&txn, task_id, now).await?,
+            TaskState::Pending if expected == TaskState::Error => {
+                reset_blocked_steps(&txn, task_id, now).await?
+            }
+            _ => {}
+        }
+        txn.commit().await?;
+        Ok(TransitionOutcome::Transitioned(transition))
+    }
+}
+
+async fn cancel_steps<C: ConnectionTrait>(
+    db: &C,
+    task_id: TaskId,
+    now: i64,
+) -> Result<(), StoreError> {
+    let backend = db.get_database_backend();
+    let rows = db
+        .query_all_raw(stmt(
+            backend,
+            "UPDATE tasker_workflow_steps SET state = 'cancelled', next_attempt_at = NULL, in_process = FALSE, \
+             claim_owner = NULL, lease_expires_at = NULL, last_sort_key = last_sort_key + 10, updated_at = $1 \
+             WHERE task_id = $2 AND state IN ('pending', 'in_progress') RETURNING workflow_step_id, last_sort_key",
+            vec![now.into(), task_id.as_uuid().into()],
+        ))
+        .await?;
+    // Steps in error have no cancelled transition (Rails table); they just lose their schedule.
+    db.execute_raw(stmt(
+        backend,
+        "UPDATE tasker_workflow_steps SET next_attempt_at = NULL, updated_at = $1 WHERE task_id = $2 AND state = 'error'",
+        vec![now.into(), task_id.as_uuid().into()],
+    ))
+    .await?;
+    db.execute_raw(stmt(
+        backend,
+        "UPDATE tasker_tasks SET active_steps = 0 WHERE task_id = $1",
+        vec![task_id.as_uuid().into()],
+    ))
+    .await?;
+    let mut history = Vec::with_capacity(rows.len());
+    for row in rows {
+        history.push(TransitionRow {
+            id: get(&row, "workflow_step_id")?,
+            from_state: None,
+            to_state: "cancelled",
+            sort_key: get(&row, "last_sort_key")?,
+            most_recent: true,
+            metadata: json!({"reason": "task_cancelled"}),
+        });
+    }
+    // The from-state of each cancelled step is read back from its current history row.
+    fill_from_states(db, &mut history).await?;
+    write_step_transitions(db, history, now, true).await
+}
+
+async fn reset_blocked_steps<C: ConnectionTrait>(
+    db: &C,
+    task_id: TaskId,
+    now: i64,
+) -> Result<(), StoreError> {
+    let backend = db.get_database_backend();
+    let rows = db
+        .query_all_raw(stmt(
+            backend,
+            "UPDATE tasker_workflow_steps SET state = 'pending', attempts = 0, next_attempt_at = $1, \
+             last_sort_key = last_sort_key + 10, updated_at = $1 \
+             WHERE task_id = $2 AND state = 'error' AND next_attempt_at IS NULL RETURNING workflow_step_id, last_sort_key",
+            vec![now.into(), task_id.as_uuid().into()],
+        ))
+        .await?;
+    let count = i32::try_from(rows.len()).unwrap_or(i32::MAX);
+    db.execute_raw(stmt(
+        backend,
+        "UPDATE tasker_tasks SET active_steps = active_steps + $1, blocked_steps = blocked_steps - $1 WHERE task_id = $2",
+        vec![count.into(), task_id.as_uuid().into()],
+    ))
+    .await?;
+    let mut history = Vec::with_capacity(rows.len());
+    for row in rows {
+        history.push(TransitionRow {
+            id: get(&row, "workflow_step_id")?,
+            from_state: Some("error"),
+            to_state: "pending",
+            sort_key: get(&row, "last_sort_key")?,
+            most_recent: true,
+            metadata: json!({"reason": "task_retry", "retry_attempt": 0}),
+        });
+    }
+    write_step_transitions(db, history, now, true).await
+}
+
+async fn fill_from_states<C: ConnectionTrait>(
+    db: &C,
+    rows: &mut [TransitionRow],
+) -> Result<(), StoreError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Value> = rows.iter().map(|r| Value::from(r.id)).collect();
+    let current = query_in_chunks(
+        db,
+        "SELECT workflow_step_id, to_state FROM tasker_workflow_step_transitions WHERE most_recent AND workflow_step_id IN ({ids})",
+        vec![],
+        &ids,
+    )
+    .await?;
+    let mut states: HashMap<Uuid, String> = HashMap::new();
+    for row in current {
+        states.insert(get(&row, "workflow_step_id")?, get(&row, "to_state")?);
+    }
+    for row in rows {
+        // No history row means the step was never moved: it was pending.
+        row.from_state = Some(match states.get(&row.id).map(String::as_str) {
+            Some("in_progress") => "in_progress",
+            _ => "pending",
+        });
+    }
+    Ok(())
+}
+
+pub(crate) fn conflict(
+    entity: &'static str,
+    id: String,
+    expected: &str,
+    actual: &str,
+) -> StoreError {
+    StoreError::Conflict {
+        entity,
+        id,
+        expected: expected.to_owned(),
+        actual: actual.to_owned(),
+    }
+}

@@ -1,0 +1,515 @@
+//! The values the store takes and returns.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use tasker_domain::{
+    IdentityStrategy, StepError, StepId, StepState, TaskId, TaskState, TaskTemplate,
+};
+
+/// A template stored in the catalogue, with the ids task creation needs.
+#[derive(Debug, Clone)]
+pub struct RegisteredTemplate {
+    /// The named task row.
+    pub named_task_id: i64,
+    /// The validated template.
+    pub template: Arc<TaskTemplate>,
+    /// Named step ids by step name.
+    pub named_step_ids: HashMap<String, i64>,
+}
+
+/// How to create a task.
+pub struct CreateTaskOptions<'a> {
+    /// Creation time.
+    pub now: DateTime<Utc>,
+    /// Identity strategy (de-duplication).
+    pub identity: &'a dyn IdentityStrategy,
+    /// Correlation id to store; a new one is generated when absent.
+    pub correlation_id: Option<String>,
+}
+
+/// What task creation produced.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CreatedTask {
+    /// The new task.
+    pub task_id: TaskId,
+    /// Its state (`pending`, or `complete` when every step was bypassed).
+    pub state: TaskState,
+    /// Step ids in template order.
+    pub steps: Vec<(String, StepId)>,
+    /// The stored context, schema defaults applied.
+    pub context: Value,
+    /// Bypassed (skipped) steps.
+    pub skipped: Vec<String>,
+    /// The identity hash stored.
+    pub identity_hash: String,
+    /// The correlation id stored.
+    pub correlation_id: String,
+}
+
+/// One step claimed for execution.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ClaimedStep {
+    /// The step.
+    pub step_id: StepId,
+    /// Its task.
+    pub task_id: TaskId,
+    /// The task's named task (template) row.
+    pub named_task_id: i64,
+    /// The step's name.
+    pub name: String,
+    /// This attempt's number (1 for the first); outcomes must quote it.
+    pub attempt: u32,
+    /// The step's attempt limit.
+    pub retry_limit: u32,
+    /// Whether the step came back from `error` (a retry).
+    pub retried: bool,
+    /// When the claim lapses unless extended.
+    pub lease_expires_at: DateTime<Utc>,
+}
+
+/// A batch of claimed steps.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct ClaimBatch {
+    /// The claimed steps, oldest ready first.
+    pub steps: Vec<ClaimedStep>,
+    /// Tasks that moved `pending → in_progress` with this claim.
+    pub started_tasks: Vec<TaskId>,
+}
+
+/// What a step handler needs to run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StepInputs {
+    /// The step.
+    pub step_id: StepId,
+    /// The task's context.
+    pub task_context: Value,
+    /// The step's own inputs.
+    pub inputs: Value,
+    /// Results of the step's parents, by step name.
+    pub parent_results: BTreeMap<String, Value>,
+}
+
+/// A failed attempt to record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepFailure {
+    /// The step.
+    pub step_id: StepId,
+    /// The attempt that failed (from [`ClaimedStep::attempt`]).
+    pub attempt: u32,
+    /// What the handler reported.
+    pub error: StepError,
+    /// The backoff before the next attempt, if one is allowed.
+    pub retry_delay: Duration,
+}
+
+/// The end of one attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StepOutcome {
+    /// The handler succeeded.
+    Success {
+        /// The step.
+        step_id: StepId,
+        /// The attempt that succeeded.
+        attempt: u32,
+        /// Its results.
+        results: Value,
+    },
+    /// The handler failed.
+    Failure(StepFailure),
+}
+
+impl StepOutcome {
+    /// The step this outcome is for.
+    pub fn step_id(&self) -> StepId {
+        match self {
+            StepOutcome::Success { step_id, .. } => *step_id,
+            StepOutcome::Failure(failure) => failure.step_id,
+        }
+    }
+}
+
+/// One recorded outcome.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RecordedStep {
+    /// The step.
+    pub step_id: StepId,
+    /// Its task.
+    pub task_id: TaskId,
+    /// Its new state (`complete` or `error`).
+    pub state: StepState,
+    /// Attempts so far.
+    pub attempts: u32,
+    /// When it may run again; `None` after success or when no attempt is left.
+    pub next_attempt_at: Option<DateTime<Utc>>,
+}
+
+/// What recording a batch of outcomes did.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct RecordReport {
+    /// Outcomes stored.
+    pub recorded: Vec<RecordedStep>,
+    /// Outcomes refused because the claim no longer holds (stale worker).
+    pub rejected: Vec<StepId>,
+    /// Steps that became ready because their last parent finished.
+    pub newly_ready: Vec<StepId>,
+    /// Tasks that reached a final state, with it.
+    pub finalized: Vec<(TaskId, TaskState)>,
+}
+
+/// Why a step is not ready; shown to operators verbatim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BlockingReason {
+    /// A parent is not done.
+    DependenciesNotSatisfied,
+    /// Failed; the next attempt is scheduled later.
+    WaitingForBackoff,
+    /// No attempts left, or a permanent error.
+    RetriesExhausted,
+    /// Another worker holds a live claim.
+    ClaimedElsewhere,
+    /// Finished, cancelled, or its task is not running.
+    InvalidState,
+}
+
+/// The Rails readiness report of one step (inventory §3.3).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StepReadiness {
+    /// The step.
+    pub workflow_step_id: StepId,
+    /// Its task.
+    pub task_id: TaskId,
+    /// Its named step.
+    pub named_step_id: i64,
+    /// Its name.
+    pub name: String,
+    /// Its state.
+    pub current_state: StepState,
+    /// Every parent is done.
+    pub dependencies_satisfied: bool,
+    /// Attempts remain and a retry is allowed.
+    pub retry_eligible: bool,
+    /// Claimable now.
+    pub ready_for_execution: bool,
+    /// When the last failure happened.
+    pub last_failure_at: Option<DateTime<Utc>>,
+    /// When a failed step may run again.
+    pub next_retry_at: Option<DateTime<Utc>>,
+    /// Parent count.
+    pub total_parents: u32,
+    /// Parents done.
+    pub completed_parents: u32,
+    /// Attempts so far.
+    pub attempts: u32,
+    /// Attempt limit.
+    pub retry_limit: u32,
+    /// The last backoff requested, in seconds.
+    pub backoff_request_seconds: Option<f64>,
+    /// When the last attempt started.
+    pub last_attempted_at: Option<DateTime<Utc>>,
+    /// Why it is not ready, when it is not.
+    pub blocking_reason: Option<BlockingReason>,
+}
+
+/// The task execution context's status (inventory §3.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExecutionStatus {
+    /// Some step can run now.
+    HasReadySteps,
+    /// Steps are running.
+    Processing,
+    /// A failed step can never run again and nothing else can proceed.
+    BlockedByFailures,
+    /// Every step is done.
+    AllComplete,
+    /// Waiting for parents or backoff.
+    WaitingForDependencies,
+}
+
+/// What the engine should do next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecommendedAction {
+    /// Run the ready steps.
+    ExecuteReadySteps,
+    /// Wait for running steps.
+    WaitForCompletion,
+    /// Resolve or retry failed steps.
+    HandleFailures,
+    /// Mark the task finished.
+    FinalizeTask,
+    /// Wait.
+    WaitForDependencies,
+}
+
+/// The task's health.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthStatus {
+    /// No failed steps.
+    Healthy,
+    /// Failed steps that will be retried.
+    Recovering,
+    /// Failed steps that cannot proceed.
+    Blocked,
+    /// None of the above.
+    Unknown,
+}
+
+/// The aggregated state of one task (inventory §3.4).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TaskExecutionContext {
+    /// The task.
+    pub task_id: TaskId,
+    /// Its named task.
+    pub named_task_id: i64,
+    /// Its state.
+    pub status: TaskState,
+    /// Steps in all.
+    pub total_steps: u32,
+    /// Steps pending.
+    pub pending_steps: u32,
+    /// Steps in progress.
+    pub in_progress_steps: u32,
+    /// Steps complete or resolved manually.
+    pub completed_steps: u32,
+    /// Steps in error.
+    pub failed_steps: u32,
+    /// Steps ready now.
+    pub ready_steps: u32,
+    /// Steps in error with no attempt left.
+    pub permanently_blocked_steps: u32,
+    /// The status.
+    pub execution_status: ExecutionStatus,
+    /// The next action.
+    pub recommended_action: RecommendedAction,
+    /// Done steps as a percentage, two decimals.
+    pub completion_percentage: f64,
+    /// The health.
+    pub health_status: HealthStatus,
+}
+
+/// A stored task.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TaskRecord {
+    /// The task.
+    pub task_id: TaskId,
+    /// Its named task row.
+    pub named_task_id: i64,
+    /// Template namespace.
+    pub namespace: String,
+    /// Template name.
+    pub name: String,
+    /// Template version.
+    pub version: String,
+    /// Current state.
+    pub state: TaskState,
+    /// The context.
+    pub context: Value,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Bypassed steps.
+    pub bypass_steps: Vec<String>,
+    /// Who asked.
+    pub initiator: String,
+    /// Which system asked.
+    pub source_system: String,
+    /// Why.
+    pub reason: String,
+    /// Identity hash.
+    pub identity_hash: String,
+    /// Correlation id.
+    pub correlation_id: String,
+    /// Steps in all.
+    pub total_steps: u32,
+    /// Steps done.
+    pub done_steps: u32,
+    /// Steps with no attempt left.
+    pub blocked_steps: u32,
+    /// Steps running, ready or waiting for backoff.
+    pub active_steps: u32,
+    /// When requested.
+    pub requested_at: DateTime<Utc>,
+    /// When created.
+    pub created_at: DateTime<Utc>,
+    /// When last changed.
+    pub updated_at: DateTime<Utc>,
+    /// When it reached a final state.
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+/// A stored step.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StepRecord {
+    /// The step.
+    pub step_id: StepId,
+    /// Its task.
+    pub task_id: TaskId,
+    /// Its name.
+    pub name: String,
+    /// Template order.
+    pub position: u32,
+    /// Current state.
+    pub state: StepState,
+    /// Attempts so far.
+    pub attempts: u32,
+    /// Attempt limit.
+    pub retry_limit: u32,
+    /// Retry allowed after a failure.
+    pub retryable: bool,
+    /// Skippable by request.
+    pub skippable: bool,
+    /// Results of the successful attempt (or of manual resolution).
+    pub results: Option<Value>,
+    /// The last error.
+    pub last_error: Option<Value>,
+    /// Claim owner.
+    pub claim_owner: Option<String>,
+    /// Lease expiry.
+    pub lease_expires_at: Option<DateTime<Utc>>,
+    /// Next attempt time.
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    /// Parents not yet done.
+    pub unfinished_parents: u32,
+    /// Parent count.
+    pub total_parents: u32,
+    /// When the last attempt started.
+    pub last_attempted_at: Option<DateTime<Utc>>,
+    /// When it finished.
+    pub processed_at: Option<DateTime<Utc>>,
+    /// When created.
+    pub created_at: DateTime<Utc>,
+    /// When last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One row of a transition history.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TransitionRecord {
+    /// The state before (none for a task's or step's first recorded state).
+    pub from_state: Option<String>,
+    /// The state after.
+    pub to_state: String,
+    /// Order within the entity's history (10, 20, ...).
+    pub sort_key: i32,
+    /// Whether this is the current state.
+    pub most_recent: bool,
+    /// Caller metadata.
+    pub metadata: Value,
+    /// When.
+    pub created_at: DateTime<Utc>,
+}
+
+/// Which tasks to list.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TaskFilter {
+    /// Template namespace.
+    pub namespace: Option<String>,
+    /// Template name.
+    pub name: Option<String>,
+    /// Template version.
+    pub version: Option<String>,
+    /// Current state.
+    pub state: Option<TaskState>,
+    /// Annotation `(type name, key, value)`: tasks with an annotation of that type whose JSON
+    /// has `key` equal to `value`.
+    pub annotation: Option<(String, String, Value)>,
+    /// Page size (default 25, at most 1,000).
+    pub limit: Option<u64>,
+    /// Rows to skip.
+    pub offset: Option<u64>,
+}
+
+/// One page of results.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Page<T> {
+    /// The rows.
+    pub items: Vec<T>,
+    /// Rows matching in all.
+    pub total: u64,
+    /// Page size used.
+    pub limit: u64,
+    /// Rows skipped.
+    pub offset: u64,
+}
+
+/// System-wide counts for health endpoints.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct HealthCounts {
+    /// Tasks by state name.
+    pub tasks_by_state: BTreeMap<String, u64>,
+    /// Steps by state name.
+    pub steps_by_state: BTreeMap<String, u64>,
+    /// Steps ready to claim now.
+    pub ready_steps: u64,
+    /// Steps under a live claim.
+    pub claimed_steps: u64,
+    /// Claims past their lease.
+    pub expired_claims: u64,
+}
+
+/// A slow task.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SlowTask {
+    /// The task.
+    pub task_id: TaskId,
+    /// `namespace/name@version`.
+    pub full_name: String,
+    /// Creation to completion, in milliseconds.
+    pub duration_ms: f64,
+    /// Final state.
+    pub state: TaskState,
+}
+
+/// A slow step.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SlowStep {
+    /// The step.
+    pub step_id: StepId,
+    /// Its task.
+    pub task_id: TaskId,
+    /// Its name.
+    pub name: String,
+    /// Last attempt start to completion, in milliseconds.
+    pub duration_ms: f64,
+    /// Attempts it took.
+    pub attempts: u32,
+}
+
+/// Failed attempts of one step name.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StepErrorCount {
+    /// The step name.
+    pub name: String,
+    /// Failed attempts recorded.
+    pub errors: u64,
+}
+
+/// Analytics over tasks created since a time.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TaskAnalytics {
+    /// Tasks created in the window.
+    pub total_tasks: u64,
+    /// Of those, complete.
+    pub completed_tasks: u64,
+    /// Of those, in error.
+    pub failed_tasks: u64,
+    /// Median task duration (ms) of finished tasks, by nearest rank.
+    pub duration_p50_ms: Option<f64>,
+    /// 95th percentile.
+    pub duration_p95_ms: Option<f64>,
+    /// 99th percentile.
+    pub duration_p99_ms: Option<f64>,
+    /// Slowest finished tasks.
+    pub slowest_tasks: Vec<SlowTask>,
+    /// Slowest completed steps.
+    pub slowest_steps: Vec<SlowStep>,
+    /// Failed attempts by step name, most first.
+    pub errors_by_step: Vec<StepErrorCount>,
+}

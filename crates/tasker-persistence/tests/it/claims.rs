@@ -1,0 +1,216 @@
+//! Claims and leases: stale owners, expired leases, concurrent workers.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::json;
+use tasker_domain::{StepState, TaskState};
+use tasker_persistence::{StepOutcome, StoreError};
+
+use crate::support::*;
+
+const LEASE: Duration = Duration::from_secs(30);
+
+#[tokio::test]
+async fn a_stale_owner_cannot_record_over_a_newer_attempt() {
+    on_each_database(|store, _| async move {
+        let registered = register(&store, &shape("leased", &[("slow", &[])], 3)).await;
+        let created = create(&store, &registered, request_for(&registered.template)).await;
+        let first = store
+            .claim_ready_steps("worker-a", 10, LEASE, t0())
+            .await?
+            .steps;
+        assert_eq!(first.len(), 1);
+        assert_eq!(
+            store
+                .extend_leases("worker-b", &[first[0].step_id], LEASE, at(10.0))
+                .await?,
+            0,
+            "only the owner extends"
+        );
+        assert_eq!(
+            store
+                .extend_leases("worker-a", &[first[0].step_id], LEASE, at(10.0))
+                .await?,
+            1
+        );
+        assert!(
+            store.reclaim_expired(at(35.0)).await?.recorded.is_empty(),
+            "the extended lease runs to 40 s"
+        );
+
+        // worker-a stalls; its lease expires and the attempt is failed as LEASE_EXPIRED.
+        let reclaimed = store.reclaim_expired(at(41.0)).await?;
+        assert_eq!(reclaimed.recorded.len(), 1);
+        assert_eq!(reclaimed.recorded[0].next_attempt_at, Some(at(41.0)));
+        let step = store.step(first[0].step_id).await?;
+        assert_eq!(step.last_error.unwrap()["error_code"], "LEASE_EXPIRED");
+
+        let second = store
+            .claim_ready_steps("worker-b", 10, LEASE, at(41.0))
+            .await?
+            .steps;
+        assert_eq!((second[0].attempt, second[0].retried), (2, true));
+        let stale = StepOutcome::Success {
+            step_id: first[0].step_id,
+            attempt: first[0].attempt,
+            results: json!({"from": "a"}),
+        };
+        let report = store
+            .record_outcomes("worker-a", vec![stale], at(42.0))
+            .await?;
+        assert_eq!(report.rejected, [first[0].step_id]);
+        let wrong_attempt = StepOutcome::Success {
+            step_id: second[0].step_id,
+            attempt: 1,
+            results: json!({}),
+        };
+        assert_eq!(
+            store
+                .record_outcomes("worker-b", vec![wrong_attempt], at(42.0))
+                .await?
+                .rejected
+                .len(),
+            1
+        );
+
+        let good = StepOutcome::Success {
+            step_id: second[0].step_id,
+            attempt: 2,
+            results: json!({"from": "b"}),
+        };
+        let report = store
+            .record_outcomes("worker-b", vec![good], at(43.0))
+            .await?;
+        assert_eq!(report.finalized, [(created.task_id, TaskState::Complete)]);
+        assert_eq!(
+            store.step(first[0].step_id).await?.results,
+            Some(json!({"from": "b"}))
+        );
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_abandoned_claim_runs_again_after_its_lease_and_counts_its_attempt() {
+    on_each_database(|store, _| async move {
+        let registered = register(&store, &shape("crashy", &[("once", &[])], 1)).await;
+        let created = create(&store, &registered, request_for(&registered.template)).await;
+        store.claim_ready_steps("crashed", 10, LEASE, t0()).await?;
+        // retry_limit 1: the abandoned attempt was the only one, so the task ends in error.
+        let report = store.reclaim_expired(at(31.0)).await?;
+        assert_eq!(report.finalized, [(created.task_id, TaskState::Error)]);
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn concurrent_claim_loops_never_share_a_live_claim() {
+    on_each_database(|store, backend| async move {
+        let registered = register(&store, &diamond()).await;
+        let mut tasks = Vec::new();
+        for _ in 0..25 {
+            tasks.push(
+                create(&store, &registered, request_for(&registered.template))
+                    .await
+                    .task_id,
+            );
+        }
+        let seen: Arc<Mutex<HashSet<(tasker_domain::StepId, u32)>>> = Arc::default();
+        let duplicates = Arc::new(Mutex::new(0usize));
+        let mut workers = Vec::new();
+        for w in 0..6 {
+            let store = store.clone();
+            let seen = seen.clone();
+            let duplicates = duplicates.clone();
+            workers.push(tokio::spawn(async move {
+                let owner = format!("worker-{w}");
+                let mut idle_rounds = 0;
+                while idle_rounds < 20 {
+                    let batch = store
+                        .claim_ready_steps(&owner, 3, LEASE, t0())
+                        .await
+                        .unwrap();
+                    if batch.steps.is_empty() {
+                        idle_rounds += 1;
+                        tokio::task::yield_now().await;
+                        continue;
+                    }
+                    idle_rounds = 0;
+                    let mut outcomes = Vec::new();
+                    for step in batch.steps {
+                        if !seen.lock().unwrap().insert((step.step_id, step.attempt)) {
+                            *duplicates.lock().unwrap() += 1;
+                        }
+                        outcomes.push(StepOutcome::Success {
+                            step_id: step.step_id,
+                            attempt: step.attempt,
+                            results: json!({}),
+                        });
+                    }
+                    let report = store.record_outcomes(&owner, outcomes, t0()).await.unwrap();
+                    assert!(report.rejected.is_empty());
+                }
+            }));
+        }
+        for worker in workers {
+            worker.await?;
+        }
+        assert_eq!(
+            *duplicates.lock().unwrap(),
+            0,
+            "{backend}: a step attempt was claimed twice"
+        );
+        assert_eq!(
+            seen.lock().unwrap().len(),
+            100,
+            "{backend}: every step ran exactly once"
+        );
+        for task in tasks {
+            assert_eq!(store.task(task).await?.state, TaskState::Complete);
+        }
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn of_two_concurrent_writers_exactly_one_wins() {
+    on_each_database(|store, _| async move {
+        let registered = register(&store, &diamond()).await;
+        let created = create(&store, &registered, request_for(&registered.template)).await;
+        let step = step_id(&created, "a");
+        let attempts = (0..4).map(|i| {
+            let store = store.clone();
+            async move {
+                store
+                    .transition_step(
+                        step,
+                        StepState::Pending,
+                        StepState::ResolvedManually,
+                        None,
+                        json!({"writer": i}),
+                        at(1.0),
+                    )
+                    .await
+            }
+        });
+        let results = futures::future::join_all(attempts).await;
+        let wins = results.iter().filter(|r| r.is_ok()).count();
+        assert_eq!(wins, 1, "{results:?}");
+        assert!(
+            results
+                .iter()
+                .filter(|r| r.is_err())
+                .all(|r| matches!(r, Err(StoreError::Conflict { .. })))
+        );
+        let history = store.step_transitions(step).await?;
+        assert_eq!(history.len(), 1);
+        assert_eq!(store.task(created.task_id).await?.done_steps, 1);
+        Ok(())
+    })
+    .await;
+}

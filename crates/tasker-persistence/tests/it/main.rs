@@ -1,0 +1,8 @@
+//! The store's suite: every test runs on SQLite, and again on PostgreSQL when
+//! `TASKER_TEST_DATABASE_URL` is set, each on its own fresh database.
+
+mod bad_input;
+mod claims;
+mod lifecycle;
+mod queries;
+mod support;

@@ -1,0 +1,165 @@
+//! Listing, annotations, health counts, analytics, template lookup and migrations.
+
+use std::time::Duration;
+
+use serde_json::json;
+use tasker_domain::TaskState;
+use tasker_persistence::{StepOutcome, TaskFilter};
+
+use crate::support::*;
+
+#[tokio::test]
+async fn templates_resolve_latest_by_semver() {
+    on_each_database(|store, _| async move {
+        for version in ["1.2.0", "1.10.0", "1.9.3"] {
+            let mut t = diamond();
+            t.version = version.parse()?;
+            register(&store, &t).await;
+        }
+        let latest = store.find_template("default", "diamond", None).await?;
+        assert_eq!(latest.template.version.to_string(), "1.10.0");
+        let exact = store
+            .find_template("default", "diamond", Some(&"1.9.3".parse()?))
+            .await?;
+        assert_eq!(exact.template.version.to_string(), "1.9.3");
+        assert_eq!(exact.named_step_ids.len(), 4);
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn tasks_list_filter_and_paginate() {
+    on_each_database(|store, _| async move {
+        let diamond = register(&store, &diamond()).await;
+        let mut other = shape("other", &[("x", &[])], 3);
+        other.namespace_name = "ops".into();
+        let other = register(&store, &other).await;
+        let mut ids = Vec::new();
+        for _ in 0..3 {
+            ids.push(
+                create(&store, &diamond, request_for(&diamond.template))
+                    .await
+                    .task_id,
+            );
+        }
+        let ops = create(&store, &other, request_for(&other.template))
+            .await
+            .task_id;
+        store
+            .annotate_task(ids[1], "review", json!({"ticket": "T-1"}), t0())
+            .await?;
+
+        let page = store
+            .list_tasks(&TaskFilter {
+                namespace: Some("ops".into()),
+                ..Default::default()
+            })
+            .await?;
+        assert_eq!((page.total, page.items[0].task_id), (1, ops));
+        let page = store
+            .list_tasks(&TaskFilter {
+                name: Some("diamond".into()),
+                limit: Some(2),
+                offset: Some(2),
+                ..Default::default()
+            })
+            .await?;
+        assert_eq!((page.total, page.items.len()), (3, 1));
+        let annotated = TaskFilter {
+            annotation: Some(("review".into(), "ticket".into(), json!("T-1"))),
+            ..Default::default()
+        };
+        let page = store.list_tasks(&annotated).await?;
+        assert_eq!(
+            page.items.iter().map(|t| t.task_id).collect::<Vec<_>>(),
+            [ids[1]]
+        );
+        let page = store
+            .list_tasks(&TaskFilter {
+                state: Some(TaskState::Complete),
+                ..Default::default()
+            })
+            .await?;
+        assert_eq!(page.total, 0);
+        assert_eq!(
+            store.annotations(ids[1]).await?,
+            [("review".to_owned(), json!({"ticket": "T-1"}))]
+        );
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn health_counts_and_analytics_come_from_real_rows() {
+    on_each_database(|store, _| async move {
+        let registered = register(&store, &shape("timed", &[("only", &[])], 1)).await;
+        for (i, secs) in [2.0, 4.0, 6.0].into_iter().enumerate() {
+            create(&store, &registered, request_for(&registered.template)).await;
+            let claimed = store
+                .claim_ready_steps("w", 1, Duration::from_secs(30), t0())
+                .await?
+                .steps;
+            let outcome = if i == 2 {
+                StepOutcome::Failure(tasker_persistence::StepFailure {
+                    step_id: claimed[0].step_id,
+                    attempt: 1,
+                    error: tasker_domain::StepError::retryable("nope"),
+                    retry_delay: Duration::ZERO,
+                })
+            } else {
+                StepOutcome::Success {
+                    step_id: claimed[0].step_id,
+                    attempt: 1,
+                    results: json!({}),
+                }
+            };
+            store.record_outcomes("w", vec![outcome], at(secs)).await?;
+        }
+        create(&store, &registered, request_for(&registered.template)).await;
+        let health = store.health_counts(t0()).await?;
+        assert_eq!(health.tasks_by_state.get("complete"), Some(&2));
+        assert_eq!(health.tasks_by_state.get("error"), Some(&1));
+        assert_eq!(health.tasks_by_state.get("pending"), Some(&1));
+        assert_eq!(health.ready_steps, 1);
+        let analytics = store.analytics(t0(), 2).await?;
+        assert_eq!(
+            (
+                analytics.total_tasks,
+                analytics.completed_tasks,
+                analytics.failed_tasks
+            ),
+            (4, 2, 1)
+        );
+        assert_eq!(analytics.duration_p50_ms, Some(4000.0));
+        assert_eq!(analytics.duration_p99_ms, Some(6000.0));
+        assert_eq!(
+            analytics
+                .slowest_tasks
+                .iter()
+                .map(|t| t.duration_ms)
+                .collect::<Vec<_>>(),
+            [6000.0, 4000.0]
+        );
+        assert_eq!(analytics.slowest_steps[0].duration_ms, 4000.0);
+        assert_eq!(analytics.errors_by_step[0].name, "only");
+        assert_eq!(analytics.errors_by_step[0].errors, 1);
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn migrations_roll_down_and_up_again() {
+    on_each_database(|store, _| async move {
+        use tasker_migrations::MigratorTrait;
+        use tasker_persistence::Migrator;
+        Migrator::down(store.connection(), None).await?;
+        assert!(store.find_template("default", "x", None).await.is_err());
+        Migrator::up(store.connection(), None).await?;
+        register(&store, &diamond()).await;
+        Ok(())
+    })
+    .await;
+}
