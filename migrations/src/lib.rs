@@ -17,6 +17,9 @@ pub struct Migrator;
 
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261126_000001_create_core_tables::Migration)]
+        vec![
+            Box::new(m20261126_000001_create_core_tables::Migration),
+            // `cargo xtask migrate new` adds migrations above this line.
+        ]
     }
 }

@@ -5,6 +5,7 @@
 
 mod ci;
 mod layers;
+mod migrate;
 
 use std::process::ExitCode;
 
@@ -27,12 +28,18 @@ enum Task {
     LintLayers,
     /// Run what CI runs: fmt, clippy, lint-layers, tests; stop at the first failure
     Ci,
+    /// Database migrations against TASKER_DATABASE_URL (default sqlite://tasker.db?mode=rwc)
+    Migrate {
+        #[command(subcommand)]
+        action: migrate::Action,
+    },
 }
 
 fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Task::LintLayers => layers::run(),
         Task::Ci => ci::run(),
+        Task::Migrate { action } => migrate::run(action),
     };
     // `{:#}` prints the context chain on one line, without anyhow's backtrace.
     match result {
