@@ -68,11 +68,11 @@ impl DependencyGraph {
         for (name, deps) in &steps {
             let child = index[*name];
             for dep in deps {
-                if let Some(&parent) = index.get(*dep) {
-                    if !parents[child].contains(&parent) {
-                        parents[child].push(parent);
-                        children[parent].push(child);
-                    }
+                if let Some(&parent) = index.get(*dep)
+                    && !parents[child].contains(&parent)
+                {
+                    parents[child].push(parent);
+                    children[parent].push(child);
                 }
             }
         }

@@ -392,12 +392,9 @@ impl TaskTemplate {
                     | TemplateErrorKind::UnknownDependency { .. }
             )
         });
-        if !structural {
-            if let Some(cycle) = self.graph().find_cycle() {
-                let steps: Vec<String> = cycle.iter().map(|s| (*s).to_owned()).collect();
-                errors
-                    .push(TemplateError::new(TemplateErrorKind::Cycle { steps }).in_step(cycle[0]));
-            }
+        if !structural && let Some(cycle) = self.graph().find_cycle() {
+            let steps: Vec<String> = cycle.iter().map(|s| (*s).to_owned()).collect();
+            errors.push(TemplateError::new(TemplateErrorKind::Cycle { steps }).in_step(cycle[0]));
         }
         if let Some(Err(err)) = self.context_schema() {
             errors.push(TemplateError::new(TemplateErrorKind::InvalidSchema {

@@ -257,12 +257,8 @@ pub(super) fn parse(
                 .location()
                 .map_or((None, None), |l| (Some(l.line()), Some(l.column())));
             let step = step_of_path(&path, lenient.as_ref());
-            return Err(located(
-                classify(&path, &inner.to_string()),
-                line,
-                column,
-                step,
-            ));
+            let message = strip_location(&inner.to_string(), line.zip(column));
+            return Err(located(classify(&path, &message), line, column, step));
         }
     };
     let mut errors = Vec::new();
@@ -358,7 +354,6 @@ fn convert(raw: RawTemplate, errors: &mut Vec<TemplateError>) -> TaskTemplate {
 
 /// Turns a serde error into a kind: unknown and missing keys get their own kinds.
 fn classify(path: &str, message: &str) -> TemplateErrorKind {
-    let message = strip_location(message);
     let message = message
         .strip_prefix(&format!("{path}: "))
         .unwrap_or(message);
@@ -384,10 +379,24 @@ fn classify(path: &str, message: &str) -> TemplateErrorKind {
     TemplateErrorKind::Syntax { message }
 }
 
-fn strip_location(message: &str) -> &str {
-    match message.rfind(" at line ") {
-        Some(at) if message[at..].contains(" column ") => &message[..at],
-        _ => message,
+/// The message without the position the error is already located at. Parser errors carry two
+/// positions (`did not find expected ',' or '}' at line 12 column 1, while parsing a flow
+/// mapping at line 10 column 21`): only the first repeats the error's location; the second,
+/// where the unclosed construct began, is what the author needs, so it stays.
+fn strip_location(message: &str, location: Option<(usize, usize)>) -> String {
+    let Some((line, column)) = location else {
+        return match message.rfind(" at line ") {
+            Some(at) if message[at..].contains(" column ") => message[..at].to_owned(),
+            _ => message.to_owned(),
+        };
+    };
+    let own = format!(" at line {line} column {column}");
+    let end_of_own = |&(at, _): &(usize, &str)| {
+        !message[at + own.len()..].starts_with(|c: char| c.is_ascii_digit())
+    };
+    match message.match_indices(&own).find(end_of_own) {
+        Some((at, _)) => format!("{}{}", &message[..at], &message[at + own.len()..]),
+        None => message.to_owned(),
     }
 }
 

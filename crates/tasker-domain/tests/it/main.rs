@@ -1,0 +1,5 @@
+//! Integration tests for `tasker-domain`: properties of template parsing and the dependency
+//! graph over random workflows and random input, and parser messages as authors read them.
+
+mod template_messages;
+mod template_props;
