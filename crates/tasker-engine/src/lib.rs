@@ -1,11 +1,35 @@
-//! The Tasker orchestration engine: handler registry, step handler traits (including the
-//! built-in HTTP API handler), and the coordinator that claims ready steps, runs them, records
-//! outcomes and finalizes tasks.
+//! The Tasker orchestration engine: the handler registry, the step handler trait and built-in
+//! handlers (including `tasker::http`), and the coordinator that claims ready steps, runs them
+//! concurrently, records outcomes in batches and lets the store finalize tasks.
 //!
 //! Who depends on it: `tasker-api`, `tasker-blog-examples`, `tasker-server`, and applications
 //! that register their own step handlers.
 //!
-//! Architecture Invariant: depends on domain, state-machine, events and persistence only; never
-//! branches on the database backend (persistence hides it); time comes from an injectable clock.
-//!
-//! Status: filled in by the engine issue; this crate holds the layer's place.
+//! Architecture Invariants:
+//! - Depends on domain, state-machine, events and persistence only; never branches on the
+//!   database backend.
+//! - The database is the source of truth: in-process state is a cache and a wake-up signal, so a
+//!   crash loses nothing; another engine reclaims the work when the lease expires.
+//! - Time comes from an injectable [`Clock`]: backoff, timeouts, leases and the idle timer all
+//!   read it, so tests never sleep.
+//! - A handler can neither block nor crash the coordinator: each attempt runs in its own task,
+//!   panics are caught and recorded as failed attempts.
+
+mod builtin;
+mod clock;
+mod config;
+mod engine;
+mod error;
+mod handler;
+mod registry;
+
+pub use builtin::{
+    EchoHandler, FailHandler, HttpHandler, HttpResponse, NoopHandler, ResponseClassifier,
+    SleepHandler,
+};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::EngineConfig;
+pub use engine::{Engine, EngineBuilder, EngineEvent};
+pub use error::EngineError;
+pub use handler::{StepContext, StepHandler, TaskHooks};
+pub use registry::{RegisteredTask, Registry};

@@ -18,6 +18,8 @@
 pub mod entities;
 mod error;
 mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod time;
 
 pub use error::StoreError;

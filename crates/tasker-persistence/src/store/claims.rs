@@ -185,6 +185,43 @@ impl Store {
         })
     }
 
+    /// The earliest future time at which a step whose parents are done becomes claimable (a
+    /// backoff expiring), for the engine's timer. Steps already due are not counted.
+    pub async fn next_attempt_due(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let row = self
+            .db
+            .query_one_raw(stmt(
+                self.backend(),
+                "SELECT MIN(next_attempt_at) AS due FROM tasker_workflow_steps \
+                 WHERE unfinished_parents = 0 AND next_attempt_at IS NOT NULL AND next_attempt_at > $1",
+                vec![to_micros(now).into()],
+            ))
+            .await?;
+        Ok(match row {
+            Some(row) => get::<Option<i64>>(&row, "due")?.map(from_micros),
+            None => None,
+        })
+    }
+
+    /// The earliest lease expiry among live claims, for the engine's reclaim timer.
+    pub async fn next_lease_expiry(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let row = self
+            .db
+            .query_one_raw(stmt(
+                self.backend(),
+                "SELECT MIN(lease_expires_at) AS due FROM tasker_workflow_steps WHERE lease_expires_at IS NOT NULL",
+                vec![],
+            ))
+            .await?;
+        Ok(match row {
+            Some(row) => get::<Option<i64>>(&row, "due")?.map(from_micros),
+            None => None,
+        })
+    }
+
     /// Extends the leases `owner` holds on `steps`; returns how many it still held.
     pub async fn extend_leases(
         &self,
@@ -274,7 +311,7 @@ impl Store {
         let ids: Vec<Value> = steps.iter().map(|s| Value::from(s.as_uuid())).collect();
         let rows = query_in_chunks(
             &self.db,
-            "SELECT s.workflow_step_id, s.inputs, t.context FROM tasker_workflow_steps s \
+            "SELECT s.workflow_step_id, s.inputs, t.context, t.correlation_id FROM tasker_workflow_steps s \
              JOIN tasker_tasks t ON t.task_id = s.task_id WHERE s.workflow_step_id IN ({ids})",
             vec![],
             &ids,
@@ -307,6 +344,7 @@ impl Store {
                 StepInputs {
                     step_id: StepId(id),
                     task_context: get(&row, "context")?,
+                    correlation_id: get(&row, "correlation_id")?,
                     inputs: get(&row, "inputs")?,
                     parent_results: parent_results.remove(&id).unwrap_or_default(),
                 },

@@ -81,6 +81,36 @@ impl Store {
     }
 }
 
+impl Store {
+    /// The template stored as named task `named_task_id`.
+    pub async fn find_template_by_id(
+        &self,
+        named_task_id: i64,
+    ) -> Result<RegisteredTemplate, StoreError> {
+        let row = self
+            .db
+            .query_one_raw(stmt(
+                self.backend(),
+                "SELECT configuration FROM tasker_named_tasks WHERE named_task_id = $1",
+                vec![named_task_id.into()],
+            ))
+            .await?
+            .ok_or_else(|| StoreError::TemplateNotFound {
+                namespace: String::new(),
+                name: format!("#{named_task_id}"),
+                version: None,
+            })?;
+        let template: TaskTemplate = serde_json::from_value(get(&row, "configuration")?)
+            .map_err(|e| StoreError::malformed("task template", e))?;
+        let named_step_ids = named_step_ids(&self.db, named_task_id).await?;
+        Ok(RegisteredTemplate {
+            named_task_id,
+            template: Arc::new(template),
+            named_step_ids,
+        })
+    }
+}
+
 async fn named_step_ids<C: ConnectionTrait>(
     db: &C,
     named_task_id: i64,

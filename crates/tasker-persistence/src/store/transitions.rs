@@ -9,7 +9,7 @@
 //! step is done and `error` otherwise. That is the whole finalization rule, checked in the same
 //! transaction as the change that zeroes the counter.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, Value};
@@ -171,17 +171,37 @@ pub(crate) async fn release_children<C: ConnectionTrait>(
         return Ok(Vec::new());
     }
     let ids: Vec<Value> = finished.iter().copied().map(Value::from).collect();
-    let rows = query_in_chunks(
+    // Count finished parents per child through the (from, to) index, then decrement each group
+    // of children with the same count in one statement: cost follows the edges leaving the
+    // finished steps, never the size of the task or a child's fan-in.
+    let counts = query_in_chunks(
         db,
-        "UPDATE tasker_workflow_steps SET updated_at = $1, unfinished_parents = unfinished_parents - \
-         (SELECT COUNT(*) FROM tasker_workflow_step_edges e WHERE e.to_step_id = tasker_workflow_steps.workflow_step_id \
-          AND e.from_step_id IN ({ids})) \
-         WHERE workflow_step_id IN (SELECT to_step_id FROM tasker_workflow_step_edges WHERE from_step_id IN ({ids})) \
-         RETURNING workflow_step_id, task_id, state, unfinished_parents, next_attempt_at",
-        vec![now.into()],
+        "SELECT to_step_id, COUNT(*) AS n FROM tasker_workflow_step_edges WHERE from_step_id IN ({ids}) GROUP BY to_step_id",
+        vec![],
         &ids,
     )
     .await?;
+    let mut by_count: BTreeMap<i64, Vec<Value>> = BTreeMap::new();
+    for row in counts {
+        by_count
+            .entry(get::<i64>(&row, "n")?)
+            .or_default()
+            .push(Value::from(get::<Uuid>(&row, "to_step_id")?));
+    }
+    let mut rows = Vec::new();
+    for (count, children) in by_count {
+        rows.extend(
+            query_in_chunks(
+                db,
+                "UPDATE tasker_workflow_steps SET updated_at = $1, unfinished_parents = unfinished_parents - $2 \
+                 WHERE workflow_step_id IN ({ids}) \
+                 RETURNING workflow_step_id, task_id, state, unfinished_parents, next_attempt_at",
+                vec![now.into(), i32::try_from(count).unwrap_or(i32::MAX).into()],
+                &children,
+            )
+            .await?,
+        );
+    }
     let mut ready = Vec::new();
     for row in rows {
         let state: String = get(&row, "state")?;
@@ -508,6 +528,59 @@ impl Store {
         }
         txn.commit().await?;
         Ok(TransitionOutcome::Transitioned(transition))
+    }
+}
+
+impl Store {
+    /// Sends a task in `error` back to `pending` without touching its steps, for when an
+    /// operator has resolved what blocked it. If nothing can run, it is finalized again at once
+    /// (`complete` when every step is now done). Returns the task's state afterwards.
+    pub async fn reopen_task(
+        &self,
+        task_id: TaskId,
+        now: DateTime<Utc>,
+    ) -> Result<TaskState, StoreError> {
+        let txn = self.write_txn().await?;
+        let now = to_micros(now);
+        let row = txn
+            .query_one_raw(stmt(
+                self.backend(),
+                "UPDATE tasker_tasks SET state = 'pending', complete = FALSE, completed_at = NULL, \
+                 last_sort_key = last_sort_key + 10, updated_at = $1 WHERE task_id = $2 AND state = 'error' \
+                 RETURNING last_sort_key",
+                vec![now.into(), task_id.as_uuid().into()],
+            ))
+            .await?;
+        let Some(row) = row else {
+            let task = self.task(task_id).await?;
+            return Err(conflict(
+                "task",
+                task_id.to_string(),
+                "error",
+                task.state.as_str(),
+            ));
+        };
+        write_task_transitions(
+            &txn,
+            vec![TransitionRow {
+                id: task_id.as_uuid(),
+                from_state: Some("error"),
+                to_state: "pending",
+                sort_key: get(&row, "last_sort_key")?,
+                most_recent: true,
+                metadata: json!({"reason": "reopened"}),
+            }],
+            now,
+            true,
+        )
+        .await?;
+        let mut deltas = HashMap::new();
+        deltas.insert(task_id.as_uuid(), TaskDelta::default());
+        let finalized = apply_task_deltas(&txn, deltas, now).await?;
+        txn.commit().await?;
+        Ok(finalized
+            .first()
+            .map_or(TaskState::Pending, |(_, state)| *state))
     }
 }
 

@@ -88,6 +88,8 @@ pub struct StepInputs {
     pub step_id: StepId,
     /// The task's context.
     pub task_context: Value,
+    /// The task's correlation id.
+    pub correlation_id: String,
     /// The step's own inputs.
     pub inputs: Value,
     /// Results of the step's parents, by step name.

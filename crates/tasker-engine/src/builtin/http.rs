@@ -1,0 +1,392 @@
+//! `tasker::http`, the API step handler: one HTTP call from `handler_config`, the response
+//! classified as in the Rails engine (inventory §5.3), with a handler's own classifier first
+//! (G17) and `Retry-After` honoured.
+//!
+//! `handler_config`: `url` (required), `method` (default `GET`), `headers` (object), `query`
+//! (object), `body` (JSON), `timeout` (seconds or `"30s"`, default 30 s), `success_codes` (list,
+//! default 200–226).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tasker_domain::template::TimeoutValue;
+use tasker_domain::{StepError, parse_retry_after};
+
+use crate::handler::{StepContext, StepHandler};
+
+/// A response as classifiers see it. Header names are lower-case.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpResponse {
+    /// Status code.
+    pub status: u16,
+    /// Headers.
+    pub headers: BTreeMap<String, String>,
+    /// The body: parsed JSON when it is JSON, else a string.
+    pub body: Value,
+}
+
+impl HttpResponse {
+    /// The results a successful call stores.
+    pub fn to_results(&self) -> Value {
+        json!({"status": self.status, "headers": self.headers, "body": self.body})
+    }
+}
+
+/// Classifies a response before the default rules: `Some` decides, `None` defers. Lets a handler
+/// treat, say, 409 Conflict as idempotent success.
+pub trait ResponseClassifier: Send + Sync + 'static {
+    /// The handler's own verdict, if it has one.
+    fn classify(
+        &self,
+        step: &StepContext,
+        response: &HttpResponse,
+    ) -> Option<Result<Value, StepError>>;
+}
+
+/// The HTTP step handler.
+#[derive(Clone)]
+pub struct HttpHandler {
+    client: reqwest::Client,
+    classifier: Option<Arc<dyn ResponseClassifier>>,
+}
+
+impl Default for HttpHandler {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl HttpHandler {
+    /// A handler with the default classification.
+    pub fn new() -> Self {
+        Self {
+            client: reqwest::Client::new(),
+            classifier: None,
+        }
+    }
+
+    /// Runs `classifier` before the default classification.
+    pub fn with_classifier(mut self, classifier: Arc<dyn ResponseClassifier>) -> Self {
+        self.classifier = Some(classifier);
+        self
+    }
+}
+
+fn invalid(message: impl Into<String>) -> StepError {
+    StepError::permanent(message, "INVALID_CONFIG")
+}
+
+/// The default classification: success codes succeed; 429 and 503 retry after `Retry-After`;
+/// 400, 401, 403, 404 and 422 are permanent; anything else is retried with backoff.
+pub(crate) fn classify(
+    response: &HttpResponse,
+    success: &dyn Fn(u16) -> bool,
+) -> Result<Value, StepError> {
+    let status = response.status;
+    if success(status) {
+        return Ok(response.to_results());
+    }
+    let code = format!("HTTP_{status}");
+    let context = json!({"response_status": status, "response_body": response.body});
+    let message = format!("HTTP {status}");
+    match status {
+        429 | 503 => {
+            let mut error = StepError::retryable(message)
+                .with_code(code)
+                .with_context(context);
+            if let Some(value) = response.headers.get("retry-after")
+                && let Ok(delay) = parse_retry_after(value, chrono::Utc::now())
+            {
+                error = error.with_retry_after(delay.max(Duration::from_secs(1)));
+            }
+            Err(error)
+        }
+        400 | 401 | 403 | 404 | 422 => {
+            Err(StepError::permanent(message, code).with_context(context))
+        }
+        _ => Err(StepError::retryable(message)
+            .with_code(code)
+            .with_context(context)),
+    }
+}
+
+#[async_trait::async_trait]
+impl StepHandler for HttpHandler {
+    async fn handle(&self, step: StepContext) -> Result<Value, StepError> {
+        let config = &step.config;
+        let url = config
+            .get("url")
+            .and_then(Value::as_str)
+            .ok_or_else(|| invalid("tasker::http needs handler_config.url"))?;
+        let mut url = reqwest::Url::parse(url)
+            .map_err(|e| invalid(format!("handler_config.url `{url}` is not a URL: {e}")))?;
+        if let Some(query) = config.get("query").and_then(Value::as_object) {
+            let mut pairs = url.query_pairs_mut();
+            for (key, value) in query {
+                pairs.append_pair(
+                    key,
+                    &value
+                        .as_str()
+                        .map_or_else(|| value.to_string(), str::to_owned),
+                );
+            }
+        }
+        let method = config
+            .get("method")
+            .and_then(Value::as_str)
+            .unwrap_or("GET")
+            .to_ascii_uppercase();
+        let method = reqwest::Method::from_bytes(method.as_bytes()).map_err(|_| {
+            invalid(format!(
+                "handler_config.method `{method}` is not an HTTP method"
+            ))
+        })?;
+        let timeout = match config.get("timeout") {
+            None => Duration::from_secs(30),
+            Some(value) => serde_json::from_value::<TimeoutValue>(value.clone())
+                .ok()
+                .and_then(|t| t.to_duration().ok())
+                .ok_or_else(|| {
+                    invalid(format!(
+                        "handler_config.timeout `{value}` is not a positive duration"
+                    ))
+                })?,
+        };
+        let success_codes: Option<Vec<u16>> = match config.get("success_codes") {
+            None => None,
+            Some(value) => Some(serde_json::from_value(value.clone()).map_err(|_| {
+                invalid("handler_config.success_codes must be a list of status codes")
+            })?),
+        };
+        let mut request = self
+            .client
+            .request(method, url)
+            .timeout(timeout)
+            .header("x-correlation-id", &step.correlation_id)
+            .header("idempotency-key", &step.idempotency_key);
+        if let Some(headers) = config.get("headers").and_then(Value::as_object) {
+            for (name, value) in headers {
+                let value = value
+                    .as_str()
+                    .map_or_else(|| value.to_string(), str::to_owned);
+                request = request.header(name.as_str(), value);
+            }
+        }
+        if let Some(body) = config.get("body") {
+            request = request.json(body);
+        }
+        let sent = tokio::select! {
+            sent = request.send() => sent,
+            () = step.cancellation.cancelled() => return Err(StepError::retryable("cancelled").with_code("CANCELLED")),
+        };
+        let response = sent.map_err(|e| {
+            let code = if e.is_timeout() {
+                "TIMEOUT"
+            } else {
+                "HTTP_TRANSPORT"
+            };
+            StepError::retryable(format!("request failed: {e}")).with_code(code)
+        })?;
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .filter_map(|(k, v)| {
+                v.to_str()
+                    .ok()
+                    .map(|v| (k.as_str().to_ascii_lowercase(), v.to_owned()))
+            })
+            .collect();
+        let text = response.text().await.map_err(|e| {
+            StepError::retryable(format!("reading the response failed: {e}"))
+                .with_code("HTTP_TRANSPORT")
+        })?;
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        let response = HttpResponse {
+            status,
+            headers,
+            body,
+        };
+        if let Some(verdict) = self
+            .classifier
+            .as_ref()
+            .and_then(|c| c.classify(&step, &response))
+        {
+            return verdict;
+        }
+        let success = |s: u16| {
+            success_codes
+                .as_ref()
+                .map_or((200..=226).contains(&s), |codes| codes.contains(&s))
+        };
+        classify(&response, &success)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+    use crate::builtin::tests::context;
+
+    /// Serves one canned response on a loopback port and returns the URL and the request text.
+    async fn serve_once(
+        status: u16,
+        headers: &'static str,
+        body: &'static str,
+    ) -> (String, tokio::task::JoinHandle<String>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/api", listener.local_addr().unwrap());
+        let handle = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut request = vec![0u8; 8192];
+            let n = socket.read(&mut request).await.unwrap();
+            let reply = format!(
+                "HTTP/1.1 {status} X\r\ncontent-length: {}\r\nconnection: close\r\n{headers}\r\n{body}",
+                body.len()
+            );
+            socket.write_all(reply.as_bytes()).await.unwrap();
+            String::from_utf8_lossy(&request[..n]).into_owned()
+        });
+        (url, handle)
+    }
+
+    async fn call(
+        status: u16,
+        headers: &'static str,
+        body: &'static str,
+        extra: Value,
+    ) -> (Result<Value, StepError>, String) {
+        let (url, server) = serve_once(status, headers, body).await;
+        let mut config = json!({"url": url});
+        if let (Some(config), Some(extra)) = (config.as_object_mut(), extra.as_object()) {
+            config.extend(extra.clone());
+        }
+        let result = HttpHandler::new().handle(context(config, 1)).await;
+        (result, server.await.unwrap())
+    }
+
+    #[tokio::test]
+    async fn success_returns_status_headers_and_parsed_body() {
+        let (result, request) = call(
+            201,
+            "content-type: application/json\r\n",
+            r#"{"id":1}"#,
+            json!({"method": "post", "body": {"a": 1}, "headers": {"x-team": "qa"}}),
+        )
+        .await;
+        let results = result.unwrap();
+        assert_eq!(
+            (results["status"].clone(), results["body"].clone()),
+            (json!(201), json!({"id": 1}))
+        );
+        assert!(request.starts_with("POST /api HTTP/1.1"), "{request}");
+        assert!(
+            request.contains("x-team: qa") && request.contains("idempotency-key: k"),
+            "{request}"
+        );
+        assert!(request.ends_with(r#"{"a":1}"#), "{request}");
+    }
+
+    #[tokio::test]
+    async fn responses_are_classified_like_the_rails_engine() {
+        let (result, _) = call(429, "retry-after: 7\r\n", "slow down", json!({})).await;
+        let err = result.unwrap_err();
+        assert_eq!(
+            (
+                err.is_permanent(),
+                err.retry_after,
+                err.error_code.as_deref()
+            ),
+            (false, Some(Duration::from_secs(7)), Some("HTTP_429"))
+        );
+        let (result, _) = call(
+            503,
+            "retry-after: Wed, 21 Oct 2015 07:28:00 GMT\r\n",
+            "",
+            json!({}),
+        )
+        .await;
+        assert_eq!(
+            result.unwrap_err().retry_after,
+            Some(Duration::from_secs(1)),
+            "a past date retries after the minimum"
+        );
+        for status in [400, 401, 403, 404, 422] {
+            let (result, _) = call(status, "", "no", json!({})).await;
+            let err = result.unwrap_err();
+            assert!(err.is_permanent(), "{status}");
+            assert_eq!(err.error_code, Some(format!("HTTP_{status}")));
+        }
+        for status in [500, 502, 402, 409] {
+            let (result, _) = call(status, "", "", json!({})).await;
+            let err = result.unwrap_err();
+            assert_eq!(
+                (err.is_permanent(), err.retry_after),
+                (false, None),
+                "{status}"
+            );
+        }
+        let (result, _) = call(409, "", "", json!({"success_codes": [200, 409]})).await;
+        assert_eq!(result.unwrap()["status"], 409);
+    }
+
+    struct ConflictIsSuccess;
+
+    impl ResponseClassifier for ConflictIsSuccess {
+        fn classify(
+            &self,
+            _: &StepContext,
+            response: &HttpResponse,
+        ) -> Option<Result<Value, StepError>> {
+            (response.status == 409).then(|| Ok(json!({"already_exists": true})))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_handler_classifies_before_the_defaults() {
+        let (url, server) = serve_once(409, "", "exists").await;
+        let handler = HttpHandler::new().with_classifier(Arc::new(ConflictIsSuccess));
+        let result = handler.handle(context(json!({"url": url}), 1)).await;
+        server.await.unwrap();
+        assert_eq!(result.unwrap(), json!({"already_exists": true}));
+    }
+
+    #[tokio::test]
+    async fn bad_config_and_transport_errors() {
+        let err = HttpHandler::new()
+            .handle(context(json!({}), 1))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (err.is_permanent(), err.message.as_str()),
+            (true, "tasker::http needs handler_config.url")
+        );
+        let err = HttpHandler::new()
+            .handle(context(json!({"url": "not a url"}), 1))
+            .await
+            .unwrap_err();
+        assert!(err.message.contains("is not a URL"), "{err}");
+        let err = HttpHandler::new()
+            .handle(context(json!({"url": "http://x", "timeout": "soon"}), 1))
+            .await
+            .unwrap_err();
+        assert!(err.message.contains("timeout"), "{err}");
+        // A port nobody listens on: a retryable transport failure.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        drop(listener);
+        let err = HttpHandler::new()
+            .handle(context(json!({"url": url}), 1))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (err.is_permanent(), err.error_code.as_deref()),
+            (false, Some("HTTP_TRANSPORT"))
+        );
+    }
+}

@@ -1,0 +1,50 @@
+//! Engine errors: each names the template, step, handler or id at fault.
+
+use tasker_domain::{StepId, TaskId, TemplateErrors};
+use tasker_persistence::StoreError;
+
+/// Why an engine operation failed. Nothing was stored when one is returned from creation.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The template is invalid.
+    #[error("invalid task template:\n{0}")]
+    InvalidTemplate(#[from] TemplateErrors),
+    /// A step names a handler class nobody registered.
+    #[error("step `{step}` of {template}: no step handler is registered as `{handler_class}`")]
+    UnknownHandler {
+        /// `namespace/name@version`.
+        template: String,
+        /// The step.
+        step: String,
+        /// The handler class it names.
+        handler_class: String,
+    },
+    /// The same namespace/name/version is already registered.
+    #[error("task template {0} is already registered (register with replace to override)")]
+    DuplicateTemplate(String),
+    /// No registered template matches.
+    #[error("no task template {namespace}/{name}{}", .version.as_ref().map(|v| format!("@{v}")).unwrap_or_default())]
+    UnknownTemplate {
+        /// The namespace asked for.
+        namespace: String,
+        /// The name asked for.
+        name: String,
+        /// The version asked for, if any.
+        version: Option<semver::Version>,
+    },
+    /// A step handler class is registered twice.
+    #[error("a step handler is already registered as `{0}`")]
+    DuplicateHandler(String),
+    /// No such task.
+    #[error("task {0} not found")]
+    TaskNotFound(TaskId),
+    /// No such step.
+    #[error("step {0} not found")]
+    StepNotFound(StepId),
+    /// The store refused or failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The engine has shut down.
+    #[error("the engine has shut down")]
+    ShutDown,
+}

@@ -1,0 +1,9 @@
+//! The engine's suite: every test runs on SQLite, and on PostgreSQL when
+//! `TASKER_TEST_DATABASE_URL` is set. Time is a ManualClock; nothing sleeps.
+
+mod bad_input;
+mod control;
+mod recovery;
+mod retries;
+mod shapes;
+mod support;

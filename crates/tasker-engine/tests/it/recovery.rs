@@ -1,0 +1,157 @@
+//! Crash recovery through leases, and several engines sharing one database.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tasker_domain::{StepError, TaskState};
+use tasker_engine::{
+    Engine, EngineConfig, EngineEvent, ManualClock, Registry, StepContext, StepHandler, SystemClock,
+};
+use tasker_persistence::testing::on_each_database;
+use tasker_persistence::{ConnectOptions, Store};
+
+use crate::support::*;
+
+struct Hang;
+
+#[async_trait::async_trait]
+impl StepHandler for Hang {
+    async fn handle(&self, step: StepContext) -> Result<Value, StepError> {
+        step.cancellation.cancelled().await;
+        Err(StepError::retryable("interrupted"))
+    }
+}
+
+const JOB: &str = "name: job\nstep_templates:\n  - name: work\n    handler_class: test::work\n  - name: report\n    handler_class: tasker::noop\n    depends_on_step: work\n";
+
+#[tokio::test]
+async fn a_claim_abandoned_by_a_dead_engine_runs_again_after_its_lease() {
+    on_each_database(|db| async move {
+        let clock = ManualClock::new(t0());
+        let crashing = Arc::new(Registry::with_builtins());
+        crashing
+            .register_step_handler("test::work", Arc::new(Hang))
+            .unwrap();
+        let first = engine_with(&db.store, &clock, crashing);
+        let template = template(JOB);
+        first
+            .register_template(template.clone(), false)
+            .await
+            .unwrap();
+        let mut events = first.subscribe();
+        let created = first.create_task(request(&template)).await.unwrap();
+        first.start();
+        wait_for(&mut events, |e| {
+            matches!(e, EngineEvent::StepStarted { .. })
+        })
+        .await;
+        first.shutdown().await; // the process dies mid-attempt: nothing is recorded
+
+        let healthy = Arc::new(Registry::with_builtins());
+        healthy
+            .register_step_handler("test::work", Arc::new(tasker_engine::NoopHandler))
+            .unwrap();
+        let second = engine_with(&db.store, &clock, healthy);
+        second
+            .register_template(template.clone(), true)
+            .await
+            .unwrap();
+        second.start();
+        second.wait_until_idle().await;
+        assert_eq!(
+            db.store.task(created.task_id).await.unwrap().state,
+            TaskState::InProgress,
+            "the lease still holds"
+        );
+        clock.advance(Duration::from_secs(31));
+        let task = drive(&second, &clock, created.task_id).await;
+        assert_eq!(task.state, TaskState::Complete);
+        let work = &db.store.steps(created.task_id).await.unwrap()[0];
+        assert_eq!(work.attempts, 2, "the abandoned attempt counts");
+        let history = db.store.step_transitions(work.step_id).await.unwrap();
+        let failure = history.iter().find(|t| t.to_state == "error").unwrap();
+        assert_eq!(failure.metadata["error_code"], "LEASE_EXPIRED");
+        second.shutdown().await;
+    })
+    .await;
+}
+
+/// Fails the test if two engines ever run the same step at the same time.
+struct Exclusive {
+    running: Mutex<HashSet<String>>,
+    overlaps: Mutex<usize>,
+    runs: Mutex<usize>,
+}
+
+#[async_trait::async_trait]
+impl StepHandler for Exclusive {
+    async fn handle(&self, step: StepContext) -> Result<Value, StepError> {
+        let key = step.step_id.to_string();
+        if !self.running.lock().unwrap().insert(key.clone()) {
+            *self.overlaps.lock().unwrap() += 1;
+        }
+        for _ in 0..3 {
+            tokio::task::yield_now().await;
+        }
+        self.running.lock().unwrap().remove(&key);
+        *self.runs.lock().unwrap() += 1;
+        Ok(json!({}))
+    }
+}
+
+#[tokio::test]
+async fn two_engines_on_one_database_never_run_the_same_attempt() {
+    on_each_database(|db| async move {
+        let shared = Arc::new(Exclusive { running: Mutex::default(), overlaps: Mutex::default(), runs: Mutex::default() });
+        let config = EngineConfig { poll_interval: Duration::from_millis(20), max_concurrent_steps: 8, claim_batch_size: 4, ..config() };
+        let mut engines = Vec::new();
+        for name in ["engine-a", "engine-b"] {
+            // Each engine has its own connection pool, as a separate process would.
+            let store = Store::connect(&db.url, &ConnectOptions { max_connections: 4, ..Default::default() }).await.unwrap();
+            let registry = Arc::new(Registry::with_builtins());
+            registry.register_step_handler("test::exclusive", shared.clone()).unwrap();
+            let engine = Engine::builder(store).config(config.clone()).clock(Arc::new(SystemClock)).registry(registry).owner(name).build().unwrap();
+            engines.push(engine);
+        }
+        let template = template(
+            "name: shared\nstep_templates:\n  - name: a\n    handler_class: test::exclusive\n  - name: b\n    handler_class: test::exclusive\n    depends_on_step: a\n  \
+             - name: c\n    handler_class: test::exclusive\n    depends_on_step: a\n  - name: d\n    handler_class: test::exclusive\n    depends_on_steps: [b, c]\n",
+        );
+        for engine in &engines {
+            engine.register_template(template.clone(), true).await.unwrap();
+        }
+        let mut tasks = Vec::new();
+        for _ in 0..15 {
+            tasks.push(engines[0].create_task(request(&template)).await.unwrap().task_id);
+        }
+        for engine in &engines {
+            engine.start();
+        }
+        for task in tasks {
+            let record = tokio::time::timeout(Duration::from_secs(120), engines[1].wait_for_task(task)).await.expect("tasks finish").unwrap();
+            assert_eq!(record.state, TaskState::Complete);
+        }
+        assert_eq!(*shared.overlaps.lock().unwrap(), 0, "an attempt ran on two engines at once");
+        assert_eq!(*shared.runs.lock().unwrap(), 60, "every step ran exactly once");
+        let owners: HashSet<String> = {
+            let mut owners = HashSet::new();
+            for task in db.store.list_tasks(&Default::default()).await.unwrap().items {
+                for step in db.store.steps(task.task_id).await.unwrap() {
+                    for t in db.store.step_transitions(step.step_id).await.unwrap() {
+                        if let Some(owner) = t.metadata.get("claim_owner").and_then(Value::as_str) {
+                            owners.insert(owner.to_owned());
+                        }
+                    }
+                }
+            }
+            owners
+        };
+        assert!(owners.iter().all(|o| o == "engine-a" || o == "engine-b"), "{owners:?}");
+        for engine in &engines {
+            engine.shutdown().await;
+        }
+    })
+    .await;
+}

@@ -1,0 +1,153 @@
+//! Test support for crates that run against real databases: a fresh SQLite file always, and a
+//! fresh PostgreSQL database when `TASKER_TEST_DATABASE_URL` is set. Enabled by the `testing`
+//! feature; used by this workspace's suites and available to applications' own tests.
+
+use std::future::Future;
+
+use sea_orm::{ConnectionTrait, Database};
+
+use crate::{ConnectOptions, Store};
+
+/// Which database a test is running on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A SQLite file in a temporary directory.
+    Sqlite,
+    /// A database created for the test on the server `TASKER_TEST_DATABASE_URL` names.
+    Postgres,
+}
+
+impl Backend {
+    /// `sqlite` or `postgres`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+/// A fresh, migrated database for one test; dropped (PostgreSQL) or deleted (SQLite) on drop.
+pub struct TestDatabase {
+    /// The store on it.
+    pub store: Store,
+    /// Its URL, for a second store or process on the same database.
+    pub url: String,
+    /// The backend.
+    pub backend: Backend,
+    dir: Option<std::sync::Arc<tempfile::TempDir>>,
+    admin: Option<(String, String)>,
+}
+
+impl TestDatabase {
+    /// A fresh SQLite database.
+    pub async fn sqlite() -> Self {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let url = format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("tasker.db").display()
+        );
+        let store = Store::connect(&url, &ConnectOptions::default())
+            .await
+            .expect("open sqlite");
+        Self {
+            store,
+            url,
+            backend: Backend::Sqlite,
+            dir: Some(std::sync::Arc::new(dir)),
+            admin: None,
+        }
+    }
+
+    /// A fresh PostgreSQL database, when `TASKER_TEST_DATABASE_URL` is set.
+    pub async fn postgres() -> Option<Self> {
+        let admin_url = std::env::var("TASKER_TEST_DATABASE_URL").ok()?;
+        let name = format!("tasker_t_{}", uuid::Uuid::new_v4().simple());
+        let admin = Database::connect(admin_url.as_str())
+            .await
+            .expect("connect to TASKER_TEST_DATABASE_URL");
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create test database");
+        admin.close().await.ok();
+        let base = admin_url
+            .rsplit_once('/')
+            .map_or(admin_url.as_str(), |(b, _)| b);
+        let url = format!("{base}/{name}");
+        let store = Store::connect(
+            &url,
+            &ConnectOptions {
+                max_connections: 12,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("open test database");
+        Some(Self {
+            store,
+            url,
+            backend: Backend::Postgres,
+            dir: None,
+            admin: Some((admin_url, name)),
+        })
+    }
+
+    /// Closes the store and drops the PostgreSQL database.
+    pub async fn cleanup(self) {
+        self.store.connection().clone().close().await.ok();
+        if let Some((admin_url, name)) = &self.admin {
+            drop_database(admin_url, name).await;
+        }
+    }
+}
+
+/// Runs `test` on a fresh SQLite database, then on a fresh PostgreSQL database when
+/// `TASKER_TEST_DATABASE_URL` is set; a failure names the backend.
+pub async fn on_each_database<F, Fut>(test: F)
+where
+    F: Fn(TestDatabase) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    run_on(TestDatabase::sqlite().await, &test).await;
+    if let Some(db) = TestDatabase::postgres().await {
+        run_on(db, &test).await;
+    }
+}
+
+async fn run_on<F, Fut>(db: TestDatabase, test: &F)
+where
+    F: Fn(TestDatabase) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let backend = db.backend;
+    let url = db.url.clone();
+    let admin = db.admin.clone();
+    // A test that uses only some fields of `db` drops the rest early; the directory must live on.
+    let dir = db.dir.clone();
+    let outcome = tokio::spawn(test(db)).await;
+    drop(dir);
+    if let Some((admin_url, name)) = admin {
+        drop_database(&admin_url, &name).await;
+    }
+    if let Err(err) = outcome {
+        match err.try_into_panic() {
+            Ok(panic) => {
+                eprintln!("test failed on {} ({url})", backend.as_str());
+                std::panic::resume_unwind(panic)
+            }
+            Err(err) => panic!("test on {} was cancelled: {err}", backend.as_str()),
+        }
+    }
+}
+
+/// Best effort: a database left behind only costs disk on a test server.
+async fn drop_database(admin_url: &str, name: &str) {
+    if let Ok(admin) = Database::connect(admin_url).await {
+        admin
+            .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .await
+            .ok();
+        admin.close().await.ok();
+    }
+}
