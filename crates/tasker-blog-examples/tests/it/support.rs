@@ -1,0 +1,165 @@
+//! One engine per test and database, with its own mock services and a ManualClock.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use serde_json::Value;
+use tasker_blog_examples::{BlogServices, register, sample};
+use tasker_domain::{BackoffPolicy, StepState, TaskId, TaskRequest, TaskState};
+use tasker_engine::{Engine, EngineConfig, EngineError, EngineEvent, ManualClock};
+use tasker_persistence::{StepRecord, Store, StoreError, TaskRecord};
+use tokio::sync::broadcast;
+
+pub fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap()
+}
+
+/// Backoff 1 s, 2 s, 4 s, capped at 8 s (a handler's `retry_after` is capped there too).
+pub fn config() -> EngineConfig {
+    EngineConfig {
+        backoff: BackoffPolicy {
+            base: Duration::from_secs(1),
+            multiplier: 2.0,
+            max: Duration::from_secs(8),
+            jitter: 0.0,
+        },
+        ..Default::default()
+    }
+}
+
+pub struct Harness {
+    pub engine: Engine,
+    pub clock: ManualClock,
+    pub services: BlogServices,
+}
+
+pub async fn harness(store: &Store) -> Harness {
+    let clock = ManualClock::new(t0());
+    let engine = Engine::builder(store.clone())
+        .config(config())
+        .clock(Arc::new(clock.clone()))
+        .random(|| 0.5)
+        .build()
+        .unwrap();
+    let services = BlogServices::new(Arc::new(clock.clone()));
+    register(&engine, &services).await.unwrap();
+    Harness {
+        engine,
+        clock,
+        services,
+    }
+}
+
+/// The shipped sample for `run_name`, at its version.
+pub fn sample_request(run_name: &str) -> TaskRequest {
+    sample(run_name).unwrap().request()
+}
+
+/// The sample request with `edit` applied to its context.
+pub fn edited(run_name: &str, edit: impl FnOnce(&mut Value)) -> TaskRequest {
+    let mut request = sample_request(run_name);
+    edit(&mut request.context);
+    request
+}
+
+/// A finished task and its steps.
+pub struct Run {
+    pub task: TaskRecord,
+    pub steps: Vec<StepRecord>,
+}
+
+impl Run {
+    pub fn step(&self, name: &str) -> &StepRecord {
+        self.steps.iter().find(|s| s.name == name).unwrap()
+    }
+
+    pub fn results(&self, name: &str) -> &Value {
+        self.step(name).results.as_ref().unwrap()
+    }
+
+    pub fn error_code(&self, name: &str) -> &str {
+        self.step(name).last_error.as_ref().unwrap()["error_code"]
+            .as_str()
+            .unwrap()
+    }
+
+    /// `(name, state, attempts)` in template order.
+    pub fn summary(&self) -> Vec<(&str, StepState, u32)> {
+        self.steps
+            .iter()
+            .map(|s| (s.name.as_str(), s.state, s.attempts))
+            .collect()
+    }
+
+    pub fn count(&self, state: StepState) -> usize {
+        self.steps.iter().filter(|s| s.state == state).count()
+    }
+}
+
+impl Harness {
+    /// Creates the task (which must be pending), runs it to a final state and loads its steps.
+    pub async fn run(&self, request: TaskRequest) -> Run {
+        let created = self.engine.create_task(request).await.unwrap();
+        assert_eq!(created.state, TaskState::Pending);
+        self.finish(created.task_id).await
+    }
+
+    pub async fn finish(&self, task_id: TaskId) -> Run {
+        let task = drive(&self.engine, &self.clock, task_id).await;
+        let steps = self.engine.store().steps(task_id).await.unwrap();
+        Run { task, steps }
+    }
+
+    /// The context errors a refused creation reports, as `(path, message)`.
+    pub async fn refused(&self, request: TaskRequest) -> Vec<(String, String)> {
+        match self.engine.create_task(request).await {
+            Err(EngineError::Store(StoreError::InvalidContext(errors))) => {
+                errors.into_iter().map(|e| (e.path, e.message)).collect()
+            }
+            other => panic!("expected an invalid context, got {other:?}"),
+        }
+    }
+}
+
+/// Runs the engine until `task` is final, advancing the clock past backoffs when idle.
+pub async fn drive(engine: &Engine, clock: &ManualClock, task: TaskId) -> TaskRecord {
+    engine.start();
+    for _ in 0..200 {
+        engine.wait_until_idle().await;
+        let record = engine.store().task(task).await.unwrap();
+        if !matches!(record.state, TaskState::Pending | TaskState::InProgress) {
+            return record;
+        }
+        clock.advance(Duration::from_secs(10));
+    }
+    panic!("task {task} did not finish");
+}
+
+/// Everything received so far.
+pub fn drain(events: &mut broadcast::Receiver<EngineEvent>) -> Vec<EngineEvent> {
+    let mut all = Vec::new();
+    while let Ok(event) = events.try_recv() {
+        all.push(event);
+    }
+    all
+}
+
+/// `started:name#attempt`, `completed:name#attempt`, `failed:name#attempt` in order.
+pub fn step_log(events: &[EngineEvent]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            EngineEvent::StepStarted { name, attempt, .. } => {
+                Some(format!("started:{name}#{attempt}"))
+            }
+            EngineEvent::StepCompleted { name, attempt, .. } => {
+                Some(format!("completed:{name}#{attempt}"))
+            }
+            EngineEvent::StepFailed { name, attempt, .. } => {
+                Some(format!("failed:{name}#{attempt}"))
+            }
+            _ => None,
+        })
+        .collect()
+}
