@@ -953,7 +953,7 @@ async fn record(
                         .config
                         .backoff
                         .delay_for(step.attempt, error.retry_after, sample);
-                tracing::warn!(task_id = %step.task_id, step = %step.name, attempt = step.attempt, error = %error, "step attempt failed");
+                tracing::info!(task_id = %step.task_id, step = %step.name, attempt = step.attempt, error = %error, "step attempt failed");
                 names.insert(
                     step.step_id,
                     (step.name.clone(), step.attempt, Some(error.clone())),

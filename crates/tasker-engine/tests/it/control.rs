@@ -102,3 +102,157 @@ async fn bypassed_steps_are_skipped_and_their_dependants_run() {
     })
     .await;
 }
+
+struct Hooks;
+
+#[async_trait::async_trait]
+impl tasker_engine::TaskHooks for Hooks {
+    async fn establish_step_dependencies_and_defaults(
+        &self,
+        request: &mut tasker_domain::TaskRequest,
+    ) -> Result<(), StepError> {
+        if request.context.get("tier") == Some(&json!("premium")) {
+            request.context["premium_processing"] = json!({"priority": "high"});
+        }
+        Ok(())
+    }
+
+    async fn update_annotations(
+        &self,
+        task_id: tasker_domain::TaskId,
+        final_state: TaskState,
+    ) -> Vec<(String, Value)> {
+        vec![(
+            "audit".into(),
+            json!({"task": task_id.to_string(), "final": final_state}),
+        )]
+    }
+}
+
+#[tokio::test]
+async fn task_hooks_shape_the_request_and_annotate_at_finalization() {
+    on_each_database(|db| async move {
+        let registry = Arc::new(Registry::with_builtins());
+        registry.register_task_hooks("CheckoutHooks", Arc::new(Hooks));
+        let clock = ManualClock::new(t0());
+        let engine = engine_with(&db.store, &clock, registry);
+        let template = template("name: hooked\ntask_handler_class: CheckoutHooks\nstep_templates:\n  - name: a\n    handler_class: tasker::echo\n");
+        engine.register_template(template.clone(), false).await.unwrap();
+        let created = engine.create_task(request(&template).context(json!({"tier": "premium"}))).await.unwrap();
+        assert_eq!(created.context["premium_processing"]["priority"], "high");
+        let task = drive(&engine, &clock, created.task_id).await;
+        assert_eq!(task.state, TaskState::Complete);
+        let annotations = db.store.annotations(created.task_id).await.unwrap();
+        assert_eq!(annotations, [("audit".to_owned(), json!({"task": created.task_id.to_string(), "final": "complete"}))]);
+        engine.shutdown().await;
+    })
+    .await;
+}
+
+/// Blocks until released, tracking how many run at once.
+struct Gate {
+    running: std::sync::Mutex<usize>,
+    peak: std::sync::Mutex<usize>,
+    release: tokio::sync::Semaphore,
+    entered: tokio::sync::mpsc::UnboundedSender<()>,
+}
+
+#[async_trait::async_trait]
+impl StepHandler for Gate {
+    async fn handle(&self, _: StepContext) -> Result<Value, StepError> {
+        {
+            let mut running = self.running.lock().unwrap();
+            *running += 1;
+            let mut peak = self.peak.lock().unwrap();
+            *peak = (*peak).max(*running);
+        }
+        let _ = self.entered.send(());
+        self.release.acquire().await.unwrap().forget();
+        *self.running.lock().unwrap() -= 1;
+        Ok(json!({}))
+    }
+}
+
+#[tokio::test]
+async fn the_per_task_limit_caps_concurrent_attempts_of_one_task() {
+    on_each_database(|db| async move {
+        let (entered, mut entries) = tokio::sync::mpsc::unbounded_channel();
+        let gate = Arc::new(Gate {
+            running: Default::default(),
+            peak: Default::default(),
+            release: tokio::sync::Semaphore::new(0),
+            entered,
+        });
+        let registry = Arc::new(Registry::with_builtins());
+        registry
+            .register_step_handler("test::gate", gate.clone())
+            .unwrap();
+        let clock = ManualClock::new(t0());
+        let config = tasker_engine::EngineConfig {
+            max_concurrent_steps_per_task: 2,
+            ..config()
+        };
+        let engine = tasker_engine::Engine::builder(db.store.clone())
+            .config(config)
+            .clock(Arc::new(clock.clone()))
+            .registry(registry)
+            .build()
+            .unwrap();
+        let mut yaml = String::from("name: wide\nstep_templates:\n");
+        for i in 0..5 {
+            yaml.push_str(&format!("  - name: s{i}\n    handler_class: test::gate\n"));
+        }
+        let template = template(&yaml);
+        engine
+            .register_template(template.clone(), false)
+            .await
+            .unwrap();
+        let created = engine.create_task(request(&template)).await.unwrap();
+        engine.start();
+        // Nothing finishes until released, so the first two to enter are the only two running.
+        entries.recv().await.unwrap();
+        entries.recv().await.unwrap();
+        assert_eq!(*gate.running.lock().unwrap(), 2);
+        for released in 1..=3 {
+            gate.release.add_permits(1);
+            entries.recv().await.unwrap();
+            assert!(
+                *gate.running.lock().unwrap() <= 2,
+                "after {released} released"
+            );
+        }
+        gate.release.add_permits(2);
+        let task = drive(&engine, &clock, created.task_id).await;
+        assert_eq!(task.state, TaskState::Complete);
+        assert_eq!(*gate.peak.lock().unwrap(), 2, "two at a time, never more");
+        engine.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_cancelled_step_stops_its_dependants_and_the_task_ends_in_error() {
+    on_each_database(|db| async move {
+        let clock = ManualClock::new(t0());
+        let engine = engine(&db.store, &clock);
+        let template = template(
+            "name: partial\nstep_templates:\n  - name: wait\n    handler_class: tasker::fail\n    handler_config: { times: 1 }\n  \
+             - name: after\n    handler_class: tasker::noop\n    depends_on_step: wait\n  - name: other\n    handler_class: tasker::noop\n",
+        );
+        engine.register_template(template.clone(), false).await.unwrap();
+        let created = engine.create_task(request(&template)).await.unwrap();
+        engine.start();
+        engine.wait_until_idle().await; // `wait` failed once and waits for its backoff
+        let wait = created.steps[0].1;
+        let err = engine.cancel_step(wait).await.unwrap_err();
+        assert!(err.to_string().contains("step cannot move from error to cancelled"), "{err}");
+        let after = created.steps[1].1;
+        engine.cancel_step(after).await.unwrap();
+        let task = drive(&engine, &clock, created.task_id).await;
+        assert_eq!(task.state, TaskState::Error, "a cancelled step can never complete");
+        let states: Vec<_> = db.store.steps(created.task_id).await.unwrap().into_iter().map(|s| s.state).collect();
+        assert_eq!(states, [StepState::Complete, StepState::Cancelled, StepState::Complete]);
+        engine.shutdown().await;
+    })
+    .await;
+}

@@ -1,0 +1,475 @@
+//! `tasker run` and `tasker resume`: one task to completion, with live progress and a summary.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use chrono::{DateTime, Utc};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{Value, json};
+use tasker_domain::{StepState, TaskId, TaskRequest, TaskState};
+use tasker_engine::{Engine, EngineEvent};
+use tasker_persistence::{StepRecord, Store, TaskRecord};
+use tokio::sync::broadcast;
+
+use crate::settings::{LogFormat, LogSettings, Settings};
+
+/// Logs go to stderr so `--json` output stays clean on stdout.
+pub fn init_logging(log: &LogSettings) -> anyhow::Result<()> {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&log.level))
+        .with_context(|| format!("log.level `{}` is not a valid filter", log.level))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let result = match log.format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+    result.map_err(|e| anyhow::anyhow!("cannot start logging: {e}"))
+}
+
+/// The context from `--context` or `--context-file`, if either is given.
+pub fn read_context(inline: Option<&str>, file: Option<&Path>) -> anyhow::Result<Option<Value>> {
+    let (text, origin) = match (inline, file) {
+        (Some(text), _) => (text.to_owned(), "--context".to_owned()),
+        (None, Some(path)) => (
+            std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?,
+            path.display().to_string(),
+        ),
+        (None, None) => return Ok(None),
+    };
+    serde_json::from_str(&text)
+        .map(Some)
+        .map_err(|e| anyhow::anyhow!("{origin} is not valid JSON: {e}"))
+}
+
+async fn open(settings: &Settings) -> anyhow::Result<(Store, Engine)> {
+    let options = settings.database.connect_options()?;
+    let store = Store::connect(&settings.database.url, &options).await?;
+    let engine = Engine::builder(store.clone())
+        .config(settings.engine.clone())
+        .build()
+        .map_err(|e| anyhow::anyhow!("invalid engine configuration: {e}"))?;
+    register_examples(&engine).await?;
+    Ok((store, engine))
+}
+
+/// Registers the blog example workflows and the engine test shapes, with mock services.
+async fn register_examples(engine: &Engine) -> anyhow::Result<()> {
+    if cfg!(feature = "blog-examples") {
+        tasker_blog_examples::register_with_default_services(engine).await?;
+    }
+    Ok(())
+}
+
+pub async fn list_templates(settings: &Settings) -> anyhow::Result<ExitCode> {
+    let (_, engine) = open(settings).await?;
+    for (namespace, name, version) in engine.registry().list(None) {
+        println!("{namespace}/{name}@{version}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn migrate(settings: &Settings) -> anyhow::Result<ExitCode> {
+    let options = settings.database.connect_options()?;
+    let store = Store::connect(
+        &settings.database.url,
+        &tasker_persistence::ConnectOptions {
+            migrate: false,
+            ..options
+        },
+    )
+    .await?;
+    store.migrate().await?;
+    println!("migrations applied to {}", settings.database.url);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `namespace/name[@version]`.
+fn parse_target(target: &str) -> anyhow::Result<TaskRequest> {
+    let (path, version) = match target.split_once('@') {
+        Some((path, version)) => {
+            let version = version.parse().map_err(|e| {
+                anyhow::anyhow!("version `{version}` in `{target}` is not semver: {e}")
+            })?;
+            (path, Some(version))
+        }
+        None => (target, None),
+    };
+    let (namespace, name) = path.split_once('/').unwrap_or(("default", path));
+    if namespace.is_empty() || name.is_empty() {
+        bail!("`{target}` is neither a template file nor namespace/name[@version]");
+    }
+    let mut request = TaskRequest::new(name).namespace(namespace);
+    request.version = version;
+    Ok(request)
+}
+
+pub async fn run(
+    settings: &Settings,
+    target: &str,
+    context: Option<Value>,
+    bypass: Vec<String>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let looks_like_file = [".yaml", ".yml", ".json"]
+        .iter()
+        .any(|ext| target.ends_with(ext))
+        || Path::new(target).is_file();
+    // Templates are parsed before the database is touched: bad input changes nothing.
+    let from_file = if looks_like_file {
+        Some(crate::read_template(Path::new(target))?)
+    } else {
+        None
+    };
+    let (store, engine) = open(settings).await?;
+    let mut request = match from_file {
+        Some(template) => {
+            let request = TaskRequest::new(template.name.clone())
+                .namespace(template.namespace_name.clone())
+                .version(template.version.clone());
+            engine.register_template(template, true).await?;
+            request
+        }
+        None => parse_target(target)?,
+    };
+    // A built-in example without --context runs on its shipped sample context.
+    let sample = target
+        .split('@')
+        .next()
+        .and_then(tasker_blog_examples::sample)
+        .filter(|_| cfg!(feature = "blog-examples"));
+    request.context = match (context, sample) {
+        (Some(context), _) => context,
+        (None, Some(sample)) => sample.context(),
+        (None, None) => json!({}),
+    };
+    request.bypass_steps = bypass;
+    request.initiator = "tasker run".into();
+    request.source_system = "cli".into();
+    let events = engine.subscribe();
+    let created = engine.create_task(request).await?;
+    if !json {
+        eprintln!(
+            "task {} created ({} steps)",
+            created.task_id,
+            created.steps.len()
+        );
+    }
+    drive(&store, &engine, created.task_id, events, json).await
+}
+
+pub async fn resume(settings: &Settings, task_id: &str, json: bool) -> anyhow::Result<ExitCode> {
+    let task_id: TaskId = task_id
+        .parse()
+        .map_err(|e| anyhow::anyhow!("`{task_id}` is not a task id: {e}"))?;
+    let (store, engine) = open(settings).await?;
+    let task = store.task(task_id).await?;
+    if !json {
+        eprintln!(
+            "resuming task {task_id} ({}/{}@{}, {}); steps held by a previous run restart when their lease expires (up to {:?})",
+            task.namespace, task.name, task.version, task.state, settings.engine.lease
+        );
+    }
+    let events = engine.subscribe();
+    drive(&store, &engine, task_id, events, json).await
+}
+
+async fn drive(
+    store: &Store,
+    engine: &Engine,
+    task_id: TaskId,
+    events: broadcast::Receiver<EngineEvent>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let total = store.task(task_id).await?.total_steps;
+    let progress = Progress::new(u64::from(total), json);
+    let watcher = tokio::spawn(progress.clone().follow(events, task_id));
+    engine.start();
+    let finished = tokio::select! {
+        task = engine.wait_for_task(task_id) => Some(task?),
+        _ = tokio::signal::ctrl_c() => None,
+    };
+    engine.shutdown().await;
+    watcher.abort();
+    let Some(task) = finished else {
+        progress.bar.abandon_with_message("interrupted");
+        eprintln!("interrupted: nothing is lost; run `tasker resume {task_id}` to finish the task");
+        return Ok(ExitCode::from(130));
+    };
+    progress.bar.finish_and_clear();
+    let steps = store.steps(task_id).await?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&document(&task, &steps))?
+        );
+    } else {
+        print_summary(&task, &steps);
+    }
+    Ok(match task.state {
+        TaskState::Complete => ExitCode::SUCCESS,
+        _ => ExitCode::FAILURE,
+    })
+}
+
+/// The live progress line: steps done out of total, running steps, retries, backoff waits.
+#[derive(Clone)]
+struct Progress {
+    bar: ProgressBar,
+    /// Not a terminal (and not `--json`): plain lines instead of a bar.
+    plain: bool,
+}
+
+impl Progress {
+    fn new(total: u64, json: bool) -> Self {
+        use std::io::IsTerminal;
+        let plain = !json && !std::io::stderr().is_terminal();
+        let bar = if json || plain {
+            ProgressBar::hidden()
+        } else {
+            ProgressBar::new(total)
+        };
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} steps  {msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar.enable_steady_tick(Duration::from_millis(120));
+        Self { bar, plain }
+    }
+
+    fn line(&self, text: String) {
+        if self.plain {
+            eprintln!("{text}");
+        } else {
+            self.bar.println(text);
+        }
+    }
+
+    async fn follow(self, mut events: broadcast::Receiver<EngineEvent>, task_id: TaskId) {
+        let mut running: BTreeMap<String, u32> = BTreeMap::new();
+        let mut retries = 0u32;
+        let mut waiting: Option<(String, DateTime<Utc>)> = None;
+        loop {
+            let event = match events.recv().await {
+                Ok(event) => event,
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => return,
+            };
+            match event {
+                EngineEvent::StepStarted {
+                    task_id: t,
+                    name,
+                    attempt,
+                    ..
+                } if t == task_id => {
+                    if attempt > 1 {
+                        retries += 1;
+                    }
+                    if self.plain {
+                        self.line(format!("started: {name} (attempt {attempt})"));
+                    }
+                    waiting = waiting.filter(|(n, _)| *n != name);
+                    running.insert(name, attempt);
+                }
+                EngineEvent::StepCompleted {
+                    task_id: t,
+                    name,
+                    attempt,
+                    ..
+                } if t == task_id => {
+                    running.remove(&name);
+                    self.bar.inc(1);
+                    if self.plain {
+                        self.line(format!("completed: {name} (attempt {attempt})"));
+                    }
+                }
+                EngineEvent::StepFailed {
+                    task_id: t,
+                    name,
+                    attempt,
+                    error,
+                    next_attempt_at,
+                    ..
+                } if t == task_id => {
+                    running.remove(&name);
+                    let line = match next_attempt_at {
+                        Some(at) => {
+                            waiting = Some((name.clone(), at));
+                            format!(
+                                "{name} attempt {attempt} failed: {}; retrying at {}",
+                                error.message,
+                                at.format("%H:%M:%S%.3f")
+                            )
+                        }
+                        None => format!(
+                            "{name} attempt {attempt} failed for good: {}",
+                            error.message
+                        ),
+                    };
+                    self.line(line);
+                }
+                _ => continue,
+            }
+            let mut message = String::new();
+            if !running.is_empty() {
+                message.push_str(&format!(
+                    "running: {}",
+                    running.keys().cloned().collect::<Vec<_>>().join(", ")
+                ));
+            }
+            if retries > 0 {
+                message.push_str(&format!("  retries: {retries}"));
+            }
+            if let Some((name, at)) = &waiting {
+                message.push_str(&format!(
+                    "  waiting for backoff: {name} until {}",
+                    at.format("%H:%M:%S")
+                ));
+            }
+            self.bar.set_message(message);
+        }
+    }
+}
+
+fn duration_ms(step: &StepRecord) -> Option<i64> {
+    Some((step.processed_at? - step.last_attempted_at?).num_milliseconds())
+}
+
+fn document(task: &TaskRecord, steps: &[StepRecord]) -> Value {
+    let steps: serde_json::Map<String, Value> = steps
+        .iter()
+        .map(|s| {
+            (
+                s.name.clone(),
+                json!({
+                    "status": s.state,
+                    "attempts": s.attempts,
+                    "results": s.results,
+                    "last_error": s.last_error,
+                    "started_at": s.last_attempted_at,
+                    "completed_at": s.processed_at,
+                    "duration_ms": duration_ms(s),
+                }),
+            )
+        })
+        .collect();
+    json!({
+        "task_id": task.task_id,
+        "status": task.state,
+        "namespace": task.namespace,
+        "name": task.name,
+        "version": task.version,
+        "correlation_id": task.correlation_id,
+        "context": task.context,
+        "created_at": task.created_at,
+        "completed_at": task.completed_at,
+        "steps": steps,
+    })
+}
+
+fn print_summary(task: &TaskRecord, steps: &[StepRecord]) {
+    let width = steps.iter().map(|s| s.name.len()).max().unwrap_or(4).max(4);
+    println!(
+        "{:<width$}  {:<17}  {:>8}  {:>9}  LAST ERROR",
+        "STEP", "STATUS", "ATTEMPTS", "TIME (ms)"
+    );
+    for step in steps {
+        let error = step
+            .last_error
+            .as_ref()
+            .and_then(|e| e.get("message").and_then(Value::as_str))
+            .map(|message| {
+                if step.state.is_done() {
+                    format!("(recovered) {message}")
+                } else {
+                    message.to_owned()
+                }
+            })
+            .unwrap_or_default();
+        let time = duration_ms(step).map_or_else(|| "-".into(), |ms| ms.to_string());
+        println!(
+            "{:<width$}  {:<17}  {:>8}  {:>9}  {}",
+            step.name,
+            step.state.as_str(),
+            step.attempts,
+            time,
+            error
+        );
+    }
+    let elapsed = task
+        .completed_at
+        .map(|done| (done - task.created_at).num_milliseconds());
+    println!();
+    println!(
+        "task {} {}/{}@{}: {}{}",
+        task.task_id,
+        task.namespace,
+        task.name,
+        task.version,
+        task.state,
+        elapsed.map(|ms| format!(" in {ms} ms")).unwrap_or_default()
+    );
+    if task.state != TaskState::Complete {
+        for step in steps.iter().filter(|s| s.state == StepState::Error) {
+            let error = step.last_error.clone().unwrap_or(Value::Null);
+            eprintln!(
+                "failed step `{}` after {} attempt(s): {}",
+                step.name,
+                step.attempts,
+                error
+                    .get("message")
+                    .and_then(Value::as_str)
+                    .unwrap_or("unknown error")
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_name_namespace_and_version() {
+        let request = parse_target("payments/process_refund@2.1.0").unwrap();
+        assert_eq!(
+            (request.namespace.as_str(), request.name.as_str()),
+            ("payments", "process_refund")
+        );
+        assert_eq!(request.version.unwrap().to_string(), "2.1.0");
+        assert_eq!(parse_target("solo").unwrap().namespace, "default");
+        assert!(
+            parse_target("a/b@1.0")
+                .unwrap_err()
+                .to_string()
+                .contains("not semver")
+        );
+        assert!(parse_target("/x").is_err());
+    }
+
+    #[test]
+    fn contexts_must_be_json() {
+        assert_eq!(
+            read_context(Some(r#"{"a": 1}"#), None).unwrap(),
+            Some(json!({"a": 1}))
+        );
+        let err = read_context(Some("{a: 1}"), None).unwrap_err().to_string();
+        assert!(
+            err.starts_with("--context is not valid JSON: key must be a string at line 1 column 2"),
+            "{err}"
+        );
+        assert_eq!(read_context(None, None).unwrap(), None);
+    }
+}

@@ -1,0 +1,173 @@
+//! Configuration: defaults, then `tasker.toml` (or `--config FILE`), then `TASKER_*`
+//! environment variables (`TASKER_DATABASE_URL`, and `TASKER_<SECTION>__<KEY>` for the rest),
+//! then command-line flags. See docs/configuration.md.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+use tasker_engine::EngineConfig;
+use tasker_persistence::ConnectOptions;
+
+/// Everything the binary reads from configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// Where tasks are stored.
+    pub database: DatabaseSettings,
+    /// How the engine runs them.
+    pub engine: EngineConfig,
+    /// Logging.
+    pub log: LogSettings,
+}
+
+/// `[database]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseSettings {
+    /// `sqlite://tasker.db?mode=rwc` (the default) or `postgres://...`.
+    pub url: String,
+    /// Largest connection pool.
+    pub max_connections: u32,
+    /// Connections kept open.
+    pub min_connections: u32,
+    /// Seconds to wait for a pooled connection.
+    pub acquire_timeout: f64,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self {
+            url: "sqlite://tasker.db?mode=rwc".into(),
+            max_connections: 16,
+            min_connections: 1,
+            acquire_timeout: 30.0,
+        }
+    }
+}
+
+impl DatabaseSettings {
+    /// Pool settings for the store.
+    pub fn connect_options(&self) -> anyhow::Result<ConnectOptions> {
+        let acquire_timeout =
+            Duration::try_from_secs_f64(self.acquire_timeout).with_context(|| {
+                format!(
+                    "database.acquire_timeout must be a non-negative number of seconds, got {}",
+                    self.acquire_timeout
+                )
+            })?;
+        if self.max_connections == 0 {
+            anyhow::bail!("database.max_connections must be at least 1");
+        }
+        Ok(ConnectOptions {
+            max_connections: self.max_connections,
+            min_connections: self.min_connections.min(self.max_connections),
+            acquire_timeout,
+            ..ConnectOptions::default()
+        })
+    }
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    /// A tracing filter (`warn`, `tasker_engine=debug`, ...); `RUST_LOG` wins when set.
+    pub level: String,
+    /// `text` or `json` (one JSON object per line, with span fields such as the correlation id).
+    pub format: LogFormat,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            level: "warn".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable.
+    Text,
+    /// JSON lines.
+    Json,
+}
+
+/// Loads settings from `config` (or `./tasker.toml` when present) and the environment.
+pub fn load(config: Option<&Path>) -> anyhow::Result<Settings> {
+    load_from(config, Env::raw())
+}
+
+fn load_from(config: Option<&Path>, env: Env) -> anyhow::Result<Settings> {
+    let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+    match config {
+        Some(path) => {
+            if !path.exists() {
+                anyhow::bail!("configuration file {} does not exist", path.display());
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        None => figment = figment.merge(Toml::file("tasker.toml")),
+    }
+    let database_url = env
+        .clone()
+        .only(&["TASKER_DATABASE_URL"])
+        .map(|_| "database.url".into());
+    let nested = env.filter(|key| {
+        let key = key.as_str().to_ascii_uppercase();
+        key.starts_with("TASKER_") && key.contains("__")
+    });
+    let nested = nested.map(|key| {
+        key.as_str()
+            .to_ascii_lowercase()
+            .trim_start_matches("tasker_")
+            .replace("__", ".")
+            .into()
+    });
+    figment
+        .merge(database_url)
+        .merge(nested)
+        .extract()
+        .map_err(|err| anyhow::anyhow!("invalid configuration: {err}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail closure returns figment::Error
+    fn layers_apply_in_order_and_typos_are_named() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("tasker.toml", "[engine]\nlease = 12.5\nmax_concurrent_steps = 4\n[database]\nurl = \"sqlite://from-file.db\"\n")?;
+            jail.set_env("TASKER_ENGINE__MAX_CONCURRENT_STEPS", "9");
+            let settings = load(None).map_err(|e| e.to_string())?;
+            assert_eq!(settings.engine.lease, Duration::from_millis(12_500));
+            assert_eq!(
+                settings.engine.max_concurrent_steps, 9,
+                "the environment wins over the file"
+            );
+            assert_eq!(settings.database.url, "sqlite://from-file.db");
+            jail.set_env("TASKER_DATABASE_URL", "postgres://db/x");
+            assert_eq!(
+                load(None).map_err(|e| e.to_string())?.database.url,
+                "postgres://db/x"
+            );
+            jail.create_file("typo.toml", "[engine]\nleese = 1\n")?;
+            let err = load(Some(Path::new("typo.toml"))).unwrap_err().to_string();
+            assert!(err.contains("leese"), "{err}");
+            let err = load(Some(Path::new("missing.toml")))
+                .unwrap_err()
+                .to_string();
+            assert_eq!(err, "configuration file missing.toml does not exist");
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,221 @@
+//! The `tasker` binary as a user runs it: real processes, real databases (SQLite always,
+//! PostgreSQL when `TASKER_TEST_DATABASE_URL` is set).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+use tasker_persistence::testing::on_each_database;
+
+const DIAMOND: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../tasker-blog-examples/templates/engine_shapes/diamond.yaml"
+);
+
+fn tasker(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tasker"))
+        .args(args)
+        .env_remove("TASKER_DATABASE_URL")
+        .env("TASKER_ENGINE__BACKOFF__BASE", "0.05")
+        .env("TASKER_ENGINE__BACKOFF__JITTER", "0")
+        .output()
+        .expect("the tasker binary runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn write(dir: &Path, name: &str, contents: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, contents).unwrap();
+    path
+}
+
+#[test]
+fn validate_reports_every_error_with_file_line_and_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = tasker(&["validate", DIAMOND]);
+    assert!(good.status.success());
+    assert!(
+        text(&good.stdout).contains("(engine_shapes/diamond_workflow@1.0.0, 7 steps)"),
+        "{}",
+        text(&good.stdout)
+    );
+    let bad = write(
+        dir.path(),
+        "bad.yaml",
+        "name: t\nstep_templates:\n  - name: a\n    handler_class: X\n    retry_limit: 2\n",
+    );
+    let out = tasker(&["validate", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr).trim(),
+        format!(
+            "{}:5:5: step `a`: unknown key `retry_limit` in step template (did you mean `default_retry_limit`?)",
+            bad.display()
+        )
+    );
+}
+
+#[test]
+fn graph_prints_mermaid_dot_and_text() {
+    let out = tasker(&["graph", DIAMOND, "--format", "mermaid"]);
+    assert!(out.status.success());
+    let mermaid = text(&out.stdout);
+    assert!(
+        mermaid.starts_with("graph TD\n") && mermaid.contains("s0 --> s1"),
+        "{mermaid}"
+    );
+    let out = tasker(&["graph", DIAMOND, "--format", "text"]);
+    assert!(text(&out.stdout).contains("critical path (5 steps): start_workflow -> branch_one_process -> branch_one_validate -> merge_branches -> end_workflow"));
+}
+
+#[tokio::test]
+async fn run_prints_the_final_task_document_and_fails_on_error() {
+    on_each_database(|db| async move {
+        let url = db.url.clone();
+        let out = tasker(&["run", DIAMOND, "--json", "--database", &url]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(doc["status"], "complete");
+        assert_eq!(doc["steps"]["branch_one_process"]["attempts"], 2);
+        assert_eq!(doc["steps"]["end_workflow"]["status"], "complete");
+
+        let dir = tempfile::tempdir().unwrap();
+        let failing = write(
+            dir.path(),
+            "failing.yaml",
+            "name: doomed\nstep_templates:\n  - name: charge\n    handler_class: tasker::fail\n    handler_config: { permanent: true }\n",
+        );
+        let out = tasker(&["run", failing.to_str().unwrap(), "--database", &url]);
+        assert_eq!(out.status.code(), Some(1));
+        let stderr = text(&out.stderr);
+        assert!(stderr.contains("failed step `charge` after 1 attempt(s): tasker::fail: attempt 1 of 1 planned failures"), "{stderr}");
+        assert!(text(&out.stdout).contains("default/doomed@0.1.0: error"));
+    })
+    .await;
+}
+
+#[test]
+fn bad_input_fails_before_anything_is_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let db_file = dir.path().join("never.db");
+    let url = format!("sqlite://{}?mode=rwc", db_file.display());
+    let out = tasker(&["run", DIAMOND, "--context", "{not json", "--database", &url]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).starts_with(
+            "error: --context is not valid JSON: key must be a string at line 1 column 2"
+        ),
+        "{}",
+        text(&out.stderr)
+    );
+    let broken = write(
+        dir.path(),
+        "typo.yaml",
+        "name: t\nstep_templates:\n  - name: a\n    handler_class: tasker::nop\n",
+    );
+    let out = tasker(&["run", broken.to_str().unwrap(), "--database", &url]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains(
+            "step `a` of default/t@0.1.0: no step handler is registered as `tasker::nop`"
+        ),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = tasker(&["run", "nowhere/ghost@1.0.0", "--database", &url]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("no task template nowhere/ghost@1.0.0"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = tasker(&[
+        "run",
+        DIAMOND,
+        "--database",
+        "sqlite:///no/such/dir/x.db?mode=rwc",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("cannot open database `sqlite:///no/such/dir/x.db?mode=rwc`"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn a_killed_run_loses_nothing_and_resume_finishes_it() {
+    on_each_database(|db| async move {
+        let dir = tempfile::tempdir().unwrap();
+        let template = write(
+            dir.path(),
+            "slow.yaml",
+            "name: slow\nstep_templates:\n  - name: nap\n    handler_class: tasker::sleep\n    handler_config: { millis: 300 }\n  - name: after\n    handler_class: tasker::noop\n    depends_on_step: nap\n",
+        );
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tasker"))
+            .args(["run", template.to_str().unwrap(), "--database", &db.url])
+            .env("TASKER_ENGINE__LEASE", "0.5")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut task_id = None;
+        for line in BufReader::new(child.stderr.take().unwrap()).lines() {
+            let line = line.unwrap();
+            if let Some(rest) = line.strip_prefix("task ") {
+                task_id = rest.split_whitespace().next().map(str::to_owned);
+            }
+            if line.starts_with("started: nap") {
+                break;
+            }
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let task_id = task_id.expect("the run printed its task id");
+        let out = Command::new(env!("CARGO_BIN_EXE_tasker"))
+            .args(["resume", &task_id, "--json", "--database", &db.url])
+            .env("TASKER_ENGINE__LEASE", "0.5")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(doc["status"], "complete");
+        assert_eq!(doc["steps"]["nap"]["attempts"], 2, "the killed attempt counts; the step ran again");
+        assert_eq!(doc["steps"]["after"]["status"], "complete");
+    })
+    .await;
+}
+
+#[test]
+fn built_in_examples_run_by_name_on_their_sample_context() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+    let listed = tasker(&["templates", "--database", &url]);
+    let listed = text(&listed.stdout);
+    for name in [
+        "blog_examples/process_order@1.0.0",
+        "payments/process_refund@2.1.0",
+        "customer_success/process_refund@1.3.0",
+    ] {
+        assert!(
+            listed.lines().any(|l| l == name),
+            "{name} missing from:\n{listed}"
+        );
+    }
+    let out = tasker(&[
+        "run",
+        "blog_examples/process_order",
+        "--json",
+        "--database",
+        &url,
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["status"], "complete");
+    assert_eq!(doc["context"]["payment_info"]["amount"], 124.76);
+    assert_eq!(doc["steps"]["send_confirmation"]["status"], "complete");
+}
