@@ -1,2 +1,15 @@
-//! Cross-crate end-to-end tests for Tasker: the server over HTTP, several engine processes on one
-//! PostgreSQL, crash recovery. The tests live in `tests/it/`; this library is empty.
+//! Cross-crate end-to-end tests for Tasker, and the home of the documentation's doctests: every
+//! Rust block in README.md and docs/*.md compiles and runs as a doctest of this crate
+//! (`cargo test --doc -p tasker-tests`, part of `cargo xtask validate-docs`).
+
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
+
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/configuration.md")]
+pub struct ConfigurationDoctests;
+
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/blog-examples.md")]
+pub struct BlogExamplesDoctests;

@@ -1,0 +1,189 @@
+//! `cargo xtask validate-docs`: the documentation cannot drift from the code.
+//!
+//! 1. Every YAML template in README.md and docs/*.md (a fenced `yaml` block with
+//!    `step_templates`), every `.yaml` file under docs/, and every template shipped in
+//!    `tasker-blog-examples` parses and validates.
+//! 2. Every Rust block in README.md and docs/*.md compiles and runs as a doctest
+//!    (`cargo test --doc -p tasker-tests`, wired with `include_str!`).
+//! 3. Each blog post's sample workflow runs end to end on a fresh SQLite database.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context as _, bail};
+use tasker_domain::{TaskState, TaskTemplate};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Errors of the YAML templates embedded in one markdown document, each naming the document and
+/// the line where its block starts.
+pub fn check_markdown(origin: &str, markdown: &str) -> (usize, Vec<String>) {
+    let mut checked = 0;
+    let mut errors = Vec::new();
+    let mut lines = markdown.lines().enumerate();
+    while let Some((number, line)) = lines.next() {
+        let fence = line.trim_start();
+        if !(fence.starts_with("```yaml") || fence.starts_with("```yml")) {
+            continue;
+        }
+        let mut block = String::new();
+        for (_, line) in lines.by_ref() {
+            if line.trim_start().starts_with("```") {
+                break;
+            }
+            block.push_str(line);
+            block.push('\n');
+        }
+        if !block.contains("step_templates") {
+            continue;
+        }
+        checked += 1;
+        // Block lines count from the line after the fence.
+        let block_origin = format!("{origin} (yaml block opening at line {})", number + 1);
+        if let Err(problems) = TaskTemplate::from_yaml_str(&block, Some(&block_origin)) {
+            errors.extend(problems.errors().iter().map(ToString::to_string));
+        }
+    }
+    (checked, errors)
+}
+
+fn markdown_files(root: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut files = vec![root.join("README.md"), root.join("ARCHITECTURE.md")];
+    for entry in std::fs::read_dir(root.join("docs")).context("reading docs/")? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "md") {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+fn yaml_files(dir: &Path, found: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let path = entry?.path();
+        if path.is_dir() {
+            yaml_files(&path, found)?;
+        } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+            found.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// Step 1: every template in the docs and the blog crate.
+pub fn check_templates(root: &Path) -> anyhow::Result<(usize, Vec<String>)> {
+    let mut checked = 0;
+    let mut errors = Vec::new();
+    for file in markdown_files(root)? {
+        let text = std::fs::read_to_string(&file)
+            .with_context(|| format!("reading {}", file.display()))?;
+        let origin = file
+            .strip_prefix(root)
+            .unwrap_or(&file)
+            .display()
+            .to_string();
+        let (n, problems) = check_markdown(&origin, &text);
+        checked += n;
+        errors.extend(problems);
+    }
+    let mut files = Vec::new();
+    yaml_files(&root.join("docs"), &mut files)?;
+    yaml_files(
+        &root.join("crates/tasker-blog-examples/templates"),
+        &mut files,
+    )?;
+    for file in files {
+        checked += 1;
+        let bytes = std::fs::read(&file)?;
+        let origin = file
+            .strip_prefix(root)
+            .unwrap_or(&file)
+            .display()
+            .to_string();
+        if let Err(problems) = TaskTemplate::from_yaml_slice(&bytes, Some(&origin)) {
+            errors.extend(problems.errors().iter().map(ToString::to_string));
+        }
+    }
+    Ok((checked, errors))
+}
+
+/// Step 3: each sample on a fresh SQLite database.
+async fn run_samples() -> anyhow::Result<usize> {
+    let dir = tempfile::tempdir()?;
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("samples.db").display()
+    );
+    let store = tasker_persistence::Store::connect(&url, &Default::default()).await?;
+    let engine = tasker_engine::Engine::builder(store).build()?;
+    tasker_blog_examples::register_with_default_services(&engine).await?;
+    let mut failed = Vec::new();
+    for sample in tasker_blog_examples::SAMPLES {
+        let task = engine.run_task(sample.request()).await?;
+        if task.state != TaskState::Complete {
+            failed.push(format!("{} ended {}", sample.run_name, task.state));
+        }
+    }
+    engine.shutdown().await;
+    if !failed.is_empty() {
+        bail!("sample workflows did not complete: {}", failed.join("; "));
+    }
+    Ok(tasker_blog_examples::SAMPLES.len())
+}
+
+pub fn run() -> anyhow::Result<()> {
+    let root = root();
+    let (checked, errors) = check_templates(&root)?;
+    if !errors.is_empty() {
+        for error in &errors {
+            eprintln!("{error}");
+        }
+        bail!("{} template error(s) in the documentation", errors.len());
+    }
+    println!("validate-docs: {checked} templates valid");
+    println!("+ cargo test --doc -p tasker-tests");
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["test", "--doc", "-p", "tasker-tests"])
+        .current_dir(&root)
+        .status()
+        .context("running the documentation doctests")?;
+    if !status.success() {
+        bail!("documentation doctests failed");
+    }
+    let samples = tokio::runtime::Runtime::new()?.block_on(run_samples())?;
+    println!("validate-docs: {samples} sample workflows ran to completion on SQLite");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_real_documentation_validates() {
+        let (checked, errors) = check_templates(&root()).unwrap();
+        assert!(errors.is_empty(), "{errors:#?}");
+        assert!(
+            checked >= 13,
+            "README, docs and the blog crate hold at least 13 templates, found {checked}"
+        );
+    }
+
+    #[test]
+    fn a_broken_template_in_the_docs_is_caught() {
+        let markdown = "# Guide\n\nSome text.\n\n```yaml\nname: demo\nstep_templates:\n  - name: a\n    handler_class: X\n    retry_limit: 2\n```\n\n```yaml\n# not a template\nkey: value\n```\n";
+        let (checked, errors) = check_markdown("docs/guide.md", markdown);
+        assert_eq!(checked, 1, "only blocks with step_templates are templates");
+        assert_eq!(
+            errors,
+            [
+                "docs/guide.md (yaml block opening at line 5):5:5: step `a`: unknown key `retry_limit` in step template (did you mean `default_retry_limit`?)"
+            ]
+        );
+        let fixed = markdown.replace("retry_limit", "default_retry_limit");
+        assert_eq!(check_markdown("docs/guide.md", &fixed), (1, Vec::new()));
+    }
+}
