@@ -13,12 +13,12 @@ use serde::{Deserialize, Serialize};
 #[serde(deny_unknown_fields, default)]
 pub struct BackoffPolicy {
     /// Delay after the first failure.
-    #[serde(with = "secs_f64")]
+    #[serde(with = "crate::serde_secs::secs")]
     pub base: Duration,
     /// Growth factor per further failure.
     pub multiplier: f64,
     /// No delay exceeds this, explicit `retry_after` included.
-    #[serde(with = "secs_f64")]
+    #[serde(with = "crate::serde_secs::secs")]
     pub max: Duration,
     /// Jitter as a fraction of the delay: 0.1 spreads delays over ±10%.
     pub jitter: f64,
@@ -135,25 +135,6 @@ pub fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Result<Duration, Re
     })?;
     let at: DateTime<Utc> = at.into();
     Ok((at - now).to_std().unwrap_or(Duration::ZERO))
-}
-
-mod secs_f64 {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer, de::Error};
-
-    pub fn serialize<S: Serializer>(value: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_f64(value.as_secs_f64())
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let secs = f64::deserialize(d)?;
-        Duration::try_from_secs_f64(secs).map_err(|_| {
-            D::Error::custom(format!(
-                "expected a non-negative number of seconds, got {secs}"
-            ))
-        })
-    }
 }
 
 #[cfg(test)]

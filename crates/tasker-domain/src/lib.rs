@@ -19,6 +19,7 @@ pub mod identity;
 pub mod ids;
 pub mod outcome;
 pub mod request;
+pub mod serde_secs;
 pub mod state;
 pub mod template;
 

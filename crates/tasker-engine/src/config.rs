@@ -18,13 +18,13 @@ pub struct EngineConfig {
     /// Most outcomes recorded per transaction (group commit).
     pub record_batch_size: usize,
     /// How long a claim holds before another engine may take the step over.
-    #[serde(with = "secs")]
+    #[serde(with = "tasker_domain::serde_secs::secs")]
     pub lease: Duration,
     /// Fallback wake-up for work created by other processes.
-    #[serde(with = "secs")]
+    #[serde(with = "tasker_domain::serde_secs::secs")]
     pub poll_interval: Duration,
     /// Timeout for steps whose template sets none (`None`: no limit).
-    #[serde(with = "optional_secs")]
+    #[serde(with = "tasker_domain::serde_secs::optional_secs")]
     pub default_step_timeout: Option<Duration>,
     /// Backoff between attempts.
     pub backoff: BackoffPolicy,
@@ -77,50 +77,6 @@ impl EngineConfig {
         self.backoff
             .validate()
             .map_err(|e| format!("engine.backoff: {e}"))
-    }
-}
-
-mod secs {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer, de::Error};
-
-    pub fn serialize<S: Serializer>(value: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_f64(value.as_secs_f64())
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let secs = f64::deserialize(d)?;
-        Duration::try_from_secs_f64(secs).map_err(|_| {
-            D::Error::custom(format!(
-                "expected a non-negative number of seconds, got {secs}"
-            ))
-        })
-    }
-}
-
-mod optional_secs {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer, de::Error};
-
-    pub fn serialize<S: Serializer>(value: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-        match value {
-            Some(d) => s.serialize_f64(d.as_secs_f64()),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-        Option::<f64>::deserialize(d)?
-            .map(|secs| {
-                Duration::try_from_secs_f64(secs).map_err(|_| {
-                    D::Error::custom(format!(
-                        "expected a non-negative number of seconds, got {secs}"
-                    ))
-                })
-            })
-            .transpose()
     }
 }
 

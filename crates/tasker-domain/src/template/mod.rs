@@ -69,7 +69,7 @@ pub struct StepTemplate {
     /// How long one attempt may run before it counts as a retryable failure.
     #[serde(
         default,
-        with = "optional_secs",
+        with = "crate::serde_secs::optional_secs",
         skip_serializing_if = "Option::is_none"
     )]
     pub timeout: Option<Duration>,
@@ -461,25 +461,6 @@ pub fn deep_merge(base: &mut Value, overlay: &Value) {
             }
         }
         (base, overlay) => *base = overlay.clone(),
-    }
-}
-
-mod optional_secs {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(value: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-        match value {
-            Some(d) => s.serialize_f64(d.as_secs_f64()),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-        Option::<f64>::deserialize(d)?
-            .map(|secs| Duration::try_from_secs_f64(secs).map_err(serde::de::Error::custom))
-            .transpose()
     }
 }
 
