@@ -22,6 +22,7 @@ mod engine;
 mod error;
 mod handler;
 mod registry;
+pub mod testing;
 
 pub use builtin::{
     EchoHandler, FailHandler, HttpHandler, HttpResponse, NoopHandler, ResponseClassifier,

@@ -7,9 +7,8 @@ use chrono::{DateTime, TimeZone, Utc};
 use serde_json::Value;
 use tasker_blog_examples::{BlogServices, register, sample};
 use tasker_domain::{BackoffPolicy, StepState, TaskId, TaskRequest, TaskState};
-use tasker_engine::{Engine, EngineConfig, EngineError, EngineEvent, ManualClock};
+use tasker_engine::{Engine, EngineConfig, EngineError, ManualClock};
 use tasker_persistence::{StepRecord, Store, StoreError, TaskRecord};
-use tokio::sync::broadcast;
 
 pub fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap()
@@ -122,44 +121,4 @@ impl Harness {
     }
 }
 
-/// Runs the engine until `task` is final, advancing the clock past backoffs when idle.
-pub async fn drive(engine: &Engine, clock: &ManualClock, task: TaskId) -> TaskRecord {
-    engine.start();
-    for _ in 0..200 {
-        engine.wait_until_idle().await;
-        let record = engine.store().task(task).await.unwrap();
-        if !matches!(record.state, TaskState::Pending | TaskState::InProgress) {
-            return record;
-        }
-        clock.advance(Duration::from_secs(10));
-    }
-    panic!("task {task} did not finish");
-}
-
-/// Everything received so far.
-pub fn drain(events: &mut broadcast::Receiver<EngineEvent>) -> Vec<EngineEvent> {
-    let mut all = Vec::new();
-    while let Ok(event) = events.try_recv() {
-        all.push(event);
-    }
-    all
-}
-
-/// `started:name#attempt`, `completed:name#attempt`, `failed:name#attempt` in order.
-pub fn step_log(events: &[EngineEvent]) -> Vec<String> {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            EngineEvent::StepStarted { name, attempt, .. } => {
-                Some(format!("started:{name}#{attempt}"))
-            }
-            EngineEvent::StepCompleted { name, attempt, .. } => {
-                Some(format!("completed:{name}#{attempt}"))
-            }
-            EngineEvent::StepFailed { name, attempt, .. } => {
-                Some(format!("failed:{name}#{attempt}"))
-            }
-            _ => None,
-        })
-        .collect()
-}
+pub use tasker_engine::testing::{drain, drive, step_log};
