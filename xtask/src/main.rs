@@ -3,6 +3,7 @@
 //! Architecture Invariant: nothing depends on xtask; its checks also run as `#[test]`s so
 //! `cargo test --workspace` is the whole local check.
 
+mod bench;
 mod ci;
 mod layers;
 mod migrate;
@@ -33,6 +34,13 @@ enum Task {
         #[command(subcommand)]
         action: migrate::Action,
     },
+    /// Benchmarks B0–B7 in release mode (design.md §4); `cargo xtask bench --help` for options
+    #[command(disable_help_flag = true)]
+    Bench {
+        /// Passed to the bench binary: [--db sqlite|postgres|both] [--quick] [--only B1,B2] [--json FILE]
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -40,6 +48,7 @@ fn main() -> ExitCode {
         Task::LintLayers => layers::run(),
         Task::Ci => ci::run(),
         Task::Migrate { action } => migrate::run(action),
+        Task::Bench { args } => bench::run(&args),
     };
     // `{:#}` prints the context chain on one line, without anyhow's backtrace.
     match result {

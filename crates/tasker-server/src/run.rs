@@ -64,11 +64,26 @@ async fn open(settings: &Settings) -> anyhow::Result<(Store, Engine)> {
 }
 
 /// Registers the blog example workflows and the engine test shapes, with mock services.
+#[cfg(feature = "blog-examples")]
 async fn register_examples(engine: &Engine) -> anyhow::Result<()> {
-    if cfg!(feature = "blog-examples") {
-        tasker_blog_examples::register_with_default_services(engine).await?;
-    }
+    tasker_blog_examples::register_with_default_services(engine).await?;
     Ok(())
+}
+
+#[cfg(not(feature = "blog-examples"))]
+async fn register_examples(_: &Engine) -> anyhow::Result<()> {
+    Ok(())
+}
+
+/// The shipped sample context of a built-in example run name.
+#[cfg(feature = "blog-examples")]
+fn sample_context(run_name: &str) -> Option<Value> {
+    tasker_blog_examples::sample(run_name).map(tasker_blog_examples::SampleRun::context)
+}
+
+#[cfg(not(feature = "blog-examples"))]
+fn sample_context(_: &str) -> Option<Value> {
+    None
 }
 
 pub async fn list_templates(settings: &Settings) -> anyhow::Result<ExitCode> {
@@ -143,16 +158,9 @@ pub async fn run(
         None => parse_target(target)?,
     };
     // A built-in example without --context runs on its shipped sample context.
-    let sample = target
-        .split('@')
-        .next()
-        .and_then(tasker_blog_examples::sample)
-        .filter(|_| cfg!(feature = "blog-examples"));
-    request.context = match (context, sample) {
-        (Some(context), _) => context,
-        (None, Some(sample)) => sample.context(),
-        (None, None) => json!({}),
-    };
+    request.context = context
+        .or_else(|| target.split('@').next().and_then(sample_context))
+        .unwrap_or_else(|| json!({}));
     request.bypass_steps = bypass;
     request.initiator = "tasker run".into();
     request.source_system = "cli".into();

@@ -1,0 +1,28 @@
+//! `cargo xtask bench [ARGS]`: builds the `bench` binary in release mode and runs it with ARGS;
+//! its table goes to stdout. The workloads live in `src/bin/bench/`.
+
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+pub fn run(args: &[String]) -> Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args([
+            "run",
+            "--release",
+            "--quiet",
+            "--package",
+            "xtask",
+            "--bin",
+            "bench",
+            "--",
+        ])
+        .args(args)
+        .status()
+        .context("running cargo")?;
+    if !status.success() {
+        bail!("the bench failed ({status})");
+    }
+    Ok(())
+}

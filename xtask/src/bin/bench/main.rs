@@ -1,0 +1,280 @@
+//! `cargo xtask bench`: the workloads of design.md §4 (B0–B6, plus B7: resident memory) on SQLite
+//! and PostgreSQL with no-op step handlers, printed as a table and saved as JSON.
+//!
+//! Built in release mode by `cargo xtask bench`, which runs this binary; run it directly with
+//! `cargo run --release -p xtask --bin bench -- --help`. Figures are never asserted: the
+//! machine is shared, so each target is judged against B0 measured in the same run where it can be.
+
+mod report;
+mod workloads;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, ValueEnum};
+
+use report::Figure;
+use workloads::{Db, Sizes};
+
+/// Figures that cannot be measured yet.
+const PENDING: &[&str] = &["B6 HTTP p50 (target ≤ 3 ms): pending: the API does not exist yet"];
+
+const ALL: [&str; 8] = ["B0", "B1", "B2", "B3", "B4", "B5", "B6", "B7"];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum DbChoice {
+    Sqlite,
+    Postgres,
+    Both,
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "bench",
+    bin_name = "cargo xtask bench",
+    about = "Tasker benchmarks B0–B7 (design.md §4) on SQLite and PostgreSQL"
+)]
+struct Cli {
+    /// Which database; PostgreSQL from TASKER_BENCH_DATABASE_URL, else TASKER_TEST_DATABASE_URL,
+    /// else postgres://postgres@127.0.0.1:5432/tasker_test (a database is created per workload)
+    #[arg(long, value_enum, default_value = "both")]
+    db: DbChoice,
+    /// Smaller sizes: both databases in well under two minutes
+    #[arg(long)]
+    quick: bool,
+    /// Only these workloads, e.g. B1,B2 (B0 always runs when a ratio needs it)
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// Where to write the JSON (default: target/bench/latest.json in the workspace)
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+/// What one run does.
+#[derive(Debug, Clone)]
+struct Plan {
+    dbs: Vec<Db>,
+    sizes: Sizes,
+    only: Vec<&'static str>,
+}
+
+impl Plan {
+    fn from_cli(cli: &Cli) -> Result<Self> {
+        let dbs = match cli.db {
+            DbChoice::Sqlite => vec![Db::Sqlite],
+            DbChoice::Postgres => vec![Db::Postgres],
+            DbChoice::Both => vec![Db::Sqlite, Db::Postgres],
+        };
+        let mut only = Vec::new();
+        for wanted in &cli.only {
+            let wanted = wanted.trim().to_ascii_uppercase();
+            match ALL.iter().find(|id| **id == wanted) {
+                Some(id) => only.push(*id),
+                None => bail!(
+                    "unknown workload `{wanted}`: expected one of {}",
+                    ALL.join(", ")
+                ),
+            }
+        }
+        if only.is_empty() {
+            only = ALL.to_vec();
+        }
+        Ok(Self {
+            dbs,
+            sizes: if cli.quick {
+                Sizes::quick()
+            } else {
+                Sizes::full()
+            },
+            only,
+        })
+    }
+
+    fn wants(&self, id: &str) -> bool {
+        self.only.contains(&id)
+    }
+}
+
+fn progress(db: Db, id: &str) {
+    eprintln!("bench: {} {id}", db.name());
+}
+
+/// Runs the plan; figures in the order B0, B1, … per database.
+async fn run(plan: &Plan) -> Result<Vec<Figure>> {
+    use workloads::*;
+    let mut figures = Vec::new();
+    for &db in &plan.dbs {
+        let mut mine = Vec::new();
+        // B7 first: its resident figure should carry as little of the other workloads as can be.
+        if plan.wants("B7") {
+            progress(db, "B7");
+            mine.push(b7(db, &plan.sizes).await?);
+        }
+        let ceiling = if plan.wants("B0") || plan.wants("B1") || plan.wants("B2") {
+            progress(db, "B0");
+            let (ceiling, figure) = b0(db, &plan.sizes).await?;
+            if plan.wants("B0") {
+                mine.push(figure);
+            }
+            Some(ceiling)
+        } else {
+            None
+        };
+        if let Some(ceiling) = &ceiling {
+            if plan.wants("B1") {
+                progress(db, "B1");
+                mine.push(b1(db, &plan.sizes, ceiling).await?);
+            }
+            if plan.wants("B2") {
+                progress(db, "B2");
+                mine.push(b2(db, &plan.sizes, ceiling).await?);
+            }
+        }
+        if plan.wants("B3") {
+            progress(db, "B3");
+            mine.push(b3(db, &plan.sizes).await?);
+        }
+        if plan.wants("B4") {
+            progress(db, "B4");
+            mine.push(b4(db, &plan.sizes).await?);
+        }
+        if plan.wants("B5") {
+            progress(db, "B5");
+            mine.push(b5(db, &plan.sizes).await?);
+        }
+        if plan.wants("B6") {
+            progress(db, "B6");
+            mine.push(b6(db, &plan.sizes).await?);
+        }
+        mine.sort_by_key(|f| f.id);
+        figures.extend(mine);
+    }
+    Ok(figures)
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+fn default_json_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("target")
+        .join("bench")
+        .join("latest.json")
+}
+
+async fn main_inner(cli: Cli) -> Result<()> {
+    let plan = Plan::from_cli(&cli)?;
+    let figures = run(&plan).await?;
+    let json = report::to_json(&figures, cores(), cli.quick, PENDING);
+    let path = cli.json.clone().unwrap_or_else(default_json_path);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    std::fs::write(&path, serde_json::to_string_pretty(&json)? + "\n")
+        .with_context(|| format!("writing {}", path.display()))?;
+    println!(
+        "Tasker bench ({}; {} cores; no-op handlers; release)",
+        if cli.quick {
+            "quick sizes"
+        } else {
+            "full sizes"
+        },
+        cores()
+    );
+    print!("{}", report::table(&figures));
+    for pending in PENDING {
+        println!("{pending}");
+    }
+    println!("JSON: {}", path.display());
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: starting the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(main_inner(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_selects_workloads_and_databases() {
+        let cli = Cli::parse_from(["bench", "--db", "sqlite", "--quick", "--only", "b1,B4"]);
+        let plan = Plan::from_cli(&cli).unwrap();
+        assert_eq!(
+            (plan.dbs, plan.sizes, plan.only),
+            (vec![Db::Sqlite], Sizes::quick(), vec!["B1", "B4"])
+        );
+        let cli = Cli::parse_from(["bench", "--only", "B9"]);
+        assert_eq!(
+            Plan::from_cli(&cli).unwrap_err().to_string(),
+            "unknown workload `B9`: expected one of B0, B1, B2, B3, B4, B5, B6, B7"
+        );
+    }
+
+    /// Behaviour, not timings: every workload runs on SQLite and reports finite positive numbers.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_workload_reports_a_well_formed_figure_on_sqlite() {
+        let plan = Plan {
+            dbs: vec![Db::Sqlite],
+            sizes: Sizes::tiny(),
+            only: ALL.to_vec(),
+        };
+        let figures = run(&plan).await.unwrap();
+        let json = report::to_json(&figures, cores(), true, PENDING);
+        assert!(json["cores"].as_u64().unwrap() >= 1);
+        let results = json["results"].as_array().unwrap();
+        let ids: Vec<(&str, &str)> = results
+            .iter()
+            .map(|r| (r["id"].as_str().unwrap(), r["db"].as_str().unwrap()))
+            .collect();
+        assert_eq!(ids, ALL.map(|id| (id, "sqlite")));
+        let positive = |v: &serde_json::Value, what: &str| {
+            let n = v
+                .as_f64()
+                .unwrap_or_else(|| panic!("{what} is not a number: {v}"));
+            assert!(n.is_finite() && n > 0.0, "{what} = {n}");
+        };
+        for result in results {
+            let id = result["id"].as_str().unwrap();
+            positive(&result["value"], &format!("{id}.value"));
+            positive(&result["cores"], &format!("{id}.cores"));
+            for key in ["metric", "unit", "target"] {
+                assert!(result[key].is_string(), "{id}.{key}");
+            }
+            assert!(result["meets_target"].is_boolean() || id == "B0", "{id}");
+            for (name, value) in result["extra"].as_object().unwrap() {
+                positive(value, &format!("{id}.extra.{name}"));
+            }
+            if ["B0", "B2", "B4"].contains(&id) {
+                for p in ["p50_ms", "p95_ms", "p99_ms"] {
+                    positive(&result[p], &format!("{id}.{p}"));
+                }
+            }
+            if ["B1", "B2"].contains(&id) {
+                positive(&result["ratio_to_b0"], &format!("{id}.ratio_to_b0"));
+            }
+        }
+    }
+}

@@ -1,0 +1,294 @@
+//! Figures: what one workload measured on one database, its target, the table and the JSON.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+
+/// How a figure is judged.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Target {
+    /// Reported for comparison only (B0).
+    None,
+    /// `value >= bound`.
+    AtLeast(f64),
+    /// `value <= bound`.
+    AtMost(f64),
+    /// `ratio >= bound`, where the ratio is to a B0 figure.
+    RatioAtLeast(f64),
+    /// `ratio <= bound`.
+    RatioAtMost(f64),
+}
+
+/// Latency percentiles in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Percentiles {
+    pub p50: f64,
+    pub p95: f64,
+    pub p99: f64,
+}
+
+impl Percentiles {
+    /// Nearest-rank percentiles of `samples`; `None` when there are none.
+    pub fn of(samples: &[Duration]) -> Option<Self> {
+        if samples.is_empty() {
+            return None;
+        }
+        let mut sorted = samples.to_vec();
+        sorted.sort_unstable();
+        let rank = |p: f64| {
+            let index = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+            millis(sorted[index.clamp(1, sorted.len()) - 1])
+        };
+        Some(Self {
+            p50: rank(50.0),
+            p95: rank(95.0),
+            p99: rank(99.0),
+        })
+    }
+}
+
+pub fn millis(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// One workload on one database.
+#[derive(Debug, Clone)]
+pub struct Figure {
+    pub id: &'static str,
+    pub db: &'static str,
+    pub metric: &'static str,
+    pub value: f64,
+    pub unit: &'static str,
+    pub target: Target,
+    /// How the target reads in the table, e.g. `≥ 1.25 × B0 (1 client)`.
+    pub target_text: String,
+    /// `value` over the B0 figure named in `target_text`, where the target is a ratio.
+    pub ratio_to_b0: Option<f64>,
+    pub latency: Option<Percentiles>,
+    /// Secondary figures (JSON `extra`), e.g. B0's rates or B7's baseline.
+    pub extra: Vec<(&'static str, f64)>,
+    /// A further condition that must hold for the target to be met (B2: p99 ≤ 3 × p50).
+    pub also_required: Option<bool>,
+}
+
+impl Figure {
+    pub fn new(
+        id: &'static str,
+        db: &'static str,
+        metric: &'static str,
+        value: f64,
+        unit: &'static str,
+    ) -> Self {
+        Self {
+            id,
+            db,
+            metric,
+            value,
+            unit,
+            target: Target::None,
+            target_text: "-".into(),
+            ratio_to_b0: None,
+            latency: None,
+            extra: Vec::new(),
+            also_required: None,
+        }
+    }
+
+    pub fn target(mut self, target: Target, text: impl Into<String>) -> Self {
+        self.target = target;
+        self.target_text = text.into();
+        self
+    }
+
+    pub fn ratio(mut self, ratio: f64) -> Self {
+        self.ratio_to_b0 = Some(ratio);
+        self
+    }
+
+    pub fn latency(mut self, latency: Option<Percentiles>) -> Self {
+        self.latency = latency;
+        self
+    }
+
+    pub fn extra(mut self, name: &'static str, value: f64) -> Self {
+        self.extra.push((name, value));
+        self
+    }
+
+    /// Whether the target is met; `None` when there is none.
+    pub fn meets_target(&self) -> Option<bool> {
+        let met = match self.target {
+            Target::None => return None,
+            Target::AtLeast(bound) => self.value >= bound,
+            Target::AtMost(bound) => self.value <= bound,
+            Target::RatioAtLeast(bound) => self.ratio_to_b0.is_some_and(|r| r >= bound),
+            Target::RatioAtMost(bound) => self.ratio_to_b0.is_some_and(|r| r <= bound),
+        };
+        Some(met && self.also_required.unwrap_or(true))
+    }
+
+    pub fn to_json(&self, cores: usize) -> Value {
+        let mut object = Map::new();
+        object.insert("id".into(), json!(self.id));
+        object.insert("db".into(), json!(self.db));
+        object.insert("metric".into(), json!(self.metric));
+        object.insert("value".into(), json!(self.value));
+        object.insert("unit".into(), json!(self.unit));
+        object.insert("target".into(), json!(self.target_text));
+        object.insert("meets_target".into(), json!(self.meets_target()));
+        object.insert("ratio_to_b0".into(), json!(self.ratio_to_b0));
+        if let Some(p) = self.latency {
+            object.insert("p50_ms".into(), json!(p.p50));
+            object.insert("p95_ms".into(), json!(p.p95));
+            object.insert("p99_ms".into(), json!(p.p99));
+        }
+        let extra: Map<String, Value> = self
+            .extra
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), json!(value)))
+            .collect();
+        object.insert("extra".into(), Value::Object(extra));
+        object.insert("cores".into(), json!(cores));
+        Value::Object(object)
+    }
+}
+
+/// The whole run as JSON.
+pub fn to_json(figures: &[Figure], cores: usize, quick: bool, pending: &[&str]) -> Value {
+    json!({
+        "date": chrono::Utc::now().to_rfc3339(),
+        "cores": cores,
+        "quick": quick,
+        "pending": pending,
+        "results": figures.iter().map(|f| f.to_json(cores)).collect::<Vec<_>>(),
+    })
+}
+
+fn number(value: f64) -> String {
+    if value >= 100.0 {
+        let whole = value.round() as u64;
+        let digits = whole.to_string();
+        let mut out = String::new();
+        for (i, c) in digits.chars().enumerate() {
+            if i > 0 && (digits.len() - i).is_multiple_of(3) {
+                out.push(',');
+            }
+            out.push(c);
+        }
+        out
+    } else if value >= 10.0 {
+        format!("{value:.1}")
+    } else {
+        format!("{value:.3}")
+    }
+}
+
+/// The table printed at the end of a run.
+pub fn table(figures: &[Figure]) -> String {
+    let rows: Vec<[String; 8]> = figures
+        .iter()
+        .map(|f| {
+            let latency = f.latency.map_or(String::new(), |p| {
+                format!(
+                    "p50 {} p95 {} p99 {}",
+                    number(p.p50),
+                    number(p.p95),
+                    number(p.p99)
+                )
+            });
+            [
+                f.id.to_owned(),
+                f.db.to_owned(),
+                f.metric.to_owned(),
+                number(f.value),
+                f.unit.to_owned(),
+                f.target_text.clone(),
+                f.ratio_to_b0.map_or("-".into(), |r| format!("{r:.2}×")),
+                match f.meets_target() {
+                    None => latency,
+                    Some(true) if latency.is_empty() => "met".into(),
+                    Some(false) if latency.is_empty() => "MISSED".into(),
+                    Some(true) => format!("met; {latency}"),
+                    Some(false) => format!("MISSED; {latency}"),
+                },
+            ]
+        })
+        .collect();
+    let header = [
+        "id", "db", "metric", "figure", "unit", "target", "ratio", "verdict",
+    ];
+    let mut widths = header.map(|h| h.chars().count());
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: &[&str]| {
+        let mut text = String::new();
+        for (i, (cell, width)) in cells.iter().zip(widths).enumerate() {
+            let pad = width - cell.chars().count();
+            // Figures and ratios right-aligned, the rest left-aligned.
+            if i == 3 || i == 6 {
+                let _ = write!(text, "{}{cell}  ", " ".repeat(pad));
+            } else {
+                let _ = write!(text, "{cell}{}  ", " ".repeat(pad));
+            }
+        }
+        out.push_str(text.trim_end());
+        out.push('\n');
+    };
+    line(&header);
+    for row in &rows {
+        line(&row.iter().map(String::as_str).collect::<Vec<_>>());
+    }
+    for f in figures.iter().filter(|f| !f.extra.is_empty()) {
+        let extras: Vec<String> = f
+            .extra
+            .iter()
+            .map(|(name, value)| format!("{name} {}", number(*value)))
+            .collect();
+        let _ = writeln!(out, "  {} {}: {}", f.id, f.db, extras.join(", "));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let samples: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
+        assert_eq!(
+            Percentiles::of(&samples),
+            Some(Percentiles {
+                p50: 50.0,
+                p95: 95.0,
+                p99: 99.0
+            })
+        );
+        assert_eq!(
+            Percentiles::of(&[Duration::from_millis(7)]).map(|p| p.p99),
+            Some(7.0)
+        );
+        assert_eq!(Percentiles::of(&[]), None);
+    }
+
+    #[test]
+    fn numbers_read_at_a_glance() {
+        assert_eq!(
+            [1234567.8, 123.4, 12.34, 1.2345].map(number),
+            ["1,234,568", "123", "12.3", "1.234"]
+        );
+    }
+
+    #[test]
+    fn a_ratio_target_needs_a_ratio() {
+        let figure = Figure::new("B1", "sqlite", "steps_per_s", 9.0, "steps/s")
+            .target(Target::RatioAtLeast(1.25), "≥ 1.25 × B0");
+        assert_eq!(figure.meets_target(), Some(false));
+        assert_eq!(figure.clone().ratio(1.3).meets_target(), Some(true));
+    }
+}

@@ -1,0 +1,659 @@
+//! The workloads of design.md §4 (B0–B6) and B7 (resident memory), each on a fresh database.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use sea_orm::{
+    AccessMode, ConnectionTrait, Database, DbBackend, IsolationLevel, SqliteTransactionMode,
+    Statement, TransactionOptions, TransactionTrait,
+};
+use tasker_domain::{StepTemplate, TaskId, TaskRequest, TaskState, TaskTemplate};
+use tasker_engine::{Engine, EngineConfig, SystemClock};
+use tasker_persistence::{ConnectOptions, Store};
+
+use crate::report::{Figure, Percentiles, Target, millis};
+
+/// How big each workload is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sizes {
+    /// B0: single-client transactions.
+    pub b0_single: usize,
+    /// B0: transactions per client, 8 clients.
+    pub b0_per_client: usize,
+    /// B1: diamond tasks.
+    pub b1_tasks: usize,
+    /// B2: sequential linear 4-step runs.
+    pub b2_runs: usize,
+    /// B3: parallel steps between the root and the join.
+    pub b3_width: usize,
+    /// B4: chain length.
+    pub b4_chain: usize,
+    /// B5: the small DAG's steps, how often it runs, and the large DAG's steps.
+    pub b5_small: usize,
+    pub b5_small_runs: usize,
+    pub b5_large: usize,
+    /// B6: tasks created.
+    pub b6_tasks: usize,
+    /// B7: tasks in flight.
+    pub b7_tasks: usize,
+}
+
+impl Sizes {
+    /// The sizes design.md §4 names.
+    pub fn full() -> Self {
+        Self {
+            b0_single: 1000,
+            b0_per_client: 250,
+            b1_tasks: 2000,
+            b2_runs: 200,
+            b3_width: 5000,
+            b4_chain: 1000,
+            b5_small: 100,
+            b5_small_runs: 20,
+            b5_large: 10_000,
+            b6_tasks: 2000,
+            b7_tasks: 10_000,
+        }
+    }
+
+    /// Small enough that both databases together finish in well under two minutes.
+    pub fn quick() -> Self {
+        Self {
+            b0_single: 200,
+            b0_per_client: 50,
+            b1_tasks: 300,
+            b2_runs: 50,
+            b3_width: 1000,
+            b4_chain: 200,
+            b5_small: 100,
+            b5_small_runs: 5,
+            b5_large: 2000,
+            b6_tasks: 300,
+            b7_tasks: 2000,
+        }
+    }
+
+    /// For the harness's own test: every code path, no meaningful timing.
+    #[cfg(test)]
+    pub fn tiny() -> Self {
+        Self {
+            b0_single: 10,
+            b0_per_client: 3,
+            b1_tasks: 5,
+            b2_runs: 3,
+            b3_width: 10,
+            b4_chain: 5,
+            b5_small: 5,
+            b5_small_runs: 2,
+            b5_large: 20,
+            b6_tasks: 5,
+            b7_tasks: 10,
+        }
+    }
+}
+
+/// Which database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    Sqlite,
+    Postgres,
+}
+
+impl Db {
+    pub fn name(self) -> &'static str {
+        match self {
+            Db::Sqlite => "sqlite",
+            Db::Postgres => "postgres",
+        }
+    }
+}
+
+/// The PostgreSQL server the bench creates its databases on.
+pub fn postgres_admin_url() -> String {
+    std::env::var("TASKER_BENCH_DATABASE_URL")
+        .or_else(|_| std::env::var("TASKER_TEST_DATABASE_URL"))
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/tasker_test".into())
+}
+
+/// A fresh, migrated database for one workload; deleted or dropped by [`close`](Self::close).
+pub struct BenchDatabase {
+    pub store: Store,
+    _dir: Option<tempfile::TempDir>,
+    admin: Option<(String, String)>,
+}
+
+impl BenchDatabase {
+    pub async fn open(db: Db) -> Result<Self> {
+        match db {
+            Db::Sqlite => {
+                let dir = tempfile::tempdir().context("temporary directory")?;
+                let url = format!(
+                    "sqlite://{}?mode=rwc",
+                    dir.path().join("bench.db").display()
+                );
+                // Store::connect sets WAL and synchronous=NORMAL.
+                let store = Store::connect(&url, &ConnectOptions::default()).await?;
+                Ok(Self {
+                    store,
+                    _dir: Some(dir),
+                    admin: None,
+                })
+            }
+            Db::Postgres => {
+                let admin_url = postgres_admin_url();
+                let name = format!("tasker_bench_{}", uuid::Uuid::new_v4().simple());
+                let admin = Database::connect(admin_url.as_str())
+                    .await
+                    .with_context(|| format!("connecting to {admin_url}"))?;
+                admin
+                    .execute_unprepared(&format!("CREATE DATABASE {name}"))
+                    .await
+                    .context("creating the bench database")?;
+                admin.close().await.ok();
+                let base = admin_url
+                    .rsplit_once('/')
+                    .map_or(admin_url.as_str(), |(b, _)| b);
+                let store =
+                    Store::connect(&format!("{base}/{name}"), &ConnectOptions::default()).await?;
+                Ok(Self {
+                    store,
+                    _dir: None,
+                    admin: Some((admin_url, name)),
+                })
+            }
+        }
+    }
+
+    pub async fn close(self) {
+        self.store.connection().clone().close().await.ok();
+        if let Some((admin_url, name)) = &self.admin
+            && let Ok(admin) = Database::connect(admin_url.as_str()).await
+        {
+            admin
+                .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .await
+                .ok();
+            admin.close().await.ok();
+        }
+    }
+}
+
+/// The engine as the bench runs it: defaults, the system clock, and a poll interval that is only
+/// a fallback (the engine wakes itself in-process when work is created or an attempt ends).
+pub fn engine(store: &Store) -> Result<Engine> {
+    let config = EngineConfig {
+        poll_interval: Duration::from_secs(1),
+        ..Default::default()
+    };
+    Ok(Engine::builder(store.clone())
+        .config(config)
+        .clock(Arc::new(SystemClock))
+        .build()?)
+}
+
+fn template(name: &str, steps: Vec<StepTemplate>) -> TaskTemplate {
+    let mut template = TaskTemplate::new(name);
+    template.step_templates = steps;
+    template
+}
+
+/// A → B, C → D.
+pub fn diamond() -> TaskTemplate {
+    let noop = "tasker::noop";
+    template(
+        "bench_diamond",
+        vec![
+            StepTemplate::new("a", noop),
+            StepTemplate::new("b", noop).depends_on(["a"]),
+            StepTemplate::new("c", noop).depends_on(["a"]),
+            StepTemplate::new("d", noop).depends_on(["b", "c"]),
+        ],
+    )
+}
+
+/// s0 → s1 → … → s(n-1).
+pub fn chain(n: usize) -> TaskTemplate {
+    let steps = (0..n)
+        .map(|i| {
+            let step = StepTemplate::new(format!("s{i}"), "tasker::noop");
+            if i == 0 {
+                step
+            } else {
+                step.depends_on([format!("s{}", i - 1)])
+            }
+        })
+        .collect();
+    template(&format!("bench_chain_{n}"), steps)
+}
+
+/// root → `width` parallel steps → join.
+pub fn wide(width: usize) -> TaskTemplate {
+    let middle: Vec<String> = (0..width).map(|i| format!("m{i}")).collect();
+    let mut steps = vec![StepTemplate::new("root", "tasker::noop")];
+    steps.extend(
+        middle
+            .iter()
+            .map(|name| StepTemplate::new(name.clone(), "tasker::noop").depends_on(["root"])),
+    );
+    steps.push(StepTemplate::new("join", "tasker::noop").depends_on(middle));
+    template(&format!("bench_wide_{width}"), steps)
+}
+
+fn request(template: &TaskTemplate) -> TaskRequest {
+    TaskRequest::new(template.name.clone()).namespace(template.namespace_name.clone())
+}
+
+/// Waits until the engine has nothing left to do, then checks every task completed.
+async fn run_to_completion(engine: &Engine, tasks: &[TaskId]) -> Result<()> {
+    engine.start();
+    engine.wait_until_idle().await;
+    for &task_id in tasks {
+        let task = engine.store().task(task_id).await?;
+        if task.state != TaskState::Complete {
+            bail!("task {task_id} ended {} instead of complete", task.state);
+        }
+    }
+    Ok(())
+}
+
+/// B0's figures, which the other targets are ratios to.
+#[derive(Debug, Clone, Copy)]
+pub struct Ceiling {
+    /// One client: commit latency.
+    pub latency: Percentiles,
+    /// One client: transactions/s.
+    pub rate_1: f64,
+    /// Eight clients: transactions/s.
+    pub rate_8: f64,
+}
+
+async fn b0_transaction(
+    store: &Store,
+    client: i64,
+    next_id: &AtomicI64,
+    at: i64,
+) -> Result<Duration> {
+    let db = store.connection();
+    let backend = db.get_database_backend();
+    let started = Instant::now();
+    let txn = db
+        .begin_with_options(TransactionOptions {
+            isolation_level: None::<IsolationLevel>,
+            access_mode: None::<AccessMode>,
+            sqlite_transaction_mode: (backend == DbBackend::Sqlite)
+                .then_some(SqliteTransactionMode::Immediate),
+        })
+        .await?;
+    txn.execute_raw(Statement::from_sql_and_values(
+        backend,
+        "UPDATE bench_b0_counter SET hits = hits + 1, updated_at = $1 WHERE id = $2",
+        [at.into(), client.into()],
+    ))
+    .await?;
+    txn.execute_raw(Statement::from_sql_and_values(
+        backend,
+        "INSERT INTO bench_b0_log (id, counter_id, at) VALUES ($1, $2, $3)",
+        [
+            next_id.fetch_add(1, Ordering::Relaxed).into(),
+            client.into(),
+            at.into(),
+        ],
+    ))
+    .await?;
+    txn.commit().await?;
+    Ok(started.elapsed())
+}
+
+/// B0: the database's own ceiling, on the same pool and settings the store uses.
+pub async fn b0(db: Db, sizes: &Sizes) -> Result<(Ceiling, Figure)> {
+    const CLIENTS: i64 = 8;
+    let bench = BenchDatabase::open(db).await?;
+    let store = bench.store.clone();
+    let conn = store.connection();
+    conn.execute_unprepared(
+        "CREATE TABLE bench_b0_counter (id BIGINT PRIMARY KEY, hits BIGINT NOT NULL, updated_at BIGINT NOT NULL)",
+    )
+    .await?;
+    conn.execute_unprepared(
+        "CREATE TABLE bench_b0_log (id BIGINT PRIMARY KEY, counter_id BIGINT NOT NULL, at BIGINT NOT NULL)",
+    )
+    .await?;
+    conn.execute_unprepared(
+        "INSERT INTO bench_b0_counter (id, hits, updated_at) VALUES (0,0,0),(1,0,0),(2,0,0),(3,0,0),(4,0,0),(5,0,0),(6,0,0),(7,0,0)",
+    )
+    .await?;
+    let next_id = Arc::new(AtomicI64::new(1));
+    let now = || chrono::Utc::now().timestamp_micros();
+
+    let mut samples = Vec::with_capacity(sizes.b0_single);
+    let started = Instant::now();
+    for _ in 0..sizes.b0_single {
+        samples.push(b0_transaction(&store, 0, &next_id, now()).await?);
+    }
+    let rate_1 = sizes.b0_single as f64 / started.elapsed().as_secs_f64();
+    let latency = Percentiles::of(&samples).context("no B0 samples")?;
+
+    let started = Instant::now();
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|client| {
+            let store = store.clone();
+            let next_id = next_id.clone();
+            let per_client = sizes.b0_per_client;
+            tokio::spawn(async move {
+                for _ in 0..per_client {
+                    b0_transaction(&store, client, &next_id, now()).await?;
+                }
+                anyhow::Ok(())
+            })
+        })
+        .collect();
+    for client in clients {
+        client.await??;
+    }
+    let rate_8 = (sizes.b0_per_client as f64 * CLIENTS as f64) / started.elapsed().as_secs_f64();
+    bench.close().await;
+    let ceiling = Ceiling {
+        latency,
+        rate_1,
+        rate_8,
+    };
+    let figure = Figure::new(
+        "B0",
+        db.name(),
+        "commit_latency_1_client",
+        latency.p50,
+        "ms",
+    )
+    .latency(Some(latency))
+    .extra("txn_per_s_1_client", rate_1)
+    .extra("txn_per_s_8_clients", rate_8);
+    Ok((ceiling, figure))
+}
+
+/// B1: many diamond tasks submitted at once, run by one engine: steps/s.
+pub async fn b1(db: Db, sizes: &Sizes, ceiling: &Ceiling) -> Result<Figure> {
+    let bench = BenchDatabase::open(db).await?;
+    let engine = engine(&bench.store)?;
+    let template = diamond();
+    engine.register_template(template.clone(), false).await?;
+    let mut tasks = Vec::with_capacity(sizes.b1_tasks);
+    for _ in 0..sizes.b1_tasks {
+        tasks.push(engine.create_task(request(&template)).await?.task_id);
+    }
+    let started = Instant::now();
+    run_to_completion(&engine, &tasks).await?;
+    let elapsed = started.elapsed();
+    engine.shutdown().await;
+    bench.close().await;
+    let steps = sizes.b1_tasks * 4;
+    let rate = steps as f64 / elapsed.as_secs_f64();
+    let figure = Figure::new("B1", db.name(), "steps_per_s", rate, "steps/s")
+        .extra("seconds", elapsed.as_secs_f64())
+        .extra("steps", steps as f64);
+    Ok(match db {
+        Db::Postgres => figure
+            .target(Target::RatioAtLeast(1.0), "≥ 1.0 × B0 8-client rate")
+            .ratio(rate / ceiling.rate_8),
+        Db::Sqlite => figure
+            .target(Target::RatioAtLeast(1.25), "≥ 1.25 × B0 1-client rate")
+            .ratio(rate / ceiling.rate_1),
+    })
+}
+
+/// B2: a linear 4-step task, one at a time: create → final state observed.
+pub async fn b2(db: Db, sizes: &Sizes, ceiling: &Ceiling) -> Result<Figure> {
+    let bench = BenchDatabase::open(db).await?;
+    let engine = engine(&bench.store)?;
+    let template = chain(4);
+    engine.register_template(template.clone(), false).await?;
+    engine.start();
+    let mut samples = Vec::with_capacity(sizes.b2_runs);
+    for _ in 0..sizes.b2_runs {
+        let started = Instant::now();
+        let created = engine.create_task(request(&template)).await?;
+        let task = engine.wait_for_task(created.task_id).await?;
+        samples.push(started.elapsed());
+        ensure!(
+            task.state == TaskState::Complete,
+            "B2 task ended {}",
+            task.state
+        );
+    }
+    engine.shutdown().await;
+    bench.close().await;
+    let latency = Percentiles::of(&samples).context("no B2 samples")?;
+    let mut figure = Figure::new("B2", db.name(), "end_to_end_p50", latency.p50, "ms")
+        .latency(Some(latency))
+        .extra("p99_over_p50", latency.p99 / latency.p50);
+    figure.also_required = Some(latency.p99 <= 3.0 * latency.p50);
+    Ok(match db {
+        Db::Postgres => figure
+            .target(
+                Target::RatioAtMost(10.0),
+                "p50 ≤ 10 × B0 1-client p50; p99 ≤ 3 × p50",
+            )
+            .ratio(latency.p50 / ceiling.latency.p50),
+        Db::Sqlite => figure
+            .target(Target::AtMost(5.0), "p50 ≤ 5 ms; p99 ≤ 3 × p50")
+            .ratio(latency.p50 / ceiling.latency.p50),
+    })
+}
+
+/// B3: one task, 1 root → N parallel steps → 1 join: total time.
+pub async fn b3(db: Db, sizes: &Sizes) -> Result<Figure> {
+    let bench = BenchDatabase::open(db).await?;
+    let engine = engine(&bench.store)?;
+    let template = wide(sizes.b3_width);
+    engine.register_template(template.clone(), false).await?;
+    engine.start();
+    let started = Instant::now();
+    let created = engine.create_task(request(&template)).await?;
+    let created_in = started.elapsed();
+    let task = engine.wait_for_task(created.task_id).await?;
+    let elapsed = started.elapsed();
+    ensure!(
+        task.state == TaskState::Complete,
+        "B3 task ended {}",
+        task.state
+    );
+    engine.shutdown().await;
+    bench.close().await;
+    let (bound, text) = match db {
+        Db::Sqlite => (1.0, "≤ 1 s"),
+        Db::Postgres => (2.0, "≤ 2 s"),
+    };
+    Ok(
+        Figure::new("B3", db.name(), "total_time", elapsed.as_secs_f64(), "s")
+            .target(Target::AtMost(bound), text)
+            .extra("steps", (sizes.b3_width + 2) as f64)
+            .extra("creation_s", created_in.as_secs_f64()),
+    )
+}
+
+/// B4: one long chain: per-hand-off latency, from the steps' completion timestamps.
+pub async fn b4(db: Db, sizes: &Sizes) -> Result<Figure> {
+    let bench = BenchDatabase::open(db).await?;
+    let engine = engine(&bench.store)?;
+    let template = chain(sizes.b4_chain);
+    engine.register_template(template.clone(), false).await?;
+    engine.start();
+    let created = engine.create_task(request(&template)).await?;
+    let started = Instant::now();
+    let task = engine.wait_for_task(created.task_id).await?;
+    let elapsed = started.elapsed();
+    ensure!(
+        task.state == TaskState::Complete,
+        "B4 task ended {}",
+        task.state
+    );
+    engine.shutdown().await;
+    let mut finished: Vec<_> = bench
+        .store
+        .steps(created.task_id)
+        .await?
+        .into_iter()
+        .map(|s| (s.position, s.processed_at))
+        .collect();
+    bench.close().await;
+    finished.sort_by_key(|(position, _)| *position);
+    let times = finished
+        .into_iter()
+        .map(|(_, at)| at.context("a completed step without processed_at"))
+        .collect::<Result<Vec<_>>>()?;
+    let hand_offs: Vec<Duration> = times
+        .windows(2)
+        .map(|pair| (pair[1] - pair[0]).to_std().unwrap_or_default())
+        .collect();
+    let latency = Percentiles::of(&hand_offs).context("no B4 hand-offs")?;
+    let per_hand_off = elapsed / u32::try_from(sizes.b4_chain - 1)?;
+    let (bound, text) = match db {
+        Db::Sqlite => (1.0, "p50 ≤ 1 ms"),
+        Db::Postgres => (3.0, "p50 ≤ 3 ms"),
+    };
+    Ok(
+        Figure::new("B4", db.name(), "hand_off_p50", latency.p50, "ms")
+            .latency(Some(latency))
+            .target(Target::AtMost(bound), text)
+            .extra("total_over_hand_offs_ms", millis(per_hand_off))
+            .extra("total_s", elapsed.as_secs_f64()),
+    )
+}
+
+async fn per_step_cost(engine: &Engine, template: &TaskTemplate) -> Result<Duration> {
+    let started = Instant::now();
+    let created = engine.create_task(request(template)).await?;
+    let task = engine.wait_for_task(created.task_id).await?;
+    ensure!(
+        task.state == TaskState::Complete,
+        "B5 task ended {}",
+        task.state
+    );
+    Ok(started.elapsed() / u32::try_from(template.step_templates.len())?)
+}
+
+/// B5: per-step cost (create → complete ÷ steps) on a large wide DAG over a small one.
+pub async fn b5(db: Db, sizes: &Sizes) -> Result<Figure> {
+    let bench = BenchDatabase::open(db).await?;
+    let engine = engine(&bench.store)?;
+    let small = wide(sizes.b5_small - 2);
+    let large = wide(sizes.b5_large - 2);
+    engine.register_template(small.clone(), false).await?;
+    engine.register_template(large.clone(), false).await?;
+    engine.start();
+    let mut small_costs = Vec::with_capacity(sizes.b5_small_runs);
+    for _ in 0..sizes.b5_small_runs {
+        small_costs.push(per_step_cost(&engine, &small).await?);
+    }
+    let large_cost = per_step_cost(&engine, &large).await?;
+    engine.shutdown().await;
+    bench.close().await;
+    let small_cost =
+        Duration::from_secs_f64(Percentiles::of(&small_costs).context("no B5 samples")?.p50 / 1e3);
+    let ratio = large_cost.as_secs_f64() / small_cost.as_secs_f64();
+    Ok(
+        Figure::new("B5", db.name(), "per_step_cost_ratio", ratio, "×")
+            .target(Target::AtMost(1.5), "≤ 1.5")
+            .extra("small_us_per_step", small_cost.as_secs_f64() * 1e6)
+            .extra("large_us_per_step", large_cost.as_secs_f64() * 1e6)
+            .extra("small_steps", sizes.b5_small as f64)
+            .extra("large_steps", sizes.b5_large as f64),
+    )
+}
+
+/// B6: task creation (4 steps) in process, the coordinator stopped: one caller, and eight.
+pub async fn b6(db: Db, sizes: &Sizes) -> Result<Figure> {
+    const CALLERS: usize = 8;
+    let bench = BenchDatabase::open(db).await?;
+    let engine = engine(&bench.store)?;
+    let template = chain(4);
+    engine.register_template(template.clone(), false).await?;
+    let started = Instant::now();
+    for _ in 0..sizes.b6_tasks {
+        engine.create_task(request(&template)).await?;
+    }
+    let one_caller = sizes.b6_tasks as f64 / started.elapsed().as_secs_f64();
+    let per_caller = sizes.b6_tasks.div_ceil(CALLERS);
+    let started = Instant::now();
+    let callers: Vec<_> = (0..CALLERS)
+        .map(|_| {
+            let engine = engine.clone();
+            let request = request(&template);
+            tokio::spawn(async move {
+                for _ in 0..per_caller {
+                    engine.create_task(request.clone()).await?;
+                }
+                anyhow::Ok(())
+            })
+        })
+        .collect();
+    for caller in callers {
+        caller.await??;
+    }
+    let eight_callers = (per_caller * CALLERS) as f64 / started.elapsed().as_secs_f64();
+    bench.close().await;
+    Ok(Figure::new(
+        "B6",
+        db.name(),
+        "tasks_per_s_8_callers",
+        eight_callers,
+        "tasks/s",
+    )
+    .target(Target::AtLeast(5000.0), "≥ 5,000/s")
+    .extra("tasks_per_s_1_caller", one_caller))
+}
+
+/// VmRSS of this process in MB.
+pub fn resident_mb() -> Result<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").context("reading /proc")?;
+    let kb: f64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .context("no VmRSS in /proc/self/status")?
+        .parse()?;
+    Ok(kb / 1024.0)
+}
+
+/// B7: resident memory with N linear 4-step tasks created and in flight: first all pending
+/// (created, coordinator stopped), then the peak while one engine runs them all.
+pub async fn b7(db: Db, sizes: &Sizes) -> Result<Figure> {
+    let baseline = resident_mb()?;
+    let bench = BenchDatabase::open(db).await?;
+    let engine = engine(&bench.store)?;
+    let template = chain(4);
+    engine.register_template(template.clone(), false).await?;
+    let mut tasks = Vec::with_capacity(sizes.b7_tasks);
+    for _ in 0..sizes.b7_tasks {
+        tasks.push(engine.create_task(request(&template)).await?.task_id);
+    }
+    let created = resident_mb()?;
+    let sampling = Arc::new(std::sync::Mutex::new(created));
+    let done = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let sampling = sampling.clone();
+        let done = done.clone();
+        tokio::spawn(async move {
+            while !done.load(Ordering::Relaxed) {
+                if let Ok(mb) = resident_mb() {
+                    let mut peak = sampling.lock().expect("peak lock");
+                    *peak = peak.max(mb);
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    let outcome = run_to_completion(&engine, &tasks).await;
+    done.store(true, Ordering::Relaxed);
+    sampler.await.ok();
+    outcome?;
+    engine.shutdown().await;
+    bench.close().await;
+    let peak = *sampling.lock().expect("peak lock");
+    Ok(Figure::new("B7", db.name(), "resident_peak", peak, "MB")
+        .target(Target::AtMost(200.0), "< 200 MB")
+        .extra("tasks", sizes.b7_tasks as f64)
+        .extra("rss_before_mb", baseline)
+        .extra("rss_all_created_mb", created))
+}
