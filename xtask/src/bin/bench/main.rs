@@ -158,8 +158,10 @@ fn cores() -> usize {
 }
 
 fn default_json_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
+    let xtask = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    xtask
+        .parent()
+        .unwrap_or(xtask)
         .join("target")
         .join("bench")
         .join("latest.json")
