@@ -8,13 +8,15 @@ use std::process::Command;
 
 use anyhow::Context as _;
 
-use crate::layers;
+use crate::{docs, layers};
 
 enum Step {
     /// `cargo` with these arguments, inheriting stdout, stderr and the environment.
     Cargo(&'static [&'static str]),
     /// `lint-layers`, run in this process.
     LintLayers,
+    /// `validate-docs`, run in this process.
+    ValidateDocs,
 }
 
 const STEPS: &[Step] = &[
@@ -29,6 +31,7 @@ const STEPS: &[Step] = &[
     ]),
     Step::LintLayers,
     Step::Cargo(&["test", "--workspace"]),
+    Step::ValidateDocs,
 ];
 
 impl fmt::Display for Step {
@@ -36,6 +39,7 @@ impl fmt::Display for Step {
         match self {
             Step::Cargo(args) => write!(f, "cargo {}", args.join(" ")),
             Step::LintLayers => write!(f, "cargo xtask lint-layers"),
+            Step::ValidateDocs => write!(f, "cargo xtask validate-docs"),
         }
     }
 }
@@ -55,6 +59,7 @@ impl Step {
                 Ok(())
             }
             Step::LintLayers => layers::run(),
+            Step::ValidateDocs => docs::run(),
         }
     }
 }
@@ -88,6 +93,7 @@ mod tests {
                 "cargo clippy --workspace --all-targets -- -D warnings",
                 "cargo xtask lint-layers",
                 "cargo test --workspace",
+                "cargo xtask validate-docs",
             ]
         );
     }

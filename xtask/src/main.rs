@@ -5,6 +5,7 @@
 
 mod bench;
 mod ci;
+mod docs;
 mod layers;
 mod migrate;
 
@@ -34,6 +35,8 @@ enum Task {
         #[command(subcommand)]
         action: migrate::Action,
     },
+    /// Validate the documentation: templates in docs, doctests, blog samples end to end
+    ValidateDocs,
     /// Benchmarks B0–B7 in release mode (design.md §4); `cargo xtask bench --help` for options
     #[command(disable_help_flag = true)]
     Bench {
@@ -49,6 +52,7 @@ fn main() -> ExitCode {
         Task::Ci => ci::run(),
         Task::Migrate { action } => migrate::run(action),
         Task::Bench { args } => bench::run(&args),
+        Task::ValidateDocs => docs::run(),
     };
     // `{:#}` prints the context chain on one line, without anyhow's backtrace.
     match result {
