@@ -5,8 +5,16 @@ use sea_orm::{ConnectionTrait, DbBackend, QueryResult, Statement, Value};
 
 use crate::error::StoreError;
 
-/// The most bind parameters one statement gets (SQLite allows 32,766; PostgreSQL 65,535).
-pub(crate) const MAX_PARAMS: usize = 30_000;
+/// The most bind parameters one statement gets on `backend`. PostgreSQL allows 65,535. SQLite
+/// allows 32,766, but it finds each numbered parameter by a linear search (when preparing, and
+/// again when sqlx binds by name), so a statement's cost grows with the square of its parameter
+/// count: a few hundred per statement is the sweet spot there.
+pub(crate) fn max_params(backend: DbBackend) -> usize {
+    match backend {
+        DbBackend::Sqlite => 400,
+        _ => 30_000,
+    }
+}
 
 /// `$from, $from+1, ..., $from+n-1`.
 pub(crate) fn params(from: usize, n: usize) -> String {
@@ -27,8 +35,8 @@ pub(crate) async fn insert_rows<C: ConnectionTrait>(
     columns: &[&str],
     rows: Vec<Vec<Value>>,
 ) -> Result<(), StoreError> {
-    let per_statement = (MAX_PARAMS / columns.len()).max(1);
     let backend = db.get_database_backend();
+    let per_statement = (max_params(backend) / columns.len()).max(1);
     let mut rows = rows.into_iter().peekable();
     while rows.peek().is_some() {
         let chunk: Vec<Vec<Value>> = rows.by_ref().take(per_statement).collect();
@@ -58,7 +66,7 @@ pub(crate) async fn query_in_chunks<C: ConnectionTrait>(
 ) -> Result<Vec<QueryResult>, StoreError> {
     let backend = db.get_database_backend();
     let mut rows = Vec::new();
-    for chunk in ids.chunks(MAX_PARAMS) {
+    for chunk in ids.chunks(max_params(backend)) {
         let text = sql.replace("{ids}", &params(leading.len() + 1, chunk.len()));
         let mut values = leading.clone();
         values.extend(chunk.iter().cloned());
@@ -76,7 +84,7 @@ pub(crate) async fn execute_in_chunks<C: ConnectionTrait>(
 ) -> Result<u64, StoreError> {
     let backend = db.get_database_backend();
     let mut affected = 0;
-    for chunk in ids.chunks(MAX_PARAMS) {
+    for chunk in ids.chunks(max_params(backend)) {
         let text = sql.replace("{ids}", &params(leading.len() + 1, chunk.len()));
         let mut values = leading.clone();
         values.extend(chunk.iter().cloned());

@@ -181,12 +181,16 @@ pub(crate) async fn release_children<C: ConnectionTrait>(
         &ids,
     )
     .await?;
-    let mut by_count: BTreeMap<i64, Vec<Value>> = BTreeMap::new();
+    // Chunks of parents may count the same child twice: sum per child first.
+    let mut per_child: HashMap<Uuid, i64> = HashMap::new();
     for row in counts {
-        by_count
-            .entry(get::<i64>(&row, "n")?)
-            .or_default()
-            .push(Value::from(get::<Uuid>(&row, "to_step_id")?));
+        *per_child
+            .entry(get::<Uuid>(&row, "to_step_id")?)
+            .or_default() += get::<i64>(&row, "n")?;
+    }
+    let mut by_count: BTreeMap<i64, Vec<Value>> = BTreeMap::new();
+    for (child, count) in per_child {
+        by_count.entry(count).or_default().push(Value::from(child));
     }
     let mut rows = Vec::new();
     for (count, children) in by_count {

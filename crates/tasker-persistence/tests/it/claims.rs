@@ -214,3 +214,58 @@ async fn of_two_concurrent_writers_exactly_one_wins() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn wide_batches_span_several_statements_and_count_every_parent_once() {
+    on_each_database(|store, backend| async move {
+        let middle: Vec<String> = (0..998).map(|i| format!("m{i}")).collect();
+        let mut steps: Vec<(&str, Vec<&str>)> = vec![("root", vec![])];
+        steps.extend(middle.iter().map(|m| (m.as_str(), vec!["root"])));
+        steps.push(("join", middle.iter().map(String::as_str).collect()));
+        let borrowed: Vec<(&str, &[&str])> =
+            steps.iter().map(|(n, d)| (*n, d.as_slice())).collect();
+        let registered = register(&store, &shape("wide", &borrowed, 3)).await;
+        let created = create(&store, &registered, request_for(&registered.template)).await;
+        let root = store.claim_ready_steps("w", 10, LEASE, t0()).await?.steps;
+        let report = store
+            .record_outcomes(
+                "w",
+                vec![StepOutcome::Success {
+                    step_id: root[0].step_id,
+                    attempt: 1,
+                    results: json!({}),
+                }],
+                t0(),
+            )
+            .await?;
+        assert_eq!(report.newly_ready.len(), 998, "{backend}");
+        let claimed = store
+            .claim_ready_steps("w", 1_000, LEASE, t0())
+            .await?
+            .steps;
+        assert_eq!(
+            claimed.len(),
+            998,
+            "{backend}: one claim statement set spans several chunks"
+        );
+        let outcomes = claimed
+            .iter()
+            .map(|s| StepOutcome::Success {
+                step_id: s.step_id,
+                attempt: 1,
+                results: json!({}),
+            })
+            .collect();
+        let report = store.record_outcomes("w", outcomes, t0()).await?;
+        assert_eq!(report.recorded.len(), 998);
+        assert_eq!(
+            report.newly_ready,
+            [step_id(&created, "join")],
+            "{backend}: the join is released once, after all 998 parents"
+        );
+        let join = store.step(step_id(&created, "join")).await?;
+        assert_eq!((join.unfinished_parents, join.total_parents), (0, 998));
+        Ok(())
+    })
+    .await;
+}
