@@ -620,6 +620,9 @@ async fn coordinate(inner: Arc<Inner>) {
     let mut task_spans: HashMap<TaskId, Span> = HashMap::new();
     let mut next_upkeep = inner.clock.now();
     let mut epoch = 0u64;
+    // Next-attempt times of the failures this engine recorded.
+    let mut known_due: std::collections::BinaryHeap<std::cmp::Reverse<DateTime<Utc>>> =
+        Default::default();
     loop {
         if inner.shutdown.is_cancelled() {
             break;
@@ -634,7 +637,12 @@ async fn coordinate(inner: Arc<Inner>) {
         if !finished.is_empty() {
             progressed = true;
             let batch = std::mem::take(&mut finished);
-            record(&engine, batch, &mut per_task, &mut task_spans).await;
+            known_due.extend(
+                record(&engine, batch, &mut per_task, &mut task_spans)
+                    .await
+                    .into_iter()
+                    .map(std::cmp::Reverse),
+            );
         }
         let now = inner.clock.now();
         if now >= next_upkeep {
@@ -706,14 +714,28 @@ async fn coordinate(inner: Arc<Inner>) {
         epoch += 1;
         inner.idle.send_replace(IdleReport { epoch, idle });
         let mut wake_at = now + config.poll_interval;
-        if let Ok(Some(due)) = inner.store.next_attempt_due(now).await {
-            wake_at = wake_at.min(due);
+        while known_due
+            .peek()
+            .is_some_and(|std::cmp::Reverse(at)| *at <= now)
+        {
+            known_due.pop();
         }
-        if !inner.running.is_empty() || !held.is_empty() {
+        if let Some(std::cmp::Reverse(at)) = known_due.peek() {
+            wake_at = wake_at.min(*at);
+        }
+        if idle {
+            // Nothing of ours is running: ask the database what comes next, which also covers
+            // backoffs and leases of other processes.
+            if let Ok(Some(due)) = inner.store.next_attempt_due(now).await {
+                wake_at = wake_at.min(due);
+            }
+            if let Ok(Some(expiry)) = inner.store.next_lease_expiry().await {
+                wake_at = wake_at.min(expiry.max(now) + Duration::from_millis(1));
+            }
+        } else {
+            // A finished attempt wakes us; our own backoffs are known from what we recorded, and
+            // upkeep covers leases. No queries on the hand-off path.
             wake_at = wake_at.min(next_upkeep);
-        }
-        if let Ok(Some(expiry)) = inner.store.next_lease_expiry().await {
-            wake_at = wake_at.min(expiry.max(now) + Duration::from_millis(1));
         }
         tokio::select! {
             received = rx.recv() => if let Some(f) = received { finished.push(f) },
@@ -920,12 +942,13 @@ async fn prepare(
     ))
 }
 
+/// Records a batch of finished attempts; returns the next-attempt times of the failures.
 async fn record(
     engine: &Engine,
     batch: Vec<Finished>,
     per_task: &mut HashMap<TaskId, usize>,
     task_spans: &mut HashMap<TaskId, Span>,
-) {
+) -> Vec<DateTime<Utc>> {
     let inner = &engine.inner;
     let mut outcomes = Vec::with_capacity(batch.len());
     let mut names = HashMap::with_capacity(batch.len());
@@ -970,7 +993,7 @@ async fn record(
         }
     }
     if outcomes.is_empty() {
-        return;
+        return Vec::new();
     }
     match inner
         .store
@@ -988,8 +1011,16 @@ async fn record(
                 task_spans.remove(task_id);
             }
             engine.after_report(&report, &names).await;
+            report
+                .recorded
+                .iter()
+                .filter_map(|r| r.next_attempt_at)
+                .collect()
         }
         // The claims lapse and the attempts run again after the lease: at-least-once.
-        Err(err) => tracing::error!(error = %err, "recording outcomes failed"),
+        Err(err) => {
+            tracing::error!(error = %err, "recording outcomes failed");
+            Vec::new()
+        }
     }
 }
