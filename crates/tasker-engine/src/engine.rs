@@ -15,7 +15,7 @@ use serde_json::Value;
 use tasker_domain::{StepError, StepId, StepState, TaskId, TaskRequest, TaskState, TaskTemplate};
 use tasker_persistence::{
     ClaimedStep, CreateTaskOptions, CreatedTask, RecordReport, RegisteredTemplate, StepFailure,
-    StepInputs, StepOutcome, Store, StoreError, TaskRecord,
+    StepInputs, StepOutcome, Store, TaskRecord,
 };
 use tasker_state_machine::TransitionOutcome;
 use tokio::sync::{Notify, broadcast, mpsc, watch};
@@ -297,13 +297,9 @@ impl Engine {
             hooks
                 .establish_step_dependencies_and_defaults(&mut request)
                 .await
-                .map_err(|e| {
-                    EngineError::Store(StoreError::InvalidContext(vec![
-                        tasker_domain::ContextError {
-                            path: String::new(),
-                            message: e.message,
-                        },
-                    ]))
+                .map_err(|error| EngineError::RefusedByHooks {
+                    template: registered.template.full_name(),
+                    error: Box::new(error),
                 })?;
         }
         let full_name = registered.template.full_name();

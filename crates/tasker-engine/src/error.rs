@@ -32,6 +32,14 @@ pub enum EngineError {
         /// The version asked for, if any.
         version: Option<semver::Version>,
     },
+    /// The template's task hooks refused the request before anything was stored.
+    #[error("{template}: the task hooks refused the request: {}", .error.message)]
+    RefusedByHooks {
+        /// `namespace/name@version`.
+        template: String,
+        /// What the hooks reported.
+        error: Box<tasker_domain::StepError>,
+    },
     /// A step handler class is registered twice.
     #[error("a step handler is already registered as `{0}`")]
     DuplicateHandler(String),

@@ -114,6 +114,12 @@ impl tasker_engine::TaskHooks for Hooks {
         if request.context.get("tier") == Some(&json!("premium")) {
             request.context["premium_processing"] = json!({"priority": "high"});
         }
+        if request.context.get("tier") == Some(&json!("banned")) {
+            return Err(StepError::permanent(
+                "this customer tier may not check out",
+                "TIER_BANNED",
+            ));
+        }
         Ok(())
     }
 
@@ -140,6 +146,8 @@ async fn task_hooks_shape_the_request_and_annotate_at_finalization() {
         engine.register_template(template.clone(), false).await.unwrap();
         let created = engine.create_task(request(&template).context(json!({"tier": "premium"}))).await.unwrap();
         assert_eq!(created.context["premium_processing"]["priority"], "high");
+        let err = engine.create_task(request(&template).context(json!({"tier": "banned"}))).await.unwrap_err();
+        assert_eq!(err.to_string(), "default/hooked@0.1.0: the task hooks refused the request: this customer tier may not check out");
         let task = drive(&engine, &clock, created.task_id).await;
         assert_eq!(task.state, TaskState::Complete);
         let annotations = db.store.annotations(created.task_id).await.unwrap();
