@@ -80,7 +80,8 @@ impl Store {
              lease_expires_at = $2, attempts = attempts + 1, last_attempted_at = $3, next_attempt_at = NULL, \
              updated_at = $3, last_sort_key = last_sort_key + (CASE WHEN state = 'error' THEN 20 ELSE 10 END) \
              WHERE workflow_step_id IN ({ids}) \
-             RETURNING workflow_step_id, task_id, name, attempts, retry_limit, last_sort_key, position",
+             RETURNING workflow_step_id, task_id, name, attempts, retry_limit, last_sort_key, position, \
+             (SELECT t.named_task_id FROM tasker_tasks t WHERE t.task_id = tasker_workflow_steps.task_id) AS named_task_id",
             vec![owner.into(), lease_until.into(), now.into()],
             &ids,
         )
@@ -120,7 +121,7 @@ impl Store {
                 ClaimedStep {
                     step_id: StepId(step_id),
                     task_id: TaskId(task_id),
-                    named_task_id: 0,
+                    named_task_id: get(row, "named_task_id")?,
                     name: get(row, "name")?,
                     attempt: u32::try_from(attempt).unwrap_or(0),
                     retry_limit: u32::try_from(get::<i32>(row, "retry_limit")?).unwrap_or(0),
@@ -131,20 +132,6 @@ impl Store {
         }
         write_step_transitions(&txn, history, now, true).await?;
         let task_values: Vec<Value> = task_ids.iter().copied().map(Value::from).collect();
-        let named = query_in_chunks(
-            &txn,
-            "SELECT task_id, named_task_id FROM tasker_tasks WHERE task_id IN ({ids})",
-            vec![],
-            &task_values,
-        )
-        .await?;
-        let mut named_by_task = HashMap::with_capacity(named.len());
-        for row in named {
-            named_by_task.insert(
-                get::<Uuid>(&row, "task_id")?,
-                get::<i64>(&row, "named_task_id")?,
-            );
-        }
         let started = query_in_chunks(
             &txn,
             "UPDATE tasker_tasks SET state = 'in_progress', last_sort_key = last_sort_key + 10, updated_at = $1 \
@@ -171,13 +158,7 @@ impl Store {
         txn.commit().await?;
         // Grouped by task in template order, for a stable hand-off to the engine.
         steps.sort_by_key(|(position, step)| (step.task_id, *position));
-        let mut steps: Vec<ClaimedStep> = steps.into_iter().map(|(_, s)| s).collect();
-        for step in &mut steps {
-            step.named_task_id = named_by_task
-                .get(&step.task_id.as_uuid())
-                .copied()
-                .unwrap_or(0);
-        }
+        let steps: Vec<ClaimedStep> = steps.into_iter().map(|(_, s)| s).collect();
         started_tasks.sort();
         Ok(ClaimBatch {
             steps,

@@ -387,14 +387,36 @@ impl Store {
                 bind(state.as_str().into(), &mut values)
             ));
         }
-        let mut annotation_match = None;
-        if let Some((kind, _, _)) = &filter.annotation {
-            conditions.push(format!(
-                "t.task_id IN (SELECT a.task_id FROM tasker_task_annotations a JOIN tasker_annotation_types y \
-                 ON y.annotation_type_id = a.annotation_type_id WHERE y.name = {})",
-                bind(kind.as_str().into(), &mut values)
-            ));
-            annotation_match = filter.annotation.clone();
+        if let Some((kind, key, value)) = &filter.annotation {
+            // The JSON key is matched here, the same way on both databases, in one query for all
+            // annotations of the type; the page itself is cut by the database.
+            let rows = self
+                .db
+                .query_all_raw(stmt(
+                    self.backend(),
+                    "SELECT a.task_id, a.annotation FROM tasker_task_annotations a JOIN tasker_annotation_types y \
+                     ON y.annotation_type_id = a.annotation_type_id WHERE y.name = $1",
+                    vec![kind.as_str().into()],
+                ))
+                .await?;
+            let mut matching = Vec::new();
+            for row in rows {
+                let annotation: serde_json::Value = get(&row, "annotation")?;
+                if annotation.get(key) == Some(value) {
+                    matching.push(get::<uuid::Uuid>(&row, "task_id")?);
+                }
+            }
+            matching.sort_unstable();
+            matching.dedup();
+            if matching.is_empty() {
+                conditions.push("1 = 0".to_owned());
+            } else {
+                let ids: Vec<String> = matching
+                    .into_iter()
+                    .map(|id| bind(id.into(), &mut values))
+                    .collect();
+                conditions.push(format!("t.task_id IN ({})", ids.join(", ")));
+            }
         }
         let clause = if conditions.is_empty() {
             String::new()
@@ -403,38 +425,43 @@ impl Store {
         };
         let limit = filter.limit.unwrap_or(25).clamp(1, 1_000);
         let offset = filter.offset.unwrap_or(0);
+        let total = self
+            .db
+            .query_one_raw(stmt(
+                self.backend(),
+                format!(
+                    "SELECT COUNT(*) AS n FROM tasker_tasks t JOIN tasker_named_tasks nt ON nt.named_task_id = t.named_task_id \
+                     JOIN tasker_task_namespaces n ON n.task_namespace_id = nt.task_namespace_id{clause}"
+                ),
+                values.clone(),
+            ))
+            .await?
+            .map(|row| get::<i64>(&row, "n"))
+            .transpose()?
+            .unwrap_or(0);
+        let page_params = format!(
+            " LIMIT {} OFFSET {}",
+            bind(i64::try_from(limit).unwrap_or(i64::MAX).into(), &mut values),
+            bind(
+                i64::try_from(offset).unwrap_or(i64::MAX).into(),
+                &mut values
+            )
+        );
         let rows = self
             .db
             .query_all_raw(stmt(
                 self.backend(),
-                format!("{TASK_SELECT}{clause} ORDER BY t.created_at DESC, t.task_id DESC"),
+                format!(
+                    "{TASK_SELECT}{clause} ORDER BY t.created_at DESC, t.task_id DESC{page_params}"
+                ),
                 values,
             ))
             .await?;
-        let mut items = Vec::new();
-        for row in &rows {
-            items.push(task_record(row)?);
-        }
-        if let Some((kind, key, value)) = annotation_match {
-            // JSON key matching is done here, the same way on both databases.
-            let mut kept = Vec::new();
-            for task in items {
-                let annotations = self.annotations(task.task_id).await?;
-                if annotations
-                    .iter()
-                    .any(|(k, a)| *k == kind && a.get(&key) == Some(&value))
-                {
-                    kept.push(task);
-                }
-            }
-            items = kept;
-        }
-        let total = items.len() as u64;
-        let items = items
-            .into_iter()
-            .skip(usize::try_from(offset).unwrap_or(usize::MAX))
-            .take(usize::try_from(limit).unwrap_or(usize::MAX))
-            .collect();
+        let items = rows
+            .iter()
+            .map(task_record)
+            .collect::<Result<Vec<_>, _>>()?;
+        let total = u64::try_from(total).unwrap_or(0);
         Ok(Page {
             items,
             total,
