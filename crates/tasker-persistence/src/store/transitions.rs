@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait, Value};
+use sea_orm::{ConnectionTrait, QueryResult, Value};
 use serde_json::json;
 use tasker_domain::{StepId, StepState, TaskId, TaskState};
 use tasker_state_machine::{StepGuard, TaskGuard, Transition, TransitionOutcome, step, task};
@@ -594,15 +594,25 @@ async fn cancel_steps<C: ConnectionTrait>(
     now: i64,
 ) -> Result<(), StoreError> {
     let backend = db.get_database_backend();
-    let rows = db
-        .query_all_raw(stmt(
-            backend,
-            "UPDATE tasker_workflow_steps SET state = 'cancelled', next_attempt_at = NULL, in_process = FALSE, \
-             claim_owner = NULL, lease_expires_at = NULL, last_sort_key = last_sort_key + 10, updated_at = $1 \
-             WHERE task_id = $2 AND state IN ('pending', 'in_progress') RETURNING workflow_step_id, last_sort_key",
-            vec![now.into(), task_id.as_uuid().into()],
-        ))
-        .await?;
+    // One statement per from-state, so each history row states where the step came from.
+    let mut history = Vec::new();
+    for from in ["pending", "in_progress"] {
+        let rows = db
+            .query_all_raw(stmt(
+                backend,
+                "UPDATE tasker_workflow_steps SET state = 'cancelled', next_attempt_at = NULL, in_process = FALSE, \
+                 claim_owner = NULL, lease_expires_at = NULL, last_sort_key = last_sort_key + 10, updated_at = $1 \
+                 WHERE task_id = $2 AND state = $3 RETURNING workflow_step_id, last_sort_key",
+                vec![now.into(), task_id.as_uuid().into(), from.into()],
+            ))
+            .await?;
+        history.extend(history_rows(
+            &rows,
+            from,
+            "cancelled",
+            json!({"reason": "task_cancelled"}),
+        )?);
+    }
     // Steps in error have no cancelled transition (Rails table); they just lose their schedule.
     db.execute_raw(stmt(
         backend,
@@ -616,19 +626,6 @@ async fn cancel_steps<C: ConnectionTrait>(
         vec![task_id.as_uuid().into()],
     ))
     .await?;
-    let mut history = Vec::with_capacity(rows.len());
-    for row in rows {
-        history.push(TransitionRow {
-            id: get(&row, "workflow_step_id")?,
-            from_state: None,
-            to_state: "cancelled",
-            sort_key: get(&row, "last_sort_key")?,
-            most_recent: true,
-            metadata: json!({"reason": "task_cancelled"}),
-        });
-    }
-    // The from-state of each cancelled step is read back from its current history row.
-    fill_from_states(db, &mut history).await?;
     write_step_transitions(db, history, now, true).await
 }
 
@@ -654,47 +651,34 @@ async fn reset_blocked_steps<C: ConnectionTrait>(
         vec![count.into(), task_id.as_uuid().into()],
     ))
     .await?;
-    let mut history = Vec::with_capacity(rows.len());
-    for row in rows {
-        history.push(TransitionRow {
-            id: get(&row, "workflow_step_id")?,
-            from_state: Some("error"),
-            to_state: "pending",
-            sort_key: get(&row, "last_sort_key")?,
-            most_recent: true,
-            metadata: json!({"reason": "task_retry", "retry_attempt": 0}),
-        });
-    }
+    let history = history_rows(
+        &rows,
+        "error",
+        "pending",
+        json!({"reason": "task_retry", "retry_attempt": 0}),
+    )?;
     write_step_transitions(db, history, now, true).await
 }
 
-async fn fill_from_states<C: ConnectionTrait>(
-    db: &C,
-    rows: &mut [TransitionRow],
-) -> Result<(), StoreError> {
-    if rows.is_empty() {
-        return Ok(());
-    }
-    let ids: Vec<Value> = rows.iter().map(|r| Value::from(r.id)).collect();
-    let current = query_in_chunks(
-        db,
-        "SELECT workflow_step_id, to_state FROM tasker_workflow_step_transitions WHERE most_recent AND workflow_step_id IN ({ids})",
-        vec![],
-        &ids,
-    )
-    .await?;
-    let mut states: HashMap<Uuid, String> = HashMap::new();
-    for row in current {
-        states.insert(get(&row, "workflow_step_id")?, get(&row, "to_state")?);
-    }
-    for row in rows {
-        // No history row means the step was never moved: it was pending.
-        row.from_state = Some(match states.get(&row.id).map(String::as_str) {
-            Some("in_progress") => "in_progress",
-            _ => "pending",
-        });
-    }
-    Ok(())
+/// Current history rows for steps an UPDATE returned (`workflow_step_id`, `last_sort_key`).
+fn history_rows(
+    rows: &[QueryResult],
+    from: &'static str,
+    to: &'static str,
+    metadata: serde_json::Value,
+) -> Result<Vec<TransitionRow>, StoreError> {
+    rows.iter()
+        .map(|row| {
+            Ok(TransitionRow {
+                id: get(row, "workflow_step_id")?,
+                from_state: Some(from),
+                to_state: to,
+                sort_key: get(row, "last_sort_key")?,
+                most_recent: true,
+                metadata: metadata.clone(),
+            })
+        })
+        .collect()
 }
 
 pub(crate) fn conflict(
