@@ -111,6 +111,14 @@ pub enum TemplateErrorKind {
         /// The closest step name.
         suggestion: Option<String>,
     },
+    /// A declared custom event name breaks the naming rules.
+    #[error("{reason}")]
+    InvalidCustomEvent {
+        /// The name as written.
+        name: String,
+        /// Why it is refused.
+        reason: String,
+    },
     /// The input is not UTF-8.
     #[error("template is not valid UTF-8: {message}")]
     NotUtf8 {

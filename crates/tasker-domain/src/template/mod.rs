@@ -369,6 +369,23 @@ impl TaskTemplate {
                 }
             }
         }
+        let declared = self.custom_events.iter().map(|e| (e, None)).chain(
+            self.step_templates
+                .iter()
+                .flat_map(|s| s.custom_events.iter().map(|e| (e, Some(s.name.clone())))),
+        );
+        for (event, step) in declared {
+            if let Err(err) = crate::event_names::check_custom_name(&event.name) {
+                let error = TemplateError::new(TemplateErrorKind::InvalidCustomEvent {
+                    name: event.name.clone(),
+                    reason: err.to_string(),
+                });
+                errors.push(match step {
+                    Some(step) => error.in_step(step),
+                    None => error,
+                });
+            }
+        }
         if let Some(listed) = &self.named_steps {
             let mut unlisted: Vec<&str> = Vec::new();
             for step in &self.step_templates {

@@ -487,6 +487,7 @@ impl Locator {
             } => "namespace_name",
             TemplateErrorKind::NoSteps => "step_templates",
             TemplateErrorKind::InvalidSchema { .. } => "schema",
+            TemplateErrorKind::InvalidCustomEvent { .. } => "custom_events",
             _ => return None,
         };
         self.keys.get(key).copied()

@@ -296,3 +296,15 @@ fn code_built_templates_validate_too() {
     template.validate().unwrap();
     assert_eq!(template.graph().execution_order().unwrap(), ["a", "b"]);
 }
+
+#[test]
+fn custom_event_names_are_checked_where_declared() {
+    let source = "name: t\nnamespace_name: ops\ncustom_events: [{ name: task.hijacked }, { name: ok.fine }]\nstep_templates:\n  - name: a\n    handler_class: A\n    custom_events: [{ name: nonamespace }]\n";
+    let errors = TaskTemplate::from_yaml_str(source, Some("t.yaml")).unwrap_err();
+    let text = errors.to_string();
+    assert_eq!(errors.0.len(), 2, "{text}");
+    assert!(text.contains("t.yaml:3"), "{text}");
+    assert!(text.contains("reserved namespace `task`"), "{text}");
+    assert!(text.contains("step `a`"), "{text}");
+    assert!(text.contains("`nonamespace` needs a namespace"), "{text}");
+}
