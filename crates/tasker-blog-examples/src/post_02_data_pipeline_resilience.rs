@@ -378,6 +378,20 @@ fn classify(failure: &ServiceFailure) -> StepError {
     }
 }
 
+/// Published (declared in the template's `custom_events`) when an extract step starts reading.
+pub const EXTRACTION_STARTED: &str = "data_pipeline.extraction_started";
+/// Published when an extract step has its rows.
+pub const EXTRACTION_COMPLETED: &str = "data_pipeline.extraction_completed";
+/// Published when the pipeline passes a milestone (insights generated).
+pub const MILESTONE_REACHED: &str = "data_pipeline.milestone_reached";
+
+/// Events are observability: a refused publication is logged, never a failed step.
+fn publish(step: &StepContext, name: &str, data: Value) {
+    if let Err(err) = step.events.publish(name, data) {
+        tracing::warn!(error = %err, "publishing a pipeline event failed");
+    }
+}
+
 /// Which pipeline step a handler instance runs.
 #[derive(Debug, Clone, Copy)]
 enum Stage {
@@ -408,6 +422,12 @@ impl StepHandler for PipelineStep {
         let range =
             || DateRange::from_context(context).map_err(|e| permanent(e.to_string(), e.code()));
         let w = &self.warehouse;
+        if matches!(
+            self.stage,
+            Stage::ExtractOrders | Stage::ExtractUsers | Stage::ExtractProducts
+        ) {
+            publish(&step, EXTRACTION_STARTED, json!({"attempt": step.attempt}));
+        }
         let (key, response) = match self.stage {
             Stage::ExtractOrders => {
                 tracing::info!("Starting order extraction");
@@ -466,6 +486,19 @@ impl StepHandler for PipelineStep {
             }
         };
         let response = response.map_err(|failure| classify(&failure))?;
+        match self.stage {
+            Stage::ExtractOrders | Stage::ExtractUsers | Stage::ExtractProducts => publish(
+                &step,
+                EXTRACTION_COMPLETED,
+                json!({"source": key, "records": response.as_array().map_or(0, Vec::len)}),
+            ),
+            Stage::Insights => publish(
+                &step,
+                MILESTONE_REACHED,
+                json!({"milestone": "insights_generated"}),
+            ),
+            _ => {}
+        }
         let payload = if matches!(self.stage, Stage::Dashboard | Stage::Notify) {
             response
         } else {

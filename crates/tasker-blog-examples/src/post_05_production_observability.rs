@@ -6,11 +6,11 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
-use tasker_domain::{StepError, StepId, TaskId, TaskRequest, TaskState};
-use tasker_engine::{Clock, Engine, EngineEvent, StepContext, StepHandler, TaskHooks};
-use tokio::sync::broadcast;
+use tasker_domain::{StepError, TaskRequest, TaskState};
+use tasker_engine::tasker_events::names::step;
+use tasker_engine::tasker_events::{Category, Event, EventStream, Interest, Payload};
+use tasker_engine::{Clock, Engine, StepContext, StepHandler, TaskHooks};
 
 use crate::money::Cents;
 use crate::{Registration, parent, permanent};
@@ -262,29 +262,30 @@ pub struct BusinessMetrics {
     pub oversell_risk_alerts: u64,
 }
 
-/// Subscribes to an engine's events and keeps [`BusinessMetrics`] for its monitored checkouts.
+/// Reads an engine's task and step events and keeps [`BusinessMetrics`] for its monitored
+/// checkouts (recognised by the template names every event carries).
 ///
 /// Call [`catch_up`](Self::catch_up) to process what has arrived (tests do this after the task
 /// finishes), or [`run`](Self::run) to process events until the engine goes away.
 pub struct BusinessMetricsSubscriber {
     engine: Engine,
-    clock: Arc<dyn Clock>,
-    events: broadcast::Receiver<EngineEvent>,
-    started: HashMap<StepId, DateTime<Utc>>,
-    checkouts: HashMap<TaskId, bool>,
+    events: EventStream,
     metrics: BusinessMetrics,
     log: Vec<String>,
 }
 
 impl BusinessMetricsSubscriber {
-    /// Subscribes now: events from here on are observed. Durations are measured on `clock`.
-    pub fn new(engine: &Engine, clock: Arc<dyn Clock>) -> Self {
+    /// Subscribes now: events from here on are observed.
+    pub fn new(engine: &Engine) -> Self {
         Self {
-            events: engine.subscribe(),
+            events: engine.events().stream(
+                vec![
+                    Interest::Category(Category::Task),
+                    Interest::Category(Category::Step),
+                ],
+                65_536,
+            ),
             engine: engine.clone(),
-            clock,
-            started: HashMap::new(),
-            checkouts: HashMap::new(),
             metrics: BusinessMetrics::default(),
             log: Vec::new(),
         }
@@ -295,131 +296,83 @@ impl BusinessMetricsSubscriber {
         &self.metrics
     }
 
-    /// Every observed event of a monitored checkout, as `kind[:step#attempt|:state]`.
+    /// Every observed event of a monitored checkout, as `name[ step#attempt]`.
     pub fn event_log(&self) -> &[String] {
         &self.log
     }
 
     /// Processes every event received so far.
     pub async fn catch_up(&mut self) -> &BusinessMetrics {
-        loop {
-            match self.events.try_recv() {
-                Ok(event) => self.observe(event).await,
-                Err(broadcast::error::TryRecvError::Lagged(missed)) => {
-                    tracing::warn!(missed, "business metrics fell behind the event stream");
-                }
-                Err(_) => return &self.metrics,
-            }
+        while let Some(event) = self.events.try_recv() {
+            self.observe(&event).await;
         }
+        if self.events.dropped() > 0 {
+            tracing::warn!(
+                missed = self.events.dropped(),
+                "business metrics fell behind the event stream"
+            );
+        }
+        &self.metrics
     }
 
-    /// Processes events until the engine's event stream closes.
+    /// Processes events until the engine's bus goes away.
     pub async fn run(mut self) -> BusinessMetrics {
-        loop {
-            match self.events.recv().await {
-                Ok(event) => self.observe(event).await,
-                Err(broadcast::error::RecvError::Lagged(_)) => {}
-                Err(broadcast::error::RecvError::Closed) => return self.metrics,
-            }
+        while let Some(event) = self.events.recv().await {
+            self.observe(&event).await;
         }
+        self.metrics
     }
 
-    /// Whether `task_id` runs the monitored checkout (events carry ids only; the name is looked
-    /// up once per task).
-    async fn is_checkout(&mut self, task_id: TaskId) -> bool {
-        if let Some(known) = self.checkouts.get(&task_id) {
-            return *known;
-        }
-        let checkout = self
-            .engine
-            .store()
-            .task(task_id)
-            .await
-            .is_ok_and(|t| t.namespace == "blog_examples" && t.name == "monitored_checkout");
-        self.checkouts.insert(task_id, checkout);
-        checkout
-    }
-
-    async fn observe(&mut self, event: EngineEvent) {
-        let task_id = match &event {
-            EngineEvent::TaskCreated { task_id, .. }
-            | EngineEvent::TaskStarted { task_id }
-            | EngineEvent::StepStarted { task_id, .. }
-            | EngineEvent::StepCompleted { task_id, .. }
-            | EngineEvent::StepFailed { task_id, .. }
-            | EngineEvent::TaskFinished { task_id, .. } => *task_id,
+    async fn observe(&mut self, event: &Event) {
+        let Some(labels) = event.labels() else {
+            return;
         };
-        if !self.is_checkout(task_id).await {
+        if &*labels.namespace != "blog_examples" || &*labels.task_name != "monitored_checkout" {
             return;
         }
-        let now = self.clock.now();
         let m = &mut self.metrics;
-        let entry = match event {
-            EngineEvent::TaskCreated { .. } => "task_created".to_owned(),
-            EngineEvent::TaskStarted { .. } => "task_started".to_owned(),
-            EngineEvent::StepStarted {
-                step_id,
-                name,
-                attempt,
-                ..
-            } => {
-                self.started.insert(step_id, now);
-                if attempt > 1 {
-                    *m.step_retries_total.entry(name.clone()).or_default() += 1;
-                }
-                format!("step_started:{name}#{attempt}")
-            }
-            EngineEvent::StepCompleted {
-                step_id,
-                name,
-                attempt,
-                ..
-            } => {
-                if let Some(started) = self.started.remove(&step_id) {
-                    let seconds = (now - started).num_milliseconds() as f64 / 1000.0;
-                    m.step_execution_duration_seconds
-                        .push((name.clone(), seconds));
-                }
-                format!("step_completed:{name}#{attempt}")
-            }
-            EngineEvent::StepFailed {
-                step_id,
-                name,
-                attempt,
-                ..
-            } => {
-                self.started.remove(&step_id);
-                *m.step_failures_total.entry(name.clone()).or_default() += 1;
-                if name == "update_inventory" {
-                    m.oversell_risk_alerts += 1;
-                }
-                format!("step_failed:{name}#{attempt}")
-            }
-            EngineEvent::TaskFinished { state, .. } => {
-                match state {
-                    TaskState::Complete => {
-                        m.checkout_conversions_total += 1;
-                        let paid =
-                            self.engine
-                                .store()
-                                .steps(task_id)
-                                .await
-                                .ok()
-                                .and_then(|steps| {
-                                    steps
-                                        .into_iter()
-                                        .find(|s| s.name == "process_payment")
-                                        .and_then(|s| s.results?["amount"].as_f64())
-                                        .and_then(Cents::from_amount)
-                                });
-                        m.revenue_processed = m.revenue_processed + paid.unwrap_or_default();
+        match &event.payload {
+            Payload::Step(p) => {
+                let name = p.step_name.to_string();
+                match &*event.name {
+                    step::RETRY_REQUESTED => {
+                        *m.step_retries_total.entry(name).or_default() += 1;
                     }
-                    TaskState::Error => m.checkout_failures_total += 1,
+                    step::COMPLETED => m
+                        .step_execution_duration_seconds
+                        .push((name, p.duration_ms.unwrap_or_default() / 1000.0)),
+                    step::FAILED => {
+                        if name == "update_inventory" {
+                            m.oversell_risk_alerts += 1;
+                        }
+                        *m.step_failures_total.entry(name).or_default() += 1;
+                    }
                     _ => {}
                 }
-                format!("task_finished:{state}")
             }
-        };
-        self.log.push(entry);
+            Payload::Task(p) => match p.state {
+                TaskState::Complete => {
+                    m.checkout_conversions_total += 1;
+                    let paid = self
+                        .engine
+                        .store()
+                        .steps(p.task_id)
+                        .await
+                        .ok()
+                        .and_then(|steps| {
+                            steps
+                                .into_iter()
+                                .find(|s| s.name == "process_payment")
+                                .and_then(|s| s.results?["amount"].as_f64())
+                                .and_then(Cents::from_amount)
+                        });
+                    m.revenue_processed = m.revenue_processed + paid.unwrap_or_default();
+                }
+                TaskState::Error => m.checkout_failures_total += 1,
+                _ => {}
+            },
+            _ => return,
+        }
+        self.log.push(event.summary());
     }
 }

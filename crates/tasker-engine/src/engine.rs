@@ -10,87 +10,30 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use dashmap::DashMap;
 use futures::FutureExt;
-use serde::Serialize;
 use serde_json::Value;
-use tasker_domain::{StepError, StepId, StepState, TaskId, TaskRequest, TaskState, TaskTemplate};
+use tasker_domain::{
+    StepError, StepErrorKind, StepId, StepState, TaskId, TaskRequest, TaskState, TaskTemplate,
+};
+use tasker_events::names::{observability, workflow};
+use tasker_events::{
+    Category, Event, EventBus, EventStream, Interest, Payload, TaskLabels, WorkflowPayload,
+};
 use tasker_persistence::{
     ClaimedStep, CreateTaskOptions, CreatedTask, RecordReport, RegisteredTemplate, StepFailure,
     StepInputs, StepOutcome, Store, TaskRecord,
 };
 use tasker_state_machine::TransitionOutcome;
-use tokio::sync::{Notify, broadcast, mpsc, watch};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, Span};
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::EngineConfig;
+use crate::emit::{StepEvent, StepIdentity, TaskEvent, TemplateNames, labels_of};
 use crate::error::EngineError;
-use crate::handler::{StepContext, StepHandler, TaskHooks};
+use crate::handler::{StepContext, StepEvents, StepHandler, TaskHooks};
 use crate::registry::{RegisteredTask, Registry};
-
-/// What the engine did, for progress displays and tests. (The full event catalog is
-/// `tasker-events`'.)
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "event", rename_all = "snake_case")]
-pub enum EngineEvent {
-    /// A task was created.
-    TaskCreated {
-        /// The task.
-        task_id: TaskId,
-        /// Its step count.
-        total_steps: usize,
-    },
-    /// A task's first step was claimed.
-    TaskStarted {
-        /// The task.
-        task_id: TaskId,
-    },
-    /// An attempt began.
-    StepStarted {
-        /// The task.
-        task_id: TaskId,
-        /// The step.
-        step_id: StepId,
-        /// Its name.
-        name: String,
-        /// The attempt number.
-        attempt: u32,
-    },
-    /// An attempt succeeded.
-    StepCompleted {
-        /// The task.
-        task_id: TaskId,
-        /// The step.
-        step_id: StepId,
-        /// Its name.
-        name: String,
-        /// The attempt number.
-        attempt: u32,
-    },
-    /// An attempt failed.
-    StepFailed {
-        /// The task.
-        task_id: TaskId,
-        /// The step.
-        step_id: StepId,
-        /// Its name.
-        name: String,
-        /// The attempt number.
-        attempt: u32,
-        /// What went wrong.
-        error: StepError,
-        /// When it runs again; `None` when it will not.
-        next_attempt_at: Option<DateTime<Utc>>,
-    },
-    /// A task reached a final state.
-    TaskFinished {
-        /// The task.
-        task_id: TaskId,
-        /// Its final state.
-        state: TaskState,
-    },
-}
 
 /// Builds an [`Engine`].
 pub struct EngineBuilder {
@@ -100,9 +43,17 @@ pub struct EngineBuilder {
     registry: Arc<Registry>,
     owner: String,
     random: Box<dyn FnMut() -> f64 + Send>,
+    bus: Option<EventBus>,
 }
 
 impl EngineBuilder {
+    /// The event bus to publish on (a new one by default). Share one bus between engines and
+    /// servers to see all their events in one place.
+    pub fn bus(mut self, bus: EventBus) -> Self {
+        self.bus = Some(bus);
+        self
+    }
+
     /// Engine settings.
     pub fn config(mut self, config: EngineConfig) -> Self {
         self.config = config;
@@ -142,7 +93,6 @@ impl EngineBuilder {
                 }),
             ]))
         })?;
-        let (events, _) = broadcast::channel(4096);
         let (idle, _) = watch::channel(IdleReport::default());
         Ok(Engine {
             inner: Arc::new(Inner {
@@ -153,7 +103,7 @@ impl EngineBuilder {
                 owner: self.owner,
                 wake: Notify::new(),
                 shutdown: CancellationToken::new(),
-                events,
+                bus: self.bus.unwrap_or_default(),
                 idle,
                 templates: DashMap::new(),
                 stored: DashMap::new(),
@@ -176,6 +126,18 @@ struct IdleReport {
 struct Known {
     template: Arc<TaskTemplate>,
     hooks: Option<Arc<dyn TaskHooks>>,
+    names: TemplateNames,
+}
+
+impl Known {
+    fn new(template: Arc<TaskTemplate>, hooks: Option<Arc<dyn TaskHooks>>) -> Self {
+        let names = TemplateNames::of(&template);
+        Self {
+            template,
+            hooks,
+            names,
+        }
+    }
 }
 
 struct Inner {
@@ -186,7 +148,7 @@ struct Inner {
     owner: String,
     wake: Notify,
     shutdown: CancellationToken,
-    events: broadcast::Sender<EngineEvent>,
+    bus: EventBus,
     idle: watch::Sender<IdleReport>,
     /// By named task id.
     templates: DashMap<i64, Known>,
@@ -228,6 +190,7 @@ impl Engine {
             registry: Arc::new(Registry::with_builtins()),
             owner: default_owner(),
             random: Box::new(unit_random),
+            bus: None,
         }
     }
 
@@ -246,9 +209,14 @@ impl Engine {
         &self.inner.owner
     }
 
-    /// Events from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<EngineEvent> {
-        self.inner.events.subscribe()
+    /// The event bus the engine publishes on.
+    pub fn events(&self) -> &EventBus {
+        &self.inner.bus
+    }
+
+    /// Every event from now on, in order, in a stream holding up to 65,536 unread events.
+    pub fn subscribe(&self) -> EventStream {
+        self.inner.bus.stream(vec![Interest::all()], 65_536)
     }
 
     /// Registers `template` (after applying the configured environment's overrides) in the
@@ -268,17 +236,39 @@ impl Engine {
             .store
             .register_template(&registered.template, self.inner.clock.now())
             .await?;
+        self.register_custom_events(&registered.template)?;
         self.inner.templates.insert(
             stored.named_task_id,
-            Known {
-                template: registered.template.clone(),
-                hooks: registered.hooks.clone(),
-            },
+            Known::new(registered.template.clone(), registered.hooks.clone()),
         );
         self.inner
             .stored
             .insert(registered.template.full_name(), stored);
         Ok(registered)
+    }
+
+    /// Registers the custom events a template declares (top level and per step) on the bus.
+    fn register_custom_events(&self, template: &TaskTemplate) -> Result<(), EngineError> {
+        let full_name = template.full_name();
+        let declared = template
+            .custom_events
+            .iter()
+            .map(|e| (e, full_name.clone()))
+            .chain(template.step_templates.iter().flat_map(|s| {
+                s.custom_events
+                    .iter()
+                    .map(|e| (e, format!("{full_name} step {}", s.name)))
+            }));
+        for (event, fired_by) in declared {
+            self.inner
+                .bus
+                .register_custom(&event.name, event.description.as_deref(), &fired_by)
+                .map_err(|err| EngineError::InvalidCustomEvent {
+                    template: full_name.clone(),
+                    message: err.to_string(),
+                })?;
+        }
+        Ok(())
     }
 
     /// Creates a task from a registered template (the latest version when the request names
@@ -325,18 +315,54 @@ impl Engine {
             .store
             .create_task(&stored, &request, &options)
             .await?;
-        self.emit(EngineEvent::TaskCreated {
-            task_id: created.task_id,
-            total_steps: created.steps.len(),
-        });
-        if created.state.is_finished() {
-            self.emit(EngineEvent::TaskFinished {
-                task_id: created.task_id,
-                state: created.state,
-            });
-        }
+        self.created(&registered.template, &created, options.now);
         self.inner.wake.notify_one();
         Ok(created)
+    }
+
+    /// Publishes a new task's events: `task.initialize_requested`, one `observability.step.skip`
+    /// per bypassed step, and the final event if it finished at creation.
+    fn created(&self, template: &TaskTemplate, created: &CreatedTask, now: DateTime<Utc>) {
+        let bus = &self.inner.bus;
+        if !bus.has_subscribers() {
+            return;
+        }
+        let labels = TemplateNames::of(template).labels(&created.correlation_id);
+        TaskEvent::new(created.task_id, &labels, None, TaskState::Pending)
+            .total_steps(created.steps.len())
+            .publish(bus, now);
+        for name in &created.skipped {
+            let Some((_, step_id)) = created.steps.iter().find(|(n, _)| n == name) else {
+                continue;
+            };
+            let who = StepIdentity {
+                task_id: created.task_id,
+                step_id: *step_id,
+                step_name: name.as_str().into(),
+                labels: labels.clone(),
+                retry_limit: template.step(name).map_or(0, |s| s.default_retry_limit),
+            };
+            StepEvent::new(
+                observability::STEP_SKIP,
+                &who,
+                0,
+                None,
+                StepState::ResolvedManually,
+            )
+            .reason("bypassed")
+            .publish(bus, now);
+        }
+        if created.state.is_finished() {
+            TaskEvent::new(
+                created.task_id,
+                &labels,
+                Some(TaskState::Pending),
+                created.state,
+            )
+            .total_steps(created.steps.len())
+            .duration_since(now, now)
+            .publish(bus, now);
+        }
     }
 
     /// Starts the coordinator in the background (idempotent).
@@ -365,19 +391,26 @@ impl Engine {
 
     /// Waits until `task_id` is final and returns it.
     pub async fn wait_for_task(&self, task_id: TaskId) -> Result<TaskRecord, EngineError> {
-        let mut events = self.subscribe();
+        let mut events = self
+            .inner
+            .bus
+            .stream(vec![Interest::Category(Category::Task)], 1024);
         loop {
             let task = self.inner.store.task(task_id).await?;
             if !matches!(task.state, TaskState::Pending | TaskState::InProgress) {
                 return Ok(task);
             }
-            tokio::select! {
-                event = events.recv() => match event {
-                    Ok(EngineEvent::TaskFinished { task_id: id, .. }) if id == task_id => {}
-                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                    Err(broadcast::error::RecvError::Closed) => return Err(EngineError::ShutDown),
-                },
-                () = self.inner.clock.sleep(self.inner.config.poll_interval) => {}
+            loop {
+                tokio::select! {
+                    event = events.recv() => match event {
+                        Some(event) if event.task_id() == Some(task_id)
+                            && matches!(&event.payload, Payload::Task(p) if p.state.is_finished()) => break,
+                        Some(_) => {}
+                        None => return Err(EngineError::ShutDown),
+                    },
+                    () = self.inner.clock.sleep(self.inner.config.poll_interval) => break,
+                    () = self.inner.shutdown.cancelled() => return Err(EngineError::ShutDown),
+                }
             }
         }
     }
@@ -410,6 +443,8 @@ impl Engine {
     /// Cancels a task and its unfinished steps; running handlers see their cancellation token.
     pub async fn cancel_task(&self, task_id: TaskId) -> Result<TaskState, EngineError> {
         let task = self.inner.store.task(task_id).await?;
+        let before = self.inner.store.steps(task_id).await?;
+        let now = self.inner.clock.now();
         let outcome = self
             .inner
             .store
@@ -418,7 +453,7 @@ impl Engine {
                 task.state,
                 TaskState::Cancelled,
                 serde_json::json!({"reason": "cancel_requested"}),
-                self.inner.clock.now(),
+                now,
             )
             .await?;
         for entry in self.inner.running.iter() {
@@ -427,10 +462,30 @@ impl Engine {
             }
         }
         if matches!(outcome, TransitionOutcome::Transitioned(_)) {
-            self.emit(EngineEvent::TaskFinished {
-                task_id,
-                state: TaskState::Cancelled,
-            });
+            let labels = labels_of(&task);
+            let bus = &self.inner.bus;
+            TaskEvent::new(task_id, &labels, Some(task.state), TaskState::Cancelled)
+                .total_steps(task.total_steps as usize)
+                .duration_since(task.created_at, now)
+                .reason("cancel_requested")
+                .publish(bus, now);
+            let after = self.inner.store.steps(task_id).await?;
+            for (old, new) in before.iter().zip(&after) {
+                if old.state != StepState::Cancelled && new.state == StepState::Cancelled {
+                    let who = StepIdentity {
+                        task_id,
+                        step_id: new.step_id,
+                        step_name: new.name.as_str().into(),
+                        labels: labels.clone(),
+                        retry_limit: new.retry_limit,
+                    };
+                    StepEvent::transition(&who, new.attempts, old.state, StepState::Cancelled)
+                        .reason("task_cancelled")
+                        .publish(bus, now);
+                }
+            }
+            self.finalized(task_id, task.named_task_id, TaskState::Cancelled)
+                .await;
         }
         self.inner.wake.notify_one();
         Ok(TaskState::Cancelled)
@@ -439,59 +494,90 @@ impl Engine {
     /// Cancels one step; its dependants will not run, and the task ends in error once nothing
     /// else can progress.
     pub async fn cancel_step(&self, step_id: StepId) -> Result<(), EngineError> {
-        let step = self.inner.store.step(step_id).await?;
-        let (_, report) = self
-            .inner
-            .store
-            .transition_step(
-                step_id,
-                step.state,
-                StepState::Cancelled,
-                None,
-                serde_json::json!({"reason": "cancel_requested"}),
-                self.inner.clock.now(),
-            )
+        self.operator_step_transition(step_id, StepState::Cancelled, None, "cancel_requested")
             .await?;
         if let Some(entry) = self.inner.running.get(&step_id) {
             entry.value().1.cancel();
         }
-        self.after_report(&report, &HashMap::new()).await;
         self.inner.wake.notify_one();
         Ok(())
     }
 
     /// Resolves a step by hand with `results`; it counts as done for its dependants. A task in
-    /// error is reopened (its other failed steps stay as they are) and finishes at once if
-    /// nothing is left to run.
+    /// error is reopened in the same transaction (its other failed steps stay as they are) and
+    /// finishes at once if nothing is left to run.
     pub async fn resolve_step(&self, step_id: StepId, results: Value) -> Result<(), EngineError> {
+        self.operator_step_transition(
+            step_id,
+            StepState::ResolvedManually,
+            Some(results),
+            "resolved_manually",
+        )
+        .await?;
+        self.inner.wake.notify_one();
+        Ok(())
+    }
+
+    /// An operator's step transition with its events; returns the step's task as it was before.
+    async fn operator_step_transition(
+        &self,
+        step_id: StepId,
+        to: StepState,
+        results: Option<Value>,
+        reason: &str,
+    ) -> Result<TaskRecord, EngineError> {
         let step = self.inner.store.step(step_id).await?;
+        let task = self.inner.store.task(step.task_id).await?;
         let now = self.inner.clock.now();
-        let (_, report) = self
+        let (outcome, report) = self
             .inner
             .store
             .transition_step(
                 step_id,
                 step.state,
-                StepState::ResolvedManually,
-                Some(results),
-                serde_json::json!({"reason": "resolved_manually"}),
+                to,
+                results,
+                serde_json::json!({"reason": reason}),
                 now,
             )
             .await?;
-        self.after_report(&report, &HashMap::new()).await;
-        let task = self.inner.store.task(step.task_id).await?;
-        if task.state == TaskState::Error {
-            let state = self.inner.store.reopen_task(task.task_id, now).await?;
-            if state.is_finished() {
-                self.finalized(task.task_id, state).await;
-            }
+        if matches!(outcome, TransitionOutcome::Transitioned(_)) {
+            let who = StepIdentity {
+                task_id: step.task_id,
+                step_id,
+                step_name: step.name.as_str().into(),
+                labels: labels_of(&task),
+                retry_limit: step.retry_limit,
+            };
+            StepEvent::transition(&who, step.attempts, step.state, to)
+                .reason(reason)
+                .publish(&self.inner.bus, now);
         }
-        self.inner.wake.notify_one();
-        Ok(())
+        let mut from = task.state;
+        if report.reopened.contains(&task.task_id) {
+            TaskEvent::new(
+                task.task_id,
+                &labels_of(&task),
+                Some(from),
+                TaskState::Pending,
+            )
+            .reason("reopened_by_resolution")
+            .publish(&self.inner.bus, now);
+            from = TaskState::Pending;
+        }
+        for (task_id, state) in &report.finalized {
+            TaskEvent::new(*task_id, &labels_of(&task), Some(from), *state)
+                .total_steps(task.total_steps as usize)
+                .duration_since(task.created_at, now)
+                .publish(&self.inner.bus, now);
+            self.finalized(*task_id, task.named_task_id, *state).await;
+        }
+        Ok(task)
     }
 
     /// Sends a task that ended in error back to work, resetting its exhausted steps.
     pub async fn retry_task(&self, task_id: TaskId) -> Result<(), EngineError> {
+        let now = self.inner.clock.now();
         self.inner
             .store
             .transition_task(
@@ -499,16 +585,20 @@ impl Engine {
                 TaskState::Error,
                 TaskState::Pending,
                 serde_json::json!({"reason": "retry_requested"}),
-                self.inner.clock.now(),
+                now,
             )
             .await?;
+        let task = self.inner.store.task(task_id).await?;
+        TaskEvent::new(
+            task_id,
+            &labels_of(&task),
+            Some(TaskState::Error),
+            TaskState::Pending,
+        )
+        .reason("retry_requested")
+        .publish(&self.inner.bus, now);
         self.inner.wake.notify_one();
         Ok(())
-    }
-
-    fn emit(&self, event: EngineEvent) {
-        // No receivers is fine: events are for whoever listens.
-        let _ = self.inner.events.send(event);
     }
 
     async fn known(&self, named_task_id: i64) -> Result<Known, EngineError> {
@@ -522,59 +612,19 @@ impl Engine {
             .registry
             .resolve(&t.namespace_name, &t.name, Some(&t.version))
         {
-            Some(registered) => Known {
-                template: registered.template,
-                hooks: registered.hooks,
-            },
-            None => Known {
-                template: stored.template.clone(),
-                hooks: None,
-            },
+            Some(registered) => Known::new(registered.template, registered.hooks),
+            None => Known::new(stored.template.clone(), None),
         };
         self.inner.templates.insert(named_task_id, known.clone());
         Ok(known)
     }
 
-    /// Publishes events for a report and runs finalization hooks.
-    async fn after_report(
-        &self,
-        report: &RecordReport,
-        names: &HashMap<StepId, (String, u32, Option<StepError>)>,
-    ) {
-        for recorded in &report.recorded {
-            let Some((name, attempt, error)) = names.get(&recorded.step_id) else {
-                continue;
-            };
-            let event = match (recorded.state, error) {
-                (StepState::Complete, _) => EngineEvent::StepCompleted {
-                    task_id: recorded.task_id,
-                    step_id: recorded.step_id,
-                    name: name.clone(),
-                    attempt: *attempt,
-                },
-                (_, error) => EngineEvent::StepFailed {
-                    task_id: recorded.task_id,
-                    step_id: recorded.step_id,
-                    name: name.clone(),
-                    attempt: *attempt,
-                    error: error
-                        .clone()
-                        .unwrap_or_else(|| StepError::retryable("attempt failed")),
-                    next_attempt_at: recorded.next_attempt_at,
-                },
-            };
-            self.emit(event);
-        }
-        for (task_id, state) in &report.finalized {
-            self.finalized(*task_id, *state).await;
-        }
-    }
-
-    async fn finalized(&self, task_id: TaskId, state: TaskState) {
-        if let Ok(task) = self.inner.store.task(task_id).await
-            && let Ok(Known {
-                hooks: Some(hooks), ..
-            }) = self.known(task.named_task_id).await
+    /// Runs the finalization hooks of a task that reached `state` (its event is published by
+    /// the caller, which knows its labels).
+    async fn finalized(&self, task_id: TaskId, named_task_id: i64, state: TaskState) {
+        if let Ok(Known {
+            hooks: Some(hooks), ..
+        }) = self.known(named_task_id).await
         {
             for (kind, annotation) in hooks.update_annotations(task_id, state).await {
                 if let Err(err) = self
@@ -588,13 +638,13 @@ impl Engine {
             }
         }
         tracing::info!(%task_id, state = %state, "task finished");
-        self.emit(EngineEvent::TaskFinished { task_id, state });
     }
 }
 
 /// An attempt's end, sent from its task to the coordinator.
 struct Finished {
     step: ClaimedStep,
+    started: DateTime<Utc>,
     result: AttemptResult,
 }
 
@@ -604,18 +654,50 @@ enum AttemptResult {
     Cancelled,
 }
 
+/// What the coordinator keeps about a task while it runs steps of it.
+struct TaskInfo {
+    named_task_id: i64,
+    labels: TaskLabels,
+    created_at: DateTime<Utc>,
+    span: Span,
+}
+
+/// What the events of a recorded attempt need.
+struct AttemptInfo {
+    who: StepIdentity,
+    attempt: u32,
+    started: Option<DateTime<Utc>>,
+    error: Option<StepError>,
+}
+
+fn identity(step: &ClaimedStep, labels: &TaskLabels) -> StepIdentity {
+    StepIdentity {
+        task_id: step.task_id,
+        step_id: step.step_id,
+        step_name: step.name.as_str().into(),
+        labels: labels.clone(),
+        retry_limit: step.retry_limit,
+    }
+}
+
+fn millis_since(started: std::time::Instant) -> f64 {
+    started.elapsed().as_secs_f64() * 1e3
+}
+
 async fn coordinate(inner: Arc<Inner>) {
     let engine = Engine {
         inner: inner.clone(),
     };
     let config = &inner.config;
+    let bus = &inner.bus;
     let (tx, mut rx) = mpsc::unbounded_channel::<Finished>();
     let mut per_task: HashMap<TaskId, usize> = HashMap::new();
     let mut held: VecDeque<(ClaimedStep, StepInputs)> = VecDeque::new();
     let mut finished: Vec<Finished> = Vec::new();
-    let mut task_spans: HashMap<TaskId, Span> = HashMap::new();
+    let mut tasks: HashMap<TaskId, TaskInfo> = HashMap::new();
     let mut next_upkeep = inner.clock.now();
     let mut epoch = 0u64;
+    let mut was_idle = true;
     // Next-attempt times of the failures this engine recorded.
     let mut known_due: std::collections::BinaryHeap<std::cmp::Reverse<DateTime<Utc>>> =
         Default::default();
@@ -634,7 +716,7 @@ async fn coordinate(inner: Arc<Inner>) {
             progressed = true;
             let batch = std::mem::take(&mut finished);
             known_due.extend(
-                record(&engine, batch, &mut per_task, &mut task_spans)
+                record(&engine, batch, &mut per_task, &mut tasks)
                     .await
                     .into_iter()
                     .map(std::cmp::Reverse),
@@ -651,7 +733,7 @@ async fn coordinate(inner: Arc<Inner>) {
             if per_task.get(&step.task_id).copied().unwrap_or(0)
                 < config.max_concurrent_steps_per_task
             {
-                spawn_attempt(&engine, step, inputs, &tx, &mut per_task, &task_spans).await;
+                spawn_attempt(&engine, step, inputs, &tx, &mut per_task, &tasks).await;
                 progressed = true;
             } else {
                 still_held.push_back((step, inputs));
@@ -663,6 +745,7 @@ async fn coordinate(inner: Arc<Inner>) {
             .saturating_sub(inner.running.len() + held.len());
         if capacity > 0 {
             let limit = capacity.min(config.claim_batch_size);
+            let claim_started = std::time::Instant::now();
             match inner
                 .store
                 .claim_ready_steps(&inner.owner, limit, config.lease, now)
@@ -670,9 +753,6 @@ async fn coordinate(inner: Arc<Inner>) {
             {
                 Ok(batch) if !batch.steps.is_empty() => {
                     progressed = true;
-                    for task_id in &batch.started_tasks {
-                        engine.emit(EngineEvent::TaskStarted { task_id: *task_id });
-                    }
                     let ids: Vec<StepId> = batch.steps.iter().map(|s| s.step_id).collect();
                     let inputs = match inner.store.step_inputs(&ids).await {
                         Ok(inputs) => inputs,
@@ -682,17 +762,22 @@ async fn coordinate(inner: Arc<Inner>) {
                             continue;
                         }
                     };
-                    for (step, inputs) in batch.steps.into_iter().zip(inputs) {
+                    let claim_ms = millis_since(claim_started);
+                    for (step, inputs) in batch.steps.iter().zip(&inputs) {
                         if let std::collections::hash_map::Entry::Vacant(slot) =
-                            task_spans.entry(step.task_id)
+                            tasks.entry(step.task_id)
                         {
-                            slot.insert(task_span(&engine, &step, &inputs).await);
+                            slot.insert(task_info(&engine, step, inputs).await);
                         }
+                    }
+                    if bus.has_subscribers() {
+                        publish_claimed(&engine, &batch, &tasks, claim_ms, now);
+                    }
+                    for (step, inputs) in batch.steps.into_iter().zip(inputs) {
                         if per_task.get(&step.task_id).copied().unwrap_or(0)
                             < config.max_concurrent_steps_per_task
                         {
-                            spawn_attempt(&engine, step, inputs, &tx, &mut per_task, &task_spans)
-                                .await;
+                            spawn_attempt(&engine, step, inputs, &tx, &mut per_task, &tasks).await;
                         } else {
                             held.push_back((step, inputs));
                         }
@@ -703,10 +788,24 @@ async fn coordinate(inner: Arc<Inner>) {
             }
         }
         if progressed {
+            was_idle = false;
             tokio::task::yield_now().await;
             continue;
         }
         let idle = inner.running.is_empty() && held.is_empty();
+        if idle && !was_idle {
+            bus.publish(Event::new(
+                workflow::NO_VIABLE_STEPS,
+                now,
+                Payload::Workflow(WorkflowPayload {
+                    owner: inner.owner.as_str().into(),
+                    step_count: 0,
+                    task_ids: Vec::new(),
+                    duration_ms: None,
+                }),
+            ));
+        }
+        was_idle = idle;
         epoch += 1;
         inner.idle.send_replace(IdleReport { epoch, idle });
         let mut wake_at = now + config.poll_interval;
@@ -746,23 +845,86 @@ async fn coordinate(inner: Arc<Inner>) {
     }
 }
 
-async fn task_span(engine: &Engine, step: &ClaimedStep, inputs: &StepInputs) -> Span {
-    let (namespace, name, version) = match engine.known(step.named_task_id).await {
-        Ok(known) => (
-            known.template.namespace_name.clone(),
-            known.template.name.clone(),
-            known.template.version.to_string(),
-        ),
-        Err(_) => (String::new(), String::new(), String::new()),
+/// Publishes a claim's events: `workflow.viable_steps_discovered`, `task.start_requested` for
+/// tasks the claim started, then per step `step.retry_requested` (retries) and
+/// `step.execution_requested`.
+fn publish_claimed(
+    engine: &Engine,
+    batch: &tasker_persistence::ClaimBatch,
+    tasks: &HashMap<TaskId, TaskInfo>,
+    claim_ms: f64,
+    now: DateTime<Utc>,
+) {
+    let bus = &engine.inner.bus;
+    let mut task_ids: Vec<TaskId> = Vec::new();
+    for step in &batch.steps {
+        if !task_ids.contains(&step.task_id) {
+            task_ids.push(step.task_id);
+        }
+    }
+    bus.publish(Event::new(
+        workflow::VIABLE_STEPS_DISCOVERED,
+        now,
+        Payload::Workflow(WorkflowPayload {
+            owner: engine.inner.owner.as_str().into(),
+            step_count: batch.steps.len(),
+            task_ids,
+            duration_ms: Some(claim_ms),
+        }),
+    ));
+    for task_id in &batch.started_tasks {
+        if let Some(info) = tasks.get(task_id) {
+            TaskEvent::new(
+                *task_id,
+                &info.labels,
+                Some(TaskState::Pending),
+                TaskState::InProgress,
+            )
+            .publish(bus, now);
+        }
+    }
+    for step in &batch.steps {
+        let Some(info) = tasks.get(&step.task_id) else {
+            continue;
+        };
+        let who = identity(step, &info.labels);
+        if step.retried {
+            StepEvent::transition(&who, step.attempt, StepState::Error, StepState::Pending)
+                .publish(bus, now);
+        }
+        StepEvent::transition(
+            &who,
+            step.attempt,
+            StepState::Pending,
+            StepState::InProgress,
+        )
+        .publish(bus, now);
+    }
+}
+
+async fn task_info(engine: &Engine, step: &ClaimedStep, inputs: &StepInputs) -> TaskInfo {
+    let names = match engine.known(step.named_task_id).await {
+        Ok(known) => known.names,
+        Err(_) => TemplateNames {
+            namespace: "".into(),
+            name: "".into(),
+            version: "".into(),
+        },
     };
-    tracing::info_span!(
+    let span = tracing::info_span!(
         "task",
         task_id = %step.task_id,
-        namespace = %namespace,
-        name = %name,
-        version = %version,
+        namespace = %names.namespace,
+        name = %names.name,
+        version = %names.version,
         correlation_id = %inputs.correlation_id,
-    )
+    );
+    TaskInfo {
+        named_task_id: step.named_task_id,
+        labels: names.labels(&inputs.correlation_id),
+        created_at: inputs.task_created_at,
+        span,
+    }
 }
 
 /// Extends the leases of running attempts and fails expired ones (any owner's).
@@ -783,10 +945,124 @@ async fn upkeep(engine: &Engine, now: DateTime<Utc>) {
                 steps = report.recorded.len(),
                 "reclaimed attempts whose lease expired"
             );
-            engine.after_report(&report, &HashMap::new()).await;
+            publish_report(engine, &report, &HashMap::new(), &HashMap::new(), now).await;
+            for (task_id, state) in &report.finalized {
+                if let Ok(task) = inner.store.task(*task_id).await {
+                    engine.finalized(*task_id, task.named_task_id, *state).await;
+                }
+            }
         }
         Ok(_) => {}
         Err(err) => tracing::warn!(error = %err, "reclaiming expired leases failed"),
+    }
+}
+
+/// Publishes the events of recorded outcomes: `step.completed` / `step.failed` (with
+/// `observability.step.backoff` or `observability.step.max_retries_reached`), then the final
+/// event of each task the report finalized. Attempts and tasks this engine does not know (a
+/// reclaimed lease of another process) are looked up.
+async fn publish_report(
+    engine: &Engine,
+    report: &RecordReport,
+    attempts: &HashMap<StepId, AttemptInfo>,
+    tasks: &HashMap<TaskId, TaskInfo>,
+    now: DateTime<Utc>,
+) {
+    let inner = &engine.inner;
+    let bus = &inner.bus;
+    if !bus.has_subscribers() {
+        return;
+    }
+    let mut stored: HashMap<TaskId, TaskRecord> = HashMap::new();
+    let mut labels_for = async |task_id: TaskId| -> Option<(TaskLabels, DateTime<Utc>)> {
+        if let Some(info) = tasks.get(&task_id) {
+            return Some((info.labels.clone(), info.created_at));
+        }
+        if let std::collections::hash_map::Entry::Vacant(slot) = stored.entry(task_id) {
+            slot.insert(inner.store.task(task_id).await.ok()?);
+        }
+        stored
+            .get(&task_id)
+            .map(|task| (labels_of(task), task.created_at))
+    };
+    for recorded in &report.recorded {
+        let looked_up;
+        let info = match attempts.get(&recorded.step_id) {
+            Some(info) => info,
+            None => {
+                let Ok(step) = inner.store.step(recorded.step_id).await else {
+                    continue;
+                };
+                let Some((labels, _)) = labels_for(recorded.task_id).await else {
+                    continue;
+                };
+                looked_up = AttemptInfo {
+                    who: StepIdentity {
+                        task_id: recorded.task_id,
+                        step_id: recorded.step_id,
+                        step_name: step.name.as_str().into(),
+                        labels,
+                        retry_limit: step.retry_limit,
+                    },
+                    attempt: recorded.attempts,
+                    started: step.last_attempted_at,
+                    error: step
+                        .last_error
+                        .and_then(|e| serde_json::from_value::<StepError>(e).ok()),
+                };
+                &looked_up
+            }
+        };
+        let mut event = StepEvent::transition(
+            &info.who,
+            info.attempt,
+            StepState::InProgress,
+            recorded.state,
+        );
+        if let Some(started) = info.started {
+            event = event.duration(started, now);
+        }
+        if recorded.state == StepState::Complete {
+            event.publish(bus, now);
+            continue;
+        }
+        event
+            .error(info.error.clone())
+            .next_attempt_at(recorded.next_attempt_at)
+            .publish(bus, now);
+        if recorded.next_attempt_at.is_some() {
+            StepEvent::new(
+                observability::STEP_BACKOFF,
+                &info.who,
+                info.attempt,
+                None,
+                recorded.state,
+            )
+            .next_attempt_at(recorded.next_attempt_at)
+            .publish(bus, now);
+        } else if recorded.state == StepState::Error
+            && info
+                .error
+                .as_ref()
+                .is_some_and(|e| e.kind == StepErrorKind::Retryable)
+        {
+            StepEvent::new(
+                observability::STEP_MAX_RETRIES_REACHED,
+                &info.who,
+                info.attempt,
+                None,
+                recorded.state,
+            )
+            .error(info.error.clone())
+            .publish(bus, now);
+        }
+    }
+    for (task_id, state) in &report.finalized {
+        if let Some((labels, created_at)) = labels_for(*task_id).await {
+            TaskEvent::new(*task_id, &labels, Some(TaskState::InProgress), *state)
+                .duration_since(created_at, now)
+                .publish(bus, now);
+        }
     }
 }
 
@@ -796,7 +1072,7 @@ async fn spawn_attempt(
     inputs: StepInputs,
     tx: &mpsc::UnboundedSender<Finished>,
     per_task: &mut HashMap<TaskId, usize>,
-    task_spans: &HashMap<TaskId, Span>,
+    tasks: &HashMap<TaskId, TaskInfo>,
 ) {
     let inner = &engine.inner;
     let token = inner.shutdown.child_token();
@@ -804,27 +1080,34 @@ async fn spawn_attempt(
         .running
         .insert(step.step_id, (step.task_id, token.clone()));
     *per_task.entry(step.task_id).or_default() += 1;
-    engine.emit(EngineEvent::StepStarted {
-        task_id: step.task_id,
-        step_id: step.step_id,
-        name: step.name.clone(),
-        attempt: step.attempt,
-    });
     let tx = tx.clone();
-    let (handler, context, timeout) = match prepare(engine, &step, inputs, token.clone()).await {
-        Ok(prepared) => prepared,
-        Err(error) => {
-            let _ = tx.send(Finished {
-                step,
-                result: AttemptResult::Failed(error),
-            });
-            return;
-        }
-    };
-    let parent = task_spans
-        .get(&step.task_id)
-        .cloned()
-        .unwrap_or_else(Span::none);
+    let started = inner.clock.now();
+    let info = tasks.get(&step.task_id);
+    let (handler, context, timeout) =
+        match prepare(engine, &step, inputs, info, token.clone()).await {
+            Ok(prepared) => prepared,
+            Err(error) => {
+                let _ = tx.send(Finished {
+                    step,
+                    started,
+                    result: AttemptResult::Failed(error),
+                });
+                return;
+            }
+        };
+    if let Some(info) = info
+        && inner.bus.has_subscribers()
+    {
+        StepEvent::new(
+            "step.before_handle",
+            &identity(&step, &info.labels),
+            step.attempt,
+            None,
+            StepState::InProgress,
+        )
+        .publish(&inner.bus, started);
+    }
+    let parent = info.map_or_else(Span::none, |info| info.span.clone());
     let span = tracing::info_span!(
         parent: &parent,
         "step_attempt",
@@ -874,7 +1157,11 @@ async fn spawn_attempt(
                     .with_code("TIMEOUT"),
                 ),
             };
-            let _ = tx.send(Finished { step, result });
+            let _ = tx.send(Finished {
+                step,
+                started,
+                result,
+            });
         }
         .instrument(span),
     );
@@ -884,6 +1171,7 @@ async fn prepare(
     engine: &Engine,
     step: &ClaimedStep,
     inputs: StepInputs,
+    info: Option<&TaskInfo>,
     token: CancellationToken,
 ) -> Result<(Arc<dyn StepHandler>, StepContext, Option<Duration>), StepError> {
     let known = engine.known(step.named_task_id).await.map_err(|e| {
@@ -912,6 +1200,10 @@ async fn prepare(
             ))
             .with_code("HANDLER_NOT_FOUND")
         })?;
+    let labels = info.map_or_else(
+        || known.names.labels(&inputs.correlation_id),
+        |info| info.labels.clone(),
+    );
     let context = StepContext {
         task_id: step.task_id,
         step_id: step.step_id,
@@ -928,6 +1220,14 @@ async fn prepare(
         idempotency_key: step.step_id.to_string(),
         correlation_id: inputs.correlation_id,
         cancellation: token,
+        events: StepEvents::new(
+            engine.inner.bus.clone(),
+            engine.inner.clock.clone(),
+            step.task_id,
+            step.step_id,
+            step.name.as_str().into(),
+            labels,
+        ),
     };
     Ok((
         handler,
@@ -943,12 +1243,18 @@ async fn record(
     engine: &Engine,
     batch: Vec<Finished>,
     per_task: &mut HashMap<TaskId, usize>,
-    task_spans: &mut HashMap<TaskId, Span>,
+    tasks: &mut HashMap<TaskId, TaskInfo>,
 ) -> Vec<DateTime<Utc>> {
     let inner = &engine.inner;
     let mut outcomes = Vec::with_capacity(batch.len());
-    let mut names = HashMap::with_capacity(batch.len());
-    for Finished { step, result } in batch {
+    let listened = inner.bus.has_subscribers();
+    let mut attempts = HashMap::with_capacity(if listened { batch.len() } else { 0 });
+    for Finished {
+        step,
+        started,
+        result,
+    } in batch
+    {
         inner.running.remove(&step.step_id);
         if let Some(count) = per_task.get_mut(&step.task_id) {
             *count = count.saturating_sub(1);
@@ -956,14 +1262,14 @@ async fn record(
                 per_task.remove(&step.task_id);
             }
         }
-        match result {
+        let error = match result {
             AttemptResult::Completed(results) => {
-                names.insert(step.step_id, (step.name.clone(), step.attempt, None));
                 outcomes.push(StepOutcome::Success {
                     step_id: step.step_id,
                     attempt: step.attempt,
                     results,
                 });
+                None
             }
             AttemptResult::Failed(error) => {
                 let sample = (inner.random.lock().expect("random lock"))();
@@ -973,24 +1279,33 @@ async fn record(
                         .backoff
                         .delay_for(step.attempt, error.retry_after, sample);
                 tracing::info!(task_id = %step.task_id, step = %step.name, attempt = step.attempt, error = %error, "step attempt failed");
-                names.insert(
-                    step.step_id,
-                    (step.name.clone(), step.attempt, Some(error.clone())),
-                );
                 outcomes.push(StepOutcome::Failure(StepFailure {
                     step_id: step.step_id,
                     attempt: step.attempt,
-                    error,
+                    error: error.clone(),
                     retry_delay,
                 }));
+                Some(error)
             }
             // Cancelled with its task or step: the store already holds the final word.
-            AttemptResult::Cancelled => {}
+            AttemptResult::Cancelled => continue,
+        };
+        if listened && let Some(info) = tasks.get(&step.task_id) {
+            attempts.insert(
+                step.step_id,
+                AttemptInfo {
+                    who: identity(&step, &info.labels),
+                    attempt: step.attempt,
+                    started: Some(started),
+                    error,
+                },
+            );
         }
     }
     if outcomes.is_empty() {
         return Vec::new();
     }
+    let commit_started = std::time::Instant::now();
     match inner
         .store
         .record_outcomes(&inner.owner, outcomes, inner.clock.now())
@@ -1003,10 +1318,40 @@ async fn record(
                     "outcomes refused: the claims no longer held"
                 );
             }
-            for (task_id, _) in &report.finalized {
-                task_spans.remove(task_id);
+            let now = inner.clock.now();
+            if listened {
+                let mut task_ids: Vec<TaskId> = Vec::new();
+                for recorded in &report.recorded {
+                    if !task_ids.contains(&recorded.task_id) {
+                        task_ids.push(recorded.task_id);
+                    }
+                }
+                inner.bus.publish(Event::new(
+                    workflow::STEPS_EXECUTION_COMPLETED,
+                    now,
+                    Payload::Workflow(WorkflowPayload {
+                        owner: inner.owner.as_str().into(),
+                        step_count: report.recorded.len(),
+                        task_ids,
+                        duration_ms: Some(millis_since(commit_started)),
+                    }),
+                ));
+                publish_report(engine, &report, &attempts, tasks, now).await;
             }
-            engine.after_report(&report, &names).await;
+            for (task_id, state) in &report.finalized {
+                let named_task_id = match tasks.remove(task_id) {
+                    Some(info) => Some(info.named_task_id),
+                    None => inner
+                        .store
+                        .task(*task_id)
+                        .await
+                        .ok()
+                        .map(|t| t.named_task_id),
+                };
+                if let Some(named_task_id) = named_task_id {
+                    engine.finalized(*task_id, named_task_id, *state).await;
+                }
+            }
             report
                 .recorded
                 .iter()

@@ -40,6 +40,14 @@ pub enum EngineError {
         /// What the hooks reported.
         error: Box<tasker_domain::StepError>,
     },
+    /// A template declares a custom event the bus refuses.
+    #[error("{template}: {message}")]
+    InvalidCustomEvent {
+        /// `namespace/name@version`.
+        template: String,
+        /// Why.
+        message: String,
+    },
     /// A step handler class is registered twice.
     #[error("a step handler is already registered as `{0}`")]
     DuplicateHandler(String),

@@ -5,7 +5,10 @@ use std::sync::Arc;
 
 use serde_json::Value;
 use tasker_domain::{StepError, StepId, TaskId, TaskRequest};
+use tasker_events::{BusError, CustomPayload, EventBus, TaskLabels};
 use tokio_util::sync::CancellationToken;
+
+use crate::clock::{Clock, SystemClock};
 
 /// Everything one attempt of a step gets.
 #[derive(Debug, Clone)]
@@ -40,6 +43,87 @@ pub struct StepContext {
     pub correlation_id: String,
     /// Cancelled when the task or step is cancelled or the engine shuts down.
     pub cancellation: CancellationToken,
+    /// Publishes custom events on the engine's bus, stamped with this step.
+    pub events: StepEvents,
+}
+
+/// A step's handle on the engine's event bus: [`StepEvents::publish`] sends a registered
+/// custom event (declared in a template's `custom_events` or registered in code) under exactly
+/// the name given, with the task, step, template and correlation id attached.
+#[derive(Clone)]
+pub struct StepEvents {
+    bus: EventBus,
+    clock: Arc<dyn Clock>,
+    task_id: TaskId,
+    step_id: StepId,
+    step_name: Arc<str>,
+    labels: TaskLabels,
+}
+
+impl std::fmt::Debug for StepEvents {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StepEvents")
+            .field("step_id", &self.step_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StepEvents {
+    pub(crate) fn new(
+        bus: EventBus,
+        clock: Arc<dyn Clock>,
+        task_id: TaskId,
+        step_id: StepId,
+        step_name: Arc<str>,
+        labels: TaskLabels,
+    ) -> Self {
+        Self {
+            bus,
+            clock,
+            task_id,
+            step_id,
+            step_name,
+            labels,
+        }
+    }
+
+    /// A handle on a bus of its own, for calling handlers outside an engine (unit tests).
+    pub fn detached(task_id: TaskId, step_id: StepId, step_name: &str) -> Self {
+        Self::new(
+            EventBus::new(),
+            Arc::new(SystemClock),
+            task_id,
+            step_id,
+            step_name.into(),
+            TaskLabels {
+                namespace: "".into(),
+                task_name: "".into(),
+                version: "".into(),
+                correlation_id: "".into(),
+            },
+        )
+    }
+
+    /// Publishes the custom event `name` with `data`. Fails, publishing nothing, when `name`
+    /// is not a registered custom event.
+    pub fn publish(&self, name: &str, data: Value) -> Result<(), BusError> {
+        self.bus.publish_custom(
+            name,
+            self.clock.now(),
+            CustomPayload {
+                task_id: Some(self.task_id),
+                step_id: Some(self.step_id),
+                step_name: Some(self.step_name.clone()),
+                labels: Some(self.labels.clone()),
+                data,
+            },
+        )
+    }
+
+    /// The bus (to subscribe from a handler's own tests, for example).
+    pub fn bus(&self) -> &EventBus {
+        &self.bus
+    }
 }
 
 /// Runs one step. Return results, or a [`StepError`]: retryable (optionally with

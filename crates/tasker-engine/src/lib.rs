@@ -18,6 +18,7 @@
 mod builtin;
 mod clock;
 mod config;
+mod emit;
 mod engine;
 mod error;
 mod handler;
@@ -30,7 +31,8 @@ pub use builtin::{
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::EngineConfig;
-pub use engine::{Engine, EngineBuilder, EngineEvent};
+pub use engine::{Engine, EngineBuilder};
 pub use error::EngineError;
-pub use handler::{StepContext, StepHandler, TaskHooks};
+pub use handler::{StepContext, StepEvents, StepHandler, TaskHooks};
 pub use registry::{RegisteredTask, Registry};
+pub use tasker_events;

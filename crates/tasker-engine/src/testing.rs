@@ -3,11 +3,14 @@
 
 use std::time::Duration;
 
+use std::sync::Arc;
 use tasker_domain::{TaskId, TaskState};
-use tasker_persistence::TaskRecord;
-use tokio::sync::broadcast;
 
-use crate::{Engine, EngineEvent, ManualClock};
+use tasker_events::names::step;
+use tasker_events::{Event, EventStream};
+use tasker_persistence::TaskRecord;
+
+use crate::{Engine, ManualClock};
 
 /// Starts the engine and runs it until `task` is final: whenever the engine is idle (nothing
 /// running, nothing due), the clock jumps 10 s, past any backoff. Panics after 200 jumps.
@@ -25,43 +28,43 @@ pub async fn drive(engine: &Engine, clock: &ManualClock, task: TaskId) -> TaskRe
 }
 
 /// Every event received so far.
-pub fn drain(events: &mut broadcast::Receiver<EngineEvent>) -> Vec<EngineEvent> {
-    let mut all = Vec::new();
-    while let Ok(event) = events.try_recv() {
-        all.push(event);
-    }
-    all
+pub fn drain(events: &mut EventStream) -> Vec<Arc<Event>> {
+    events.drain()
 }
 
-/// Step events as `started:name#attempt`, `completed:name#attempt`, `failed:name#attempt`.
-pub fn step_log(events: &[EngineEvent]) -> Vec<String> {
+/// Step attempts as `started:name#attempt`, `completed:name#attempt`, `failed:name#attempt`.
+pub fn step_log(events: &[Arc<Event>]) -> Vec<String> {
     events
         .iter()
-        .filter_map(|e| match e {
-            EngineEvent::StepStarted { name, attempt, .. } => {
-                Some(format!("started:{name}#{attempt}"))
-            }
-            EngineEvent::StepCompleted { name, attempt, .. } => {
-                Some(format!("completed:{name}#{attempt}"))
-            }
-            EngineEvent::StepFailed { name, attempt, .. } => {
-                Some(format!("failed:{name}#{attempt}"))
-            }
-            _ => None,
+        .filter_map(|e| {
+            let verb = match &*e.name {
+                step::EXECUTION_REQUESTED => "started",
+                step::COMPLETED => "completed",
+                step::FAILED => "failed",
+                _ => return None,
+            };
+            Some(format!("{verb}:{}#{}", e.step_name()?, e.attempt()?))
         })
         .collect()
 }
 
-/// Waits for the first event matching `wanted`. Panics if the engine goes away.
-pub async fn wait_for(
-    events: &mut broadcast::Receiver<EngineEvent>,
-    wanted: impl Fn(&EngineEvent) -> bool,
-) -> EngineEvent {
+/// The events of one task, in order, as [`Event::summary`] lines (`task.start_requested`,
+/// `step.failed charge#1`, ...): the form the event-sequence snapshots compare.
+pub fn task_sequence(events: &[Arc<Event>], task: TaskId) -> Vec<String> {
+    events
+        .iter()
+        .filter(|e| e.task_id() == Some(task))
+        .map(|e| e.summary())
+        .collect()
+}
+
+/// Waits for the first event matching `wanted`. Panics if the bus goes away.
+pub async fn wait_for(events: &mut EventStream, wanted: impl Fn(&Event) -> bool) -> Arc<Event> {
     loop {
         match events.recv().await {
-            Ok(event) if wanted(&event) => return event,
-            Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
-            Err(err) => panic!("event stream ended: {err}"),
+            Some(event) if wanted(&event) => return event,
+            Some(_) => {}
+            None => panic!("event stream ended"),
         }
     }
 }

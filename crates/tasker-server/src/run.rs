@@ -10,9 +10,10 @@ use chrono::{DateTime, Utc};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 use tasker_domain::{StepState, TaskId, TaskRequest, TaskState};
-use tasker_engine::{Engine, EngineEvent};
+use tasker_engine::Engine;
+use tasker_engine::tasker_events::names::step;
+use tasker_engine::tasker_events::{Category, EventStream, Interest, Payload};
 use tasker_persistence::{StepRecord, Store, TaskRecord};
-use tokio::sync::broadcast;
 
 use crate::settings::{LogFormat, LogSettings, Settings};
 
@@ -164,7 +165,7 @@ pub async fn run(
     request.bypass_steps = bypass;
     request.initiator = "tasker run".into();
     request.source_system = "cli".into();
-    let events = engine.subscribe();
+    let events = step_events(&engine);
     let created = engine.create_task(request).await?;
     if !json {
         eprintln!(
@@ -188,15 +189,22 @@ pub async fn resume(settings: &Settings, task_id: &str, json: bool) -> anyhow::R
             task.namespace, task.name, task.version, task.state, settings.engine.lease
         );
     }
-    let events = engine.subscribe();
+    let events = step_events(&engine);
     drive(&store, &engine, task_id, events, json).await
+}
+
+/// The step events the progress display follows.
+fn step_events(engine: &Engine) -> EventStream {
+    engine
+        .events()
+        .stream(vec![Interest::Category(Category::Step)], 65_536)
 }
 
 async fn drive(
     store: &Store,
     engine: &Engine,
     task_id: TaskId,
-    events: broadcast::Receiver<EngineEvent>,
+    events: EventStream,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     let total = store.task(task_id).await?.total_steps;
@@ -265,23 +273,20 @@ impl Progress {
         }
     }
 
-    async fn follow(self, mut events: broadcast::Receiver<EngineEvent>, task_id: TaskId) {
+    async fn follow(self, mut events: EventStream, task_id: TaskId) {
         let mut running: BTreeMap<String, u32> = BTreeMap::new();
         let mut retries = 0u32;
         let mut waiting: Option<(String, DateTime<Utc>)> = None;
-        loop {
-            let event = match events.recv().await {
-                Ok(event) => event,
-                Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(broadcast::error::RecvError::Closed) => return,
+        while let Some(event) = events.recv().await {
+            let Payload::Step(p) = &event.payload else {
+                continue;
             };
-            match event {
-                EngineEvent::StepStarted {
-                    task_id: t,
-                    name,
-                    attempt,
-                    ..
-                } if t == task_id => {
+            if p.task_id != task_id {
+                continue;
+            }
+            let (name, attempt) = (p.step_name.to_string(), p.attempt);
+            match &*event.name {
+                step::EXECUTION_REQUESTED => {
                     if attempt > 1 {
                         retries += 1;
                     }
@@ -291,40 +296,25 @@ impl Progress {
                     waiting = waiting.filter(|(n, _)| *n != name);
                     running.insert(name, attempt);
                 }
-                EngineEvent::StepCompleted {
-                    task_id: t,
-                    name,
-                    attempt,
-                    ..
-                } if t == task_id => {
+                step::COMPLETED => {
                     running.remove(&name);
                     self.bar.inc(1);
                     if self.plain {
                         self.line(format!("completed: {name} (attempt {attempt})"));
                     }
                 }
-                EngineEvent::StepFailed {
-                    task_id: t,
-                    name,
-                    attempt,
-                    error,
-                    next_attempt_at,
-                    ..
-                } if t == task_id => {
+                step::FAILED => {
                     running.remove(&name);
-                    let line = match next_attempt_at {
+                    let message = p.error.as_ref().map_or("", |e| e.message.as_str());
+                    let line = match p.next_attempt_at {
                         Some(at) => {
                             waiting = Some((name.clone(), at));
                             format!(
-                                "{name} attempt {attempt} failed: {}; retrying at {}",
-                                error.message,
+                                "{name} attempt {attempt} failed: {message}; retrying at {}",
                                 at.format("%H:%M:%S%.3f")
                             )
                         }
-                        None => format!(
-                            "{name} attempt {attempt} failed for good: {}",
-                            error.message
-                        ),
+                        None => format!("{name} attempt {attempt} failed for good: {message}"),
                     };
                     self.line(line);
                 }

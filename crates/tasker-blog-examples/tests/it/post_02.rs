@@ -3,6 +3,7 @@
 
 use serde_json::json;
 use tasker_domain::{StepState, TaskState};
+use tasker_engine::tasker_events::Interest;
 use tasker_persistence::testing::on_each_database;
 
 use crate::support::*;
@@ -13,7 +14,26 @@ const RUN: &str = "blog_examples/customer_analytics";
 async fn the_nightly_pipeline_completes_with_one_call_per_step() {
     on_each_database(|db| async move {
         let h = harness(&db.store).await;
+        let mut pipeline = h
+            .engine
+            .events()
+            .stream(vec![Interest::pattern("data_pipeline.*")], 64);
         let run = h.run(sample_request(RUN)).await;
+        // The template's custom events, published by the handlers under their declared names.
+        let mut published: Vec<String> = pipeline.drain().iter().map(|e| e.summary()).collect();
+        published.sort();
+        assert_eq!(
+            published,
+            [
+                "data_pipeline.extraction_completed extract_orders",
+                "data_pipeline.extraction_completed extract_products",
+                "data_pipeline.extraction_completed extract_users",
+                "data_pipeline.extraction_started extract_orders",
+                "data_pipeline.extraction_started extract_products",
+                "data_pipeline.extraction_started extract_users",
+                "data_pipeline.milestone_reached generate_insights",
+            ]
+        );
         assert_eq!(run.task.state, TaskState::Complete);
         assert_eq!((run.steps.len(), run.count(StepState::Complete)), (8, 8));
         assert!(run.steps.iter().all(|s| s.attempts == 1));

@@ -1,7 +1,5 @@
 //! Post 05: the monitored checkout completes, and business metrics come from events alone.
 
-use std::sync::Arc;
-
 use expect_test::expect;
 use serde_json::json;
 use tasker_blog_examples::money::Cents;
@@ -17,7 +15,7 @@ const RUN: &str = "blog_examples/monitored_checkout";
 async fn a_monitored_checkout_completes_and_its_events_become_business_metrics() {
     on_each_database(|db| async move {
         let h = harness(&db.store).await;
-        let mut metrics = BusinessMetricsSubscriber::new(&h.engine, Arc::new(h.clock.clone()));
+        let mut metrics = BusinessMetricsSubscriber::new(&h.engine);
         let run = h.run(sample_request(RUN)).await;
         assert_eq!(run.task.state, TaskState::Complete);
         assert_eq!(run.count(StepState::Complete), 5);
@@ -47,19 +45,24 @@ async fn a_monitored_checkout_completes_and_its_events_become_business_metrics()
         assert_eq!(observed.step_execution_duration_seconds.len(), 5);
         assert!(observed.step_failures_total.is_empty());
         expect![[r#"
-            task_created
-            task_started
-            step_started:validate_cart#1
-            step_completed:validate_cart#1
-            step_started:process_payment#1
-            step_completed:process_payment#1
-            step_started:update_inventory#1
-            step_completed:update_inventory#1
-            step_started:create_order#1
-            step_completed:create_order#1
-            step_started:send_confirmation#1
-            step_completed:send_confirmation#1
-            task_finished:complete
+            task.initialize_requested
+            task.start_requested
+            step.execution_requested validate_cart#1
+            step.before_handle validate_cart#1
+            step.completed validate_cart#1
+            step.execution_requested process_payment#1
+            step.before_handle process_payment#1
+            step.completed process_payment#1
+            step.execution_requested update_inventory#1
+            step.before_handle update_inventory#1
+            step.completed update_inventory#1
+            step.execution_requested create_order#1
+            step.before_handle create_order#1
+            step.completed create_order#1
+            step.execution_requested send_confirmation#1
+            step.before_handle send_confirmation#1
+            step.completed send_confirmation#1
+            task.completed
         "#]]
         .assert_eq(&(metrics.event_log().join("\n") + "\n"));
         h.engine.shutdown().await;
@@ -71,7 +74,7 @@ async fn a_monitored_checkout_completes_and_its_events_become_business_metrics()
 async fn metrics_add_up_across_checkouts_and_ignore_other_workflows() {
     on_each_database(|db| async move {
         let h = harness(&db.store).await;
-        let mut metrics = BusinessMetricsSubscriber::new(&h.engine, Arc::new(h.clock.clone()));
+        let mut metrics = BusinessMetricsSubscriber::new(&h.engine);
         let premium = h
             .run(edited(RUN, |c| {
                 c["customer_tier"] = json!("premium");

@@ -119,9 +119,11 @@ pub(crate) mod tests {
     use tokio_util::sync::CancellationToken;
 
     pub(crate) fn context(config: Value, attempt: u32) -> StepContext {
+        let (task_id, step_id) = (TaskId::new(), StepId::new());
         StepContext {
-            task_id: TaskId::new(),
-            step_id: StepId::new(),
+            task_id,
+            step_id,
+            events: crate::handler::StepEvents::detached(task_id, step_id, "s"),
             step_name: "s".into(),
             namespace: "default".into(),
             task_name: "t".into(),

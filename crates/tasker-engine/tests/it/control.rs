@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 use tasker_domain::{StepError, StepState, TaskState};
-use tasker_engine::{EngineEvent, ManualClock, Registry, StepContext, StepHandler};
+use tasker_engine::tasker_events::names::step;
+use tasker_engine::{ManualClock, Registry, StepContext, StepHandler};
 use tasker_persistence::testing::on_each_database;
 
 use crate::support::*;
@@ -34,7 +35,7 @@ async fn cancelling_mid_run_reaches_running_handlers_and_stops_the_task() {
         let mut events = engine.subscribe();
         let created = engine.create_task(request(&template)).await.unwrap();
         engine.start();
-        wait_for(&mut events, |e| matches!(e, EngineEvent::StepStarted { .. })).await;
+        wait_for(&mut events, |e| e.name == step::EXECUTION_REQUESTED).await;
         engine.cancel_task(created.task_id).await.unwrap();
         assert_eq!(saw_cancel.recv().await.as_deref(), Some("wait"), "the handler saw its token");
         engine.wait_until_idle().await;

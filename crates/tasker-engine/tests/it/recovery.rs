@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tasker_domain::{StepError, TaskState};
 use tasker_engine::{
-    Engine, EngineConfig, EngineEvent, ManualClock, Registry, StepContext, StepHandler, SystemClock,
+    Engine, EngineConfig, ManualClock, Registry, StepContext, StepHandler, SystemClock,
 };
 use tasker_persistence::testing::on_each_database;
 use tasker_persistence::{ConnectOptions, Store};
@@ -44,7 +44,7 @@ async fn a_claim_abandoned_by_a_dead_engine_runs_again_after_its_lease() {
         let created = first.create_task(request(&template)).await.unwrap();
         first.start();
         wait_for(&mut events, |e| {
-            matches!(e, EngineEvent::StepStarted { .. })
+            e.name == tasker_engine::tasker_events::names::step::EXECUTION_REQUESTED
         })
         .await;
         first.shutdown().await; // the process dies mid-attempt: nothing is recorded

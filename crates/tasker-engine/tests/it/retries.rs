@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use tasker_domain::{StepError, StepState, TaskState};
-use tasker_engine::{EngineEvent, ManualClock, Registry, StepContext, StepHandler};
+use tasker_engine::tasker_events::Payload;
+use tasker_engine::tasker_events::names::step;
+use tasker_engine::{ManualClock, Registry, StepContext, StepHandler};
 use tasker_persistence::testing::on_each_database;
 
 use crate::support::*;
@@ -80,12 +82,12 @@ async fn a_retryable_failure_backs_off_then_succeeds_with_the_same_idempotency_k
             .unwrap();
         engine.start();
         engine.wait_until_idle().await;
-        let failed = drain(&mut events).into_iter().find_map(|e| match e {
-            EngineEvent::StepFailed {
-                next_attempt_at, ..
-            } => Some(next_attempt_at),
-            _ => None,
-        });
+        let failed = drain(&mut events)
+            .into_iter()
+            .find_map(|e| match &e.payload {
+                Payload::Step(p) if e.name == step::FAILED => Some(p.next_attempt_at),
+                _ => None,
+            });
         assert_eq!(
             failed,
             Some(Some(t0() + Duration::from_secs(1))),
@@ -204,7 +206,7 @@ async fn timeouts_and_panics_are_failed_attempts() {
         let mut events = engine.subscribe();
         let created = engine.create_task(request(&template)).await.unwrap();
         engine.start();
-        wait_for(&mut events, |e| matches!(e, EngineEvent::StepFailed { name, .. } if name == "crashy")).await;
+        wait_for(&mut events, |e| e.name == step::FAILED && e.step_name() == Some("crashy")).await;
         let steps = db.store.steps(created.task_id).await.unwrap();
         assert_eq!(steps[0].state, StepState::InProgress, "still running before its timeout");
         assert_eq!(steps[1].last_error.as_ref().unwrap()["error_code"], "HANDLER_PANIC");

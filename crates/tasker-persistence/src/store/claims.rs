@@ -292,7 +292,7 @@ impl Store {
         let ids: Vec<Value> = steps.iter().map(|s| Value::from(s.as_uuid())).collect();
         let rows = query_in_chunks(
             &self.db,
-            "SELECT s.workflow_step_id, s.inputs, t.context, t.correlation_id FROM tasker_workflow_steps s \
+            "SELECT s.workflow_step_id, s.inputs, t.context, t.correlation_id, t.created_at FROM tasker_workflow_steps s \
              JOIN tasker_tasks t ON t.task_id = s.task_id WHERE s.workflow_step_id IN ({ids})",
             vec![],
             &ids,
@@ -326,6 +326,7 @@ impl Store {
                     step_id: StepId(id),
                     task_context: get(&row, "context")?,
                     correlation_id: get(&row, "correlation_id")?,
+                    task_created_at: from_micros(get(&row, "created_at")?),
                     inputs: get(&row, "inputs")?,
                     parent_results: parent_results.remove(&id).unwrap_or_default(),
                 },

@@ -422,6 +422,11 @@ impl Store {
         let mut deltas = HashMap::new();
         add(&mut deltas, task_id, before.delta_to(after));
         let mut report = RecordReport::default();
+        // Resolving a step of a task in error reopens the task in the same transaction, so its
+        // released children are never claimable while the task still reads `error`.
+        if to == StepState::ResolvedManually && reopen_in(&txn, TaskId(task_id), now).await? {
+            report.reopened.push(TaskId(task_id));
+        }
         if after.done && !before.done {
             report.newly_ready =
                 release_children(&txn, &[step_id.as_uuid()], now, &mut deltas).await?;
@@ -546,16 +551,7 @@ impl Store {
     ) -> Result<TaskState, StoreError> {
         let txn = self.write_txn().await?;
         let now = to_micros(now);
-        let row = txn
-            .query_one_raw(stmt(
-                self.backend(),
-                "UPDATE tasker_tasks SET state = 'pending', complete = FALSE, completed_at = NULL, \
-                 last_sort_key = last_sort_key + 10, updated_at = $1 WHERE task_id = $2 AND state = 'error' \
-                 RETURNING last_sort_key",
-                vec![now.into(), task_id.as_uuid().into()],
-            ))
-            .await?;
-        let Some(row) = row else {
+        if !reopen_in(&txn, task_id, now).await? {
             let task = self.task(task_id).await?;
             return Err(conflict(
                 "task",
@@ -563,21 +559,7 @@ impl Store {
                 "error",
                 task.state.as_str(),
             ));
-        };
-        write_task_transitions(
-            &txn,
-            vec![TransitionRow {
-                id: task_id.as_uuid(),
-                from_state: Some("error"),
-                to_state: "pending",
-                sort_key: get(&row, "last_sort_key")?,
-                most_recent: true,
-                metadata: json!({"reason": "reopened"}),
-            }],
-            now,
-            true,
-        )
-        .await?;
+        }
         let mut deltas = HashMap::new();
         deltas.insert(task_id.as_uuid(), TaskDelta::default());
         let finalized = apply_task_deltas(&txn, deltas, now).await?;
@@ -586,6 +568,42 @@ impl Store {
             .first()
             .map_or(TaskState::Pending, |(_, state)| *state))
     }
+}
+
+/// Moves a task in `error` back to `pending` with its history row; `false` when it was not in
+/// error. The caller applies deltas afterwards, which finalizes it again if nothing can run.
+async fn reopen_in<C: ConnectionTrait>(
+    db: &C,
+    task_id: TaskId,
+    now: i64,
+) -> Result<bool, StoreError> {
+    let row = db
+        .query_one_raw(stmt(
+            db.get_database_backend(),
+            "UPDATE tasker_tasks SET state = 'pending', complete = FALSE, completed_at = NULL, \
+             last_sort_key = last_sort_key + 10, updated_at = $1 WHERE task_id = $2 AND state = 'error' \
+             RETURNING last_sort_key",
+            vec![now.into(), task_id.as_uuid().into()],
+        ))
+        .await?;
+    let Some(row) = row else {
+        return Ok(false);
+    };
+    write_task_transitions(
+        db,
+        vec![TransitionRow {
+            id: task_id.as_uuid(),
+            from_state: Some("error"),
+            to_state: "pending",
+            sort_key: get(&row, "last_sort_key")?,
+            most_recent: true,
+            metadata: json!({"reason": "reopened"}),
+        }],
+        now,
+        true,
+    )
+    .await?;
+    Ok(true)
 }
 
 async fn cancel_steps<C: ConnectionTrait>(

@@ -90,6 +90,8 @@ pub struct StepInputs {
     pub task_context: Value,
     /// The task's correlation id.
     pub correlation_id: String,
+    /// When the task was created.
+    pub task_created_at: DateTime<Utc>,
     /// The step's own inputs.
     pub inputs: Value,
     /// Results of the step's parents, by step name.
@@ -161,6 +163,9 @@ pub struct RecordReport {
     pub newly_ready: Vec<StepId>,
     /// Tasks that reached a final state, with it.
     pub finalized: Vec<(TaskId, TaskState)>,
+    /// Tasks in error sent back to `pending` (a step of theirs was resolved by hand); a task
+    /// here may also be in `finalized` when nothing was left to run.
+    pub reopened: Vec<TaskId>,
 }
 
 /// Why a step is not ready; shown to operators verbatim.

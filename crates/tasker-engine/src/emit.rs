@@ -1,0 +1,201 @@
+//! Building the engine's events: one place that knows which payload each lifecycle event
+//! carries. The coordinator and the operator calls publish through these.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use tasker_domain::{StepError, StepId, StepState, TaskId, TaskState, TaskTemplate};
+use tasker_events::names::{step, task};
+use tasker_events::{Event, EventBus, Payload, StepPayload, TaskLabels, TaskPayload};
+use tasker_persistence::TaskRecord;
+
+/// A template's names, shared by every event of its tasks.
+#[derive(Debug, Clone)]
+pub(crate) struct TemplateNames {
+    pub namespace: Arc<str>,
+    pub name: Arc<str>,
+    pub version: Arc<str>,
+}
+
+impl TemplateNames {
+    pub fn of(template: &TaskTemplate) -> Self {
+        Self {
+            namespace: template.namespace_name.as_str().into(),
+            name: template.name.as_str().into(),
+            version: template.version.to_string().into(),
+        }
+    }
+
+    pub fn labels(&self, correlation_id: &str) -> TaskLabels {
+        TaskLabels {
+            namespace: self.namespace.clone(),
+            task_name: self.name.clone(),
+            version: self.version.clone(),
+            correlation_id: correlation_id.into(),
+        }
+    }
+}
+
+/// Labels of a stored task.
+pub(crate) fn labels_of(task: &TaskRecord) -> TaskLabels {
+    TaskLabels {
+        namespace: task.namespace.as_str().into(),
+        task_name: task.name.as_str().into(),
+        version: task.version.as_str().into(),
+        correlation_id: task.correlation_id.as_str().into(),
+    }
+}
+
+/// The event a task publishes on reaching `state`.
+pub(crate) fn task_event_name(from: Option<TaskState>, state: TaskState) -> &'static str {
+    from.and_then(|from| tasker_state_machine::task::event(from, state))
+        .unwrap_or(match state {
+            TaskState::Pending => task::INITIALIZE_REQUESTED,
+            TaskState::InProgress => task::START_REQUESTED,
+            TaskState::Complete => task::COMPLETED,
+            TaskState::Error => task::FAILED,
+            TaskState::Cancelled => task::CANCELLED,
+            TaskState::ResolvedManually => task::RESOLVED_MANUALLY,
+        })
+}
+
+/// The event a step publishes on reaching `state`.
+pub(crate) fn step_event_name(from: StepState, state: StepState) -> &'static str {
+    tasker_state_machine::step::event(from, state).unwrap_or(match state {
+        StepState::Pending => step::INITIALIZE_REQUESTED,
+        StepState::InProgress => step::EXECUTION_REQUESTED,
+        StepState::Complete => step::COMPLETED,
+        StepState::Error => step::FAILED,
+        StepState::Cancelled => step::CANCELLED,
+        StepState::ResolvedManually => step::RESOLVED_MANUALLY,
+    })
+}
+
+/// A task event under construction.
+pub(crate) struct TaskEvent {
+    pub name: &'static str,
+    pub payload: TaskPayload,
+}
+
+impl TaskEvent {
+    pub fn new(
+        task_id: TaskId,
+        labels: &TaskLabels,
+        from: Option<TaskState>,
+        state: TaskState,
+    ) -> Self {
+        Self {
+            name: task_event_name(from, state),
+            payload: TaskPayload {
+                task_id,
+                labels: labels.clone(),
+                from_state: from,
+                state,
+                total_steps: None,
+                duration_ms: None,
+                reason: None,
+            },
+        }
+    }
+
+    pub fn total_steps(mut self, total: usize) -> Self {
+        self.payload.total_steps = u32::try_from(total).ok();
+        self
+    }
+
+    pub fn duration_since(mut self, created_at: DateTime<Utc>, now: DateTime<Utc>) -> Self {
+        self.payload.duration_ms = Some(millis(now - created_at));
+        self
+    }
+
+    pub fn reason(mut self, reason: &str) -> Self {
+        self.payload.reason = Some(reason.to_owned());
+        self
+    }
+
+    pub fn publish(self, bus: &EventBus, now: DateTime<Utc>) {
+        bus.publish(Event::new(self.name, now, Payload::Task(self.payload)));
+    }
+}
+
+/// A step event under construction.
+pub(crate) struct StepEvent {
+    pub name: &'static str,
+    pub payload: StepPayload,
+}
+
+/// Who a step is, for its events.
+#[derive(Clone)]
+pub(crate) struct StepIdentity {
+    pub task_id: TaskId,
+    pub step_id: StepId,
+    pub step_name: Arc<str>,
+    pub labels: TaskLabels,
+    pub retry_limit: u32,
+}
+
+impl StepEvent {
+    pub fn new(
+        name: &'static str,
+        who: &StepIdentity,
+        attempt: u32,
+        from: Option<StepState>,
+        state: StepState,
+    ) -> Self {
+        Self {
+            name,
+            payload: StepPayload {
+                task_id: who.task_id,
+                step_id: who.step_id,
+                step_name: who.step_name.clone(),
+                labels: who.labels.clone(),
+                attempt,
+                retry_limit: who.retry_limit,
+                from_state: from,
+                state,
+                duration_ms: None,
+                error: None,
+                next_attempt_at: None,
+                reason: None,
+            },
+        }
+    }
+
+    pub fn transition(who: &StepIdentity, attempt: u32, from: StepState, state: StepState) -> Self {
+        Self::new(
+            step_event_name(from, state),
+            who,
+            attempt,
+            Some(from),
+            state,
+        )
+    }
+
+    pub fn duration(mut self, started: DateTime<Utc>, now: DateTime<Utc>) -> Self {
+        self.payload.duration_ms = Some(millis(now - started));
+        self
+    }
+
+    pub fn error(mut self, error: Option<StepError>) -> Self {
+        self.payload.error = error;
+        self
+    }
+
+    pub fn next_attempt_at(mut self, at: Option<DateTime<Utc>>) -> Self {
+        self.payload.next_attempt_at = at;
+        self
+    }
+
+    pub fn reason(mut self, reason: &str) -> Self {
+        self.payload.reason = Some(reason.to_owned());
+        self
+    }
+
+    pub fn publish(self, bus: &EventBus, now: DateTime<Utc>) {
+        bus.publish(Event::new(self.name, now, Payload::Step(self.payload)));
+    }
+}
+
+fn millis(duration: chrono::TimeDelta) -> f64 {
+    duration.num_microseconds().unwrap_or(i64::MAX) as f64 / 1e3
+}

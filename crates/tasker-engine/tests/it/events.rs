@@ -1,0 +1,418 @@
+//! Event-sequence snapshots: the exact ordered events of one task for each kind of workflow,
+//! on both databases, and custom events published by handlers (G12, G13, G16).
+//!
+//! Where steps run concurrently (the diamond) their relative order is not fixed, so that
+//! snapshot shows the task's own events in order and each step's events in order, and the
+//! test checks the dependency order between steps separately.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use serde_json::{Value, json};
+use tasker_domain::{StepError, TaskState};
+use tasker_engine::tasker_events::names::{step, task};
+use tasker_engine::tasker_events::{Event, Interest, Payload, Subscriber};
+use tasker_engine::testing::task_sequence;
+use tasker_engine::{Engine, EngineConfig, ManualClock, Registry, StepContext, StepHandler};
+use tasker_persistence::testing::on_each_database;
+
+use crate::support::*;
+
+fn sequence(events: &[Arc<Event>], task_id: tasker_domain::TaskId) -> String {
+    task_sequence(events, task_id).join("\n")
+}
+
+/// Task events in order, then each step's events in order.
+fn grouped(events: &[Arc<Event>], task_id: tasker_domain::TaskId) -> String {
+    let mut task_events = Vec::new();
+    let mut steps: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for event in events.iter().filter(|e| e.task_id() == Some(task_id)) {
+        match event.step_name() {
+            Some(step) => steps.entry(step.to_owned()).or_default().push(format!(
+                "{}#{}",
+                event.name,
+                event.attempt().unwrap_or(0)
+            )),
+            None => task_events.push(event.name.to_string()),
+        }
+    }
+    let mut out = vec![format!("task: {}", task_events.join(", "))];
+    for (step, events) in steps {
+        out.push(format!("{step}: {}", events.join(", ")));
+    }
+    out.join("\n")
+}
+
+#[tokio::test]
+async fn linear_workflow_events_in_order() {
+    on_each_database(|db| async move {
+        let clock = ManualClock::new(t0());
+        let engine = engine(&db.store, &clock);
+        let template = template(
+            "name: linear\nnamespace_name: shop\nversion: 1.2.0\nstep_templates:\n  - name: a\n    handler_class: tasker::noop\n  \
+             - name: b\n    handler_class: tasker::noop\n    depends_on_step: a\n",
+        );
+        engine.register_template(template.clone(), false).await.unwrap();
+        let mut events = engine.subscribe();
+        let created = engine.create_task(request(&template)).await.unwrap();
+        assert_eq!(drive(&engine, &clock, created.task_id).await.state, TaskState::Complete);
+        let events = events.drain();
+        expect_test::expect![[r#"
+            task.initialize_requested
+            task.start_requested
+            step.execution_requested a#1
+            step.before_handle a#1
+            step.completed a#1
+            step.execution_requested b#1
+            step.before_handle b#1
+            step.completed b#1
+            task.completed"#]]
+        .assert_eq(&sequence(&events, created.task_id));
+        // Payloads carry the template, ids, attempt, correlation id and durations.
+        let completed = events.iter().find(|e| e.name == task::COMPLETED).unwrap();
+        let Payload::Task(p) = &completed.payload else { panic!("task payload") };
+        assert_eq!((&*p.labels.namespace, &*p.labels.task_name, &*p.labels.version), ("shop", "linear", "1.2.0"));
+        assert_eq!(&*p.labels.correlation_id, created.correlation_id.as_str());
+        assert_eq!((p.from_state, p.state), (Some(TaskState::InProgress), TaskState::Complete));
+        assert!(p.duration_ms.is_some());
+        let step_done = events.iter().find(|e| e.name == step::COMPLETED).unwrap();
+        let Payload::Step(s) = &step_done.payload else { panic!("step payload") };
+        assert_eq!((s.step_id, s.attempt, s.retry_limit), (created.steps[0].1, 1, 3));
+        assert_eq!(s.duration_ms, Some(0.0), "the manual clock did not move during the attempt");
+        // The coordinator's own events name no task.
+        assert!(events.iter().any(|e| e.name == "workflow.viable_steps_discovered"));
+        assert!(events.iter().any(|e| e.name == "workflow.steps_execution_completed"));
+        engine.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn diamond_with_a_retry_events_in_order() {
+    on_each_database(|db| async move {
+        let clock = ManualClock::new(t0());
+        let engine = engine(&db.store, &clock);
+        let template = template(
+            "name: diamond\nstep_templates:\n  - name: a\n    handler_class: tasker::noop\n  \
+             - name: b\n    handler_class: tasker::fail\n    depends_on_step: a\n    handler_config: { times: 1 }\n  \
+             - name: c\n    handler_class: tasker::noop\n    depends_on_step: a\n  \
+             - name: d\n    handler_class: tasker::noop\n    depends_on_steps: [b, c]\n",
+        );
+        engine.register_template(template.clone(), false).await.unwrap();
+        let mut events = engine.subscribe();
+        let created = engine.create_task(request(&template)).await.unwrap();
+        assert_eq!(drive(&engine, &clock, created.task_id).await.state, TaskState::Complete);
+        let events = events.drain();
+        expect_test::expect![[r#"
+            task: task.initialize_requested, task.start_requested, task.completed
+            a: step.execution_requested#1, step.before_handle#1, step.completed#1
+            b: step.execution_requested#1, step.before_handle#1, step.failed#1, observability.step.backoff#1, step.retry_requested#2, step.execution_requested#2, step.before_handle#2, step.completed#2
+            c: step.execution_requested#1, step.before_handle#1, step.completed#1
+            d: step.execution_requested#1, step.before_handle#1, step.completed#1"#]]
+        .assert_eq(&grouped(&events, created.task_id));
+        let lines = task_sequence(&events, created.task_id);
+        let at = |line: &str| lines.iter().position(|l| l == line).unwrap_or_else(|| panic!("{line} in {lines:#?}"));
+        assert!(at("step.completed a#1") < at("step.execution_requested b#1"));
+        assert!(at("step.completed a#1") < at("step.execution_requested c#1"));
+        assert!(at("step.completed b#2") < at("step.execution_requested d#1"));
+        assert!(at("step.completed c#1") < at("step.execution_requested d#1"));
+        assert!(at("step.completed d#1") < at("task.completed"));
+        assert_eq!(lines.first().map(String::as_str), Some("task.initialize_requested"));
+        assert_eq!(lines.last().map(String::as_str), Some("task.completed"));
+        let failed = events.iter().find(|e| e.name == step::FAILED).unwrap();
+        let Payload::Step(p) = &failed.payload else { panic!("step payload") };
+        assert_eq!(p.error.as_ref().and_then(|e| e.error_code.as_deref()), Some("PLANNED_FAILURE"));
+        assert_eq!(p.next_attempt_at, Some(t0() + std::time::Duration::from_secs(1)), "backoff base 1 s");
+        engine.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn permanent_failure_and_exhausted_retries_events_in_order() {
+    on_each_database(|db| async move {
+        let clock = ManualClock::new(t0());
+        let engine = engine(&db.store, &clock);
+        let permanent = template(
+            "name: permanent\nstep_templates:\n  - name: charge\n    handler_class: tasker::fail\n    handler_config: { times: 9, permanent: true }\n  \
+             - name: ship\n    handler_class: tasker::noop\n    depends_on_step: charge\n",
+        );
+        let exhausted = template(
+            "name: exhausted\nstep_templates:\n  - name: flaky\n    handler_class: tasker::fail\n    default_retry_limit: 2\n    handler_config: { times: 9 }\n",
+        );
+        engine.register_template(permanent.clone(), false).await.unwrap();
+        engine.register_template(exhausted.clone(), false).await.unwrap();
+        let mut events = engine.subscribe();
+        let first = engine.create_task(request(&permanent)).await.unwrap();
+        assert_eq!(drive(&engine, &clock, first.task_id).await.state, TaskState::Error);
+        let second = engine.create_task(request(&exhausted)).await.unwrap();
+        assert_eq!(drive(&engine, &clock, second.task_id).await.state, TaskState::Error);
+        let events = events.drain();
+        expect_test::expect![[r#"
+            task.initialize_requested
+            task.start_requested
+            step.execution_requested charge#1
+            step.before_handle charge#1
+            step.failed charge#1
+            task.failed"#]]
+        .assert_eq(&sequence(&events, first.task_id));
+        expect_test::expect![[r#"
+            task.initialize_requested
+            task.start_requested
+            step.execution_requested flaky#1
+            step.before_handle flaky#1
+            step.failed flaky#1
+            observability.step.backoff flaky#1
+            step.retry_requested flaky#2
+            step.execution_requested flaky#2
+            step.before_handle flaky#2
+            step.failed flaky#2
+            observability.step.max_retries_reached flaky#2
+            task.failed"#]]
+        .assert_eq(&sequence(&events, second.task_id));
+        engine.shutdown().await;
+    })
+    .await;
+}
+
+/// Waits for cancellation.
+struct WaitsForCancel;
+
+#[async_trait::async_trait]
+impl StepHandler for WaitsForCancel {
+    async fn handle(&self, step: StepContext) -> Result<Value, StepError> {
+        step.cancellation.cancelled().await;
+        Err(StepError::retryable("cancelled"))
+    }
+}
+
+#[tokio::test]
+async fn cancel_events_in_order() {
+    on_each_database(|db| async move {
+        let registry = Arc::new(Registry::with_builtins());
+        registry
+            .register_step_handler("test::wait", Arc::new(WaitsForCancel))
+            .unwrap();
+        let clock = ManualClock::new(t0());
+        let engine = engine_with(&db.store, &clock, registry);
+        let template = template(
+            "name: long\nstep_templates:\n  - name: wait\n    handler_class: test::wait\n  \
+             - name: after\n    handler_class: tasker::noop\n    depends_on_step: wait\n",
+        );
+        engine
+            .register_template(template.clone(), false)
+            .await
+            .unwrap();
+        let mut events = engine.subscribe();
+        let created = engine.create_task(request(&template)).await.unwrap();
+        engine.start();
+        wait_for(&mut events, |e| e.name == "step.before_handle").await;
+        engine.cancel_task(created.task_id).await.unwrap();
+        engine.wait_until_idle().await;
+        let mut all = vec![];
+        // The events before the wait above were consumed by it; read the rest and rebuild.
+        all.extend(events.drain());
+        expect_test::expect![[r#"
+            task.cancelled
+            step.cancelled wait#1
+            step.cancelled after#0"#]]
+        .assert_eq(&sequence(&all, created.task_id));
+        let cancelled = all.iter().find(|e| e.name == task::CANCELLED).unwrap();
+        let Payload::Task(p) = &cancelled.payload else {
+            panic!("task payload")
+        };
+        assert_eq!(
+            (p.from_state, p.reason.as_deref()),
+            (Some(TaskState::InProgress), Some("cancel_requested"))
+        );
+        engine.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn manual_resolution_events_in_order() {
+    on_each_database(|db| async move {
+        let clock = ManualClock::new(t0());
+        let engine = engine(&db.store, &clock);
+        let template = template(
+            "name: stuck\nstep_templates:\n  - name: broken\n    handler_class: tasker::fail\n    default_retry_limit: 1\n    handler_config: { times: 1, permanent: true }\n  \
+             - name: next\n    handler_class: tasker::noop\n    depends_on_step: broken\n",
+        );
+        engine.register_template(template.clone(), false).await.unwrap();
+        let mut events = engine.subscribe();
+        let created = engine.create_task(request(&template)).await.unwrap();
+        assert_eq!(drive(&engine, &clock, created.task_id).await.state, TaskState::Error);
+        engine.resolve_step(created.steps[0].1, json!({"fixed_by": "ops"})).await.unwrap();
+        assert_eq!(drive(&engine, &clock, created.task_id).await.state, TaskState::Complete);
+        expect_test::expect![[r#"
+            task.initialize_requested
+            task.start_requested
+            step.execution_requested broken#1
+            step.before_handle broken#1
+            step.failed broken#1
+            task.failed
+            step.resolved_manually broken#1
+            task.retry_requested
+            task.start_requested
+            step.execution_requested next#1
+            step.before_handle next#1
+            step.completed next#1
+            task.completed"#]]
+        .assert_eq(&sequence(&events.drain(), created.task_id));
+        engine.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn skip_events_in_order() {
+    on_each_database(|db| async move {
+        let clock = ManualClock::new(t0());
+        let engine = engine(&db.store, &clock);
+        let template = template(
+            "name: optional\nstep_templates:\n  - name: enrich\n    handler_class: tasker::fail\n    skippable: true\n  \
+             - name: store\n    handler_class: tasker::noop\n    depends_on_step: enrich\n",
+        );
+        engine.register_template(template.clone(), false).await.unwrap();
+        let mut events = engine.subscribe();
+        let created = engine.create_task(request(&template).bypass_steps(["enrich"])).await.unwrap();
+        assert_eq!(drive(&engine, &clock, created.task_id).await.state, TaskState::Complete);
+        expect_test::expect![[r#"
+            task.initialize_requested
+            observability.step.skip enrich#0
+            task.start_requested
+            step.execution_requested store#1
+            step.before_handle store#1
+            step.completed store#1
+            task.completed"#]]
+        .assert_eq(&sequence(&events.drain(), created.task_id));
+        engine.shutdown().await;
+    })
+    .await;
+}
+
+/// Publishes the template's custom event, then one nobody declared.
+struct Fulfil;
+
+#[async_trait::async_trait]
+impl StepHandler for Fulfil {
+    async fn handle(&self, step: StepContext) -> Result<Value, StepError> {
+        step.events
+            .publish("orders.fulfilled", json!({"order": 7}))
+            .map_err(|e| StepError::permanent(e.to_string(), "EVENT"))?;
+        let undeclared = step.events.publish("orders.lost", json!({})).unwrap_err();
+        Ok(json!({"undeclared": undeclared.to_string()}))
+    }
+}
+
+struct Collect(Arc<Mutex<Vec<Event>>>);
+
+#[async_trait::async_trait]
+impl Subscriber for Collect {
+    fn name(&self) -> &str {
+        "orders"
+    }
+    fn interests(&self) -> Vec<Interest> {
+        vec![Interest::name("orders.fulfilled")]
+    }
+    async fn handle(&self, event: &Event) {
+        self.0.lock().unwrap().push(event.clone());
+    }
+}
+
+#[tokio::test]
+async fn handlers_publish_template_declared_custom_events_under_their_own_name() {
+    on_each_database(|db| async move {
+        let registry = Arc::new(Registry::with_builtins());
+        registry.register_step_handler("test::fulfil", Arc::new(Fulfil)).unwrap();
+        let clock = ManualClock::new(t0());
+        let engine = engine_with(&db.store, &clock, registry);
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        // Before the template is registered, the name is unknown (G13: YAML declarations count).
+        assert!(engine.events().register(Arc::new(Collect(seen.clone()))).is_err());
+        let template = template(
+            "name: fulfilment\nnamespace_name: shop\ncustom_events: [{ name: orders.fulfilled, description: An order shipped }]\n\
+             step_templates:\n  - name: fulfil\n    handler_class: test::fulfil\n",
+        );
+        engine.register_template(template.clone(), false).await.unwrap();
+        engine.events().register(Arc::new(Collect(seen.clone()))).unwrap();
+        let mut events = engine.subscribe();
+        let created = engine.create_task(request(&template)).await.unwrap();
+        assert_eq!(drive(&engine, &clock, created.task_id).await.state, TaskState::Complete);
+        engine.events().settled().await;
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(seen.len(), 1);
+        let Payload::Custom(p) = &seen[0].payload else { panic!("custom payload") };
+        assert_eq!(seen[0].name, "orders.fulfilled", "G12: the name subscribed to is the name published");
+        assert_eq!(p.data, json!({"order": 7}));
+        assert_eq!(p.task_id, Some(created.task_id));
+        assert_eq!(p.step_name.as_deref(), Some("fulfil"));
+        assert_eq!(p.labels.as_ref().map(|l| &*l.correlation_id), Some(created.correlation_id.as_str()));
+        expect_test::expect![[r#"
+            task.initialize_requested
+            task.start_requested
+            step.execution_requested fulfil#1
+            step.before_handle fulfil#1
+            orders.fulfilled fulfil
+            step.completed fulfil#1
+            task.completed"#]]
+        .assert_eq(&sequence(&events.drain(), created.task_id));
+        let step = &db.store.steps(created.task_id).await.unwrap()[0];
+        let refusal = step.results.as_ref().unwrap()["undeclared"].as_str().unwrap().to_owned();
+        assert!(refusal.contains("`orders.lost` is not registered"), "{refusal}");
+        let spec = &engine.events().custom_events()[0];
+        assert_eq!(spec.fired_by, ["shop/fulfilment@0.1.0"]);
+        engine.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn nobody_listening_costs_no_events_and_one_engine_shares_its_bus() {
+    on_each_database(|db| async move {
+        let clock = ManualClock::new(t0());
+        let bus = tasker_engine::tasker_events::EventBus::new();
+        let engine = Engine::builder(db.store.clone())
+            .config(EngineConfig { ..config() })
+            .clock(Arc::new(clock.clone()))
+            .bus(bus.clone())
+            .build()
+            .unwrap();
+        let template =
+            template("name: one\nstep_templates:\n  - name: a\n    handler_class: tasker::noop\n");
+        engine
+            .register_template(template.clone(), false)
+            .await
+            .unwrap();
+        let created = engine.create_task(request(&template)).await.unwrap();
+        assert_eq!(
+            drive(&engine, &clock, created.task_id).await.state,
+            TaskState::Complete
+        );
+        let quiet = bus.stats().published;
+        let mut stream = bus.stream(
+            vec![Interest::Category(
+                tasker_engine::tasker_events::Category::Task,
+            )],
+            64,
+        );
+        let created = engine.create_task(request(&template)).await.unwrap();
+        assert_eq!(
+            drive(&engine, &clock, created.task_id).await.state,
+            TaskState::Complete
+        );
+        let names: Vec<String> = stream.drain().iter().map(|e| e.name.to_string()).collect();
+        assert_eq!(
+            names,
+            [
+                "task.initialize_requested",
+                "task.start_requested",
+                "task.completed"
+            ]
+        );
+        assert!(bus.stats().published > quiet);
+        engine.shutdown().await;
+    })
+    .await;
+}
