@@ -204,6 +204,10 @@ impl Engine {
         &self.inner.store
     }
 
+    pub(crate) fn inner_clock(&self) -> &Arc<dyn Clock> {
+        &self.inner.clock
+    }
+
     /// This engine's claim owner id.
     pub fn owner(&self) -> &str {
         &self.inner.owner

@@ -23,6 +23,7 @@ mod engine;
 mod error;
 mod handler;
 mod registry;
+mod relay;
 pub mod testing;
 
 pub use builtin::{
@@ -35,4 +36,5 @@ pub use engine::{Engine, EngineBuilder};
 pub use error::EngineError;
 pub use handler::{StepContext, StepEvents, StepHandler, TaskHooks};
 pub use registry::{RegisteredTask, Registry};
+pub use relay::{CHANNEL as RELAY_CHANNEL, Relay, RelayStats};
 pub use tasker_events;

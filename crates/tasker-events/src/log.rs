@@ -1,5 +1,6 @@
 //! Structured logs of events through `tracing` (target `tasker::events`): one record per event
-//! with its name, category, ids, template, attempt, state, duration, error and correlation id.
+//! with its name, category, `event_time` (the engine clock's), ids, template, attempt, state,
+//! duration, error, correlation id and, for relayed events, `relayed_from`.
 //! With a JSON formatter (`tracing_subscriber::fmt().json()`, or `tasker --log-format json`)
 //! each record is one JSON line.
 
@@ -60,10 +61,10 @@ impl Subscriber for LogSubscriber {
     async fn handle(&self, event: &Event) {
         let name = &*event.name;
         let category = event.category.as_str();
-        let timestamp = event
+        let event_time = event
             .timestamp
             .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-        let relayed_from = event.relayed_from.as_deref().unwrap_or("");
+        let relayed_from = event.relayed_from.as_deref();
         match &event.payload {
             Payload::Task(p) => {
                 let level = if name == crate::names::task::FAILED {
@@ -76,7 +77,7 @@ impl Subscriber for LogSubscriber {
                     event,
                     event = name,
                     category,
-                    timestamp,
+                    event_time,
                     task_id = %p.task_id,
                     namespace = &*p.labels.namespace,
                     task_name = &*p.labels.task_name,
@@ -102,7 +103,7 @@ impl Subscriber for LogSubscriber {
                     event,
                     event = name,
                     category,
-                    timestamp,
+                    event_time,
                     task_id = %p.task_id,
                     step_id = %p.step_id,
                     step = &*p.step_name,
@@ -126,7 +127,7 @@ impl Subscriber for LogSubscriber {
                 event,
                 event = name,
                 category,
-                timestamp,
+                event_time,
                 owner = &*p.owner,
                 step_count = p.step_count,
                 tasks = p.task_ids.len(),
@@ -139,7 +140,7 @@ impl Subscriber for LogSubscriber {
                 event,
                 event = name,
                 category,
-                timestamp,
+                event_time,
                 task_id = p.task_id.map(|t| t.to_string()),
                 step = p.step_name.as_deref(),
                 correlation_id = p.labels.as_ref().map(|l| &*l.correlation_id),

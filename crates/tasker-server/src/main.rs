@@ -1,6 +1,7 @@
 //! `tasker`: run workflows on the embedded SQLite default (or PostgreSQL), resume them after a
 //! crash, validate and graph templates, and migrate the database.
 
+mod events;
 mod run;
 mod settings;
 
@@ -70,6 +71,28 @@ enum Command {
     },
     /// List the built-in workflows `tasker run` knows by name
     Templates,
+    /// The event catalog: every Rails event name with what Tasker publishes for it (or why
+    /// not), and the custom events templates declare
+    Events {
+        /// Describe one event (payload fields, when it is published)
+        name: Option<String>,
+        /// Only this category (task, step, workflow, observability, telemetry, test, registry,
+        /// custom)
+        #[arg(long)]
+        category: Option<String>,
+        /// Only events whose name or description contains this
+        #[arg(long)]
+        search: Option<String>,
+        /// Only the events Tasker publishes
+        #[arg(long)]
+        published: bool,
+        /// Also list the custom events these template files declare
+        #[arg(long = "template", value_name = "FILE")]
+        templates: Vec<PathBuf>,
+        /// JSON instead of text
+        #[arg(long)]
+        json: bool,
+    },
     /// Apply pending database migrations
     Migrate,
 }
@@ -95,6 +118,27 @@ fn main() -> ExitCode {
 fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Validate { files } => Ok(validate(&files)),
+        Command::Events {
+            name,
+            category,
+            search,
+            published,
+            templates,
+            json,
+        } => {
+            let category = category
+                .map(|c| c.parse::<tasker_events::Category>())
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("--category: {e}"))?;
+            events::run(&events::Query {
+                name,
+                category,
+                search,
+                published,
+                templates,
+                json,
+            })
+        }
         Command::Graph { file, format } => {
             let template = read_template(&file)?;
             let format = match format {
@@ -130,12 +174,25 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     }
                     Command::Templates => run::list_templates(&settings).await,
                     Command::Migrate => run::migrate(&settings).await,
-                    Command::Validate { .. } | Command::Graph { .. } => {
+                    Command::Validate { .. } | Command::Graph { .. } | Command::Events { .. } => {
                         unreachable!("handled above")
                     }
                 }
             })
         }
+    }
+}
+
+/// Writes `text` to stdout; a closed pipe (`tasker events | head`) is not an error.
+pub(crate) fn print_stdout(text: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(err) = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+        && err.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        eprintln!("error: writing to stdout failed: {err}");
     }
 }
 

@@ -23,8 +23,11 @@ pub fn init_logging(log: &LogSettings) -> anyhow::Result<()> {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&log.level))
         .with_context(|| format!("log.level `{}` is not a valid filter", log.level))?;
+    // A closed stderr (`tasker run ... 2>&1 | head`) must not turn log writes into panics:
+    // tracing-subscriber reports write errors with eprintln!, which panics on a broken pipe.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .log_internal_errors(false)
         .with_writer(std::io::stderr);
     let result = match log.format {
         LogFormat::Json => builder
@@ -61,6 +64,11 @@ async fn open(settings: &Settings) -> anyhow::Result<(Store, Engine)> {
         .build()
         .map_err(|e| anyhow::anyhow!("invalid engine configuration: {e}"))?;
     register_examples(&engine).await?;
+    // One structured log record per event (target `tasker::events`, INFO; failures WARN),
+    // visible at the configured log level, as JSON lines with `log.format = "json"`.
+    engine
+        .events()
+        .register(std::sync::Arc::new(tasker_events::LogSubscriber::new()))?;
     Ok((store, engine))
 }
 
@@ -216,6 +224,8 @@ async fn drive(
         _ = tokio::signal::ctrl_c() => None,
     };
     engine.shutdown().await;
+    // Subscribers (the event log) finish what was published before the process exits.
+    engine.events().settled().await;
     watcher.abort();
     let Some(task) = finished else {
         progress.bar.abandon_with_message("interrupted");

@@ -5,6 +5,7 @@ mod bad_input;
 mod control;
 mod events;
 mod recovery;
+mod relay;
 mod retries;
 mod shapes;
 mod support;

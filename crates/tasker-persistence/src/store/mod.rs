@@ -2,6 +2,7 @@
 
 mod claims;
 mod create;
+mod notify;
 mod queries;
 mod sql;
 mod templates;
@@ -16,6 +17,7 @@ use sea_orm::{
 };
 use tasker_migrations::MigratorTrait;
 
+pub use notify::{Listener, MAX_NOTIFY_PAYLOAD};
 pub use types::*;
 
 use crate::error::StoreError;

@@ -219,3 +219,121 @@ fn built_in_examples_run_by_name_on_their_sample_context() {
     assert_eq!(doc["context"]["payment_info"]["amount"], 124.76);
     assert_eq!(doc["steps"]["send_confirmation"]["status"], "complete");
 }
+
+#[test]
+fn events_lists_every_rails_name_with_what_tasker_publishes() {
+    let out = tasker(&["events", "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let listing: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let catalog = listing["catalog"].as_array().unwrap();
+    let names: Vec<&str> = catalog
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    // Inventory §6.2: 55 distinct names (plus step.before_handle and step.handle among the ten
+    // step names) and the 14 registry constants.
+    for name in [
+        "task.initialize_requested",
+        "task.before_transition",
+        "step.before_handle",
+        "workflow.task_reenqueue_delayed",
+        "observability.step.max_retries_reached",
+        "tasker.telemetry.plugin_unregistered",
+        "Test.Event",
+        "registry.coordination_complete",
+    ] {
+        assert!(names.contains(&name), "{name} missing");
+    }
+    assert_eq!(names.len(), 69);
+    // Each entry says whether it is published, and when or why not.
+    for entry in catalog {
+        match entry["publication"]["published"].as_str().unwrap() {
+            "yes" => assert!(!entry["publication"]["when"].as_str().unwrap().is_empty()),
+            "no" => assert!(!entry["publication"]["why"].as_str().unwrap().is_empty()),
+            other => panic!("{other}"),
+        }
+    }
+    let custom: Vec<&str> = listing["custom"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        custom.contains(&"data_pipeline.milestone_reached"),
+        "{custom:?}"
+    );
+
+    let one = tasker(&["events", "observability.step.backoff"]);
+    assert!(one.status.success());
+    let described = text(&one.stdout);
+    assert!(
+        described.contains("published with the step.failed"),
+        "{described}"
+    );
+    assert!(described.contains("next_attempt_at"), "{described}");
+
+    let filtered = text(&tasker(&["events", "--category", "workflow", "--published"]).stdout);
+    assert!(
+        filtered.contains("workflow.viable_steps_discovered"),
+        "{filtered}"
+    );
+    assert!(!filtered.contains("workflow.task_started"), "{filtered}");
+
+    let typo = tasker(&["events", "task.complete"]);
+    assert_eq!(typo.status.code(), Some(2));
+    assert!(
+        text(&typo.stderr).contains("did you mean `task.completed`"),
+        "{}",
+        text(&typo.stderr)
+    );
+    let bad = tasker(&["events", "--category", "nope"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        text(&bad.stderr).contains("known: task, step"),
+        "{}",
+        text(&bad.stderr)
+    );
+}
+
+#[test]
+fn run_logs_one_json_record_per_event_with_the_correlation_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/t.db?mode=rwc", dir.path().display());
+    let out = Command::new(env!("CARGO_BIN_EXE_tasker"))
+        .args(["run", DIAMOND, "--json", "--database", &url])
+        .env_remove("TASKER_DATABASE_URL")
+        .env("TASKER_LOG__FORMAT", "json")
+        .env("TASKER_LOG__LEVEL", "info")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let task: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let records: Vec<Value> = text(&out.stderr)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|r| r["target"] == "tasker::events")
+        .collect();
+    let completed: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["event"] == "step.completed")
+        .collect();
+    assert_eq!(completed.len(), 7, "one per step of the diamond");
+    assert!(
+        records
+            .iter()
+            .all(|r| r["correlation_id"].is_null()
+                || r["correlation_id"] == task["correlation_id"]),
+        "every task record carries the task's correlation id"
+    );
+    assert!(
+        task["correlation_id"]
+            .as_str()
+            .is_some_and(|c| !c.is_empty())
+    );
+    assert!(
+        records.iter().any(
+            |r| r["event"] == "task.completed" && r["correlation_id"] == task["correlation_id"]
+        )
+    );
+}

@@ -1,0 +1,246 @@
+//! Relays task, step and custom events between processes through PostgreSQL `LISTEN`/`NOTIFY`
+//! (channel [`CHANNEL`]): this engine's events go out in batches, and other engines' events are
+//! published on this engine's bus with `relayed_from` set to their owner id. Relayed events are
+//! never relayed again, and an engine ignores its own. Notifications are hints, not a log:
+//! those sent while a listener reconnects are lost, and the database stays the source of truth.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tasker_events::{Category, Event, Interest, Payload};
+use tasker_persistence::MAX_NOTIFY_PAYLOAD;
+use tokio::task::JoinHandle;
+
+use crate::{Engine, EngineError};
+
+/// The notification channel.
+pub const CHANNEL: &str = "tasker_events";
+
+/// Counters of a relay.
+#[derive(Debug, Default)]
+pub struct RelayStats {
+    sent: AtomicU64,
+    received: AtomicU64,
+    failed: AtomicU64,
+}
+
+impl RelayStats {
+    /// Events sent to other processes.
+    pub fn sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
+    }
+
+    /// Events received from other processes and published here.
+    pub fn received(&self) -> u64 {
+        self.received.load(Ordering::Relaxed)
+    }
+
+    /// Events that could not be sent or read (database errors, unreadable payloads).
+    pub fn failed(&self) -> u64 {
+        self.failed.load(Ordering::Relaxed)
+    }
+}
+
+/// A running relay; dropping it stops relaying.
+pub struct Relay {
+    tasks: Vec<JoinHandle<()>>,
+    stats: Arc<RelayStats>,
+}
+
+impl Relay {
+    /// Its counters.
+    pub fn stats(&self) -> &RelayStats {
+        &self.stats
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+impl Engine {
+    /// Starts relaying this engine's task, step and custom events to other processes on the
+    /// same PostgreSQL database, and publishing theirs on this engine's bus. `Ok(None)` on
+    /// SQLite, which serves one process. Events published after this returns are relayed.
+    pub async fn relay_events(&self) -> Result<Option<Relay>, EngineError> {
+        let Some(mut listener) = self.store().listen(CHANNEL).await? else {
+            return Ok(None);
+        };
+        let stats = Arc::new(RelayStats::default());
+        let mut outgoing = self.events().stream(
+            vec![
+                Interest::Category(Category::Task),
+                Interest::Category(Category::Step),
+                Interest::Category(Category::Custom),
+            ],
+            65_536,
+        );
+        let sender = {
+            let engine = self.clone();
+            let stats = stats.clone();
+            tokio::spawn(async move {
+                let owner = engine.owner().to_owned();
+                while let Some(first) = outgoing.recv().await {
+                    let mut batch = vec![first];
+                    while batch.len() < 512
+                        && let Some(next) = outgoing.try_recv()
+                    {
+                        batch.push(next);
+                    }
+                    let events: Vec<Event> = batch
+                        .iter()
+                        .filter(|e| e.relayed_from.is_none())
+                        .map(|e| {
+                            let mut event = Event::clone(e);
+                            event.relayed_from = Some(owner.clone());
+                            event
+                        })
+                        .collect();
+                    let (payloads, unsendable) = pack(&events);
+                    stats.failed.fetch_add(unsendable, Ordering::Relaxed);
+                    let count = events.len() as u64 - unsendable;
+                    match engine.store().notify(CHANNEL, &payloads).await {
+                        Ok(()) => stats.sent.fetch_add(count, Ordering::Relaxed),
+                        Err(err) => {
+                            tracing::warn!(error = %err, events = count, "relaying events failed");
+                            stats.failed.fetch_add(count, Ordering::Relaxed)
+                        }
+                    };
+                }
+            })
+        };
+        let receiver = {
+            let engine = self.clone();
+            let stats = stats.clone();
+            tokio::spawn(async move {
+                let owner = engine.owner().to_owned();
+                loop {
+                    let payload = match listener.recv().await {
+                        Ok(payload) => payload,
+                        Err(err) => {
+                            tracing::warn!(error = %err, "event relay listener failed; retrying");
+                            engine.inner_clock().sleep(Duration::from_secs(1)).await;
+                            continue;
+                        }
+                    };
+                    let events: Vec<Event> = match serde_json::from_str(&payload) {
+                        Ok(events) => events,
+                        Err(err) => {
+                            tracing::warn!(error = %err, "unreadable relayed events");
+                            stats.failed.fetch_add(1, Ordering::Relaxed);
+                            continue;
+                        }
+                    };
+                    for event in events {
+                        if event.relayed_from.as_deref() == Some(owner.as_str()) {
+                            continue;
+                        }
+                        stats.received.fetch_add(1, Ordering::Relaxed);
+                        engine.events().publish(event);
+                    }
+                }
+            })
+        };
+        Ok(Some(Relay {
+            tasks: vec![sender, receiver],
+            stats,
+        }))
+    }
+}
+
+/// Packs events into JSON arrays of at most [`MAX_NOTIFY_PAYLOAD`] bytes, in order. An event too
+/// large on its own is sent without its error context and custom data; if still too large it is
+/// counted as unsendable.
+fn pack(events: &[Event]) -> (Vec<String>, u64) {
+    let mut payloads = Vec::new();
+    let mut current: Vec<String> = Vec::new();
+    let mut size = 2;
+    let mut unsendable = 0;
+    for event in events {
+        let Some(json) = encode(event) else {
+            unsendable += 1;
+            continue;
+        };
+        if !current.is_empty() && size + json.len() + 1 > MAX_NOTIFY_PAYLOAD {
+            payloads.push(format!("[{}]", current.join(",")));
+            current.clear();
+            size = 2;
+        }
+        size += json.len() + 1;
+        current.push(json);
+    }
+    if !current.is_empty() {
+        payloads.push(format!("[{}]", current.join(",")));
+    }
+    (payloads, unsendable)
+}
+
+fn encode(event: &Event) -> Option<String> {
+    let json = serde_json::to_string(event).ok()?;
+    if json.len() + 2 <= MAX_NOTIFY_PAYLOAD {
+        return Some(json);
+    }
+    let mut slim = event.clone();
+    match &mut slim.payload {
+        Payload::Step(p) => {
+            if let Some(error) = &mut p.error {
+                error.context = serde_json::Value::Null;
+                error.message.truncate(1_000);
+            }
+        }
+        Payload::Custom(p) => p.data = serde_json::json!({"truncated": true}),
+        _ => {}
+    }
+    let json = serde_json::to_string(&slim).ok()?;
+    (json.len() + 2 <= MAX_NOTIFY_PAYLOAD).then_some(json)
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+    use tasker_domain::TaskId;
+    use tasker_events::CustomPayload;
+
+    use super::*;
+
+    fn custom(bytes: usize) -> Event {
+        Event::new(
+            "orders.big",
+            Utc::now(),
+            Payload::Custom(CustomPayload {
+                task_id: Some(TaskId::new()),
+                step_id: None,
+                step_name: None,
+                labels: None,
+                data: serde_json::json!("x".repeat(bytes)),
+            }),
+        )
+    }
+
+    #[test]
+    fn packing_keeps_order_and_the_size_limit() {
+        let events: Vec<Event> = (0..40).map(|_| custom(500)).collect();
+        let (payloads, unsendable) = pack(&events);
+        assert_eq!(unsendable, 0);
+        assert!(payloads.len() > 1);
+        assert!(payloads.iter().all(|p| p.len() <= MAX_NOTIFY_PAYLOAD));
+        let back: Vec<Event> = payloads
+            .iter()
+            .flat_map(|p| serde_json::from_str::<Vec<Event>>(p).unwrap())
+            .collect();
+        assert_eq!(back, events);
+        // Too large alone: sent slimmed.
+        let (payloads, unsendable) = pack(&[custom(20_000)]);
+        assert_eq!(unsendable, 0);
+        let back: Vec<Event> = serde_json::from_str(&payloads[0]).unwrap();
+        let Payload::Custom(p) = &back[0].payload else {
+            panic!()
+        };
+        assert_eq!(p.data, serde_json::json!({"truncated": true}));
+    }
+}

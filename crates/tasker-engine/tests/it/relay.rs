@@ -1,0 +1,109 @@
+//! Events across processes: on PostgreSQL, an engine's task and step events reach a subscriber
+//! of another engine (its own pool and bus) through LISTEN/NOTIFY, in order.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tasker_domain::TaskState;
+use tasker_engine::tasker_events::names::task;
+use tasker_engine::tasker_events::{Category, Interest};
+use tasker_engine::testing::task_sequence;
+use tasker_engine::{Engine, ManualClock};
+use tasker_persistence::testing::{Backend, on_each_database};
+use tasker_persistence::{ConnectOptions, Store};
+
+use crate::support::*;
+
+#[tokio::test]
+async fn another_engine_sees_relayed_task_and_step_events_in_order() {
+    on_each_database(|db| async move {
+        let clock = ManualClock::new(t0());
+        let worker = engine(&db.store, &clock);
+        if db.backend == Backend::Sqlite {
+            assert!(
+                worker.relay_events().await.unwrap().is_none(),
+                "SQLite serves one process"
+            );
+            return;
+        }
+        let other_store = Store::connect(
+            &db.url,
+            &ConnectOptions {
+                max_connections: 4,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        let watcher = Engine::builder(other_store)
+            .config(config())
+            .clock(Arc::new(clock.clone()))
+            .owner("watcher")
+            .build()
+            .unwrap();
+        // The watcher listens; the worker relays what it does.
+        let watcher_relay = watcher
+            .relay_events()
+            .await
+            .unwrap()
+            .expect("PostgreSQL relays");
+        let mut seen = watcher.events().stream(
+            vec![
+                Interest::Category(Category::Task),
+                Interest::Category(Category::Step),
+            ],
+            1024,
+        );
+        let worker_relay = worker
+            .relay_events()
+            .await
+            .unwrap()
+            .expect("PostgreSQL relays");
+        let mut local = worker.subscribe();
+
+        let template = template(
+            "name: relayed\nstep_templates:\n  - name: a\n    handler_class: tasker::noop\n  \
+             - name: b\n    handler_class: tasker::noop\n    depends_on_step: a\n",
+        );
+        worker
+            .register_template(template.clone(), false)
+            .await
+            .unwrap();
+        let created = worker.create_task(request(&template)).await.unwrap();
+        assert_eq!(
+            drive(&worker, &clock, created.task_id).await.state,
+            TaskState::Complete
+        );
+
+        let mut remote = Vec::new();
+        tokio::time::timeout(Duration::from_secs(30), async {
+            while let Some(event) = seen.recv().await {
+                let done =
+                    event.task_id() == Some(created.task_id) && event.name == task::COMPLETED;
+                remote.push(event);
+                if done {
+                    break;
+                }
+            }
+        })
+        .await
+        .expect("the relayed task.completed arrives");
+        assert_eq!(
+            task_sequence(&remote, created.task_id),
+            task_sequence(&local.drain(), created.task_id),
+            "the same events in the same order"
+        );
+        assert!(
+            remote
+                .iter()
+                .all(|e| e.relayed_from.as_deref() == Some(worker.owner()))
+        );
+        assert!(worker_relay.stats().sent() >= 9);
+        assert_eq!(worker_relay.stats().failed(), 0);
+        assert!(watcher_relay.stats().received() >= 9);
+        // The worker ignores its own echoes: nothing relayed was published on its bus twice.
+        assert_eq!(worker_relay.stats().received(), 0);
+        worker.shutdown().await;
+    })
+    .await;
+}
