@@ -13,3 +13,7 @@ pub struct ConfigurationDoctests;
 #[cfg(doctest)]
 #[doc = include_str!("../../docs/blog-examples.md")]
 pub struct BlogExamplesDoctests;
+
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/events.md")]
+pub struct EventsDoctests;
