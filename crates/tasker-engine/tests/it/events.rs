@@ -416,3 +416,87 @@ async fn nobody_listening_costs_no_events_and_one_engine_shares_its_bus() {
     })
     .await;
 }
+
+/// Never returns: a subscriber stuck on its first event.
+struct Stuck;
+
+#[async_trait::async_trait]
+impl Subscriber for Stuck {
+    fn name(&self) -> &str {
+        "stuck"
+    }
+    fn interests(&self) -> Vec<Interest> {
+        vec![Interest::all()]
+    }
+    fn capacity(&self) -> usize {
+        2
+    }
+    async fn handle(&self, _event: &Event) {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Panics on every event.
+struct Broken;
+
+#[async_trait::async_trait]
+impl Subscriber for Broken {
+    fn name(&self) -> &str {
+        "broken"
+    }
+    fn interests(&self) -> Vec<Interest> {
+        vec![Interest::Category(
+            tasker_engine::tasker_events::Category::Step,
+        )]
+    }
+    async fn handle(&self, _event: &Event) {
+        panic!("subscriber bug");
+    }
+}
+
+#[tokio::test]
+async fn stuck_and_panicking_subscribers_neither_slow_nor_break_a_workflow() {
+    on_each_database(|db| async move {
+        let clock = ManualClock::new(t0());
+        let engine = engine(&db.store, &clock);
+        engine.events().register(Arc::new(Stuck)).unwrap();
+        engine.events().register(Arc::new(Broken)).unwrap();
+        let template = template(
+            "name: chain\nstep_templates:\n  - name: a\n    handler_class: tasker::noop\n  \
+             - name: b\n    handler_class: tasker::noop\n    depends_on_step: a\n",
+        );
+        engine
+            .register_template(template.clone(), false)
+            .await
+            .unwrap();
+        let mut events = engine.subscribe();
+        let created = engine.create_task(request(&template)).await.unwrap();
+        assert_eq!(
+            drive(&engine, &clock, created.task_id).await.state,
+            TaskState::Complete
+        );
+        assert_eq!(
+            task_sequence(&events.drain(), created.task_id).len(),
+            9,
+            "the stream got everything"
+        );
+        let stuck = engine.events().unregister("stuck").unwrap();
+        assert_eq!(stuck.handled, 0);
+        assert!(stuck.dropped > 0, "{stuck:?}");
+        assert_eq!(engine.events().dropped(), stuck.dropped);
+        engine.events().settled().await;
+        let stats = engine.events().stats();
+        let broken = stats
+            .subscribers
+            .iter()
+            .find(|s| s.name == "broken")
+            .unwrap();
+        assert_eq!(broken.panicked, broken.delivered);
+        assert_eq!(
+            broken.delivered, 6,
+            "three step events per step: {broken:?}"
+        );
+        engine.shutdown().await;
+    })
+    .await;
+}
