@@ -37,8 +37,12 @@ pub mod step {
     pub const RETRY_REQUESTED: &str = "step.retry_requested";
     /// A step was cancelled.
     pub const CANCELLED: &str = "step.cancelled";
-    /// An operator resolved a step by hand (or it was skipped).
+    /// An operator resolved a step by hand.
     pub const RESOLVED_MANUALLY: &str = "step.resolved_manually";
+    /// The step handler is about to be called for an attempt.
+    pub const BEFORE_HANDLE: &str = "step.before_handle";
+    /// Rails: around the handler call (Tasker publishes the outcome instead).
+    pub const HANDLE: &str = "step.handle";
     /// Published before every step transition.
     pub const BEFORE_TRANSITION: &str = "step.before_transition";
 }

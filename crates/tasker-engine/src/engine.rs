@@ -94,7 +94,7 @@ impl EngineBuilder {
             ]))
         })?;
         let (idle, _) = watch::channel(IdleReport::default());
-        Ok(Engine {
+        let engine = Engine {
             inner: Arc::new(Inner {
                 store: self.store,
                 registry: self.registry,
@@ -111,7 +111,19 @@ impl EngineBuilder {
                 random: Mutex::new(self.random),
                 coordinator: Mutex::new(None),
             }),
-        })
+        };
+        // Templates already in the given registry declare custom events too.
+        for (namespace, name, version) in engine.inner.registry.list(None) {
+            if let Some(registered) =
+                engine
+                    .inner
+                    .registry
+                    .resolve(&namespace, &name, Some(&version))
+            {
+                engine.register_custom_events(&registered.template)?;
+            }
+        }
+        Ok(engine)
     }
 }
 
@@ -204,8 +216,8 @@ impl Engine {
         &self.inner.store
     }
 
-    pub(crate) fn inner_clock(&self) -> &Arc<dyn Clock> {
-        &self.inner.clock
+    pub(crate) fn shutdown_token(&self) -> &CancellationToken {
+        &self.inner.shutdown
     }
 
     /// This engine's claim owner id.
@@ -447,12 +459,11 @@ impl Engine {
     /// Cancels a task and its unfinished steps; running handlers see their cancellation token.
     pub async fn cancel_task(&self, task_id: TaskId) -> Result<TaskState, EngineError> {
         let task = self.inner.store.task(task_id).await?;
-        let before = self.inner.store.steps(task_id).await?;
         let now = self.inner.clock.now();
-        let outcome = self
+        let (outcome, cancelled) = self
             .inner
             .store
-            .transition_task(
+            .transition_task_with_steps(
                 task_id,
                 task.state,
                 TaskState::Cancelled,
@@ -473,26 +484,73 @@ impl Engine {
                 .duration_since(task.created_at, now)
                 .reason("cancel_requested")
                 .publish(bus, now);
-            let after = self.inner.store.steps(task_id).await?;
-            for (old, new) in before.iter().zip(&after) {
-                if old.state != StepState::Cancelled && new.state == StepState::Cancelled {
-                    let who = StepIdentity {
-                        task_id,
-                        step_id: new.step_id,
-                        step_name: new.name.as_str().into(),
-                        labels: labels.clone(),
-                        retry_limit: new.retry_limit,
-                    };
-                    StepEvent::transition(&who, new.attempts, old.state, StepState::Cancelled)
-                        .reason("task_cancelled")
-                        .publish(bus, now);
-                }
-            }
+            self.publish_changed(task_id, &labels, &cancelled, "task_cancelled", now);
             self.finalized(task_id, task.named_task_id, TaskState::Cancelled)
                 .await;
         }
         self.inner.wake.notify_one();
         Ok(TaskState::Cancelled)
+    }
+
+    /// Resolves a task in error by hand: it ends `resolved_manually` as it stands.
+    pub async fn resolve_task(&self, task_id: TaskId) -> Result<(), EngineError> {
+        let task = self.inner.store.task(task_id).await?;
+        let now = self.inner.clock.now();
+        let outcome = self
+            .inner
+            .store
+            .transition_task(
+                task_id,
+                TaskState::Error,
+                TaskState::ResolvedManually,
+                serde_json::json!({"reason": "resolved_manually"}),
+                now,
+            )
+            .await?;
+        if matches!(outcome, TransitionOutcome::Transitioned(_)) {
+            TaskEvent::new(
+                task_id,
+                &labels_of(&task),
+                Some(TaskState::Error),
+                TaskState::ResolvedManually,
+            )
+            .total_steps(task.total_steps as usize)
+            .duration_since(task.created_at, now)
+            .reason("resolved_manually")
+            .publish(&self.inner.bus, now);
+            self.finalized(task_id, task.named_task_id, TaskState::ResolvedManually)
+                .await;
+        }
+        Ok(())
+    }
+
+    /// Publishes the step events of steps an operator's task transition moved.
+    fn publish_changed(
+        &self,
+        task_id: TaskId,
+        labels: &TaskLabels,
+        steps: &[tasker_persistence::ChangedStep],
+        reason: &str,
+        now: DateTime<Utc>,
+    ) {
+        for changed in steps {
+            let who = StepIdentity {
+                task_id,
+                step_id: changed.step_id,
+                step_name: changed.name.as_str().into(),
+                labels: labels.clone(),
+                retry_limit: changed.retry_limit,
+            };
+            // A reset step's event names the attempt it is reset for.
+            let attempt = if changed.to_state == StepState::Pending {
+                changed.attempts + 1
+            } else {
+                changed.attempts
+            };
+            StepEvent::transition(&who, attempt, changed.from_state, changed.to_state)
+                .reason(reason)
+                .publish(&self.inner.bus, now);
+        }
     }
 
     /// Cancels one step; its dependants will not run, and the task ends in error once nothing
@@ -582,9 +640,10 @@ impl Engine {
     /// Sends a task that ended in error back to work, resetting its exhausted steps.
     pub async fn retry_task(&self, task_id: TaskId) -> Result<(), EngineError> {
         let now = self.inner.clock.now();
-        self.inner
+        let (_, reset) = self
+            .inner
             .store
-            .transition_task(
+            .transition_task_with_steps(
                 task_id,
                 TaskState::Error,
                 TaskState::Pending,
@@ -593,14 +652,11 @@ impl Engine {
             )
             .await?;
         let task = self.inner.store.task(task_id).await?;
-        TaskEvent::new(
-            task_id,
-            &labels_of(&task),
-            Some(TaskState::Error),
-            TaskState::Pending,
-        )
-        .reason("retry_requested")
-        .publish(&self.inner.bus, now);
+        let labels = labels_of(&task);
+        TaskEvent::new(task_id, &labels, Some(TaskState::Error), TaskState::Pending)
+            .reason("retry_requested")
+            .publish(&self.inner.bus, now);
+        self.publish_changed(task_id, &labels, &reset, "task_retry", now);
         self.inner.wake.notify_one();
         Ok(())
     }
@@ -619,6 +675,11 @@ impl Engine {
             Some(registered) => Known::new(registered.template, registered.hooks),
             None => Known::new(stored.template.clone(), None),
         };
+        // A template this process did not register itself (registered by another process, or
+        // given in a prepared registry) still has its custom events.
+        if let Err(err) = self.register_custom_events(&known.template) {
+            tracing::warn!(error = %err, "registering a template's custom events failed");
+        }
         self.inner.templates.insert(named_task_id, known.clone());
         Ok(known)
     }
@@ -730,6 +791,11 @@ async fn coordinate(inner: Arc<Inner>) {
         if now >= next_upkeep {
             upkeep(&engine, now).await;
             next_upkeep = now + config.lease / 3;
+            // What the events of a task need is kept only while it has attempts here (a claim
+            // rebuilds it), so tasks finished elsewhere or by an operator do not accumulate.
+            tasks.retain(|id, _| {
+                per_task.contains_key(id) || held.iter().any(|(step, _)| step.task_id == *id)
+            });
         }
         // Start held steps whose task has room now.
         let mut still_held = VecDeque::new();
@@ -1103,7 +1169,7 @@ async fn spawn_attempt(
         && inner.bus.has_subscribers()
     {
         StepEvent::new(
-            "step.before_handle",
+            tasker_events::names::step::BEFORE_HANDLE,
             &identity(&step, &info.labels),
             step.attempt,
             None,

@@ -60,6 +60,9 @@ pub enum EngineError {
     /// The store refused or failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The event relay could not start.
+    #[error("event relay: {0}")]
+    Relay(String),
     /// The engine has shut down.
     #[error("the engine has shut down")]
     ShutDown,

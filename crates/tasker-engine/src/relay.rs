@@ -42,10 +42,14 @@ impl RelayStats {
     }
 }
 
-/// A running relay; dropping it stops relaying.
+/// A running relay; it stops when dropped or when its engine shuts down.
+#[must_use = "the relay stops when this handle is dropped"]
+#[derive(Debug)]
 pub struct Relay {
     tasks: Vec<JoinHandle<()>>,
     stats: Arc<RelayStats>,
+    bus: tasker_events::EventBus,
+    owner: String,
 }
 
 impl Relay {
@@ -60,6 +64,7 @@ impl Drop for Relay {
         for task in &self.tasks {
             task.abort();
         }
+        self.bus.release_relay(&self.owner);
     }
 }
 
@@ -68,8 +73,23 @@ impl Engine {
     /// same PostgreSQL database, and publishing theirs on this engine's bus. `Ok(None)` on
     /// SQLite, which serves one process. Events published after this returns are relayed.
     pub async fn relay_events(&self) -> Result<Option<Relay>, EngineError> {
-        let Some(mut listener) = self.store().listen(CHANNEL).await? else {
+        if !self.store().supports_notify() {
             return Ok(None);
+        }
+        // One relay per bus: engines sharing a bus would otherwise forward its events twice.
+        self.events()
+            .claim_relay(self.owner())
+            .map_err(|e| EngineError::Relay(e.to_string()))?;
+        let mut listener = match self.store().listen(CHANNEL).await {
+            Ok(Some(listener)) => listener,
+            Ok(None) => {
+                self.events().release_relay(self.owner());
+                return Ok(None);
+            }
+            Err(err) => {
+                self.events().release_relay(self.owner());
+                return Err(err.into());
+            }
         };
         let stats = Arc::new(RelayStats::default());
         let mut outgoing = self.events().stream(
@@ -85,7 +105,15 @@ impl Engine {
             let stats = stats.clone();
             tokio::spawn(async move {
                 let owner = engine.owner().to_owned();
-                while let Some(first) = outgoing.recv().await {
+                let shutdown = engine.shutdown_token().clone();
+                loop {
+                    let first = tokio::select! {
+                        first = outgoing.recv() => match first {
+                            Some(first) => first,
+                            None => return,
+                        },
+                        () = shutdown.cancelled() => return,
+                    };
                     let mut batch = vec![first];
                     while batch.len() < 512
                         && let Some(next) = outgoing.try_recv()
@@ -119,12 +147,18 @@ impl Engine {
             let stats = stats.clone();
             tokio::spawn(async move {
                 let owner = engine.owner().to_owned();
+                let shutdown = engine.shutdown_token().clone();
                 loop {
-                    let payload = match listener.recv().await {
+                    let received = tokio::select! {
+                        received = listener.recv() => received,
+                        () = shutdown.cancelled() => return,
+                    };
+                    let payload = match received {
                         Ok(payload) => payload,
                         Err(err) => {
+                            // A network wait, so wall-clock time (not the engine's clock).
                             tracing::warn!(error = %err, "event relay listener failed; retrying");
-                            engine.inner_clock().sleep(Duration::from_secs(1)).await;
+                            tokio::time::sleep(Duration::from_secs(1)).await;
                             continue;
                         }
                     };
@@ -149,6 +183,8 @@ impl Engine {
         Ok(Some(Relay {
             tasks: vec![sender, receiver],
             stats,
+            bus: self.events().clone(),
+            owner: self.owner().to_owned(),
         }))
     }
 }
@@ -190,7 +226,11 @@ fn encode(event: &Event) -> Option<String> {
         Payload::Step(p) => {
             if let Some(error) = &mut p.error {
                 error.context = serde_json::Value::Null;
-                error.message.truncate(1_000);
+                let mut end = error.message.len().min(1_000);
+                while !error.message.is_char_boundary(end) {
+                    end -= 1;
+                }
+                error.message.truncate(end);
             }
         }
         Payload::Custom(p) => p.data = serde_json::json!({"truncated": true}),
@@ -242,5 +282,33 @@ mod tests {
             panic!()
         };
         assert_eq!(p.data, serde_json::json!({"truncated": true}));
+        // A long non-ASCII error is cut at a character boundary, not mid-character.
+        let mut failed = custom(0);
+        failed.payload = Payload::Step(tasker_events::StepPayload {
+            task_id: TaskId::new(),
+            step_id: tasker_domain::StepId::new(),
+            step_name: "s".into(),
+            labels: tasker_events::TaskLabels {
+                namespace: "n".into(),
+                task_name: "t".into(),
+                version: "1.0.0".into(),
+                correlation_id: "c".into(),
+            },
+            attempt: 1,
+            retry_limit: 3,
+            from_state: None,
+            state: tasker_domain::StepState::Error,
+            duration_ms: None,
+            error: Some(tasker_domain::StepError::retryable("é".repeat(9_000))),
+            next_attempt_at: None,
+            reason: None,
+        });
+        let (payloads, unsendable) = pack(&[failed]);
+        assert_eq!(unsendable, 0);
+        let back: Vec<Event> = serde_json::from_str(&payloads[0]).unwrap();
+        let Payload::Step(p) = &back[0].payload else {
+            panic!()
+        };
+        assert_eq!(p.error.as_ref().unwrap().message.chars().count(), 500);
     }
 }

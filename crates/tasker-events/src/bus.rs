@@ -18,6 +18,8 @@ use crate::event::{CustomPayload, Event, Payload};
 
 /// The default queue length of a subscriber.
 pub const DEFAULT_CAPACITY: usize = 4096;
+/// The longest queue a subscriber or stream gets (larger requests are clamped).
+pub const MAX_CAPACITY: usize = 1 << 20;
 
 /// What a subscriber listens to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -147,6 +149,12 @@ pub enum BusError {
         /// The closest registered name.
         suggestion: Option<String>,
     },
+    /// A custom event may not reuse a catalog name.
+    #[error("`{0}` is a catalog event name and cannot be registered as a custom event")]
+    CatalogName(String),
+    /// Another relay already forwards this bus's events.
+    #[error("this bus is already relayed by `{0}`; one relay per bus")]
+    AlreadyRelayed(String),
     /// The bus needs a tokio runtime to run subscriber workers.
     #[error("subscribers can only be registered inside a tokio runtime")]
     NoRuntime,
@@ -203,6 +211,8 @@ struct Counters {
 
 struct Slot {
     name: String,
+    /// A stream (pulled by its reader) rather than a subscriber with a worker.
+    stream: bool,
     interests: Vec<Interest>,
     tx: mpsc::Sender<Arc<Event>>,
     counters: Arc<Counters>,
@@ -236,6 +246,7 @@ struct BusInner {
     dropped: AtomicU64,
     streams: AtomicU64,
     settled: Notify,
+    relay: std::sync::Mutex<Option<String>>,
 }
 
 /// The event bus. Cheap to clone; clones share subscribers and custom events.
@@ -291,11 +302,12 @@ impl EventBus {
             if !slot.wants(&event.name, event.category) {
                 continue;
             }
+            // Counted before the send so `settled` never sees a handled event undelivered.
+            slot.counters.delivered.fetch_add(1, Ordering::AcqRel);
             match slot.tx.try_send(event.clone()) {
-                Ok(()) => {
-                    slot.counters.delivered.fetch_add(1, Ordering::Relaxed);
-                }
+                Ok(()) => {}
                 Err(mpsc::error::TrySendError::Full(_)) => {
+                    slot.counters.delivered.fetch_sub(1, Ordering::AcqRel);
                     slot.counters.dropped.fetch_add(1, Ordering::Relaxed);
                     self.inner.dropped.fetch_add(1, Ordering::Relaxed);
                     if !slot.warned.swap(true, Ordering::Relaxed) {
@@ -307,7 +319,10 @@ impl EventBus {
                         );
                     }
                 }
-                Err(mpsc::error::TrySendError::Closed(_)) => closed = true,
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    slot.counters.delivered.fetch_sub(1, Ordering::AcqRel);
+                    closed = true;
+                }
             }
         }
         if closed {
@@ -350,6 +365,9 @@ impl EventBus {
         fired_by: &str,
     ) -> Result<(), BusError> {
         tasker_domain::event_names::check_custom_name(name)?;
+        if catalog::describe(name).is_some() {
+            return Err(BusError::CatalogName(name.to_owned()));
+        }
         let mut custom = self.inner.custom.write().expect("custom lock");
         let spec = custom
             .entry(name.to_owned())
@@ -421,13 +439,15 @@ impl EventBus {
     fn slot(
         &self,
         name: String,
+        stream: bool,
         interests: Vec<Interest>,
         capacity: usize,
     ) -> (Arc<Slot>, mpsc::Receiver<Arc<Event>>) {
-        let capacity = capacity.max(1);
+        let capacity = capacity.clamp(1, MAX_CAPACITY);
         let (tx, rx) = mpsc::channel(capacity);
         let slot = Arc::new(Slot {
             name,
+            stream,
             interests,
             tx,
             counters: Arc::new(Counters::default()),
@@ -454,7 +474,7 @@ impl EventBus {
         let interests = subscriber.interests();
         self.check_interests(&name, &interests)?;
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| BusError::NoRuntime)?;
-        let (slot, rx) = self.slot(name.clone(), interests, subscriber.capacity());
+        let (slot, rx) = self.slot(name.clone(), false, interests, subscriber.capacity());
         let mut refused = false;
         self.edit(|slots| {
             let existing = slots.iter().position(|s| s.name == name);
@@ -496,10 +516,16 @@ impl EventBus {
     /// dropped. Interests are not checked against the catalog.
     pub fn stream(&self, interests: Vec<Interest>, capacity: usize) -> EventStream {
         let n = self.inner.streams.fetch_add(1, Ordering::Relaxed);
-        let (slot, rx) = self.slot(format!("stream-{n}"), interests, capacity);
+        let (slot, rx) = self.slot(format!("stream-{n}"), true, interests, capacity);
         let counters = slot.counters.clone();
+        let registered = slot.clone();
         self.edit(|slots| slots.push(slot));
-        EventStream { rx, counters }
+        EventStream {
+            rx,
+            counters,
+            bus: Arc::downgrade(&self.inner),
+            slot: Arc::downgrade(&registered),
+        }
     }
 
     /// Counters of the bus and each subscriber.
@@ -508,6 +534,27 @@ impl EventBus {
             published: self.inner.published.load(Ordering::Relaxed),
             dropped: self.inner.dropped.load(Ordering::Relaxed),
             subscribers: self.slots().iter().map(|s| s.stats()).collect(),
+        }
+    }
+
+    /// Marks the bus as relayed to other processes by `owner` (one relay per bus, so events
+    /// are not forwarded twice). Fails naming the current relay.
+    pub fn claim_relay(&self, owner: &str) -> Result<(), BusError> {
+        let mut relay = self.inner.relay.lock().expect("relay lock");
+        match &*relay {
+            Some(current) => Err(BusError::AlreadyRelayed(current.clone())),
+            None => {
+                *relay = Some(owner.to_owned());
+                Ok(())
+            }
+        }
+    }
+
+    /// Ends a relay claimed with [`EventBus::claim_relay`].
+    pub fn release_relay(&self, owner: &str) {
+        let mut relay = self.inner.relay.lock().expect("relay lock");
+        if relay.as_deref() == Some(owner) {
+            *relay = None;
         }
     }
 
@@ -524,7 +571,7 @@ impl EventBus {
             tokio::pin!(notified);
             notified.as_mut().enable();
             let busy = self.slots().iter().any(|slot| {
-                !slot.name.starts_with("stream-")
+                !slot.stream
                     && slot.counters.handled.load(Ordering::Acquire)
                         < slot.counters.delivered.load(Ordering::Acquire)
             });
@@ -564,6 +611,26 @@ async fn run_worker(
 pub struct EventStream {
     rx: mpsc::Receiver<Arc<Event>>,
     counters: Arc<Counters>,
+    bus: std::sync::Weak<BusInner>,
+    slot: std::sync::Weak<Slot>,
+}
+
+impl std::fmt::Debug for EventStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventStream")
+            .field("queued", &self.rx.len())
+            .field("dropped", &self.dropped())
+            .finish()
+    }
+}
+
+impl Drop for EventStream {
+    /// Ends the subscription at once, so nothing is built or queued for it any more.
+    fn drop(&mut self) {
+        if let (Some(inner), Some(slot)) = (self.bus.upgrade(), self.slot.upgrade()) {
+            EventBus { inner }.edit(|slots| slots.retain(|s| !Arc::ptr_eq(s, &slot)));
+        }
+    }
 }
 
 impl EventStream {

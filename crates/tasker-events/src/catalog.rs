@@ -277,7 +277,7 @@ pub static CATALOG: &[EventSpec] = &[
         task::RESOLVED_MANUALLY,
         C::Task,
         P::Task,
-        "An operator resolved the task by hand.",
+        "An operator resolved a task in error by hand (Engine::resolve_task).",
         "when the operator's transition commits",
     ),
     no(
@@ -301,7 +301,7 @@ pub static CATALOG: &[EventSpec] = &[
         "when the claim commits, once per attempt",
     ),
     yes(
-        "step.before_handle",
+        step::BEFORE_HANDLE,
         C::Step,
         P::Step,
         "The step handler is about to be called for this attempt.",
@@ -309,7 +309,7 @@ pub static CATALOG: &[EventSpec] = &[
          HANDLER_NOT_FOUND)",
     ),
     no(
-        "step.handle",
+        step::HANDLE,
         C::Step,
         "Rails: around the handler call.",
         "step.completed and step.failed carry the handler's outcome and duration",

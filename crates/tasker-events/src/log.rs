@@ -1,6 +1,6 @@
 //! Structured logs of events through `tracing` (target `tasker::events`): one record per event
 //! with its name, category, `event_time` (the engine clock's), ids, template, attempt, state,
-//! duration, error, correlation id and, for relayed events, `relayed_from`.
+//! duration, error and correlation id.
 //! With a JSON formatter (`tracing_subscriber::fmt().json()`, or `tasker --log-format json`)
 //! each record is one JSON line.
 
@@ -10,7 +10,8 @@ use crate::bus::{Interest, Subscriber};
 use crate::event::{Event, Payload};
 
 /// Logs every event it is subscribed to; failures and exhausted retries at `WARN`, the rest at
-/// `INFO`.
+/// `INFO`. Events relayed from other processes are not logged again (they log their own).
+#[derive(Debug)]
 pub struct LogSubscriber {
     interests: Vec<Interest>,
 }
@@ -59,12 +60,14 @@ impl Subscriber for LogSubscriber {
     }
 
     async fn handle(&self, event: &Event) {
+        if event.relayed_from.is_some() {
+            return;
+        }
         let name = &*event.name;
         let category = event.category.as_str();
         let event_time = event
             .timestamp
             .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-        let relayed_from = event.relayed_from.as_deref();
         match &event.payload {
             Payload::Task(p) => {
                 let level = if name == crate::names::task::FAILED {
@@ -86,7 +89,6 @@ impl Subscriber for LogSubscriber {
                     state = p.state.as_str(),
                     duration_ms = p.duration_ms,
                     reason = p.reason.as_deref(),
-                    relayed_from,
                     "{name}"
                 );
             }
@@ -118,7 +120,6 @@ impl Subscriber for LogSubscriber {
                     error,
                     error_code,
                     next_attempt_at = p.next_attempt_at.map(|t| t.to_rfc3339()),
-                    relayed_from,
                     "{name}"
                 );
             }
@@ -132,7 +133,6 @@ impl Subscriber for LogSubscriber {
                 step_count = p.step_count,
                 tasks = p.task_ids.len(),
                 duration_ms = p.duration_ms,
-                relayed_from,
                 "{name}"
             ),
             Payload::Custom(p) => log_event!(
@@ -145,7 +145,6 @@ impl Subscriber for LogSubscriber {
                 step = p.step_name.as_deref(),
                 correlation_id = p.labels.as_ref().map(|l| &*l.correlation_id),
                 data = %p.data,
-                relayed_from,
                 "{name}"
             ),
         }

@@ -29,7 +29,8 @@ use crate::catalog::Category;
 use crate::event::{Event, Payload, TaskLabels};
 use crate::names::{observability, step, task, workflow};
 
-/// Derives metrics from events. Register it on the bus whose events it should count.
+/// Derives metrics from events. Register it on the bus whose events it should count; events
+/// relayed from other processes are not counted (each process counts its own).
 pub struct MetricsSubscriber {
     tasks_created: Counter<u64>,
     tasks_started: Counter<u64>,
@@ -49,6 +50,12 @@ pub struct MetricsSubscriber {
     commit_steps: Histogram<f64>,
     custom_events: Counter<u64>,
     _dropped: ObservableCounter<u64>,
+}
+
+impl std::fmt::Debug for MetricsSubscriber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetricsSubscriber").finish_non_exhaustive()
+    }
 }
 
 impl MetricsSubscriber {
@@ -128,6 +135,10 @@ impl Subscriber for MetricsSubscriber {
     }
 
     async fn handle(&self, event: &Event) {
+        // Another process's events are counted by that process.
+        if event.relayed_from.is_some() {
+            return;
+        }
         match &event.payload {
             Payload::Task(p) => {
                 let attributes = labels(&p.labels);

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use tasker_domain::{StepError, StepId, StepState, TaskId, TaskState};
-use tasker_events::names::{observability, step, task};
+use tasker_events::names::{step, task};
 use tasker_events::{
     BusError, Category, CustomPayload, Event, EventBus, Interest, Payload, StepPayload, Subscriber,
     TaskLabels, TaskPayload,
@@ -315,6 +315,11 @@ async fn custom_events_are_published_under_the_name_subscribed_to() {
     );
     assert!(bus.register_custom("fulfilled", None, "code").is_err());
     assert!(bus.publish_custom("step.hijack", at(0), payload()).is_err());
+    // A catalog name outside the reserved namespaces is still not a custom event.
+    assert_eq!(
+        bus.register_custom("slow.event", None, "code").unwrap_err(),
+        BusError::CatalogName("slow.event".into())
+    );
 
     bus.register_custom(
         "orders.fulfilled",
@@ -374,5 +379,31 @@ fn events_round_trip_through_json() {
     let back: Event = serde_json::from_str(&text).unwrap();
     assert_eq!(back, event);
     assert_eq!(back.category, Category::Step);
-    let _ = observability::STEP_BACKOFF;
+}
+
+#[tokio::test]
+async fn one_relay_per_bus_and_streams_leave_when_dropped() {
+    let bus = EventBus::new();
+    bus.claim_relay("engine-a").unwrap();
+    assert_eq!(
+        bus.claim_relay("engine-b").unwrap_err(),
+        BusError::AlreadyRelayed("engine-a".into())
+    );
+    bus.release_relay("engine-b");
+    assert!(
+        bus.claim_relay("engine-b").is_err(),
+        "only the holder releases"
+    );
+    bus.release_relay("engine-a");
+    bus.claim_relay("engine-b").unwrap();
+
+    // A narrow stream leaves the registry when dropped, without waiting for a matching event.
+    let stream = bus.stream(vec![Interest::name(task::CANCELLED)], usize::MAX);
+    assert!(bus.has_subscribers());
+    assert_eq!(
+        bus.stats().subscribers[0].capacity,
+        tasker_events::bus::MAX_CAPACITY
+    );
+    drop(stream);
+    assert!(!bus.has_subscribers());
 }

@@ -24,8 +24,8 @@ mod time;
 
 pub use error::StoreError;
 pub use store::{
-    BlockingReason, ClaimBatch, ClaimedStep, ConnectOptions, CreateTaskOptions, CreatedTask,
-    DEFAULT_DATABASE_URL, ExecutionStatus, HealthCounts, HealthStatus, Listener,
+    BlockingReason, ChangedStep, ClaimBatch, ClaimedStep, ConnectOptions, CreateTaskOptions,
+    CreatedTask, DEFAULT_DATABASE_URL, ExecutionStatus, HealthCounts, HealthStatus, Listener,
     MAX_NOTIFY_PAYLOAD, Page, RecommendedAction, RecordReport, RecordedStep, RegisteredTemplate,
     SlowStep, SlowTask, StepErrorCount, StepFailure, StepInputs, StepOutcome, StepReadiness,
     StepRecord, Store, TaskAnalytics, TaskExecutionContext, TaskFilter, TaskRecord,

@@ -58,6 +58,7 @@ async fn a_claim_abandoned_by_a_dead_engine_runs_again_after_its_lease() {
             .register_template(template.clone(), true)
             .await
             .unwrap();
+        let mut seen = second.subscribe();
         second.start();
         second.wait_until_idle().await;
         assert_eq!(
@@ -68,6 +69,29 @@ async fn a_claim_abandoned_by_a_dead_engine_runs_again_after_its_lease() {
         clock.advance(Duration::from_secs(31));
         let task = drive(&second, &clock, created.task_id).await;
         assert_eq!(task.state, TaskState::Complete);
+        // The reclaiming engine publishes the abandoned attempt's failure, looked up from the
+        // database, then runs the retry.
+        let events = seen.drain();
+        expect_test::expect![[r#"
+            step.failed work#1
+            observability.step.backoff work#1
+            step.retry_requested work#2
+            step.execution_requested work#2
+            step.before_handle work#2
+            step.completed work#2
+            step.execution_requested report#1
+            step.before_handle report#1
+            step.completed report#1
+            task.completed"#]]
+        .assert_eq(&tasker_engine::testing::task_sequence(&events, created.task_id).join("\n"));
+        let failed = events.iter().find(|e| e.name == "step.failed").unwrap();
+        let tasker_engine::tasker_events::Payload::Step(p) = &failed.payload else {
+            panic!("step payload")
+        };
+        assert_eq!(
+            p.error.as_ref().and_then(|e| e.error_code.as_deref()),
+            Some("LEASE_EXPIRED")
+        );
         let work = &db.store.steps(created.task_id).await.unwrap()[0];
         assert_eq!(work.attempts, 2, "the abandoned attempt counts");
         let history = db.store.step_transitions(work.step_id).await.unwrap();

@@ -28,6 +28,11 @@ impl Listener {
 }
 
 impl Store {
+    /// Whether this database relays notifications between processes (PostgreSQL).
+    pub fn supports_notify(&self) -> bool {
+        self.backend() == DbBackend::Postgres
+    }
+
     /// Listens on `channel`; `None` on SQLite.
     pub async fn listen(&self, channel: &str) -> Result<Option<Listener>, StoreError> {
         if self.backend() != DbBackend::Postgres {

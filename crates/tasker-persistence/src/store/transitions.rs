@@ -19,7 +19,7 @@ use tasker_state_machine::{StepGuard, TaskGuard, Transition, TransitionOutcome, 
 use uuid::Uuid;
 
 use super::sql::{execute_in_chunks, get, insert_rows, query_in_chunks, stmt};
-use super::{RecordReport, Store};
+use super::{ChangedStep, RecordReport, Store};
 use crate::error::StoreError;
 use crate::time::to_micros;
 
@@ -448,6 +448,22 @@ impl Store {
         metadata: serde_json::Value,
         now: DateTime<Utc>,
     ) -> Result<TransitionOutcome<TaskState>, StoreError> {
+        self.transition_task_with_steps(task_id, expected, to, metadata, now)
+            .await
+            .map(|(outcome, _)| outcome)
+    }
+
+    /// [`Store::transition_task`], also returning the steps the transition moved (cancelled
+    /// with a cancelled task; reset to pending when a task in error goes back to pending), each
+    /// with the state it came from, read from the same statements that changed them.
+    pub async fn transition_task_with_steps(
+        &self,
+        task_id: TaskId,
+        expected: TaskState,
+        to: TaskState,
+        metadata: serde_json::Value,
+        now: DateTime<Utc>,
+    ) -> Result<(TransitionOutcome<TaskState>, Vec<ChangedStep>), StoreError> {
         let txn = self.write_txn().await?;
         let backend = self.backend();
         let now = to_micros(now);
@@ -478,7 +494,7 @@ impl Store {
         };
         let transition: Transition<TaskState> = match task::transition(expected, to, Some(guard))? {
             TransitionOutcome::AlreadyInState(s) => {
-                return Ok(TransitionOutcome::AlreadyInState(s));
+                return Ok((TransitionOutcome::AlreadyInState(s), Vec::new()));
             }
             TransitionOutcome::Transitioned(t) => t,
         };
@@ -528,15 +544,15 @@ impl Store {
             true,
         )
         .await?;
-        match to {
+        let steps = match to {
             TaskState::Cancelled => cancel_steps(&txn, task_id, now).await?,
             TaskState::Pending if expected == TaskState::Error => {
                 reset_blocked_steps(&txn, task_id, now).await?
             }
-            _ => {}
-        }
+            _ => Vec::new(),
+        };
         txn.commit().await?;
-        Ok(TransitionOutcome::Transitioned(transition))
+        Ok((TransitionOutcome::Transitioned(transition), steps))
     }
 }
 
@@ -610,20 +626,23 @@ async fn cancel_steps<C: ConnectionTrait>(
     db: &C,
     task_id: TaskId,
     now: i64,
-) -> Result<(), StoreError> {
+) -> Result<Vec<ChangedStep>, StoreError> {
     let backend = db.get_database_backend();
     // One statement per from-state, so each history row states where the step came from.
     let mut history = Vec::new();
+    let mut changed = Vec::new();
     for from in ["pending", "in_progress"] {
         let rows = db
             .query_all_raw(stmt(
                 backend,
                 "UPDATE tasker_workflow_steps SET state = 'cancelled', next_attempt_at = NULL, in_process = FALSE, \
                  claim_owner = NULL, lease_expires_at = NULL, last_sort_key = last_sort_key + 10, updated_at = $1 \
-                 WHERE task_id = $2 AND state = $3 RETURNING workflow_step_id, last_sort_key",
+                 WHERE task_id = $2 AND state = $3 \
+                 RETURNING workflow_step_id, last_sort_key, name, attempts, retry_limit, position",
                 vec![now.into(), task_id.as_uuid().into(), from.into()],
             ))
             .await?;
+        changed.extend(changed_steps(&rows, from, "cancelled")?);
         history.extend(history_rows(
             &rows,
             from,
@@ -644,21 +663,24 @@ async fn cancel_steps<C: ConnectionTrait>(
         vec![task_id.as_uuid().into()],
     ))
     .await?;
-    write_step_transitions(db, history, now, true).await
+    write_step_transitions(db, history, now, true).await?;
+    changed.sort_by_key(|c| c.position);
+    Ok(changed)
 }
 
 async fn reset_blocked_steps<C: ConnectionTrait>(
     db: &C,
     task_id: TaskId,
     now: i64,
-) -> Result<(), StoreError> {
+) -> Result<Vec<ChangedStep>, StoreError> {
     let backend = db.get_database_backend();
     let rows = db
         .query_all_raw(stmt(
             backend,
             "UPDATE tasker_workflow_steps SET state = 'pending', attempts = 0, next_attempt_at = $1, \
              last_sort_key = last_sort_key + 10, updated_at = $1 \
-             WHERE task_id = $2 AND state = 'error' AND next_attempt_at IS NULL RETURNING workflow_step_id, last_sort_key",
+             WHERE task_id = $2 AND state = 'error' AND next_attempt_at IS NULL \
+             RETURNING workflow_step_id, last_sort_key, name, attempts, retry_limit, position",
             vec![now.into(), task_id.as_uuid().into()],
         ))
         .await?;
@@ -675,7 +697,36 @@ async fn reset_blocked_steps<C: ConnectionTrait>(
         "pending",
         json!({"reason": "task_retry", "retry_attempt": 0}),
     )?;
-    write_step_transitions(db, history, now, true).await
+    write_step_transitions(db, history, now, true).await?;
+    let mut changed = changed_steps(&rows, "error", "pending")?;
+    changed.sort_by_key(|c| c.position);
+    Ok(changed)
+}
+
+/// What an UPDATE returned about the steps it moved (`workflow_step_id`, `name`, `attempts`,
+/// `retry_limit`, `position`).
+fn changed_steps(
+    rows: &[QueryResult],
+    from: &str,
+    to: &str,
+) -> Result<Vec<ChangedStep>, StoreError> {
+    let state = |s: &str| {
+        s.parse::<StepState>()
+            .map_err(|e| StoreError::malformed("step state", e))
+    };
+    rows.iter()
+        .map(|row| {
+            Ok(ChangedStep {
+                step_id: StepId(get(row, "workflow_step_id")?),
+                name: get(row, "name")?,
+                from_state: state(from)?,
+                to_state: state(to)?,
+                attempts: u32::try_from(get::<i32>(row, "attempts")?).unwrap_or(0),
+                retry_limit: u32::try_from(get::<i32>(row, "retry_limit")?).unwrap_or(0),
+                position: u32::try_from(get::<i32>(row, "position")?).unwrap_or(0),
+            })
+        })
+        .collect()
 }
 
 /// Current history rows for steps an UPDATE returned (`workflow_step_id`, `last_sort_key`).

@@ -152,6 +152,25 @@ pub struct RecordedStep {
     pub next_attempt_at: Option<DateTime<Utc>>,
 }
 
+/// A step an operator's task transition moved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChangedStep {
+    /// The step.
+    pub step_id: StepId,
+    /// Its name.
+    pub name: String,
+    /// The state it was in.
+    pub from_state: StepState,
+    /// The state it is in now.
+    pub to_state: StepState,
+    /// Its attempts so far (after the change).
+    pub attempts: u32,
+    /// Attempts allowed in all.
+    pub retry_limit: u32,
+    /// Its position in the template.
+    pub position: u32,
+}
+
 /// What recording a batch of outcomes did.
 #[derive(Debug, Clone, PartialEq, Default, Serialize)]
 pub struct RecordReport {
