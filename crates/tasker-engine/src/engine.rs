@@ -673,16 +673,8 @@ async fn coordinate(inner: Arc<Inner>) {
                     for task_id in &batch.started_tasks {
                         engine.emit(EngineEvent::TaskStarted { task_id: *task_id });
                     }
-                    let ids: Vec<StepId> = batch.steps.iter().map(|s| s.step_id).collect();
-                    let inputs = match inner.store.step_inputs(&ids).await {
-                        Ok(inputs) => inputs,
-                        Err(err) => {
-                            // The claims lapse and the steps are retried after the lease.
-                            tracing::error!(error = %err, "loading step inputs failed");
-                            continue;
-                        }
-                    };
-                    for (step, inputs) in batch.steps.into_iter().zip(inputs) {
+                    // The claim returned each step's inputs in the same statement.
+                    for (step, inputs) in batch.steps.into_iter().zip(batch.inputs) {
                         if let std::collections::hash_map::Entry::Vacant(slot) =
                             task_spans.entry(step.task_id)
                         {

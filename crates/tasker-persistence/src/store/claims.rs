@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait, Value};
+use sea_orm::{ConnectionTrait, DbBackend, Value};
 use serde_json::json;
 use tasker_domain::{StepError, StepId, StepState, TaskId};
 use uuid::Uuid;
@@ -80,8 +80,14 @@ impl Store {
              lease_expires_at = $2, attempts = attempts + 1, last_attempted_at = $3, next_attempt_at = NULL, \
              updated_at = $3, last_sort_key = last_sort_key + (CASE WHEN state = 'error' THEN 20 ELSE 10 END) \
              WHERE workflow_step_id IN ({ids}) \
-             RETURNING workflow_step_id, task_id, name, attempts, retry_limit, last_sort_key, position, \
-             (SELECT t.named_task_id FROM tasker_tasks t WHERE t.task_id = tasker_workflow_steps.task_id) AS named_task_id",
+             RETURNING workflow_step_id, task_id, name, attempts, retry_limit, last_sort_key, position, inputs, \
+             (SELECT t.named_task_id FROM tasker_tasks t WHERE t.task_id = tasker_workflow_steps.task_id) AS named_task_id, \
+             (SELECT t.context FROM tasker_tasks t WHERE t.task_id = tasker_workflow_steps.task_id) AS context, \
+             (SELECT t.correlation_id FROM tasker_tasks t WHERE t.task_id = tasker_workflow_steps.task_id) AS correlation_id, \
+             (SELECT {parents} FROM tasker_workflow_step_edges e JOIN tasker_workflow_steps p \
+             ON p.workflow_step_id = e.from_step_id WHERE e.to_step_id = tasker_workflow_steps.workflow_step_id) AS parent_results"
+                .replace("{parents}", parents_json(backend))
+                .as_str(),
             vec![owner.into(), lease_until.into(), now.into()],
             &ids,
         )
@@ -116,8 +122,16 @@ impl Store {
             if !task_ids.contains(&task_id) {
                 task_ids.push(task_id);
             }
+            let step_inputs = StepInputs {
+                step_id: StepId(step_id),
+                task_context: get(row, "context")?,
+                correlation_id: get(row, "correlation_id")?,
+                inputs: get(row, "inputs")?,
+                parent_results: parse_parent_results(get(row, "parent_results")?)?,
+            };
             steps.push((
                 get::<i32>(row, "position")?,
+                step_inputs,
                 ClaimedStep {
                     step_id: StepId(step_id),
                     task_id: TaskId(task_id),
@@ -157,11 +171,13 @@ impl Store {
         write_task_transitions(&txn, task_history, now, true).await?;
         txn.commit().await?;
         // Grouped by task in template order, for a stable hand-off to the engine.
-        steps.sort_by_key(|(position, step)| (step.task_id, *position));
-        let steps: Vec<ClaimedStep> = steps.into_iter().map(|(_, s)| s).collect();
+        steps.sort_by_key(|(position, _, step)| (step.task_id, *position));
+        let (inputs, steps): (Vec<StepInputs>, Vec<ClaimedStep>) =
+            steps.into_iter().map(|(_, i, s)| (i, s)).unzip();
         started_tasks.sort();
         Ok(ClaimBatch {
             steps,
+            inputs,
             started_tasks,
         })
     }
@@ -287,7 +303,8 @@ impl Store {
         Ok(report)
     }
 
-    /// The task context, inputs and parents' results of each step, for its handler.
+    /// The task context, inputs and parents' results of each step, for its handler. (A claim
+    /// already returns these for the steps it takes, in [`ClaimBatch::inputs`].)
     pub async fn step_inputs(&self, steps: &[StepId]) -> Result<Vec<StepInputs>, StoreError> {
         let ids: Vec<Value> = steps.iter().map(|s| Value::from(s.as_uuid())).collect();
         let rows = query_in_chunks(
@@ -340,6 +357,29 @@ impl Store {
             })
             .collect()
     }
+}
+
+/// The claim's scalar subquery over a step's parents (`p`): a JSON array of `[name, results]`
+/// pairs as text, so both databases hand back the same thing. PostgreSQL's `json_agg` gives
+/// NULL for no parents, SQLite's `json_group_array` gives `[]`.
+fn parents_json(backend: DbBackend) -> &'static str {
+    match backend {
+        DbBackend::Postgres => "json_agg(json_build_array(p.name, p.results))::text",
+        _ => "json_group_array(json_array(p.name, json(p.results)))",
+    }
+}
+
+/// Reads [`parents_json`]'s text: results by parent name (a parent without results gives
+/// `null`, as in [`Store::step_inputs`]).
+fn parse_parent_results(
+    text: Option<String>,
+) -> Result<BTreeMap<String, serde_json::Value>, StoreError> {
+    let Some(text) = text else {
+        return Ok(BTreeMap::new());
+    };
+    let pairs: Vec<(String, serde_json::Value)> =
+        serde_json::from_str(&text).map_err(|e| StoreError::malformed("parents' results", e))?;
+    Ok(pairs.into_iter().collect())
 }
 
 /// Records `(owner, outcome)` pairs inside `db`'s transaction.

@@ -269,3 +269,112 @@ async fn wide_batches_span_several_statements_and_count_every_parent_once() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_claim_returns_each_steps_context_correlation_id_and_parents_results() {
+    on_each_database(|store, backend| async move {
+        let registered = register(
+            &store,
+            &shape("inputs", &[("a", &[]), ("b", &[]), ("c", &["a", "b"])], 3),
+        )
+        .await;
+        let options = |correlation: &str| tasker_persistence::CreateTaskOptions {
+            now: t0(),
+            identity: &tasker_domain::DefaultIdentity,
+            correlation_id: Some(correlation.to_owned()),
+        };
+        let first = store
+            .create_task(
+                &registered,
+                &request_for(&registered.template).context(json!({"order": 1, "note": "é \"q\""})),
+                &options("corr-1"),
+            )
+            .await?;
+        let second = store
+            .create_task(
+                &registered,
+                &request_for(&registered.template).context(json!({"order": 2})),
+                &options("corr-2"),
+            )
+            .await?;
+        let roots = store.claim_ready_steps("w", 10, LEASE, t0()).await?;
+        assert_eq!(roots.steps.len(), 4, "{backend}");
+        assert_eq!(roots.inputs.len(), 4);
+        for (step, inputs) in roots.steps.iter().zip(&roots.inputs) {
+            assert_eq!(inputs.step_id, step.step_id);
+            assert!(inputs.parent_results.is_empty());
+            assert_eq!(inputs.inputs, json!({}));
+            let created = if step.task_id == first.task_id {
+                &first
+            } else {
+                &second
+            };
+            assert_eq!(inputs.task_context, created.context, "{backend}");
+            assert_eq!(inputs.correlation_id, created.correlation_id);
+        }
+        // In the first task, a succeeds with results; b fails (to retry in a minute) and is
+        // resolved by hand without any.
+        let a = step_id(&first, "a");
+        let b = step_id(&first, "b");
+        let attempt = |id| {
+            roots
+                .steps
+                .iter()
+                .find(|s| s.step_id == id)
+                .unwrap()
+                .attempt
+        };
+        let report = store
+            .record_outcomes(
+                "w",
+                vec![
+                    StepOutcome::Success {
+                        step_id: a,
+                        attempt: attempt(a),
+                        results: json!({"total": 12.5, "items": ["x", null]}),
+                    },
+                    StepOutcome::Failure(tasker_persistence::StepFailure {
+                        step_id: b,
+                        attempt: attempt(b),
+                        error: tasker_domain::StepError::retryable("later"),
+                        retry_delay: Duration::from_secs(60),
+                    }),
+                ],
+                at(1.0),
+            )
+            .await?;
+        assert_eq!(report.recorded.len(), 2, "{backend}");
+        store
+            .transition_step(
+                b,
+                StepState::Error,
+                StepState::ResolvedManually,
+                None,
+                json!({"by": "ops"}),
+                at(1.0),
+            )
+            .await?;
+        let joins = store.claim_ready_steps("w", 10, LEASE, at(1.0)).await?;
+        assert_eq!(joins.steps.len(), 1, "{backend}");
+        assert_eq!(joins.steps[0].step_id, step_id(&first, "c"));
+        let inputs = &joins.inputs[0];
+        assert_eq!(inputs.correlation_id, "corr-1");
+        assert_eq!(inputs.task_context["order"], 1);
+        assert_eq!(
+            inputs.parent_results,
+            [
+                ("a".to_owned(), json!({"total": 12.5, "items": ["x", null]})),
+                ("b".to_owned(), serde_json::Value::Null),
+            ]
+            .into_iter()
+            .collect()
+        );
+        assert_eq!(
+            joins.inputs,
+            store.step_inputs(&[joins.steps[0].step_id]).await?,
+            "{backend}: the same as step_inputs"
+        );
+        Ok(())
+    })
+    .await;
+}
