@@ -25,6 +25,7 @@ use tracing::{Instrument, Span};
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::EngineConfig;
+use crate::creator::Creator;
 use crate::error::EngineError;
 use crate::handler::{StepContext, StepHandler, TaskHooks};
 use crate::registry::{RegisteredTask, Registry};
@@ -146,6 +147,7 @@ impl EngineBuilder {
         let (idle, _) = watch::channel(IdleReport::default());
         Ok(Engine {
             inner: Arc::new(Inner {
+                creator: Creator::new(self.store.clone()),
                 store: self.store,
                 registry: self.registry,
                 config: self.config,
@@ -196,6 +198,8 @@ struct Inner {
     running: DashMap<StepId, (TaskId, CancellationToken)>,
     random: Mutex<Box<dyn FnMut() -> f64 + Send>>,
     coordinator: Mutex<Option<JoinHandle<()>>>,
+    /// Group-commits concurrent task creations.
+    creator: Creator,
 }
 
 /// The orchestration engine. Cheap to clone; clones share one coordinator.
@@ -320,11 +324,9 @@ impl Engine {
             identity: &tasker_domain::DefaultIdentity,
             correlation_id: None,
         };
-        let created = self
-            .inner
-            .store
-            .create_task(&stored, &request, &options)
-            .await?;
+        // Validated here, before it joins a batch: a bad request fails alone.
+        let prepared = Store::prepare_task(&stored, &request, &options)?;
+        let created = self.inner.creator.create(prepared).await?;
         self.emit(EngineEvent::TaskCreated {
             task_id: created.task_id,
             total_steps: created.steps.len(),

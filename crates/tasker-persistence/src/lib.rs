@@ -25,10 +25,10 @@ mod time;
 pub use error::StoreError;
 pub use store::{
     BlockingReason, ClaimBatch, ClaimedStep, ConnectOptions, CreateTaskOptions, CreatedTask,
-    DEFAULT_DATABASE_URL, ExecutionStatus, HealthCounts, HealthStatus, Page, RecommendedAction,
-    RecordReport, RecordedStep, RegisteredTemplate, SlowStep, SlowTask, StepErrorCount,
-    StepFailure, StepInputs, StepOutcome, StepReadiness, StepRecord, Store, TaskAnalytics,
-    TaskExecutionContext, TaskFilter, TaskRecord, TransitionRecord,
+    DEFAULT_DATABASE_URL, ExecutionStatus, HealthCounts, HealthStatus, Page, PreparedTask,
+    RecommendedAction, RecordReport, RecordedStep, RegisteredTemplate, SlowStep, SlowTask,
+    StepErrorCount, StepFailure, StepInputs, StepOutcome, StepReadiness, StepRecord, Store,
+    TaskAnalytics, TaskExecutionContext, TaskFilter, TaskRecord, TransitionRecord,
 };
 pub use tasker_migrations::Migrator;
 pub use time::{from_micros, to_micros};

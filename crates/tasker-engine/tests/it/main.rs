@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod control;
+mod creation;
 mod recovery;
 mod retries;
 mod shapes;

@@ -16,6 +16,7 @@ use sea_orm::{
 };
 use tasker_migrations::MigratorTrait;
 
+pub use create::PreparedTask;
 pub use types::*;
 
 use crate::error::StoreError;
