@@ -2,74 +2,156 @@
 //! together, one transaction per batch, so creation is not capped at one commit per task.
 //!
 //! Each caller validates its own request first ([`Store::prepare_task`]); only valid tasks are
-//! queued. One writer task takes whatever is queued (at most [`MAX_BATCH`]), writes it with
-//! [`Store::create_prepared`], hands each caller its own result, and repeats. There is no
-//! waiting for a batch to fill: a lone caller is written at once, and callers that arrive
-//! while a write is in flight form the next batch.
+//! queued. There is no waiting for a batch to fill:
+//! - a caller that finds no write in flight writes its own task at once, itself (no hand-off
+//!   to another task, so a lone caller pays nothing for batching);
+//! - callers that arrive while a write is in flight queue up; when that write ends, a writer
+//!   task takes what is queued (at most [`MAX_BATCH`]), writes it with
+//!   [`Store::create_prepared`] in one transaction, hands each caller its own result, and
+//!   repeats until the queue is empty.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use tasker_persistence::{CreatedTask, PreparedTask, Store, StoreError};
-use tokio::sync::{mpsc, oneshot};
+use tokio::runtime::Handle;
+use tokio::sync::oneshot;
 
 use crate::error::EngineError;
 
 /// The most tasks written in one transaction.
 pub(crate) const MAX_BATCH: usize = 64;
 
-type Reply = oneshot::Sender<Result<CreatedTask, StoreError>>;
+type Job = (
+    PreparedTask,
+    oneshot::Sender<Result<CreatedTask, StoreError>>,
+);
 
-/// The queue in front of the writer task.
+/// The queue in front of the database.
 pub(crate) struct Creator {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
     store: Store,
-    queue: Mutex<Option<mpsc::UnboundedSender<(PreparedTask, Reply)>>>,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    /// A write is in flight (a lone caller's own, or the writer task's).
+    writing: bool,
+    queue: Vec<Job>,
+}
+
+impl Shared {
+    fn state(&self) -> MutexGuard<'_, State> {
+        // The lock is never held across an await or a panic-prone call.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }
 
 impl Creator {
     pub(crate) fn new(store: Store) -> Self {
         Self {
-            store,
-            queue: Mutex::new(None),
+            shared: Arc::new(Shared {
+                store,
+                state: Mutex::new(State::default()),
+            }),
         }
     }
 
-    /// Writes `task` in the next batch and returns its own result.
+    /// Writes `task`, alone or in the next batch, and returns its own result.
     pub(crate) async fn create(&self, task: PreparedTask) -> Result<CreatedTask, EngineError> {
-        let (reply, result) = oneshot::channel();
-        self.enqueue((task, reply));
-        match result.await {
-            Ok(result) => Ok(result?),
-            // The writer went away mid-batch: its runtime is shutting down.
-            Err(_) => Err(EngineError::ShutDown),
-        }
-    }
-
-    fn enqueue(&self, job: (PreparedTask, Reply)) {
-        let mut queue = self.queue.lock().expect("creator queue lock");
-        let job = match queue.as_ref() {
-            Some(sender) => match sender.send(job) {
-                Ok(()) => return,
-                Err(mpsc::error::SendError(job)) => job,
-            },
-            None => job,
+        let waiting = {
+            let mut state = self.shared.state();
+            if state.writing {
+                let (reply, result) = oneshot::channel();
+                state.queue.push((task, reply));
+                Err(result)
+            } else {
+                state.writing = true;
+                Ok(task)
+            }
         };
-        // No writer yet, or its runtime ended (an engine used from several runtimes in turn):
-        // start one on the caller's runtime.
-        let (sender, receiver) = mpsc::unbounded_channel();
-        tokio::spawn(write_batches(self.store.clone(), receiver));
-        // The receiver is alive: it was just moved into the writer.
-        let _ = sender.send(job);
-        *queue = Some(sender);
+        match waiting {
+            Ok(task) => {
+                // Hands the queue to a writer when this write ends, even if this caller stops
+                // waiting half-way.
+                let _handoff = Handoff {
+                    shared: self.shared.clone(),
+                    runtime: Handle::current(),
+                };
+                let mut results = self.shared.store.create_prepared(vec![task]).await;
+                Ok(results.pop().expect("one result per task")?)
+            }
+            Err(result) => match result.await {
+                Ok(result) => Ok(result?),
+                // The writer was dropped mid-batch: its runtime is shutting down.
+                Err(_) => Err(EngineError::ShutDown),
+            },
+        }
     }
 }
 
-/// The writer: takes what is queued, writes it in one transaction, replies, repeats. Ends when
-/// the engine (the sender) is dropped.
-async fn write_batches(store: Store, mut receiver: mpsc::UnboundedReceiver<(PreparedTask, Reply)>) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let (tasks, replies): (Vec<PreparedTask>, Vec<Reply>) = batch.drain(..).unzip();
-        let results = store.create_prepared(tasks).await;
+/// Ends a lone caller's write: clears `writing`, or starts a writer for what queued meanwhile.
+struct Handoff {
+    shared: Arc<Shared>,
+    runtime: Handle,
+}
+
+impl Drop for Handoff {
+    fn drop(&mut self) {
+        let mut state = self.shared.state();
+        if state.queue.is_empty() {
+            state.writing = false;
+        } else {
+            drop(state);
+            // `writing` stays set: the writer owns it now. The guard is created here, so even a
+            // writer that never runs (its runtime shutting down) releases the queue.
+            let writer = Writer {
+                shared: self.shared.clone(),
+                finished: false,
+            };
+            self.runtime.spawn(write_batches(writer));
+        }
+    }
+}
+
+/// The writer task's hold on `writing`. Dropped before it finished (its runtime shutting down),
+/// it fails the queued callers ([`EngineError::ShutDown`]) and clears `writing`.
+struct Writer {
+    shared: Arc<Shared>,
+    finished: bool,
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        if !self.finished {
+            let mut state = self.shared.state();
+            state.queue.clear();
+            state.writing = false;
+        }
+    }
+}
+
+/// The writer: takes what is queued, writes it in one transaction, replies, and repeats until
+/// the queue is empty.
+async fn write_batches(mut writer: Writer) {
+    loop {
+        let batch: Vec<Job> = {
+            let mut state = writer.shared.state();
+            if state.queue.is_empty() {
+                state.writing = false;
+                writer.finished = true;
+                return;
+            }
+            let take = state.queue.len().min(MAX_BATCH);
+            state.queue.drain(..take).collect()
+        };
+        let (tasks, replies): (Vec<PreparedTask>, Vec<_>) = batch.into_iter().unzip();
+        let results = writer.shared.store.create_prepared(tasks).await;
         for (reply, result) in replies.into_iter().zip(results) {
             // A caller that stopped waiting still has its task stored, as with a lone create.
             let _ = reply.send(result);
