@@ -14,8 +14,8 @@ use serde::Serialize;
 use serde_json::Value;
 use tasker_domain::{StepError, StepId, StepState, TaskId, TaskRequest, TaskState, TaskTemplate};
 use tasker_persistence::{
-    ClaimedStep, CreateTaskOptions, CreatedTask, RecordReport, RegisteredTemplate, StepFailure,
-    StepInputs, StepOutcome, Store, TaskRecord,
+    ClaimBatch, ClaimedStep, CreateTaskOptions, CreatedTask, RecordReport, RegisteredTemplate,
+    StepFailure, StepInputs, StepOutcome, Store, TaskRecord,
 };
 use tasker_state_machine::TransitionOutcome;
 use tokio::sync::{Notify, broadcast, mpsc, watch};
@@ -626,6 +626,8 @@ async fn coordinate(inner: Arc<Inner>) {
             break;
         }
         let mut progressed = false;
+        // Steps claimed in the same transaction that recorded outcomes (one commit per hand-off).
+        let mut claimed_with_record = None;
         while finished.len() < config.record_batch_size {
             match rx.try_recv() {
                 Ok(f) => finished.push(f),
@@ -636,10 +638,17 @@ async fn coordinate(inner: Arc<Inner>) {
             progressed = true;
             let batch = std::mem::take(&mut finished);
             known_due.extend(
-                record(&engine, batch, &mut per_task, &mut task_spans)
-                    .await
-                    .into_iter()
-                    .map(std::cmp::Reverse),
+                record(
+                    &engine,
+                    batch,
+                    &mut per_task,
+                    &mut task_spans,
+                    held.len(),
+                    &mut claimed_with_record,
+                )
+                .await
+                .into_iter()
+                .map(std::cmp::Reverse),
             );
         }
         let now = inner.clock.now();
@@ -663,13 +672,18 @@ async fn coordinate(inner: Arc<Inner>) {
         let capacity = config
             .max_concurrent_steps
             .saturating_sub(inner.running.len() + held.len());
-        if capacity > 0 {
+        if capacity > 0 || claimed_with_record.is_some() {
             let limit = capacity.min(config.claim_batch_size);
-            match inner
-                .store
-                .claim_ready_steps(&inner.owner, limit, config.lease, now)
-                .await
-            {
+            let claimed = match claimed_with_record.take() {
+                Some(batch) => Ok(batch),
+                None => {
+                    inner
+                        .store
+                        .claim_ready_steps(&inner.owner, limit, config.lease, now)
+                        .await
+                }
+            };
+            match claimed {
                 Ok(batch) if !batch.steps.is_empty() => {
                     progressed = true;
                     for task_id in &batch.started_tasks {
@@ -932,12 +946,15 @@ async fn prepare(
     ))
 }
 
-/// Records a batch of finished attempts; returns the next-attempt times of the failures.
+/// Records a batch of finished attempts and, in the same transaction, claims what there is room
+/// for (into `claimed`); returns the next-attempt times of the failures.
 async fn record(
     engine: &Engine,
     batch: Vec<Finished>,
     per_task: &mut HashMap<TaskId, usize>,
     task_spans: &mut HashMap<TaskId, Span>,
+    held: usize,
+    claimed: &mut Option<ClaimBatch>,
 ) -> Vec<DateTime<Utc>> {
     let inner = &engine.inner;
     let mut outcomes = Vec::with_capacity(batch.len());
@@ -985,12 +1002,23 @@ async fn record(
     if outcomes.is_empty() {
         return Vec::new();
     }
+    let config = &inner.config;
+    let room = (config.max_concurrent_steps)
+        .saturating_sub(inner.running.len() + held)
+        .min(config.claim_batch_size);
     match inner
         .store
-        .record_outcomes(&inner.owner, outcomes, inner.clock.now())
+        .record_outcomes_and_claim(
+            &inner.owner,
+            outcomes,
+            inner.clock.now(),
+            room,
+            config.lease,
+        )
         .await
     {
-        Ok(report) => {
+        Ok((report, batch)) => {
+            *claimed = (room > 0).then_some(batch);
             if !report.rejected.is_empty() {
                 tracing::warn!(
                     steps = report.rejected.len(),

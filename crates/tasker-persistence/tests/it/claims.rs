@@ -378,3 +378,66 @@ async fn a_claim_returns_each_steps_context_correlation_id_and_parents_results()
     })
     .await;
 }
+
+#[tokio::test]
+async fn recording_and_claiming_in_one_transaction_hands_off_to_the_released_steps() {
+    on_each_database(|store, backend| async move {
+        let registered = register(&store, &diamond()).await;
+        let created = create(&store, &registered, request_for(&registered.template)).await;
+        let root = store.claim_ready_steps("w", 10, LEASE, t0()).await?;
+        let a = &root.steps[0];
+        let success =
+            |step: &tasker_persistence::ClaimedStep, owner_attempt: u32| StepOutcome::Success {
+                step_id: step.step_id,
+                attempt: owner_attempt,
+                results: json!({"from": step.name.clone()}),
+            };
+        // A stale outcome is refused and claims nothing it should not; a limit of 0 claims nothing.
+        let (report, batch) = store
+            .record_outcomes_and_claim("w", vec![success(a, 7)], at(1.0), 10, LEASE)
+            .await?;
+        assert_eq!(report.rejected, [a.step_id], "{backend}");
+        assert!(batch.steps.is_empty() && batch.inputs.is_empty());
+        let (report, batch) = store
+            .record_outcomes_and_claim("w", vec![success(a, 1)], at(1.0), 0, LEASE)
+            .await?;
+        assert_eq!(report.newly_ready.len(), 2);
+        assert!(batch.steps.is_empty(), "{backend}: limit 0");
+        // b and c were released by the recorded outcome; the next hand-off records b and claims c
+        // and nothing else (d still waits for c).
+        let middle = store.claim_ready_steps("w", 1, LEASE, at(2.0)).await?;
+        assert_eq!(middle.steps.len(), 1);
+        let (report, batch) = store
+            .record_outcomes_and_claim("w", vec![success(&middle.steps[0], 1)], at(3.0), 10, LEASE)
+            .await?;
+        assert_eq!(report.recorded.len(), 1, "{backend}");
+        assert!(report.newly_ready.is_empty());
+        assert_eq!(batch.steps.len(), 1, "{backend}");
+        assert_ne!(batch.steps[0].step_id, middle.steps[0].step_id);
+        assert_eq!(
+            batch.inputs[0].parent_results["a"],
+            json!({"from": "a"}),
+            "{backend}"
+        );
+        // Recording the last middle step releases d, which the same transaction claims.
+        let (report, batch) = store
+            .record_outcomes_and_claim("w", vec![success(&batch.steps[0], 1)], at(4.0), 10, LEASE)
+            .await?;
+        assert_eq!(report.newly_ready, [step_id(&created, "d")], "{backend}");
+        assert_eq!(batch.steps.len(), 1);
+        assert_eq!(batch.steps[0].name, "d");
+        assert_eq!(batch.steps[0].lease_expires_at, at(4.0) + LEASE);
+        assert_eq!(batch.inputs[0].parent_results.len(), 2);
+        assert_eq!(
+            store.step(batch.steps[0].step_id).await?.state,
+            StepState::InProgress
+        );
+        let (report, batch) = store
+            .record_outcomes_and_claim("w", vec![success(&batch.steps[0], 1)], at(5.0), 10, LEASE)
+            .await?;
+        assert_eq!(report.finalized, [(created.task_id, TaskState::Complete)]);
+        assert!(batch.steps.is_empty());
+        Ok(())
+    })
+    .await;
+}
