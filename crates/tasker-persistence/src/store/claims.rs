@@ -10,12 +10,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait, DbBackend, Value};
+use sea_orm::{ConnectionTrait, DbBackend, QueryResult, Value};
 use serde_json::json;
 use tasker_domain::{StepError, StepId, StepState, TaskId};
 use uuid::Uuid;
 
-use super::sql::{execute_in_chunks, get, query_in_chunks, skip_locked, stmt};
+use super::sql::{execute_in_chunks, get, max_params, params, query_in_chunks, skip_locked, stmt};
 use super::transitions::{
     StepFlags, TaskDelta, TransitionRow, add, apply_task_deltas, release_children,
     write_step_transitions, write_task_transitions,
@@ -419,6 +419,43 @@ fn parse_parent_results(
     Ok(pairs.into_iter().collect())
 }
 
+/// Completes `(owner, step, attempt, results)` where the claim still holds, with one
+/// `UPDATE … FROM (VALUES …)` per chunk; returns the updated rows by step id (a refused outcome
+/// has none).
+async fn complete_together<C: ConnectionTrait>(
+    db: &C,
+    successes: &[(&str, StepId, u32, &serde_json::Value)],
+    now: i64,
+) -> Result<HashMap<Uuid, QueryResult>, StoreError> {
+    let backend = db.get_database_backend();
+    let mut rows = HashMap::with_capacity(successes.len());
+    let per_statement = ((max_params(backend) - 1) / 4).max(1);
+    for chunk in successes.chunks(per_statement) {
+        let mut values: Vec<Value> = Vec::with_capacity(1 + chunk.len() * 4);
+        values.push(now.into());
+        let mut tuples = Vec::with_capacity(chunk.len());
+        for (owner, step_id, attempt, results) in chunk {
+            tuples.push(format!("({})", params(values.len() + 1, 4)));
+            values.push(step_id.as_uuid().into());
+            values.push(i32::try_from(*attempt).unwrap_or(i32::MAX).into());
+            values.push((*owner).into());
+            values.push(json((*results).clone()));
+        }
+        let sql = format!(
+            "UPDATE tasker_workflow_steps SET state = 'complete', processed = TRUE, processed_at = $1, \
+             results = v.column4, in_process = FALSE, claim_owner = NULL, lease_expires_at = NULL, updated_at = $1, \
+             last_sort_key = last_sort_key + 10 FROM (VALUES {}) AS v \
+             WHERE workflow_step_id = v.column1 AND state = 'in_progress' AND attempts = v.column2 AND claim_owner = v.column3 \
+             RETURNING workflow_step_id, task_id, last_sort_key, attempts, next_attempt_at",
+            tuples.join(", ")
+        );
+        for row in db.query_all_raw(stmt(backend, sql, values)).await? {
+            rows.insert(get(&row, "workflow_step_id")?, row);
+        }
+    }
+    Ok(rows)
+}
+
 /// Records `(owner, outcome)` pairs inside `db`'s transaction.
 pub(crate) async fn record_in<C: ConnectionTrait>(
     db: &C,
@@ -431,8 +468,30 @@ pub(crate) async fn record_in<C: ConnectionTrait>(
     let mut completed = Vec::new();
     let mut deltas: HashMap<Uuid, TaskDelta> = HashMap::new();
     let running = StepFlags::of(StepState::InProgress, None, 0);
+    // Successes, the bulk of any batch, are written by one statement per chunk; a step named
+    // twice in the batch and every failure take the one-row statements below, in order.
+    let mut named: HashMap<StepId, usize> = HashMap::with_capacity(outcomes.len());
+    for (_, outcome) in &outcomes {
+        *named.entry(outcome.step_id()).or_default() += 1;
+    }
+    let together: Vec<(&str, StepId, u32, &serde_json::Value)> = outcomes
+        .iter()
+        .filter_map(|(owner, outcome)| match outcome {
+            StepOutcome::Success {
+                step_id,
+                attempt,
+                results,
+            } if named[step_id] == 1 => Some((owner.as_str(), *step_id, *attempt, results)),
+            _ => None,
+        })
+        .collect();
+    let mut completed_rows = complete_together(db, &together, now).await?;
+    drop(together);
     for (owner, outcome) in outcomes {
         let row = match &outcome {
+            StepOutcome::Success { step_id, .. } if named[step_id] == 1 => {
+                completed_rows.remove(&step_id.as_uuid())
+            }
             StepOutcome::Success { step_id, attempt, results } => {
                 db.query_one_raw(stmt(
                     backend,

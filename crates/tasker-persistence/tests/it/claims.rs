@@ -441,3 +441,65 @@ async fn recording_and_claiming_in_one_transaction_hands_off_to_the_released_ste
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_batch_of_successes_records_each_where_its_claim_holds() {
+    on_each_database(|store, backend| async move {
+        let names: Vec<String> = (0..150).map(|i| format!("s{i}")).collect();
+        let steps: Vec<(&str, &[&str])> = names.iter().map(|n| (n.as_str(), &[][..])).collect();
+        let registered = register(&store, &shape("flat", &steps, 3)).await;
+        let created = create(&store, &registered, request_for(&registered.template)).await;
+        let claimed = store
+            .claim_ready_steps("w", 1_000, LEASE, t0())
+            .await?
+            .steps;
+        assert_eq!(claimed.len(), 150);
+        let success = |i: usize, attempt: u32| StepOutcome::Success {
+            step_id: claimed[i].step_id,
+            attempt,
+            results: json!({"i": i, "text": format!("é{i}")}),
+        };
+        // 147 good outcomes, one stale attempt, one step named twice (only the first counts),
+        // and one step left running.
+        let mut outcomes: Vec<StepOutcome> = (0..148).map(|i| success(i, 1)).collect();
+        outcomes[5] = success(5, 2);
+        outcomes.push(success(7, 1));
+        let report = store.record_outcomes("w", outcomes, at(1.0)).await?;
+        assert_eq!(
+            report.rejected,
+            [claimed[5].step_id, claimed[7].step_id],
+            "{backend}"
+        );
+        assert_eq!(report.recorded.len(), 147, "{backend}");
+        assert!(
+            report
+                .recorded
+                .iter()
+                .all(|r| r.state == StepState::Complete)
+        );
+        let stored = store.step(claimed[100].step_id).await?;
+        assert_eq!(
+            (stored.state, stored.results),
+            (StepState::Complete, Some(json!({"i": 100, "text": "é100"})))
+        );
+        assert_eq!(
+            store.step(claimed[5].step_id).await?.state,
+            StepState::InProgress
+        );
+        let task = store.task(created.task_id).await?;
+        assert_eq!(
+            (task.done_steps, task.active_steps, task.state),
+            (147, 3, TaskState::InProgress),
+            "{backend}"
+        );
+        let history = store.step_transitions(claimed[100].step_id).await?;
+        assert_eq!(
+            history.iter().filter(|t| t.most_recent).count(),
+            1,
+            "{backend}"
+        );
+        assert_eq!(history.last().unwrap().to_state, "complete");
+        Ok(())
+    })
+    .await;
+}
