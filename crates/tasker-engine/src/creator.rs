@@ -3,8 +3,9 @@
 //!
 //! Each caller validates its own request first ([`Store::prepare_task`]); only valid tasks are
 //! queued. There is no waiting for a batch to fill:
-//! - a caller that finds no write in flight writes its own task at once, itself (no hand-off
-//!   to another task, so a lone caller pays nothing for batching);
+//! - a caller that finds no write in flight yields once (so callers that are ready to run can
+//!   queue behind it) and, still alone, writes its own task itself (no hand-off to another
+//!   task, so a lone caller pays nothing for batching); if others queued, it joins them;
 //! - callers that arrive while a write is in flight queue up; when that write ends, a writer
 //!   task takes what is queued (at most [`MAX_BATCH`]), writes it with
 //!   [`Store::create_prepared`] in one transaction, hands each caller its own result, and
@@ -77,14 +78,40 @@ impl Creator {
         };
         match waiting {
             Ok(task) => {
-                // Hands the queue to a writer when this write ends, even if this caller stops
-                // waiting half-way.
-                let _handoff = Handoff {
+                // Hands the queue to a writer when this caller is done, even if it stops waiting
+                // half-way.
+                let handoff = Handoff {
                     shared: self.shared.clone(),
                     runtime: Handle::current(),
                 };
-                let mut results = self.shared.store.create_prepared(vec![task]).await;
-                Ok(results.pop().expect("one result per task")?)
+                // Let callers that are ready to run now queue up behind this one (a yield, not
+                // a timed wait: a lone caller goes straight on).
+                tokio::task::yield_now().await;
+                let joined = {
+                    let mut state = self.shared.state();
+                    if state.queue.is_empty() {
+                        Err(task)
+                    } else {
+                        let (reply, result) = oneshot::channel();
+                        state.queue.insert(0, (task, reply));
+                        Ok(result)
+                    }
+                };
+                match joined {
+                    // Alone: write it here, with no hand-off to another task.
+                    Err(task) => {
+                        let mut results = self.shared.store.create_prepared(vec![task]).await;
+                        Ok(results.pop().expect("one result per task")?)
+                    }
+                    // Others are waiting: the writer task writes this one with theirs.
+                    Ok(result) => {
+                        drop(handoff);
+                        match result.await {
+                            Ok(result) => Ok(result?),
+                            Err(_) => Err(EngineError::ShutDown),
+                        }
+                    }
+                }
             }
             Err(result) => match result.await {
                 Ok(result) => Ok(result?),
@@ -140,6 +167,8 @@ impl Drop for Writer {
 /// the queue is empty.
 async fn write_batches(mut writer: Writer) {
     loop {
+        // As above: callers about to queue get to, so batches stay full under load.
+        tokio::task::yield_now().await;
         let batch: Vec<Job> = {
             let mut state = writer.shared.state();
             if state.queue.is_empty() {
