@@ -299,6 +299,7 @@ async fn claim_in<C: ConnectionTrait>(
          (SELECT t.named_task_id FROM tasker_tasks t WHERE t.task_id = tasker_workflow_steps.task_id) AS named_task_id, \
          (SELECT t.context FROM tasker_tasks t WHERE t.task_id = tasker_workflow_steps.task_id) AS context, \
          (SELECT t.correlation_id FROM tasker_tasks t WHERE t.task_id = tasker_workflow_steps.task_id) AS correlation_id, \
+         (SELECT t.state FROM tasker_tasks t WHERE t.task_id = tasker_workflow_steps.task_id) AS task_state, \
          (SELECT {parents} FROM tasker_workflow_step_edges e JOIN tasker_workflow_steps p \
          ON p.workflow_step_id = e.from_step_id WHERE e.to_step_id = tasker_workflow_steps.workflow_step_id) AS parent_results"
             .replace("{parents}", parents_json(backend))
@@ -334,7 +335,8 @@ async fn claim_in<C: ConnectionTrait>(
             most_recent: true,
             metadata: json!({"attempt_number": attempt, "claim_owner": owner}),
         });
-        if !task_ids.contains(&task_id) {
+        // Only a pending task needs starting: no statement at all when none is.
+        if get::<String>(row, "task_state")? == "pending" && !task_ids.contains(&task_id) {
             task_ids.push(task_id);
         }
         let step_inputs = StepInputs {
