@@ -19,8 +19,8 @@ use tasker_events::{
     Category, Event, EventBus, EventStream, Interest, Payload, TaskLabels, WorkflowPayload,
 };
 use tasker_persistence::{
-    ClaimedStep, CreateTaskOptions, CreatedTask, RecordReport, RegisteredTemplate, StepFailure,
-    StepInputs, StepOutcome, Store, TaskRecord,
+    ClaimBatch, ClaimedStep, CreateTaskOptions, CreatedTask, RecordReport, RegisteredTemplate,
+    StepFailure, StepInputs, StepOutcome, Store, TaskRecord,
 };
 use tasker_state_machine::TransitionOutcome;
 use tokio::sync::{Notify, mpsc, watch};
@@ -30,6 +30,7 @@ use tracing::{Instrument, Span};
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::EngineConfig;
+use crate::creator::Creator;
 use crate::emit::{StepEvent, StepIdentity, TaskEvent, TemplateNames, labels_of};
 use crate::error::EngineError;
 use crate::handler::{StepContext, StepEvents, StepHandler, TaskHooks};
@@ -96,6 +97,7 @@ impl EngineBuilder {
         let (idle, _) = watch::channel(IdleReport::default());
         let engine = Engine {
             inner: Arc::new(Inner {
+                creator: Creator::new(self.store.clone()),
                 store: self.store,
                 registry: self.registry,
                 config: self.config,
@@ -170,6 +172,8 @@ struct Inner {
     running: DashMap<StepId, (TaskId, CancellationToken)>,
     random: Mutex<Box<dyn FnMut() -> f64 + Send>>,
     coordinator: Mutex<Option<JoinHandle<()>>>,
+    /// Group-commits concurrent task creations.
+    creator: Creator,
 }
 
 /// The orchestration engine. Cheap to clone; clones share one coordinator.
@@ -326,11 +330,9 @@ impl Engine {
             identity: &tasker_domain::DefaultIdentity,
             correlation_id: None,
         };
-        let created = self
-            .inner
-            .store
-            .create_task(&stored, &request, &options)
-            .await?;
+        // Validated here, before it joins a batch: a bad request fails alone.
+        let prepared = Store::prepare_task(&stored, &request, &options)?;
+        let created = self.inner.creator.create(prepared).await?;
         self.created(&registered.template, &created, options.now);
         self.inner.wake.notify_one();
         Ok(created)
@@ -771,6 +773,8 @@ async fn coordinate(inner: Arc<Inner>) {
             break;
         }
         let mut progressed = false;
+        // Steps claimed in the same transaction that recorded outcomes (one commit per hand-off).
+        let mut claimed_with_record = None;
         while finished.len() < config.record_batch_size {
             match rx.try_recv() {
                 Ok(f) => finished.push(f),
@@ -781,10 +785,17 @@ async fn coordinate(inner: Arc<Inner>) {
             progressed = true;
             let batch = std::mem::take(&mut finished);
             known_due.extend(
-                record(&engine, batch, &mut per_task, &mut tasks)
-                    .await
-                    .into_iter()
-                    .map(std::cmp::Reverse),
+                record(
+                    &engine,
+                    batch,
+                    &mut per_task,
+                    &mut tasks,
+                    held.len(),
+                    &mut claimed_with_record,
+                )
+                .await
+                .into_iter()
+                .map(std::cmp::Reverse),
             );
         }
         let now = inner.clock.now();
@@ -813,27 +824,27 @@ async fn coordinate(inner: Arc<Inner>) {
         let capacity = config
             .max_concurrent_steps
             .saturating_sub(inner.running.len() + held.len());
-        if capacity > 0 {
+        if capacity > 0 || claimed_with_record.is_some() {
             let limit = capacity.min(config.claim_batch_size);
             let claim_started = std::time::Instant::now();
-            match inner
-                .store
-                .claim_ready_steps(&inner.owner, limit, config.lease, now)
-                .await
-            {
+            // A batch claimed in the record's own transaction has no claim time of its own.
+            let piggybacked = claimed_with_record.take();
+            let timed = piggybacked.is_none();
+            let claimed = match piggybacked {
+                Some(batch) => Ok(batch),
+                None => {
+                    inner
+                        .store
+                        .claim_ready_steps(&inner.owner, limit, config.lease, now)
+                        .await
+                }
+            };
+            match claimed {
                 Ok(batch) if !batch.steps.is_empty() => {
                     progressed = true;
-                    let ids: Vec<StepId> = batch.steps.iter().map(|s| s.step_id).collect();
-                    let inputs = match inner.store.step_inputs(&ids).await {
-                        Ok(inputs) => inputs,
-                        Err(err) => {
-                            // The claims lapse and the steps are retried after the lease.
-                            tracing::error!(error = %err, "loading step inputs failed");
-                            continue;
-                        }
-                    };
-                    let claim_ms = millis_since(claim_started);
-                    for (step, inputs) in batch.steps.iter().zip(&inputs) {
+                    let claim_ms = timed.then(|| millis_since(claim_started));
+                    // The claim returned each step's inputs in the same statement.
+                    for (step, inputs) in batch.steps.iter().zip(&batch.inputs) {
                         if let std::collections::hash_map::Entry::Vacant(slot) =
                             tasks.entry(step.task_id)
                         {
@@ -843,7 +854,7 @@ async fn coordinate(inner: Arc<Inner>) {
                     if bus.has_subscribers() {
                         publish_claimed(&engine, &batch, &tasks, claim_ms, now);
                     }
-                    for (step, inputs) in batch.steps.into_iter().zip(inputs) {
+                    for (step, inputs) in batch.steps.into_iter().zip(batch.inputs) {
                         if per_task.get(&step.task_id).copied().unwrap_or(0)
                             < config.max_concurrent_steps_per_task
                         {
@@ -920,9 +931,9 @@ async fn coordinate(inner: Arc<Inner>) {
 /// `step.execution_requested`.
 fn publish_claimed(
     engine: &Engine,
-    batch: &tasker_persistence::ClaimBatch,
+    batch: &ClaimBatch,
     tasks: &HashMap<TaskId, TaskInfo>,
-    claim_ms: f64,
+    claim_ms: Option<f64>,
     now: DateTime<Utc>,
 ) {
     let bus = &engine.inner.bus;
@@ -939,7 +950,7 @@ fn publish_claimed(
             owner: engine.inner.owner.as_str().into(),
             step_count: batch.steps.len(),
             task_ids,
-            duration_ms: Some(claim_ms),
+            duration_ms: claim_ms,
         }),
     ));
     for task_id in &batch.started_tasks {
@@ -1308,12 +1319,15 @@ async fn prepare(
     ))
 }
 
-/// Records a batch of finished attempts; returns the next-attempt times of the failures.
+/// Records a batch of finished attempts and, in the same transaction, claims what there is room
+/// for (into `claimed`); returns the next-attempt times of the failures.
 async fn record(
     engine: &Engine,
     batch: Vec<Finished>,
     per_task: &mut HashMap<TaskId, usize>,
     tasks: &mut HashMap<TaskId, TaskInfo>,
+    held: usize,
+    claimed: &mut Option<ClaimBatch>,
 ) -> Vec<DateTime<Utc>> {
     let inner = &engine.inner;
     let mut outcomes = Vec::with_capacity(batch.len());
@@ -1376,12 +1390,23 @@ async fn record(
         return Vec::new();
     }
     let commit_started = std::time::Instant::now();
+    let config = &inner.config;
+    let room = (config.max_concurrent_steps)
+        .saturating_sub(inner.running.len() + held)
+        .min(config.claim_batch_size);
     match inner
         .store
-        .record_outcomes(&inner.owner, outcomes, inner.clock.now())
+        .record_outcomes_and_claim(
+            &inner.owner,
+            outcomes,
+            inner.clock.now(),
+            room,
+            config.lease,
+        )
         .await
     {
-        Ok(report) => {
+        Ok((report, batch)) => {
+            *claimed = (room > 0).then_some(batch);
             if !report.rejected.is_empty() {
                 tracing::warn!(
                     steps = report.rejected.len(),

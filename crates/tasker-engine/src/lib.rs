@@ -18,6 +18,7 @@
 mod builtin;
 mod clock;
 mod config;
+mod creator;
 mod emit;
 mod engine;
 mod error;

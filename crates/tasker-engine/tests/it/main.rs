@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod control;
+mod creation;
 mod events;
 mod recovery;
 mod relay;

@@ -10,12 +10,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait, Value};
+use sea_orm::{ConnectionTrait, DbBackend, QueryResult, Value};
 use serde_json::json;
 use tasker_domain::{StepError, StepId, StepState, TaskId};
 use uuid::Uuid;
 
-use super::sql::{execute_in_chunks, get, query_in_chunks, skip_locked, stmt};
+use super::sql::{execute_in_chunks, get, max_params, params, query_in_chunks, skip_locked, stmt};
 use super::transitions::{
     StepFlags, TaskDelta, TransitionRow, add, apply_task_deltas, release_children,
     write_step_transitions, write_task_transitions,
@@ -47,123 +47,37 @@ impl Store {
         if limit == 0 {
             return Ok(ClaimBatch::default());
         }
-        let backend = self.backend();
-        let now = to_micros(now);
-        let lease_until = now.saturating_add(micros(lease));
         let txn = self.write_txn().await?;
-        let candidates = txn
-            .query_all_raw(stmt(
-                backend,
-                format!(
-                    "SELECT workflow_step_id, state FROM tasker_workflow_steps \
-                     WHERE unfinished_parents = 0 AND next_attempt_at IS NOT NULL AND next_attempt_at <= $1 \
-                     ORDER BY next_attempt_at LIMIT $2{}",
-                    skip_locked(backend)
-                ),
-                vec![now.into(), i64::try_from(limit).unwrap_or(i64::MAX).into()],
-            ))
-            .await?;
-        if candidates.is_empty() {
-            txn.commit().await?;
-            return Ok(ClaimBatch::default());
-        }
-        let mut retried: HashMap<Uuid, bool> = HashMap::with_capacity(candidates.len());
-        let mut ids = Vec::with_capacity(candidates.len());
-        for row in &candidates {
-            let id: Uuid = get(row, "workflow_step_id")?;
-            retried.insert(id, get::<String>(row, "state")? == "error");
-            ids.push(Value::from(id));
-        }
-        let claimed = query_in_chunks(
-            &txn,
-            "UPDATE tasker_workflow_steps SET state = 'in_progress', in_process = TRUE, claim_owner = $1, \
-             lease_expires_at = $2, attempts = attempts + 1, last_attempted_at = $3, next_attempt_at = NULL, \
-             updated_at = $3, last_sort_key = last_sort_key + (CASE WHEN state = 'error' THEN 20 ELSE 10 END) \
-             WHERE workflow_step_id IN ({ids}) \
-             RETURNING workflow_step_id, task_id, name, attempts, retry_limit, last_sort_key, position, \
-             (SELECT t.named_task_id FROM tasker_tasks t WHERE t.task_id = tasker_workflow_steps.task_id) AS named_task_id",
-            vec![owner.into(), lease_until.into(), now.into()],
-            &ids,
-        )
-        .await?;
-        let mut history = Vec::with_capacity(claimed.len() * 2);
-        let mut steps = Vec::with_capacity(claimed.len());
-        let mut task_ids: Vec<Uuid> = Vec::new();
-        for row in &claimed {
-            let step_id: Uuid = get(row, "workflow_step_id")?;
-            let task_id: Uuid = get(row, "task_id")?;
-            let sort_key: i32 = get(row, "last_sort_key")?;
-            let attempt: i32 = get(row, "attempts")?;
-            let was_retry = retried.get(&step_id).copied().unwrap_or(false);
-            if was_retry {
-                history.push(TransitionRow {
-                    id: step_id,
-                    from_state: Some("error"),
-                    to_state: "pending",
-                    sort_key: sort_key - 10,
-                    most_recent: false,
-                    metadata: json!({"reason": "retry", "retry_attempt": attempt}),
-                });
-            }
-            history.push(TransitionRow {
-                id: step_id,
-                from_state: Some("pending"),
-                to_state: "in_progress",
-                sort_key,
-                most_recent: true,
-                metadata: json!({"attempt_number": attempt, "claim_owner": owner}),
-            });
-            if !task_ids.contains(&task_id) {
-                task_ids.push(task_id);
-            }
-            steps.push((
-                get::<i32>(row, "position")?,
-                ClaimedStep {
-                    step_id: StepId(step_id),
-                    task_id: TaskId(task_id),
-                    named_task_id: get(row, "named_task_id")?,
-                    name: get(row, "name")?,
-                    attempt: u32::try_from(attempt).unwrap_or(0),
-                    retry_limit: u32::try_from(get::<i32>(row, "retry_limit")?).unwrap_or(0),
-                    retried: was_retry,
-                    lease_expires_at: from_micros(lease_until),
-                },
-            ));
-        }
-        write_step_transitions(&txn, history, now, true).await?;
-        let task_values: Vec<Value> = task_ids.iter().copied().map(Value::from).collect();
-        let started = query_in_chunks(
-            &txn,
-            "UPDATE tasker_tasks SET state = 'in_progress', last_sort_key = last_sort_key + 10, updated_at = $1 \
-             WHERE state = 'pending' AND task_id IN ({ids}) RETURNING task_id, last_sort_key",
-            vec![now.into()],
-            &task_values,
-        )
-        .await?;
-        let mut started_tasks = Vec::with_capacity(started.len());
-        let mut task_history = Vec::with_capacity(started.len());
-        for row in started {
-            let task_id: Uuid = get(&row, "task_id")?;
-            started_tasks.push(TaskId(task_id));
-            task_history.push(TransitionRow {
-                id: task_id,
-                from_state: Some("pending"),
-                to_state: "in_progress",
-                sort_key: get(&row, "last_sort_key")?,
-                most_recent: true,
-                metadata: json!({"reason": "steps_claimed"}),
-            });
-        }
-        write_task_transitions(&txn, task_history, now, true).await?;
+        let batch = claim_in(&txn, owner, limit, lease, to_micros(now)).await?;
         txn.commit().await?;
-        // Grouped by task in template order, for a stable hand-off to the engine.
-        steps.sort_by_key(|(position, step)| (step.task_id, *position));
-        let steps: Vec<ClaimedStep> = steps.into_iter().map(|(_, s)| s).collect();
-        started_tasks.sort();
-        Ok(ClaimBatch {
-            steps,
-            started_tasks,
-        })
+        Ok(batch)
+    }
+
+    /// [`Store::record_outcomes`] and then [`Store::claim_ready_steps`] in one transaction: the
+    /// coordinator's hand-off costs one commit instead of two, and the steps the outcomes made
+    /// ready can be claimed at once. Either both happen or neither does.
+    pub async fn record_outcomes_and_claim(
+        &self,
+        owner: &str,
+        outcomes: Vec<StepOutcome>,
+        now: DateTime<Utc>,
+        claim_limit: usize,
+        lease: Duration,
+    ) -> Result<(RecordReport, ClaimBatch), StoreError> {
+        let now = to_micros(now);
+        let txn = self.write_txn().await?;
+        let claimed = outcomes
+            .into_iter()
+            .map(|o| (owner.to_owned(), o))
+            .collect();
+        let report = record_in(&txn, claimed, now).await?;
+        let batch = if claim_limit == 0 {
+            ClaimBatch::default()
+        } else {
+            claim_in(&txn, owner, claim_limit, lease, now).await?
+        };
+        txn.commit().await?;
+        Ok((report, batch))
     }
 
     /// The earliest future time at which a step whose parents are done becomes claimable (a
@@ -287,7 +201,8 @@ impl Store {
         Ok(report)
     }
 
-    /// The task context, inputs and parents' results of each step, for its handler.
+    /// The task context, inputs and parents' results of each step, for its handler. (A claim
+    /// already returns these for the steps it takes, in [`ClaimBatch::inputs`].)
     pub async fn step_inputs(&self, steps: &[StepId]) -> Result<Vec<StepInputs>, StoreError> {
         let ids: Vec<Value> = steps.iter().map(|s| Value::from(s.as_uuid())).collect();
         let rows = query_in_chunks(
@@ -343,6 +258,209 @@ impl Store {
     }
 }
 
+/// Claims up to `limit` (> 0) ready steps inside `txn`'s transaction.
+async fn claim_in<C: ConnectionTrait>(
+    txn: &C,
+    owner: &str,
+    limit: usize,
+    lease: Duration,
+    now: i64,
+) -> Result<ClaimBatch, StoreError> {
+    let backend = txn.get_database_backend();
+    let lease_until = now.saturating_add(micros(lease));
+    let candidates = txn
+        .query_all_raw(stmt(
+            backend,
+            format!(
+                "SELECT workflow_step_id, state FROM tasker_workflow_steps \
+                 WHERE unfinished_parents = 0 AND next_attempt_at IS NOT NULL AND next_attempt_at <= $1 \
+                 ORDER BY next_attempt_at LIMIT $2{}",
+                skip_locked(backend)
+            ),
+            vec![now.into(), i64::try_from(limit).unwrap_or(i64::MAX).into()],
+        ))
+        .await?;
+    if candidates.is_empty() {
+        return Ok(ClaimBatch::default());
+    }
+    let mut retried: HashMap<Uuid, bool> = HashMap::with_capacity(candidates.len());
+    let mut ids = Vec::with_capacity(candidates.len());
+    for row in &candidates {
+        let id: Uuid = get(row, "workflow_step_id")?;
+        retried.insert(id, get::<String>(row, "state")? == "error");
+        ids.push(Value::from(id));
+    }
+    let claimed = query_in_chunks(
+        txn,
+        "UPDATE tasker_workflow_steps SET state = 'in_progress', in_process = TRUE, claim_owner = $1, \
+         lease_expires_at = $2, attempts = attempts + 1, last_attempted_at = $3, next_attempt_at = NULL, \
+         updated_at = $3, last_sort_key = last_sort_key + (CASE WHEN state = 'error' THEN 20 ELSE 10 END) \
+         WHERE workflow_step_id IN ({ids}) \
+         RETURNING workflow_step_id, task_id, name, attempts, retry_limit, last_sort_key, position, inputs, \
+         (SELECT t.named_task_id FROM tasker_tasks t WHERE t.task_id = tasker_workflow_steps.task_id) AS named_task_id, \
+         (SELECT t.context FROM tasker_tasks t WHERE t.task_id = tasker_workflow_steps.task_id) AS context, \
+         (SELECT t.correlation_id FROM tasker_tasks t WHERE t.task_id = tasker_workflow_steps.task_id) AS correlation_id, \
+         (SELECT t.state FROM tasker_tasks t WHERE t.task_id = tasker_workflow_steps.task_id) AS task_state, \
+         (SELECT t.created_at FROM tasker_tasks t WHERE t.task_id = tasker_workflow_steps.task_id) AS task_created_at, \
+         (SELECT {parents} FROM tasker_workflow_step_edges e JOIN tasker_workflow_steps p \
+         ON p.workflow_step_id = e.from_step_id WHERE e.to_step_id = tasker_workflow_steps.workflow_step_id) AS parent_results"
+            .replace("{parents}", parents_json(backend))
+            .as_str(),
+        vec![owner.into(), lease_until.into(), now.into()],
+        &ids,
+    )
+    .await?;
+    let mut history = Vec::with_capacity(claimed.len() * 2);
+    let mut steps = Vec::with_capacity(claimed.len());
+    let mut task_ids: Vec<Uuid> = Vec::new();
+    for row in &claimed {
+        let step_id: Uuid = get(row, "workflow_step_id")?;
+        let task_id: Uuid = get(row, "task_id")?;
+        let sort_key: i32 = get(row, "last_sort_key")?;
+        let attempt: i32 = get(row, "attempts")?;
+        let was_retry = retried.get(&step_id).copied().unwrap_or(false);
+        if was_retry {
+            history.push(TransitionRow {
+                id: step_id,
+                from_state: Some("error"),
+                to_state: "pending",
+                sort_key: sort_key - 10,
+                most_recent: false,
+                metadata: json!({"reason": "retry", "retry_attempt": attempt}),
+            });
+        }
+        history.push(TransitionRow {
+            id: step_id,
+            from_state: Some("pending"),
+            to_state: "in_progress",
+            sort_key,
+            most_recent: true,
+            metadata: json!({"attempt_number": attempt, "claim_owner": owner}),
+        });
+        // Only a pending task needs starting: no statement at all when none is.
+        if get::<String>(row, "task_state")? == "pending" && !task_ids.contains(&task_id) {
+            task_ids.push(task_id);
+        }
+        let step_inputs = StepInputs {
+            step_id: StepId(step_id),
+            task_context: get(row, "context")?,
+            correlation_id: get(row, "correlation_id")?,
+            task_created_at: from_micros(get(row, "task_created_at")?),
+            inputs: get(row, "inputs")?,
+            parent_results: parse_parent_results(get(row, "parent_results")?)?,
+        };
+        steps.push((
+            get::<i32>(row, "position")?,
+            step_inputs,
+            ClaimedStep {
+                step_id: StepId(step_id),
+                task_id: TaskId(task_id),
+                named_task_id: get(row, "named_task_id")?,
+                name: get(row, "name")?,
+                attempt: u32::try_from(attempt).unwrap_or(0),
+                retry_limit: u32::try_from(get::<i32>(row, "retry_limit")?).unwrap_or(0),
+                retried: was_retry,
+                lease_expires_at: from_micros(lease_until),
+            },
+        ));
+    }
+    write_step_transitions(txn, history, now, true).await?;
+    let task_values: Vec<Value> = task_ids.iter().copied().map(Value::from).collect();
+    let started = query_in_chunks(
+        txn,
+        "UPDATE tasker_tasks SET state = 'in_progress', last_sort_key = last_sort_key + 10, updated_at = $1 \
+         WHERE state = 'pending' AND task_id IN ({ids}) RETURNING task_id, last_sort_key",
+        vec![now.into()],
+        &task_values,
+    )
+    .await?;
+    let mut started_tasks = Vec::with_capacity(started.len());
+    let mut task_history = Vec::with_capacity(started.len());
+    for row in started {
+        let task_id: Uuid = get(&row, "task_id")?;
+        started_tasks.push(TaskId(task_id));
+        task_history.push(TransitionRow {
+            id: task_id,
+            from_state: Some("pending"),
+            to_state: "in_progress",
+            sort_key: get(&row, "last_sort_key")?,
+            most_recent: true,
+            metadata: json!({"reason": "steps_claimed"}),
+        });
+    }
+    write_task_transitions(txn, task_history, now, true).await?;
+    // Grouped by task in template order, for a stable hand-off to the engine.
+    steps.sort_by_key(|(position, _, step)| (step.task_id, *position));
+    let (inputs, steps): (Vec<StepInputs>, Vec<ClaimedStep>) =
+        steps.into_iter().map(|(_, i, s)| (i, s)).unzip();
+    started_tasks.sort();
+    Ok(ClaimBatch {
+        steps,
+        inputs,
+        started_tasks,
+    })
+}
+
+/// The claim's scalar subquery over a step's parents (`p`): a JSON array of `[name, results]`
+/// pairs as text, so both databases hand back the same thing. PostgreSQL's `json_agg` gives
+/// NULL for no parents, SQLite's `json_group_array` gives `[]`.
+fn parents_json(backend: DbBackend) -> &'static str {
+    match backend {
+        DbBackend::Postgres => "json_agg(json_build_array(p.name, p.results))::text",
+        _ => "json_group_array(json_array(p.name, json(p.results)))",
+    }
+}
+
+/// Reads [`parents_json`]'s text: results by parent name (a parent without results gives
+/// `null`, as in [`Store::step_inputs`]).
+fn parse_parent_results(
+    text: Option<String>,
+) -> Result<BTreeMap<String, serde_json::Value>, StoreError> {
+    let Some(text) = text else {
+        return Ok(BTreeMap::new());
+    };
+    let pairs: Vec<(String, serde_json::Value)> =
+        serde_json::from_str(&text).map_err(|e| StoreError::malformed("parents' results", e))?;
+    Ok(pairs.into_iter().collect())
+}
+
+/// Completes `(owner, step, attempt, results)` where the claim still holds, with one
+/// `UPDATE … FROM (VALUES …)` per chunk; returns the updated rows by step id (a refused outcome
+/// has none).
+async fn complete_together<C: ConnectionTrait>(
+    db: &C,
+    successes: &[(&str, StepId, u32, &serde_json::Value)],
+    now: i64,
+) -> Result<HashMap<Uuid, QueryResult>, StoreError> {
+    let backend = db.get_database_backend();
+    let mut rows = HashMap::with_capacity(successes.len());
+    let per_statement = ((max_params(backend) - 1) / 4).max(1);
+    for chunk in successes.chunks(per_statement) {
+        let mut values: Vec<Value> = Vec::with_capacity(1 + chunk.len() * 4);
+        values.push(now.into());
+        let mut tuples = Vec::with_capacity(chunk.len());
+        for (owner, step_id, attempt, results) in chunk {
+            tuples.push(format!("({})", params(values.len() + 1, 4)));
+            values.push(step_id.as_uuid().into());
+            values.push(i32::try_from(*attempt).unwrap_or(i32::MAX).into());
+            values.push((*owner).into());
+            values.push(json((*results).clone()));
+        }
+        let sql = format!(
+            "UPDATE tasker_workflow_steps SET state = 'complete', processed = TRUE, processed_at = $1, \
+             results = v.column4, in_process = FALSE, claim_owner = NULL, lease_expires_at = NULL, updated_at = $1, \
+             last_sort_key = last_sort_key + 10 FROM (VALUES {}) AS v \
+             WHERE workflow_step_id = v.column1 AND state = 'in_progress' AND attempts = v.column2 AND claim_owner = v.column3 \
+             RETURNING workflow_step_id, task_id, last_sort_key, attempts, next_attempt_at",
+            tuples.join(", ")
+        );
+        for row in db.query_all_raw(stmt(backend, sql, values)).await? {
+            rows.insert(get(&row, "workflow_step_id")?, row);
+        }
+    }
+    Ok(rows)
+}
+
 /// Records `(owner, outcome)` pairs inside `db`'s transaction.
 pub(crate) async fn record_in<C: ConnectionTrait>(
     db: &C,
@@ -355,8 +473,30 @@ pub(crate) async fn record_in<C: ConnectionTrait>(
     let mut completed = Vec::new();
     let mut deltas: HashMap<Uuid, TaskDelta> = HashMap::new();
     let running = StepFlags::of(StepState::InProgress, None, 0);
+    // Successes, the bulk of any batch, are written by one statement per chunk; a step named
+    // twice in the batch and every failure take the one-row statements below, in order.
+    let mut named: HashMap<StepId, usize> = HashMap::with_capacity(outcomes.len());
+    for (_, outcome) in &outcomes {
+        *named.entry(outcome.step_id()).or_default() += 1;
+    }
+    let together: Vec<(&str, StepId, u32, &serde_json::Value)> = outcomes
+        .iter()
+        .filter_map(|(owner, outcome)| match outcome {
+            StepOutcome::Success {
+                step_id,
+                attempt,
+                results,
+            } if named[step_id] == 1 => Some((owner.as_str(), *step_id, *attempt, results)),
+            _ => None,
+        })
+        .collect();
+    let mut completed_rows = complete_together(db, &together, now).await?;
+    drop(together);
     for (owner, outcome) in outcomes {
         let row = match &outcome {
+            StepOutcome::Success { step_id, .. } if named[step_id] == 1 => {
+                completed_rows.remove(&step_id.as_uuid())
+            }
             StepOutcome::Success { step_id, attempt, results } => {
                 db.query_one_raw(stmt(
                     backend,

@@ -1,12 +1,19 @@
 //! Task creation: the task, all its steps and edges in one transaction, with every input
 //! validated before anything is written.
+//!
+//! Creation is two phases: [`Store::prepare_task`] validates a request and lays out its rows
+//! without touching the database, and the write stores any number of prepared tasks in one
+//! transaction with multi-row INSERTs (group commit). A task whose identity already exists is
+//! skipped by `ON CONFLICT DO NOTHING` and reported as [`StoreError::DuplicateTask`] while the
+//! others are stored.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
-use sea_orm::{ConnectionTrait, SqlErr, Value};
+use sea_orm::{ConnectionTrait, Value};
 use tasker_domain::{ContextSchema, StepId, TaskId, TaskRequest, TaskState};
+use uuid::Uuid;
 
-use super::sql::insert_rows;
+use super::sql::{get, insert_rows, max_params, params, stmt};
 use super::transitions::{TransitionRow, write_step_transitions, write_task_transitions};
 use super::{CreateTaskOptions, CreatedTask, RegisteredTemplate, Store};
 use crate::error::StoreError;
@@ -35,8 +42,53 @@ const STEP_COLUMNS: &[&str] = &[
     "updated_at",
 ];
 
+const TASK_COLUMNS: &[&str] = &[
+    "task_id",
+    "named_task_id",
+    "state",
+    "complete",
+    "requested_at",
+    "initiator",
+    "source_system",
+    "reason",
+    "bypass_steps",
+    "tags",
+    "context",
+    "identity_hash",
+    "correlation_id",
+    "total_steps",
+    "done_steps",
+    "blocked_steps",
+    "active_steps",
+    "last_sort_key",
+    "created_at",
+    "updated_at",
+    "completed_at",
+];
+
 fn json(value: serde_json::Value) -> Value {
     Value::Json(Some(Box::new(value)))
+}
+
+/// A task validated and laid out as rows, not yet stored: made by [`Store::prepare_task`],
+/// written by [`Store::create_prepared`] (many in one transaction) or
+/// [`Store::create_prepared_in`].
+#[derive(Debug, Clone)]
+pub struct PreparedTask {
+    task_row: Vec<Value>,
+    step_rows: Vec<Vec<Value>>,
+    edge_rows: Vec<Vec<Value>>,
+    step_transitions: Vec<TransitionRow>,
+    task_transitions: Vec<TransitionRow>,
+    now: i64,
+    created: CreatedTask,
+}
+
+impl PreparedTask {
+    /// What creation returns once the task is stored (its ids are fixed already).
+    pub fn created(&self) -> &CreatedTask {
+        &self.created
+    }
 }
 
 impl Store {
@@ -47,8 +99,12 @@ impl Store {
         request: &TaskRequest,
         options: &CreateTaskOptions<'_>,
     ) -> Result<CreatedTask, StoreError> {
+        let prepared = Self::prepare_task(registered, request, options)?;
         let txn = self.write_txn().await?;
-        let created = Self::create_task_in(&txn, registered, request, options).await?;
+        let created = Self::create_prepared_in(&txn, vec![prepared])
+            .await?
+            .pop()
+            .expect("one result per prepared task")?;
         txn.commit().await?;
         Ok(created)
     }
@@ -62,6 +118,172 @@ impl Store {
         request: &TaskRequest,
         options: &CreateTaskOptions<'_>,
     ) -> Result<CreatedTask, StoreError> {
+        let prepared = Self::prepare_task(registered, request, options)?;
+        Self::create_prepared_in(db, vec![prepared])
+            .await?
+            .pop()
+            .expect("one result per prepared task")
+    }
+
+    /// Creates many tasks, each validated on its own: a request that is invalid or whose
+    /// identity already exists gets its own error and stores nothing, the others are written
+    /// together (see [`Store::create_prepared`]). Results are in request order.
+    pub async fn create_tasks(
+        &self,
+        requests: &[(&RegisteredTemplate, &TaskRequest, CreateTaskOptions<'_>)],
+    ) -> Vec<Result<CreatedTask, StoreError>> {
+        let mut results: Vec<Option<Result<CreatedTask, StoreError>>> =
+            Vec::with_capacity(requests.len());
+        let mut prepared = Vec::with_capacity(requests.len());
+        for (registered, request, options) in requests {
+            match Self::prepare_task(registered, request, options) {
+                Ok(task) => {
+                    prepared.push(task);
+                    results.push(None);
+                }
+                Err(err) => results.push(Some(Err(err))),
+            }
+        }
+        let mut written = self.create_prepared(prepared).await.into_iter();
+        results
+            .into_iter()
+            .map(|slot| {
+                slot.unwrap_or_else(|| written.next().expect("one result per prepared task"))
+            })
+            .collect()
+    }
+
+    /// Writes prepared tasks in one transaction (one commit for all of them); results are in
+    /// order. A task whose identity already exists gets [`StoreError::DuplicateTask`] and the
+    /// rest are stored. If the shared transaction fails for any other reason, each task is
+    /// written again in a transaction of its own, so one task's failure never costs the
+    /// others theirs.
+    pub async fn create_prepared(
+        &self,
+        tasks: Vec<PreparedTask>,
+    ) -> Vec<Result<CreatedTask, StoreError>> {
+        if tasks.is_empty() {
+            return Vec::new();
+        }
+        if tasks.len() == 1 {
+            return vec![self.create_prepared_alone(tasks).await];
+        }
+        match self.create_prepared_together(tasks.clone()).await {
+            Ok(results) => results,
+            Err(err) => {
+                tracing::warn!(tasks = tasks.len(), error = %err, "creating tasks together failed; creating each alone");
+                let mut results = Vec::with_capacity(tasks.len());
+                for task in tasks {
+                    results.push(self.create_prepared_alone(vec![task]).await);
+                }
+                results
+            }
+        }
+    }
+
+    async fn create_prepared_together(
+        &self,
+        tasks: Vec<PreparedTask>,
+    ) -> Result<Vec<Result<CreatedTask, StoreError>>, StoreError> {
+        let txn = self.write_txn().await?;
+        let results = Self::create_prepared_in(&txn, tasks).await?;
+        txn.commit().await?;
+        Ok(results)
+    }
+
+    async fn create_prepared_alone(
+        &self,
+        tasks: Vec<PreparedTask>,
+    ) -> Result<CreatedTask, StoreError> {
+        self.create_prepared_together(tasks)
+            .await?
+            .pop()
+            .expect("one result per prepared task")
+    }
+
+    /// Writes prepared tasks inside a transaction the caller holds: the outer error is a
+    /// database failure (roll back), the inner ones are tasks whose identity already exists
+    /// (nothing of theirs was written).
+    pub async fn create_prepared_in<C: ConnectionTrait>(
+        db: &C,
+        tasks: Vec<PreparedTask>,
+    ) -> Result<Vec<Result<CreatedTask, StoreError>>, StoreError> {
+        let backend = db.get_database_backend();
+        let per_statement = (max_params(backend) / TASK_COLUMNS.len()).max(1);
+        let mut inserted: HashSet<Uuid> = HashSet::with_capacity(tasks.len());
+        for chunk in tasks.chunks(per_statement) {
+            let mut sql = format!(
+                "INSERT INTO tasker_tasks ({}) VALUES ",
+                TASK_COLUMNS.join(", ")
+            );
+            let mut values = Vec::with_capacity(chunk.len() * TASK_COLUMNS.len());
+            for (i, task) in chunk.iter().enumerate() {
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push('(');
+                sql.push_str(&params(values.len() + 1, task.task_row.len()));
+                sql.push(')');
+                values.extend(task.task_row.iter().cloned());
+            }
+            sql.push_str(" ON CONFLICT (identity_hash) DO NOTHING RETURNING task_id");
+            for row in db.query_all_raw(stmt(backend, sql, values)).await? {
+                inserted.insert(get(&row, "task_id")?);
+            }
+        }
+        let mut step_rows = Vec::new();
+        let mut edge_rows = Vec::new();
+        let mut step_transitions: BTreeMap<i64, Vec<TransitionRow>> = BTreeMap::new();
+        let mut task_transitions: BTreeMap<i64, Vec<TransitionRow>> = BTreeMap::new();
+        let mut results = Vec::with_capacity(tasks.len());
+        for task in tasks {
+            if !inserted.contains(&task.created.task_id.as_uuid()) {
+                results.push(Err(StoreError::DuplicateTask {
+                    identity_hash: task.created.identity_hash,
+                }));
+                continue;
+            }
+            step_rows.extend(task.step_rows);
+            edge_rows.extend(task.edge_rows);
+            if !task.step_transitions.is_empty() {
+                step_transitions
+                    .entry(task.now)
+                    .or_default()
+                    .extend(task.step_transitions);
+            }
+            if !task.task_transitions.is_empty() {
+                task_transitions
+                    .entry(task.now)
+                    .or_default()
+                    .extend(task.task_transitions);
+            }
+            results.push(Ok(task.created));
+        }
+        insert_rows(db, "tasker_workflow_steps", STEP_COLUMNS, step_rows).await?;
+        insert_rows(
+            db,
+            "tasker_workflow_step_edges",
+            &["from_step_id", "to_step_id", "name"],
+            edge_rows,
+        )
+        .await?;
+        for (now, rows) in step_transitions {
+            write_step_transitions(db, rows, now, false).await?;
+        }
+        for (now, rows) in task_transitions {
+            write_task_transitions(db, rows, now, false).await?;
+        }
+        Ok(results)
+    }
+
+    /// Validates a request against its template and lays out its rows; touches no database.
+    /// Every error a request can cause (unknown template, bad bypass, invalid context) comes
+    /// from here, before anything is written.
+    pub fn prepare_task(
+        registered: &RegisteredTemplate,
+        request: &TaskRequest,
+        options: &CreateTaskOptions<'_>,
+    ) -> Result<PreparedTask, StoreError> {
         let template = &registered.template;
         if request.name != template.name || request.namespace != template.namespace_name {
             return Err(StoreError::TemplateNotFound {
@@ -227,52 +449,9 @@ impl Store {
             })
             .into(),
         ];
-        let inserted = insert_rows(
-            db,
-            "tasker_tasks",
-            &[
-                "task_id",
-                "named_task_id",
-                "state",
-                "complete",
-                "requested_at",
-                "initiator",
-                "source_system",
-                "reason",
-                "bypass_steps",
-                "tags",
-                "context",
-                "identity_hash",
-                "correlation_id",
-                "total_steps",
-                "done_steps",
-                "blocked_steps",
-                "active_steps",
-                "last_sort_key",
-                "created_at",
-                "updated_at",
-                "completed_at",
-            ],
-            vec![task_row],
-        )
-        .await;
-        if let Err(StoreError::Database(err)) = &inserted
-            && matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
-        {
-            return Err(StoreError::DuplicateTask { identity_hash });
-        }
-        inserted?;
-        insert_rows(db, "tasker_workflow_steps", STEP_COLUMNS, step_rows).await?;
-        insert_rows(
-            db,
-            "tasker_workflow_step_edges",
-            &["from_step_id", "to_step_id", "name"],
-            edge_rows,
-        )
-        .await?;
-        write_step_transitions(db, skip_transitions, now, false).await?;
-        if finished_at_creation {
-            let task_rows = vec![
+        let step_transitions = skip_transitions;
+        let task_transitions = if finished_at_creation {
+            vec![
                 TransitionRow {
                     id: task_id.as_uuid(),
                     from_state: Some("pending"),
@@ -289,12 +468,13 @@ impl Store {
                     most_recent: true,
                     metadata: serde_json::json!({"reason": "all_steps_bypassed"}),
                 },
-            ];
-            write_task_transitions(db, task_rows, now, false).await?;
-        }
+            ]
+        } else {
+            Vec::new()
+        };
         let mut skipped_names: Vec<String> = skipped.into_iter().map(str::to_owned).collect();
         skipped_names.sort_by_key(|name| index_of(name));
-        Ok(CreatedTask {
+        let created = CreatedTask {
             task_id,
             state,
             steps: template
@@ -307,6 +487,15 @@ impl Store {
             skipped: skipped_names,
             identity_hash,
             correlation_id,
+        };
+        Ok(PreparedTask {
+            task_row,
+            step_rows,
+            edge_rows,
+            step_transitions,
+            task_transitions,
+            now,
+            created,
         })
     }
 }

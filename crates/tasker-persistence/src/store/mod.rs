@@ -17,6 +17,7 @@ use sea_orm::{
 };
 use tasker_migrations::MigratorTrait;
 
+pub use create::PreparedTask;
 pub use notify::{Listener, MAX_NOTIFY_PAYLOAD};
 pub use types::*;
 

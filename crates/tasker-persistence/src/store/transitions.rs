@@ -24,6 +24,7 @@ use crate::error::StoreError;
 use crate::time::to_micros;
 
 /// One history row to write.
+#[derive(Debug, Clone)]
 pub(crate) struct TransitionRow {
     pub id: Uuid,
     pub from_state: Option<&'static str>,

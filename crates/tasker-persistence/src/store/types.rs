@@ -75,8 +75,11 @@ pub struct ClaimedStep {
 /// A batch of claimed steps.
 #[derive(Debug, Clone, PartialEq, Default, Serialize)]
 pub struct ClaimBatch {
-    /// The claimed steps, oldest ready first.
+    /// The claimed steps, grouped by task in template order.
     pub steps: Vec<ClaimedStep>,
+    /// What each claimed step's handler needs, read in the claim's own statement:
+    /// `inputs[i]` belongs to `steps[i]`.
+    pub inputs: Vec<StepInputs>,
     /// Tasks that moved `pending → in_progress` with this claim.
     pub started_tasks: Vec<TaskId>,
 }

@@ -269,3 +269,237 @@ async fn wide_batches_span_several_statements_and_count_every_parent_once() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_claim_returns_each_steps_context_correlation_id_and_parents_results() {
+    on_each_database(|store, backend| async move {
+        let registered = register(
+            &store,
+            &shape("inputs", &[("a", &[]), ("b", &[]), ("c", &["a", "b"])], 3),
+        )
+        .await;
+        let options = |correlation: &str| tasker_persistence::CreateTaskOptions {
+            now: t0(),
+            identity: &tasker_domain::DefaultIdentity,
+            correlation_id: Some(correlation.to_owned()),
+        };
+        let first = store
+            .create_task(
+                &registered,
+                &request_for(&registered.template).context(json!({"order": 1, "note": "é \"q\""})),
+                &options("corr-1"),
+            )
+            .await?;
+        let second = store
+            .create_task(
+                &registered,
+                &request_for(&registered.template).context(json!({"order": 2})),
+                &options("corr-2"),
+            )
+            .await?;
+        let roots = store.claim_ready_steps("w", 10, LEASE, t0()).await?;
+        assert_eq!(roots.steps.len(), 4, "{backend}");
+        assert_eq!(roots.inputs.len(), 4);
+        for (step, inputs) in roots.steps.iter().zip(&roots.inputs) {
+            assert_eq!(inputs.step_id, step.step_id);
+            assert!(inputs.parent_results.is_empty());
+            assert_eq!(inputs.inputs, json!({}));
+            let created = if step.task_id == first.task_id {
+                &first
+            } else {
+                &second
+            };
+            assert_eq!(inputs.task_context, created.context, "{backend}");
+            assert_eq!(inputs.correlation_id, created.correlation_id);
+        }
+        // In the first task, a succeeds with results; b fails (to retry in a minute) and is
+        // resolved by hand without any.
+        let a = step_id(&first, "a");
+        let b = step_id(&first, "b");
+        let attempt = |id| {
+            roots
+                .steps
+                .iter()
+                .find(|s| s.step_id == id)
+                .unwrap()
+                .attempt
+        };
+        let report = store
+            .record_outcomes(
+                "w",
+                vec![
+                    StepOutcome::Success {
+                        step_id: a,
+                        attempt: attempt(a),
+                        results: json!({"total": 12.5, "items": ["x", null]}),
+                    },
+                    StepOutcome::Failure(tasker_persistence::StepFailure {
+                        step_id: b,
+                        attempt: attempt(b),
+                        error: tasker_domain::StepError::retryable("later"),
+                        retry_delay: Duration::from_secs(60),
+                    }),
+                ],
+                at(1.0),
+            )
+            .await?;
+        assert_eq!(report.recorded.len(), 2, "{backend}");
+        store
+            .transition_step(
+                b,
+                StepState::Error,
+                StepState::ResolvedManually,
+                None,
+                json!({"by": "ops"}),
+                at(1.0),
+            )
+            .await?;
+        let joins = store.claim_ready_steps("w", 10, LEASE, at(1.0)).await?;
+        assert_eq!(joins.steps.len(), 1, "{backend}");
+        assert_eq!(joins.steps[0].step_id, step_id(&first, "c"));
+        let inputs = &joins.inputs[0];
+        assert_eq!(inputs.correlation_id, "corr-1");
+        assert_eq!(inputs.task_context["order"], 1);
+        assert_eq!(
+            inputs.parent_results,
+            [
+                ("a".to_owned(), json!({"total": 12.5, "items": ["x", null]})),
+                ("b".to_owned(), serde_json::Value::Null),
+            ]
+            .into_iter()
+            .collect()
+        );
+        assert_eq!(
+            joins.inputs,
+            store.step_inputs(&[joins.steps[0].step_id]).await?,
+            "{backend}: the same as step_inputs"
+        );
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn recording_and_claiming_in_one_transaction_hands_off_to_the_released_steps() {
+    on_each_database(|store, backend| async move {
+        let registered = register(&store, &diamond()).await;
+        let created = create(&store, &registered, request_for(&registered.template)).await;
+        let root = store.claim_ready_steps("w", 10, LEASE, t0()).await?;
+        let a = &root.steps[0];
+        let success =
+            |step: &tasker_persistence::ClaimedStep, owner_attempt: u32| StepOutcome::Success {
+                step_id: step.step_id,
+                attempt: owner_attempt,
+                results: json!({"from": step.name.clone()}),
+            };
+        // A stale outcome is refused and claims nothing it should not; a limit of 0 claims nothing.
+        let (report, batch) = store
+            .record_outcomes_and_claim("w", vec![success(a, 7)], at(1.0), 10, LEASE)
+            .await?;
+        assert_eq!(report.rejected, [a.step_id], "{backend}");
+        assert!(batch.steps.is_empty() && batch.inputs.is_empty());
+        let (report, batch) = store
+            .record_outcomes_and_claim("w", vec![success(a, 1)], at(1.0), 0, LEASE)
+            .await?;
+        assert_eq!(report.newly_ready.len(), 2);
+        assert!(batch.steps.is_empty(), "{backend}: limit 0");
+        // b and c were released by the recorded outcome; the next hand-off records b and claims c
+        // and nothing else (d still waits for c).
+        let middle = store.claim_ready_steps("w", 1, LEASE, at(2.0)).await?;
+        assert_eq!(middle.steps.len(), 1);
+        let (report, batch) = store
+            .record_outcomes_and_claim("w", vec![success(&middle.steps[0], 1)], at(3.0), 10, LEASE)
+            .await?;
+        assert_eq!(report.recorded.len(), 1, "{backend}");
+        assert!(report.newly_ready.is_empty());
+        assert_eq!(batch.steps.len(), 1, "{backend}");
+        assert_ne!(batch.steps[0].step_id, middle.steps[0].step_id);
+        assert_eq!(
+            batch.inputs[0].parent_results["a"],
+            json!({"from": "a"}),
+            "{backend}"
+        );
+        // Recording the last middle step releases d, which the same transaction claims.
+        let (report, batch) = store
+            .record_outcomes_and_claim("w", vec![success(&batch.steps[0], 1)], at(4.0), 10, LEASE)
+            .await?;
+        assert_eq!(report.newly_ready, [step_id(&created, "d")], "{backend}");
+        assert_eq!(batch.steps.len(), 1);
+        assert_eq!(batch.steps[0].name, "d");
+        assert_eq!(batch.steps[0].lease_expires_at, at(4.0) + LEASE);
+        assert_eq!(batch.inputs[0].parent_results.len(), 2);
+        assert_eq!(
+            store.step(batch.steps[0].step_id).await?.state,
+            StepState::InProgress
+        );
+        let (report, batch) = store
+            .record_outcomes_and_claim("w", vec![success(&batch.steps[0], 1)], at(5.0), 10, LEASE)
+            .await?;
+        assert_eq!(report.finalized, [(created.task_id, TaskState::Complete)]);
+        assert!(batch.steps.is_empty());
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_batch_of_successes_records_each_where_its_claim_holds() {
+    on_each_database(|store, backend| async move {
+        let names: Vec<String> = (0..150).map(|i| format!("s{i}")).collect();
+        let steps: Vec<(&str, &[&str])> = names.iter().map(|n| (n.as_str(), &[][..])).collect();
+        let registered = register(&store, &shape("flat", &steps, 3)).await;
+        let created = create(&store, &registered, request_for(&registered.template)).await;
+        let claimed = store
+            .claim_ready_steps("w", 1_000, LEASE, t0())
+            .await?
+            .steps;
+        assert_eq!(claimed.len(), 150);
+        let success = |i: usize, attempt: u32| StepOutcome::Success {
+            step_id: claimed[i].step_id,
+            attempt,
+            results: json!({"i": i, "text": format!("é{i}")}),
+        };
+        // 147 good outcomes, one stale attempt, one step named twice (only the first counts),
+        // and one step left running.
+        let mut outcomes: Vec<StepOutcome> = (0..148).map(|i| success(i, 1)).collect();
+        outcomes[5] = success(5, 2);
+        outcomes.push(success(7, 1));
+        let report = store.record_outcomes("w", outcomes, at(1.0)).await?;
+        assert_eq!(
+            report.rejected,
+            [claimed[5].step_id, claimed[7].step_id],
+            "{backend}"
+        );
+        assert_eq!(report.recorded.len(), 147, "{backend}");
+        assert!(
+            report
+                .recorded
+                .iter()
+                .all(|r| r.state == StepState::Complete)
+        );
+        let stored = store.step(claimed[100].step_id).await?;
+        assert_eq!(
+            (stored.state, stored.results),
+            (StepState::Complete, Some(json!({"i": 100, "text": "é100"})))
+        );
+        assert_eq!(
+            store.step(claimed[5].step_id).await?.state,
+            StepState::InProgress
+        );
+        let task = store.task(created.task_id).await?;
+        assert_eq!(
+            (task.done_steps, task.active_steps, task.state),
+            (147, 3, TaskState::InProgress),
+            "{backend}"
+        );
+        let history = store.step_transitions(claimed[100].step_id).await?;
+        assert_eq!(
+            history.iter().filter(|t| t.most_recent).count(),
+            1,
+            "{backend}"
+        );
+        assert_eq!(history.last().unwrap().to_state, "complete");
+        Ok(())
+    })
+    .await;
+}

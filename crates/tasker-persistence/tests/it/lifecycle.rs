@@ -75,6 +75,11 @@ async fn a_diamond_runs_in_dependency_order_and_completes() {
 
         let batch = store.claim_ready_steps("w1", 10, LEASE, t0()).await?;
         assert_eq!(names(&batch.steps), ["a"]);
+        assert_eq!(batch.inputs.len(), 1);
+        assert_eq!(batch.inputs[0].step_id, batch.steps[0].step_id);
+        assert_eq!(batch.inputs[0].correlation_id, created.correlation_id);
+        assert_eq!(batch.inputs[0].task_context, created.context);
+        assert!(batch.inputs[0].parent_results.is_empty(), "a root has none");
         assert_eq!(batch.started_tasks, [created.task_id]);
         assert_eq!(batch.steps[0].attempt, 1);
         assert_eq!(batch.steps[0].named_task_id, registered.named_task_id);
@@ -91,10 +96,19 @@ async fn a_diamond_runs_in_dependency_order_and_completes() {
             )
             .await?;
         assert_eq!(report.newly_ready.len(), 2);
-        let middle = claim_names(&store, 1.0).await?;
+        let claimed = store.claim_ready_steps("w1", 100, LEASE, at(1.0)).await?;
+        let middle = claimed.steps;
         assert_eq!(names(&middle), ["b", "c"]);
-        let inputs = store.step_inputs(&[middle[0].step_id]).await?;
-        assert_eq!(inputs[0].parent_results.get("a"), Some(&json!({"n": 1})));
+        let ids: Vec<_> = middle.iter().map(|s| s.step_id).collect();
+        assert_eq!(
+            claimed.inputs,
+            store.step_inputs(&ids).await?,
+            "the claim returns what step_inputs reads, in the same order"
+        );
+        assert_eq!(
+            claimed.inputs[0].parent_results.get("a"),
+            Some(&json!({"n": 1}))
+        );
 
         store
             .record_outcomes("w1", vec![success(&middle[0], json!({}))], at(2.0))

@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod claims;
+mod create_many;
 mod lifecycle;
 mod queries;
 mod support;
