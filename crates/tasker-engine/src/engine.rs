@@ -36,6 +36,9 @@ use crate::error::EngineError;
 use crate::handler::{StepContext, StepEvents, StepHandler, TaskHooks};
 use crate::registry::{RegisteredTask, Registry};
 
+/// The most tasks [`Engine::create_tasks`] writes in one transaction.
+pub const BULK_BATCH: usize = 256;
+
 /// Builds an [`Engine`].
 pub struct EngineBuilder {
     store: Store,
@@ -293,7 +296,67 @@ impl Engine {
 
     /// Creates a task from a registered template (the latest version when the request names
     /// none). Everything is validated before anything is stored.
-    pub async fn create_task(&self, mut request: TaskRequest) -> Result<CreatedTask, EngineError> {
+    pub async fn create_task(&self, request: TaskRequest) -> Result<CreatedTask, EngineError> {
+        let now = self.inner.clock.now();
+        let (template, prepared) = self.prepare_task(request, now).await?;
+        // Validated above, before it joins a batch: a bad request fails alone.
+        let created = self.inner.creator.create(prepared).await?;
+        self.created(&template, &created, now);
+        self.inner.wake.notify_one();
+        Ok(created)
+    }
+
+    /// Creates many tasks at once (bulk submission): each request is validated on its own and
+    /// gets its own result, in order; the valid ones are written in transactions of up to
+    /// [`BULK_BATCH`] tasks. A bad request fails alone and stores nothing.
+    pub async fn create_tasks(
+        &self,
+        requests: Vec<TaskRequest>,
+    ) -> Vec<Result<CreatedTask, EngineError>> {
+        let now = self.inner.clock.now();
+        let mut results: Vec<Option<Result<CreatedTask, EngineError>>> =
+            Vec::with_capacity(requests.len());
+        let mut valid = Vec::with_capacity(requests.len());
+        for (index, request) in requests.into_iter().enumerate() {
+            match self.prepare_task(request, now).await {
+                Ok((template, prepared)) => {
+                    valid.push((index, template, prepared));
+                    results.push(None);
+                }
+                Err(err) => results.push(Some(Err(err))),
+            }
+        }
+        while !valid.is_empty() {
+            let rest = valid.split_off(valid.len().min(BULK_BATCH));
+            let batch = std::mem::replace(&mut valid, rest);
+            let (meta, prepared): (Vec<_>, Vec<_>) = batch
+                .into_iter()
+                .map(|(index, template, prepared)| ((index, template), prepared))
+                .unzip();
+            let written = self.inner.store.create_prepared(prepared).await;
+            for ((index, template), result) in meta.into_iter().zip(written) {
+                results[index] = Some(match result {
+                    Ok(created) => {
+                        self.created(&template, &created, now);
+                        Ok(created)
+                    }
+                    Err(err) => Err(err.into()),
+                });
+            }
+        }
+        self.inner.wake.notify_one();
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or(Err(EngineError::ShutDown)))
+            .collect()
+    }
+
+    /// Resolves a request's template, runs its hooks and validates it into rows to write.
+    async fn prepare_task(
+        &self,
+        mut request: TaskRequest,
+        now: DateTime<Utc>,
+    ) -> Result<(Arc<TaskTemplate>, tasker_persistence::PreparedTask), EngineError> {
         let registered = self
             .inner
             .registry
@@ -319,23 +382,19 @@ impl Engine {
                 let stored = self
                     .inner
                     .store
-                    .register_template(&registered.template, self.inner.clock.now())
+                    .register_template(&registered.template, now)
                     .await?;
                 self.inner.stored.insert(full_name, stored.clone());
                 stored
             }
         };
         let options = CreateTaskOptions {
-            now: self.inner.clock.now(),
+            now,
             identity: &tasker_domain::DefaultIdentity,
             correlation_id: None,
         };
-        // Validated here, before it joins a batch: a bad request fails alone.
         let prepared = Store::prepare_task(&stored, &request, &options)?;
-        let created = self.inner.creator.create(prepared).await?;
-        self.created(&registered.template, &created, options.now);
-        self.inner.wake.notify_one();
-        Ok(created)
+        Ok((registered.template, prepared))
     }
 
     /// Publishes a new task's events: `task.initialize_requested`, one `observability.step.skip`

@@ -33,7 +33,7 @@ pub use builtin::{
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::EngineConfig;
-pub use engine::{Engine, EngineBuilder};
+pub use engine::{BULK_BATCH, Engine, EngineBuilder};
 pub use error::EngineError;
 pub use handler::{StepContext, StepEvents, StepHandler, TaskHooks};
 pub use registry::{RegisteredTask, Registry};

@@ -114,3 +114,61 @@ async fn concurrent_creators_each_get_their_own_task_and_a_bad_request_fails_alo
     })
     .await;
 }
+
+#[tokio::test]
+async fn bulk_creation_answers_each_request_in_order_and_a_bad_one_fails_alone() {
+    on_each_database(|db| async move {
+        let backend = db.backend.as_str();
+        let clock = ManualClock::new(t0());
+        let engine = engine(&db.store, &clock);
+        let pair = template(
+            "name: pair\nschema:\n  type: object\n  required: [n]\n  properties:\n    n: { type: integer }\n\
+             step_templates:\n  - name: a\n    handler_class: tasker::noop\n  - name: b\n    handler_class: tasker::noop\n    depends_on_step: a\n",
+        );
+        engine.register_template(pair.clone(), false).await.unwrap();
+        let mut events = engine.subscribe();
+        // More than one transaction's worth, with a bad context and an unknown template inside.
+        let total = tasker_engine::BULK_BATCH + 40;
+        let requests: Vec<_> = (0..total)
+            .map(|n| match n {
+                7 => request(&pair).context(json!({"n": "seven"})),
+                290 => tasker_domain::TaskRequest::new("nope"),
+                n => request(&pair).context(json!({"n": n})),
+            })
+            .collect();
+        let results = engine.create_tasks(requests).await;
+        assert_eq!(results.len(), total, "{backend}");
+        for (n, result) in results.iter().enumerate() {
+            match n {
+                7 => assert!(
+                    matches!(result, Err(EngineError::Store(StoreError::InvalidContext(_)))),
+                    "{backend}: {result:?}"
+                ),
+                290 => assert!(matches!(result, Err(EngineError::UnknownTemplate { .. })), "{backend}"),
+                n => {
+                    let task = result.as_ref().unwrap();
+                    assert_eq!(task.context["n"], json!(n), "{backend}: answers in request order");
+                }
+            }
+        }
+        let health = db.store.health_counts(t0()).await.unwrap();
+        let stored: u64 = health.tasks_by_state.values().sum();
+        assert_eq!(stored, (total - 2) as u64, "{backend}: nothing stored for the refused");
+        let announced = events
+            .drain()
+            .iter()
+            .filter(|e| e.name == "task.initialize_requested")
+            .count();
+        assert_eq!(announced, total - 2, "{backend}");
+        engine.start();
+        engine.wait_until_idle().await;
+        let health = db.store.health_counts(t0()).await.unwrap();
+        assert_eq!(
+            health.tasks_by_state.get("complete").copied(),
+            Some((total - 2) as u64),
+            "{backend}: the bulk-created tasks run"
+        );
+        engine.shutdown().await;
+    })
+    .await;
+}
