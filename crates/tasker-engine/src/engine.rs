@@ -37,7 +37,7 @@ use crate::handler::{StepContext, StepEvents, StepHandler, TaskHooks};
 use crate::registry::{RegisteredTask, Registry};
 
 /// The most tasks [`Engine::create_tasks`] writes in one transaction.
-pub const BULK_BATCH: usize = 256;
+pub const BULK_BATCH: usize = 64;
 
 /// Builds an [`Engine`].
 pub struct EngineBuilder {

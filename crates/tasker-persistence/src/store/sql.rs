@@ -8,11 +8,13 @@ use crate::error::StoreError;
 /// The most bind parameters one statement gets on `backend`. PostgreSQL allows 65,535. SQLite
 /// allows 32,766, but it finds each numbered parameter by a linear search (when preparing, and
 /// again when sqlx binds by name), so a statement's cost grows with the square of its parameter
-/// count: a few hundred per statement is the sweet spot there.
+/// count: a few hundred per statement is the sweet spot there. PostgreSQL statements also grow
+/// faster than linearly past about a thousand parameters (measured: inserting 128 step rows,
+/// 2,560 parameters, took 50 ms in one statement and 1.6 ms in three).
 pub(crate) fn max_params(backend: DbBackend) -> usize {
     match backend {
         DbBackend::Sqlite => 400,
-        _ => 30_000,
+        _ => 1_000,
     }
 }
 

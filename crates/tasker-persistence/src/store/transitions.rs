@@ -18,9 +18,7 @@ use tasker_domain::{StepId, StepState, TaskId, TaskState};
 use tasker_state_machine::{StepGuard, TaskGuard, Transition, TransitionOutcome, step, task};
 use uuid::Uuid;
 
-use super::sql::{
-    execute_in_chunks, get, insert_rows, max_params, params, query_in_chunks, stmt,
-};
+use super::sql::{execute_in_chunks, get, insert_rows, max_params, params, query_in_chunks, stmt};
 use super::{ChangedStep, RecordReport, Store};
 use crate::error::StoreError;
 use crate::time::to_micros;
