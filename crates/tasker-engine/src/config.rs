@@ -35,8 +35,8 @@ pub struct EngineConfig {
 impl Default for EngineConfig {
     fn default() -> Self {
         Self {
-            max_concurrent_steps: 64,
-            max_concurrent_steps_per_task: 32,
+            max_concurrent_steps: 128,
+            max_concurrent_steps_per_task: 64,
             claim_batch_size: 128,
             record_batch_size: 256,
             lease: Duration::from_secs(30),

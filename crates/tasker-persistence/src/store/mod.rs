@@ -2,6 +2,7 @@
 
 mod claims;
 mod create;
+mod nodelay;
 mod notify;
 mod queries;
 mod sql;
@@ -69,6 +70,15 @@ impl Store {
             .acquire_timeout(options.acquire_timeout)
             .sqlx_logging(false);
         let busy = options.sqlite_busy_timeout;
+        // Every new PostgreSQL connection: TCP_NODELAY (see `nodelay`).
+        opts.map_sqlx_postgres_pool_opts(|pool| {
+            pool.after_connect(|_, _| {
+                Box::pin(async {
+                    nodelay::on_tcp_sockets();
+                    Ok(())
+                })
+            })
+        });
         opts.map_sqlx_sqlite_opts(move |o| {
             o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
                 .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)

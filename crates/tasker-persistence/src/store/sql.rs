@@ -8,9 +8,10 @@ use crate::error::StoreError;
 /// The most bind parameters one statement gets on `backend`. PostgreSQL allows 65,535. SQLite
 /// allows 32,766, but it finds each numbered parameter by a linear search (when preparing, and
 /// again when sqlx binds by name), so a statement's cost grows with the square of its parameter
-/// count: a few hundred per statement is the sweet spot there. PostgreSQL statements also grow
-/// faster than linearly past about a thousand parameters (measured: inserting 128 step rows,
-/// 2,560 parameters, took 50 ms in one statement and 1.6 ms in three).
+/// count: a few hundred per statement is the sweet spot there. On PostgreSQL a statement whose
+/// message exceeds one TCP segment waits about 40 ms for the server's delayed ACK (sqlx leaves
+/// Nagle's algorithm on): 2,560 parameters took 50 ms in one statement and 1.6 ms in three, so
+/// a thousand parameters keep messages small.
 pub(crate) fn max_params(backend: DbBackend) -> usize {
     match backend {
         DbBackend::Sqlite => 400,
@@ -30,7 +31,10 @@ pub(crate) fn stmt(backend: DbBackend, sql: impl Into<String>, values: Vec<Value
     Statement::from_sql_and_values(backend, sql.into(), values)
 }
 
-/// Inserts `rows` into `table` in as few multi-row statements as the parameter limit allows.
+/// Inserts `rows` into `table`. On PostgreSQL the rows travel as one JSON parameter per
+/// statement (`jsonb_to_recordset`), each statement's payload under [`MAX_MESSAGE_BYTES`]; on
+/// SQLite, and for values with no JSON form, as few multi-row statements as the parameter limit
+/// allows.
 pub(crate) async fn insert_rows<C: ConnectionTrait>(
     db: &C,
     table: &str,
@@ -38,6 +42,45 @@ pub(crate) async fn insert_rows<C: ConnectionTrait>(
     rows: Vec<Vec<Value>>,
 ) -> Result<(), StoreError> {
     let backend = db.get_database_backend();
+    if backend == DbBackend::Postgres
+        && let Some(first) = rows.first()
+        && let Some(types) = first.iter().map(pg_type).collect::<Option<Vec<_>>>()
+        && let Some(objects) = rows
+            .iter()
+            .map(|row| row_object(columns, row))
+            .collect::<Option<Vec<_>>>()
+    {
+        let definition: Vec<String> = columns
+            .iter()
+            .zip(&types)
+            .map(|(column, ty)| format!("{column} {ty}"))
+            .collect();
+        let sql = format!(
+            "INSERT INTO {table} ({columns}) SELECT {columns} FROM jsonb_to_recordset($1::jsonb) AS x({definition})",
+            columns = columns.join(", "),
+            definition = definition.join(", "),
+        );
+        // Statements stay under one TCP segment: sqlx does not set TCP_NODELAY, so a message
+        // split across segments waits for the server's delayed ACK (about 40 ms on Linux).
+        let mut payload = String::from("[");
+        for object in objects {
+            let text = object.to_string();
+            if payload.len() > 1 && payload.len() + text.len() + 2 > MAX_MESSAGE_BYTES {
+                payload.push(']');
+                let full = std::mem::replace(&mut payload, String::from("["));
+                db.execute_raw(stmt(backend, sql.clone(), vec![full.into()]))
+                    .await?;
+            }
+            if payload.len() > 1 {
+                payload.push(',');
+            }
+            payload.push_str(&text);
+        }
+        payload.push(']');
+        db.execute_raw(stmt(backend, sql, vec![payload.into()]))
+            .await?;
+        return Ok(());
+    }
     let per_statement = (max_params(backend) / columns.len()).max(1);
     let mut rows = rows.into_iter().peekable();
     while rows.peek().is_some() {
@@ -56,6 +99,50 @@ pub(crate) async fn insert_rows<C: ConnectionTrait>(
         db.execute_raw(stmt(backend, sql, values)).await?;
     }
     Ok(())
+}
+
+/// The largest JSON payload one statement sends (well under a 64 KiB loopback segment).
+pub(crate) const MAX_MESSAGE_BYTES: usize = 48 * 1024;
+
+/// The PostgreSQL type a value is inserted as through JSON; `None` for kinds we do not send.
+fn pg_type(value: &Value) -> Option<&'static str> {
+    Some(match value {
+        Value::Bool(_) => "boolean",
+        Value::SmallInt(_) => "smallint",
+        Value::Int(_) => "integer",
+        Value::BigInt(_) => "bigint",
+        Value::Double(_) => "double precision",
+        Value::String(_) => "text",
+        Value::Json(_) => "jsonb",
+        Value::Uuid(_) => "uuid",
+        _ => return None,
+    })
+}
+
+/// One row as a JSON object keyed by column; `None` if a value has no JSON form.
+fn row_object(columns: &[&str], row: &[Value]) -> Option<serde_json::Value> {
+    let mut object = serde_json::Map::with_capacity(columns.len());
+    for (column, value) in columns.iter().zip(row) {
+        let json = match value {
+            Value::Bool(v) => v.map(serde_json::Value::from),
+            Value::SmallInt(v) => v.map(serde_json::Value::from),
+            Value::Int(v) => v.map(serde_json::Value::from),
+            Value::BigInt(v) => v.map(serde_json::Value::from),
+            Value::Double(v) => match v {
+                Some(v) => Some(serde_json::Number::from_f64(*v).map(serde_json::Value::Number)?),
+                None => None,
+            },
+            Value::String(v) => v.clone().map(serde_json::Value::from),
+            Value::Json(v) => v.as_deref().cloned(),
+            Value::Uuid(v) => v.map(|u| serde_json::Value::from(u.to_string())),
+            _ => return None,
+        };
+        object.insert(
+            (*column).to_owned(),
+            json.unwrap_or(serde_json::Value::Null),
+        );
+    }
+    Some(serde_json::Value::Object(object))
 }
 
 /// Runs `sql` once per chunk of `ids`, substituting `{ids}` with the chunk's placeholders after
