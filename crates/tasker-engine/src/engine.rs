@@ -272,22 +272,12 @@ impl Engine {
 
     /// Registers the custom events a template declares (top level and per step) on the bus.
     fn register_custom_events(&self, template: &TaskTemplate) -> Result<(), EngineError> {
-        let full_name = template.full_name();
-        let declared = template
-            .custom_events
-            .iter()
-            .map(|e| (e, full_name.clone()))
-            .chain(template.step_templates.iter().flat_map(|s| {
-                s.custom_events
-                    .iter()
-                    .map(|e| (e, format!("{full_name} step {}", s.name)))
-            }));
-        for (event, fired_by) in declared {
+        for (event, fired_by) in template.declared_custom_events() {
             self.inner
                 .bus
                 .register_custom(&event.name, event.description.as_deref(), &fired_by)
                 .map_err(|err| EngineError::InvalidCustomEvent {
-                    template: full_name.clone(),
+                    template: template.full_name(),
                     message: err.to_string(),
                 })?;
         }

@@ -45,17 +45,7 @@ fn customs(query: &Query) -> anyhow::Result<Vec<Custom>> {
     }
     let mut out: Vec<Custom> = Vec::new();
     for template in &templates {
-        let full = template.full_name();
-        let declared = template
-            .custom_events
-            .iter()
-            .map(|e| (e, full.clone()))
-            .chain(template.step_templates.iter().flat_map(|s| {
-                s.custom_events
-                    .iter()
-                    .map(|e| (e, format!("{full} step {}", s.name)))
-            }));
-        for (event, by) in declared {
+        for (event, by) in template.declared_custom_events() {
             match out.iter_mut().find(|c| c.name == event.name) {
                 Some(known) => known.declared_by.push(by),
                 None => out.push(Custom {

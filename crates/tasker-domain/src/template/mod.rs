@@ -268,6 +268,25 @@ impl TaskTemplate {
         format!("{}/{}@{}", self.namespace_name, self.name, self.version)
     }
 
+    /// Every custom event the template declares, top level first, each with who declares it
+    /// (`namespace/name@version`, or `namespace/name@version step NAME`).
+    pub fn declared_custom_events(&self) -> Vec<(&CustomEventDecl, String)> {
+        let full_name = self.full_name();
+        let mut declared: Vec<(&CustomEventDecl, String)> = self
+            .custom_events
+            .iter()
+            .map(|e| (e, full_name.clone()))
+            .collect();
+        for step in &self.step_templates {
+            declared.extend(
+                step.custom_events
+                    .iter()
+                    .map(|e| (e, format!("{full_name} step {}", step.name))),
+            );
+        }
+        declared
+    }
+
     /// The step called `name`.
     pub fn step(&self, name: &str) -> Option<&StepTemplate> {
         self.step_templates.iter().find(|s| s.name == name)
