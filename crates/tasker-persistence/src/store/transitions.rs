@@ -9,7 +9,7 @@
 //! step is done and `error` otherwise. That is the whole finalization rule, checked in the same
 //! transaction as the change that zeroes the counter.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DbBackend, QueryResult, Value};
@@ -172,41 +172,28 @@ pub(crate) async fn release_children<C: ConnectionTrait>(
         return Ok(Vec::new());
     }
     let ids: Vec<Value> = finished.iter().copied().map(Value::from).collect();
-    // Count finished parents per child through the (from, to) index, then decrement each group
-    // of children with the same count in one statement: cost follows the edges leaving the
-    // finished steps, never the size of the task or a child's fan-in.
-    let counts = query_in_chunks(
+    // One statement per chunk of finished parents: count them per child through the (from, to)
+    // index and decrement each child by its count. Cost follows the edges leaving the finished
+    // steps, never the size of the task or a child's fan-in. Chunks hold disjoint parents, so a
+    // child decremented by two chunks ends right; its last returned row is the current one.
+    let updated = query_in_chunks(
         db,
-        "SELECT to_step_id, COUNT(*) AS n FROM tasker_workflow_step_edges WHERE from_step_id IN ({ids}) GROUP BY to_step_id",
-        vec![],
+        "UPDATE tasker_workflow_steps SET updated_at = $1, unfinished_parents = unfinished_parents - c.n \
+         FROM (SELECT to_step_id, COUNT(*) AS n FROM tasker_workflow_step_edges \
+               WHERE from_step_id IN ({ids}) GROUP BY to_step_id) AS c \
+         WHERE workflow_step_id = c.to_step_id \
+         RETURNING workflow_step_id, task_id, state, unfinished_parents, next_attempt_at",
+        vec![now.into()],
         &ids,
     )
     .await?;
-    // Chunks of parents may count the same child twice: sum per child first.
-    let mut per_child: HashMap<Uuid, i64> = HashMap::new();
-    for row in counts {
-        *per_child
-            .entry(get::<Uuid>(&row, "to_step_id")?)
-            .or_default() += get::<i64>(&row, "n")?;
+    let mut latest: HashMap<Uuid, QueryResult> = HashMap::with_capacity(updated.len());
+    for row in updated {
+        latest.insert(get(&row, "workflow_step_id")?, row);
     }
-    let mut by_count: BTreeMap<i64, Vec<Value>> = BTreeMap::new();
-    for (child, count) in per_child {
-        by_count.entry(count).or_default().push(Value::from(child));
-    }
-    let mut rows = Vec::new();
-    for (count, children) in by_count {
-        rows.extend(
-            query_in_chunks(
-                db,
-                "UPDATE tasker_workflow_steps SET updated_at = $1, unfinished_parents = unfinished_parents - $2 \
-                 WHERE workflow_step_id IN ({ids}) \
-                 RETURNING workflow_step_id, task_id, state, unfinished_parents, next_attempt_at",
-                vec![now.into(), i32::try_from(count).unwrap_or(i32::MAX).into()],
-                &children,
-            )
-            .await?,
-        );
-    }
+    let mut rows: Vec<QueryResult> = latest.into_values().collect();
+    // A stable order for the ready list.
+    rows.sort_by_key(|row| get::<Uuid>(row, "workflow_step_id").unwrap_or_default());
     let mut ready = Vec::new();
     for row in rows {
         let state: String = get(&row, "state")?;
