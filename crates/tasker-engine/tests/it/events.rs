@@ -11,12 +11,30 @@ use std::sync::{Arc, Mutex};
 use serde_json::{Value, json};
 use tasker_domain::{StepError, TaskState};
 use tasker_engine::tasker_events::names::{step, task};
-use tasker_engine::tasker_events::{Event, Interest, Payload, Subscriber};
+use tasker_engine::tasker_events::{Event, EventBus, Interest, Payload, Subscriber};
 use tasker_engine::testing::task_sequence;
 use tasker_engine::{Engine, EngineConfig, ManualClock, Registry, StepContext, StepHandler};
 use tasker_persistence::testing::on_each_database;
 
 use crate::support::*;
+
+/// An engine on `bus`. Operator calls publish from the caller after their commit, so on a
+/// running engine the coordinator may publish the claims they release first; the operator
+/// sequences below therefore stop the engine that ran the task and make the call on a second,
+/// not yet started engine sharing its bus, which fixes the order.
+fn engine_on(
+    db: &tasker_persistence::testing::TestDatabase,
+    clock: &ManualClock,
+    bus: &EventBus,
+) -> Engine {
+    Engine::builder(db.store.clone())
+        .config(config())
+        .clock(Arc::new(clock.clone()))
+        .random(|| 0.5)
+        .bus(bus.clone())
+        .build()
+        .unwrap()
+}
 
 fn sequence(events: &[Arc<Event>], task_id: tasker_domain::TaskId) -> String {
     task_sequence(events, task_id).join("\n")
@@ -242,15 +260,18 @@ async fn cancel_events_in_order() {
 async fn manual_resolution_events_in_order() {
     on_each_database(|db| async move {
         let clock = ManualClock::new(t0());
-        let engine = engine(&db.store, &clock);
+        let bus = EventBus::new();
+        let first = engine_on(&db, &clock, &bus);
         let template = template(
             "name: stuck\nstep_templates:\n  - name: broken\n    handler_class: tasker::fail\n    default_retry_limit: 1\n    handler_config: { times: 1, permanent: true }\n  \
              - name: next\n    handler_class: tasker::noop\n    depends_on_step: broken\n",
         );
-        engine.register_template(template.clone(), false).await.unwrap();
-        let mut events = engine.subscribe();
-        let created = engine.create_task(request(&template)).await.unwrap();
-        assert_eq!(drive(&engine, &clock, created.task_id).await.state, TaskState::Error);
+        first.register_template(template.clone(), false).await.unwrap();
+        let mut events = first.subscribe();
+        let created = first.create_task(request(&template)).await.unwrap();
+        assert_eq!(drive(&first, &clock, created.task_id).await.state, TaskState::Error);
+        first.shutdown().await;
+        let engine = engine_on(&db, &clock, &bus);
         engine.resolve_step(created.steps[0].1, json!({"fixed_by": "ops"})).await.unwrap();
         assert_eq!(drive(&engine, &clock, created.task_id).await.state, TaskState::Complete);
         expect_test::expect![[r#"
@@ -427,16 +448,19 @@ async fn an_engine_publishes_on_the_bus_it_was_given() {
 async fn operators_cancel_steps_retry_and_resolve_tasks_with_their_events() {
     on_each_database(|db| async move {
         let clock = ManualClock::new(t0());
-        let engine = engine(&db.store, &clock);
+        let bus = EventBus::new();
+        let first = engine_on(&db, &clock, &bus);
         let template = template(
             "name: ops\nstep_templates:\n  - name: broken\n    handler_class: tasker::fail\n    default_retry_limit: 1\n    handler_config: { times: 9, permanent: true }\n  \
              - name: next\n    handler_class: tasker::noop\n    depends_on_step: broken\n",
         );
-        engine.register_template(template.clone(), false).await.unwrap();
-        let mut events = engine.subscribe();
+        first.register_template(template.clone(), false).await.unwrap();
+        let mut events = first.subscribe();
         // Retry: the exhausted step is reset and fails again; then the operator resolves the task.
-        let retried = engine.create_task(request(&template)).await.unwrap();
-        assert_eq!(drive(&engine, &clock, retried.task_id).await.state, TaskState::Error);
+        let retried = first.create_task(request(&template)).await.unwrap();
+        assert_eq!(drive(&first, &clock, retried.task_id).await.state, TaskState::Error);
+        first.shutdown().await;
+        let engine = engine_on(&db, &clock, &bus);
         engine.retry_task(retried.task_id).await.unwrap();
         assert_eq!(drive(&engine, &clock, retried.task_id).await.state, TaskState::Error);
         engine.resolve_task(retried.task_id).await.unwrap();
