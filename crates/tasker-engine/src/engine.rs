@@ -109,6 +109,7 @@ impl EngineBuilder {
                 wake: Notify::new(),
                 shutdown: CancellationToken::new(),
                 bus: self.bus.unwrap_or_default(),
+                gate: tokio::sync::Mutex::new(()),
                 idle,
                 templates: DashMap::new(),
                 stored: DashMap::new(),
@@ -166,6 +167,10 @@ struct Inner {
     wake: Notify,
     shutdown: CancellationToken,
     bus: EventBus,
+    /// Held by the coordinator from a pass's transactions to their events, and by operator
+    /// calls from their transaction to their events, so the events of one task are published
+    /// in commit order.
+    gate: tokio::sync::Mutex<()>,
     idle: watch::Sender<IdleReport>,
     /// By named task id.
     templates: DashMap<i64, Known>,
@@ -509,6 +514,7 @@ impl Engine {
 
     /// Cancels a task and its unfinished steps; running handlers see their cancellation token.
     pub async fn cancel_task(&self, task_id: TaskId) -> Result<TaskState, EngineError> {
+        let _gate = self.inner.gate.lock().await;
         let task = self.inner.store.task(task_id).await?;
         let now = self.inner.clock.now();
         let (outcome, cancelled) = self
@@ -545,6 +551,7 @@ impl Engine {
 
     /// Resolves a task in error by hand: it ends `resolved_manually` as it stands.
     pub async fn resolve_task(&self, task_id: TaskId) -> Result<(), EngineError> {
+        let _gate = self.inner.gate.lock().await;
         let task = self.inner.store.task(task_id).await?;
         let now = self.inner.clock.now();
         let outcome = self
@@ -639,6 +646,7 @@ impl Engine {
         results: Option<Value>,
         reason: &str,
     ) -> Result<TaskRecord, EngineError> {
+        let _gate = self.inner.gate.lock().await;
         let step = self.inner.store.step(step_id).await?;
         let task = self.inner.store.task(step.task_id).await?;
         let now = self.inner.clock.now();
@@ -690,6 +698,7 @@ impl Engine {
 
     /// Sends a task that ended in error back to work, resetting its exhausted steps.
     pub async fn retry_task(&self, task_id: TaskId) -> Result<(), EngineError> {
+        let _gate = self.inner.gate.lock().await;
         let now = self.inner.clock.now();
         let (_, reset) = self
             .inner
@@ -822,6 +831,7 @@ async fn coordinate(inner: Arc<Inner>) {
             break;
         }
         let mut progressed = false;
+        let gate = inner.gate.lock().await;
         // Steps claimed in the same transaction that recorded outcomes (one commit per hand-off).
         let mut claimed_with_record = None;
         while finished.len() < config.record_batch_size {
@@ -917,6 +927,7 @@ async fn coordinate(inner: Arc<Inner>) {
                 Err(err) => tracing::error!(error = %err, "claiming steps failed"),
             }
         }
+        drop(gate);
         if progressed {
             was_idle = false;
             tokio::task::yield_now().await;

@@ -638,3 +638,31 @@ async fn stuck_and_panicking_subscribers_neither_slow_nor_break_a_workflow() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn operator_events_keep_commit_order_on_a_running_engine() {
+    on_each_database(|db| async move {
+        let clock = ManualClock::new(t0());
+        let engine = engine(&db.store, &clock);
+        let template = template(
+            "name: again\nstep_templates:\n  - name: broken\n    handler_class: tasker::fail\n    default_retry_limit: 1\n    handler_config: { times: 9, permanent: true }\n",
+        );
+        engine.register_template(template.clone(), false).await.unwrap();
+        let mut events = engine.subscribe();
+        // The coordinator runs throughout: each retry releases a step it claims at once, and the
+        // claim's events must still follow the retry's.
+        for _ in 0..5 {
+            let task = engine.create_task(request(&template)).await.unwrap();
+            assert_eq!(drive(&engine, &clock, task.task_id).await.state, TaskState::Error);
+            engine.retry_task(task.task_id).await.unwrap();
+            assert_eq!(drive(&engine, &clock, task.task_id).await.state, TaskState::Error);
+            let lines = task_sequence(&events.drain(), task.task_id);
+            let at = |line: &str| lines.iter().rposition(|l| l == line).unwrap();
+            assert!(at("task.retry_requested") < at("task.start_requested"), "{lines:#?}");
+            assert!(at("step.retry_requested broken#1") < at("step.execution_requested broken#1"), "{lines:#?}");
+            assert_eq!(lines.last().map(String::as_str), Some("task.failed"));
+        }
+        engine.shutdown().await;
+    })
+    .await;
+}
