@@ -564,7 +564,9 @@ impl EventBus {
     }
 
     /// Waits until every registered subscriber has handled everything delivered to it (tests
-    /// and orderly shutdown; streams are not waited for).
+    /// and orderly shutdown). Streams are not waited for, nor are the workers of replaced or
+    /// unregistered subscribers (they finish their queues on their own; a stuck one would
+    /// otherwise hold this forever).
     pub async fn settled(&self) {
         loop {
             let notified = self.inner.settled.notified();
