@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use tasker_domain::{StepError, StepId, StepState, TaskId, TaskState, TaskTemplate};
-use tasker_events::names::{step, task};
 use tasker_events::{Event, EventBus, Payload, StepPayload, TaskLabels, TaskPayload};
 use tasker_persistence::TaskRecord;
 
@@ -49,26 +48,19 @@ pub(crate) fn labels_of(task: &TaskRecord) -> TaskLabels {
 /// The event a task publishes on reaching `state`.
 pub(crate) fn task_event_name(from: Option<TaskState>, state: TaskState) -> &'static str {
     from.and_then(|from| tasker_state_machine::task::event(from, state))
-        .unwrap_or(match state {
-            TaskState::Pending => task::INITIALIZE_REQUESTED,
-            TaskState::InProgress => task::START_REQUESTED,
-            TaskState::Complete => task::COMPLETED,
-            TaskState::Error => task::FAILED,
-            TaskState::Cancelled => task::CANCELLED,
-            TaskState::ResolvedManually => task::RESOLVED_MANUALLY,
-        })
+        .unwrap_or_else(|| tasker_state_machine::task::event_reaching(state))
 }
 
 /// The event a step publishes on reaching `state`.
 pub(crate) fn step_event_name(from: StepState, state: StepState) -> &'static str {
-    tasker_state_machine::step::event(from, state).unwrap_or(match state {
-        StepState::Pending => step::INITIALIZE_REQUESTED,
-        StepState::InProgress => step::EXECUTION_REQUESTED,
-        StepState::Complete => step::COMPLETED,
-        StepState::Error => step::FAILED,
-        StepState::Cancelled => step::CANCELLED,
-        StepState::ResolvedManually => step::RESOLVED_MANUALLY,
-    })
+    tasker_state_machine::step::event(from, state)
+        .unwrap_or_else(|| tasker_state_machine::step::event_reaching(state))
+}
+
+/// The distinct tasks of `ids`, in first-seen order.
+pub(crate) fn distinct_tasks(ids: impl IntoIterator<Item = TaskId>) -> Vec<TaskId> {
+    let mut seen = std::collections::HashSet::new();
+    ids.into_iter().filter(|id| seen.insert(*id)).collect()
 }
 
 /// A task event under construction.

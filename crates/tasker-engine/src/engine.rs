@@ -31,7 +31,7 @@ use tracing::{Instrument, Span};
 use crate::clock::{Clock, SystemClock};
 use crate::config::EngineConfig;
 use crate::creator::Creator;
-use crate::emit::{StepEvent, StepIdentity, TaskEvent, TemplateNames, labels_of};
+use crate::emit::{StepEvent, StepIdentity, TaskEvent, TemplateNames, distinct_tasks, labels_of};
 use crate::error::EngineError;
 use crate::handler::{StepContext, StepEvents, StepHandler, TaskHooks};
 use crate::registry::{RegisteredTask, Registry};
@@ -859,7 +859,7 @@ async fn coordinate(inner: Arc<Inner>) {
         }
         let now = inner.clock.now();
         if now >= next_upkeep {
-            upkeep(&engine, now).await;
+            upkeep(&engine, &mut tasks, now).await;
             next_upkeep = now + config.lease / 3;
             // What the events of a task need is kept only while it has attempts here (a claim
             // rebuilds it), so tasks finished elsewhere or by an operator do not accumulate.
@@ -997,12 +997,7 @@ fn publish_claimed(
     now: DateTime<Utc>,
 ) {
     let bus = &engine.inner.bus;
-    let mut task_ids: Vec<TaskId> = Vec::new();
-    for step in &batch.steps {
-        if !task_ids.contains(&step.task_id) {
-            task_ids.push(step.task_id);
-        }
-    }
+    let task_ids = distinct_tasks(batch.steps.iter().map(|s| s.task_id));
     bus.publish(Event::new(
         workflow::VIABLE_STEPS_DISCOVERED,
         now,
@@ -1069,7 +1064,7 @@ async fn task_info(engine: &Engine, step: &ClaimedStep, inputs: &StepInputs) -> 
 }
 
 /// Extends the leases of running attempts and fails expired ones (any owner's).
-async fn upkeep(engine: &Engine, now: DateTime<Utc>) {
+async fn upkeep(engine: &Engine, tasks: &mut HashMap<TaskId, TaskInfo>, now: DateTime<Utc>) {
     let inner = &engine.inner;
     let ids: Vec<StepId> = inner.running.iter().map(|e| *e.key()).collect();
     if !ids.is_empty()
@@ -1086,35 +1081,58 @@ async fn upkeep(engine: &Engine, now: DateTime<Utc>) {
                 steps = report.recorded.len(),
                 "reclaimed attempts whose lease expired"
             );
-            publish_report(engine, &report, &HashMap::new(), &HashMap::new(), now).await;
-            for (task_id, state) in &report.finalized {
-                if let Ok(task) = inner.store.task(*task_id).await {
-                    engine.finalized(*task_id, task.named_task_id, *state).await;
-                }
-            }
+            after_record(engine, &report, &HashMap::new(), tasks, now).await;
         }
         Ok(_) => {}
         Err(err) => tracing::warn!(error = %err, "reclaiming expired leases failed"),
     }
 }
 
-/// Publishes the events of recorded outcomes: `step.completed` / `step.failed` (with
-/// `observability.step.backoff` or `observability.step.max_retries_reached`), then the final
-/// event of each task the report finalized. Attempts and tasks this engine does not know (a
-/// reclaimed lease of another process) are looked up.
+/// After a commit that recorded outcomes: publishes their events (`step.completed` /
+/// `step.failed`, with `observability.step.backoff` or `observability.step.max_retries_reached`,
+/// then the final event of each task the commit finalized), then runs the finalization hooks of
+/// those tasks and forgets them. Attempts and tasks this engine does not know (a reclaimed lease
+/// of another process) are looked up once and shared by both.
+async fn after_record(
+    engine: &Engine,
+    report: &RecordReport,
+    attempts: &HashMap<StepId, AttemptInfo>,
+    tasks: &mut HashMap<TaskId, TaskInfo>,
+    now: DateTime<Utc>,
+) {
+    let mut stored: HashMap<TaskId, TaskRecord> = HashMap::new();
+    if engine.inner.bus.has_subscribers() {
+        publish_report(engine, report, attempts, tasks, &mut stored, now).await;
+    }
+    for (task_id, state) in &report.finalized {
+        let named_task_id = match (tasks.remove(task_id), stored.get(task_id)) {
+            (Some(info), _) => Some(info.named_task_id),
+            (None, Some(task)) => Some(task.named_task_id),
+            (None, None) => engine
+                .inner
+                .store
+                .task(*task_id)
+                .await
+                .ok()
+                .map(|t| t.named_task_id),
+        };
+        if let Some(named_task_id) = named_task_id {
+            engine.finalized(*task_id, named_task_id, *state).await;
+        }
+    }
+}
+
+/// The events of [`after_record`]; tasks looked up land in `stored`.
 async fn publish_report(
     engine: &Engine,
     report: &RecordReport,
     attempts: &HashMap<StepId, AttemptInfo>,
     tasks: &HashMap<TaskId, TaskInfo>,
+    stored: &mut HashMap<TaskId, TaskRecord>,
     now: DateTime<Utc>,
 ) {
     let inner = &engine.inner;
     let bus = &inner.bus;
-    if !bus.has_subscribers() {
-        return;
-    }
-    let mut stored: HashMap<TaskId, TaskRecord> = HashMap::new();
     let mut labels_for = async |task_id: TaskId| -> Option<(TaskLabels, DateTime<Utc>)> {
         if let Some(info) = tasks.get(&task_id) {
             return Some((info.labels.clone(), info.created_at));
@@ -1475,12 +1493,7 @@ async fn record(
             }
             let now = inner.clock.now();
             if listened {
-                let mut task_ids: Vec<TaskId> = Vec::new();
-                for recorded in &report.recorded {
-                    if !task_ids.contains(&recorded.task_id) {
-                        task_ids.push(recorded.task_id);
-                    }
-                }
+                let task_ids = distinct_tasks(report.recorded.iter().map(|r| r.task_id));
                 inner.bus.publish(Event::new(
                     workflow::STEPS_EXECUTION_COMPLETED,
                     now,
@@ -1491,22 +1504,8 @@ async fn record(
                         duration_ms: Some(millis_since(commit_started)),
                     }),
                 ));
-                publish_report(engine, &report, &attempts, tasks, now).await;
             }
-            for (task_id, state) in &report.finalized {
-                let named_task_id = match tasks.remove(task_id) {
-                    Some(info) => Some(info.named_task_id),
-                    None => inner
-                        .store
-                        .task(*task_id)
-                        .await
-                        .ok()
-                        .map(|t| t.named_task_id),
-                };
-                if let Some(named_task_id) = named_task_id {
-                    engine.finalized(*task_id, named_task_id, *state).await;
-                }
-            }
+            after_record(engine, &report, &attempts, tasks, now).await;
             report
                 .recorded
                 .iter()

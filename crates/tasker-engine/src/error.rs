@@ -62,7 +62,7 @@ pub enum EngineError {
     Store(#[from] StoreError),
     /// The event relay could not start.
     #[error("event relay: {0}")]
-    Relay(String),
+    Relay(#[from] tasker_events::BusError),
     /// The engine has shut down.
     #[error("the engine has shut down")]
     ShutDown,

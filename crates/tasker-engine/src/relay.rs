@@ -77,9 +77,7 @@ impl Engine {
             return Ok(None);
         }
         // One relay per bus: engines sharing a bus would otherwise forward its events twice.
-        self.events()
-            .claim_relay(self.owner())
-            .map_err(|e| EngineError::Relay(e.to_string()))?;
+        self.events().claim_relay(self.owner())?;
         let mut listener = match self.store().listen(CHANNEL).await {
             Ok(Some(listener)) => listener,
             Ok(None) => {

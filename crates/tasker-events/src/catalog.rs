@@ -683,14 +683,18 @@ pub fn by_category(category: Category) -> impl Iterator<Item = &'static EventSpe
 
 /// The entries whose name or description contains `query` (case-insensitive).
 pub fn search(query: &str) -> Vec<&'static EventSpec> {
-    let query = query.to_lowercase();
     CATALOG
         .iter()
-        .filter(|spec| {
-            spec.name.to_lowercase().contains(&query)
-                || spec.description.to_lowercase().contains(&query)
-        })
+        .filter(|spec| text_matches(query, spec.name, Some(spec.description)))
         .collect()
+}
+
+/// Whether `name` or `description` contains `query`, ignoring case: the rule of [`search`],
+/// for listings that mix catalog and custom events.
+pub fn text_matches(query: &str, name: &str, description: Option<&str>) -> bool {
+    let query = query.to_lowercase();
+    name.to_lowercase().contains(&query)
+        || description.is_some_and(|d| d.to_lowercase().contains(&query))
 }
 
 /// The names Tasker publishes.

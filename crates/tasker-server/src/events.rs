@@ -96,24 +96,20 @@ fn render(query: &Query, out: &mut String) -> anyhow::Result<ExitCode> {
     let wanted = |spec: &&EventSpec| {
         query.category.is_none_or(|c| spec.category == c)
             && (!query.published || spec.is_published())
-            && query.search.as_ref().is_none_or(|q| {
-                let q = q.to_lowercase();
-                spec.name.to_lowercase().contains(&q)
-                    || spec.description.to_lowercase().contains(&q)
-            })
+            && query
+                .search
+                .as_ref()
+                .is_none_or(|q| catalog::text_matches(q, spec.name, Some(spec.description)))
     };
     let listed: Vec<&EventSpec> = catalog::all().iter().filter(wanted).collect();
     let custom: Vec<Custom> = custom
         .into_iter()
         .filter(|_| query.category.is_none_or(|cat| cat == Category::Custom))
         .filter(|c| {
-            query.search.as_ref().is_none_or(|q| {
-                let q = q.to_lowercase();
-                c.name.to_lowercase().contains(&q)
-                    || c.description
-                        .as_deref()
-                        .is_some_and(|d| d.to_lowercase().contains(&q))
-            })
+            query
+                .search
+                .as_ref()
+                .is_none_or(|q| catalog::text_matches(q, &c.name, c.description.as_deref()))
         })
         .collect();
     if query.json {

@@ -54,15 +54,25 @@ pub fn event(from: StepState, to: StepState) -> Option<&'static str> {
     if !allowed(from, to) {
         return None;
     }
-    Some(match (from, to) {
-        (StepState::Error, StepState::Pending) => events::RETRY_REQUESTED,
-        (_, StepState::Pending) => events::INITIALIZE_REQUESTED,
-        (_, StepState::InProgress) => events::EXECUTION_REQUESTED,
-        (_, StepState::Complete) => events::COMPLETED,
-        (_, StepState::Error) => events::FAILED,
-        (_, StepState::Cancelled) => events::CANCELLED,
-        (_, StepState::ResolvedManually) => events::RESOLVED_MANUALLY,
+    Some(if (from, to) == (StepState::Error, StepState::Pending) {
+        events::RETRY_REQUESTED
+    } else {
+        event_reaching(to)
     })
+}
+
+/// The event of a change that ends in `to`, other than a retry (`error → pending`): what an
+/// entity publishes on arriving in `to` when there is no table transition to name it (creation,
+/// or a change the store made in several steps).
+pub fn event_reaching(to: StepState) -> &'static str {
+    match to {
+        StepState::Pending => events::INITIALIZE_REQUESTED,
+        StepState::InProgress => events::EXECUTION_REQUESTED,
+        StepState::Complete => events::COMPLETED,
+        StepState::Error => events::FAILED,
+        StepState::Cancelled => events::CANCELLED,
+        StepState::ResolvedManually => events::RESOLVED_MANUALLY,
+    }
 }
 
 /// `from → to` is allowed and has a guard, so [`transition`] needs a [`StepGuard`] for it.

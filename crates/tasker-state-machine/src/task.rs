@@ -57,15 +57,25 @@ pub fn event(from: TaskState, to: TaskState) -> Option<&'static str> {
     if !allowed(from, to) {
         return None;
     }
-    Some(match (from, to) {
-        (TaskState::Error, TaskState::Pending) => events::RETRY_REQUESTED,
-        (_, TaskState::Pending) => events::INITIALIZE_REQUESTED,
-        (_, TaskState::InProgress) => events::START_REQUESTED,
-        (_, TaskState::Complete) => events::COMPLETED,
-        (_, TaskState::Error) => events::FAILED,
-        (_, TaskState::Cancelled) => events::CANCELLED,
-        (_, TaskState::ResolvedManually) => events::RESOLVED_MANUALLY,
+    Some(if (from, to) == (TaskState::Error, TaskState::Pending) {
+        events::RETRY_REQUESTED
+    } else {
+        event_reaching(to)
     })
+}
+
+/// The event of a change that ends in `to`, other than a retry (`error → pending`): what an
+/// entity publishes on arriving in `to` when there is no table transition to name it (creation,
+/// or a change the store made in several steps).
+pub fn event_reaching(to: TaskState) -> &'static str {
+    match to {
+        TaskState::Pending => events::INITIALIZE_REQUESTED,
+        TaskState::InProgress => events::START_REQUESTED,
+        TaskState::Complete => events::COMPLETED,
+        TaskState::Error => events::FAILED,
+        TaskState::Cancelled => events::CANCELLED,
+        TaskState::ResolvedManually => events::RESOLVED_MANUALLY,
+    }
 }
 
 /// `from → to` is allowed and has a guard, so [`transition`] needs a [`TaskGuard`] for it.
