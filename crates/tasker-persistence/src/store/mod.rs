@@ -70,15 +70,20 @@ impl Store {
             .acquire_timeout(options.acquire_timeout)
             .sqlx_logging(false);
         let busy = options.sqlite_busy_timeout;
-        // Every new PostgreSQL connection: TCP_NODELAY (see `nodelay`).
-        opts.map_sqlx_postgres_pool_opts(|pool| {
-            pool.after_connect(|_, _| {
-                Box::pin(async {
-                    nodelay::on_tcp_sockets();
-                    Ok(())
+        // Every new PostgreSQL connection: TCP_NODELAY on the database's sockets (see `nodelay`).
+        if url.starts_with("postgres") {
+            let peers = std::sync::Arc::new(nodelay::DatabasePeers::of_url(url));
+            opts.map_sqlx_postgres_pool_opts(move |pool| {
+                let peers = peers.clone();
+                pool.after_connect(move |_, _| {
+                    let peers = peers.clone();
+                    Box::pin(async move {
+                        peers.set_nodelay();
+                        Ok(())
+                    })
                 })
-            })
-        });
+            });
+        }
         opts.map_sqlx_sqlite_opts(move |o| {
             o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
                 .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
