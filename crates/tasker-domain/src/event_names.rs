@@ -1,4 +1,4 @@
-//! The names of the lifecycle events that state transitions emit (inventory §2.5).
+//! The names of the lifecycle events that state transitions emit (the Rails engine's lifecycle names).
 //!
 //! They live in the domain so that `tasker-state-machine` can name the event of each transition
 //! and `tasker-events` can build its catalog on the same constants.
@@ -19,8 +19,6 @@ pub mod task {
     pub const CANCELLED: &str = "task.cancelled";
     /// An operator resolved a task by hand.
     pub const RESOLVED_MANUALLY: &str = "task.resolved_manually";
-    /// Published before every task transition.
-    pub const BEFORE_TRANSITION: &str = "task.before_transition";
 }
 
 /// Step lifecycle events.
@@ -41,10 +39,6 @@ pub mod step {
     pub const RESOLVED_MANUALLY: &str = "step.resolved_manually";
     /// The step handler is about to be called for an attempt.
     pub const BEFORE_HANDLE: &str = "step.before_handle";
-    /// Rails: around the handler call (Tasker publishes the outcome instead).
-    pub const HANDLE: &str = "step.handle";
-    /// Published before every step transition.
-    pub const BEFORE_TRANSITION: &str = "step.before_transition";
 }
 
 /// First segments a custom event may not use: they belong to Tasker's own events.
