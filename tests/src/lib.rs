@@ -7,10 +7,6 @@
 pub struct ReadmeDoctests;
 
 #[cfg(doctest)]
-#[doc = include_str!("../../docs/configuration.md")]
-pub struct ConfigurationDoctests;
-
-#[cfg(doctest)]
 #[doc = include_str!("../../docs/blog-examples.md")]
 pub struct BlogExamplesDoctests;
 

@@ -1,5 +1,5 @@
-//! `cargo xtask bench [ARGS]`: builds the `bench` binary in release mode and runs it with ARGS;
-//! its table goes to stdout. The workloads live in `src/bin/bench/`.
+//! `cargo xtask bench [ARGS]`: builds the `tasker-bench` package in release mode and runs it
+//! with ARGS; its table goes to stdout. The workloads live in `crates/tasker-bench`.
 
 use std::process::Command;
 
@@ -13,9 +13,7 @@ pub fn run(args: &[String]) -> Result<()> {
             "--release",
             "--quiet",
             "--package",
-            "xtask",
-            "--bin",
-            "bench",
+            "tasker-bench",
             "--",
         ])
         .args(args)

@@ -8,7 +8,7 @@ use std::process::Command;
 
 use anyhow::Context as _;
 
-use crate::{docs, layers};
+use crate::{codegen, docs, layers, tidy};
 
 enum Step {
     /// `cargo` with these arguments, inheriting stdout, stderr and the environment.
@@ -17,6 +17,10 @@ enum Step {
     LintLayers,
     /// `validate-docs`, run in this process.
     ValidateDocs,
+    /// `codegen --check`, run in this process.
+    CodegenCheck,
+    /// `tidy`, run in this process.
+    Tidy,
 }
 
 const STEPS: &[Step] = &[
@@ -30,6 +34,8 @@ const STEPS: &[Step] = &[
         "warnings",
     ]),
     Step::LintLayers,
+    Step::CodegenCheck,
+    Step::Tidy,
     Step::Cargo(&["test", "--workspace"]),
     Step::ValidateDocs,
 ];
@@ -40,6 +46,8 @@ impl fmt::Display for Step {
             Step::Cargo(args) => write!(f, "cargo {}", args.join(" ")),
             Step::LintLayers => write!(f, "cargo xtask lint-layers"),
             Step::ValidateDocs => write!(f, "cargo xtask validate-docs"),
+            Step::CodegenCheck => write!(f, "cargo xtask codegen --check"),
+            Step::Tidy => write!(f, "cargo xtask tidy"),
         }
     }
 }
@@ -60,6 +68,8 @@ impl Step {
             }
             Step::LintLayers => layers::run(),
             Step::ValidateDocs => docs::run(),
+            Step::CodegenCheck => codegen::run(true),
+            Step::Tidy => tidy::run(),
         }
     }
 }
@@ -92,6 +102,8 @@ mod tests {
                 "cargo fmt --all -- --check",
                 "cargo clippy --workspace --all-targets -- -D warnings",
                 "cargo xtask lint-layers",
+                "cargo xtask codegen --check",
+                "cargo xtask tidy",
                 "cargo test --workspace",
                 "cargo xtask validate-docs",
             ]

@@ -1,4 +1,11 @@
-//! `cargo xtask lint-layers`: the three dependency rules of design.md §2.
+//! `cargo xtask lint-layers`: the dependency rules of ARCHITECTURE.md's layer table.
+//!
+//! 1. Workspace edges are a subset of [`LAYERS`].
+//! 2. Heavy or runtime-specific third-party crates stay where [`PLACEMENTS`] allows them.
+//! 3. No cycles, dev-dependencies included.
+//! 4. The resolved dependency closures of the small crates at the bottom ([`CLOSURES`]) hold
+//!    none of the crates they promise to spare their users (a handler crate compiles no
+//!    database driver, ORM, HTTP client or JSON Schema compiler).
 //!
 //! [`check`] is a pure function over a [`Workspace`], a small model of the packages and their
 //! declared dependencies; [`Workspace::from_metadata`] is the only code that knows about
@@ -16,10 +23,14 @@ pub struct Workspace {
     pub packages: Vec<Package>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Package {
     pub name: String,
     pub dependencies: Vec<Dependency>,
+    /// The resolved closure of normal and build dependencies: each crate reached, mapped to the
+    /// crate it was first reached from (breadth first, so paths are shortest). Empty when the
+    /// workspace was read without resolving.
+    pub reached_from: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -71,9 +82,12 @@ pub enum Violation {
     },
     /// Rule 3: a cycle among workspace packages; the first package is repeated at the end.
     Cycle { path: Vec<String> },
+    /// Rule 4: a crate a package promises to keep out of its closure; `path` runs from the
+    /// package to the crate.
+    InClosure { package: String, path: Vec<String> },
 }
 
-/// The third-party placement rules (design.md §2 rule 2).
+/// The third-party placement rules (rule 2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CrateRule {
     SeaOrm,
@@ -84,6 +98,9 @@ pub enum CrateRule {
 }
 
 const DOMAIN: &str = "tasker-domain";
+const TEMPLATE: &str = "tasker-template";
+const HANDLER: &str = "tasker-handler";
+const HTTP: &str = "tasker-http";
 const STATE_MACHINE: &str = "tasker-state-machine";
 const EVENTS: &str = "tasker-events";
 const AUTH: &str = "tasker-auth";
@@ -94,6 +111,7 @@ const API: &str = "tasker-api";
 const BLOG_EXAMPLES: &str = "tasker-blog-examples";
 const SERVER: &str = "tasker-server";
 const TESTS: &str = "tasker-tests";
+const BENCH: &str = "tasker-bench";
 const XTASK: &str = "xtask";
 
 /// Permission to use a package (rule 1) or a crate (rule 2) from one package.
@@ -128,45 +146,243 @@ enum MayDependOn {
     AnyExcept(&'static [&'static str]),
 }
 
-/// The layer table of design.md §2: package → the workspace packages it may depend on.
-const LAYERS: &[(&str, MayDependOn)] = &[
-    (DOMAIN, MayDependOn::Listed(&[])),
-    (STATE_MACHINE, MayDependOn::Listed(&[any(DOMAIN)])),
-    (EVENTS, MayDependOn::Listed(&[any(DOMAIN)])),
-    (AUTH, MayDependOn::Listed(&[any(DOMAIN)])),
-    (MIGRATIONS, MayDependOn::Listed(&[])),
-    (
-        PERSISTENCE,
-        MayDependOn::Listed(&[any(DOMAIN), any(STATE_MACHINE), any(MIGRATIONS)]),
+/// One row of the layer table.
+pub struct Layer {
+    package: &'static str,
+    directory: &'static str,
+    role: &'static str,
+    may_depend_on: MayDependOn,
+}
+
+const fn layer(
+    package: &'static str,
+    directory: &'static str,
+    role: &'static str,
+    may_depend_on: MayDependOn,
+) -> Layer {
+    Layer {
+        package,
+        directory,
+        role,
+        may_depend_on,
+    }
+}
+
+/// The layer table: package → the workspace packages it may depend on, bottom layer first.
+/// ARCHITECTURE.md's table is generated from it (`cargo xtask codegen`).
+pub const LAYERS: &[Layer] = &[
+    layer(
+        DOMAIN,
+        "crates/tasker-domain",
+        "ids, states, requests, step errors and codes, backoff, identity",
+        MayDependOn::Listed(&[]),
     ),
-    (
-        ENGINE,
+    layer(
+        TEMPLATE,
+        "crates/tasker-template",
+        "task templates: parsing, validation, graph, context schemas",
+        MayDependOn::Listed(&[any(DOMAIN)]),
+    ),
+    layer(
+        HANDLER,
+        "crates/tasker-handler",
+        "the step handler contract: `StepHandler`, `StepContext`, `TaskHooks`, `Clock`",
+        MayDependOn::Listed(&[any(DOMAIN)]),
+    ),
+    layer(
+        STATE_MACHINE,
+        "crates/tasker-state-machine",
+        "task and step transition tables",
+        MayDependOn::Listed(&[any(DOMAIN)]),
+    ),
+    layer(
+        EVENTS,
+        "crates/tasker-events",
+        "event catalog, payloads, bus, subscribers",
+        MayDependOn::Listed(&[any(DOMAIN)]),
+    ),
+    layer(
+        AUTH,
+        "crates/tasker-auth",
+        "authenticators and `resource:action` authorization",
+        MayDependOn::Listed(&[any(DOMAIN)]),
+    ),
+    layer(
+        HTTP,
+        "crates/tasker-http",
+        "`tasker::http`, the HTTP step handler",
+        MayDependOn::Listed(&[any(DOMAIN), any(HANDLER)]),
+    ),
+    layer(
+        MIGRATIONS,
+        "migrations",
+        "the schema, one migration per file",
+        MayDependOn::Listed(&[]),
+    ),
+    layer(
+        PERSISTENCE,
+        "crates/tasker-persistence",
+        "the store on SQLite and PostgreSQL",
         MayDependOn::Listed(&[
             any(DOMAIN),
+            any(TEMPLATE),
+            any(STATE_MACHINE),
+            any(MIGRATIONS),
+        ]),
+    ),
+    layer(
+        ENGINE,
+        "crates/tasker-engine",
+        "registry, built-in handlers, the coordinator",
+        MayDependOn::Listed(&[
+            any(DOMAIN),
+            any(TEMPLATE),
+            any(HANDLER),
+            any(HTTP),
             any(STATE_MACHINE),
             any(EVENTS),
             any(PERSISTENCE),
         ]),
     ),
-    (
+    layer(
         API,
+        "crates/tasker-api",
+        "REST and GraphQL as an axum `Router`",
         MayDependOn::Listed(&[
             any(DOMAIN),
+            any(TEMPLATE),
+            any(HANDLER),
             any(AUTH),
             any(EVENTS),
             any(PERSISTENCE),
             any(ENGINE),
         ]),
     ),
-    (
+    layer(
         BLOG_EXAMPLES,
-        MayDependOn::Listed(&[any(DOMAIN), any(EVENTS), any(ENGINE), dev(PERSISTENCE)]),
+        "crates/tasker-blog-examples",
+        "the blog example workflows as fixtures",
+        MayDependOn::Listed(&[
+            any(DOMAIN),
+            any(TEMPLATE),
+            any(HANDLER),
+            any(HTTP),
+            any(EVENTS),
+            any(ENGINE),
+            dev(PERSISTENCE),
+        ]),
     ),
-    (SERVER, MayDependOn::AnyExcept(&[TESTS, XTASK])),
-    (TESTS, MayDependOn::AnyExcept(&[XTASK])),
+    layer(
+        SERVER,
+        "crates/tasker-server",
+        "the `tasker` binary",
+        MayDependOn::AnyExcept(&[TESTS, XTASK]),
+    ),
+    layer(
+        BENCH,
+        "crates/tasker-bench",
+        "the benchmark workloads behind `cargo xtask bench`",
+        MayDependOn::AnyExcept(&[TESTS, XTASK]),
+    ),
+    layer(
+        TESTS,
+        "tests",
+        "cross-crate tests and the documentation's doctests",
+        MayDependOn::AnyExcept(&[XTASK]),
+    ),
     // xtask's commands (migrate, codegen, bench) reach into the layers; nothing reaches into it.
-    (XTASK, MayDependOn::AnyExcept(&[TESTS])),
+    layer(
+        XTASK,
+        "xtask",
+        "`cargo xtask`: checks, code generation, migrations",
+        MayDependOn::AnyExcept(&[TESTS]),
+    ),
 ];
+
+/// Rule 4: crates kept out of a package's resolved normal and build dependencies, so that users
+/// who pick only that package compile none of them.
+pub const CLOSURES: &[(&str, &[&str])] = &[
+    (DOMAIN, BOTTOM_SPARES),
+    (STATE_MACHINE, BOTTOM_SPARES),
+    (
+        HANDLER,
+        &[
+            "sea-orm",
+            "sqlx",
+            "reqwest",
+            "hyper",
+            "jsonschema",
+            "yaml_serde",
+        ],
+    ),
+    (
+        AUTH,
+        &[
+            "tokio",
+            "sea-orm",
+            "sqlx",
+            "axum",
+            "hyper",
+            "tower",
+            "async-graphql",
+        ],
+    ),
+];
+
+/// What the bottom crates (ids, states, requests, transitions) never compile.
+const BOTTOM_SPARES: &[&str] = &[
+    "yaml_serde",
+    "jsonschema",
+    "regex",
+    "strsim",
+    "tokio",
+    "sea-orm",
+    "sqlx",
+    "reqwest",
+];
+
+impl MayDependOn {
+    fn describe(&self) -> String {
+        match self {
+            MayDependOn::Listed([]) => "none".to_owned(),
+            MayDependOn::Listed(grants) => grants
+                .iter()
+                .map(|grant| {
+                    let short = grant
+                        .package
+                        .strip_prefix("tasker-")
+                        .unwrap_or(grant.package);
+                    if grant.dev_only {
+                        format!("{short} (tests only)")
+                    } else {
+                        short.to_owned()
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(", "),
+            MayDependOn::AnyExcept(except) => {
+                format!("anything except {}", except.join(" and "))
+            }
+        }
+    }
+}
+
+/// ARCHITECTURE.md's layer table, as Markdown.
+pub fn layer_table() -> String {
+    let mut out = String::from(
+        "| Package (directory) | Role | May depend on (workspace crates) |\n|---|---|---|\n",
+    );
+    for layer in LAYERS {
+        out.push_str(&format!(
+            "| `{}` ({}) | {} | {} |\n",
+            layer.package,
+            layer.directory,
+            layer.role,
+            layer.may_depend_on.describe()
+        ));
+    }
+    out
+}
 
 /// Crates a rule covers: `Family("axum")` is `axum` and every `axum-*`.
 enum CratePattern {
@@ -203,8 +419,8 @@ struct Placement {
     scope: Scope,
 }
 
-/// Rule 2. The wiring crates (server, tests, xtask) may use sea-orm because they run migrations
-/// and build stores themselves.
+/// Rule 2. The wiring crates (server, tests, xtask, bench) may use sea-orm because they run
+/// migrations and build stores, or measure the database itself.
 const PLACEMENTS: &[Placement] = &[
     Placement {
         rule: CrateRule::SeaOrm,
@@ -219,6 +435,7 @@ const PLACEMENTS: &[Placement] = &[
                 any(SERVER),
                 any(TESTS),
                 any(XTASK),
+                any(BENCH),
             ],
             dev_anywhere: false,
         },
@@ -240,7 +457,7 @@ const PLACEMENTS: &[Placement] = &[
     Placement {
         rule: CrateRule::Tokio,
         crates: &[CratePattern::Family("tokio")],
-        scope: Scope::NotIn(&[DOMAIN, STATE_MACHINE, AUTH]),
+        scope: Scope::NotIn(&[DOMAIN, TEMPLATE, STATE_MACHINE, AUTH]),
     },
     Placement {
         rule: CrateRule::TelemetrySdk,
@@ -266,7 +483,7 @@ const PLACEMENTS: &[Placement] = &[
         rule: CrateRule::Anyhow,
         crates: &[CratePattern::Exact("anyhow")],
         scope: Scope::OnlyIn {
-            grants: &[any(SERVER), any(TESTS), any(XTASK)],
+            grants: &[any(SERVER), any(TESTS), any(XTASK), any(BENCH)],
             dev_anywhere: true,
         },
     },
@@ -298,7 +515,7 @@ impl CrateRule {
     }
 }
 
-/// Checks the three rules. Violations come in rule order, packages in name order within a rule.
+/// Checks the rules. Violations come in rule order, packages in name order within a rule.
 pub fn check(workspace: &Workspace) -> Vec<Violation> {
     let mut packages: Vec<&Package> = workspace.packages.iter().collect();
     packages.sort_by(|a, b| a.name.cmp(&b.name));
@@ -315,11 +532,40 @@ pub fn check(workspace: &Workspace) -> Vec<Violation> {
             .into_iter()
             .map(|path| Violation::Cycle { path }),
     );
+    for package in &packages {
+        violations.extend(check_closure(package));
+    }
     violations
 }
 
+/// Rule 4, from the resolved graph: the shortest path to each spared crate that is reachable.
+fn check_closure(package: &Package) -> Vec<Violation> {
+    let Some((_, spared)) = CLOSURES.iter().find(|(name, _)| *name == package.name) else {
+        return Vec::new();
+    };
+    spared
+        .iter()
+        .filter_map(|crate_name| {
+            let mut path = vec![(*crate_name).to_owned()];
+            let mut at = package.reached_from.get(*crate_name)?;
+            while at != &package.name {
+                path.push(at.clone());
+                at = package.reached_from.get(at)?;
+            }
+            path.push(package.name.clone());
+            path.reverse();
+            Some(Violation::InClosure {
+                package: package.name.clone(),
+                path,
+            })
+        })
+        .collect()
+}
+
 fn check_edges(package: &Package) -> Vec<Violation> {
-    let Some((_, may_depend_on)) = LAYERS.iter().find(|(name, _)| *name == package.name) else {
+    let Some(Layer { may_depend_on, .. }) =
+        LAYERS.iter().find(|layer| layer.package == package.name)
+    else {
         return vec![Violation::UnknownPackage {
             package: package.name.clone(),
         }];
@@ -511,6 +757,7 @@ impl Workspace {
                 Package {
                     name: package.name.to_string(),
                     dependencies: dependencies.into_iter().collect(),
+                    reached_from: resolved_closure(metadata, &package.id),
                 }
             })
             .collect();
@@ -518,12 +765,14 @@ impl Workspace {
         Workspace { packages }
     }
 
-    /// Reads this repository's workspace through `cargo metadata`.
+    /// Reads this repository's workspace, with its resolved graph, through `cargo metadata`.
     pub fn load() -> anyhow::Result<Workspace> {
         let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.toml");
         let metadata = cargo_metadata::MetadataCommand::new()
             .manifest_path(manifest)
-            .no_deps()
+            // The host's graph only: what the build compiles here, and no download of crates that
+            // only other platforms use.
+            .other_options(vec!["--filter-platform".to_owned(), host_triple()?])
             .exec()
             .with_context(|| format!("cargo metadata failed for {manifest}"))?;
         Ok(Workspace::from_metadata(&metadata))
@@ -536,6 +785,54 @@ impl Workspace {
             .filter(|dependency| dependency.source == DepSource::Workspace)
             .count()
     }
+}
+
+/// The target triple `rustc` builds for by default.
+fn host_triple() -> anyhow::Result<String> {
+    let output = std::process::Command::new(std::env::var("RUSTC").unwrap_or("rustc".into()))
+        .arg("-vV")
+        .output()
+        .context("running rustc -vV")?;
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .find_map(|line| line.strip_prefix("host: "))
+        .map(str::to_owned)
+        .context("rustc -vV printed no host line")
+}
+
+/// Breadth-first over the resolved graph from `root`, following normal and build edges only
+/// (a dev-dependency never reaches the crate's users).
+fn resolved_closure(
+    metadata: &cargo_metadata::Metadata,
+    root: &cargo_metadata::PackageId,
+) -> BTreeMap<String, String> {
+    let Some(resolve) = &metadata.resolve else {
+        return BTreeMap::new();
+    };
+    let nodes: BTreeMap<&cargo_metadata::PackageId, &cargo_metadata::Node> =
+        resolve.nodes.iter().map(|node| (&node.id, node)).collect();
+    let name_of = |id: &cargo_metadata::PackageId| metadata[id].name.to_string();
+    let mut reached_from = BTreeMap::new();
+    let mut seen = BTreeSet::from([root.clone()]);
+    let mut queue = VecDeque::from([root.clone()]);
+    while let Some(id) = queue.pop_front() {
+        let Some(node) = nodes.get(&id) else {
+            continue;
+        };
+        for dep in &node.deps {
+            let shipped = dep
+                .dep_kinds
+                .iter()
+                .any(|kind| kind.kind != cargo_metadata::DependencyKind::Development);
+            if shipped && seen.insert(dep.pkg.clone()) {
+                reached_from
+                    .entry(name_of(&dep.pkg))
+                    .or_insert_with(|| name_of(&id));
+                queue.push_back(dep.pkg.clone());
+            }
+        }
+    }
+    reached_from
 }
 
 /// `cargo xtask lint-layers`.
@@ -571,7 +868,7 @@ impl fmt::Display for Violation {
         match self {
             Violation::UnknownPackage { package } => write!(
                 f,
-                "{package} is a workspace package missing from the layer table (design.md §2 rule 1)"
+                "{package} is a workspace package missing from the layer table (layer rule 1)"
             ),
             Violation::ForbiddenEdge {
                 package,
@@ -579,7 +876,7 @@ impl fmt::Display for Violation {
                 kind,
             } => write!(
                 f,
-                "{package} {} {dependency}: {package} may not depend on {dependency} (design.md §2 rule 1)",
+                "{package} {} {dependency}: {package} may not depend on {dependency} (layer rule 1)",
                 kind.verb()
             ),
             Violation::DevOnlyEdge {
@@ -588,7 +885,7 @@ impl fmt::Display for Violation {
                 kind,
             } => write!(
                 f,
-                "{package} {} {dependency}: {package} may depend on {dependency} only as a dev-dependency (design.md §2 rule 1)",
+                "{package} {} {dependency}: {package} may depend on {dependency} only as a dev-dependency (layer rule 1)",
                 kind.verb()
             ),
             Violation::MisplacedCrate {
@@ -622,11 +919,17 @@ impl fmt::Display for Violation {
                     }
                     write!(f, ", only in {}", join_with_and(&places))?;
                 }
-                write!(f, " (design.md §2 rule 2)")
+                write!(f, " (layer rule 2)")
             }
+            Violation::InClosure { package, path } => write!(
+                f,
+                "{package} must not compile {}, but reaches it through {} (layer rule 4)",
+                path.last().map_or("", String::as_str),
+                path.join(" -> ")
+            ),
             Violation::Cycle { path } => write!(
                 f,
-                "dependency cycle {} (dev-dependencies included; design.md §2 rule 3)",
+                "dependency cycle {} (dev-dependencies included; layer rule 3)",
                 path.join(" -> ")
             ),
         }
@@ -667,10 +970,24 @@ mod tests {
         let package = |name: &str, dependencies: Vec<Dependency>| Package {
             name: name.to_owned(),
             dependencies,
+            ..Package::default()
         };
         Workspace {
             packages: vec![
                 package(DOMAIN, vec![third_party("serde", Normal)]),
+                package(TEMPLATE, vec![member(DOMAIN, Normal)]),
+                package(
+                    HANDLER,
+                    vec![member(DOMAIN, Normal), third_party("tokio", Normal)],
+                ),
+                package(
+                    HTTP,
+                    vec![
+                        member(DOMAIN, Normal),
+                        member(HANDLER, Normal),
+                        third_party("reqwest", Normal),
+                    ],
+                ),
                 package(
                     STATE_MACHINE,
                     vec![member(DOMAIN, Normal), third_party("anyhow", Dev)],
@@ -793,8 +1110,12 @@ mod tests {
     fn real_workspace_passes() {
         let workspace = Workspace::load().unwrap();
         let names: BTreeSet<&str> = workspace.packages.iter().map(|p| p.name.as_str()).collect();
-        for (layer, _) in LAYERS {
-            assert!(names.contains(layer), "{layer} missing from cargo metadata");
+        for layer in LAYERS {
+            assert!(
+                names.contains(layer.package),
+                "{} missing from cargo metadata",
+                layer.package
+            );
         }
         let engine = workspace
             .packages
@@ -805,6 +1126,76 @@ mod tests {
 
         let violations = check(&workspace);
         assert!(violations.is_empty(), "{:#?}", messages(&violations));
+    }
+
+    /// The promise handler authors rely on, proved from the real resolved graph: implementing
+    /// a step handler compiles no database, ORM, HTTP client or JSON Schema compiler.
+    #[test]
+    fn handler_contract_closure_is_free_of_storage_and_http() {
+        let workspace = Workspace::load().unwrap();
+        let closure = |name: &str| {
+            workspace
+                .packages
+                .iter()
+                .find(|p| p.name == name)
+                .unwrap()
+                .reached_from
+                .clone()
+        };
+        let handler = closure(HANDLER);
+        assert!(handler.contains_key(DOMAIN), "the closure was resolved");
+        assert!(handler.contains_key("tokio"), "the closure was resolved");
+        for heavy in ["sea-orm", "sqlx", "reqwest", "jsonschema", "yaml_serde"] {
+            assert!(
+                !handler.contains_key(heavy),
+                "tasker-handler reaches {heavy}"
+            );
+        }
+        let domain = closure(DOMAIN);
+        for heavy in ["yaml_serde", "jsonschema", "regex", "tokio"] {
+            assert!(!domain.contains_key(heavy), "tasker-domain reaches {heavy}");
+        }
+        // The engine does link them: the check is not vacuous.
+        let engine = closure(ENGINE);
+        for heavy in ["sea-orm", "sqlx", "reqwest", "jsonschema"] {
+            assert!(
+                engine.contains_key(heavy),
+                "tasker-engine should reach {heavy}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_spared_crate_in_the_closure_is_reported_with_its_path() {
+        let mut workspace = layered_workspace();
+        let handler = workspace
+            .packages
+            .iter_mut()
+            .find(|p| p.name == HANDLER)
+            .unwrap();
+        handler.reached_from = BTreeMap::from([
+            ("tasker-persistence".to_owned(), HANDLER.to_owned()),
+            ("sea-orm".to_owned(), "tasker-persistence".to_owned()),
+            ("sqlx".to_owned(), "sea-orm".to_owned()),
+            ("serde".to_owned(), HANDLER.to_owned()),
+        ]);
+        assert_eq!(
+            messages(&check(&workspace)),
+            [
+                "tasker-handler must not compile sea-orm, but reaches it through tasker-handler -> tasker-persistence -> sea-orm (layer rule 4)",
+                "tasker-handler must not compile sqlx, but reaches it through tasker-handler -> tasker-persistence -> sea-orm -> sqlx (layer rule 4)",
+            ]
+        );
+    }
+
+    #[test]
+    fn the_generated_table_lists_every_layer() {
+        let table = layer_table();
+        assert_eq!(table.lines().count(), LAYERS.len() + 2);
+        assert!(table.contains(
+            "| `tasker-http` (crates/tasker-http) | `tasker::http`, the HTTP step handler | domain, handler |"
+        ));
+        assert!(table.contains("| `tasker-domain` (crates/tasker-domain) | ids, states, requests, step errors and codes, backoff, identity | none |"));
     }
 
     #[test]
@@ -831,8 +1222,8 @@ mod tests {
         assert_eq!(
             messages(&violations),
             [
-                "tasker-domain depends on tasker-engine: tasker-domain may not depend on tasker-engine (design.md §2 rule 1)",
-                "dependency cycle tasker-domain -> tasker-engine -> tasker-domain (dev-dependencies included; design.md §2 rule 3)",
+                "tasker-domain depends on tasker-engine: tasker-domain may not depend on tasker-engine (layer rule 1)",
+                "dependency cycle tasker-domain -> tasker-engine -> tasker-domain (dev-dependencies included; layer rule 3)",
             ]
         );
     }
@@ -843,7 +1234,7 @@ mod tests {
         assert_eq!(
             messages(&violations),
             [
-                "tasker-auth has a build-dependency on tasker-events: tasker-auth may not depend on tasker-events (design.md §2 rule 1)"
+                "tasker-auth has a build-dependency on tasker-events: tasker-auth may not depend on tasker-events (layer rule 1)"
             ]
         );
     }
@@ -875,7 +1266,7 @@ mod tests {
         assert_eq!(
             messages(&violations),
             [
-                "tasker-blog-examples depends on tasker-persistence: tasker-blog-examples may depend on tasker-persistence only as a dev-dependency (design.md §2 rule 1)"
+                "tasker-blog-examples depends on tasker-persistence: tasker-blog-examples may depend on tasker-persistence only as a dev-dependency (layer rule 1)"
             ]
         );
     }
@@ -886,12 +1277,11 @@ mod tests {
         workspace.packages.push(Package {
             name: "tasker-cache".to_owned(),
             dependencies: vec![member(DOMAIN, Normal)],
+            ..Package::default()
         });
         assert_eq!(
             messages(&check(&workspace)),
-            [
-                "tasker-cache is a workspace package missing from the layer table (design.md §2 rule 1)"
-            ]
+            ["tasker-cache is a workspace package missing from the layer table (layer rule 1)"]
         );
     }
 
@@ -905,7 +1295,7 @@ mod tests {
         assert_eq!(
             messages(&violations),
             [
-                "tasker-domain depends on tokio: tokio is not allowed in tasker-domain (design.md §2 rule 2)"
+                "tasker-domain depends on tokio: tokio is not allowed in tasker-domain (layer rule 2)"
             ]
         );
     }
@@ -916,7 +1306,7 @@ mod tests {
         assert_eq!(
             messages(&violations),
             [
-                "tasker-state-machine has a dev-dependency on tokio-util: tokio-util is not allowed in tasker-state-machine (design.md §2 rule 2)"
+                "tasker-state-machine has a dev-dependency on tokio-util: tokio-util is not allowed in tasker-state-machine (layer rule 2)"
             ]
         );
     }
@@ -931,7 +1321,7 @@ mod tests {
         assert_eq!(
             messages(&violations),
             [
-                "tasker-engine depends on anyhow: anyhow is not allowed in tasker-engine, only in tasker-server, tasker-tests, xtask and dev-dependencies (design.md §2 rule 2)"
+                "tasker-engine depends on anyhow: anyhow is not allowed in tasker-engine, only in tasker-server, tasker-tests, xtask, tasker-bench and dev-dependencies (layer rule 2)"
             ]
         );
     }
@@ -957,7 +1347,7 @@ mod tests {
         assert_eq!(
             messages(&violations),
             [
-                "tasker-engine depends on axum: axum is not allowed in tasker-engine, only in tasker-api, tasker-server and tasker-tests (dev-dependencies only) (design.md §2 rule 2)"
+                "tasker-engine depends on axum: axum is not allowed in tasker-engine, only in tasker-api, tasker-server and tasker-tests (dev-dependencies only) (layer rule 2)"
             ]
         );
         let violations = check(&with(TESTS, third_party("tower", Normal)));
@@ -991,7 +1381,7 @@ mod tests {
         assert_eq!(
             messages(&violations),
             [
-                "tasker-engine depends on sea-orm: sea-orm is not allowed in tasker-engine, only in tasker-persistence, tasker-migrations, tasker-server, tasker-tests and xtask (design.md §2 rule 2)"
+                "tasker-engine depends on sea-orm: sea-orm is not allowed in tasker-engine, only in tasker-persistence, tasker-migrations, tasker-server, tasker-tests, xtask and tasker-bench (layer rule 2)"
             ]
         );
     }
@@ -1002,7 +1392,7 @@ mod tests {
         assert_eq!(
             messages(&violations),
             [
-                "tasker-api depends on prometheus: prometheus is not allowed in tasker-api, only in tasker-server and dev-dependencies (design.md §2 rule 2)"
+                "tasker-api depends on prometheus: prometheus is not allowed in tasker-api, only in tasker-server and dev-dependencies (layer rule 2)"
             ]
         );
         // Tests may read metrics back through the SDK.
@@ -1032,8 +1422,8 @@ mod tests {
         assert_eq!(
             messages(&violations),
             [
-                "tasker-engine has a dev-dependency on tasker-blog-examples: tasker-engine may not depend on tasker-blog-examples (design.md §2 rule 1)",
-                "dependency cycle tasker-blog-examples -> tasker-engine -> tasker-blog-examples (dev-dependencies included; design.md §2 rule 3)",
+                "tasker-engine has a dev-dependency on tasker-blog-examples: tasker-engine may not depend on tasker-blog-examples (layer rule 1)",
+                "dependency cycle tasker-blog-examples -> tasker-engine -> tasker-blog-examples (dev-dependencies included; layer rule 3)",
             ]
         );
     }
@@ -1043,6 +1433,7 @@ mod tests {
         let package = |name: &str, deps: &[&str]| Package {
             name: name.to_owned(),
             dependencies: deps.iter().map(|d| member(d, Dev)).collect(),
+            ..Package::default()
         };
         let workspace = Workspace {
             packages: vec![

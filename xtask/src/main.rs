@@ -5,9 +5,11 @@
 
 mod bench;
 mod ci;
+mod codegen;
 mod docs;
 mod layers;
 mod migrate;
+mod tidy;
 
 use std::process::ExitCode;
 
@@ -26,8 +28,16 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
-    /// Check workspace dependencies against the layer rules of design.md §2
+    /// Check workspace dependencies against ARCHITECTURE.md's layer rules
     LintLayers,
+    /// Write every generated file (ARCHITECTURE.md's layer table, docs/errors.md)
+    Codegen {
+        /// Change nothing; fail naming each stale file
+        #[arg(long)]
+        check: bool,
+    },
+    /// Tidy checks: file headers, self-contained docs, the doctest list
+    Tidy,
     /// Run what CI runs: fmt, clippy, lint-layers, tests; stop at the first failure
     Ci,
     /// Database migrations against TASKER_DATABASE_URL (default sqlite://tasker.db?mode=rwc)
@@ -37,7 +47,7 @@ enum Task {
     },
     /// Validate the documentation: templates in docs, doctests, blog samples end to end
     ValidateDocs,
-    /// Benchmarks B0–B7 in release mode (design.md §4); `cargo xtask bench --help` for options
+    /// Benchmarks B0–B7 in release mode (docs/performance.md); `cargo xtask bench --help` for options
     #[command(disable_help_flag = true)]
     Bench {
         /// Passed to the bench binary: [--db sqlite|postgres|both] [--quick] [--only B1,B2] [--json FILE]
@@ -49,6 +59,8 @@ enum Task {
 fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Task::LintLayers => layers::run(),
+        Task::Codegen { check } => codegen::run(check),
+        Task::Tidy => tidy::run(),
         Task::Ci => ci::run(),
         Task::Migrate { action } => migrate::run(action),
         Task::Bench { args } => bench::run(&args),

@@ -1,8 +1,10 @@
-//! `cargo xtask bench`: the workloads of design.md §4 (B0–B6, plus B7: resident memory) on SQLite
-//! and PostgreSQL with no-op step handlers, printed as a table and saved as JSON.
+//! Tasker's benchmark workloads (B0–B6, plus B7: resident memory; docs/performance.md defines
+//! each and its target) on SQLite and PostgreSQL with no-op step handlers, printed as a table and
+//! saved as JSON.
 //!
 //! Built in release mode by `cargo xtask bench`, which runs this binary; run it directly with
-//! `cargo run --release -p xtask --bin bench -- --help`. Figures are never asserted: the
+//! `cargo run --release -p tasker-bench -- --help`. A package of its own, so that xtask's checks
+//! never compile the engine. Figures are never asserted: the
 //! machine is shared, so each target is judged against B0 measured in the same run where it can be.
 
 mod report;
@@ -33,7 +35,7 @@ enum DbChoice {
 #[command(
     name = "bench",
     bin_name = "cargo xtask bench",
-    about = "Tasker benchmarks B0–B7 (design.md §4) on SQLite and PostgreSQL"
+    about = "Tasker benchmarks B0–B7 (docs/performance.md) on SQLite and PostgreSQL"
 )]
 struct Cli {
     /// Which database; PostgreSQL from TASKER_BENCH_DATABASE_URL, else TASKER_TEST_DATABASE_URL,

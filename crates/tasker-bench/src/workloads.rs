@@ -1,4 +1,5 @@
-//! The workloads of design.md §4 (B0–B6) and B7 (resident memory), each on a fresh database.
+//! The workloads B0–B6 and B7 (resident memory) that docs/performance.md defines, each on a
+//! fresh database.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -9,9 +10,10 @@ use sea_orm::{
     AccessMode, ConnectionTrait, Database, DbBackend, IsolationLevel, SqliteTransactionMode,
     Statement, TransactionOptions, TransactionTrait,
 };
-use tasker_domain::{StepTemplate, TaskId, TaskRequest, TaskState, TaskTemplate};
+use tasker_domain::{TaskId, TaskRequest, TaskState};
 use tasker_engine::{Engine, EngineConfig, SystemClock};
 use tasker_persistence::{ConnectOptions, Store};
+use tasker_template::{StepTemplate, TaskTemplate};
 
 use crate::report::{Figure, Percentiles, Target, millis};
 
@@ -41,7 +43,7 @@ pub struct Sizes {
 }
 
 impl Sizes {
-    /// The sizes design.md §4 names.
+    /// The full sizes docs/performance.md names.
     pub fn full() -> Self {
         Self {
             b0_single: 1000,

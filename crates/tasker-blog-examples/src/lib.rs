@@ -17,8 +17,9 @@
 use std::sync::Arc;
 
 use serde_json::Value;
-use tasker_domain::{StepError, TaskRequest, TaskTemplate};
+use tasker_domain::{StepError, TaskRequest};
 use tasker_engine::{Clock, Engine, EngineError, StepContext, StepHandler, SystemClock, TaskHooks};
+use tasker_template::TaskTemplate;
 
 pub mod mock;
 pub mod money;

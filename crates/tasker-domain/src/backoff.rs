@@ -96,7 +96,7 @@ impl BackoffPolicy {
     }
 
     /// The delay for a failure that may carry an explicit `retry_after`: the explicit wait wins,
-    /// capped by `max` (design §3); otherwise the jittered exponential delay.
+    /// capped by `max` (any handler may ask, not only HTTP); otherwise the jittered exponential delay.
     pub fn delay_for(
         &self,
         failures: u32,

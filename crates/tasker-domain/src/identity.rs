@@ -1,5 +1,6 @@
 //! Identity strategies: how a task request maps to an identity hash, which the store keeps
-//! unique, so that a strategy decides what counts as a duplicate request (G8).
+//! unique, so that a strategy decides what counts as a duplicate request (the
+//! Rails engine hashed a fresh value into every key, so nothing was ever a duplicate).
 
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 pub enum StepErrorKind {
     /// Try again after backoff, while attempts remain.
     Retryable,
-    /// Never retry this step (G3): the circuit stays open.
+    /// Never retry this step: the circuit stays open (the Rails engine retried these anyway).
     Permanent,
 }
 

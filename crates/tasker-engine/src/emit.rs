@@ -4,9 +4,14 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use tasker_domain::{StepError, StepId, StepState, TaskId, TaskState, TaskTemplate};
-use tasker_events::{Event, EventBus, Payload, StepPayload, TaskLabels, TaskPayload};
+use serde_json::Value;
+use tasker_domain::{StepError, StepId, StepState, TaskId, TaskState};
+use tasker_events::{
+    CustomPayload, Event, EventBus, Payload, StepPayload, TaskLabels, TaskPayload,
+};
+use tasker_handler::{Clock, CustomEventSink, PublishError};
 use tasker_persistence::TaskRecord;
+use tasker_template::TaskTemplate;
 
 /// A template's names, shared by every event of its tasks.
 #[derive(Debug, Clone)]
@@ -190,4 +195,33 @@ impl StepEvent {
 
 fn millis(duration: chrono::TimeDelta) -> f64 {
     duration.num_microseconds().unwrap_or(i64::MAX) as f64 / 1e3
+}
+
+/// The engine's [`CustomEventSink`]: a step's custom events go onto the bus, stamped with the
+/// task, step, template and correlation id.
+pub(crate) struct BusSink {
+    pub(crate) bus: EventBus,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) task_id: TaskId,
+    pub(crate) step_id: StepId,
+    pub(crate) step_name: Arc<str>,
+    pub(crate) labels: TaskLabels,
+}
+
+impl CustomEventSink for BusSink {
+    fn publish(&self, name: &str, data: Value) -> Result<(), PublishError> {
+        self.bus
+            .publish_custom(
+                name,
+                self.clock.now(),
+                CustomPayload {
+                    task_id: Some(self.task_id),
+                    step_id: Some(self.step_id),
+                    step_name: Some(self.step_name.clone()),
+                    labels: Some(self.labels.clone()),
+                    data,
+                },
+            )
+            .map_err(|err| PublishError::Refused(Box::new(err)))
+    }
 }

@@ -11,9 +11,8 @@ use chrono::{DateTime, Utc};
 use dashmap::DashMap;
 use futures::FutureExt;
 use serde_json::Value;
-use tasker_domain::{
-    StepError, StepErrorKind, StepId, StepState, TaskId, TaskRequest, TaskState, TaskTemplate,
-};
+use tasker_domain::codes;
+use tasker_domain::{StepError, StepErrorKind, StepId, StepState, TaskId, TaskRequest, TaskState};
 use tasker_events::names::{observability, workflow};
 use tasker_events::{
     Category, Event, EventBus, EventStream, Interest, Payload, TaskLabels, WorkflowPayload,
@@ -23,18 +22,20 @@ use tasker_persistence::{
     StepFailure, StepInputs, StepOutcome, Store, TaskRecord,
 };
 use tasker_state_machine::TransitionOutcome;
+use tasker_template::TaskTemplate;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, Span};
 
-use crate::clock::{Clock, SystemClock};
 use crate::config::EngineConfig;
 use crate::creator::Creator;
-use crate::emit::{StepEvent, StepIdentity, TaskEvent, TemplateNames, distinct_tasks, labels_of};
+use crate::emit::{
+    BusSink, StepEvent, StepIdentity, TaskEvent, TemplateNames, distinct_tasks, labels_of,
+};
 use crate::error::EngineError;
-use crate::handler::{StepContext, StepEvents, StepHandler, TaskHooks};
 use crate::registry::{RegisteredTask, Registry};
+use tasker_handler::{Clock, StepContext, StepEvents, StepHandler, SystemClock, TaskHooks};
 
 /// The most tasks [`Engine::create_tasks`] writes in one transaction.
 pub const BULK_BATCH: usize = 64;
@@ -91,8 +92,8 @@ impl EngineBuilder {
     /// The engine; its coordinator starts with [`Engine::start`].
     pub fn build(self) -> Result<Engine, EngineError> {
         self.config.validate().map_err(|message| {
-            EngineError::InvalidTemplate(tasker_domain::TemplateErrors(vec![
-                tasker_domain::TemplateError::new(tasker_domain::TemplateErrorKind::Syntax {
+            EngineError::InvalidTemplate(tasker_template::TemplateErrors(vec![
+                tasker_template::TemplateError::new(tasker_template::TemplateErrorKind::Syntax {
                     message,
                 }),
             ]))
@@ -1305,7 +1306,7 @@ async fn spawn_attempt(
                     tracing::error!(%message, "step handler panicked");
                     AttemptResult::Failed(
                         StepError::retryable(format!("handler panicked: {message}"))
-                            .with_code("HANDLER_PANIC"),
+                            .with_code(codes::HANDLER_PANIC),
                     )
                 }
                 None => AttemptResult::Failed(
@@ -1313,7 +1314,7 @@ async fn spawn_attempt(
                         "attempt timed out after {:?}",
                         timeout.unwrap_or_default()
                     ))
-                    .with_code("TIMEOUT"),
+                    .with_code(codes::TIMEOUT),
                 ),
             };
             let _ = tx.send(Finished {
@@ -1335,7 +1336,7 @@ async fn prepare(
 ) -> Result<(Arc<dyn StepHandler>, StepContext, Option<Duration>), StepError> {
     let known = engine.known(step.named_task_id).await.map_err(|e| {
         StepError::retryable(format!("loading the task template failed: {e}"))
-            .with_code("TEMPLATE_UNAVAILABLE")
+            .with_code(codes::TEMPLATE_UNAVAILABLE)
     })?;
     let template = &known.template;
     let step_template = template.step(&step.name).ok_or_else(|| {
@@ -1345,7 +1346,7 @@ async fn prepare(
                 template.full_name(),
                 step.name
             ),
-            "STEP_NOT_IN_TEMPLATE",
+            codes::STEP_NOT_IN_TEMPLATE,
         )
     })?;
     let handler = engine
@@ -1357,7 +1358,7 @@ async fn prepare(
                 "no step handler is registered as `{}` in this process",
                 step_template.handler_class
             ))
-            .with_code("HANDLER_NOT_FOUND")
+            .with_code(codes::HANDLER_NOT_FOUND)
         })?;
     let labels = info.map_or_else(
         || known.names.labels(&inputs.correlation_id),
@@ -1379,14 +1380,14 @@ async fn prepare(
         idempotency_key: step.step_id.to_string(),
         correlation_id: inputs.correlation_id,
         cancellation: token,
-        events: StepEvents::new(
-            engine.inner.bus.clone(),
-            engine.inner.clock.clone(),
-            step.task_id,
-            step.step_id,
-            step.name.as_str().into(),
+        events: StepEvents::new(Arc::new(BusSink {
+            bus: engine.inner.bus.clone(),
+            clock: engine.inner.clock.clone(),
+            task_id: step.task_id,
+            step_id: step.step_id,
+            step_name: step.name.as_str().into(),
             labels,
-        ),
+        })),
     };
     Ok((
         handler,

@@ -1,7 +1,8 @@
 //! Engine errors: each names the template, step, handler or id at fault.
 
-use tasker_domain::{StepId, TaskId, TemplateErrors};
+use tasker_domain::{StepId, TaskId};
 use tasker_persistence::StoreError;
+use tasker_template::TemplateErrors;
 
 /// Why an engine operation failed. Nothing was stored when one is returned from creation.
 #[derive(Debug, thiserror::Error)]

@@ -1,5 +1,5 @@
-//! The Tasker orchestration engine: the handler registry, the step handler trait and built-in
-//! handlers (including `tasker::http`), and the coordinator that claims ready steps, runs them
+//! The Tasker orchestration engine: the handler registry, the built-in handlers (`tasker::noop`,
+//! `echo`, `sleep`, `fail`, and `tasker::http` behind the default `http` feature), and the coordinator that claims ready steps, runs them
 //! concurrently, records outcomes in batches and lets the store finalize tasks.
 //!
 //! Who depends on it: `tasker-api`, `tasker-blog-examples`, `tasker-server`, and applications
@@ -16,26 +16,25 @@
 //!   panics are caught and recorded as failed attempts.
 
 mod builtin;
-mod clock;
 mod config;
 mod creator;
 mod emit;
 mod engine;
 mod error;
-mod handler;
 mod registry;
 mod relay;
 pub mod testing;
 
-pub use builtin::{
-    EchoHandler, FailHandler, HttpHandler, HttpResponse, NoopHandler, ResponseClassifier,
-    SleepHandler,
-};
-pub use clock::{Clock, ManualClock, SystemClock};
+pub use builtin::{EchoHandler, FailHandler, NoopHandler, SleepHandler};
 pub use config::EngineConfig;
 pub use engine::{BULK_BATCH, Engine, EngineBuilder};
 pub use error::EngineError;
-pub use handler::{StepContext, StepEvents, StepHandler, TaskHooks};
 pub use registry::{RegisteredTask, Registry};
 pub use relay::{CHANNEL as RELAY_CHANNEL, Relay, RelayStats};
 pub use tasker_events;
+pub use tasker_handler::{
+    Clock, CustomEventSink, ManualClock, PublishError, RecordedEvents, StepContext, StepEvents,
+    StepHandler, SystemClock, TaskHooks,
+};
+#[cfg(feature = "http")]
+pub use tasker_http::{HttpHandler, HttpResponse, ResponseClassifier};

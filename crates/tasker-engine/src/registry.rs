@@ -5,11 +5,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use dashmap::DashMap;
-use tasker_domain::TaskTemplate;
+use tasker_template::TaskTemplate;
 
 use crate::builtin;
 use crate::error::EngineError;
-use crate::handler::{StepHandler, TaskHooks};
+use tasker_handler::{StepHandler, TaskHooks};
 
 /// A registered template with its hooks.
 #[derive(Clone)]
@@ -176,7 +176,7 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tasker_domain::StepTemplate;
+    use tasker_template::StepTemplate;
 
     fn template(version: &str, handler: &str) -> TaskTemplate {
         let mut t = TaskTemplate::new("refund");

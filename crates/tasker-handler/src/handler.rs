@@ -4,11 +4,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde_json::Value;
-use tasker_domain::{StepError, StepId, TaskId, TaskRequest};
-use tasker_events::{BusError, CustomPayload, EventBus, TaskLabels};
+use tasker_domain::{StepError, StepId, TaskId, TaskRequest, TaskState};
 use tokio_util::sync::CancellationToken;
 
-use crate::clock::{Clock, SystemClock};
+use crate::events::{RecordedEvents, StepEvents};
 
 /// Everything one attempt of a step gets.
 #[derive(Debug, Clone)]
@@ -47,82 +46,33 @@ pub struct StepContext {
     pub events: StepEvents,
 }
 
-/// A step's handle on the engine's event bus: [`StepEvents::publish`] sends a registered
-/// custom event (declared in a template's `custom_events` or registered in code) under exactly
-/// the name given, with the task, step, template and correlation id attached.
-#[derive(Clone)]
-pub struct StepEvents {
-    bus: EventBus,
-    clock: Arc<dyn Clock>,
-    task_id: TaskId,
-    step_id: StepId,
-    step_name: Arc<str>,
-    labels: TaskLabels,
-}
-
-impl std::fmt::Debug for StepEvents {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StepEvents")
-            .field("step_id", &self.step_id)
-            .finish_non_exhaustive()
-    }
-}
-
-impl StepEvents {
-    pub(crate) fn new(
-        bus: EventBus,
-        clock: Arc<dyn Clock>,
-        task_id: TaskId,
-        step_id: StepId,
-        step_name: Arc<str>,
-        labels: TaskLabels,
-    ) -> Self {
-        Self {
-            bus,
-            clock,
-            task_id,
+impl StepContext {
+    /// A context for calling a handler outside an engine, as a handler's unit tests do: fresh
+    /// ids, template `default/standalone@1.0.0`, an empty task context and no parents, attempt 1
+    /// of 3, and a [`StepEvents::recording`] handle whose events the returned [`RecordedEvents`]
+    /// reads. The fields are public: set what the test needs.
+    pub fn standalone(config: Value) -> (Self, RecordedEvents) {
+        let (events, recorded) = StepEvents::recording();
+        let step_id = StepId::new();
+        let context = Self {
+            task_id: TaskId::new(),
             step_id,
-            step_name,
-            labels,
-        }
-    }
-
-    /// A handle on a bus of its own, for calling handlers outside an engine (unit tests).
-    pub fn detached(task_id: TaskId, step_id: StepId, step_name: &str) -> Self {
-        Self::new(
-            EventBus::new(),
-            Arc::new(SystemClock),
-            task_id,
-            step_id,
-            step_name.into(),
-            TaskLabels {
-                namespace: "".into(),
-                task_name: "".into(),
-                version: "".into(),
-                correlation_id: "".into(),
-            },
-        )
-    }
-
-    /// Publishes the custom event `name` with `data`. Fails, publishing nothing, when `name`
-    /// is not a registered custom event.
-    pub fn publish(&self, name: &str, data: Value) -> Result<(), BusError> {
-        self.bus.publish_custom(
-            name,
-            self.clock.now(),
-            CustomPayload {
-                task_id: Some(self.task_id),
-                step_id: Some(self.step_id),
-                step_name: Some(self.step_name.clone()),
-                labels: Some(self.labels.clone()),
-                data,
-            },
-        )
-    }
-
-    /// The bus (to subscribe from a handler's own tests, for example).
-    pub fn bus(&self) -> &EventBus {
-        &self.bus
+            step_name: "standalone".into(),
+            namespace: tasker_domain::DEFAULT_NAMESPACE.into(),
+            task_name: "standalone".into(),
+            version: semver::Version::new(1, 0, 0),
+            task_context: Arc::new(Value::Object(serde_json::Map::new())),
+            config,
+            inputs: Value::Object(serde_json::Map::new()),
+            parent_results: BTreeMap::new(),
+            attempt: 1,
+            retry_limit: 3,
+            idempotency_key: step_id.to_string(),
+            correlation_id: "standalone".into(),
+            cancellation: CancellationToken::new(),
+            events,
+        };
+        (context, recorded)
     }
 }
 
@@ -150,7 +100,7 @@ pub trait TaskHooks: Send + Sync + 'static {
     async fn update_annotations(
         &self,
         task_id: TaskId,
-        final_state: tasker_domain::TaskState,
+        final_state: TaskState,
     ) -> Vec<(String, Value)> {
         let _ = (task_id, final_state);
         Vec::new()

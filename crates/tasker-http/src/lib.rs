@@ -1,20 +1,28 @@
-//! `tasker::http`, the API step handler: one HTTP call from `handler_config`, the response
-//! classified as in the Rails engine (inventory §5.3), with a handler's own classifier first
-//! (G17) and `Retry-After` honoured.
+//! `tasker::http`, Tasker's API step handler: one HTTP call described by a step's
+//! `handler_config`, its response classified the way the Rails engine classifies it, with a
+//! handler's own [`ResponseClassifier`] consulted first and `Retry-After` honoured.
 //!
 //! `handler_config`: `url` (required), `method` (default `GET`), `headers` (object), `query`
 //! (object), `body` (JSON), `timeout` (seconds or `"30s"`, default 30 s), `success_codes` (list,
 //! default 200–226).
+//!
+//! Who depends on it: `tasker-engine` (behind its default `http` feature, which registers the
+//! handler as `tasker::http`), and applications that wrap or reconfigure the handler.
+//!
+//! API boundary: applications depend on this crate directly.
+//!
+//! Architecture Invariant: depends only on `tasker-domain` and `tasker-handler` among Tasker's
+//! crates; this is the one library crate that links an HTTP client, so a handler crate that
+//! makes no HTTP calls never compiles reqwest.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tasker_domain::template::TimeoutValue;
-use tasker_domain::{StepError, parse_retry_after};
-
-use crate::handler::{StepContext, StepHandler};
+use tasker_domain::codes;
+use tasker_domain::{StepError, TimeoutValue, parse_retry_after};
+use tasker_handler::{StepContext, StepHandler};
 
 /// A response as classifiers see it. Header names are lower-case.
 #[derive(Debug, Clone, PartialEq)]
@@ -75,12 +83,12 @@ impl HttpHandler {
 }
 
 fn invalid(message: impl Into<String>) -> StepError {
-    StepError::permanent(message, "INVALID_CONFIG")
+    StepError::permanent(message, codes::INVALID_CONFIG)
 }
 
 /// The default classification: success codes succeed; 429 and 503 retry after `Retry-After`;
 /// 400, 401, 403, 404 and 422 are permanent; anything else is retried with backoff.
-pub(crate) fn classify(
+pub fn classify(
     response: &HttpResponse,
     success: &dyn Fn(u16) -> bool,
 ) -> Result<Value, StepError> {
@@ -88,7 +96,7 @@ pub(crate) fn classify(
     if success(status) {
         return Ok(response.to_results());
     }
-    let code = format!("HTTP_{status}");
+    let code = format!("{}{status}", codes::HTTP_STATUS_PREFIX);
     let context = json!({"response_status": status, "response_body": response.body});
     let message = format!("HTTP {status}");
     match status {
@@ -179,13 +187,13 @@ impl StepHandler for HttpHandler {
         }
         let sent = tokio::select! {
             sent = request.send() => sent,
-            () = step.cancellation.cancelled() => return Err(StepError::retryable("cancelled").with_code("CANCELLED")),
+            () = step.cancellation.cancelled() => return Err(StepError::retryable("cancelled").with_code(codes::CANCELLED)),
         };
         let response = sent.map_err(|e| {
             let code = if e.is_timeout() {
-                "TIMEOUT"
+                codes::TIMEOUT
             } else {
-                "HTTP_TRANSPORT"
+                codes::HTTP_TRANSPORT
             };
             StepError::retryable(format!("request failed: {e}")).with_code(code)
         })?;
@@ -201,7 +209,7 @@ impl StepHandler for HttpHandler {
             .collect();
         let text = response.text().await.map_err(|e| {
             StepError::retryable(format!("reading the response failed: {e}"))
-                .with_code("HTTP_TRANSPORT")
+                .with_code(codes::HTTP_TRANSPORT)
         })?;
         let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
         let response = HttpResponse {
@@ -231,7 +239,13 @@ mod tests {
     use tokio::net::TcpListener;
 
     use super::*;
-    use crate::builtin::tests::context;
+
+    fn context(config: Value, attempt: u32) -> StepContext {
+        let (mut context, _) = StepContext::standalone(config);
+        context.attempt = attempt;
+        context.idempotency_key = "k".into();
+        context
+    }
 
     /// Serves one canned response on a loopback port and returns the URL and the request text.
     async fn serve_once(
@@ -386,7 +400,7 @@ mod tests {
             .unwrap_err();
         assert_eq!(
             (err.is_permanent(), err.error_code.as_deref()),
-            (false, Some("HTTP_TRANSPORT"))
+            (false, Some(codes::HTTP_TRANSPORT))
         );
     }
 }

@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use sea_orm::{ConnectionTrait, Database};
-use tasker_domain::{DefaultIdentity, StepTemplate, TaskRequest, TaskTemplate};
+use tasker_domain::{DefaultIdentity, TaskRequest};
 use tasker_persistence::{ConnectOptions, CreateTaskOptions, StepOutcome, Store};
+use tasker_template::{StepTemplate, TaskTemplate};
 
 fn wide(n: usize) -> TaskTemplate {
     let mut template = TaskTemplate::new(format!("wide_{n}"));

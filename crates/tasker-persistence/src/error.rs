@@ -1,6 +1,7 @@
 //! Store errors: each names what failed and on what.
 
-use tasker_domain::{ContextError, StepId, TaskId};
+use tasker_domain::{StepId, TaskId};
+use tasker_template::ContextError;
 
 /// Why a store operation failed. Nothing was written when one is returned.
 #[derive(Debug, thiserror::Error)]

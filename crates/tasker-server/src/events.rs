@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use serde::Serialize;
-use tasker_domain::TaskTemplate;
 use tasker_events::catalog::{self, Category, EventSpec, Publication};
+use tasker_template::TaskTemplate;
 
 /// What to list.
 pub struct Query {

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use tasker_domain::{GraphFormat, TaskTemplate};
+use tasker_template::{GraphFormat, TaskTemplate};
 
 #[derive(Parser)]
 #[command(

@@ -1,4 +1,4 @@
-//! The workflow step machine (inventory §2.2).
+//! The workflow step machine (the Rails engine's step machine).
 //!
 //! | from | to |
 //! |---|---|
@@ -121,7 +121,7 @@ mod tests {
     use super::*;
     use StepState::*;
 
-    /// Inventory §2.2 and §2.5, written out: every allowed pair and its event. Any pair not listed
+    /// The Rails step machine, written out: every allowed pair and its event. Any pair not listed
     /// (other than same-state) must be refused.
     const TABLE: [(StepState, StepState, &str); 9] = [
         (Pending, InProgress, "step.execution_requested"),

@@ -1,4 +1,4 @@
-//! The task machine (inventory §2.1).
+//! The task machine (the Rails engine's task machine).
 //!
 //! | from | to |
 //! |---|---|
@@ -124,7 +124,7 @@ mod tests {
     use super::*;
     use TaskState::*;
 
-    /// Inventory §2.1 and §2.5, written out: every allowed pair and its event. Any pair not listed
+    /// The Rails task machine, written out: every allowed pair and its event. Any pair not listed
     /// (other than same-state) must be refused.
     const TABLE: [(TaskState, TaskState, &str); 11] = [
         (Pending, InProgress, "task.start_requested"),

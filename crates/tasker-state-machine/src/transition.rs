@@ -9,9 +9,9 @@ use tasker_domain::{StepState, TaskState};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Machine {
-    /// The task machine (inventory §2.1).
+    /// The task machine (the Rails engine's task machine).
     Task,
-    /// The workflow step machine (inventory §2.2).
+    /// The workflow step machine (the Rails engine's step machine).
     Step,
 }
 

@@ -1,4 +1,4 @@
-//! Task context validation against a template's JSON Schema, with standard semantics (G21):
+//! Task context validation against a template's JSON Schema, with standard semantics:
 //! only `required` is required, and `default`s are applied to the context that gets stored.
 
 use serde_json::{Map, Value};

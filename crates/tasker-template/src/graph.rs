@@ -1,6 +1,7 @@
 //! The dependency graph of a task template: roots, leaves, levels, a topological execution
 //! order, the critical path, cycle detection, and Mermaid / Graphviz DOT / text exports
-//! (inventory §15.1, with every `depends_on_steps` entry counted: G10).
+//! (every `depends_on_steps` entry counts; the Rails engine dropped all but the
+//! first from the graph).
 //!
 //! Iterative algorithms only, so a 10,000-step chain cannot overflow the stack.
 

@@ -1,7 +1,7 @@
 //! docs/blog-examples.md shows each blog workflow's current graph.
 
 use tasker_blog_examples::TEMPLATES;
-use tasker_domain::TaskTemplate;
+use tasker_template::TaskTemplate;
 
 #[test]
 fn the_guide_shows_every_blog_workflow_graph() {

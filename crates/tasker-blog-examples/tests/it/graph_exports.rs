@@ -1,7 +1,7 @@
 //! The diamond shape's graph exports, as a reader would paste them into docs.
 
 use expect_test::expect;
-use tasker_domain::TaskTemplate;
+use tasker_template::TaskTemplate;
 
 use crate::fixture;
 

@@ -40,7 +40,7 @@ async fn the_same_name_resolves_per_namespace_and_version() {
         let cs = registry
             .resolve("customer_success", "process_refund", None)
             .unwrap();
-        let shape = |t: &tasker_domain::TaskTemplate| -> Vec<(String, Vec<String>, String)> {
+        let shape = |t: &tasker_template::TaskTemplate| -> Vec<(String, Vec<String>, String)> {
             t.step_templates
                 .iter()
                 .map(|s| (s.name.clone(), s.depends_on_steps.clone(), s.handler_class.clone()))
@@ -48,7 +48,7 @@ async fn the_same_name_resolves_per_namespace_and_version() {
         };
         assert_eq!(payments.template.version.to_string(), "2.1.0");
         assert_eq!(cs.template.version.to_string(), "1.3.0");
-        let chain = |t: &tasker_domain::TaskTemplate| {
+        let chain = |t: &tasker_template::TaskTemplate| {
             shape(t)
                 .into_iter()
                 .map(|(name, deps, class)| format!("{name}<-{}:{class}", deps.join("+")))

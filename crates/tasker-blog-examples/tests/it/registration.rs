@@ -81,3 +81,30 @@ async fn the_binary_path_runs_a_sample_on_the_wall_clock() {
     })
     .await;
 }
+
+/// What `cargo xtask validate-docs` runs: every sample the docs point readers at completes with
+/// the default services.
+#[tokio::test]
+async fn every_sample_runs_to_completion_with_the_default_services() {
+    on_each_database(|db| async move {
+        let engine = Engine::builder(db.store.clone())
+            .config(config())
+            .build()
+            .unwrap();
+        tasker_blog_examples::register_with_default_services(&engine)
+            .await
+            .unwrap();
+        let mut ended = Vec::new();
+        for sample in SAMPLES {
+            let task = engine.run_task(sample.request()).await.unwrap();
+            ended.push((sample.run_name, task.state));
+        }
+        let expected: Vec<_> = SAMPLES
+            .iter()
+            .map(|sample| (sample.run_name, TaskState::Complete))
+            .collect();
+        assert_eq!(ended, expected);
+        engine.shutdown().await;
+    })
+    .await;
+}

@@ -2,7 +2,7 @@
 //! at the file and line an author would need to fix.
 
 use expect_test::expect;
-use tasker_domain::{TaskTemplate, TemplateErrorKind, TemplateErrors};
+use tasker_template::{TaskTemplate, TemplateErrorKind, TemplateErrors};
 
 use crate::fixture;
 

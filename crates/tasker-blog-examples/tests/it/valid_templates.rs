@@ -6,7 +6,7 @@ use std::path::Path;
 
 use expect_test::expect;
 use tasker_blog_examples::TEMPLATES;
-use tasker_domain::TaskTemplate;
+use tasker_template::TaskTemplate;
 
 #[test]
 fn every_template_validates_with_the_expected_shape() {

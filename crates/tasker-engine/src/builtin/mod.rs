@@ -1,16 +1,14 @@
 //! Built-in step handlers, usable from YAML with no Rust code.
 
-mod http;
-
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use tasker_domain::StepError;
 
-pub use http::{HttpHandler, HttpResponse, ResponseClassifier};
+use tasker_domain::codes;
+use tasker_handler::{StepContext, StepHandler};
 
-use crate::handler::{StepContext, StepHandler};
 use crate::registry::Registry;
 
 pub(crate) fn register_all(registry: &Registry) {
@@ -18,7 +16,8 @@ pub(crate) fn register_all(registry: &Registry) {
     registry.replace_step_handler("tasker::echo", Arc::new(EchoHandler));
     registry.replace_step_handler("tasker::sleep", Arc::new(SleepHandler));
     registry.replace_step_handler("tasker::fail", Arc::new(FailHandler));
-    registry.replace_step_handler("tasker::http", Arc::new(HttpHandler::new()));
+    #[cfg(feature = "http")]
+    registry.replace_step_handler("tasker::http", Arc::new(tasker_http::HttpHandler::new()));
 }
 
 /// `tasker::noop`: returns `handler_config.result`, or an empty object.
@@ -61,12 +60,12 @@ impl StepHandler for SleepHandler {
             .ok_or_else(|| {
                 StepError::permanent(
                     "tasker::sleep needs handler_config.millis, a whole number",
-                    "INVALID_CONFIG",
+                    codes::INVALID_CONFIG,
                 )
             })?;
         tokio::select! {
             () = tokio::time::sleep(Duration::from_millis(millis)) => Ok(json!({"slept_ms": millis})),
-            () = step.cancellation.cancelled() => Err(StepError::retryable("cancelled while sleeping").with_code("CANCELLED")),
+            () = step.cancellation.cancelled() => Err(StepError::retryable("cancelled while sleeping").with_code(codes::CANCELLED)),
         }
     }
 }
@@ -98,9 +97,9 @@ impl StepHandler for FailHandler {
             .and_then(Value::as_bool)
             .unwrap_or(false)
         {
-            StepError::permanent(message, "PLANNED_FAILURE")
+            StepError::permanent(message, codes::PLANNED_FAILURE)
         } else {
-            StepError::retryable(message).with_code("PLANNED_FAILURE")
+            StepError::retryable(message).with_code(codes::PLANNED_FAILURE)
         };
         if let Some(ms) = step.config.get("retry_after_ms").and_then(Value::as_u64) {
             error = error.with_retry_after(Duration::from_millis(ms));
@@ -110,34 +109,18 @@ impl StepHandler for FailHandler {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use std::collections::BTreeMap;
     use std::sync::Arc;
 
     use super::*;
-    use tasker_domain::{StepId, TaskId};
-    use tokio_util::sync::CancellationToken;
 
-    pub(crate) fn context(config: Value, attempt: u32) -> StepContext {
-        let (task_id, step_id) = (TaskId::new(), StepId::new());
-        StepContext {
-            task_id,
-            step_id,
-            events: crate::handler::StepEvents::detached(task_id, step_id, "s"),
-            step_name: "s".into(),
-            namespace: "default".into(),
-            task_name: "t".into(),
-            version: semver::Version::new(1, 0, 0),
-            task_context: Arc::new(json!({"order": 7})),
-            config,
-            inputs: json!({}),
-            parent_results: BTreeMap::from([("a".to_owned(), json!({"x": 1}))]),
-            attempt,
-            retry_limit: 3,
-            idempotency_key: "k".into(),
-            correlation_id: "c".into(),
-            cancellation: CancellationToken::new(),
-        }
+    fn context(config: Value, attempt: u32) -> StepContext {
+        let (mut context, _) = StepContext::standalone(config);
+        context.task_context = Arc::new(json!({"order": 7}));
+        context.parent_results = BTreeMap::from([("a".to_owned(), json!({"x": 1}))]);
+        context.attempt = attempt;
+        context
     }
 
     #[tokio::test]
@@ -182,7 +165,10 @@ pub(crate) mod tests {
             .handle(context(json!({"permanent": true}), 1))
             .await
             .unwrap_err();
-        assert_eq!(permanent.error_code.as_deref(), Some("PLANNED_FAILURE"));
+        assert_eq!(
+            permanent.error_code.as_deref(),
+            Some(codes::PLANNED_FAILURE)
+        );
         assert!(permanent.is_permanent());
     }
 
@@ -192,7 +178,7 @@ pub(crate) mod tests {
             .handle(context(json!({}), 1))
             .await
             .unwrap_err();
-        assert_eq!(err.error_code.as_deref(), Some("INVALID_CONFIG"));
+        assert_eq!(err.error_code.as_deref(), Some(codes::INVALID_CONFIG));
         let step = context(json!({"millis": 3_600_000}), 1);
         step.cancellation.cancel();
         let err = SleepHandler.handle(step).await.unwrap_err();

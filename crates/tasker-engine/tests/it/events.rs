@@ -1,5 +1,6 @@
 //! Event-sequence snapshots: the exact ordered events of one task for each kind of workflow,
-//! on both databases, and custom events published by handlers (G12, G13, G16).
+//! on both databases, and custom events published by handlers: each occurrence published once, under exactly
+//! the name subscribed to, with YAML declarations counting as registrations.
 //!
 //! Where steps run concurrently (the diamond) their relative order is not fixed, so that
 //! snapshot shows the task's own events in order and each step's events in order, and the
@@ -358,7 +359,7 @@ async fn handlers_publish_template_declared_custom_events_under_their_own_name()
         let clock = ManualClock::new(t0());
         let engine = engine_with(&db.store, &clock, registry);
         let seen = Arc::new(Mutex::new(Vec::new()));
-        // Before the template is registered, the name is unknown (G13: YAML declarations count).
+        // Before the template is registered, the name is unknown (YAML declarations count as registrations).
         assert!(engine.events().register(Arc::new(Collect(seen.clone()))).is_err());
         let template = template(
             "name: fulfilment\nnamespace_name: shop\ncustom_events: [{ name: orders.fulfilled, description: An order shipped }]\n\
@@ -373,7 +374,7 @@ async fn handlers_publish_template_declared_custom_events_under_their_own_name()
         let seen = seen.lock().unwrap().clone();
         assert_eq!(seen.len(), 1);
         let Payload::Custom(p) = &seen[0].payload else { panic!("custom payload") };
-        assert_eq!(seen[0].name, "orders.fulfilled", "G12: the name subscribed to is the name published");
+        assert_eq!(seen[0].name, "orders.fulfilled", "the name subscribed to is the name published");
         assert_eq!(p.data, json!({"order": 7}));
         assert_eq!(p.task_id, Some(created.task_id));
         assert_eq!(p.step_name.as_deref(), Some("fulfil"));

@@ -1,8 +1,9 @@
 //! Every Rails engine test shape completes, each step starting only after its parents completed.
 
-use tasker_domain::{StepState, TaskState, TaskTemplate};
+use tasker_domain::{StepState, TaskState};
 use tasker_engine::ManualClock;
 use tasker_persistence::testing::on_each_database;
+use tasker_template::TaskTemplate;
 
 use crate::support::*;
 

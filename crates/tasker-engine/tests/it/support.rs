@@ -1,10 +1,13 @@
+//! Shared helpers of the engine suite: templates, configurations and engines on a manual clock.
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
-use tasker_domain::{BackoffPolicy, TaskRequest, TaskTemplate};
+use tasker_domain::{BackoffPolicy, TaskRequest};
 use tasker_engine::{Engine, EngineConfig, ManualClock, Registry};
 use tasker_persistence::Store;
+use tasker_template::TaskTemplate;
 
 pub fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap()

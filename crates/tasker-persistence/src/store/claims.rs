@@ -12,6 +12,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DbBackend, QueryResult, Value};
 use serde_json::json;
+use tasker_domain::codes;
 use tasker_domain::{StepError, StepId, StepState, TaskId};
 use uuid::Uuid;
 
@@ -182,7 +183,7 @@ impl Store {
             let expired: i64 = get(&row, "lease_expires_at")?;
             let error =
                 StepError::retryable("lease expired before the attempt reported an outcome")
-                    .with_code("LEASE_EXPIRED")
+                    .with_code(codes::LEASE_EXPIRED)
                     .with_context(
                         json!({"claim_owner": owner, "lease_expired_at": from_micros(expired)}),
                     );

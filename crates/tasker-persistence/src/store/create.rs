@@ -10,7 +10,8 @@
 use std::collections::{BTreeMap, HashSet};
 
 use sea_orm::{ConnectionTrait, Value};
-use tasker_domain::{ContextSchema, StepId, TaskId, TaskRequest, TaskState};
+use tasker_domain::{StepId, TaskId, TaskRequest, TaskState};
+use tasker_template::ContextSchema;
 use uuid::Uuid;
 
 use super::sql::{get, insert_rows, max_params, params, stmt};

@@ -240,7 +240,7 @@ impl Store {
             .collect()
     }
 
-    /// The task execution context (inventory §3.4) at `now`.
+    /// The task execution context at `now`.
     pub async fn task_execution_context(
         &self,
         task_id: TaskId,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, Value};
-use tasker_domain::TaskTemplate;
+use tasker_template::TaskTemplate;
 
 use super::sql::{get, stmt};
 use super::{RegisteredTemplate, Store};

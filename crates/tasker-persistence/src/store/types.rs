@@ -7,9 +7,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
-use tasker_domain::{
-    IdentityStrategy, StepError, StepId, StepState, TaskId, TaskState, TaskTemplate,
-};
+use tasker_domain::{IdentityStrategy, StepError, StepId, StepState, TaskId, TaskState};
+use tasker_template::TaskTemplate;
 
 /// A template stored in the catalogue, with the ids task creation needs.
 #[derive(Debug, Clone)]
@@ -206,7 +205,7 @@ pub enum BlockingReason {
     InvalidState,
 }
 
-/// The Rails readiness report of one step (inventory §3.3).
+/// The Rails readiness report of one step.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StepReadiness {
     /// The step.
@@ -245,7 +244,7 @@ pub struct StepReadiness {
     pub blocking_reason: Option<BlockingReason>,
 }
 
-/// The task execution context's status (inventory §3.4).
+/// The task execution context's status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ExecutionStatus {
@@ -291,7 +290,7 @@ pub enum HealthStatus {
     Unknown,
 }
 
-/// The aggregated state of one task (inventory §3.4).
+/// The aggregated state of one task.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TaskExecutionContext {
     /// The task.

@@ -5,10 +5,11 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use sea_orm::{ConnectionTrait, Database};
-use tasker_domain::{DefaultIdentity, TaskRequest, TaskTemplate};
+use tasker_domain::{DefaultIdentity, TaskRequest};
 use tasker_persistence::{
     ConnectOptions, CreateTaskOptions, CreatedTask, RegisteredTemplate, Store,
 };
+use tasker_template::TaskTemplate;
 
 /// A fixed "now"; tests move time by adding to it, never by sleeping.
 pub fn t0() -> DateTime<Utc> {

@@ -230,7 +230,7 @@ fn events_lists_every_rails_name_with_what_tasker_publishes() {
         .iter()
         .map(|e| e["name"].as_str().unwrap())
         .collect();
-    // Inventory §6.2: 55 distinct names (plus step.before_handle and step.handle among the ten
+    // The Rails catalog: 55 distinct names (plus step.before_handle and step.handle among the ten
     // step names) and the 14 registry constants.
     for name in [
         "task.initialize_requested",

@@ -127,6 +127,14 @@ pub enum TemplateErrorKind {
     },
 }
 
+impl From<tasker_domain::duration::InvalidDuration> for TemplateErrorKind {
+    fn from(invalid: tasker_domain::duration::InvalidDuration) -> Self {
+        TemplateErrorKind::InvalidTimeout {
+            value: invalid.value,
+        }
+    }
+}
+
 fn did_you_mean(suggestion: &Option<String>) -> String {
     suggestion
         .as_ref()

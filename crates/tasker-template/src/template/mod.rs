@@ -1,4 +1,4 @@
-//! Task templates: the YAML (or JSON) format of inventory §4, parsed strictly and validated.
+//! Task templates: the Rails engine's YAML (or JSON) format, parsed strictly and validated.
 //!
 //! Every key the Rails format defines is accepted. Keys kept only for compatibility, with no
 //! behaviour in Tasker: `module_namespace` (a Ruby module), `concurrent` (steps always run
@@ -23,7 +23,7 @@ pub use error::{TemplateError, TemplateErrorKind, TemplateErrors};
 
 use crate::context::ContextSchema;
 use crate::graph::DependencyGraph;
-use crate::request::DEFAULT_NAMESPACE;
+use tasker_domain::request::DEFAULT_NAMESPACE;
 
 /// The version a template gets when it states none (the Rails default).
 pub const DEFAULT_VERSION: semver::Version = semver::Version::new(0, 1, 0);
@@ -69,7 +69,7 @@ pub struct StepTemplate {
     /// How long one attempt may run before it counts as a retryable failure.
     #[serde(
         default,
-        with = "crate::serde_secs::optional_secs",
+        with = "tasker_domain::serde_secs::optional_secs",
         skip_serializing_if = "Option::is_none"
     )]
     pub timeout: Option<Duration>,
@@ -394,7 +394,7 @@ impl TaskTemplate {
                 .flat_map(|s| s.custom_events.iter().map(|e| (e, Some(s.name.clone())))),
         );
         for (event, step) in declared {
-            if let Err(err) = crate::event_names::check_custom_name(&event.name) {
+            if let Err(err) = tasker_domain::event_names::check_custom_name(&event.name) {
                 let error = TemplateError::new(TemplateErrorKind::InvalidCustomEvent {
                     name: event.name.clone(),
                     reason: err.to_string(),

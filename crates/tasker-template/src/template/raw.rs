@@ -2,7 +2,6 @@
 //! [`TaskTemplate`], and a locator that finds a step's line in the source for semantic errors.
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -12,7 +11,7 @@ use super::{
     CustomEventDecl, DEFAULT_RETRY_LIMIT, DEFAULT_VERSION, EnvironmentOverride, MAX_RETRY_LIMIT,
     StepTemplate, TaskTemplate, deep_merge, empty_object,
 };
-use crate::request::DEFAULT_NAMESPACE;
+use tasker_domain::request::DEFAULT_NAMESPACE;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -51,54 +50,7 @@ struct RawStep {
     custom_events: Option<Vec<CustomEventDecl>>,
 }
 
-/// A step timeout as written: seconds, or text such as `500ms`, `30s`, `5m`, `1h`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum TimeoutValue {
-    /// A number of seconds.
-    Seconds(f64),
-    /// A number with a unit.
-    Text(String),
-}
-
-impl TimeoutValue {
-    /// The positive duration this value names.
-    pub fn to_duration(&self) -> Result<Duration, TemplateErrorKind> {
-        let invalid = || TemplateErrorKind::InvalidTimeout {
-            value: self.as_text(),
-        };
-        let secs = match self {
-            TimeoutValue::Seconds(secs) => *secs,
-            TimeoutValue::Text(text) => {
-                let text = text.trim();
-                let split = text
-                    .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-                    .unwrap_or(text.len());
-                let (number, unit) = text.split_at(split);
-                let number: f64 = number.parse().map_err(|_| invalid())?;
-                let scale = match unit.trim() {
-                    "ms" => 0.001,
-                    "" | "s" => 1.0,
-                    "m" => 60.0,
-                    "h" => 3600.0,
-                    _ => return Err(invalid()),
-                };
-                number * scale
-            }
-        };
-        match Duration::try_from_secs_f64(secs) {
-            Ok(duration) if !duration.is_zero() => Ok(duration),
-            _ => Err(invalid()),
-        }
-    }
-
-    fn as_text(&self) -> String {
-        match self {
-            TimeoutValue::Seconds(secs) => secs.to_string(),
-            TimeoutValue::Text(text) => text.clone(),
-        }
-    }
-}
+pub use tasker_domain::duration::TimeoutValue;
 
 /// One step's overrides inside an environment; every field but `name` is optional.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -172,7 +124,9 @@ impl StepOverride {
         if let Some(timeout) = &self.timeout {
             match timeout.to_duration() {
                 Ok(timeout) => step.timeout = Some(timeout),
-                Err(kind) => errors.push(TemplateError::new(kind).in_step(step.name.clone())),
+                Err(invalid) => {
+                    errors.push(TemplateError::new(invalid.into()).in_step(step.name.clone()))
+                }
             }
         }
         if let Some(config) = &self.handler_config {
@@ -307,7 +261,7 @@ fn convert(raw: RawTemplate, errors: &mut Vec<TemplateError>) -> TaskTemplate {
             let timeout = step
                 .timeout
                 .as_ref()
-                .and_then(|t| t.to_duration().map_err(&mut at).ok());
+                .and_then(|t| t.to_duration().map_err(|e| at(e.into())).ok());
             StepTemplate {
                 depends_on_steps: union(&step.depends_on_step, &step.depends_on_steps),
                 name: step.name,

@@ -1,3 +1,5 @@
+//! Unit tests of template parsing and validation: accepted templates, and each error as authors read it.
+
 use std::time::Duration;
 
 use expect_test::{Expect, expect};

@@ -1,4 +1,4 @@
-//! Integration tests for `tasker-domain`: properties of template parsing and the dependency
+//! Integration tests for `tasker-template`: properties of template parsing and the dependency
 //! graph over random workflows and random input, and parser messages as authors read them.
 
 mod template_messages;

@@ -1,7 +1,7 @@
 //! Parser messages as an author reads them: located once, with the position that helps.
 
 use expect_test::{Expect, expect};
-use tasker_domain::TaskTemplate;
+use tasker_template::TaskTemplate;
 
 fn check(source: &str, expected: Expect) {
     let errors = TaskTemplate::from_yaml_str(source, Some("t.yaml")).unwrap_err();

@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::{Index, select};
-use tasker_domain::{DependencyGraph, TaskTemplate, TemplateErrorKind, TemplateErrors};
+use tasker_template::{DependencyGraph, TaskTemplate, TemplateErrorKind, TemplateErrors};
 
 /// A random DAG. Step `i` depends only on steps generated before it, so the graph is acyclic by
 /// construction; the declaration order is shuffled so that it need not be topological.
