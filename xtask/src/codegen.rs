@@ -109,7 +109,7 @@ fn stale(root: &Path) -> anyhow::Result<Vec<(&'static str, String)>> {
 }
 
 /// `cargo xtask codegen [--check]`.
-pub fn run(check: bool) -> anyhow::Result<()> {
+pub(crate) fn run(check: bool) -> anyhow::Result<()> {
     let root = root();
     let stale = stale(&root)?;
     if check {

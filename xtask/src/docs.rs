@@ -20,7 +20,7 @@ fn root() -> PathBuf {
 
 /// Errors of the YAML templates embedded in one markdown document, each naming the document and
 /// the line where its block starts.
-pub fn check_markdown(origin: &str, markdown: &str) -> (usize, Vec<String>) {
+pub(crate) fn check_markdown(origin: &str, markdown: &str) -> (usize, Vec<String>) {
     let mut checked = 0;
     let mut errors = Vec::new();
     let mut lines = markdown.lines().enumerate();
@@ -75,7 +75,7 @@ fn yaml_files(dir: &Path, found: &mut Vec<PathBuf>) -> anyhow::Result<()> {
 }
 
 /// Step 1: every template in the docs and the blog crate.
-pub fn check_templates(root: &Path) -> anyhow::Result<(usize, Vec<String>)> {
+pub(crate) fn check_templates(root: &Path) -> anyhow::Result<(usize, Vec<String>)> {
     let mut checked = 0;
     let mut errors = Vec::new();
     for file in markdown_files(root)? {
@@ -124,7 +124,7 @@ fn cargo(root: &Path, args: &[&str], what: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn run() -> anyhow::Result<()> {
+pub(crate) fn run() -> anyhow::Result<()> {
     let root = root();
     let (checked, errors) = check_templates(&root)?;
     if !errors.is_empty() {

@@ -19,12 +19,12 @@ use anyhow::Context as _;
 
 /// The workspace as the rules see it: each member with its declared dependencies.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Workspace {
+pub(crate) struct Workspace {
     pub packages: Vec<Package>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Package {
+pub(crate) struct Package {
     pub name: String,
     pub dependencies: Vec<Dependency>,
     /// The resolved closure of normal and build dependencies: each crate reached, mapped to the
@@ -34,7 +34,7 @@ pub struct Package {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Dependency {
+pub(crate) struct Dependency {
     /// The package name, not the `rename`d one.
     pub name: String,
     pub kind: DepKind,
@@ -42,14 +42,14 @@ pub struct Dependency {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum DepKind {
+pub(crate) enum DepKind {
     Normal,
     Dev,
     Build,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum DepSource {
+pub(crate) enum DepSource {
     /// Another member of this workspace.
     Workspace,
     /// Anything else: crates.io, git, or a path outside the workspace.
@@ -58,7 +58,7 @@ pub enum DepSource {
 
 /// One broken rule, with enough data to say which package, which dependency and which rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Violation {
+pub(crate) enum Violation {
     /// Rule 1: a workspace package the layer table does not know.
     UnknownPackage { package: String },
     /// Rule 1: an edge the layer table does not have.
@@ -89,7 +89,7 @@ pub enum Violation {
 
 /// The third-party placement rules (rule 2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CrateRule {
+pub(crate) enum CrateRule {
     SeaOrm,
     HttpStack,
     Tokio,
@@ -147,7 +147,7 @@ enum MayDependOn {
 }
 
 /// One row of the layer table.
-pub struct Layer {
+pub(crate) struct Layer {
     package: &'static str,
     directory: &'static str,
     role: &'static str,
@@ -170,7 +170,7 @@ const fn layer(
 
 /// The layer table: package → the workspace packages it may depend on, bottom layer first.
 /// ARCHITECTURE.md's table is generated from it (`cargo xtask codegen`).
-pub const LAYERS: &[Layer] = &[
+pub(crate) const LAYERS: &[Layer] = &[
     layer(
         DOMAIN,
         "crates/tasker-domain",
@@ -301,7 +301,7 @@ pub const LAYERS: &[Layer] = &[
 
 /// Rule 4: crates kept out of a package's resolved normal and build dependencies, so that users
 /// who pick only that package compile none of them.
-pub const CLOSURES: &[(&str, &[&str])] = &[
+pub(crate) const CLOSURES: &[(&str, &[&str])] = &[
     (DOMAIN, BOTTOM_SPARES),
     (STATE_MACHINE, BOTTOM_SPARES),
     (
@@ -368,7 +368,7 @@ impl MayDependOn {
 }
 
 /// ARCHITECTURE.md's layer table, as Markdown.
-pub fn layer_table() -> String {
+pub(crate) fn layer_table() -> String {
     let mut out = String::from(
         "| Package (directory) | Role | May depend on (workspace crates) |\n|---|---|---|\n",
     );
@@ -516,7 +516,7 @@ impl CrateRule {
 }
 
 /// Checks the rules. Violations come in rule order, packages in name order within a rule.
-pub fn check(workspace: &Workspace) -> Vec<Violation> {
+pub(crate) fn check(workspace: &Workspace) -> Vec<Violation> {
     let mut packages: Vec<&Package> = workspace.packages.iter().collect();
     packages.sort_by(|a, b| a.name.cmp(&b.name));
 
@@ -643,7 +643,7 @@ fn sorted_dependencies(package: &Package, source: DepSource) -> impl Iterator<It
 
 /// Rule 3: one cycle per strongly connected component of the workspace graph (every dependency
 /// kind counts), each the shortest cycle through the component's first package by name.
-pub fn find_cycles(workspace: &Workspace) -> Vec<Vec<String>> {
+pub(crate) fn find_cycles(workspace: &Workspace) -> Vec<Vec<String>> {
     let mut graph: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
     for package in &workspace.packages {
         let successors = graph.entry(package.name.as_str()).or_default();
@@ -728,7 +728,7 @@ fn shortest_cycle_through<'a>(
 
 impl Workspace {
     /// The workspace members of `metadata` and their declared dependencies.
-    pub fn from_metadata(metadata: &cargo_metadata::Metadata) -> Workspace {
+    pub(crate) fn from_metadata(metadata: &cargo_metadata::Metadata) -> Workspace {
         let members = metadata.workspace_packages();
         let member_names: BTreeSet<&str> = members.iter().map(|p| p.name.as_ref()).collect();
         let mut packages: Vec<Package> = members
@@ -766,7 +766,7 @@ impl Workspace {
     }
 
     /// Reads this repository's workspace, with its resolved graph, through `cargo metadata`.
-    pub fn load() -> anyhow::Result<Workspace> {
+    pub(crate) fn load() -> anyhow::Result<Workspace> {
         let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.toml");
         let metadata = cargo_metadata::MetadataCommand::new()
             .manifest_path(manifest)
@@ -778,7 +778,7 @@ impl Workspace {
         Ok(Workspace::from_metadata(&metadata))
     }
 
-    pub fn workspace_edge_count(&self) -> usize {
+    pub(crate) fn workspace_edge_count(&self) -> usize {
         self.packages
             .iter()
             .flat_map(|package| &package.dependencies)
@@ -836,7 +836,7 @@ fn resolved_closure(
 }
 
 /// `cargo xtask lint-layers`.
-pub fn run() -> anyhow::Result<()> {
+pub(crate) fn run() -> anyhow::Result<()> {
     let workspace = Workspace::load()?;
     let violations = check(&workspace);
     if violations.is_empty() {

@@ -12,7 +12,7 @@ use tasker_migrations::Migrator;
 const DEFAULT_URL: &str = "sqlite://tasker.db?mode=rwc";
 
 #[derive(Subcommand)]
-pub enum Action {
+pub(crate) enum Action {
     /// Apply every pending migration
     Up,
     /// Roll back the newest applied migration (or `--steps N`)
@@ -31,7 +31,7 @@ pub enum Action {
     },
 }
 
-pub fn run(action: Action) -> anyhow::Result<()> {
+pub(crate) fn run(action: Action) -> anyhow::Result<()> {
     if let Action::New { name } = &action {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations/src");
         let file = new_migration(&root, name, chrono::Utc::now())?;
@@ -64,7 +64,7 @@ pub fn run(action: Action) -> anyhow::Result<()> {
 }
 
 /// Writes `mYYYYMMDD_HHMMSS_<name>.rs` under `dir` and registers it in `dir/lib.rs`.
-pub fn new_migration(
+pub(crate) fn new_migration(
     dir: &Path,
     name: &str,
     now: chrono::DateTime<chrono::Utc>,

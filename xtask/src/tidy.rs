@@ -6,6 +6,7 @@
 //!    outside it, no section or defect numbers of outside documents, no issue numbers of our
 //!    own tracker (an upstream project's issue may be cited on a line that says `upstream`).
 //! 3. The doctest list in `tests/src/lib.rs` names exactly the documents that hold Rust blocks.
+//! 4. Every package opts into the workspace lints (`[lints] workspace = true`).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -163,6 +164,14 @@ fn problems(root: &Path) -> anyhow::Result<Vec<String>> {
         {
             problems.push(problem);
         }
+        if path.ends_with("Cargo.toml")
+            && path != "Cargo.toml"
+            && !text.contains("[lints]\nworkspace = true")
+        {
+            problems.push(format!(
+                "{path}: does not opt into the workspace lints ([lints] workspace = true)"
+            ));
+        }
         problems.extend(reference_problems(path, &text));
     }
     problems.extend(doctest_problems(root, &files)?);
@@ -170,7 +179,7 @@ fn problems(root: &Path) -> anyhow::Result<Vec<String>> {
 }
 
 /// `cargo xtask tidy`.
-pub fn run() -> anyhow::Result<()> {
+pub(crate) fn run() -> anyhow::Result<()> {
     let problems = problems(&root())?;
     if problems.is_empty() {
         println!("tidy: ok");

@@ -7,7 +7,7 @@ use serde_json::{Map, Value, json};
 
 /// How a figure is judged.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Target {
+pub(crate) enum Target {
     /// Reported for comparison only (B0).
     None,
     /// `value >= bound`.
@@ -22,7 +22,7 @@ pub enum Target {
 
 /// Latency percentiles in milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Percentiles {
+pub(crate) struct Percentiles {
     pub p50: f64,
     pub p95: f64,
     pub p99: f64,
@@ -30,7 +30,7 @@ pub struct Percentiles {
 
 impl Percentiles {
     /// Nearest-rank percentiles of `samples`; `None` when there are none.
-    pub fn of(samples: &[Duration]) -> Option<Self> {
+    pub(crate) fn of(samples: &[Duration]) -> Option<Self> {
         if samples.is_empty() {
             return None;
         }
@@ -48,13 +48,13 @@ impl Percentiles {
     }
 }
 
-pub fn millis(d: Duration) -> f64 {
+pub(crate) fn millis(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
 /// One workload on one database.
 #[derive(Debug, Clone)]
-pub struct Figure {
+pub(crate) struct Figure {
     pub id: &'static str,
     pub db: &'static str,
     pub metric: &'static str,
@@ -73,7 +73,7 @@ pub struct Figure {
 }
 
 impl Figure {
-    pub fn new(
+    pub(crate) fn new(
         id: &'static str,
         db: &'static str,
         metric: &'static str,
@@ -95,29 +95,29 @@ impl Figure {
         }
     }
 
-    pub fn target(mut self, target: Target, text: impl Into<String>) -> Self {
+    pub(crate) fn target(mut self, target: Target, text: impl Into<String>) -> Self {
         self.target = target;
         self.target_text = text.into();
         self
     }
 
-    pub fn ratio(mut self, ratio: f64) -> Self {
+    pub(crate) fn ratio(mut self, ratio: f64) -> Self {
         self.ratio_to_b0 = Some(ratio);
         self
     }
 
-    pub fn latency(mut self, latency: Option<Percentiles>) -> Self {
+    pub(crate) fn latency(mut self, latency: Option<Percentiles>) -> Self {
         self.latency = latency;
         self
     }
 
-    pub fn extra(mut self, name: &'static str, value: f64) -> Self {
+    pub(crate) fn extra(mut self, name: &'static str, value: f64) -> Self {
         self.extra.push((name, value));
         self
     }
 
     /// Whether the target is met; `None` when there is none.
-    pub fn meets_target(&self) -> Option<bool> {
+    pub(crate) fn meets_target(&self) -> Option<bool> {
         let met = match self.target {
             Target::None => return None,
             Target::AtLeast(bound) => self.value >= bound,
@@ -128,7 +128,7 @@ impl Figure {
         Some(met && self.also_required.unwrap_or(true))
     }
 
-    pub fn to_json(&self, cores: usize) -> Value {
+    pub(crate) fn to_json(&self, cores: usize) -> Value {
         let mut object = Map::new();
         object.insert("id".into(), json!(self.id));
         object.insert("db".into(), json!(self.db));
@@ -155,7 +155,7 @@ impl Figure {
 }
 
 /// The whole run as JSON.
-pub fn to_json(figures: &[Figure], cores: usize, quick: bool, pending: &[&str]) -> Value {
+pub(crate) fn to_json(figures: &[Figure], cores: usize, quick: bool, pending: &[&str]) -> Value {
     json!({
         "date": chrono::Utc::now().to_rfc3339(),
         "cores": cores,
@@ -185,7 +185,7 @@ fn number(value: f64) -> String {
 }
 
 /// The table printed at the end of a run.
-pub fn table(figures: &[Figure]) -> String {
+pub(crate) fn table(figures: &[Figure]) -> String {
     let rows: Vec<[String; 8]> = figures
         .iter()
         .map(|f| {

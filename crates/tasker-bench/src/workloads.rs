@@ -19,7 +19,7 @@ use crate::report::{Figure, Percentiles, Target, millis};
 
 /// How big each workload is.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Sizes {
+pub(crate) struct Sizes {
     /// B0: single-client transactions.
     pub b0_single: usize,
     /// B0: transactions per client, 8 clients.
@@ -44,7 +44,7 @@ pub struct Sizes {
 
 impl Sizes {
     /// The full sizes docs/performance.md names.
-    pub fn full() -> Self {
+    pub(crate) fn full() -> Self {
         Self {
             b0_single: 1000,
             b0_per_client: 250,
@@ -61,7 +61,7 @@ impl Sizes {
     }
 
     /// Small enough that both databases together finish in well under two minutes.
-    pub fn quick() -> Self {
+    pub(crate) fn quick() -> Self {
         Self {
             b0_single: 200,
             b0_per_client: 50,
@@ -79,7 +79,7 @@ impl Sizes {
 
     /// For the harness's own test: every code path, no meaningful timing.
     #[cfg(test)]
-    pub fn tiny() -> Self {
+    pub(crate) fn tiny() -> Self {
         Self {
             b0_single: 10,
             b0_per_client: 3,
@@ -98,13 +98,13 @@ impl Sizes {
 
 /// Which database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Db {
+pub(crate) enum Db {
     Sqlite,
     Postgres,
 }
 
 impl Db {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Db::Sqlite => "sqlite",
             Db::Postgres => "postgres",
@@ -113,21 +113,21 @@ impl Db {
 }
 
 /// The PostgreSQL server the bench creates its databases on.
-pub fn postgres_admin_url() -> String {
+pub(crate) fn postgres_admin_url() -> String {
     std::env::var("TASKER_BENCH_DATABASE_URL")
         .or_else(|_| std::env::var("TASKER_TEST_DATABASE_URL"))
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/tasker_test".into())
 }
 
 /// A fresh, migrated database for one workload; deleted or dropped by [`close`](Self::close).
-pub struct BenchDatabase {
+pub(crate) struct BenchDatabase {
     pub store: Store,
     _dir: Option<tempfile::TempDir>,
     admin: Option<(String, String)>,
 }
 
 impl BenchDatabase {
-    pub async fn open(db: Db) -> Result<Self> {
+    pub(crate) async fn open(db: Db) -> Result<Self> {
         match db {
             Db::Sqlite => {
                 let dir = tempfile::tempdir().context("temporary directory")?;
@@ -168,7 +168,7 @@ impl BenchDatabase {
         }
     }
 
-    pub async fn close(self) {
+    pub(crate) async fn close(self) {
         self.store.connection().clone().close().await.ok();
         if let Some((admin_url, name)) = &self.admin
             && let Ok(admin) = Database::connect(admin_url.as_str()).await
@@ -184,7 +184,7 @@ impl BenchDatabase {
 
 /// The engine as the bench runs it: defaults, the system clock, and a poll interval that is only
 /// a fallback (the engine wakes itself in-process when work is created or an attempt ends).
-pub fn engine(store: &Store) -> Result<Engine> {
+pub(crate) fn engine(store: &Store) -> Result<Engine> {
     let config = EngineConfig {
         poll_interval: Duration::from_secs(1),
         ..Default::default()
@@ -202,7 +202,7 @@ fn template(name: &str, steps: Vec<StepTemplate>) -> TaskTemplate {
 }
 
 /// A → B, C → D.
-pub fn diamond() -> TaskTemplate {
+pub(crate) fn diamond() -> TaskTemplate {
     let noop = "tasker::noop";
     template(
         "bench_diamond",
@@ -216,7 +216,7 @@ pub fn diamond() -> TaskTemplate {
 }
 
 /// s0 → s1 → … → s(n-1).
-pub fn chain(n: usize) -> TaskTemplate {
+pub(crate) fn chain(n: usize) -> TaskTemplate {
     let steps = (0..n)
         .map(|i| {
             let step = StepTemplate::new(format!("s{i}"), "tasker::noop");
@@ -231,7 +231,7 @@ pub fn chain(n: usize) -> TaskTemplate {
 }
 
 /// root → `width` parallel steps → join.
-pub fn wide(width: usize) -> TaskTemplate {
+pub(crate) fn wide(width: usize) -> TaskTemplate {
     let middle: Vec<String> = (0..width).map(|i| format!("m{i}")).collect();
     let mut steps = vec![StepTemplate::new("root", "tasker::noop")];
     steps.extend(
@@ -262,7 +262,7 @@ async fn run_to_completion(engine: &Engine, tasks: &[TaskId]) -> Result<()> {
 
 /// B0's figures, which the other targets are ratios to.
 #[derive(Debug, Clone, Copy)]
-pub struct Ceiling {
+pub(crate) struct Ceiling {
     /// One client: commit latency.
     pub latency: Percentiles,
     /// One client: transactions/s.
@@ -309,7 +309,7 @@ async fn b0_transaction(
 }
 
 /// B0: the database's own ceiling, on the same pool and settings the store uses.
-pub async fn b0(db: Db, sizes: &Sizes) -> Result<(Ceiling, Figure)> {
+pub(crate) async fn b0(db: Db, sizes: &Sizes) -> Result<(Ceiling, Figure)> {
     const CLIENTS: i64 = 8;
     let bench = BenchDatabase::open(db).await?;
     let store = bench.store.clone();
@@ -375,7 +375,7 @@ pub async fn b0(db: Db, sizes: &Sizes) -> Result<(Ceiling, Figure)> {
 }
 
 /// B1: many diamond tasks submitted at once, run by one engine: steps/s.
-pub async fn b1(db: Db, sizes: &Sizes, ceiling: &Ceiling) -> Result<Figure> {
+pub(crate) async fn b1(db: Db, sizes: &Sizes, ceiling: &Ceiling) -> Result<Figure> {
     let bench = BenchDatabase::open(db).await?;
     let engine = engine(&bench.store)?;
     let template = diamond();
@@ -406,9 +406,9 @@ pub async fn b1(db: Db, sizes: &Sizes, ceiling: &Ceiling) -> Result<Figure> {
 
 /// B2: a linear 4-step task, one at a time: create → final state observed.
 /// Untimed B2 runs before the timed ones.
-pub const B2_WARM_UP: usize = 5;
+pub(crate) const B2_WARM_UP: usize = 5;
 
-pub async fn b2(db: Db, sizes: &Sizes, ceiling: &Ceiling) -> Result<Figure> {
+pub(crate) async fn b2(db: Db, sizes: &Sizes, ceiling: &Ceiling) -> Result<Figure> {
     let bench = BenchDatabase::open(db).await?;
     let engine = engine(&bench.store)?;
     let template = chain(4);
@@ -453,7 +453,7 @@ pub async fn b2(db: Db, sizes: &Sizes, ceiling: &Ceiling) -> Result<Figure> {
 }
 
 /// B3: one task, 1 root → N parallel steps → 1 join: total time.
-pub async fn b3(db: Db, sizes: &Sizes) -> Result<Figure> {
+pub(crate) async fn b3(db: Db, sizes: &Sizes) -> Result<Figure> {
     let bench = BenchDatabase::open(db).await?;
     let engine = engine(&bench.store)?;
     let template = wide(sizes.b3_width);
@@ -484,7 +484,7 @@ pub async fn b3(db: Db, sizes: &Sizes) -> Result<Figure> {
 }
 
 /// B4: one long chain: per-hand-off latency, from the steps' completion timestamps.
-pub async fn b4(db: Db, sizes: &Sizes) -> Result<Figure> {
+pub(crate) async fn b4(db: Db, sizes: &Sizes) -> Result<Figure> {
     let bench = BenchDatabase::open(db).await?;
     let engine = engine(&bench.store)?;
     let template = chain(sizes.b4_chain);
@@ -545,7 +545,7 @@ async fn per_step_cost(engine: &Engine, template: &TaskTemplate) -> Result<Durat
 }
 
 /// B5: per-step cost (create → complete ÷ steps) on a large wide DAG over a small one.
-pub async fn b5(db: Db, sizes: &Sizes) -> Result<Figure> {
+pub(crate) async fn b5(db: Db, sizes: &Sizes) -> Result<Figure> {
     let bench = BenchDatabase::open(db).await?;
     let engine = engine(&bench.store)?;
     let small = wide(sizes.b5_small - 2);
@@ -575,7 +575,7 @@ pub async fn b5(db: Db, sizes: &Sizes) -> Result<Figure> {
 
 /// B6: task creation (4 steps) in process, the coordinator stopped: one caller, eight, and one
 /// bulk submission (`Engine::create_tasks`).
-pub async fn b6(db: Db, sizes: &Sizes) -> Result<Figure> {
+pub(crate) async fn b6(db: Db, sizes: &Sizes) -> Result<Figure> {
     const CALLERS: usize = 8;
     let bench = BenchDatabase::open(db).await?;
     let engine = engine(&bench.store)?;
@@ -625,7 +625,7 @@ pub async fn b6(db: Db, sizes: &Sizes) -> Result<Figure> {
 }
 
 /// VmRSS of this process in MB.
-pub fn resident_mb() -> Result<f64> {
+pub(crate) fn resident_mb() -> Result<f64> {
     let status = std::fs::read_to_string("/proc/self/status").context("reading /proc")?;
     let kb: f64 = status
         .lines()
@@ -638,7 +638,7 @@ pub fn resident_mb() -> Result<f64> {
 
 /// B7: resident memory with N linear 4-step tasks created and in flight: first all pending
 /// (created, coordinator stopped), then the peak while one engine runs them all.
-pub async fn b7(db: Db, sizes: &Sizes) -> Result<Figure> {
+pub(crate) async fn b7(db: Db, sizes: &Sizes) -> Result<Figure> {
     let baseline = resident_mb()?;
     let bench = BenchDatabase::open(db).await?;
     let engine = engine(&bench.store)?;

@@ -22,7 +22,7 @@ pub(crate) struct TemplateNames {
 }
 
 impl TemplateNames {
-    pub fn of(template: &TaskTemplate) -> Self {
+    pub(crate) fn of(template: &TaskTemplate) -> Self {
         Self {
             namespace: template.namespace_name.as_str().into(),
             name: template.name.as_str().into(),
@@ -30,7 +30,7 @@ impl TemplateNames {
         }
     }
 
-    pub fn labels(&self, correlation_id: &str) -> TaskLabels {
+    pub(crate) fn labels(&self, correlation_id: &str) -> TaskLabels {
         TaskLabels {
             namespace: self.namespace.clone(),
             task_name: self.name.clone(),
@@ -75,7 +75,7 @@ pub(crate) struct TaskEvent {
 }
 
 impl TaskEvent {
-    pub fn new(
+    pub(crate) fn new(
         task_id: TaskId,
         labels: &TaskLabels,
         from: Option<TaskState>,
@@ -95,22 +95,22 @@ impl TaskEvent {
         }
     }
 
-    pub fn total_steps(mut self, total: usize) -> Self {
+    pub(crate) fn total_steps(mut self, total: usize) -> Self {
         self.payload.total_steps = u32::try_from(total).ok();
         self
     }
 
-    pub fn duration_since(mut self, created_at: DateTime<Utc>, now: DateTime<Utc>) -> Self {
+    pub(crate) fn duration_since(mut self, created_at: DateTime<Utc>, now: DateTime<Utc>) -> Self {
         self.payload.duration_ms = Some(millis(now - created_at));
         self
     }
 
-    pub fn reason(mut self, reason: &str) -> Self {
+    pub(crate) fn reason(mut self, reason: &str) -> Self {
         self.payload.reason = Some(reason.to_owned());
         self
     }
 
-    pub fn publish(self, bus: &EventBus, now: DateTime<Utc>) {
+    pub(crate) fn publish(self, bus: &EventBus, now: DateTime<Utc>) {
         bus.publish(Event::new(self.name, now, Payload::Task(self.payload)));
     }
 }
@@ -132,7 +132,7 @@ pub(crate) struct StepIdentity {
 }
 
 impl StepEvent {
-    pub fn new(
+    pub(crate) fn new(
         name: &'static str,
         who: &StepIdentity,
         attempt: u32,
@@ -158,7 +158,12 @@ impl StepEvent {
         }
     }
 
-    pub fn transition(who: &StepIdentity, attempt: u32, from: StepState, state: StepState) -> Self {
+    pub(crate) fn transition(
+        who: &StepIdentity,
+        attempt: u32,
+        from: StepState,
+        state: StepState,
+    ) -> Self {
         Self::new(
             step_event_name(from, state),
             who,
@@ -168,27 +173,27 @@ impl StepEvent {
         )
     }
 
-    pub fn duration(mut self, started: DateTime<Utc>, now: DateTime<Utc>) -> Self {
+    pub(crate) fn duration(mut self, started: DateTime<Utc>, now: DateTime<Utc>) -> Self {
         self.payload.duration_ms = Some(millis(now - started));
         self
     }
 
-    pub fn error(mut self, error: Option<StepError>) -> Self {
+    pub(crate) fn error(mut self, error: Option<StepError>) -> Self {
         self.payload.error = error;
         self
     }
 
-    pub fn next_attempt_at(mut self, at: Option<DateTime<Utc>>) -> Self {
+    pub(crate) fn next_attempt_at(mut self, at: Option<DateTime<Utc>>) -> Self {
         self.payload.next_attempt_at = at;
         self
     }
 
-    pub fn reason(mut self, reason: &str) -> Self {
+    pub(crate) fn reason(mut self, reason: &str) -> Self {
         self.payload.reason = Some(reason.to_owned());
         self
     }
 
-    pub fn publish(self, bus: &EventBus, now: DateTime<Utc>) {
+    pub(crate) fn publish(self, bus: &EventBus, now: DateTime<Utc>) {
         bus.publish(Event::new(self.name, now, Payload::Step(self.payload)));
     }
 }

@@ -9,7 +9,7 @@ use tasker_events::catalog::{self, Category, EventSpec, Publication};
 use tasker_template::TaskTemplate;
 
 /// What to list.
-pub struct Query {
+pub(crate) struct Query {
     /// One event, described in full.
     pub name: Option<String>,
     /// Only this category.
@@ -80,7 +80,7 @@ fn publication(spec: &EventSpec) -> String {
     }
 }
 
-pub fn run(query: &Query) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(query: &Query) -> anyhow::Result<ExitCode> {
     let mut out = String::new();
     let code = render(query, &mut out)?;
     crate::print_stdout(&out);

@@ -18,7 +18,7 @@ use tasker_persistence::{StepRecord, Store, TaskRecord};
 use crate::settings::{LogFormat, LogSettings, Settings};
 
 /// Logs go to stderr so `--json` output stays clean on stdout.
-pub fn init_logging(log: &LogSettings) -> anyhow::Result<()> {
+pub(crate) fn init_logging(log: &LogSettings) -> anyhow::Result<()> {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&log.level))
@@ -41,7 +41,10 @@ pub fn init_logging(log: &LogSettings) -> anyhow::Result<()> {
 }
 
 /// The context from `--context` or `--context-file`, if either is given.
-pub fn read_context(inline: Option<&str>, file: Option<&Path>) -> anyhow::Result<Option<Value>> {
+pub(crate) fn read_context(
+    inline: Option<&str>,
+    file: Option<&Path>,
+) -> anyhow::Result<Option<Value>> {
     let (text, origin) = match (inline, file) {
         (Some(text), _) => (text.to_owned(), "--context".to_owned()),
         (None, Some(path)) => (
@@ -95,7 +98,7 @@ fn sample_context(_: &str) -> Option<Value> {
     None
 }
 
-pub async fn list_templates(settings: &Settings) -> anyhow::Result<ExitCode> {
+pub(crate) async fn list_templates(settings: &Settings) -> anyhow::Result<ExitCode> {
     let (_, engine) = open(settings).await?;
     for (namespace, name, version) in engine.registry().list(None) {
         println!("{namespace}/{name}@{version}");
@@ -103,7 +106,7 @@ pub async fn list_templates(settings: &Settings) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn migrate(settings: &Settings) -> anyhow::Result<ExitCode> {
+pub(crate) async fn migrate(settings: &Settings) -> anyhow::Result<ExitCode> {
     let options = settings.database.connect_options()?;
     let store = Store::connect(
         &settings.database.url,
@@ -138,7 +141,7 @@ fn parse_target(target: &str) -> anyhow::Result<TaskRequest> {
     Ok(request)
 }
 
-pub async fn run(
+pub(crate) async fn run(
     settings: &Settings,
     target: &str,
     context: Option<Value>,
@@ -185,7 +188,11 @@ pub async fn run(
     drive(&store, &engine, created.task_id, events, json).await
 }
 
-pub async fn resume(settings: &Settings, task_id: &str, json: bool) -> anyhow::Result<ExitCode> {
+pub(crate) async fn resume(
+    settings: &Settings,
+    task_id: &str,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
     let task_id: TaskId = task_id
         .parse()
         .map_err(|e| anyhow::anyhow!("`{task_id}` is not a task id: {e}"))?;

@@ -15,7 +15,7 @@ use tasker_persistence::ConnectOptions;
 /// Everything the binary reads from configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
-pub struct Settings {
+pub(crate) struct Settings {
     /// Where tasks are stored.
     pub database: DatabaseSettings,
     /// How the engine runs them.
@@ -27,7 +27,7 @@ pub struct Settings {
 /// `[database]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct DatabaseSettings {
+pub(crate) struct DatabaseSettings {
     /// `sqlite://tasker.db?mode=rwc` (the default) or `postgres://...`.
     pub url: String,
     /// Largest connection pool.
@@ -51,7 +51,7 @@ impl Default for DatabaseSettings {
 
 impl DatabaseSettings {
     /// Pool settings for the store.
-    pub fn connect_options(&self) -> anyhow::Result<ConnectOptions> {
+    pub(crate) fn connect_options(&self) -> anyhow::Result<ConnectOptions> {
         let acquire_timeout =
             Duration::try_from_secs_f64(self.acquire_timeout).with_context(|| {
                 format!(
@@ -74,7 +74,7 @@ impl DatabaseSettings {
 /// `[log]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct LogSettings {
+pub(crate) struct LogSettings {
     /// A tracing filter (`warn`, `tasker_engine=debug`, ...); `RUST_LOG` wins when set.
     pub level: String,
     /// `text` or `json` (one JSON object per line, with span fields such as the correlation id).
@@ -93,7 +93,7 @@ impl Default for LogSettings {
 /// Log line format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum LogFormat {
+pub(crate) enum LogFormat {
     /// Human-readable.
     Text,
     /// JSON lines.
@@ -101,7 +101,7 @@ pub enum LogFormat {
 }
 
 /// Loads settings from `config` (or `./tasker.toml` when present) and the environment.
-pub fn load(config: Option<&Path>) -> anyhow::Result<Settings> {
+pub(crate) fn load(config: Option<&Path>) -> anyhow::Result<Settings> {
     load_from(config, Env::raw())
 }
 

@@ -10,12 +10,12 @@ use tasker_domain::{BackoffPolicy, StepState, TaskId, TaskRequest, TaskState};
 use tasker_engine::{Engine, EngineConfig, EngineError, ManualClock};
 use tasker_persistence::{StepRecord, Store, StoreError, TaskRecord};
 
-pub fn t0() -> DateTime<Utc> {
+pub(crate) fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap()
 }
 
 /// Backoff 1 s, 2 s, 4 s, capped at 8 s (a handler's `retry_after` is capped there too).
-pub fn config() -> EngineConfig {
+pub(crate) fn config() -> EngineConfig {
     EngineConfig {
         backoff: BackoffPolicy {
             base: Duration::from_secs(1),
@@ -27,13 +27,13 @@ pub fn config() -> EngineConfig {
     }
 }
 
-pub struct Harness {
+pub(crate) struct Harness {
     pub engine: Engine,
     pub clock: ManualClock,
     pub services: BlogServices,
 }
 
-pub async fn harness(store: &Store) -> Harness {
+pub(crate) async fn harness(store: &Store) -> Harness {
     let clock = ManualClock::new(t0());
     let engine = Engine::builder(store.clone())
         .config(config())
@@ -51,67 +51,67 @@ pub async fn harness(store: &Store) -> Harness {
 }
 
 /// The shipped sample for `run_name`, at its version.
-pub fn sample_request(run_name: &str) -> TaskRequest {
+pub(crate) fn sample_request(run_name: &str) -> TaskRequest {
     sample(run_name).unwrap().request()
 }
 
 /// The sample request with `edit` applied to its context.
-pub fn edited(run_name: &str, edit: impl FnOnce(&mut Value)) -> TaskRequest {
+pub(crate) fn edited(run_name: &str, edit: impl FnOnce(&mut Value)) -> TaskRequest {
     let mut request = sample_request(run_name);
     edit(&mut request.context);
     request
 }
 
 /// A finished task and its steps.
-pub struct Run {
+pub(crate) struct Run {
     pub task: TaskRecord,
     pub steps: Vec<StepRecord>,
 }
 
 impl Run {
-    pub fn step(&self, name: &str) -> &StepRecord {
+    pub(crate) fn step(&self, name: &str) -> &StepRecord {
         self.steps.iter().find(|s| s.name == name).unwrap()
     }
 
-    pub fn results(&self, name: &str) -> &Value {
+    pub(crate) fn results(&self, name: &str) -> &Value {
         self.step(name).results.as_ref().unwrap()
     }
 
-    pub fn error_code(&self, name: &str) -> &str {
+    pub(crate) fn error_code(&self, name: &str) -> &str {
         self.step(name).last_error.as_ref().unwrap()["error_code"]
             .as_str()
             .unwrap()
     }
 
     /// `(name, state, attempts)` in template order.
-    pub fn summary(&self) -> Vec<(&str, StepState, u32)> {
+    pub(crate) fn summary(&self) -> Vec<(&str, StepState, u32)> {
         self.steps
             .iter()
             .map(|s| (s.name.as_str(), s.state, s.attempts))
             .collect()
     }
 
-    pub fn count(&self, state: StepState) -> usize {
+    pub(crate) fn count(&self, state: StepState) -> usize {
         self.steps.iter().filter(|s| s.state == state).count()
     }
 }
 
 impl Harness {
     /// Creates the task (which must be pending), runs it to a final state and loads its steps.
-    pub async fn run(&self, request: TaskRequest) -> Run {
+    pub(crate) async fn run(&self, request: TaskRequest) -> Run {
         let created = self.engine.create_task(request).await.unwrap();
         assert_eq!(created.state, TaskState::Pending);
         self.finish(created.task_id).await
     }
 
-    pub async fn finish(&self, task_id: TaskId) -> Run {
+    pub(crate) async fn finish(&self, task_id: TaskId) -> Run {
         let task = drive(&self.engine, &self.clock, task_id).await;
         let steps = self.engine.store().steps(task_id).await.unwrap();
         Run { task, steps }
     }
 
     /// The context errors a refused creation reports, as `(path, message)`.
-    pub async fn refused(&self, request: TaskRequest) -> Vec<(String, String)> {
+    pub(crate) async fn refused(&self, request: TaskRequest) -> Vec<(String, String)> {
         match self.engine.create_task(request).await {
             Err(EngineError::Store(StoreError::InvalidContext(errors))) => {
                 errors.into_iter().map(|e| (e.path, e.message)).collect()
@@ -121,4 +121,4 @@ impl Harness {
     }
 }
 
-pub use tasker_engine::testing::{drain, drive, step_log};
+pub(crate) use tasker_engine::testing::{drain, drive, step_log};

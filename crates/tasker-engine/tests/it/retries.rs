@@ -15,7 +15,7 @@ use crate::support::*;
 /// An outside service a step handler calls; mocked with mockall.
 #[mockall::automock]
 #[async_trait::async_trait]
-pub trait PaymentGateway: Send + Sync {
+pub(crate) trait PaymentGateway: Send + Sync {
     async fn charge(&self, idempotency_key: String, amount: u64) -> Result<String, String>;
 }
 

@@ -9,11 +9,11 @@ use tasker_engine::{Engine, EngineConfig, ManualClock, Registry};
 use tasker_persistence::Store;
 use tasker_template::TaskTemplate;
 
-pub fn t0() -> DateTime<Utc> {
+pub(crate) fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap()
 }
 
-pub fn config() -> EngineConfig {
+pub(crate) fn config() -> EngineConfig {
     EngineConfig {
         backoff: BackoffPolicy {
             base: Duration::from_secs(1),
@@ -26,7 +26,7 @@ pub fn config() -> EngineConfig {
     }
 }
 
-pub fn engine_with(store: &Store, clock: &ManualClock, registry: Arc<Registry>) -> Engine {
+pub(crate) fn engine_with(store: &Store, clock: &ManualClock, registry: Arc<Registry>) -> Engine {
     Engine::builder(store.clone())
         .config(config())
         .clock(Arc::new(clock.clone()))
@@ -36,16 +36,16 @@ pub fn engine_with(store: &Store, clock: &ManualClock, registry: Arc<Registry>) 
         .unwrap()
 }
 
-pub fn engine(store: &Store, clock: &ManualClock) -> Engine {
+pub(crate) fn engine(store: &Store, clock: &ManualClock) -> Engine {
     engine_with(store, clock, Arc::new(Registry::with_builtins()))
 }
 
-pub fn template(yaml: &str) -> TaskTemplate {
+pub(crate) fn template(yaml: &str) -> TaskTemplate {
     TaskTemplate::from_yaml_str(yaml, Some("test.yaml")).unwrap()
 }
 
-pub fn request(template: &TaskTemplate) -> TaskRequest {
+pub(crate) fn request(template: &TaskTemplate) -> TaskRequest {
     TaskRequest::new(template.name.clone()).namespace(template.namespace_name.clone())
 }
 
-pub use tasker_engine::testing::{drain, drive, step_log, wait_for};
+pub(crate) use tasker_engine::testing::{drain, drive, step_log, wait_for};

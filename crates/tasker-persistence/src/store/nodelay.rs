@@ -15,6 +15,10 @@
 //! To delete it: once Cargo.lock holds a sqlx release with the upstream fix, remove this module,
 //! the `after_connect` hook in `Store::connect` that calls it, and the `libc` dependency.
 
+// The one place the workspace allows unsafe code: getsockopt on descriptors of this process and a
+// never-dropped TcpStream view of one, each call with its SAFETY argument below.
+#![allow(unsafe_code)]
+
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::str::FromStr;
 

@@ -12,17 +12,17 @@ use tasker_persistence::{
 use tasker_template::TaskTemplate;
 
 /// A fixed "now"; tests move time by adding to it, never by sleeping.
-pub fn t0() -> DateTime<Utc> {
+pub(crate) fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap()
 }
 
-pub fn at(secs: f64) -> DateTime<Utc> {
+pub(crate) fn at(secs: f64) -> DateTime<Utc> {
     t0() + Duration::from_secs_f64(secs)
 }
 
 /// Runs `test` against a fresh SQLite database, then a fresh PostgreSQL database when
 /// `TASKER_TEST_DATABASE_URL` is set. The label names the backend in assertion messages.
-pub async fn on_each_database<F, Fut>(test: F)
+pub(crate) async fn on_each_database<F, Fut>(test: F)
 where
     F: Fn(Store, &'static str) -> Fut,
     Fut: Future<Output = anyhow::Result<()>>,
@@ -65,12 +65,12 @@ where
     }
 }
 
-pub fn template(yaml: &str) -> TaskTemplate {
+pub(crate) fn template(yaml: &str) -> TaskTemplate {
     TaskTemplate::from_yaml_str(yaml, Some("test.yaml")).unwrap()
 }
 
 /// A template from `(name, dependencies)` pairs with the given retry limit.
-pub fn shape(name: &str, steps: &[(&str, &[&str])], retry_limit: u32) -> TaskTemplate {
+pub(crate) fn shape(name: &str, steps: &[(&str, &[&str])], retry_limit: u32) -> TaskTemplate {
     let mut yaml = format!("name: {name}\nstep_templates:\n");
     for (step, deps) in steps {
         yaml.push_str(&format!(
@@ -81,7 +81,7 @@ pub fn shape(name: &str, steps: &[(&str, &[&str])], retry_limit: u32) -> TaskTem
     template(&yaml)
 }
 
-pub fn diamond() -> TaskTemplate {
+pub(crate) fn diamond() -> TaskTemplate {
     shape(
         "diamond",
         &[("a", &[]), ("b", &["a"]), ("c", &["a"]), ("d", &["b", "c"])],
@@ -89,11 +89,11 @@ pub fn diamond() -> TaskTemplate {
     )
 }
 
-pub async fn register(store: &Store, template: &TaskTemplate) -> RegisteredTemplate {
+pub(crate) async fn register(store: &Store, template: &TaskTemplate) -> RegisteredTemplate {
     store.register_template(template, t0()).await.unwrap()
 }
 
-pub async fn create(
+pub(crate) async fn create(
     store: &Store,
     registered: &RegisteredTemplate,
     request: TaskRequest,
@@ -112,11 +112,11 @@ pub async fn create(
         .unwrap()
 }
 
-pub fn request_for(template: &TaskTemplate) -> TaskRequest {
+pub(crate) fn request_for(template: &TaskTemplate) -> TaskRequest {
     TaskRequest::new(template.name.clone()).namespace(template.namespace_name.clone())
 }
 
-pub fn step_id(created: &CreatedTask, name: &str) -> tasker_domain::StepId {
+pub(crate) fn step_id(created: &CreatedTask, name: &str) -> tasker_domain::StepId {
     created
         .steps
         .iter()
