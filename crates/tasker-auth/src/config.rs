@@ -240,7 +240,17 @@ pub enum AuthConfigError {
         #[source]
         source: crate::jwt::UnknownAlgorithm,
     },
-    /// A key (secret, file, JWKS) cannot be used.
+    /// The HMAC secret is too short.
+    #[error("{key} is {length} bytes long; an HMAC secret needs at least {minimum}")]
+    SecretTooShort {
+        /// The setting, `auth.jwt.secret`.
+        key: &'static str,
+        /// Its length in bytes.
+        length: usize,
+        /// The minimum.
+        minimum: usize,
+    },
+    /// A key (file, JWKS) cannot be used.
     #[error("{key}: {source}")]
     InvalidKey {
         /// Where, e.g. `auth.jwt.public_keys[0]`.
@@ -485,7 +495,16 @@ impl AuthConfig {
         let mut fixed: Vec<(String, VerificationKey)> = Vec::new();
         if let Some(secret) = &self.jwt.secret {
             let key = VerificationKey::hmac(secret.expose().as_bytes(), "auth.jwt.secret")
-                .map_err(|source| invalid_key("auth.jwt.secret".into(), source))?;
+                .map_err(|source| match source {
+                    KeyError::SecretTooShort {
+                        length, minimum, ..
+                    } => AuthConfigError::SecretTooShort {
+                        key: "auth.jwt.secret",
+                        length,
+                        minimum,
+                    },
+                    source => invalid_key("auth.jwt.secret".into(), source),
+                })?;
             fixed.push(("auth.jwt.secret".into(), key));
         }
         for (index, path) in self.jwt.public_keys.iter().enumerate() {

@@ -56,6 +56,10 @@ impl SigningKey {
         pem: &[u8],
         algorithm: Option<JwtAlgorithm>,
     ) -> Result<Self, MintError> {
+        // jsonwebtoken reads an RSA public key as a signing key too; refuse it up front.
+        if !std::str::from_utf8(pem).is_ok_and(|text| text.contains("PRIVATE KEY-----")) {
+            return Err(MintError::NotAPrivateKey);
+        }
         let (kind, key) = if let Ok(key) = EncodingKey::from_rsa_pem(pem) {
             (KeyKind::Rsa, key)
         } else if let Ok(key) = EncodingKey::from_ec_pem(pem) {
