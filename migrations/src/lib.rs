@@ -11,6 +11,7 @@
 pub use sea_orm_migration::prelude::*;
 
 mod m20261126_000001_create_core_tables;
+mod m20261130_120000_create_api_keys;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
         vec![
             Box::new(m20261126_000001_create_core_tables::Migration),
+            Box::new(m20261130_120000_create_api_keys::Migration),
             // `cargo xtask migrate new` adds migrations above this line.
         ]
     }

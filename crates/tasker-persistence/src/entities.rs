@@ -484,3 +484,41 @@ pub mod task_annotation {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+/// The `tasker_api_keys` table.
+pub mod api_key {
+    use sea_orm::entity::prelude::*;
+
+    /// One row of `tasker_api_keys`: a key's hash (never the key), its grants and times.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "tasker_api_keys")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        #[allow(missing_docs)]
+        pub api_key_id: i64,
+        #[allow(missing_docs)]
+        pub name: String,
+        #[sea_orm(unique)]
+        #[allow(missing_docs)]
+        pub key_hash: String,
+        #[allow(missing_docs)]
+        pub key_prefix: String,
+        #[sea_orm(column_type = "JsonBinary")]
+        #[allow(missing_docs)]
+        pub permissions: Json,
+        #[allow(missing_docs)]
+        pub created_at: i64,
+        #[allow(missing_docs)]
+        pub expires_at: Option<i64>,
+        #[allow(missing_docs)]
+        pub last_used_at: Option<i64>,
+        #[allow(missing_docs)]
+        pub revoked_at: Option<i64>,
+    }
+
+    /// Relations are expressed in queries, not here.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -24,6 +24,9 @@ pub enum StoreError {
     /// No step has this id.
     #[error("step {0} not found")]
     StepNotFound(StepId),
+    /// No API key has this id.
+    #[error("api key {0} not found")]
+    ApiKeyNotFound(i64),
     /// No registered template matches.
     #[error("no task template {namespace}/{name}{}", .version.as_ref().map(|v| format!("@{v}")).unwrap_or_default())]
     TemplateNotFound {

@@ -1,5 +1,6 @@
 //! The [`Store`]: one API over SQLite and PostgreSQL.
 
+mod api_keys;
 mod claims;
 mod create;
 mod nodelay;
@@ -18,6 +19,7 @@ use sea_orm::{
 };
 use tasker_migrations::MigratorTrait;
 
+pub use api_keys::{ApiKeyRecord, NewApiKey};
 pub use create::PreparedTask;
 pub use notify::{Listener, MAX_NOTIFY_PAYLOAD};
 pub use types::*;

@@ -1,0 +1,659 @@
+//! The `[auth]` configuration section and its validation. [`AuthConfig::build`] checks
+//! everything at startup (secrets, algorithms, key files, role mappings) and every error names
+//! the configuration key at fault, so a server never starts half-configured.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::api_key::{
+    ApiKeyAuthenticator, ApiKeyHash, ApiKeyStore, ConfiguredApiKeys, StoredApiKey,
+};
+use crate::authenticate::{Authenticator, AuthenticatorChain, OpenAuthenticator};
+use crate::authorize::{AccessControl, Authorizer, PermissionPolicy, RoleGrants};
+use crate::jwt::{
+    JwksFile, JwtAlgorithm, JwtAuthenticator, JwtPolicy, KeyError, KeyKind, KeySet, KeySetProvider,
+    MintError, SigningKey, StaticKeySet, VerificationKey,
+};
+use crate::operation::Operation;
+use crate::permission::{Grant, Permission, PermissionError};
+
+/// Which rules apply: development allows open access, production refuses it unless
+/// `auth.allow_open_in_production` says otherwise.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Profile {
+    /// A developer's machine.
+    #[default]
+    Development,
+    /// A deployment.
+    Production,
+}
+
+/// An authenticator named in `auth.authenticators`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthenticatorKind {
+    /// No authentication.
+    Open,
+    /// `Authorization: Bearer <JWT>`.
+    Jwt,
+    /// `X-API-Key`.
+    ApiKey,
+}
+
+impl fmt::Display for AuthenticatorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AuthenticatorKind::Open => "open",
+            AuthenticatorKind::Jwt => "jwt",
+            AuthenticatorKind::ApiKey => "api_key",
+        })
+    }
+}
+
+/// A secret string: `Debug` never prints it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(secret: impl Into<String>) -> Self {
+        Self(secret.into())
+    }
+
+    /// The secret itself.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+/// `[auth]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Tried in order; `open` (the default) must come last.
+    pub authenticators: Vec<AuthenticatorKind>,
+    /// Let `open` run in the production profile.
+    pub allow_open_in_production: bool,
+    /// Honour the global wildcard `*` in grants.
+    pub allow_global_wildcard: bool,
+    /// Role name → grants (`resource:action`, `resource:*`).
+    pub roles: BTreeMap<String, Vec<String>>,
+    /// `[auth.jwt]`.
+    pub jwt: JwtConfig,
+    /// `[auth.api_keys]`.
+    pub api_keys: ApiKeysConfig,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            authenticators: vec![AuthenticatorKind::Open],
+            allow_open_in_production: false,
+            allow_global_wildcard: false,
+            roles: BTreeMap::new(),
+            jwt: JwtConfig::default(),
+            api_keys: ApiKeysConfig::default(),
+        }
+    }
+}
+
+/// `[auth.jwt]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JwtConfig {
+    /// Accepted algorithms (`HS256` … `EdDSA`); none by default, so they are always chosen.
+    pub algorithms: Vec<String>,
+    /// The HMAC secret for `HS*` (at least 32 bytes); `tasker token mint` signs with it.
+    pub secret: Option<Secret>,
+    /// PEM public keys, all valid at once.
+    pub public_keys: Vec<PathBuf>,
+    /// A JWKS document; tokens choose a key by `kid`.
+    pub jwks_file: Option<PathBuf>,
+    /// The required `iss`.
+    pub issuer: Option<String>,
+    /// The audience that must be in `aud`.
+    pub audience: Option<String>,
+    /// Seconds of clock skew tolerated on `exp`, `nbf` and `iat`.
+    pub leeway: f64,
+    /// Longer tokens are refused unparsed.
+    pub max_token_bytes: usize,
+    /// The claim holding permissions.
+    pub permissions_claim: String,
+    /// The claim holding roles.
+    pub roles_claim: String,
+}
+
+impl Default for JwtConfig {
+    fn default() -> Self {
+        let policy = JwtPolicy::new(Vec::new());
+        Self {
+            algorithms: Vec::new(),
+            secret: None,
+            public_keys: Vec::new(),
+            jwks_file: None,
+            issuer: None,
+            audience: None,
+            leeway: policy.leeway.as_secs_f64(),
+            max_token_bytes: policy.max_token_bytes,
+            permissions_claim: policy.permissions_claim,
+            roles_claim: policy.roles_claim,
+        }
+    }
+}
+
+/// `[auth.api_keys]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiKeysConfig {
+    /// Look keys up in the database (`tasker keys create`).
+    pub database: bool,
+    /// Keys written here, by hash.
+    pub keys: Vec<ConfiguredKey>,
+}
+
+impl Default for ApiKeysConfig {
+    fn default() -> Self {
+        Self {
+            database: true,
+            keys: Vec::new(),
+        }
+    }
+}
+
+/// `[[auth.api_keys.keys]]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfiguredKey {
+    /// Unique name; the principal's subject.
+    pub name: String,
+    /// SHA-256 of the key, 64 hex digits.
+    pub hash: String,
+    /// Grants.
+    #[serde(default)]
+    pub permissions: Vec<String>,
+    /// When it stops working (RFC 3339).
+    #[serde(default)]
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// A configuration that cannot run. Each names its key.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthConfigError {
+    /// `auth.authenticators` is empty.
+    #[error("auth.authenticators is empty: name at least one of open, jwt, api_key")]
+    NoAuthenticators,
+    /// An authenticator is listed twice.
+    #[error("auth.authenticators lists `{kind}` twice")]
+    DuplicateAuthenticator {
+        /// The authenticator.
+        kind: AuthenticatorKind,
+    },
+    /// `open` is followed by others.
+    #[error(
+        "auth.authenticators: `open` must come last (it accepts every request, so nothing after it would run)"
+    )]
+    OpenNotLast,
+    /// `open` in the production profile.
+    #[error(
+        "auth.authenticators includes `open` in the production profile; set auth.allow_open_in_production = true if that is intended"
+    )]
+    OpenInProduction,
+    /// A grant does not parse.
+    #[error("{key}: {source}")]
+    UnknownPermission {
+        /// Where, e.g. `auth.roles.operator[1]`.
+        key: String,
+        /// Why.
+        #[source]
+        source: PermissionError,
+    },
+    /// `*` without `auth.allow_global_wildcard`.
+    #[error("{key}: the global wildcard `*` needs auth.allow_global_wildcard = true")]
+    GlobalWildcardNotEnabled {
+        /// Where.
+        key: String,
+    },
+    /// `jwt` is listed but no algorithm is.
+    #[error("auth.jwt.algorithms is empty: choose the algorithms tokens may use")]
+    NoAlgorithms,
+    /// An algorithm name is unknown.
+    #[error("{key}: {source}")]
+    UnknownAlgorithm {
+        /// Where, e.g. `auth.jwt.algorithms[0]`.
+        key: String,
+        /// Why.
+        #[source]
+        source: crate::jwt::UnknownAlgorithm,
+    },
+    /// The HMAC secret is too short.
+    #[error("{key} is {length} bytes long; an HMAC secret needs at least {minimum}")]
+    SecretTooShort {
+        /// The setting, `auth.jwt.secret`.
+        key: &'static str,
+        /// Its length in bytes.
+        length: usize,
+        /// The minimum.
+        minimum: usize,
+    },
+    /// A key (file, JWKS) cannot be used.
+    #[error("{key}: {source}")]
+    InvalidKey {
+        /// Where, e.g. `auth.jwt.public_keys[0]`.
+        key: String,
+        /// Why.
+        #[source]
+        source: KeyError,
+    },
+    /// A configured algorithm has no key.
+    #[error("{key}: no configured key verifies {algorithm} (it needs {needs})")]
+    NoKeyForAlgorithm {
+        /// Where.
+        key: String,
+        /// The algorithm.
+        algorithm: JwtAlgorithm,
+        /// The kind of key it needs.
+        needs: KeyKind,
+    },
+    /// A key no configured algorithm uses: the wrong file, or a missing algorithm.
+    #[error("{key}: {origin} is {kind}, which no algorithm in auth.jwt.algorithms uses")]
+    KeyMismatch {
+        /// Where.
+        key: String,
+        /// The key's source.
+        origin: String,
+        /// What kind of key it is.
+        kind: KeyKind,
+    },
+    /// A number out of range.
+    #[error("{key}: {problem}")]
+    InvalidValue {
+        /// Where.
+        key: String,
+        /// What is wrong.
+        problem: &'static str,
+    },
+    /// An API key entry is unusable.
+    #[error("{key}: {problem}")]
+    InvalidApiKey {
+        /// Where, e.g. `auth.api_keys.keys[0].hash`.
+        key: String,
+        /// What is wrong.
+        problem: &'static str,
+    },
+    /// `api_key` is listed with the database on, but no database store was supplied.
+    #[error("auth.api_keys.database is on but no database is available to look keys up in")]
+    NoDatabaseForApiKeys,
+    /// `api_key` is listed with nowhere to find keys.
+    #[error(
+        "auth.authenticators includes `api_key` but auth.api_keys has no keys and auth.api_keys.database is off"
+    )]
+    NoApiKeySource,
+    /// The HMAC secret is needed (to mint) but not configured.
+    #[error("auth.jwt.secret is not set")]
+    NoSecret,
+    /// Minting with the secret failed.
+    #[error("auth.jwt.secret: {source}")]
+    Mint {
+        /// Why.
+        #[source]
+        source: MintError,
+    },
+}
+
+/// What [`AuthConfig::build`] produces.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct BuiltAuth {
+    /// The authenticator chain and the authorizer, for the API layer.
+    pub access: AccessControl,
+    /// The JWT authenticator, when configured (also for `tasker token inspect`).
+    pub jwt: Option<JwtAuthenticator>,
+    /// Things that work but are probably not meant (log them at startup).
+    pub warnings: Vec<String>,
+}
+
+impl AuthConfig {
+    /// Validates everything and builds the access control. `database_keys` is the database's
+    /// API key store, needed when `api_key` is listed and `auth.api_keys.database` is on.
+    pub fn build(
+        &self,
+        profile: Profile,
+        database_keys: Option<Arc<dyn ApiKeyStore>>,
+    ) -> Result<BuiltAuth, AuthConfigError> {
+        let mut warnings = Vec::new();
+        self.check_authenticators(profile)?;
+        let roles = self.role_grants(&mut warnings)?;
+        let mut chain = AuthenticatorChain::new();
+        let mut jwt = None;
+        for kind in &self.authenticators {
+            let link: Arc<dyn Authenticator> = match kind {
+                AuthenticatorKind::Open => Arc::new(OpenAuthenticator),
+                AuthenticatorKind::Jwt => {
+                    let authenticator = self.jwt_authenticator()?;
+                    jwt = Some(authenticator.clone());
+                    Arc::new(authenticator)
+                }
+                AuthenticatorKind::ApiKey => {
+                    Arc::new(self.api_key_authenticator(database_keys.clone(), &mut warnings)?)
+                }
+            };
+            chain = chain.then(link);
+        }
+        if jwt.is_none() && !self.jwt.algorithms.is_empty() {
+            warnings.push(
+                "auth.jwt is configured but `jwt` is not in auth.authenticators: tokens are not accepted"
+                    .to_owned(),
+            );
+        }
+        let authorizer = Authorizer::new(PermissionPolicy::new(roles, self.allow_global_wildcard));
+        Ok(BuiltAuth {
+            access: AccessControl::new(Arc::new(chain), authorizer),
+            jwt,
+            warnings,
+        })
+    }
+
+    fn check_authenticators(&self, profile: Profile) -> Result<(), AuthConfigError> {
+        let list = &self.authenticators;
+        if list.is_empty() {
+            return Err(AuthConfigError::NoAuthenticators);
+        }
+        for (index, kind) in list.iter().enumerate() {
+            if list[..index].contains(kind) {
+                return Err(AuthConfigError::DuplicateAuthenticator { kind: *kind });
+            }
+        }
+        if let Some(position) = list.iter().position(|k| *k == AuthenticatorKind::Open) {
+            if position + 1 != list.len() {
+                return Err(AuthConfigError::OpenNotLast);
+            }
+            if profile == Profile::Production && !self.allow_open_in_production {
+                return Err(AuthConfigError::OpenInProduction);
+            }
+        }
+        Ok(())
+    }
+
+    /// The role mapping, every grant parsed; `warnings` learns of grants that guard nothing.
+    pub fn role_grants(&self, warnings: &mut Vec<String>) -> Result<RoleGrants, AuthConfigError> {
+        self.roles
+            .iter()
+            .map(|(role, grants)| {
+                let key = format!("auth.roles.{role}");
+                Ok((role.clone(), self.parse_grants(&key, grants, warnings)?))
+            })
+            .collect()
+    }
+
+    fn parse_grants(
+        &self,
+        key: &str,
+        grants: &[String],
+        warnings: &mut Vec<String>,
+    ) -> Result<Vec<Grant>, AuthConfigError> {
+        grants
+            .iter()
+            .enumerate()
+            .map(|(index, text)| {
+                let key = format!("{key}[{index}]");
+                let grant: Grant = text.parse().map_err(|source| {
+                    AuthConfigError::UnknownPermission {
+                        key: key.clone(),
+                        source,
+                    }
+                })?;
+                if grant == Grant::All && !self.allow_global_wildcard {
+                    return Err(AuthConfigError::GlobalWildcardNotEnabled { key });
+                }
+                if let Grant::Permission(permission) = grant
+                    && !guards_an_operation(permission)
+                {
+                    warnings.push(format!(
+                        "{key}: `{permission}` is accepted for compatibility but no operation requires it{}",
+                        if permission.action() == crate::permission::Action::Destroy {
+                            " (cancelling requires `cancel`)"
+                        } else {
+                            ""
+                        }
+                    ));
+                }
+                Ok(grant)
+            })
+            .collect()
+    }
+
+    /// The JWT policy, validated.
+    pub fn jwt_policy(&self) -> Result<JwtPolicy, AuthConfigError> {
+        let config = &self.jwt;
+        if config.algorithms.is_empty() {
+            return Err(AuthConfigError::NoAlgorithms);
+        }
+        let mut algorithms = Vec::new();
+        for (index, name) in config.algorithms.iter().enumerate() {
+            let algorithm = name.parse::<JwtAlgorithm>().map_err(|source| {
+                AuthConfigError::UnknownAlgorithm {
+                    key: format!("auth.jwt.algorithms[{index}]"),
+                    source,
+                }
+            })?;
+            if !algorithms.contains(&algorithm) {
+                algorithms.push(algorithm);
+            }
+        }
+        let leeway = Duration::try_from_secs_f64(config.leeway).map_err(|_| {
+            AuthConfigError::InvalidValue {
+                key: "auth.jwt.leeway".into(),
+                problem: "must be a non-negative number of seconds",
+            }
+        })?;
+        if config.max_token_bytes < 64 {
+            return Err(AuthConfigError::InvalidValue {
+                key: "auth.jwt.max_token_bytes".into(),
+                problem: "must be at least 64",
+            });
+        }
+        for (key, claim) in [
+            ("auth.jwt.permissions_claim", &config.permissions_claim),
+            ("auth.jwt.roles_claim", &config.roles_claim),
+        ] {
+            if claim.is_empty() {
+                return Err(AuthConfigError::InvalidValue {
+                    key: key.into(),
+                    problem: "must not be empty",
+                });
+            }
+        }
+        let mut policy = JwtPolicy::new(algorithms);
+        policy.issuer = config.issuer.clone();
+        policy.audience = config.audience.clone();
+        policy.leeway = leeway;
+        policy.max_token_bytes = config.max_token_bytes;
+        policy.permissions_claim = config.permissions_claim.clone();
+        policy.roles_claim = config.roles_claim.clone();
+        Ok(policy)
+    }
+
+    /// The JWT authenticator: policy and keys validated, every key fitting an algorithm and
+    /// every algorithm having a key.
+    pub fn jwt_authenticator(&self) -> Result<JwtAuthenticator, AuthConfigError> {
+        let policy = self.jwt_policy()?;
+        let mut fixed: Vec<(String, VerificationKey)> = Vec::new();
+        if let Some(secret) = &self.jwt.secret {
+            let key = VerificationKey::hmac(secret.expose().as_bytes(), "auth.jwt.secret")
+                .map_err(|source| match source {
+                    KeyError::SecretTooShort {
+                        length, minimum, ..
+                    } => AuthConfigError::SecretTooShort {
+                        key: "auth.jwt.secret",
+                        length,
+                        minimum,
+                    },
+                    source => invalid_key("auth.jwt.secret".into(), source),
+                })?;
+            fixed.push(("auth.jwt.secret".into(), key));
+        }
+        for (index, path) in self.jwt.public_keys.iter().enumerate() {
+            let setting = format!("auth.jwt.public_keys[{index}]");
+            let pem = std::fs::read(path).map_err(|source| {
+                invalid_key(
+                    setting.clone(),
+                    KeyError::Unreadable {
+                        path: path.clone(),
+                        source: Arc::new(source),
+                    },
+                )
+            })?;
+            let key = VerificationKey::from_public_pem(&pem, path.display().to_string())
+                .map_err(|source| invalid_key(setting.clone(), source))?;
+            fixed.push((setting, key));
+        }
+        // A key fixed here that no algorithm uses is a mistake; a JWKS document from an
+        // identity provider may well hold keys for algorithms not accepted here.
+        check_keys_fit(&policy, &fixed)?;
+        let fixed: Vec<VerificationKey> = fixed.into_iter().map(|(_, key)| key).collect();
+        let mut fetched: Vec<VerificationKey> = Vec::new();
+        let mut providers: Vec<Arc<dyn KeySetProvider>> =
+            vec![Arc::new(StaticKeySet::new(KeySet::new(fixed.clone())))];
+        if let Some(path) = &self.jwt.jwks_file {
+            let (file, _skipped) = JwksFile::load(path.clone())
+                .map_err(|source| invalid_key("auth.jwt.jwks_file".into(), source))?;
+            fetched.extend(file.keys().keys().iter().cloned());
+            providers.push(Arc::new(file));
+        }
+        check_algorithms_have_keys(&policy, &self.jwt.algorithms, fixed.iter().chain(&fetched))?;
+        Ok(JwtAuthenticator::new(policy, providers))
+    }
+
+    /// A signing key from `auth.jwt.secret`, for `algorithm` or else the first configured
+    /// `HS*` algorithm (HS256 when none is).
+    pub fn secret_signing_key(
+        &self,
+        algorithm: Option<JwtAlgorithm>,
+    ) -> Result<SigningKey, AuthConfigError> {
+        let secret = self.jwt.secret.as_ref().ok_or(AuthConfigError::NoSecret)?;
+        let algorithm = algorithm.unwrap_or_else(|| {
+            self.jwt
+                .algorithms
+                .iter()
+                .filter_map(|name| name.parse::<JwtAlgorithm>().ok())
+                .find(|alg| alg.key_kind() == KeyKind::Hmac)
+                .unwrap_or(JwtAlgorithm::HS256)
+        });
+        SigningKey::hmac(secret.expose().as_bytes(), algorithm)
+            .map_err(|source| AuthConfigError::Mint { source })
+    }
+
+    fn api_key_authenticator(
+        &self,
+        database_keys: Option<Arc<dyn ApiKeyStore>>,
+        warnings: &mut Vec<String>,
+    ) -> Result<ApiKeyAuthenticator, AuthConfigError> {
+        let mut stores: Vec<Arc<dyn ApiKeyStore>> = Vec::new();
+        let configured = self.configured_keys(warnings)?;
+        if !configured.is_empty() {
+            stores.push(Arc::new(ConfiguredApiKeys::new(configured)));
+        }
+        if self.api_keys.database {
+            stores.push(database_keys.ok_or(AuthConfigError::NoDatabaseForApiKeys)?);
+        }
+        if stores.is_empty() {
+            return Err(AuthConfigError::NoApiKeySource);
+        }
+        Ok(ApiKeyAuthenticator::new(stores))
+    }
+
+    /// The keys of `[[auth.api_keys.keys]]`, validated.
+    pub fn configured_keys(
+        &self,
+        warnings: &mut Vec<String>,
+    ) -> Result<Vec<StoredApiKey>, AuthConfigError> {
+        let mut keys: Vec<StoredApiKey> = Vec::new();
+        for (index, entry) in self.api_keys.keys.iter().enumerate() {
+            let key = format!("auth.api_keys.keys[{index}]");
+            let invalid = |field: &str, problem| AuthConfigError::InvalidApiKey {
+                key: format!("{key}.{field}"),
+                problem,
+            };
+            if entry.name.trim().is_empty() {
+                return Err(invalid("name", "must not be empty"));
+            }
+            if keys.iter().any(|k| k.name == entry.name) {
+                return Err(invalid("name", "is used by another key"));
+            }
+            let hash: ApiKeyHash = entry
+                .hash
+                .parse()
+                .map_err(|_| invalid("hash", "must be 64 hex digits: the SHA-256 of the key"))?;
+            let grants =
+                self.parse_grants(&format!("{key}.permissions"), &entry.permissions, warnings)?;
+            keys.push(
+                StoredApiKey::new(entry.name.clone(), entry.name.clone(), hash)
+                    .with_permissions(grants.iter().map(ToString::to_string))
+                    .expiring_at(entry.expires_at),
+            );
+        }
+        Ok(keys)
+    }
+}
+
+fn invalid_key(key: String, source: KeyError) -> AuthConfigError {
+    AuthConfigError::InvalidKey { key, source }
+}
+
+fn guards_an_operation(permission: Permission) -> bool {
+    Operation::TABLE
+        .iter()
+        .any(|spec| spec.permission == Some(permission))
+}
+
+fn check_keys_fit(
+    policy: &JwtPolicy,
+    keys: &[(String, VerificationKey)],
+) -> Result<(), AuthConfigError> {
+    for (setting, key) in keys {
+        if !policy.algorithms.iter().any(|alg| key.verifies(*alg)) {
+            return Err(AuthConfigError::KeyMismatch {
+                key: setting.clone(),
+                origin: key.origin().to_owned(),
+                kind: key.kind(),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn check_algorithms_have_keys<'k>(
+    policy: &JwtPolicy,
+    names: &[String],
+    keys: impl Iterator<Item = &'k VerificationKey> + Clone,
+) -> Result<(), AuthConfigError> {
+    for algorithm in &policy.algorithms {
+        if !keys.clone().any(|key| key.verifies(*algorithm)) {
+            let index = names
+                .iter()
+                .position(|name| name == algorithm.as_str())
+                .unwrap_or_default();
+            return Err(AuthConfigError::NoKeyForAlgorithm {
+                key: format!("auth.jwt.algorithms[{index}]"),
+                algorithm: *algorithm,
+                needs: algorithm.key_kind(),
+            });
+        }
+    }
+    Ok(())
+}
