@@ -5,4 +5,4 @@
 //! Architecture Invariant: the only library crate that knows HTTP status codes; every error
 //! type maps to a status in exactly one place.
 //!
-//! Status: filled in by the API issue; this crate holds the layer's place.
+//! Status: holds the layer's place; the REST and GraphQL routes are not written yet.
