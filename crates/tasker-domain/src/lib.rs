@@ -26,7 +26,7 @@ pub mod state;
 
 pub use backoff::{BackoffPolicy, RetryAfterError, parse_retry_after};
 pub use duration::{InvalidDuration, TimeoutValue};
-pub use identity::{DefaultIdentity, HashIdentity, IdentityStrategy};
+pub use identity::{DefaultIdentity, HashIdentity, IdempotencyKey, IdentityStrategy};
 pub use ids::{StepId, TaskId};
 pub use outcome::{StepError, StepErrorKind};
 pub use request::{DEFAULT_NAMESPACE, TaskRequest};

@@ -34,6 +34,7 @@ use crate::emit::{
     BusSink, StepEvent, StepIdentity, TaskEvent, TemplateNames, distinct_tasks, labels_of,
 };
 use crate::error::EngineError;
+use crate::operator::{CreateOptions, Operator};
 use crate::registry::{RegisteredTask, Registry};
 use tasker_handler::{Clock, StepContext, StepEvents, StepHandler, SystemClock, TaskHooks};
 
@@ -293,8 +294,21 @@ impl Engine {
     /// Creates a task from a registered template (the latest version when the request names
     /// none). Everything is validated before anything is stored.
     pub async fn create_task(&self, request: TaskRequest) -> Result<CreatedTask, EngineError> {
+        self.create_task_with(request, &CreateOptions::default())
+            .await
+    }
+
+    /// [`create_task`](Self::create_task) with a correlation id to store (instead of a new
+    /// one) and an idempotency key: a second request with the same key for the same workflow
+    /// fails with [`tasker_persistence::StoreError::DuplicateTask`], whose identity hash finds
+    /// the first task.
+    pub async fn create_task_with(
+        &self,
+        request: TaskRequest,
+        options: &CreateOptions,
+    ) -> Result<CreatedTask, EngineError> {
         let now = self.inner.clock.now();
-        let (template, prepared) = self.prepare_task(request, now).await?;
+        let (template, prepared) = self.prepare_task(request, options, now).await?;
         // Validated above, before it joins a batch: a bad request fails alone.
         let created = self.inner.creator.create(prepared).await?;
         self.created(&template, &created, now);
@@ -314,7 +328,10 @@ impl Engine {
             Vec::with_capacity(requests.len());
         let mut valid = Vec::with_capacity(requests.len());
         for (index, request) in requests.into_iter().enumerate() {
-            match self.prepare_task(request, now).await {
+            match self
+                .prepare_task(request, &CreateOptions::default(), now)
+                .await
+            {
                 Ok((template, prepared)) => {
                     valid.push((index, template, prepared));
                     results.push(None);
@@ -351,6 +368,7 @@ impl Engine {
     async fn prepare_task(
         &self,
         mut request: TaskRequest,
+        creation: &CreateOptions,
         now: DateTime<Utc>,
     ) -> Result<(Arc<TaskTemplate>, tasker_persistence::PreparedTask), EngineError> {
         let registered = self
@@ -384,10 +402,18 @@ impl Engine {
                 stored
             }
         };
+        let keyed;
+        let identity: &dyn tasker_domain::IdentityStrategy = match &creation.idempotency_key {
+            Some(key) => {
+                keyed = tasker_domain::IdempotencyKey(key.clone());
+                &keyed
+            }
+            None => &tasker_domain::DefaultIdentity,
+        };
         let options = CreateTaskOptions {
             now,
-            identity: &tasker_domain::DefaultIdentity,
-            correlation_id: None,
+            identity,
+            correlation_id: creation.correlation_id.clone(),
         };
         let prepared = Store::prepare_task(&stored, &request, &options)?;
         Ok((registered.template, prepared))
@@ -445,6 +471,16 @@ impl Engine {
         {
             *slot = Some(tokio::spawn(coordinate(self.inner.clone())));
         }
+    }
+
+    /// Whether this engine's coordinator is running (started, not shut down, not dead).
+    pub fn is_coordinating(&self) -> bool {
+        self.inner
+            .coordinator
+            .lock()
+            .expect("coordinator lock")
+            .as_ref()
+            .is_some_and(|handle| !handle.is_finished())
     }
 
     /// Stops claiming, cancels running handlers (their claims lapse and are retried by whoever
@@ -515,6 +551,15 @@ impl Engine {
 
     /// Cancels a task and its unfinished steps; running handlers see their cancellation token.
     pub async fn cancel_task(&self, task_id: TaskId) -> Result<TaskState, EngineError> {
+        self.cancel_task_as(task_id, &Operator::system()).await
+    }
+
+    /// [`cancel_task`](Self::cancel_task), recording who asked and why in the history.
+    pub async fn cancel_task_as(
+        &self,
+        task_id: TaskId,
+        operator: &Operator,
+    ) -> Result<TaskState, EngineError> {
         let _gate = self.inner.gate.lock().await;
         let task = self.inner.store.task(task_id).await?;
         let now = self.inner.clock.now();
@@ -525,7 +570,7 @@ impl Engine {
                 task_id,
                 task.state,
                 TaskState::Cancelled,
-                serde_json::json!({"reason": "cancel_requested"}),
+                operator.metadata("cancel_requested"),
                 now,
             )
             .await?;
@@ -552,6 +597,15 @@ impl Engine {
 
     /// Resolves a task in error by hand: it ends `resolved_manually` as it stands.
     pub async fn resolve_task(&self, task_id: TaskId) -> Result<(), EngineError> {
+        self.resolve_task_as(task_id, &Operator::system()).await
+    }
+
+    /// [`resolve_task`](Self::resolve_task), recording who asked and why in the history.
+    pub async fn resolve_task_as(
+        &self,
+        task_id: TaskId,
+        operator: &Operator,
+    ) -> Result<(), EngineError> {
         let _gate = self.inner.gate.lock().await;
         let task = self.inner.store.task(task_id).await?;
         let now = self.inner.clock.now();
@@ -562,7 +616,7 @@ impl Engine {
                 task_id,
                 TaskState::Error,
                 TaskState::ResolvedManually,
-                serde_json::json!({"reason": "resolved_manually"}),
+                operator.metadata("resolved_manually"),
                 now,
             )
             .await?;
@@ -615,8 +669,23 @@ impl Engine {
     /// Cancels one step; its dependants will not run, and the task ends in error once nothing
     /// else can progress.
     pub async fn cancel_step(&self, step_id: StepId) -> Result<(), EngineError> {
-        self.operator_step_transition(step_id, StepState::Cancelled, None, "cancel_requested")
-            .await?;
+        self.cancel_step_as(step_id, &Operator::system()).await
+    }
+
+    /// [`cancel_step`](Self::cancel_step), recording who asked and why in the history.
+    pub async fn cancel_step_as(
+        &self,
+        step_id: StepId,
+        operator: &Operator,
+    ) -> Result<(), EngineError> {
+        self.operator_step_transition(
+            step_id,
+            StepState::Cancelled,
+            None,
+            "cancel_requested",
+            operator,
+        )
+        .await?;
         if let Some(entry) = self.inner.running.get(&step_id) {
             entry.value().1.cancel();
         }
@@ -628,11 +697,42 @@ impl Engine {
     /// error is reopened in the same transaction (its other failed steps stay as they are) and
     /// finishes at once if nothing is left to run.
     pub async fn resolve_step(&self, step_id: StepId, results: Value) -> Result<(), EngineError> {
+        self.resolve_step_as(step_id, results, &Operator::system())
+            .await
+    }
+
+    /// [`resolve_step`](Self::resolve_step), recording who asked and why in the history.
+    pub async fn resolve_step_as(
+        &self,
+        step_id: StepId,
+        results: Value,
+        operator: &Operator,
+    ) -> Result<(), EngineError> {
         self.operator_step_transition(
             step_id,
             StepState::ResolvedManually,
             Some(results),
             "resolved_manually",
+            operator,
+        )
+        .await?;
+        self.inner.wake.notify_one();
+        Ok(())
+    }
+
+    /// Sends one step in `error` back to `pending` for another attempt (its earlier attempts
+    /// still count against its limit), reopening its task if the task ended in error.
+    pub async fn retry_step_as(
+        &self,
+        step_id: StepId,
+        operator: &Operator,
+    ) -> Result<(), EngineError> {
+        self.operator_step_transition(
+            step_id,
+            StepState::Pending,
+            None,
+            "retry_requested",
+            operator,
         )
         .await?;
         self.inner.wake.notify_one();
@@ -646,6 +746,7 @@ impl Engine {
         to: StepState,
         results: Option<Value>,
         reason: &str,
+        operator: &Operator,
     ) -> Result<TaskRecord, EngineError> {
         let _gate = self.inner.gate.lock().await;
         let step = self.inner.store.step(step_id).await?;
@@ -659,7 +760,7 @@ impl Engine {
                 step.state,
                 to,
                 results,
-                serde_json::json!({"reason": reason}),
+                operator.metadata(reason),
                 now,
             )
             .await?;
@@ -699,6 +800,15 @@ impl Engine {
 
     /// Sends a task that ended in error back to work, resetting its exhausted steps.
     pub async fn retry_task(&self, task_id: TaskId) -> Result<(), EngineError> {
+        self.retry_task_as(task_id, &Operator::system()).await
+    }
+
+    /// [`retry_task`](Self::retry_task), recording who asked and why in the history.
+    pub async fn retry_task_as(
+        &self,
+        task_id: TaskId,
+        operator: &Operator,
+    ) -> Result<(), EngineError> {
         let _gate = self.inner.gate.lock().await;
         let now = self.inner.clock.now();
         let (_, reset) = self
@@ -708,7 +818,7 @@ impl Engine {
                 task_id,
                 TaskState::Error,
                 TaskState::Pending,
-                serde_json::json!({"reason": "retry_requested"}),
+                operator.metadata("retry_requested"),
                 now,
             )
             .await?;

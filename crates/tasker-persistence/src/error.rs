@@ -80,6 +80,19 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// Whether the database could not be reached (no connection, pool exhausted, connection
+    /// lost), as opposed to a statement it refused: callers answer "try again later".
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Connect { .. } => true,
+            StoreError::Database(err) => matches!(
+                err,
+                sea_orm::DbErr::ConnectionAcquire(_) | sea_orm::DbErr::Conn(_)
+            ),
+            _ => false,
+        }
+    }
+
     pub(crate) fn malformed(what: &'static str, err: impl std::fmt::Display) -> Self {
         Self::Malformed {
             what,

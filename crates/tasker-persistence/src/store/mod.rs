@@ -68,6 +68,20 @@ pub struct Store {
     db: DatabaseConnection,
 }
 
+/// How the database's schema compares with this build's migrations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchemaStatus {
+    /// Migrations this build carries that the database has not applied, oldest first.
+    pub pending: Vec<String>,
+}
+
+impl SchemaStatus {
+    /// Whether the schema is at the version this build expects.
+    pub fn is_current(&self) -> bool {
+        self.pending.is_empty()
+    }
+}
+
 impl Store {
     /// Opens `url` (`sqlite://...` or `postgres://...`). SQLite runs in WAL mode with
     /// `synchronous=NORMAL`, a busy timeout and foreign keys on.
@@ -120,6 +134,22 @@ impl Store {
     pub async fn migrate(&self) -> Result<(), StoreError> {
         tasker_migrations::Migrator::up(&self.db, None).await?;
         Ok(())
+    }
+
+    /// Whether the database answers a trivial query (the readiness probe).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.db.ping().await?;
+        Ok(())
+    }
+
+    /// How the database's schema compares with the migrations this build carries.
+    pub async fn schema_status(&self) -> Result<SchemaStatus, StoreError> {
+        let pending = tasker_migrations::Migrator::get_pending_migrations(&self.db)
+            .await?
+            .iter()
+            .map(|m| m.name().to_owned())
+            .collect();
+        Ok(SchemaStatus { pending })
     }
 
     /// The underlying connection, for applications that run their own queries.

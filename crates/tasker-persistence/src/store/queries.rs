@@ -142,6 +142,94 @@ impl Store {
         task_record(&row)
     }
 
+    /// The task with this identity hash, if one exists (idempotent creation answers with it).
+    pub async fn task_by_identity(
+        &self,
+        identity_hash: &str,
+    ) -> Result<Option<TaskRecord>, StoreError> {
+        let row = self
+            .db
+            .query_one_raw(stmt(
+                self.backend(),
+                format!("{TASK_SELECT} WHERE t.identity_hash = $1"),
+                vec![identity_hash.into()],
+            ))
+            .await?;
+        row.as_ref().map(task_record).transpose()
+    }
+
+    /// Changes a task's reason and tags (descriptive fields, allowed in every state). `None`
+    /// leaves a field as it is.
+    pub async fn update_task(
+        &self,
+        task_id: TaskId,
+        reason: Option<&str>,
+        tags: Option<&[String]>,
+        now: DateTime<Utc>,
+    ) -> Result<TaskRecord, StoreError> {
+        let mut sets = vec!["updated_at = $1".to_owned()];
+        let mut values: Vec<Value> = vec![to_micros(now).into()];
+        if let Some(reason) = reason {
+            values.push(reason.into());
+            sets.push(format!("reason = ${}", values.len()));
+        }
+        if let Some(tags) = tags {
+            values.push(Value::Json(Some(Box::new(serde_json::json!(tags)))));
+            sets.push(format!("tags = ${}", values.len()));
+        }
+        values.push(task_id.as_uuid().into());
+        let result = self
+            .db
+            .execute_raw(stmt(
+                self.backend(),
+                format!(
+                    "UPDATE tasker_tasks SET {} WHERE task_id = ${}",
+                    sets.join(", "),
+                    values.len()
+                ),
+                values,
+            ))
+            .await?;
+        if result.rows_affected() == 0 {
+            return Err(StoreError::TaskNotFound(task_id));
+        }
+        self.task(task_id).await
+    }
+
+    /// Changes a step's attempt limit while it is `pending` (before any attempt could have
+    /// been judged against the old limit); [`StoreError::Conflict`] in any other state.
+    pub async fn update_step_retry_limit(
+        &self,
+        step_id: StepId,
+        retry_limit: u32,
+        now: DateTime<Utc>,
+    ) -> Result<StepRecord, StoreError> {
+        let limit = i32::try_from(retry_limit).unwrap_or(i32::MAX);
+        let result = self
+            .db
+            .execute_raw(stmt(
+                self.backend(),
+                "UPDATE tasker_workflow_steps SET retry_limit = $1, updated_at = $2 \
+                 WHERE workflow_step_id = $3 AND state = 'pending'",
+                vec![
+                    limit.into(),
+                    to_micros(now).into(),
+                    step_id.as_uuid().into(),
+                ],
+            ))
+            .await?;
+        let step = self.step(step_id).await?;
+        if result.rows_affected() == 0 {
+            return Err(StoreError::Conflict {
+                entity: "step",
+                id: step_id.to_string(),
+                expected: StepState::Pending.as_str().to_owned(),
+                actual: step.state.as_str().to_owned(),
+            });
+        }
+        Ok(step)
+    }
+
     /// The steps of a task, in template order.
     pub async fn steps(&self, task_id: TaskId) -> Result<Vec<StepRecord>, StoreError> {
         let rows = self
@@ -387,6 +475,20 @@ impl Store {
                 bind(state.as_str().into(), &mut values)
             ));
         }
+        let times = [
+            ("t.created_at >=", filter.created_after),
+            ("t.created_at <", filter.created_before),
+            ("t.completed_at >=", filter.completed_after),
+            ("t.completed_at <", filter.completed_before),
+        ];
+        for (condition, at) in times {
+            if let Some(at) = at {
+                conditions.push(format!(
+                    "{condition} {}",
+                    bind(to_micros(at).into(), &mut values)
+                ));
+            }
+        }
         if let Some((kind, key, value)) = &filter.annotation {
             // The JSON key is matched here, the same way on both databases, in one query for all
             // annotations of the type; the page itself is cut by the database.
@@ -424,16 +526,41 @@ impl Store {
             format!(" WHERE {}", conditions.join(" AND "))
         };
         let limit = filter.limit.unwrap_or(25).clamp(1, 1_000);
-        let offset = filter.offset.unwrap_or(0);
+        let offset = if filter.after.is_some() {
+            0
+        } else {
+            filter.offset.unwrap_or(0)
+        };
+        // The count covers the filter, not the cursor: it is the size of the whole listing.
+        let count_clause = clause.clone();
+        let count_values = values.clone();
+        let (order, before) = if filter.oldest_first {
+            ("ASC", ">")
+        } else {
+            ("DESC", "<")
+        };
+        let mut clause = clause;
+        if let Some((at, task_id)) = filter.after {
+            let at = bind(to_micros(at).into(), &mut values);
+            let id = bind(task_id.as_uuid().into(), &mut values);
+            let keyset = format!(
+                "(t.created_at {before} {at} OR (t.created_at = {at} AND t.task_id {before} {id}))"
+            );
+            clause = if clause.is_empty() {
+                format!(" WHERE {keyset}")
+            } else {
+                format!("{clause} AND {keyset}")
+            };
+        }
         let total = self
             .db
             .query_one_raw(stmt(
                 self.backend(),
                 format!(
                     "SELECT COUNT(*) AS n FROM tasker_tasks t JOIN tasker_named_tasks nt ON nt.named_task_id = t.named_task_id \
-                     JOIN tasker_task_namespaces n ON n.task_namespace_id = nt.task_namespace_id{clause}"
+                     JOIN tasker_task_namespaces n ON n.task_namespace_id = nt.task_namespace_id{count_clause}"
                 ),
-                values.clone(),
+                count_values,
             ))
             .await?
             .map(|row| get::<i64>(&row, "n"))
@@ -452,7 +579,7 @@ impl Store {
             .query_all_raw(stmt(
                 self.backend(),
                 format!(
-                    "{TASK_SELECT}{clause} ORDER BY t.created_at DESC, t.task_id DESC{page_params}"
+                    "{TASK_SELECT}{clause} ORDER BY t.created_at {order}, t.task_id {order}{page_params}"
                 ),
                 values,
             ))

@@ -439,9 +439,12 @@ impl Store {
         let mut deltas = HashMap::new();
         add(&mut deltas, task_id, before.delta_to(after));
         let mut report = RecordReport::default();
-        // Resolving a step of a task in error reopens the task in the same transaction, so its
-        // released children are never claimable while the task still reads `error`.
-        if to == StepState::ResolvedManually && reopen_in(&txn, TaskId(task_id), now).await? {
+        // Resolving or retrying a step of a task in error reopens the task in the same
+        // transaction, so the step (or its released children) is never claimable while the task
+        // still reads `error`.
+        if matches!(to, StepState::ResolvedManually | StepState::Pending)
+            && reopen_in(&txn, TaskId(task_id), now).await?
+        {
             report.reopened.push(TaskId(task_id));
         }
         if after.done && !before.done {

@@ -372,6 +372,13 @@ pub struct TaskRecord {
     pub completed_at: Option<DateTime<Utc>>,
 }
 
+impl TaskRecord {
+    /// Where this task sits in a listing: the keyset cursor that continues after it.
+    pub fn cursor(&self) -> (DateTime<Utc>, TaskId) {
+        (self.created_at, self.task_id)
+    }
+}
+
 /// A stored step.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StepRecord {
@@ -448,9 +455,22 @@ pub struct TaskFilter {
     /// Annotation `(type name, key, value)`: tasks with an annotation of that type whose JSON
     /// has `key` equal to `value`.
     pub annotation: Option<(String, String, Value)>,
+    /// Created at or after this time.
+    pub created_after: Option<DateTime<Utc>>,
+    /// Created before this time.
+    pub created_before: Option<DateTime<Utc>>,
+    /// Reached a final state at or after this time.
+    pub completed_after: Option<DateTime<Utc>>,
+    /// Reached a final state before this time.
+    pub completed_before: Option<DateTime<Utc>>,
+    /// Oldest first instead of newest first.
+    pub oldest_first: bool,
+    /// Keyset cursor: only tasks after this one in the listing order (its creation time and
+    /// id, as in [`TaskRecord::cursor`]). Rows created meanwhile never shift a page.
+    pub after: Option<(DateTime<Utc>, TaskId)>,
     /// Page size (default 25, at most 1,000).
     pub limit: Option<u64>,
-    /// Rows to skip.
+    /// Rows to skip (ignored when `after` is set).
     pub offset: Option<u64>,
 }
 
