@@ -72,11 +72,14 @@ pub enum Operation {
     RetryTask,
     ResolveTask,
     ShowTaskDiagram,
+    ShowTaskHistory,
+    StreamTaskEvents,
     ListSteps,
     ShowStep,
     UpdateStep,
     CancelStep,
     ResolveStep,
+    RetryStep,
     ListAnnotationTypes,
     ListHandlerNamespaces,
     ShowHandlerNamespace,
@@ -84,6 +87,7 @@ pub enum Operation {
     ListTemplates,
     ShowTemplate,
     RegisterTemplate,
+    ValidateTemplate,
     ListEvents,
     SubscribeEvents,
     ListRuntimeSwitches,
@@ -221,6 +225,19 @@ impl Operation {
             &[get("/tasks/{task_id}/diagram")],
             &["taskDiagram"],
         ),
+        // A task's history is part of showing it.
+        row(
+            Op::ShowTaskHistory,
+            p(R::Task, Show),
+            &[get("/tasks/{task_id}/transitions")],
+            &[],
+        ),
+        row(
+            Op::StreamTaskEvents,
+            p(R::EventStream, Subscribe),
+            &[get("/tasks/{task_id}/events")],
+            &["taskEvents"],
+        ),
         row(
             Op::ListSteps,
             p(R::WorkflowStep, Index),
@@ -256,6 +273,12 @@ impl Operation {
             p(R::WorkflowStep, Resolve),
             &[post("/tasks/{task_id}/workflow_steps/{step_id}/resolve")],
             &["resolveStep"],
+        ),
+        row(
+            Op::RetryStep,
+            p(R::WorkflowStep, Retry),
+            &[post("/tasks/{task_id}/workflow_steps/{step_id}/retry")],
+            &["retryStep"],
         ),
         // Annotation types describe tasks' annotations; reading them is reading tasks.
         row(
@@ -299,6 +322,13 @@ impl Operation {
             p(R::Template, Create),
             &[post("/templates")],
             &["registerTemplate"],
+        ),
+        // Validating stores nothing: reading templates is enough.
+        row(
+            Op::ValidateTemplate,
+            p(R::Template, Show),
+            &[post("/templates/validate")],
+            &["validateTemplate"],
         ),
         row(
             Op::ListEvents,
@@ -428,7 +458,7 @@ mod tests {
                 );
             }
         }
-        assert_eq!(seen.len(), 33);
+        assert_eq!(seen.len(), 37);
         for operation in every_variant() {
             assert!(seen.contains(&operation), "{operation:?} has no row");
         }
@@ -446,11 +476,14 @@ mod tests {
             Op::RetryTask,
             Op::ResolveTask,
             Op::ShowTaskDiagram,
+            Op::ShowTaskHistory,
+            Op::StreamTaskEvents,
             Op::ListSteps,
             Op::ShowStep,
             Op::UpdateStep,
             Op::CancelStep,
             Op::ResolveStep,
+            Op::RetryStep,
             Op::ListAnnotationTypes,
             Op::ListHandlerNamespaces,
             Op::ShowHandlerNamespace,
@@ -458,6 +491,7 @@ mod tests {
             Op::ListTemplates,
             Op::ShowTemplate,
             Op::RegisterTemplate,
+            Op::ValidateTemplate,
             Op::ListEvents,
             Op::SubscribeEvents,
             Op::ListRuntimeSwitches,
@@ -482,11 +516,14 @@ mod tests {
                 | Op::RetryTask
                 | Op::ResolveTask
                 | Op::ShowTaskDiagram
+                | Op::ShowTaskHistory
+                | Op::StreamTaskEvents
                 | Op::ListSteps
                 | Op::ShowStep
                 | Op::UpdateStep
                 | Op::CancelStep
                 | Op::ResolveStep
+                | Op::RetryStep
                 | Op::ListAnnotationTypes
                 | Op::ListHandlerNamespaces
                 | Op::ShowHandlerNamespace
@@ -494,6 +531,7 @@ mod tests {
                 | Op::ListTemplates
                 | Op::ShowTemplate
                 | Op::RegisterTemplate
+                | Op::ValidateTemplate
                 | Op::ListEvents
                 | Op::SubscribeEvents
                 | Op::ListRuntimeSwitches
@@ -594,11 +632,7 @@ mod tests {
             .collect();
         assert_eq!(
             unused,
-            [
-                "tasker.task:destroy",
-                "tasker.workflow_step:destroy",
-                "tasker.workflow_step:retry"
-            ]
+            ["tasker.task:destroy", "tasker.workflow_step:destroy"]
         );
     }
 }

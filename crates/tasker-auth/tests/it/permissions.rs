@@ -243,11 +243,14 @@ fn every_operation_against_the_principals() {
             RetryTask               . . Y . . . Y
             ResolveTask             . . Y . . . Y
             ShowTaskDiagram         . . . . . . Y
+            ShowTaskHistory         Y . Y . . . Y
+            StreamTaskEvents        . . . . . . Y
             ListSteps               . Y . . . . Y
             ShowStep                Y Y . . . . Y
             UpdateStep              . Y . . . . Y
             CancelStep              . Y . . . . Y
             ResolveStep             . Y . . . . Y
+            RetryStep               . Y . . . . Y
             ListAnnotationTypes     Y . Y . . . Y
             ListHandlerNamespaces   . . . . . . Y
             ShowHandlerNamespace    . . . . . . Y
@@ -255,6 +258,7 @@ fn every_operation_against_the_principals() {
             ListTemplates           . . . . . . Y
             ShowTemplate            . . . . . . Y
             RegisterTemplate        . . . . . . Y
+            ValidateTemplate        . . . . . . Y
             ListEvents              . . . . . . Y
             SubscribeEvents         . . . . . . Y
             ListRuntimeSwitches     . . . . . . Y
