@@ -1,8 +1,243 @@
-//! Tasker's REST and GraphQL APIs, health and metrics endpoints, returned as an axum `Router`.
+//! Tasker's REST API as an axum [`Router`]: tasks, steps, templates and handlers, operator
+//! actions, live event streams (Server-Sent Events), health probes, and the OpenAPI document
+//! with Swagger UI. [`Api::router`] returns routes relative to wherever the caller mounts
+//! them, so a custom server nests the API under any prefix beside its own routes.
 //!
-//! Who depends on it: `tasker-server` and custom servers built from the parts.
+//! ```no_run
+//! # async fn example(engine: tasker_engine::Engine, access: tasker_auth::AccessControl) {
+//! let api = tasker_api::Api::new(engine, access);
+//! let app = axum::Router::new()
+//!     .nest("/v1", api.router())
+//!     .route("/hello", axum::routing::get(|| async { "hello" }));
+//! # let _ = app;
+//! # }
+//! ```
 //!
-//! Architecture Invariant: the only library crate that knows HTTP status codes; every error
-//! type maps to a status in exactly one place.
+//! Who depends on it: `tasker-server` (`tasker serve`) and custom servers built from parts.
 //!
-//! Status: holds the layer's place; the REST and GraphQL routes are not written yet.
+//! Architecture Invariants:
+//! - The only library crate that knows HTTP status codes: every error becomes a status in one
+//!   place (`error.rs`) and every error body is the same envelope.
+//! - Every route is guarded by one middleware that looks the route up in the permission table
+//!   of `tasker-auth`; a route missing from the table is refused, never served unguarded.
+//! - Names no database driver: storage errors arrive as the store's error type.
+
+mod correlation;
+mod error;
+mod extract;
+mod guard;
+mod openapi;
+mod routes;
+mod state;
+mod views;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use tasker_auth::AccessControl;
+use tasker_engine::Engine;
+use tower_http::compression::CompressionLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
+
+pub use correlation::{CorrelationId, HEADER as CORRELATION_HEADER};
+pub use error::{ApiError, ErrorBody, ErrorEnvelope};
+pub use routes::tasks::IDEMPOTENCY_KEY;
+pub use state::ApiSettings;
+pub use views::{
+    ActionBody, CreateTaskBody, EventFilter, GraphView, HandlerNamespace, HandlerView, HealthCheck,
+    HealthView, HistoryView, ListTasksQuery, ResolveStepBody, ShowTaskQuery, ShowTemplateQuery,
+    StepView, TaskPage, TaskView, TemplateProblem, TemplateSummary, TemplateView, TransitionView,
+    UpdateStepBody, UpdateTaskBody, ValidationView,
+};
+
+use crate::state::Shared;
+
+/// The API, built from parts.
+#[derive(Clone)]
+pub struct Api {
+    engine: Engine,
+    access: AccessControl,
+    settings: ApiSettings,
+    expects_coordinator: bool,
+}
+
+impl std::fmt::Debug for Api {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Api")
+            .field("settings", &self.settings)
+            .field("expects_coordinator", &self.expects_coordinator)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Api {
+    /// An API over `engine` (and its store), guarded by `access`, with default settings.
+    pub fn new(engine: Engine, access: AccessControl) -> Self {
+        Self {
+            engine,
+            access,
+            settings: ApiSettings::default(),
+            expects_coordinator: false,
+        }
+    }
+
+    /// Replaces the settings (checked by [`Api::router`]'s caller with
+    /// [`ApiSettings::validate`]; invalid values fall back to safe bounds).
+    pub fn settings(mut self, settings: ApiSettings) -> Self {
+        self.settings = settings;
+        self
+    }
+
+    /// Whether the readiness probe requires this process's coordinator to be running (true
+    /// when the process serves the API and runs the engine together).
+    pub fn expects_coordinator(mut self, expects: bool) -> Self {
+        self.expects_coordinator = expects;
+        self
+    }
+
+    /// The OpenAPI document of every route, relative to the mount point.
+    pub fn openapi() -> utoipa::openapi::OpenApi {
+        let (_, spec) = Self::routes().split_for_parts();
+        spec
+    }
+
+    fn routes() -> OpenApiRouter<Arc<Shared>> {
+        OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+            .merge(routes::tasks::router())
+            .merge(routes::steps::router())
+            .merge(routes::templates::router())
+            .merge(routes::events::router())
+            .merge(routes::health::router())
+    }
+
+    /// The router: every route, the OpenAPI document at `/openapi.json`, and Swagger UI at
+    /// `/docs` when enabled.
+    pub fn router(&self) -> Router {
+        let shared = Arc::new(Shared {
+            engine: self.engine.clone(),
+            access: self.access.clone(),
+            settings: self.settings.clone(),
+            expects_coordinator: self.expects_coordinator,
+        });
+        let (routes, spec) = Self::routes().split_for_parts();
+        let timeout = self
+            .settings
+            .request_timeout()
+            .unwrap_or(std::time::Duration::from_secs(30));
+        let mut router = routes
+            .route_layer(middleware::from_fn_with_state(shared.clone(), guard::guard))
+            .layer(middleware::from_fn(move |request: Request, next: Next| {
+                time_limit(timeout, request, next)
+            }))
+            .with_state(shared)
+            .route(
+                "/openapi.json",
+                axum::routing::get({
+                    let spec = spec.clone();
+                    move || {
+                        let spec = spec.clone();
+                        async move { axum::Json(spec) }
+                    }
+                }),
+            );
+        if self.settings.swagger_ui {
+            router = router
+                .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/docs/openapi.json", spec));
+        }
+        router = router
+            .fallback(|| async { ApiError::not_found("no such route") })
+            .method_not_allowed_fallback(|| async {
+                ApiError::new(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "method_not_allowed",
+                    "this route does not take that method",
+                )
+            })
+            .layer(DefaultBodyLimit::max(self.settings.body_limit.max(1024)));
+        if self.settings.compression {
+            router = router.layer(CompressionLayer::new());
+        }
+        if let Some(cors) = cors(&self.settings.cors_origins) {
+            router = router.layer(cors);
+        }
+        router
+            .layer(middleware::from_fn(envelope))
+            .layer(middleware::from_fn(correlation::correlate))
+    }
+}
+
+/// Answers 408 in the envelope when a request takes longer than `limit`. Event streams are
+/// not cut: their response starts at once and the stream itself is not timed.
+async fn time_limit(limit: std::time::Duration, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "timeout",
+            format!("the request took longer than {} s", limit.as_secs_f64()),
+        )
+        .into_response(),
+    }
+}
+
+/// Puts any error response that is not already JSON (a framework's plain-text rejection, a
+/// layer's bare status) into the envelope, so clients see one error shape.
+async fn envelope(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if json {
+        return response;
+    }
+    let code = match status {
+        StatusCode::BAD_REQUEST => "bad_request",
+        StatusCode::UNAUTHORIZED => "unauthorized",
+        StatusCode::FORBIDDEN => "forbidden",
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::REQUEST_TIMEOUT => "timeout",
+        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::UNPROCESSABLE_ENTITY => "invalid_body",
+        s if s.is_server_error() => "internal",
+        _ => "bad_request",
+    };
+    let message = status.canonical_reason().unwrap_or("error").to_owned();
+    let mut rebuilt = ApiError::new(status, code, message).into_response();
+    for name in [header::ALLOW, header::VARY] {
+        if let Some(value) = response.headers().get(&name) {
+            rebuilt.headers_mut().insert(name, value.clone());
+        }
+    }
+    rebuilt
+}
+
+fn cors(origins: &[String]) -> Option<CorsLayer> {
+    if origins.is_empty() {
+        return None;
+    }
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods(tower_http::cors::Any)
+            .allow_headers(tower_http::cors::Any)
+            .expose_headers([header::HeaderName::from_static(correlation::HEADER)]),
+    )
+}

@@ -1,0 +1,7 @@
+//! The route handlers, one module per resource.
+
+pub(crate) mod events;
+pub(crate) mod health;
+pub(crate) mod steps;
+pub(crate) mod tasks;
+pub(crate) mod templates;

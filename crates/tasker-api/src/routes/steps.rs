@@ -1,0 +1,326 @@
+//! `/tasks/{task_id}/workflow_steps`: list, show, update, cancel, resolve, retry.
+
+use std::sync::Arc;
+
+use axum::Extension;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use chrono::Utc;
+use serde_json::Value;
+use tasker_auth::Principal;
+use tasker_domain::{StepId, TaskId};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use super::tasks::operator;
+use crate::error::{ApiError, ErrorEnvelope};
+use crate::extract::{Json, Path, optional_json};
+use crate::state::Shared;
+use crate::views::{ActionBody, ResolveStepBody, StepView, UpdateStepBody, step_views};
+
+pub(crate) fn router() -> OpenApiRouter<Arc<Shared>> {
+    OpenApiRouter::new()
+        .routes(routes!(list_steps))
+        .routes(routes!(show_step, update_step, replace_step, delete_step))
+        .routes(routes!(cancel_step))
+        .routes(routes!(resolve_step))
+        .routes(routes!(retry_step))
+}
+
+/// The step views of a task.
+async fn views(shared: &Shared, task_id: TaskId) -> Result<Vec<StepView>, ApiError> {
+    let store = shared.engine.store();
+    let task = store.task(task_id).await?;
+    let template = store.find_template_by_id(task.named_task_id).await?;
+    let graph = template.template.graph();
+    Ok(step_views(store.steps(task_id).await?, Some(&graph)))
+}
+
+/// One step of a task; 404 when the step is not the task's.
+async fn view(shared: &Shared, task_id: Uuid, step_id: Uuid) -> Result<StepView, ApiError> {
+    views(shared, TaskId(task_id))
+        .await?
+        .into_iter()
+        .find(|s| s.step_id == step_id)
+        .ok_or_else(|| ApiError::not_found(format!("task {task_id} has no step {step_id}")))
+}
+
+/// The step, checked to belong to the task.
+async fn owned_step(shared: &Shared, task_id: Uuid, step_id: Uuid) -> Result<StepId, ApiError> {
+    let step = shared.engine.store().step(StepId(step_id)).await?;
+    if step.task_id.as_uuid() != task_id {
+        return Err(ApiError::not_found(format!(
+            "task {task_id} has no step {step_id}"
+        )));
+    }
+    Ok(step.step_id)
+}
+
+/// Lists a task's steps in template order.
+#[utoipa::path(
+    get, path = "/tasks/{task_id}/workflow_steps", tag = "steps",
+    params(("task_id" = Uuid, Path, description = "The task")),
+    responses(
+        (status = 200, description = "The steps", body = Vec<StepView>),
+        (status = 400, description = "Malformed id", body = ErrorEnvelope),
+        (status = 401, description = "Unauthenticated", body = ErrorEnvelope),
+        (status = 403, description = "Forbidden", body = ErrorEnvelope),
+        (status = 404, description = "No such task", body = ErrorEnvelope),
+    )
+)]
+pub(crate) async fn list_steps(
+    State(shared): State<Arc<Shared>>,
+    Path(task_id): Path<Uuid>,
+) -> Result<Json<Vec<StepView>>, ApiError> {
+    Ok(Json(views(&shared, TaskId(task_id)).await?))
+}
+
+/// Shows one step: its parents and children, attempts, last error and results.
+#[utoipa::path(
+    get, path = "/tasks/{task_id}/workflow_steps/{step_id}", tag = "steps",
+    params(
+        ("task_id" = Uuid, Path, description = "The task"),
+        ("step_id" = Uuid, Path, description = "The step"),
+    ),
+    responses(
+        (status = 200, description = "The step", body = StepView),
+        (status = 400, description = "Malformed id", body = ErrorEnvelope),
+        (status = 401, description = "Unauthenticated", body = ErrorEnvelope),
+        (status = 403, description = "Forbidden", body = ErrorEnvelope),
+        (status = 404, description = "No such task or step", body = ErrorEnvelope),
+    )
+)]
+pub(crate) async fn show_step(
+    State(shared): State<Arc<Shared>>,
+    Path((task_id, step_id)): Path<(Uuid, Uuid)>,
+) -> Result<Json<StepView>, ApiError> {
+    Ok(Json(view(&shared, task_id, step_id).await?))
+}
+
+async fn update(
+    shared: &Shared,
+    task_id: Uuid,
+    step_id: Uuid,
+    body: UpdateStepBody,
+) -> Result<Json<StepView>, ApiError> {
+    if !(1..=100).contains(&body.retry_limit) {
+        return Err(ApiError::unprocessable(
+            "invalid_body",
+            format!("retry_limit must be 1 to 100, got {}", body.retry_limit),
+        ));
+    }
+    let step = owned_step(shared, task_id, step_id).await?;
+    shared
+        .engine
+        .store()
+        .update_step_retry_limit(step, body.retry_limit, Utc::now())
+        .await?;
+    Ok(Json(view(shared, task_id, step_id).await?))
+}
+
+/// Changes a pending step's attempt limit.
+#[utoipa::path(
+    patch, path = "/tasks/{task_id}/workflow_steps/{step_id}", tag = "steps",
+    params(
+        ("task_id" = Uuid, Path, description = "The task"),
+        ("step_id" = Uuid, Path, description = "The step"),
+    ),
+    request_body = UpdateStepBody,
+    responses(
+        (status = 200, description = "The step as changed", body = StepView),
+        (status = 400, description = "Malformed", body = ErrorEnvelope),
+        (status = 401, description = "Unauthenticated", body = ErrorEnvelope),
+        (status = 403, description = "Forbidden", body = ErrorEnvelope),
+        (status = 404, description = "No such task or step", body = ErrorEnvelope),
+        (status = 409, description = "The step is no longer pending", body = ErrorEnvelope),
+        (status = 415, description = "Not JSON", body = ErrorEnvelope),
+        (status = 422, description = "Invalid body", body = ErrorEnvelope),
+    )
+)]
+pub(crate) async fn update_step(
+    State(shared): State<Arc<Shared>>,
+    Path((task_id, step_id)): Path<(Uuid, Uuid)>,
+    Json(body): Json<UpdateStepBody>,
+) -> Result<Json<StepView>, ApiError> {
+    update(&shared, task_id, step_id, body).await
+}
+
+/// Changes a pending step's attempt limit (the same as `PATCH`).
+#[utoipa::path(
+    put, path = "/tasks/{task_id}/workflow_steps/{step_id}", tag = "steps",
+    params(
+        ("task_id" = Uuid, Path, description = "The task"),
+        ("step_id" = Uuid, Path, description = "The step"),
+    ),
+    request_body = UpdateStepBody,
+    responses(
+        (status = 200, description = "The step as changed", body = StepView),
+        (status = 400, description = "Malformed", body = ErrorEnvelope),
+        (status = 401, description = "Unauthenticated", body = ErrorEnvelope),
+        (status = 403, description = "Forbidden", body = ErrorEnvelope),
+        (status = 404, description = "No such task or step", body = ErrorEnvelope),
+        (status = 409, description = "The step is no longer pending", body = ErrorEnvelope),
+        (status = 415, description = "Not JSON", body = ErrorEnvelope),
+        (status = 422, description = "Invalid body", body = ErrorEnvelope),
+    )
+)]
+pub(crate) async fn replace_step(
+    State(shared): State<Arc<Shared>>,
+    Path((task_id, step_id)): Path<(Uuid, Uuid)>,
+    Json(body): Json<UpdateStepBody>,
+) -> Result<Json<StepView>, ApiError> {
+    update(&shared, task_id, step_id, body).await
+}
+
+async fn cancel(
+    shared: &Shared,
+    principal: Option<&Principal>,
+    task_id: Uuid,
+    step_id: Uuid,
+    body: ActionBody,
+) -> Result<Json<StepView>, ApiError> {
+    let step = owned_step(shared, task_id, step_id).await?;
+    shared
+        .engine
+        .cancel_step_as(step, &operator(principal, body.reason))
+        .await?;
+    Ok(Json(view(shared, task_id, step_id).await?))
+}
+
+/// Cancels a step (the same as `POST .../cancel`).
+#[utoipa::path(
+    delete, path = "/tasks/{task_id}/workflow_steps/{step_id}", tag = "steps",
+    params(
+        ("task_id" = Uuid, Path, description = "The task"),
+        ("step_id" = Uuid, Path, description = "The step"),
+    ),
+    request_body(content = Option<ActionBody>, description = "Optional: why"),
+    responses(
+        (status = 200, description = "The cancelled step", body = StepView),
+        (status = 400, description = "Malformed", body = ErrorEnvelope),
+        (status = 401, description = "Unauthenticated", body = ErrorEnvelope),
+        (status = 403, description = "Forbidden", body = ErrorEnvelope),
+        (status = 404, description = "No such task or step", body = ErrorEnvelope),
+        (status = 409, description = "The step has already finished", body = ErrorEnvelope),
+        (status = 415, description = "Not JSON", body = ErrorEnvelope),
+        (status = 422, description = "Invalid body", body = ErrorEnvelope),
+    )
+)]
+pub(crate) async fn delete_step(
+    State(shared): State<Arc<Shared>>,
+    principal: Option<Extension<Principal>>,
+    Path((task_id, step_id)): Path<(Uuid, Uuid)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<StepView>, ApiError> {
+    let body = optional_json(&headers, &body)?;
+    cancel(&shared, principal.as_deref(), task_id, step_id, body).await
+}
+
+/// Cancels a step: its dependants will not run, and the task ends in error once nothing else
+/// can progress.
+#[utoipa::path(
+    post, path = "/tasks/{task_id}/workflow_steps/{step_id}/cancel", tag = "steps",
+    params(
+        ("task_id" = Uuid, Path, description = "The task"),
+        ("step_id" = Uuid, Path, description = "The step"),
+    ),
+    request_body(content = Option<ActionBody>, description = "Optional: why"),
+    responses(
+        (status = 200, description = "The cancelled step", body = StepView),
+        (status = 400, description = "Malformed", body = ErrorEnvelope),
+        (status = 401, description = "Unauthenticated", body = ErrorEnvelope),
+        (status = 403, description = "Forbidden", body = ErrorEnvelope),
+        (status = 404, description = "No such task or step", body = ErrorEnvelope),
+        (status = 409, description = "The step has already finished", body = ErrorEnvelope),
+        (status = 415, description = "Not JSON", body = ErrorEnvelope),
+        (status = 422, description = "Invalid body", body = ErrorEnvelope),
+    )
+)]
+pub(crate) async fn cancel_step(
+    State(shared): State<Arc<Shared>>,
+    principal: Option<Extension<Principal>>,
+    Path((task_id, step_id)): Path<(Uuid, Uuid)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<StepView>, ApiError> {
+    let body = optional_json(&headers, &body)?;
+    cancel(&shared, principal.as_deref(), task_id, step_id, body).await
+}
+
+/// Resolves a step by hand with results; it counts as done for its dependants, and a task in
+/// error is reopened.
+#[utoipa::path(
+    post, path = "/tasks/{task_id}/workflow_steps/{step_id}/resolve", tag = "steps",
+    params(
+        ("task_id" = Uuid, Path, description = "The task"),
+        ("step_id" = Uuid, Path, description = "The step"),
+    ),
+    request_body(content = Option<ResolveStepBody>, description = "Results and why"),
+    responses(
+        (status = 200, description = "The resolved step", body = StepView),
+        (status = 400, description = "Malformed", body = ErrorEnvelope),
+        (status = 401, description = "Unauthenticated", body = ErrorEnvelope),
+        (status = 403, description = "Forbidden", body = ErrorEnvelope),
+        (status = 404, description = "No such task or step", body = ErrorEnvelope),
+        (status = 409, description = "The step cannot be resolved in its state", body = ErrorEnvelope),
+        (status = 415, description = "Not JSON", body = ErrorEnvelope),
+        (status = 422, description = "Invalid body", body = ErrorEnvelope),
+    )
+)]
+pub(crate) async fn resolve_step(
+    State(shared): State<Arc<Shared>>,
+    principal: Option<Extension<Principal>>,
+    Path((task_id, step_id)): Path<(Uuid, Uuid)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<StepView>, ApiError> {
+    let body: ResolveStepBody = optional_json(&headers, &body)?;
+    let step = owned_step(&shared, task_id, step_id).await?;
+    shared
+        .engine
+        .resolve_step_as(
+            step,
+            body.results.unwrap_or(Value::Object(Default::default())),
+            &operator(principal.as_deref(), body.reason),
+        )
+        .await?;
+    Ok(Json(view(&shared, task_id, step_id).await?))
+}
+
+/// Gives a step in error one more attempt, reopening its task if it ended in error.
+#[utoipa::path(
+    post, path = "/tasks/{task_id}/workflow_steps/{step_id}/retry", tag = "steps",
+    params(
+        ("task_id" = Uuid, Path, description = "The task"),
+        ("step_id" = Uuid, Path, description = "The step"),
+    ),
+    request_body(content = Option<ActionBody>, description = "Optional: why"),
+    responses(
+        (status = 200, description = "The step, pending again", body = StepView),
+        (status = 400, description = "Malformed", body = ErrorEnvelope),
+        (status = 401, description = "Unauthenticated", body = ErrorEnvelope),
+        (status = 403, description = "Forbidden", body = ErrorEnvelope),
+        (status = 404, description = "No such task or step", body = ErrorEnvelope),
+        (status = 409, description = "The step is not in error", body = ErrorEnvelope),
+        (status = 415, description = "Not JSON", body = ErrorEnvelope),
+        (status = 422, description = "Invalid body", body = ErrorEnvelope),
+    )
+)]
+pub(crate) async fn retry_step(
+    State(shared): State<Arc<Shared>>,
+    principal: Option<Extension<Principal>>,
+    Path((task_id, step_id)): Path<(Uuid, Uuid)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<StepView>, ApiError> {
+    let body: ActionBody = optional_json(&headers, &body)?;
+    let step = owned_step(&shared, task_id, step_id).await?;
+    shared
+        .engine
+        .retry_step_as(step, &operator(principal.as_deref(), body.reason))
+        .await?;
+    Ok(Json(view(&shared, task_id, step_id).await?))
+}

@@ -1,0 +1,632 @@
+//! `/tasks`: create, list, show, update, cancel, retry, resolve, history.
+
+use std::str::FromStr;
+use std::sync::Arc;
+
+use axum::Extension;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use tasker_auth::Principal;
+use tasker_domain::{TaskId, TaskRequest, TaskState};
+use tasker_engine::{CreateOptions, Operator};
+use tasker_persistence::{StoreError, TaskFilter};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use crate::correlation::CorrelationId;
+use crate::error::{ApiError, ErrorEnvelope};
+use crate::extract::{Json, Path, Query, optional_json};
+use crate::state::Shared;
+use crate::views::{
+    ActionBody, CreateTaskBody, GraphView, HistoryView, ListTasksQuery, ShowTaskQuery, TaskPage,
+    TaskView, TransitionView, UpdateTaskBody, step_views,
+};
+
+/// The header that makes creation idempotent.
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+pub(crate) fn router() -> OpenApiRouter<Arc<Shared>> {
+    OpenApiRouter::new()
+        .routes(routes!(list_tasks, create_task))
+        .routes(routes!(show_task, update_task, replace_task, delete_task))
+        .routes(routes!(cancel_task))
+        .routes(routes!(retry_task))
+        .routes(routes!(resolve_task))
+        .routes(routes!(task_history))
+        .routes(routes!(task_diagram))
+}
+
+pub(crate) fn operator(principal: Option<&Principal>, note: Option<String>) -> Operator {
+    Operator::new(
+        principal.map_or_else(|| "anonymous".to_owned(), |p| p.subject.clone()),
+        note,
+    )
+}
+
+/// Creates a task.
+#[utoipa::path(
+    post, path = "/tasks", tag = "tasks",
+    request_body = CreateTaskBody,
+    params(
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes the request idempotent: the same key for the same workflow answers with the first task (200) instead of creating another"),
+        ("X-Correlation-ID" = Option<String>, Header, description = "Stored on the task; 1 to 100 characters of [A-Za-z0-9_-]"),
+    ),
+    responses(
+        (status = 201, description = "Created", body = TaskView),
+        (status = 200, description = "An existing task with the same idempotency key", body = TaskView),
+        (status = 400, description = "Malformed", body = ErrorEnvelope),
+        (status = 401, description = "Unauthenticated", body = ErrorEnvelope),
+        (status = 403, description = "Forbidden", body = ErrorEnvelope),
+        (status = 404, description = "No such template", body = ErrorEnvelope),
+        (status = 413, description = "Body too large", body = ErrorEnvelope),
+        (status = 415, description = "Not JSON", body = ErrorEnvelope),
+        (status = 422, description = "Invalid context or bypass", body = ErrorEnvelope),
+        (status = 503, description = "Database unavailable", body = ErrorEnvelope),
+    )
+)]
+pub(crate) async fn create_task(
+    State(shared): State<Arc<Shared>>,
+    principal: Option<Extension<Principal>>,
+    correlation: Option<Extension<CorrelationId>>,
+    headers: HeaderMap,
+    Json(body): Json<CreateTaskBody>,
+) -> Result<Response, ApiError> {
+    let idempotency_key = match headers.get(IDEMPOTENCY_KEY) {
+        None => None,
+        Some(value) => {
+            let key = value
+                .to_str()
+                .ok()
+                .filter(|k| !k.is_empty() && k.len() <= 255)
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                        "the Idempotency-Key header must be 1 to 255 visible ASCII characters",
+                    )
+                })?;
+            Some(key.to_owned())
+        }
+    };
+    let mut request = TaskRequest::new(body.name);
+    if let Some(namespace) = body.namespace {
+        request = request.namespace(namespace);
+    }
+    if let Some(version) = body.version {
+        let version = semver::Version::parse(&version).map_err(|err| {
+            ApiError::unprocessable("invalid_body", format!("version `{version}`: {err}"))
+        })?;
+        request = request.version(version);
+    }
+    if let Some(context) = body.context {
+        request = request.context(context);
+    }
+    request.initiator = body.initiator.unwrap_or_else(|| {
+        principal
+            .as_ref()
+            .map_or_else(|| "unknown".to_owned(), |p| p.subject.clone())
+    });
+    if let Some(source) = body.source_system {
+        request.source_system = source;
+    }
+    if let Some(reason) = body.reason {
+        request.reason = reason;
+    }
+    request.tags = body.tags;
+    request.bypass_steps = body.bypass_steps;
+    let options = CreateOptions {
+        correlation_id: correlation.map(|c| c.0.0),
+        idempotency_key,
+    };
+    match shared.engine.create_task_with(request, &options).await {
+        Ok(created) => {
+            let task = shared.engine.store().task(created.task_id).await?;
+            Ok((StatusCode::CREATED, Json(TaskView::from(task))).into_response())
+        }
+        Err(tasker_engine::EngineError::Store(StoreError::DuplicateTask { identity_hash })) => {
+            let task = shared
+                .engine
+                .store()
+                .task_by_identity(&identity_hash)
+                .await?
+                .ok_or_else(|| {
+                    ApiError::new(
+                        StatusCode::CONFLICT,
+                        "duplicate_task",
+                        "a task with this identity exists but could not be read back",
+                    )
+                })?;
+            Ok((StatusCode::OK, Json(TaskView::from(task))).into_response())
+        }
+        Err(err) => Err(err.into()),
+    }
+}
+
+fn encode_cursor(at: DateTime<Utc>, id: TaskId) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!(
+        "{}:{}",
+        at.timestamp_micros(),
+        id
+    ))
+}
+
+fn decode_cursor(cursor: &str) -> Result<(DateTime<Utc>, TaskId), ApiError> {
+    let invalid = || ApiError::bad_request("`cursor` is not a cursor this server issued");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cursor)
+        .map_err(|_| invalid())?;
+    let text = String::from_utf8(bytes).map_err(|_| invalid())?;
+    let (micros, id) = text.split_once(':').ok_or_else(invalid)?;
+    let micros: i64 = micros.parse().map_err(|_| invalid())?;
+    let at = DateTime::from_timestamp_micros(micros).ok_or_else(invalid)?;
+    let id = TaskId::from_str(id).map_err(|_| invalid())?;
+    Ok((at, id))
+}
+
+fn parse_state(state: &str) -> Result<TaskState, ApiError> {
+    TaskState::from_str(state).map_err(|_| {
+        let states: Vec<&str> = TaskState::ALL.iter().map(|s| s.as_str()).collect();
+        ApiError::bad_request(format!(
+            "`state` must be one of {}, got `{state}`",
+            states.join(", ")
+        ))
+    })
+}
+
+fn parse_annotation(filter: &str) -> Result<(String, String, Value), ApiError> {
+    let invalid = || {
+        ApiError::bad_request(format!(
+            "`annotation` must look like `type:key=value`, got `{filter}`"
+        ))
+    };
+    let (kind, rest) = filter.split_once(':').ok_or_else(invalid)?;
+    let (key, value) = rest.split_once('=').ok_or_else(invalid)?;
+    if kind.is_empty() || key.is_empty() {
+        return Err(invalid());
+    }
+    let value = serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.to_owned()));
+    Ok((kind.to_owned(), key.to_owned(), value))
+}
+
+/// Lists tasks, newest first by default, one page at a time. Pages are cut by a keyset cursor,
+/// so tasks created while a client pages never repeat or shift a row.
+#[utoipa::path(
+    get, path = "/tasks", tag = "tasks",
+    params(ListTasksQuery),
+    responses(
+        (status = 200, description = "A page of tasks", body = TaskPage),
+        (status = 400, description = "Malformed filter or cursor", body = ErrorEnvelope),
+        (status = 401, description = "Unauthenticated", body = ErrorEnvelope),
+        (status = 403, description = "Forbidden", body = ErrorEnvelope),
+        (status = 503, description = "Database unavailable", body = ErrorEnvelope),
+    )
+)]
+pub(crate) async fn list_tasks(
+    State(shared): State<Arc<Shared>>,
+    Query(query): Query<ListTasksQuery>,
+) -> Result<Json<TaskPage>, ApiError> {
+    let oldest_first = match query.sort.as_deref() {
+        None | Some("-created_at") => false,
+        Some("created_at") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "`sort` must be `created_at` or `-created_at`, got `{other}`"
+            )));
+        }
+    };
+    let limit = query
+        .limit
+        .unwrap_or(25)
+        .clamp(1, shared.settings.max_page_size);
+    let filter = TaskFilter {
+        namespace: query.namespace,
+        name: query.name,
+        version: query.version,
+        state: query.state.as_deref().map(parse_state).transpose()?,
+        annotation: query
+            .annotation
+            .as_deref()
+            .map(parse_annotation)
+            .transpose()?,
+        created_after: query.created_after,
+        created_before: query.created_before,
+        completed_after: query.completed_after,
+        completed_before: query.completed_before,
+        oldest_first,
+        after: query.cursor.as_deref().map(decode_cursor).transpose()?,
+        limit: Some(limit),
+        offset: None,
+    };
+    let page = shared.engine.store().list_tasks(&filter).await?;
+    let next_cursor = if page.items.len() as u64 == limit {
+        page.items
+            .last()
+            .map(|task| encode_cursor(task.created_at, task.task_id))
+    } else {
+        None
+    };
+    Ok(Json(TaskPage {
+        items: page.items.into_iter().map(TaskView::from).collect(),
+        total: page.total,
+        limit,
+        next_cursor,
+    }))
+}
+
+/// Shows a task, with its steps, readiness analysis and graph on request.
+#[utoipa::path(
+    get, path = "/tasks/{task_id}", tag = "tasks",
+    params(("task_id" = Uuid, Path, description = "The task"), ShowTaskQuery),
+    responses(
+        (status = 200, description = "The task", body = TaskView),
+        (status = 400, description = "Malformed id or include", body = ErrorEnvelope),
+        (status = 401, description = "Unauthenticated", body = ErrorEnvelope),
+        (status = 403, description = "Forbidden", body = ErrorEnvelope),
+        (status = 404, description = "No such task", body = ErrorEnvelope),
+    )
+)]
+pub(crate) async fn show_task(
+    State(shared): State<Arc<Shared>>,
+    Path(task_id): Path<Uuid>,
+    Query(query): Query<ShowTaskQuery>,
+) -> Result<Json<TaskView>, ApiError> {
+    let (mut steps, mut analysis, mut graph) = (false, false, false);
+    for part in query.include.as_deref().unwrap_or("").split(',') {
+        match part.trim() {
+            "" => {}
+            "steps" => steps = true,
+            "analysis" => analysis = true,
+            "graph" => graph = true,
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "`include` takes steps, analysis and graph, got `{other}`"
+                )));
+            }
+        }
+    }
+    let store = shared.engine.store();
+    let task_id = TaskId(task_id);
+    let task = store.task(task_id).await?;
+    let template = if steps || graph {
+        Some(store.find_template_by_id(task.named_task_id).await?)
+    } else {
+        None
+    };
+    let dependency_graph = template.as_ref().map(|t| t.template.graph());
+    let mut view = TaskView::from(task);
+    if steps {
+        view.steps = Some(step_views(
+            store.steps(task_id).await?,
+            dependency_graph.as_ref(),
+        ));
+    }
+    if analysis {
+        let now = Utc::now();
+        let context = store.task_execution_context(task_id, now).await?;
+        let readiness = store.step_readiness(task_id, now).await?;
+        view.analysis = Some(serde_json::json!({
+            "execution_context": context,
+            "step_readiness": readiness,
+        }));
+    }
+    if graph {
+        view.graph = dependency_graph.as_ref().map(GraphView::from);
+    }
+    Ok(Json(view))
+}
+
+async fn update(
+    shared: &Shared,
+    task_id: Uuid,
+    body: UpdateTaskBody,
+) -> Result<Json<TaskView>, ApiError> {
+    if let Some(tags) = &body.tags
+        && tags.len() > 100
+    {
+        return Err(ApiError::unprocessable(
+            "invalid_body",
+            "a task has at most 100 tags",
+        ));
+    }
+    let task = shared
+        .engine
+        .store()
+        .update_task(
+            TaskId(task_id),
+            body.reason.as_deref(),
+            body.tags.as_deref(),
+            Utc::now(),
+        )
+        .await?;
+    Ok(Json(TaskView::from(task)))
+}
+
+/// Changes a task's reason and tags.
+#[utoipa::path(
+    patch, path = "/tasks/{task_id}", tag = "tasks",
+    params(("task_id" = Uuid, Path, description = "The task")),
+    request_body = UpdateTaskBody,
+    responses(
+        (status = 200, description = "The task as changed", body = TaskView),
+        (status = 400, description = "Malformed", body = ErrorEnvelope),
+        (status = 401, description = "Unauthenticated", body = ErrorEnvelope),
+        (status = 403, description = "Forbidden", body = ErrorEnvelope),
+        (status = 404, description = "No such task", body = ErrorEnvelope),
+        (status = 415, description = "Not JSON", body = ErrorEnvelope),
+        (status = 422, description = "Invalid body", body = ErrorEnvelope),
+    )
+)]
+pub(crate) async fn update_task(
+    State(shared): State<Arc<Shared>>,
+    Path(task_id): Path<Uuid>,
+    Json(body): Json<UpdateTaskBody>,
+) -> Result<Json<TaskView>, ApiError> {
+    update(&shared, task_id, body).await
+}
+
+/// Changes a task's reason and tags (the same as `PATCH`).
+#[utoipa::path(
+    put, path = "/tasks/{task_id}", tag = "tasks",
+    params(("task_id" = Uuid, Path, description = "The task")),
+    request_body = UpdateTaskBody,
+    responses(
+        (status = 200, description = "The task as changed", body = TaskView),
+        (status = 400, description = "Malformed", body = ErrorEnvelope),
+        (status = 401, description = "Unauthenticated", body = ErrorEnvelope),
+        (status = 403, description = "Forbidden", body = ErrorEnvelope),
+        (status = 404, description = "No such task", body = ErrorEnvelope),
+        (status = 415, description = "Not JSON", body = ErrorEnvelope),
+        (status = 422, description = "Invalid body", body = ErrorEnvelope),
+    )
+)]
+pub(crate) async fn replace_task(
+    State(shared): State<Arc<Shared>>,
+    Path(task_id): Path<Uuid>,
+    Json(body): Json<UpdateTaskBody>,
+) -> Result<Json<TaskView>, ApiError> {
+    update(&shared, task_id, body).await
+}
+
+async fn cancel(
+    shared: &Shared,
+    principal: Option<&Principal>,
+    task_id: Uuid,
+    body: ActionBody,
+) -> Result<Json<TaskView>, ApiError> {
+    let task_id = TaskId(task_id);
+    shared
+        .engine
+        .cancel_task_as(task_id, &operator(principal, body.reason))
+        .await?;
+    Ok(Json(TaskView::from(
+        shared.engine.store().task(task_id).await?,
+    )))
+}
+
+/// Cancels a task (the same as `POST /tasks/{task_id}/cancel`).
+#[utoipa::path(
+    delete, path = "/tasks/{task_id}", tag = "tasks",
+    params(("task_id" = Uuid, Path, description = "The task")),
+    request_body(content = Option<ActionBody>, description = "Optional: why"),
+    responses(
+        (status = 200, description = "The cancelled task", body = TaskView),
+        (status = 400, description = "Malformed", body = ErrorEnvelope),
+        (status = 401, description = "Unauthenticated", body = ErrorEnvelope),
+        (status = 403, description = "Forbidden", body = ErrorEnvelope),
+        (status = 404, description = "No such task", body = ErrorEnvelope),
+        (status = 409, description = "The task has already finished", body = ErrorEnvelope),
+        (status = 415, description = "Not JSON", body = ErrorEnvelope),
+        (status = 422, description = "Invalid body", body = ErrorEnvelope),
+    )
+)]
+pub(crate) async fn delete_task(
+    State(shared): State<Arc<Shared>>,
+    principal: Option<Extension<Principal>>,
+    Path(task_id): Path<Uuid>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<TaskView>, ApiError> {
+    let body = optional_json(&headers, &body)?;
+    cancel(&shared, principal.as_deref(), task_id, body).await
+}
+
+/// Cancels a task and its unfinished steps; running handlers see their cancellation token.
+#[utoipa::path(
+    post, path = "/tasks/{task_id}/cancel", tag = "tasks",
+    params(("task_id" = Uuid, Path, description = "The task")),
+    request_body(content = Option<ActionBody>, description = "Optional: why"),
+    responses(
+        (status = 200, description = "The cancelled task", body = TaskView),
+        (status = 400, description = "Malformed", body = ErrorEnvelope),
+        (status = 401, description = "Unauthenticated", body = ErrorEnvelope),
+        (status = 403, description = "Forbidden", body = ErrorEnvelope),
+        (status = 404, description = "No such task", body = ErrorEnvelope),
+        (status = 409, description = "The task has already finished", body = ErrorEnvelope),
+        (status = 415, description = "Not JSON", body = ErrorEnvelope),
+        (status = 422, description = "Invalid body", body = ErrorEnvelope),
+    )
+)]
+pub(crate) async fn cancel_task(
+    State(shared): State<Arc<Shared>>,
+    principal: Option<Extension<Principal>>,
+    Path(task_id): Path<Uuid>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<TaskView>, ApiError> {
+    let body = optional_json(&headers, &body)?;
+    cancel(&shared, principal.as_deref(), task_id, body).await
+}
+
+/// Sends a task that ended in error back to work, resetting its exhausted steps.
+#[utoipa::path(
+    post, path = "/tasks/{task_id}/retry", tag = "tasks",
+    params(("task_id" = Uuid, Path, description = "The task")),
+    request_body(content = Option<ActionBody>, description = "Optional: why"),
+    responses(
+        (status = 200, description = "The task, pending again", body = TaskView),
+        (status = 400, description = "Malformed", body = ErrorEnvelope),
+        (status = 401, description = "Unauthenticated", body = ErrorEnvelope),
+        (status = 403, description = "Forbidden", body = ErrorEnvelope),
+        (status = 404, description = "No such task", body = ErrorEnvelope),
+        (status = 409, description = "The task is not in error", body = ErrorEnvelope),
+        (status = 415, description = "Not JSON", body = ErrorEnvelope),
+        (status = 422, description = "Invalid body", body = ErrorEnvelope),
+    )
+)]
+pub(crate) async fn retry_task(
+    State(shared): State<Arc<Shared>>,
+    principal: Option<Extension<Principal>>,
+    Path(task_id): Path<Uuid>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<TaskView>, ApiError> {
+    let body: ActionBody = optional_json(&headers, &body)?;
+    let task_id = TaskId(task_id);
+    shared
+        .engine
+        .retry_task_as(task_id, &operator(principal.as_deref(), body.reason))
+        .await?;
+    Ok(Json(TaskView::from(
+        shared.engine.store().task(task_id).await?,
+    )))
+}
+
+/// Resolves a task in error by hand: it ends `resolved_manually` as it stands.
+#[utoipa::path(
+    post, path = "/tasks/{task_id}/resolve", tag = "tasks",
+    params(("task_id" = Uuid, Path, description = "The task")),
+    request_body(content = Option<ActionBody>, description = "Optional: why"),
+    responses(
+        (status = 200, description = "The resolved task", body = TaskView),
+        (status = 400, description = "Malformed", body = ErrorEnvelope),
+        (status = 401, description = "Unauthenticated", body = ErrorEnvelope),
+        (status = 403, description = "Forbidden", body = ErrorEnvelope),
+        (status = 404, description = "No such task", body = ErrorEnvelope),
+        (status = 409, description = "The task is not in error", body = ErrorEnvelope),
+        (status = 415, description = "Not JSON", body = ErrorEnvelope),
+        (status = 422, description = "Invalid body", body = ErrorEnvelope),
+    )
+)]
+pub(crate) async fn resolve_task(
+    State(shared): State<Arc<Shared>>,
+    principal: Option<Extension<Principal>>,
+    Path(task_id): Path<Uuid>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<TaskView>, ApiError> {
+    let body: ActionBody = optional_json(&headers, &body)?;
+    let task_id = TaskId(task_id);
+    shared
+        .engine
+        .resolve_task_as(task_id, &operator(principal.as_deref(), body.reason))
+        .await?;
+    Ok(Json(TaskView::from(
+        shared.engine.store().task(task_id).await?,
+    )))
+}
+
+/// Reads a task's whole history: its transitions and its steps', oldest first.
+pub(crate) async fn history(shared: &Shared, task_id: TaskId) -> Result<HistoryView, ApiError> {
+    let store = shared.engine.store();
+    let mut transitions: Vec<TransitionView> = store
+        .task_transitions(task_id)
+        .await?
+        .into_iter()
+        .map(|t| TransitionView::of(t, None))
+        .collect();
+    for step in store.steps(task_id).await? {
+        let id = step.step_id.as_uuid();
+        for t in store.step_transitions(step.step_id).await? {
+            transitions.push(TransitionView::of(t, Some((id, &step.name))));
+        }
+    }
+    transitions.sort_by(|a, b| {
+        a.created_at
+            .cmp(&b.created_at)
+            .then(a.step_id.is_some().cmp(&b.step_id.is_some()))
+            .then(a.sort_key.cmp(&b.sort_key))
+    });
+    Ok(HistoryView {
+        task_id: task_id.as_uuid(),
+        transitions,
+    })
+}
+
+/// A task's history: its transitions and its steps', each with who acted and why.
+#[utoipa::path(
+    get, path = "/tasks/{task_id}/transitions", tag = "tasks",
+    params(("task_id" = Uuid, Path, description = "The task")),
+    responses(
+        (status = 200, description = "The history", body = HistoryView),
+        (status = 400, description = "Malformed id", body = ErrorEnvelope),
+        (status = 401, description = "Unauthenticated", body = ErrorEnvelope),
+        (status = 403, description = "Forbidden", body = ErrorEnvelope),
+        (status = 404, description = "No such task", body = ErrorEnvelope),
+    )
+)]
+pub(crate) async fn task_history(
+    State(shared): State<Arc<Shared>>,
+    Path(task_id): Path<Uuid>,
+) -> Result<Json<HistoryView>, ApiError> {
+    Ok(Json(history(&shared, TaskId(task_id)).await?))
+}
+
+/// A task's dependency graph, as JSON, Mermaid and DOT.
+#[utoipa::path(
+    get, path = "/tasks/{task_id}/diagram", tag = "tasks",
+    params(("task_id" = Uuid, Path, description = "The task")),
+    responses(
+        (status = 200, description = "The graph", body = GraphView),
+        (status = 400, description = "Malformed id", body = ErrorEnvelope),
+        (status = 401, description = "Unauthenticated", body = ErrorEnvelope),
+        (status = 403, description = "Forbidden", body = ErrorEnvelope),
+        (status = 404, description = "No such task", body = ErrorEnvelope),
+    )
+)]
+pub(crate) async fn task_diagram(
+    State(shared): State<Arc<Shared>>,
+    Path(task_id): Path<Uuid>,
+) -> Result<Json<GraphView>, ApiError> {
+    let store = shared.engine.store();
+    let task = store.task(TaskId(task_id)).await?;
+    let template = store.find_template_by_id(task.named_task_id).await?;
+    Ok(Json(GraphView::from(&template.template.graph())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_refuse_forgeries() {
+        let at = DateTime::from_timestamp_micros(1_764_000_000_123_456).unwrap();
+        let id = TaskId::new();
+        assert_eq!(decode_cursor(&encode_cursor(at, id)).unwrap(), (at, id));
+        for bad in ["", "!!", "bm90LWEtY3Vyc29y", "MTIzOm5vdC1hLXV1aWQ"] {
+            assert_eq!(
+                decode_cursor(bad).unwrap_err().code(),
+                "bad_request",
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn annotation_filters_parse_json_values_or_strings() {
+        assert_eq!(
+            parse_annotation("audit:priority=3").unwrap(),
+            ("audit".into(), "priority".into(), serde_json::json!(3))
+        );
+        assert_eq!(
+            parse_annotation("audit:owner=ops").unwrap().2,
+            serde_json::json!("ops")
+        );
+        for bad in ["audit", "audit:owner", ":k=v", "t:=v"] {
+            assert!(parse_annotation(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,85 @@
+//! What every handler shares, and the API's settings.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tasker_auth::AccessControl;
+use tasker_engine::Engine;
+
+/// The `[api]` section of `tasker.toml`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiSettings {
+    /// Largest request body, in bytes (413 above it).
+    pub body_limit: usize,
+    /// Seconds a request may take before it is answered with 408 (event streams excepted).
+    pub request_timeout: f64,
+    /// Origins allowed to call the API from a browser (CORS); empty (the default) turns CORS
+    /// off. `*` allows any origin.
+    pub cors_origins: Vec<String>,
+    /// Largest page a listing returns.
+    pub max_page_size: u64,
+    /// Serve Swagger UI at `/docs` beside `/openapi.json`.
+    pub swagger_ui: bool,
+    /// Gzip responses when the client accepts it.
+    pub compression: bool,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        Self {
+            body_limit: 1024 * 1024,
+            request_timeout: 30.0,
+            cors_origins: Vec::new(),
+            max_page_size: 200,
+            swagger_ui: true,
+            compression: true,
+        }
+    }
+}
+
+impl ApiSettings {
+    /// The request timeout as a duration; errors name the key.
+    pub fn request_timeout(&self) -> Result<Duration, String> {
+        Duration::try_from_secs_f64(self.request_timeout)
+            .ok()
+            .filter(|d| !d.is_zero() && *d <= Duration::from_secs(3600))
+            .ok_or_else(|| {
+                format!(
+                    "api.request_timeout must be between 0 and 3600 seconds, got {}",
+                    self.request_timeout
+                )
+            })
+    }
+
+    /// Checks every value; errors name the key.
+    pub fn validate(&self) -> Result<(), String> {
+        self.request_timeout()?;
+        if self.body_limit < 1024 {
+            return Err(format!(
+                "api.body_limit must be at least 1024 bytes, got {}",
+                self.body_limit
+            ));
+        }
+        if self.max_page_size == 0 {
+            return Err("api.max_page_size must be at least 1".into());
+        }
+        for origin in &self.cors_origins {
+            if origin != "*" && axum::http::HeaderValue::from_str(origin).is_err() {
+                return Err(format!(
+                    "api.cors_origins: `{origin}` is not a valid origin"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Shared by every handler.
+pub(crate) struct Shared {
+    pub(crate) engine: Engine,
+    pub(crate) access: AccessControl,
+    pub(crate) settings: ApiSettings,
+    /// Whether this process runs a coordinator the readiness probe must see alive.
+    pub(crate) expects_coordinator: bool,
+}

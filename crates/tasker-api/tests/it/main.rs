@@ -1,0 +1,10 @@
+//! The REST API over real HTTP: a client against a bound port, on SQLite and, when
+//! `TASKER_TEST_DATABASE_URL` is set, on PostgreSQL. The engine runs on a manual clock.
+
+mod auth;
+mod events;
+mod props;
+mod steps;
+mod support;
+mod tasks;
+mod templates;
