@@ -12,6 +12,7 @@ use dashmap::DashMap;
 use futures::FutureExt;
 use serde_json::Value;
 use tasker_domain::codes;
+use tasker_domain::duration::{MAX_STEP_TIMEOUT, saturating_add};
 use tasker_domain::{StepError, StepErrorKind, StepId, StepState, TaskId, TaskRequest, TaskState};
 use tasker_events::names::{observability, workflow};
 use tasker_events::{
@@ -91,13 +92,7 @@ impl EngineBuilder {
 
     /// The engine; its coordinator starts with [`Engine::start`].
     pub fn build(self) -> Result<Engine, EngineError> {
-        self.config.validate().map_err(|message| {
-            EngineError::InvalidTemplate(tasker_template::TemplateErrors(vec![
-                tasker_template::TemplateError::new(tasker_template::TemplateErrorKind::Syntax {
-                    message,
-                }),
-            ]))
-        })?;
+        self.config.validate().map_err(EngineError::InvalidConfig)?;
         let (idle, _) = watch::channel(IdleReport::default());
         let engine = Engine {
             inner: Arc::new(Inner {
@@ -861,7 +856,7 @@ async fn coordinate(inner: Arc<Inner>) {
         let now = inner.clock.now();
         if now >= next_upkeep {
             upkeep(&engine, &mut tasks, now).await;
-            next_upkeep = now + config.lease / 3;
+            next_upkeep = saturating_add(now, config.lease / 3);
             // What the events of a task need is kept only while it has attempts here (a claim
             // rebuilds it), so tasks finished elsewhere or by an operator do not accumulate.
             tasks.retain(|id, _| {
@@ -950,7 +945,7 @@ async fn coordinate(inner: Arc<Inner>) {
         was_idle = idle;
         epoch += 1;
         inner.idle.send_replace(IdleReport { epoch, idle });
-        let mut wake_at = now + config.poll_interval;
+        let mut wake_at = saturating_add(now, config.poll_interval);
         while known_due
             .peek()
             .is_some_and(|std::cmp::Reverse(at)| *at <= now)
@@ -967,7 +962,7 @@ async fn coordinate(inner: Arc<Inner>) {
                 wake_at = wake_at.min(due);
             }
             if let Ok(Some(expiry)) = inner.store.next_lease_expiry().await {
-                wake_at = wake_at.min(expiry.max(now) + Duration::from_millis(1));
+                wake_at = wake_at.min(saturating_add(expiry.max(now), Duration::from_millis(1)));
             }
         } else {
             // A finished attempt wakes us; our own backoffs are known from what we recorded, and
@@ -1282,16 +1277,13 @@ async fn spawn_attempt(
     );
     let clock = inner.clock.clone();
     // The deadline is fixed now, at claim time, so it does not depend on when the task starts.
-    let deadline = timeout.map(|limit| inner.clock.now() + limit);
+    let deadline = saturating_add(inner.clock.now(), timeout);
     tokio::spawn(
         async move {
             let attempt = AssertUnwindSafe(handler.handle(context)).catch_unwind();
-            let outcome = match deadline {
-                Some(deadline) => tokio::select! {
-                    outcome = attempt => Some(outcome),
-                    () = clock.sleep_until(deadline) => None,
-                },
-                None => Some(attempt.await),
+            let outcome = tokio::select! {
+                outcome = attempt => Some(outcome),
+                () = clock.sleep_until(deadline) => None,
             };
             let result = match outcome {
                 _ if token.is_cancelled() => AttemptResult::Cancelled,
@@ -1310,11 +1302,8 @@ async fn spawn_attempt(
                     )
                 }
                 None => AttemptResult::Failed(
-                    StepError::retryable(format!(
-                        "attempt timed out after {:?}",
-                        timeout.unwrap_or_default()
-                    ))
-                    .with_code(codes::TIMEOUT),
+                    StepError::retryable(format!("attempt timed out after {timeout:?}"))
+                        .with_code(codes::TIMEOUT),
                 ),
             };
             let _ = tx.send(Finished {
@@ -1333,7 +1322,7 @@ async fn prepare(
     inputs: StepInputs,
     info: Option<&TaskInfo>,
     token: CancellationToken,
-) -> Result<(Arc<dyn StepHandler>, StepContext, Option<Duration>), StepError> {
+) -> Result<(Arc<dyn StepHandler>, StepContext, Duration), StepError> {
     let known = engine.known(step.named_task_id).await.map_err(|e| {
         StepError::retryable(format!("loading the task template failed: {e}"))
             .with_code(codes::TEMPLATE_UNAVAILABLE)
@@ -1389,13 +1378,13 @@ async fn prepare(
             labels,
         })),
     };
-    Ok((
-        handler,
-        context,
-        step_template
-            .timeout
-            .or(engine.inner.config.default_step_timeout),
-    ))
+    // Capped again here: a template stored before the cap existed (or written to the catalogue
+    // by another tool) must not make the deadline overflow.
+    let timeout = step_template
+        .timeout
+        .unwrap_or(engine.inner.config.default_step_timeout)
+        .min(MAX_STEP_TIMEOUT);
+    Ok((handler, context, timeout))
 }
 
 /// Records a batch of finished attempts and, in the same transaction, claims what there is room

@@ -64,6 +64,9 @@ pub enum EngineError {
     /// The event relay could not start.
     #[error("event relay: {0}")]
     Relay(#[from] tasker_events::BusError),
+    /// The engine configuration is unusable; the message names the key.
+    #[error("invalid engine configuration: {0}")]
+    InvalidConfig(String),
     /// The engine has shut down.
     #[error("the engine has shut down")]
     ShutDown,
