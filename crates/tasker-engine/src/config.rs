@@ -38,6 +38,15 @@ pub struct EngineConfig {
     pub backoff: BackoffPolicy,
     /// Template environment whose overrides apply (`environments:` in templates).
     pub environment: Option<String>,
+    /// Most bytes of a task's context (compact JSON), checked when the task is created.
+    pub max_context_bytes: usize,
+    /// Most bytes of one attempt's results (compact JSON); larger results fail the step with
+    /// the permanent `RESULT_TOO_LARGE`.
+    pub max_result_bytes: usize,
+    /// Most bytes of one step's `handler_config` (compact JSON), checked at registration.
+    pub max_handler_config_bytes: usize,
+    /// Most steps in one template, checked at registration.
+    pub max_steps_per_template: usize,
 }
 
 impl Default for EngineConfig {
@@ -52,6 +61,10 @@ impl Default for EngineConfig {
             default_step_timeout: DEFAULT_STEP_TIMEOUT,
             backoff: BackoffPolicy::default(),
             environment: None,
+            max_context_bytes: 1024 * 1024,
+            max_result_bytes: 1024 * 1024,
+            max_handler_config_bytes: 64 * 1024,
+            max_steps_per_template: 10_000,
         }
     }
 }
@@ -67,6 +80,10 @@ impl EngineConfig {
             ),
             ("claim_batch_size", self.claim_batch_size),
             ("record_batch_size", self.record_batch_size),
+            ("max_context_bytes", self.max_context_bytes),
+            ("max_result_bytes", self.max_result_bytes),
+            ("max_handler_config_bytes", self.max_handler_config_bytes),
+            ("max_steps_per_template", self.max_steps_per_template),
         ];
         for (name, value) in positive {
             if value == 0 {

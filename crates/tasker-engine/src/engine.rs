@@ -254,6 +254,7 @@ impl Engine {
             Some(environment) => template.for_environment(environment)?,
             None => template,
         };
+        self.check_template_limits(&template)?;
         let registered = self.inner.registry.register_template(template, replace)?;
         let stored = self
             .inner
@@ -269,6 +270,30 @@ impl Engine {
             .stored
             .insert(registered.template.full_name(), stored);
         Ok(registered)
+    }
+
+    /// Checks a template against `engine.max_steps_per_template` and
+    /// `engine.max_handler_config_bytes`, and that its handler configs can be stored.
+    fn check_template_limits(&self, template: &TaskTemplate) -> Result<(), EngineError> {
+        let config = &self.inner.config;
+        let steps = template.step_templates.len();
+        if steps > config.max_steps_per_template {
+            return Err(EngineError::TooManySteps {
+                template: template.full_name(),
+                steps,
+                limit: config.max_steps_per_template,
+            });
+        }
+        for step in &template.step_templates {
+            check_json(
+                &step.handler_config,
+                || format!("handler_config of step `{}`", step.name),
+                || template.full_name(),
+                config.max_handler_config_bytes,
+                "max_handler_config_bytes",
+            )?;
+        }
+        Ok(())
     }
 
     /// Registers the custom events a template declares (top level and per step) on the bus.
@@ -366,6 +391,13 @@ impl Engine {
                     error: Box::new(error),
                 })?;
         }
+        check_json(
+            &request.context,
+            || "task context".to_owned(),
+            || registered.template.full_name(),
+            self.inner.config.max_context_bytes,
+            "max_context_bytes",
+        )?;
         let full_name = registered.template.full_name();
         let stored = match self.inner.stored.get(&full_name) {
             Some(stored) => stored.clone(),
@@ -759,6 +791,35 @@ impl Engine {
             }
         }
         tracing::info!(%task_id, state = %state, "task finished");
+    }
+}
+
+/// Checks one JSON value against its size limit and for NUL characters (which PostgreSQL cannot
+/// store), so bad input fails before anything is written, the same on both databases.
+fn check_json(
+    value: &Value,
+    what: impl Fn() -> String,
+    owner: impl Fn() -> String,
+    limit: usize,
+    key: &'static str,
+) -> Result<(), EngineError> {
+    let size = crate::limits::json_size(value);
+    if size > limit {
+        return Err(EngineError::TooLarge {
+            what: what(),
+            owner: owner(),
+            size,
+            limit,
+            key,
+        });
+    }
+    match crate::limits::find_nul(value) {
+        Some(path) => Err(EngineError::Unstorable {
+            what: what(),
+            owner: owner(),
+            path,
+        }),
+        None => Ok(()),
     }
 }
 
@@ -1414,6 +1475,17 @@ async fn record(
                 per_task.remove(&step.task_id);
             }
         }
+        // Results the database cannot hold fail their own step, permanently, before the batch
+        // is written, so they never cost the other outcomes of the group commit theirs.
+        let result = match result {
+            AttemptResult::Completed(results) => {
+                match crate::limits::unstorable_results(&results, inner.config.max_result_bytes) {
+                    Some(error) => AttemptResult::Failed(error),
+                    None => AttemptResult::Completed(results),
+                }
+            }
+            other => other,
+        };
         let error = match result {
             AttemptResult::Completed(results) => {
                 outcomes.push(StepOutcome::Success {
@@ -1424,6 +1496,7 @@ async fn record(
                 None
             }
             AttemptResult::Failed(error) => {
+                let error = crate::limits::storable_error(error);
                 let sample = (inner.random.lock().expect("random lock"))();
                 let retry_delay =
                     inner

@@ -21,6 +21,7 @@ mod creator;
 mod emit;
 mod engine;
 mod error;
+mod limits;
 mod registry;
 mod relay;
 pub mod testing;

@@ -5,6 +5,7 @@ mod bad_input;
 mod control;
 mod creation;
 mod events;
+mod limits;
 mod recovery;
 mod relay;
 mod retries;
