@@ -107,6 +107,7 @@ impl EngineBuilder {
                 bus: self.bus.unwrap_or_default(),
                 gate: tokio::sync::Mutex::new(()),
                 idle,
+                unrecorded: watch::channel(0).0,
                 templates: DashMap::new(),
                 stored: DashMap::new(),
                 running: DashMap::new(),
@@ -168,6 +169,8 @@ struct Inner {
     /// in commit order.
     gate: tokio::sync::Mutex<()>,
     idle: watch::Sender<IdleReport>,
+    /// How many finished attempts wait in memory to be recorded again after a failed commit.
+    unrecorded: watch::Sender<usize>,
     /// By named task id.
     templates: DashMap<i64, Known>,
     /// Catalogue rows by `namespace/name@version`.
@@ -231,6 +234,13 @@ impl Engine {
     /// This engine's claim owner id.
     pub fn owner(&self) -> &str {
         &self.inner.owner
+    }
+
+    /// How many finished attempts wait in memory to be recorded again because the commit that
+    /// should have recorded them failed (a database outage); they are retried with backoff until
+    /// recorded or until their claim is gone. For health checks and tests.
+    pub fn unrecorded_outcomes(&self) -> watch::Receiver<usize> {
+        self.inner.unrecorded.subscribe()
     }
 
     /// The event bus the engine publishes on.
@@ -883,6 +893,7 @@ async fn coordinate(inner: Arc<Inner>) {
     // Next-attempt times of the failures this engine recorded.
     let mut known_due: std::collections::BinaryHeap<std::cmp::Reverse<DateTime<Utc>>> =
         Default::default();
+    let mut unrecorded = Unrecorded::default();
     loop {
         if inner.shutdown.is_cancelled() {
             break;
@@ -891,6 +902,9 @@ async fn coordinate(inner: Arc<Inner>) {
         let gate = inner.gate.lock().await;
         // Steps claimed in the same transaction that recorded outcomes (one commit per hand-off).
         let mut claimed_with_record = None;
+        let retried = unrecorded.take_due(inner.clock.now());
+        let retrying = !retried.is_empty();
+        finished.extend(retried);
         while finished.len() < config.record_batch_size {
             match rx.try_recv() {
                 Ok(f) => finished.push(f),
@@ -900,19 +914,24 @@ async fn coordinate(inner: Arc<Inner>) {
         if !finished.is_empty() {
             progressed = true;
             let batch = std::mem::take(&mut finished);
-            known_due.extend(
-                record(
-                    &engine,
-                    batch,
-                    &mut per_task,
-                    &mut tasks,
-                    held.len(),
-                    &mut claimed_with_record,
-                )
-                .await
-                .into_iter()
-                .map(std::cmp::Reverse),
-            );
+            let recorded = record(
+                &engine,
+                batch,
+                &mut per_task,
+                &mut tasks,
+                held.len(),
+                &mut claimed_with_record,
+            )
+            .await;
+            known_due.extend(recorded.due.into_iter().map(std::cmp::Reverse));
+            if recorded.kept.is_empty() {
+                if retrying {
+                    unrecorded.recorded();
+                }
+            } else {
+                unrecorded.keep(recorded.kept, inner.clock.now());
+            }
+            inner.unrecorded.send_replace(unrecorded.finished.len());
         }
         let now = inner.clock.now();
         if now >= next_upkeep {
@@ -1015,6 +1034,9 @@ async fn coordinate(inner: Arc<Inner>) {
         }
         if let Some(std::cmp::Reverse(at)) = known_due.peek() {
             wake_at = wake_at.min(*at);
+        }
+        if let Some(at) = unrecorded.retry_at {
+            wake_at = wake_at.min(at);
         }
         if idle {
             // Nothing of ours is running: ask the database what comes next, which also covers
@@ -1448,8 +1470,87 @@ async fn prepare(
     Ok((handler, context, timeout))
 }
 
+/// What a pass's recording left: the next-attempt times of the failures it recorded, and the
+/// finished attempts it could not record, kept to try again.
+#[derive(Default)]
+struct Recorded {
+    due: Vec<DateTime<Utc>>,
+    kept: Vec<Finished>,
+}
+
+/// Finished attempts whose outcomes a failed commit could not record. They stay in memory (and
+/// in `running`, so their leases are still extended) and are recorded again with backoff until
+/// the database takes them or refuses them because their claim is gone.
+#[derive(Default)]
+struct Unrecorded {
+    finished: Vec<Finished>,
+    failures: u32,
+    retry_at: Option<DateTime<Utc>>,
+}
+
+/// The first wait before recording kept outcomes again; it doubles per failure.
+const RECORD_RETRY_BASE: Duration = Duration::from_millis(100);
+/// The longest wait before recording kept outcomes again.
+const RECORD_RETRY_MAX: Duration = Duration::from_secs(5);
+
+impl Unrecorded {
+    /// Keeps `finished` after a failed attempt to record them at `now`.
+    fn keep(&mut self, finished: Vec<Finished>, now: DateTime<Utc>) {
+        self.failures = self.failures.saturating_add(1);
+        let delay = RECORD_RETRY_BASE
+            .saturating_mul(1u32 << (self.failures - 1).min(16))
+            .min(RECORD_RETRY_MAX);
+        self.retry_at = Some(saturating_add(now, delay));
+        self.finished.extend(finished);
+    }
+
+    /// The kept outcomes, when their retry is due at `now`.
+    fn take_due(&mut self, now: DateTime<Utc>) -> Vec<Finished> {
+        if self.retry_at.is_some_and(|at| at <= now) {
+            self.retry_at = None;
+            std::mem::take(&mut self.finished)
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// After a commit that recorded kept outcomes: the backoff starts over.
+    fn recorded(&mut self) {
+        if self.finished.is_empty() {
+            self.failures = 0;
+        }
+    }
+}
+
+/// An attempt no longer runs here: forget it in the running set and its task's count.
+fn release(inner: &Inner, per_task: &mut HashMap<TaskId, usize>, step: &ClaimedStep) {
+    inner.running.remove(&step.step_id);
+    if let Some(count) = per_task.get_mut(&step.task_id) {
+        *count = count.saturating_sub(1);
+        if *count == 0 {
+            per_task.remove(&step.task_id);
+        }
+    }
+}
+
+/// An outcome back as the attempt's end, to be recorded again.
+fn unrecorded(step: ClaimedStep, started: DateTime<Utc>, outcome: StepOutcome) -> Finished {
+    let result = match outcome {
+        StepOutcome::Success { results, .. } => AttemptResult::Completed(results),
+        StepOutcome::Failure(failure) => AttemptResult::Failed(failure.error),
+    };
+    Finished {
+        step,
+        started,
+        result,
+    }
+}
+
 /// Records a batch of finished attempts and, in the same transaction, claims what there is room
-/// for (into `claimed`); returns the next-attempt times of the failures.
+/// for (into `claimed`). When the batch's commit fails, each outcome is recorded on its own, so
+/// one the database refuses fails only its own step (permanently, `UNSTORABLE_RESULT`) and the
+/// others are recorded; outcomes that still cannot be recorded (the database is unavailable)
+/// come back in [`Recorded::kept`].
 async fn record(
     engine: &Engine,
     batch: Vec<Finished>,
@@ -1457,9 +1558,10 @@ async fn record(
     tasks: &mut HashMap<TaskId, TaskInfo>,
     held: usize,
     claimed: &mut Option<ClaimBatch>,
-) -> Vec<DateTime<Utc>> {
+) -> Recorded {
     let inner = &engine.inner;
     let mut outcomes = Vec::with_capacity(batch.len());
+    let mut steps = Vec::with_capacity(batch.len());
     let listened = inner.bus.has_subscribers();
     let mut attempts = HashMap::with_capacity(if listened { batch.len() } else { 0 });
     for Finished {
@@ -1468,13 +1570,6 @@ async fn record(
         result,
     } in batch
     {
-        inner.running.remove(&step.step_id);
-        if let Some(count) = per_task.get_mut(&step.task_id) {
-            *count = count.saturating_sub(1);
-            if *count == 0 {
-                per_task.remove(&step.task_id);
-            }
-        }
         // Results the database cannot hold fail their own step, permanently, before the batch
         // is written, so they never cost the other outcomes of the group commit theirs.
         let result = match result {
@@ -1513,7 +1608,10 @@ async fn record(
                 Some(error)
             }
             // Cancelled with its task or step: the store already holds the final word.
-            AttemptResult::Cancelled => continue,
+            AttemptResult::Cancelled => {
+                release(inner, per_task, &step);
+                continue;
+            }
         };
         if listened && let Some(info) = tasks.get(&step.task_id) {
             attempts.insert(
@@ -1526,20 +1624,23 @@ async fn record(
                 },
             );
         }
+        steps.push((step, started));
     }
     if outcomes.is_empty() {
-        return Vec::new();
+        return Recorded::default();
     }
     let commit_started = std::time::Instant::now();
     let config = &inner.config;
+    // The attempts of this batch still count as running until they are recorded.
+    let busy = inner.running.len().saturating_sub(steps.len()) + held;
     let room = (config.max_concurrent_steps)
-        .saturating_sub(inner.running.len() + held)
+        .saturating_sub(busy)
         .min(config.claim_batch_size);
-    match inner
+    let (report, kept) = match inner
         .store
         .record_outcomes_and_claim(
             &inner.owner,
-            outcomes,
+            &outcomes,
             inner.clock.now(),
             room,
             config.lease,
@@ -1547,38 +1648,122 @@ async fn record(
         .await
     {
         Ok((report, batch)) => {
+            for (step, _) in &steps {
+                release(inner, per_task, step);
+            }
             *claimed = (room > 0).then_some(batch);
-            if !report.rejected.is_empty() {
-                tracing::warn!(
-                    steps = report.rejected.len(),
-                    "outcomes refused: the claims no longer held"
-                );
-            }
-            let now = inner.clock.now();
-            if listened {
-                let task_ids = distinct_tasks(report.recorded.iter().map(|r| r.task_id));
-                inner.bus.publish(Event::new(
-                    workflow::STEPS_EXECUTION_COMPLETED,
-                    now,
-                    Payload::Workflow(WorkflowPayload {
-                        owner: inner.owner.as_str().into(),
-                        step_count: report.recorded.len(),
-                        task_ids,
-                        duration_ms: Some(millis_since(commit_started)),
-                    }),
-                ));
-            }
-            after_record(engine, &report, &attempts, tasks, now).await;
-            report
-                .recorded
-                .iter()
-                .filter_map(|r| r.next_attempt_at)
-                .collect()
+            (report, Vec::new())
         }
-        // The claims lapse and the attempts run again after the lease: at-least-once.
         Err(err) => {
-            tracing::error!(error = %err, "recording outcomes failed");
-            Vec::new()
+            tracing::warn!(error = %err, outcomes = outcomes.len(), "recording a batch of outcomes failed; recording them one by one");
+            record_one_by_one(engine, steps, outcomes, per_task, &mut attempts).await
+        }
+    };
+    if !report.rejected.is_empty() {
+        tracing::warn!(
+            steps = report.rejected.len(),
+            "outcomes refused: the claims no longer held"
+        );
+    }
+    if report.recorded.is_empty() && report.finalized.is_empty() {
+        return Recorded {
+            due: Vec::new(),
+            kept,
+        };
+    }
+    let now = inner.clock.now();
+    if listened {
+        let task_ids = distinct_tasks(report.recorded.iter().map(|r| r.task_id));
+        inner.bus.publish(Event::new(
+            workflow::STEPS_EXECUTION_COMPLETED,
+            now,
+            Payload::Workflow(WorkflowPayload {
+                owner: inner.owner.as_str().into(),
+                step_count: report.recorded.len(),
+                task_ids,
+                duration_ms: Some(millis_since(commit_started)),
+            }),
+        ));
+    }
+    after_record(engine, &report, &attempts, tasks, now).await;
+    Recorded {
+        due: report
+            .recorded
+            .iter()
+            .filter_map(|r| r.next_attempt_at)
+            .collect(),
+        kept,
+    }
+}
+
+/// After a failed batch: records each outcome in a transaction of its own. An outcome the
+/// database refuses for what it holds (not for being unavailable) is replaced by a permanent
+/// `UNSTORABLE_RESULT` failure of its step; what cannot be recorded at all is returned, kept.
+async fn record_one_by_one(
+    engine: &Engine,
+    steps: Vec<(ClaimedStep, DateTime<Utc>)>,
+    outcomes: Vec<StepOutcome>,
+    per_task: &mut HashMap<TaskId, usize>,
+    attempts: &mut HashMap<StepId, AttemptInfo>,
+) -> (RecordReport, Vec<Finished>) {
+    let inner = &engine.inner;
+    let mut report = RecordReport::default();
+    let mut kept = Vec::new();
+    for ((step, started), outcome) in steps.into_iter().zip(outcomes) {
+        let now = inner.clock.now();
+        let refused = match inner
+            .store
+            .record_outcomes(&inner.owner, std::slice::from_ref(&outcome), now)
+            .await
+        {
+            Ok(one) => {
+                release(inner, per_task, &step);
+                merge_reports(&mut report, one);
+                continue;
+            }
+            Err(err) if err.is_transient() => {
+                tracing::warn!(error = %err, step_id = %step.step_id, "recording an outcome failed; keeping it to try again");
+                kept.push(unrecorded(step, started, outcome));
+                continue;
+            }
+            Err(err) => err,
+        };
+        let error = crate::limits::storable_error(StepError::permanent(
+            format!("the database refused to record the attempt's outcome: {refused}"),
+            codes::UNSTORABLE_RESULT,
+        ));
+        tracing::warn!(error = %refused, step_id = %step.step_id, "the database refused an outcome; failing its step");
+        let failure = StepOutcome::Failure(StepFailure {
+            step_id: step.step_id,
+            attempt: step.attempt,
+            error: error.clone(),
+            retry_delay: Duration::ZERO,
+        });
+        match inner
+            .store
+            .record_outcomes(&inner.owner, std::slice::from_ref(&failure), now)
+            .await
+        {
+            Ok(one) => {
+                release(inner, per_task, &step);
+                merge_reports(&mut report, one);
+                if let Some(info) = attempts.get_mut(&step.step_id) {
+                    info.error = Some(error);
+                }
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, step_id = %step.step_id, "recording an outcome failed; keeping it to try again");
+                kept.push(unrecorded(step, started, outcome));
+            }
         }
     }
+    (report, kept)
+}
+
+fn merge_reports(into: &mut RecordReport, from: RecordReport) {
+    into.recorded.extend(from.recorded);
+    into.rejected.extend(from.rejected);
+    into.newly_ready.extend(from.newly_ready);
+    into.finalized.extend(from.finalized);
+    into.reopened.extend(from.reopened);
 }

@@ -87,3 +87,70 @@ impl StoreError {
         }
     }
 }
+
+impl StoreError {
+    /// The driver's error code for a statement the database refused: the SQLSTATE on
+    /// PostgreSQL (`40P01`), the extended result code on SQLite (`5`, `1811`).
+    pub fn database_code(&self) -> Option<String> {
+        use sea_orm::{DbErr, RuntimeErr};
+        let (StoreError::Database(err) | StoreError::Connect { source: err, .. }) = self else {
+            return None;
+        };
+        match err {
+            DbErr::Exec(RuntimeErr::SqlxError(e))
+            | DbErr::Query(RuntimeErr::SqlxError(e))
+            | DbErr::Conn(RuntimeErr::SqlxError(e)) => match &**e {
+                sea_orm::sqlx::Error::Database(db) => db.code().map(|c| c.into_owned()),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// A deadlock or serialization failure (PostgreSQL SQLSTATE `40P01` or `40001`): the
+    /// database rolled the transaction back and running it again may succeed.
+    pub fn is_deadlock_or_serialization(&self) -> bool {
+        matches!(self.database_code().as_deref(), Some("40P01" | "40001"))
+    }
+
+    /// Whether trying again later may succeed: a lost, closed or exhausted connection; a
+    /// deadlock, serialization failure, or a server out of resources or shutting down
+    /// (PostgreSQL SQLSTATE classes 08, 40, 53, 57); a busy or locked SQLite database. A statement
+    /// the database refuses for its data (a constraint, a value it cannot store) is not
+    /// transient.
+    pub fn is_transient(&self) -> bool {
+        use sea_orm::{DbErr, RuntimeErr};
+        let StoreError::Database(err) = self else {
+            return false;
+        };
+        match err {
+            DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
+            DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => {
+                match &**e {
+                    sea_orm::sqlx::Error::Database(db) => {
+                        let code = db.code().unwrap_or_default();
+                        if db
+                            .try_downcast_ref::<sea_orm::sqlx::sqlite::SqliteError>()
+                            .is_some()
+                        {
+                            // The primary result code is the low byte: BUSY (5), LOCKED (6).
+                            code.parse::<u32>()
+                                .is_ok_and(|code| matches!(code & 0xff, 5 | 6))
+                        } else {
+                            ["08", "40", "53", "57"]
+                                .iter()
+                                .any(|class| code.starts_with(class))
+                        }
+                    }
+                    sea_orm::sqlx::Error::Io(_)
+                    | sea_orm::sqlx::Error::PoolTimedOut
+                    | sea_orm::sqlx::Error::PoolClosed
+                    | sea_orm::sqlx::Error::WorkerCrashed
+                    | sea_orm::sqlx::Error::Protocol(_) => true,
+                    _ => false,
+                }
+            }
+            _ => false,
+        }
+    }
+}

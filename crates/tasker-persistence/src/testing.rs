@@ -93,6 +93,16 @@ impl TestDatabase {
         })
     }
 
+    /// Runs raw SQL on this database (a trigger, a lock) so a test can make the real database
+    /// refuse or fail a write; panics if the SQL fails.
+    pub async fn execute(&self, sql: &str) {
+        self.store
+            .connection()
+            .execute_unprepared(sql)
+            .await
+            .unwrap_or_else(|err| panic!("test SQL failed: {err}\n{sql}"));
+    }
+
     /// Closes the store and drops the PostgreSQL database.
     pub async fn cleanup(self) {
         self.store.connection().clone().close().await.ok();

@@ -6,6 +6,7 @@ mod control;
 mod creation;
 mod events;
 mod limits;
+mod recording;
 mod recovery;
 mod relay;
 mod retries;

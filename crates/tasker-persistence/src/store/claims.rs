@@ -56,21 +56,19 @@ impl Store {
 
     /// [`Store::record_outcomes`] and then [`Store::claim_ready_steps`] in one transaction: the
     /// coordinator's hand-off costs one commit instead of two, and the steps the outcomes made
-    /// ready can be claimed at once. Either both happen or neither does.
+    /// ready can be claimed at once. Either both happen or neither does; on an error the caller
+    /// still holds the outcomes (taken by reference) and may try again.
     pub async fn record_outcomes_and_claim(
         &self,
         owner: &str,
-        outcomes: Vec<StepOutcome>,
+        outcomes: impl AsRef<[StepOutcome]>,
         now: DateTime<Utc>,
         claim_limit: usize,
         lease: Duration,
     ) -> Result<(RecordReport, ClaimBatch), StoreError> {
         let now = to_micros(now);
         let txn = self.write_txn().await?;
-        let claimed = outcomes
-            .into_iter()
-            .map(|o| (owner.to_owned(), o))
-            .collect();
+        let claimed = outcomes.as_ref().iter().map(|o| (owner, o)).collect();
         let report = record_in(&txn, claimed, now).await?;
         let batch = if claim_limit == 0 {
             ClaimBatch::default()
@@ -147,14 +145,11 @@ impl Store {
     pub async fn record_outcomes(
         &self,
         owner: &str,
-        outcomes: Vec<StepOutcome>,
+        outcomes: impl AsRef<[StepOutcome]>,
         now: DateTime<Utc>,
     ) -> Result<RecordReport, StoreError> {
         let txn = self.write_txn().await?;
-        let claimed = outcomes
-            .into_iter()
-            .map(|o| (owner.to_owned(), o))
-            .collect();
+        let claimed = outcomes.as_ref().iter().map(|o| (owner, o)).collect();
         let report = record_in(&txn, claimed, to_micros(now)).await?;
         txn.commit().await?;
         Ok(report)
@@ -197,7 +192,8 @@ impl Store {
                 }),
             ));
         }
-        let report = record_in(&txn, outcomes, now_micros).await?;
+        let pairs = outcomes.iter().map(|(o, s)| (o.as_str(), s)).collect();
+        let report = record_in(&txn, pairs, now_micros).await?;
         txn.commit().await?;
         Ok(report)
     }
@@ -465,7 +461,7 @@ async fn complete_together<C: ConnectionTrait>(
 /// Records `(owner, outcome)` pairs inside `db`'s transaction.
 pub(crate) async fn record_in<C: ConnectionTrait>(
     db: &C,
-    outcomes: Vec<(String, StepOutcome)>,
+    outcomes: Vec<(&str, &StepOutcome)>,
     now: i64,
 ) -> Result<RecordReport, StoreError> {
     let backend = db.get_database_backend();
@@ -487,14 +483,14 @@ pub(crate) async fn record_in<C: ConnectionTrait>(
                 step_id,
                 attempt,
                 results,
-            } if named[step_id] == 1 => Some((owner.as_str(), *step_id, *attempt, results)),
+            } if named[step_id] == 1 => Some((*owner, *step_id, *attempt, results)),
             _ => None,
         })
         .collect();
     let mut completed_rows = complete_together(db, &together, now).await?;
     drop(together);
     for (owner, outcome) in outcomes {
-        let row = match &outcome {
+        let row = match outcome {
             StepOutcome::Success { step_id, .. } if named[step_id] == 1 => {
                 completed_rows.remove(&step_id.as_uuid())
             }
@@ -548,7 +544,7 @@ pub(crate) async fn record_in<C: ConnectionTrait>(
         let task_id: Uuid = get(&row, "task_id")?;
         let next: Option<i64> = get(&row, "next_attempt_at")?;
         let attempts = u32::try_from(get::<i32>(&row, "attempts")?).unwrap_or(0);
-        let (state, metadata) = match &outcome {
+        let (state, metadata) = match outcome {
             StepOutcome::Success { .. } => {
                 completed.push(step_id.as_uuid());
                 (StepState::Complete, json!({"attempt_number": attempts}))
