@@ -134,6 +134,8 @@ impl EngineBuilder {
 struct IdleReport {
     epoch: u64,
     idle: bool,
+    /// When the coordinator, asleep between passes, wakes by itself.
+    wake_at: Option<DateTime<Utc>>,
 }
 
 /// A template as the coordinator needs it.
@@ -532,6 +534,12 @@ impl Engine {
         self.wait_for_task(created.task_id).await
     }
 
+    /// When the coordinator, idle between passes, will next wake by itself (a backoff or lease
+    /// expiring, upkeep, or `poll_interval`); `None` while it works. For health checks and tests.
+    pub fn next_wake_up(&self) -> Option<DateTime<Utc>> {
+        self.inner.idle.borrow().wake_at
+    }
+
     /// Waits until nothing runs here and nothing is claimable at the clock's current time.
     pub async fn wait_until_idle(&self) {
         let mut reports = self.inner.idle.subscribe();
@@ -888,6 +896,7 @@ async fn coordinate(inner: Arc<Inner>) {
     let mut finished: Vec<Finished> = Vec::new();
     let mut tasks: HashMap<TaskId, TaskInfo> = HashMap::new();
     let mut next_upkeep = inner.clock.now();
+    let mut last_upkeep: Option<DateTime<Utc>> = None;
     let mut epoch = 0u64;
     let mut was_idle = true;
     // Next-attempt times of the failures this engine recorded.
@@ -936,6 +945,7 @@ async fn coordinate(inner: Arc<Inner>) {
         let now = inner.clock.now();
         if now >= next_upkeep {
             upkeep(&engine, &mut tasks, now).await;
+            last_upkeep = Some(now);
             next_upkeep = saturating_add(now, config.lease / 3);
             // What the events of a task need is kept only while it has attempts here (a claim
             // rebuilds it), so tasks finished elsewhere or by an operator do not accumulate.
@@ -1023,8 +1033,6 @@ async fn coordinate(inner: Arc<Inner>) {
             ));
         }
         was_idle = idle;
-        epoch += 1;
-        inner.idle.send_replace(IdleReport { epoch, idle });
         let mut wake_at = saturating_add(now, config.poll_interval);
         while known_due
             .peek()
@@ -1045,23 +1053,60 @@ async fn coordinate(inner: Arc<Inner>) {
                 wake_at = wake_at.min(due);
             }
             if let Ok(Some(expiry)) = inner.store.next_lease_expiry().await {
-                wake_at = wake_at.min(saturating_add(expiry.max(now), Duration::from_millis(1)));
+                let at = lease_wake(expiry, now, last_upkeep, next_upkeep);
+                if at <= now {
+                    // Expired since the last upkeep: reclaim it now rather than wake every
+                    // millisecond until the next upkeep.
+                    next_upkeep = now;
+                    continue;
+                }
+                wake_at = wake_at.min(at);
             }
         } else {
             // A finished attempt wakes us; our own backoffs are known from what we recorded, and
             // upkeep covers leases. No queries on the hand-off path.
             wake_at = wake_at.min(next_upkeep);
         }
+        epoch += 1;
+        inner.idle.send_replace(IdleReport {
+            epoch,
+            idle,
+            wake_at: Some(wake_at),
+        });
         tokio::select! {
             received = rx.recv() => if let Some(f) = received { finished.push(f) },
             () = inner.wake.notified() => {}
             () = inner.clock.sleep_until(wake_at) => {}
             () = inner.shutdown.cancelled() => break,
         }
-        inner.idle.send_replace(IdleReport { epoch, idle: false });
+        inner.idle.send_replace(IdleReport {
+            epoch,
+            idle: false,
+            wake_at: None,
+        });
     }
     for entry in inner.running.iter() {
         entry.value().1.cancel();
+    }
+}
+
+/// When an idle coordinator should next look at the earliest lease, which expires at `expiry`:
+/// just after it expires (`reclaim_expired` takes leases that expired strictly before its
+/// "now"); at once (`now`) when it has become reclaimable since the last upkeep; otherwise at the
+/// next upkeep, so a lease the last upkeep could not reclaim is no reason to wake any sooner.
+fn lease_wake(
+    expiry: DateTime<Utc>,
+    now: DateTime<Utc>,
+    last_upkeep: Option<DateTime<Utc>>,
+    next_upkeep: DateTime<Utc>,
+) -> DateTime<Utc> {
+    let reclaimable = saturating_add(expiry, Duration::from_millis(1));
+    if reclaimable > now {
+        reclaimable
+    } else if last_upkeep.is_none_or(|at| at < reclaimable) {
+        now
+    } else {
+        next_upkeep.max(saturating_add(now, Duration::from_millis(1)))
     }
 }
 
@@ -1766,4 +1811,26 @@ fn merge_reports(into: &mut RecordReport, from: RecordReport) {
     into.newly_ready.extend(from.newly_ready);
     into.finalized.extend(from.finalized);
     into.reopened.extend(from.reopened);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_expired_lease_wakes_the_coordinator_once_not_every_millisecond() {
+        let t = |secs: i64| DateTime::from_timestamp(1_000 + secs, 0).unwrap();
+        let ms = Duration::from_millis(1);
+        // Not expired yet: wake just after it expires.
+        assert_eq!(
+            lease_wake(t(5), t(1), Some(t(0)), t(10)),
+            saturating_add(t(5), ms)
+        );
+        // Expired since the last upkeep: reclaim now.
+        assert_eq!(lease_wake(t(5), t(6), Some(t(0)), t(10)), t(6));
+        assert_eq!(lease_wake(t(5), t(6), None, t(10)), t(6));
+        // The last upkeep already ran after it expired (and left it): the next upkeep, not now.
+        assert_eq!(lease_wake(t(5), t(7), Some(t(6)), t(16)), t(16));
+        assert!(lease_wake(t(5), t(7), Some(t(6)), t(7)) > t(7));
+    }
 }
