@@ -52,6 +52,18 @@ pub enum StoreError {
         /// The state found.
         actual: String,
     },
+    /// A task in error was sent back to work, but none of its steps can run again: it is in
+    /// error because steps were cancelled, and a cancelled step is final. Nothing changed.
+    #[error(
+        "task {task_id} has no failed step to retry: it is in error because {} cancelled, and a cancelled step is final; resolve the task by hand (resolve_task) instead",
+        cancelled_list(.cancelled)
+    )]
+    NothingToRetry {
+        /// The task.
+        task_id: TaskId,
+        /// The names of its cancelled steps.
+        cancelled: Vec<String>,
+    },
     /// The task context does not match the template's schema.
     #[error("task context is invalid: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
     InvalidContext(Vec<ContextError>),
@@ -152,5 +164,14 @@ impl StoreError {
             }
             _ => false,
         }
+    }
+}
+
+fn cancelled_list(names: &[String]) -> String {
+    let quoted: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
+    match quoted.len() {
+        0 => "no step can run".into(),
+        1 => format!("step {} was", quoted[0]),
+        _ => format!("steps {} were", quoted.join(", ")),
     }
 }

@@ -265,3 +265,37 @@ async fn a_cancelled_step_stops_its_dependants_and_the_task_ends_in_error() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn retrying_a_task_in_error_only_because_of_a_cancelled_step_is_refused() {
+    on_each_database(|db| async move {
+        let clock = ManualClock::new(t0());
+        let engine = engine(&db.store, &clock);
+        let template = template(
+            "name: cut\nstep_templates:\n  - name: first\n    handler_class: tasker::noop\n  \
+             - name: second\n    handler_class: tasker::noop\n    depends_on_step: first\n",
+        );
+        engine.register_template(template.clone(), false).await.unwrap();
+        let created = engine.create_task(request(&template)).await.unwrap();
+        engine.cancel_step(created.steps[1].1).await.unwrap();
+        let task = drive(&engine, &clock, created.task_id).await;
+        assert_eq!(task.state, TaskState::Error);
+        let err = engine.retry_task(created.task_id).await.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "task {} has no failed step to retry: it is in error because step `second` was cancelled, and a cancelled step is final; resolve the task by hand (resolve_task) instead",
+                created.task_id
+            )
+        );
+        let after = db.store.task(created.task_id).await.unwrap();
+        assert_eq!(after.state, TaskState::Error, "a refused retry changes nothing");
+        assert_eq!(after.updated_at, task.updated_at);
+        assert_eq!(after.active_steps, 0);
+        // The way out the error names.
+        engine.resolve_task(created.task_id).await.unwrap();
+        assert_eq!(db.store.task(created.task_id).await.unwrap().state, TaskState::ResolvedManually);
+        engine.shutdown().await;
+    })
+    .await;
+}

@@ -564,7 +564,24 @@ impl Store {
         let steps = match to {
             TaskState::Cancelled => cancel_steps(&txn, task_id, now).await?,
             TaskState::Pending if expected == TaskState::Error => {
-                reset_blocked_steps(&txn, task_id, now).await?
+                let reset = reset_blocked_steps(&txn, task_id, now).await?;
+                if reset.is_empty() {
+                    // Nothing would run: the task would wait in `pending` forever. Refuse, and
+                    // the dropped transaction leaves the task as it was.
+                    let cancelled = txn
+                        .query_all_raw(stmt(
+                            backend,
+                            "SELECT name FROM tasker_workflow_steps WHERE task_id = $1 AND state = 'cancelled' \
+                             ORDER BY position",
+                            vec![id.clone()],
+                        ))
+                        .await?
+                        .iter()
+                        .map(|row| get::<String>(row, "name"))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    return Err(StoreError::NothingToRetry { task_id, cancelled });
+                }
+                reset
             }
             _ => Vec::new(),
         };
