@@ -16,7 +16,10 @@ use tasker_domain::codes;
 use tasker_domain::{StepError, StepId, StepState, TaskId};
 use uuid::Uuid;
 
-use super::sql::{execute_in_chunks, get, max_params, params, query_in_chunks, skip_locked, stmt};
+use super::sql::{
+    execute_in_chunks, get, lock_tasks, max_params, params, query_in_chunks, retrying, skip_locked,
+    stmt,
+};
 use super::transitions::{
     StepFlags, TaskDelta, TransitionRow, add, apply_task_deltas, release_children,
     write_step_transitions, write_task_transitions,
@@ -48,10 +51,13 @@ impl Store {
         if limit == 0 {
             return Ok(ClaimBatch::default());
         }
-        let txn = self.write_txn().await?;
-        let batch = claim_in(&txn, owner, limit, lease, to_micros(now)).await?;
-        txn.commit().await?;
-        Ok(batch)
+        retrying(|| async move {
+            let txn = self.write_txn().await?;
+            let batch = claim_in(&txn, owner, limit, lease, to_micros(now)).await?;
+            txn.commit().await?;
+            Ok(batch)
+        })
+        .await
     }
 
     /// [`Store::record_outcomes`] and then [`Store::claim_ready_steps`] in one transaction: the
@@ -67,16 +73,20 @@ impl Store {
         lease: Duration,
     ) -> Result<(RecordReport, ClaimBatch), StoreError> {
         let now = to_micros(now);
-        let txn = self.write_txn().await?;
-        let claimed = outcomes.as_ref().iter().map(|o| (owner, o)).collect();
-        let report = record_in(&txn, claimed, now).await?;
-        let batch = if claim_limit == 0 {
-            ClaimBatch::default()
-        } else {
-            claim_in(&txn, owner, claim_limit, lease, now).await?
-        };
-        txn.commit().await?;
-        Ok((report, batch))
+        let outcomes = outcomes.as_ref();
+        retrying(|| async move {
+            let txn = self.write_txn().await?;
+            let claimed = outcomes.iter().map(|o| (owner, o)).collect();
+            let report = record_in(&txn, claimed, now).await?;
+            let batch = if claim_limit == 0 {
+                ClaimBatch::default()
+            } else {
+                claim_in(&txn, owner, claim_limit, lease, now).await?
+            };
+            txn.commit().await?;
+            Ok((report, batch))
+        })
+        .await
     }
 
     /// The earliest future time at which a step whose parents are done becomes claimable (a
@@ -148,19 +158,35 @@ impl Store {
         outcomes: impl AsRef<[StepOutcome]>,
         now: DateTime<Utc>,
     ) -> Result<RecordReport, StoreError> {
-        let txn = self.write_txn().await?;
-        let claimed = outcomes.as_ref().iter().map(|o| (owner, o)).collect();
-        let report = record_in(&txn, claimed, to_micros(now)).await?;
-        txn.commit().await?;
-        Ok(report)
+        let outcomes = outcomes.as_ref();
+        retrying(|| async move {
+            let txn = self.write_txn().await?;
+            let claimed = outcomes.iter().map(|o| (owner, o)).collect();
+            let report = record_in(&txn, claimed, to_micros(now)).await?;
+            txn.commit().await?;
+            Ok(report)
+        })
+        .await
     }
 
     /// Fails every attempt whose lease has expired (a crashed or stalled worker) as a retryable
     /// `LEASE_EXPIRED` error, so the step runs again while attempts remain.
     pub async fn reclaim_expired(&self, now: DateTime<Utc>) -> Result<RecordReport, StoreError> {
+        retrying(|| self.reclaim_expired_once(now)).await
+    }
+
+    async fn reclaim_expired_once(&self, now: DateTime<Utc>) -> Result<RecordReport, StoreError> {
         let backend = self.backend();
         let txn = self.write_txn().await?;
         let now_micros = to_micros(now);
+        // The lock order: the tasks of the expired steps first, then the steps.
+        lock_tasks(
+            &txn,
+            "SELECT task_id FROM tasker_workflow_steps WHERE lease_expires_at IS NOT NULL \
+             AND lease_expires_at < $1 AND state = 'in_progress'",
+            vec![now_micros.into()],
+        )
+        .await?;
         let rows = txn
             .query_all_raw(stmt(
                 backend,
@@ -265,6 +291,19 @@ async fn claim_in<C: ConnectionTrait>(
 ) -> Result<ClaimBatch, StoreError> {
     let backend = txn.get_database_backend();
     let lease_until = now.saturating_add(micros(lease));
+    // The lock order: a claim that starts a pending task locks that task row before any step
+    // row. Tasks already running are not touched by a claim, so their rows are not locked.
+    if backend == DbBackend::Postgres {
+        txn.query_all_raw(stmt(
+            backend,
+            "SELECT task_id FROM tasker_tasks WHERE state = 'pending' AND task_id IN \
+             (SELECT task_id FROM tasker_workflow_steps WHERE unfinished_parents = 0 \
+             AND next_attempt_at IS NOT NULL AND next_attempt_at <= $1 ORDER BY next_attempt_at LIMIT $2) \
+             ORDER BY task_id FOR UPDATE",
+            vec![now.into(), i64::try_from(limit).unwrap_or(i64::MAX).into()],
+        ))
+        .await?;
+    }
     let candidates = txn
         .query_all_raw(stmt(
             backend,
@@ -465,6 +504,22 @@ pub(crate) async fn record_in<C: ConnectionTrait>(
     now: i64,
 ) -> Result<RecordReport, StoreError> {
     let backend = db.get_database_backend();
+    // The lock order: the outcomes' task rows first (their counters move below), then the steps.
+    if backend == DbBackend::Postgres && !outcomes.is_empty() {
+        let ids: Vec<Value> = outcomes
+            .iter()
+            .map(|(_, o)| Value::from(o.step_id().as_uuid()))
+            .collect();
+        query_in_chunks(
+            db,
+            "SELECT task_id FROM tasker_tasks WHERE task_id IN \
+             (SELECT task_id FROM tasker_workflow_steps WHERE workflow_step_id IN ({ids})) \
+             ORDER BY task_id FOR UPDATE",
+            vec![],
+            &ids,
+        )
+        .await?;
+    }
     let mut report = RecordReport::default();
     let mut history = Vec::with_capacity(outcomes.len());
     let mut completed = Vec::new();
