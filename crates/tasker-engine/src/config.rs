@@ -10,6 +10,8 @@ use tasker_domain::duration::{MAX_STEP_TIMEOUT, describe};
 pub const MAX_LEASE: Duration = Duration::from_secs(60 * 60);
 /// The longest `engine.poll_interval`: 1 minute.
 pub const MAX_POLL_INTERVAL: Duration = Duration::from_secs(60);
+/// The longest `engine.shutdown_grace`: 1 hour.
+pub const MAX_SHUTDOWN_GRACE: Duration = Duration::from_secs(60 * 60);
 /// The default `engine.default_step_timeout`: 5 minutes.
 pub const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -34,6 +36,10 @@ pub struct EngineConfig {
     /// Timeout for steps whose template sets none (at most 24 h).
     #[serde(with = "tasker_domain::serde_secs::secs")]
     pub default_step_timeout: Duration,
+    /// How long a draining engine lets running attempts finish before it gives their claims
+    /// back (at most 1 h; 0 gives them back at once).
+    #[serde(with = "tasker_domain::serde_secs::secs")]
+    pub shutdown_grace: Duration,
     /// Backoff between attempts.
     pub backoff: BackoffPolicy,
     /// Template environment whose overrides apply (`environments:` in templates).
@@ -59,6 +65,7 @@ impl Default for EngineConfig {
             lease: Duration::from_secs(30),
             poll_interval: Duration::from_secs(1),
             default_step_timeout: DEFAULT_STEP_TIMEOUT,
+            shutdown_grace: Duration::from_secs(30),
             backoff: BackoffPolicy::default(),
             environment: None,
             max_context_bytes: 1024 * 1024,
@@ -108,6 +115,14 @@ impl EngineConfig {
                 self.poll_interval,
                 MAX_POLL_INTERVAL,
                 "1 min",
+            ));
+        }
+        if self.shutdown_grace > MAX_SHUTDOWN_GRACE {
+            return Err(too_long(
+                "shutdown_grace",
+                self.shutdown_grace,
+                MAX_SHUTDOWN_GRACE,
+                "1 h",
             ));
         }
         if self.default_step_timeout.is_zero() {
@@ -195,6 +210,10 @@ mod tests {
         assert_eq!(
             EngineConfig::default().default_step_timeout,
             Duration::from_secs(300)
+        );
+        assert_eq!(
+            check(r#"{"shutdown_grace": 3601}"#).unwrap(),
+            "engine.shutdown_grace of 3601 s exceeds the maximum of 3600 s (1 h)"
         );
     }
 }

@@ -104,6 +104,8 @@ impl EngineBuilder {
                 owner: self.owner,
                 wake: Notify::new(),
                 shutdown: CancellationToken::new(),
+                drain: CancellationToken::new(),
+                drain_deadline: Mutex::new(None),
                 bus: self.bus.unwrap_or_default(),
                 gate: tokio::sync::Mutex::new(()),
                 idle,
@@ -165,6 +167,10 @@ struct Inner {
     owner: String,
     wake: Notify,
     shutdown: CancellationToken,
+    /// Cancelled when the engine drains: no more claims; running attempts finish until
+    /// `drain_deadline`, then their claims are given back.
+    drain: CancellationToken,
+    drain_deadline: Mutex<Option<DateTime<Utc>>>,
     bus: EventBus,
     /// Held by the coordinator from a pass's transactions to their events, and by operator
     /// calls from their transaction to their events, so the events of one task are published
@@ -480,7 +486,9 @@ impl Engine {
     /// Starts the coordinator in the background (idempotent).
     pub fn start(&self) {
         let mut slot = self.inner.coordinator.lock().expect("coordinator lock");
-        if slot.as_ref().is_none_or(JoinHandle::is_finished) && !self.inner.shutdown.is_cancelled()
+        if slot.as_ref().is_none_or(JoinHandle::is_finished)
+            && !self.inner.shutdown.is_cancelled()
+            && !self.inner.drain.is_cancelled()
         {
             *slot = Some(tokio::spawn(coordinate(self.inner.clone())));
         }
@@ -498,6 +506,34 @@ impl Engine {
             .take();
         if let Some(handle) = handle {
             handle.await.ok();
+        }
+    }
+
+    /// Drains, then stops: claims nothing more, lets the attempts running here finish for up to
+    /// `engine.shutdown_grace` (on the engine's clock, from this call) and records their
+    /// outcomes, then gives back the claims still held without using up their attempts (the
+    /// steps are ready again at once, for any engine, with their attempt counts unchanged), and
+    /// waits for the coordinator to stop. For a graceful shutdown (SIGTERM). The drain starts
+    /// when this is called; the future returned finishes when it is done.
+    pub fn drain(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        {
+            let mut deadline = self.inner.drain_deadline.lock().expect("drain lock");
+            if deadline.is_none() {
+                *deadline = Some(saturating_add(
+                    self.inner.clock.now(),
+                    self.inner.config.shutdown_grace,
+                ));
+            }
+        }
+        self.inner.drain.cancel();
+        self.inner.wake.notify_one();
+        let inner = self.inner.clone();
+        async move {
+            let handle = inner.coordinator.lock().expect("coordinator lock").take();
+            if let Some(handle) = handle {
+                handle.await.ok();
+            }
+            inner.shutdown.cancel();
         }
     }
 
@@ -908,6 +944,12 @@ async fn coordinate(inner: Arc<Inner>) {
             break;
         }
         let mut progressed = false;
+        let draining = inner.drain.is_cancelled();
+        if draining && !held.is_empty() {
+            // Claimed but never started: given back at once.
+            let ids: Vec<StepId> = held.drain(..).map(|(step, _)| step.step_id).collect();
+            release_claims(&inner, &ids).await;
+        }
         let gate = inner.gate.lock().await;
         // Steps claimed in the same transaction that recorded outcomes (one commit per hand-off).
         let mut claimed_with_record = None;
@@ -969,7 +1011,7 @@ async fn coordinate(inner: Arc<Inner>) {
         let capacity = config
             .max_concurrent_steps
             .saturating_sub(inner.running.len() + held.len());
-        if capacity > 0 || claimed_with_record.is_some() {
+        if !draining && (capacity > 0 || claimed_with_record.is_some()) {
             let limit = capacity.min(config.claim_batch_size);
             let claim_started = std::time::Instant::now();
             // A batch claimed in the record's own transaction has no claim time of its own.
@@ -1014,6 +1056,27 @@ async fn coordinate(inner: Arc<Inner>) {
             }
         }
         drop(gate);
+        let mut drain_deadline = None;
+        if draining {
+            let deadline = inner
+                .drain_deadline
+                .lock()
+                .expect("drain lock")
+                .unwrap_or(now);
+            if inner.running.is_empty() {
+                break;
+            }
+            if inner.clock.now() >= deadline {
+                // The grace is over: stop the attempts still running and give their claims back.
+                let ids: Vec<StepId> = inner.running.iter().map(|e| *e.key()).collect();
+                for entry in inner.running.iter() {
+                    entry.value().1.cancel();
+                }
+                release_claims(&inner, &ids).await;
+                break;
+            }
+            drain_deadline = Some(deadline);
+        }
         if progressed {
             was_idle = false;
             tokio::task::yield_now().await;
@@ -1044,6 +1107,9 @@ async fn coordinate(inner: Arc<Inner>) {
             wake_at = wake_at.min(*at);
         }
         if let Some(at) = unrecorded.retry_at {
+            wake_at = wake_at.min(at);
+        }
+        if let Some(at) = drain_deadline {
             wake_at = wake_at.min(at);
         }
         if idle {
@@ -1087,6 +1153,26 @@ async fn coordinate(inner: Arc<Inner>) {
     }
     for entry in inner.running.iter() {
         entry.value().1.cancel();
+    }
+}
+
+/// Gives back this engine's claims on `steps` without using up their attempts (a drain).
+async fn release_claims(inner: &Inner, steps: &[StepId]) {
+    match inner
+        .store
+        .release_claims(&inner.owner, steps, inner.clock.now())
+        .await
+    {
+        Ok(released) => {
+            if !released.is_empty() {
+                tracing::info!(
+                    steps = released.len(),
+                    "gave back claims on shutdown; the steps are ready again"
+                );
+            }
+        }
+        // The claims lapse at their lease expiry instead (the attempt then counts).
+        Err(err) => tracing::warn!(error = %err, "giving back claims on shutdown failed"),
     }
 }
 
@@ -1678,9 +1764,13 @@ async fn record(
     let config = &inner.config;
     // The attempts of this batch still count as running until they are recorded.
     let busy = inner.running.len().saturating_sub(steps.len()) + held;
-    let room = (config.max_concurrent_steps)
-        .saturating_sub(busy)
-        .min(config.claim_batch_size);
+    let room = if inner.drain.is_cancelled() {
+        0
+    } else {
+        (config.max_concurrent_steps)
+            .saturating_sub(busy)
+            .min(config.claim_batch_size)
+    };
     let (report, kept) = match inner
         .store
         .record_outcomes_and_claim(

@@ -27,7 +27,9 @@ mod relay;
 pub mod testing;
 
 pub use builtin::{EchoHandler, FailHandler, NoopHandler, SleepHandler};
-pub use config::{DEFAULT_STEP_TIMEOUT, EngineConfig, MAX_LEASE, MAX_POLL_INTERVAL};
+pub use config::{
+    DEFAULT_STEP_TIMEOUT, EngineConfig, MAX_LEASE, MAX_POLL_INTERVAL, MAX_SHUTDOWN_GRACE,
+};
 pub use engine::{BULK_BATCH, Engine, EngineBuilder};
 pub use error::EngineError;
 pub use registry::{RegisteredTask, Registry};

@@ -4,6 +4,7 @@
 mod bad_input;
 mod control;
 mod creation;
+mod drain;
 mod events;
 mod limits;
 mod recording;

@@ -150,6 +150,72 @@ impl Store {
         .await
     }
 
+    /// Gives back `owner`'s claims on `steps` without using up their attempts: each step still
+    /// claimed by `owner` goes from `in_progress` back to `pending`, ready at once for any
+    /// engine, with its attempt count as it was before the claim (history row
+    /// `in_progress → pending`, reason `released`). For an engine that shuts down with attempts
+    /// still running. Returns the steps released.
+    pub async fn release_claims(
+        &self,
+        owner: &str,
+        steps: &[StepId],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<StepId>, StoreError> {
+        if steps.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = to_micros(now);
+        let ids: Vec<Value> = steps.iter().map(|s| Value::from(s.as_uuid())).collect();
+        retrying(|| {
+            let ids = &ids;
+            async move {
+                let txn = self.write_txn().await?;
+                // The lock order: the steps' tasks first. Their counters do not move: a running
+                // step and a ready one both count as active.
+                if txn.get_database_backend() == DbBackend::Postgres {
+                    query_in_chunks(
+                        &txn,
+                        "SELECT task_id FROM tasker_tasks WHERE task_id IN \
+                         (SELECT task_id FROM tasker_workflow_steps WHERE workflow_step_id IN ({ids})) \
+                         ORDER BY task_id FOR UPDATE",
+                        vec![],
+                        ids,
+                    )
+                    .await?;
+                }
+                let rows = query_in_chunks(
+                    &txn,
+                    "UPDATE tasker_workflow_steps SET state = 'pending', in_process = FALSE, claim_owner = NULL, \
+                     lease_expires_at = NULL, attempts = attempts - 1, next_attempt_at = $1, updated_at = $1, \
+                     last_sort_key = last_sort_key + 10 \
+                     WHERE claim_owner = $2 AND state = 'in_progress' AND workflow_step_id IN ({ids}) \
+                     RETURNING workflow_step_id, last_sort_key, attempts",
+                    vec![now.into(), owner.into()],
+                    ids,
+                )
+                .await?;
+                let mut released = Vec::with_capacity(rows.len());
+                let mut history = Vec::with_capacity(rows.len());
+                for row in &rows {
+                    let id: Uuid = get(row, "workflow_step_id")?;
+                    released.push(StepId(id));
+                    history.push(TransitionRow {
+                        id,
+                        from_state: Some("in_progress"),
+                        to_state: "pending",
+                        sort_key: get(row, "last_sort_key")?,
+                        most_recent: true,
+                        metadata: json!({"reason": "released", "claim_owner": owner, "attempts": get::<i32>(row, "attempts")?}),
+                    });
+                }
+                write_step_transitions(&txn, history, now, true).await?;
+                txn.commit().await?;
+                Ok(released)
+            }
+        })
+        .await
+    }
+
     /// Records a batch of outcomes in one transaction, each only where `owner`'s claim on that
     /// attempt still holds; the others come back in [`RecordReport::rejected`].
     pub async fn record_outcomes(
