@@ -19,8 +19,8 @@ use tasker_events::{
     Category, Event, EventBus, EventStream, Interest, Payload, TaskLabels, WorkflowPayload,
 };
 use tasker_persistence::{
-    ClaimBatch, ClaimedStep, CreateTaskOptions, CreatedTask, RecordReport, RegisteredTemplate,
-    StepFailure, StepInputs, StepOutcome, Store, TaskRecord,
+    ClaimBatch, ClaimFilter, ClaimedStep, CreateTaskOptions, CreatedTask, RecordReport,
+    RegisteredTemplate, StepFailure, StepInputs, StepOutcome, Store, TaskRecord,
 };
 use tasker_state_machine::TransitionOutcome;
 use tasker_template::TaskTemplate;
@@ -50,9 +50,21 @@ pub struct EngineBuilder {
     owner: String,
     random: Box<dyn FnMut() -> f64 + Send>,
     bus: Option<EventBus>,
+    namespaces: Option<Vec<String>>,
 }
 
 impl EngineBuilder {
+    /// Claim only steps of tasks in these namespaces (on top of the rule that an engine claims
+    /// only steps of templates whose handler classes are all registered in its registry).
+    pub fn namespaces<I, S>(mut self, namespaces: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.namespaces = Some(namespaces.into_iter().map(Into::into).collect());
+        self
+    }
+
     /// The event bus to publish on (a new one by default). Share one bus between engines and
     /// servers to see all their events in one place.
     pub fn bus(mut self, bus: EventBus) -> Self {
@@ -115,6 +127,8 @@ impl EngineBuilder {
                 running: DashMap::new(),
                 random: Mutex::new(self.random),
                 coordinator: Mutex::new(None),
+                namespaces: self.namespaces,
+                claim_filter: Mutex::new(ClaimFilter::default()),
             }),
         };
         // Templates already in the given registry declare custom events too.
@@ -187,6 +201,12 @@ struct Inner {
     running: DashMap<StepId, (TaskId, CancellationToken)>,
     random: Mutex<Box<dyn FnMut() -> f64 + Send>>,
     coordinator: Mutex<Option<JoinHandle<()>>>,
+    /// The namespaces this engine claims from (`None`: all).
+    namespaces: Option<Vec<String>>,
+    /// Which tasks' steps this engine claims: those of templates whose handler classes are all
+    /// registered here, in its namespaces. Refreshed from the catalogue at start, at upkeep and
+    /// when a template is registered.
+    claim_filter: Mutex<ClaimFilter>,
     /// Group-commits concurrent task creations.
     creator: Creator,
 }
@@ -222,7 +242,35 @@ impl Engine {
             owner: default_owner(),
             random: Box::new(unit_random),
             bus: None,
+            namespaces: None,
         }
+    }
+
+    /// Recomputes which templates' tasks this engine claims, from the catalogue: those whose
+    /// step handler classes are all registered here, in the configured namespaces.
+    async fn refresh_claim_filter(&self) {
+        let inner = &self.inner;
+        let catalogue = match inner.store.template_catalogue().await {
+            Ok(catalogue) => catalogue,
+            Err(err) => {
+                tracing::warn!(error = %err, "reading the template catalogue failed; the claim filter is unchanged");
+                return;
+            }
+        };
+        let filter = claim_filter(
+            &catalogue,
+            |class| inner.registry.step_handler(class).is_some(),
+            inner.namespaces.as_deref(),
+        );
+        *inner.claim_filter.lock().expect("claim filter lock") = filter;
+    }
+
+    fn current_claim_filter(&self) -> ClaimFilter {
+        self.inner
+            .claim_filter
+            .lock()
+            .expect("claim filter lock")
+            .clone()
     }
 
     /// The handler registry.
@@ -287,6 +335,7 @@ impl Engine {
         self.inner
             .stored
             .insert(registered.template.full_name(), stored);
+        self.refresh_claim_filter().await;
         Ok(registered)
     }
 
@@ -939,6 +988,7 @@ async fn coordinate(inner: Arc<Inner>) {
     let mut known_due: std::collections::BinaryHeap<std::cmp::Reverse<DateTime<Utc>>> =
         Default::default();
     let mut unrecorded = Unrecorded::default();
+    engine.refresh_claim_filter().await;
     loop {
         if inner.shutdown.is_cancelled() {
             break;
@@ -987,6 +1037,7 @@ async fn coordinate(inner: Arc<Inner>) {
         let now = inner.clock.now();
         if now >= next_upkeep {
             upkeep(&engine, &mut tasks, now).await;
+            engine.refresh_claim_filter().await;
             last_upkeep = Some(now);
             next_upkeep = saturating_add(now, config.lease / 3);
             // What the events of a task need is kept only while it has attempts here (a claim
@@ -1022,7 +1073,13 @@ async fn coordinate(inner: Arc<Inner>) {
                 None => {
                     inner
                         .store
-                        .claim_ready_steps(&inner.owner, limit, config.lease, now)
+                        .claim_ready_steps_where(
+                            &inner.owner,
+                            limit,
+                            config.lease,
+                            now,
+                            &engine.current_claim_filter(),
+                        )
                         .await
                 }
             };
@@ -1153,6 +1210,30 @@ async fn coordinate(inner: Arc<Inner>) {
     }
     for entry in inner.running.iter() {
         entry.value().1.cancel();
+    }
+}
+
+/// Which catalogue templates' tasks an engine claims: those whose step handler classes are all
+/// `registered`, in `namespaces` when given. No filter at all when that is every template.
+fn claim_filter(
+    catalogue: &[(i64, TaskTemplate)],
+    registered: impl Fn(&str) -> bool,
+    namespaces: Option<&[String]>,
+) -> ClaimFilter {
+    let allowed: Vec<i64> = catalogue
+        .iter()
+        .filter(|(_, template)| {
+            namespaces.is_none_or(|ns| ns.contains(&template.namespace_name))
+                && template
+                    .step_templates
+                    .iter()
+                    .all(|step| registered(&step.handler_class))
+        })
+        .map(|(id, _)| *id)
+        .collect();
+    ClaimFilter {
+        named_task_ids: (allowed.len() < catalogue.len() || namespaces.is_some())
+            .then_some(allowed),
     }
 }
 
@@ -1773,12 +1854,13 @@ async fn record(
     };
     let (report, kept) = match inner
         .store
-        .record_outcomes_and_claim(
+        .record_outcomes_and_claim_where(
             &inner.owner,
             &outcomes,
             inner.clock.now(),
             room,
             config.lease,
+            &engine.current_claim_filter(),
         )
         .await
     {
@@ -1922,5 +2004,42 @@ mod tests {
         // The last upkeep already ran after it expired (and left it): the next upkeep, not now.
         assert_eq!(lease_wake(t(5), t(7), Some(t(6)), t(16)), t(16));
         assert!(lease_wake(t(5), t(7), Some(t(6)), t(7)) > t(7));
+    }
+
+    #[test]
+    fn an_engine_claims_only_templates_it_has_every_handler_for_in_its_namespaces() {
+        let parse = |yaml: &str| TaskTemplate::from_yaml_str(yaml, None).unwrap();
+        let catalogue = vec![
+            (
+                1,
+                parse("name: a\nstep_templates:\n  - name: s\n    handler_class: here\n"),
+            ),
+            (
+                2,
+                parse(
+                    "name: b\nstep_templates:\n  - name: s\n    handler_class: here\n  - name: t\n    handler_class: elsewhere\n",
+                ),
+            ),
+            (
+                3,
+                parse(
+                    "name: c\nnamespace_name: ops\nstep_templates:\n  - name: s\n    handler_class: here\n",
+                ),
+            ),
+        ];
+        let here = |class: &str| class == "here";
+        assert_eq!(
+            claim_filter(&catalogue, here, None).named_task_ids,
+            Some(vec![1, 3])
+        );
+        let ops = ["ops".to_owned()];
+        assert_eq!(
+            claim_filter(&catalogue, here, Some(&ops)).named_task_ids,
+            Some(vec![3])
+        );
+        assert_eq!(
+            claim_filter(&catalogue, |_| true, None),
+            ClaimFilter::default()
+        );
     }
 }

@@ -2,6 +2,7 @@
 //! `TASKER_TEST_DATABASE_URL` is set. Time is a ManualClock; nothing sleeps.
 
 mod bad_input;
+mod claim_filter;
 mod control;
 mod creation;
 mod drain;

@@ -25,8 +25,8 @@ use super::transitions::{
     write_step_transitions, write_task_transitions,
 };
 use super::{
-    ClaimBatch, ClaimedStep, RecordReport, RecordedStep, StepFailure, StepInputs, StepOutcome,
-    Store,
+    ClaimBatch, ClaimFilter, ClaimedStep, RecordReport, RecordedStep, StepFailure, StepInputs,
+    StepOutcome, Store,
 };
 use crate::error::StoreError;
 use crate::time::{from_micros, to_micros};
@@ -48,12 +48,25 @@ impl Store {
         lease: Duration,
         now: DateTime<Utc>,
     ) -> Result<ClaimBatch, StoreError> {
-        if limit == 0 {
+        self.claim_ready_steps_where(owner, limit, lease, now, &ClaimFilter::default())
+            .await
+    }
+
+    /// [`Store::claim_ready_steps`], taking only steps `filter` allows.
+    pub async fn claim_ready_steps_where(
+        &self,
+        owner: &str,
+        limit: usize,
+        lease: Duration,
+        now: DateTime<Utc>,
+        filter: &ClaimFilter,
+    ) -> Result<ClaimBatch, StoreError> {
+        if limit == 0 || filter.named_task_ids.as_ref().is_some_and(Vec::is_empty) {
             return Ok(ClaimBatch::default());
         }
         retrying(|| async move {
             let txn = self.write_txn().await?;
-            let batch = claim_in(&txn, owner, limit, lease, to_micros(now)).await?;
+            let batch = claim_in(&txn, owner, limit, lease, to_micros(now), filter).await?;
             txn.commit().await?;
             Ok(batch)
         })
@@ -72,6 +85,32 @@ impl Store {
         claim_limit: usize,
         lease: Duration,
     ) -> Result<(RecordReport, ClaimBatch), StoreError> {
+        self.record_outcomes_and_claim_where(
+            owner,
+            outcomes,
+            now,
+            claim_limit,
+            lease,
+            &ClaimFilter::default(),
+        )
+        .await
+    }
+
+    /// [`Store::record_outcomes_and_claim`], claiming only steps `filter` allows.
+    pub async fn record_outcomes_and_claim_where(
+        &self,
+        owner: &str,
+        outcomes: impl AsRef<[StepOutcome]>,
+        now: DateTime<Utc>,
+        claim_limit: usize,
+        lease: Duration,
+        filter: &ClaimFilter,
+    ) -> Result<(RecordReport, ClaimBatch), StoreError> {
+        let claim_limit = if filter.named_task_ids.as_ref().is_some_and(Vec::is_empty) {
+            0
+        } else {
+            claim_limit
+        };
         let now = to_micros(now);
         let outcomes = outcomes.as_ref();
         retrying(|| async move {
@@ -81,7 +120,7 @@ impl Store {
             let batch = if claim_limit == 0 {
                 ClaimBatch::default()
             } else {
-                claim_in(&txn, owner, claim_limit, lease, now).await?
+                claim_in(&txn, owner, claim_limit, lease, now, filter).await?
             };
             txn.commit().await?;
             Ok((report, batch))
@@ -354,18 +393,34 @@ async fn claim_in<C: ConnectionTrait>(
     limit: usize,
     lease: Duration,
     now: i64,
+    filter: &ClaimFilter,
 ) -> Result<ClaimBatch, StoreError> {
     let backend = txn.get_database_backend();
     let lease_until = now.saturating_add(micros(lease));
+    // Named task ids are integers the engine read from the catalogue, written inline so the
+    // statement's parameters stay the same.
+    let only = match &filter.named_task_ids {
+        None => String::new(),
+        Some(ids) => format!(
+            " AND EXISTS (SELECT 1 FROM tasker_tasks f WHERE f.task_id = tasker_workflow_steps.task_id \
+             AND f.named_task_id IN ({}))",
+            ids.iter()
+                .map(i64::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
     // The lock order: a claim that starts a pending task locks that task row before any step
     // row. Tasks already running are not touched by a claim, so their rows are not locked.
     if backend == DbBackend::Postgres {
         txn.query_all_raw(stmt(
             backend,
-            "SELECT task_id FROM tasker_tasks WHERE state = 'pending' AND task_id IN \
-             (SELECT task_id FROM tasker_workflow_steps WHERE unfinished_parents = 0 \
-             AND next_attempt_at IS NOT NULL AND next_attempt_at <= $1 ORDER BY next_attempt_at LIMIT $2) \
-             ORDER BY task_id FOR UPDATE",
+            format!(
+                "SELECT task_id FROM tasker_tasks WHERE state = 'pending' AND task_id IN \
+                 (SELECT task_id FROM tasker_workflow_steps WHERE unfinished_parents = 0 \
+                 AND next_attempt_at IS NOT NULL AND next_attempt_at <= $1{only} ORDER BY next_attempt_at LIMIT $2) \
+                 ORDER BY task_id FOR UPDATE"
+            ),
             vec![now.into(), i64::try_from(limit).unwrap_or(i64::MAX).into()],
         ))
         .await?;
@@ -375,7 +430,7 @@ async fn claim_in<C: ConnectionTrait>(
             backend,
             format!(
                 "SELECT workflow_step_id, state FROM tasker_workflow_steps \
-                 WHERE unfinished_parents = 0 AND next_attempt_at IS NOT NULL AND next_attempt_at <= $1 \
+                 WHERE unfinished_parents = 0 AND next_attempt_at IS NOT NULL AND next_attempt_at <= $1{only} \
                  ORDER BY next_attempt_at LIMIT $2{}",
                 skip_locked(backend)
             ),
