@@ -157,6 +157,27 @@ impl From<EngineError> for ApiError {
                 Self::unprocessable("refused", message)
             }
             EngineError::TaskNotFound(_) | EngineError::StepNotFound(_) => Self::not_found(message),
+            EngineError::TooManySteps { steps, limit, .. } => {
+                Self::unprocessable("too_many_steps", message)
+                    .with_details(json!({"steps": steps, "limit": limit}))
+            }
+            EngineError::TooLarge {
+                size, limit, key, ..
+            } => Self::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", message)
+                .with_details(
+                    json!({"size": size, "limit": limit, "setting": format!("engine.{key}")}),
+                ),
+            EngineError::Unstorable { path, .. } => {
+                Self::unprocessable("unstorable_value", message).with_details(json!({"path": path}))
+            }
+            EngineError::InvalidConfig(_) => {
+                tracing::error!(error = %message, "engine configuration");
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "the server is misconfigured; the server log has the details",
+                )
+            }
             EngineError::Store(err) => err.into(),
             EngineError::Relay(_) | EngineError::ShutDown => Self::unavailable(message),
         }
@@ -208,6 +229,9 @@ impl From<StoreError> for ApiError {
             }
             StoreError::InvalidBypass { step, .. } => {
                 Self::unprocessable("invalid_bypass", message).with_details(json!({"step": step}))
+            }
+            StoreError::NothingToRetry { .. } => {
+                Self::new(StatusCode::CONFLICT, "nothing_to_retry", message)
             }
             StoreError::DuplicateTask { .. } => {
                 Self::new(StatusCode::CONFLICT, "duplicate_task", message)

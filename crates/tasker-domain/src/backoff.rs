@@ -8,6 +8,10 @@ use std::time::{Duration, SystemTime};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+/// The longest backoff `base` or `max` a policy may set: 24 hours. Every delay, a handler's
+/// explicit `retry_after` included, is at most the policy's `max`, so no failed step waits longer.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(24 * 60 * 60);
+
 /// How long to wait before the next attempt of a failed step.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -44,6 +48,14 @@ pub enum BackoffPolicyError {
     /// Jitter must be a fraction in [0, 1].
     #[error("backoff jitter must be between 0.0 and 1.0, got {0}")]
     Jitter(f64),
+    /// `base` or `max` is longer than [`MAX_BACKOFF`].
+    #[error("backoff {field} of {} exceeds the maximum of {} (24 h)", crate::duration::describe(*.value), crate::duration::describe(MAX_BACKOFF))]
+    TooLong {
+        /// `base` or `max`.
+        field: &'static str,
+        /// The configured value.
+        value: Duration,
+    },
     /// The cap must not be below the base.
     #[error("backoff max ({max:?}) is below its base ({base:?})")]
     MaxBelowBase {
@@ -62,6 +74,11 @@ impl BackoffPolicy {
         }
         if !(0.0..=1.0).contains(&self.jitter) {
             return Err(BackoffPolicyError::Jitter(self.jitter));
+        }
+        for (field, value) in [("base", self.base), ("max", self.max)] {
+            if value > MAX_BACKOFF {
+                return Err(BackoffPolicyError::TooLong { field, value });
+            }
         }
         if self.max < self.base {
             return Err(BackoffPolicyError::MaxBelowBase {
@@ -96,7 +113,8 @@ impl BackoffPolicy {
     }
 
     /// The delay for a failure that may carry an explicit `retry_after`: the explicit wait wins,
-    /// capped by `max` (any handler may ask, not only HTTP); otherwise the jittered exponential delay.
+    /// clamped to `max` (any handler may ask, not only HTTP, and an absurd `Retry-After` such as
+    /// `99999999999999` waits `max`, never longer); otherwise the jittered exponential delay.
     pub fn delay_for(
         &self,
         failures: u32,
@@ -179,6 +197,12 @@ mod tests {
             policy.max
         );
         assert_eq!(secs(policy.delay_for(2, None, 0.5)), 2.0);
+        // An absurd Retry-After (from a header or any handler) is clamped, not overflowed.
+        assert_eq!(
+            policy.delay_for(1, Some(Duration::from_secs(99_999_999_999_999)), 0.5),
+            policy.max
+        );
+        assert_eq!(policy.delay_for(1, Some(Duration::MAX), 0.5), policy.max);
     }
 
     #[test]
@@ -202,6 +226,29 @@ mod tests {
             bad.validate(),
             Err(BackoffPolicyError::MaxBelowBase { .. })
         ));
+        let bad = BackoffPolicy {
+            max: Duration::from_secs(10_000_000_000_000),
+            ..Default::default()
+        };
+        assert_eq!(
+            bad.validate().unwrap_err().to_string(),
+            "backoff max of 10000000000000 s exceeds the maximum of 86400 s (24 h)"
+        );
+        let bad = BackoffPolicy {
+            base: Duration::from_secs(90_000),
+            max: Duration::from_secs(90_000),
+            ..Default::default()
+        };
+        assert!(matches!(
+            bad.validate(),
+            Err(BackoffPolicyError::TooLong { field: "base", .. })
+        ));
+        let at_cap = BackoffPolicy {
+            base: MAX_BACKOFF,
+            max: MAX_BACKOFF,
+            ..Default::default()
+        };
+        assert!(at_cap.validate().is_ok());
     }
 
     #[test]

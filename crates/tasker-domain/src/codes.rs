@@ -20,6 +20,11 @@ pub const HANDLER_NOT_FOUND: &str = "HANDLER_NOT_FOUND";
 pub const TEMPLATE_UNAVAILABLE: &str = "TEMPLATE_UNAVAILABLE";
 /// The stored step names a step its template does not have.
 pub const STEP_NOT_IN_TEMPLATE: &str = "STEP_NOT_IN_TEMPLATE";
+/// The attempt's results are larger than `engine.max_result_bytes`.
+pub const RESULT_TOO_LARGE: &str = "RESULT_TOO_LARGE";
+/// The database refused to store the attempt's results (a NUL character, `\u0000`, which
+/// PostgreSQL's `jsonb` cannot hold; or any other value the database rejects).
+pub const UNSTORABLE_RESULT: &str = "UNSTORABLE_RESULT";
 /// A built-in handler's `handler_config` is invalid.
 pub const INVALID_CONFIG: &str = "INVALID_CONFIG";
 /// The attempt was cancelled while it ran.
@@ -97,6 +102,18 @@ pub const ALL: &[CodeInfo] = {
             "engine",
             Permanent,
             "the stored step names a step its template does not have",
+        ),
+        info(
+            RESULT_TOO_LARGE,
+            "engine",
+            Permanent,
+            "the attempt's results are larger than `engine.max_result_bytes`",
+        ),
+        info(
+            UNSTORABLE_RESULT,
+            "engine",
+            Permanent,
+            "the database cannot store the attempt's results (a NUL character `\\u0000`, or another value it rejects)",
         ),
         info(
             INVALID_CONFIG,

@@ -3,7 +3,35 @@
 
 use std::time::Duration;
 
+use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
+
+/// The longest step `timeout` a template (or `engine.default_step_timeout`) may set: 24 hours.
+pub const MAX_STEP_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// `at + by`, or `None` when the result is not a representable time (a hostile duration).
+/// Every time sum in the engine goes through this or [`saturating_add`], never `+`, which
+/// panics on overflow.
+pub fn checked_add(at: DateTime<Utc>, by: Duration) -> Option<DateTime<Utc>> {
+    TimeDelta::from_std(by)
+        .ok()
+        .and_then(|delta| at.checked_add_signed(delta))
+}
+
+/// `at + by`, saturating at the latest representable time instead of panicking.
+pub fn saturating_add(at: DateTime<Utc>, by: Duration) -> DateTime<Utc> {
+    checked_add(at, by).unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// A duration for messages: whole seconds when it has no fraction, else seconds with
+/// milliseconds (`86400 s`, `1.5 s`).
+pub fn describe(duration: Duration) -> String {
+    if duration.subsec_nanos() == 0 {
+        format!("{} s", duration.as_secs())
+    } else {
+        format!("{:.3} s", duration.as_secs_f64())
+    }
+}
 
 /// A duration as written: seconds, or text such as `500ms`, `30s`, `5m`, `1h`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -98,5 +126,20 @@ mod tests {
         check(TimeoutValue::Seconds(f64::NAN), None);
         check(TimeoutValue::Text("5 days".into()), None);
         check(TimeoutValue::Text("".into()), None);
+    }
+
+    #[test]
+    fn time_sums_never_panic() {
+        let at = DateTime::from_timestamp(1_000, 0).unwrap();
+        let huge = Duration::from_secs(10_000_000_000_000);
+        assert_eq!(checked_add(at, huge), None);
+        assert_eq!(checked_add(at, Duration::MAX), None);
+        assert_eq!(saturating_add(at, huge), DateTime::<Utc>::MAX_UTC);
+        assert_eq!(
+            saturating_add(at, Duration::from_secs(5)),
+            DateTime::from_timestamp(1_005, 0).unwrap()
+        );
+        assert_eq!(describe(MAX_STEP_TIMEOUT), "86400 s");
+        assert_eq!(describe(Duration::from_millis(1500)), "1.500 s");
     }
 }

@@ -4,6 +4,16 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tasker_domain::BackoffPolicy;
+use tasker_domain::duration::{MAX_STEP_TIMEOUT, describe};
+
+/// The longest `engine.lease`: 1 hour. A longer lease only delays recovery from a crash.
+pub const MAX_LEASE: Duration = Duration::from_secs(60 * 60);
+/// The longest `engine.poll_interval`: 1 minute.
+pub const MAX_POLL_INTERVAL: Duration = Duration::from_secs(60);
+/// The longest `engine.shutdown_grace`: 1 hour.
+pub const MAX_SHUTDOWN_GRACE: Duration = Duration::from_secs(60 * 60);
+/// The default `engine.default_step_timeout`: 5 minutes.
+pub const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// How an engine claims, runs and records work.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -23,13 +33,26 @@ pub struct EngineConfig {
     /// Fallback wake-up for work created by other processes.
     #[serde(with = "tasker_domain::serde_secs::secs")]
     pub poll_interval: Duration,
-    /// Timeout for steps whose template sets none (`None`: no limit).
-    #[serde(with = "tasker_domain::serde_secs::optional_secs")]
-    pub default_step_timeout: Option<Duration>,
+    /// Timeout for steps whose template sets none (at most 24 h).
+    #[serde(with = "tasker_domain::serde_secs::secs")]
+    pub default_step_timeout: Duration,
+    /// How long a draining engine lets running attempts finish before it gives their claims
+    /// back (at most 1 h; 0 gives them back at once).
+    #[serde(with = "tasker_domain::serde_secs::secs")]
+    pub shutdown_grace: Duration,
     /// Backoff between attempts.
     pub backoff: BackoffPolicy,
     /// Template environment whose overrides apply (`environments:` in templates).
     pub environment: Option<String>,
+    /// Most bytes of a task's context (compact JSON), checked when the task is created.
+    pub max_context_bytes: usize,
+    /// Most bytes of one attempt's results (compact JSON); larger results fail the step with
+    /// the permanent `RESULT_TOO_LARGE`.
+    pub max_result_bytes: usize,
+    /// Most bytes of one step's `handler_config` (compact JSON), checked at registration.
+    pub max_handler_config_bytes: usize,
+    /// Most steps in one template, checked at registration.
+    pub max_steps_per_template: usize,
 }
 
 impl Default for EngineConfig {
@@ -41,9 +64,14 @@ impl Default for EngineConfig {
             record_batch_size: 256,
             lease: Duration::from_secs(30),
             poll_interval: Duration::from_secs(1),
-            default_step_timeout: None,
+            default_step_timeout: DEFAULT_STEP_TIMEOUT,
+            shutdown_grace: Duration::from_secs(30),
             backoff: BackoffPolicy::default(),
             environment: None,
+            max_context_bytes: 1024 * 1024,
+            max_result_bytes: 1024 * 1024,
+            max_handler_config_bytes: 64 * 1024,
+            max_steps_per_template: 10_000,
         }
     }
 }
@@ -59,6 +87,10 @@ impl EngineConfig {
             ),
             ("claim_batch_size", self.claim_batch_size),
             ("record_batch_size", self.record_batch_size),
+            ("max_context_bytes", self.max_context_bytes),
+            ("max_result_bytes", self.max_result_bytes),
+            ("max_handler_config_bytes", self.max_handler_config_bytes),
+            ("max_steps_per_template", self.max_steps_per_template),
         ];
         for (name, value) in positive {
             if value == 0 {
@@ -71,13 +103,51 @@ impl EngineConfig {
                 self.lease
             ));
         }
+        if self.lease > MAX_LEASE {
+            return Err(too_long("lease", self.lease, MAX_LEASE, "1 h"));
+        }
         if self.poll_interval.is_zero() {
             return Err("engine.poll_interval must be positive".into());
+        }
+        if self.poll_interval > MAX_POLL_INTERVAL {
+            return Err(too_long(
+                "poll_interval",
+                self.poll_interval,
+                MAX_POLL_INTERVAL,
+                "1 min",
+            ));
+        }
+        if self.shutdown_grace > MAX_SHUTDOWN_GRACE {
+            return Err(too_long(
+                "shutdown_grace",
+                self.shutdown_grace,
+                MAX_SHUTDOWN_GRACE,
+                "1 h",
+            ));
+        }
+        if self.default_step_timeout.is_zero() {
+            return Err("engine.default_step_timeout must be positive".into());
+        }
+        if self.default_step_timeout > MAX_STEP_TIMEOUT {
+            return Err(too_long(
+                "default_step_timeout",
+                self.default_step_timeout,
+                MAX_STEP_TIMEOUT,
+                "24 h",
+            ));
         }
         self.backoff
             .validate()
             .map_err(|e| format!("engine.backoff: {e}"))
     }
+}
+
+fn too_long(field: &str, value: Duration, max: Duration, human: &str) -> String {
+    format!(
+        "engine.{field} of {} exceeds the maximum of {} ({human})",
+        describe(value),
+        describe(max)
+    )
 }
 
 #[cfg(test)]
@@ -107,5 +177,43 @@ mod tests {
             "engine.claim_batch_size must be at least 1"
         );
         assert!(EngineConfig::default().validate().is_ok());
+    }
+
+    #[test]
+    fn hostile_durations_are_refused_with_the_cap() {
+        let check = |json: &str| {
+            serde_json::from_str::<EngineConfig>(json)
+                .unwrap()
+                .validate()
+                .err()
+        };
+        assert_eq!(
+            check(r#"{"lease": 10000000000000}"#).unwrap(),
+            "engine.lease of 10000000000000 s exceeds the maximum of 3600 s (1 h)"
+        );
+        assert_eq!(
+            check(r#"{"poll_interval": 61}"#).unwrap(),
+            "engine.poll_interval of 61 s exceeds the maximum of 60 s (1 min)"
+        );
+        assert_eq!(
+            check(r#"{"default_step_timeout": 86400.5}"#).unwrap(),
+            "engine.default_step_timeout of 86400.500 s exceeds the maximum of 86400 s (24 h)"
+        );
+        assert_eq!(
+            check(r#"{"backoff": {"base": 1, "max": 1e13}}"#).unwrap(),
+            "engine.backoff: backoff max of 10000000000000 s exceeds the maximum of 86400 s (24 h)"
+        );
+        assert_eq!(
+            check(r#"{"lease": 3600, "poll_interval": 60, "default_step_timeout": 86400}"#),
+            None
+        );
+        assert_eq!(
+            EngineConfig::default().default_step_timeout,
+            Duration::from_secs(300)
+        );
+        assert_eq!(
+            check(r#"{"shutdown_grace": 3601}"#).unwrap(),
+            "engine.shutdown_grace of 3601 s exceeds the maximum of 3600 s (1 h)"
+        );
     }
 }

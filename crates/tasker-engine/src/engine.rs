@@ -12,14 +12,15 @@ use dashmap::DashMap;
 use futures::FutureExt;
 use serde_json::Value;
 use tasker_domain::codes;
+use tasker_domain::duration::{MAX_STEP_TIMEOUT, saturating_add};
 use tasker_domain::{StepError, StepErrorKind, StepId, StepState, TaskId, TaskRequest, TaskState};
 use tasker_events::names::{observability, workflow};
 use tasker_events::{
     Category, Event, EventBus, EventStream, Interest, Payload, TaskLabels, WorkflowPayload,
 };
 use tasker_persistence::{
-    ClaimBatch, ClaimedStep, CreateTaskOptions, CreatedTask, RecordReport, RegisteredTemplate,
-    StepFailure, StepInputs, StepOutcome, Store, TaskRecord,
+    ClaimBatch, ClaimFilter, ClaimedStep, CreateTaskOptions, CreatedTask, RecordReport,
+    RegisteredTemplate, StepFailure, StepInputs, StepOutcome, Store, TaskRecord,
 };
 use tasker_state_machine::TransitionOutcome;
 use tasker_template::TaskTemplate;
@@ -50,9 +51,21 @@ pub struct EngineBuilder {
     owner: String,
     random: Box<dyn FnMut() -> f64 + Send>,
     bus: Option<EventBus>,
+    namespaces: Option<Vec<String>>,
 }
 
 impl EngineBuilder {
+    /// Claim only steps of tasks in these namespaces (on top of the rule that an engine claims
+    /// only steps of templates whose handler classes are all registered in its registry).
+    pub fn namespaces<I, S>(mut self, namespaces: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.namespaces = Some(namespaces.into_iter().map(Into::into).collect());
+        self
+    }
+
     /// The event bus to publish on (a new one by default). Share one bus between engines and
     /// servers to see all their events in one place.
     pub fn bus(mut self, bus: EventBus) -> Self {
@@ -92,13 +105,7 @@ impl EngineBuilder {
 
     /// The engine; its coordinator starts with [`Engine::start`].
     pub fn build(self) -> Result<Engine, EngineError> {
-        self.config.validate().map_err(|message| {
-            EngineError::InvalidTemplate(tasker_template::TemplateErrors(vec![
-                tasker_template::TemplateError::new(tasker_template::TemplateErrorKind::Syntax {
-                    message,
-                }),
-            ]))
-        })?;
+        self.config.validate().map_err(EngineError::InvalidConfig)?;
         let (idle, _) = watch::channel(IdleReport::default());
         let engine = Engine {
             inner: Arc::new(Inner {
@@ -110,14 +117,19 @@ impl EngineBuilder {
                 owner: self.owner,
                 wake: Notify::new(),
                 shutdown: CancellationToken::new(),
+                drain: CancellationToken::new(),
+                drain_deadline: Mutex::new(None),
                 bus: self.bus.unwrap_or_default(),
                 gate: tokio::sync::Mutex::new(()),
                 idle,
+                unrecorded: watch::channel(0).0,
                 templates: DashMap::new(),
                 stored: DashMap::new(),
                 running: DashMap::new(),
                 random: Mutex::new(self.random),
                 coordinator: Mutex::new(None),
+                namespaces: self.namespaces,
+                claim_filter: Mutex::new(ClaimFilter::default()),
             }),
         };
         // Templates already in the given registry declare custom events too.
@@ -139,6 +151,8 @@ impl EngineBuilder {
 struct IdleReport {
     epoch: u64,
     idle: bool,
+    /// When the coordinator, asleep between passes, wakes by itself.
+    wake_at: Option<DateTime<Utc>>,
 }
 
 /// A template as the coordinator needs it.
@@ -168,12 +182,18 @@ struct Inner {
     owner: String,
     wake: Notify,
     shutdown: CancellationToken,
+    /// Cancelled when the engine drains: no more claims; running attempts finish until
+    /// `drain_deadline`, then their claims are given back.
+    drain: CancellationToken,
+    drain_deadline: Mutex<Option<DateTime<Utc>>>,
     bus: EventBus,
     /// Held by the coordinator from a pass's transactions to their events, and by operator
     /// calls from their transaction to their events, so the events of one task are published
     /// in commit order.
     gate: tokio::sync::Mutex<()>,
     idle: watch::Sender<IdleReport>,
+    /// How many finished attempts wait in memory to be recorded again after a failed commit.
+    unrecorded: watch::Sender<usize>,
     /// By named task id.
     templates: DashMap<i64, Known>,
     /// Catalogue rows by `namespace/name@version`.
@@ -182,6 +202,12 @@ struct Inner {
     running: DashMap<StepId, (TaskId, CancellationToken)>,
     random: Mutex<Box<dyn FnMut() -> f64 + Send>>,
     coordinator: Mutex<Option<JoinHandle<()>>>,
+    /// The namespaces this engine claims from (`None`: all).
+    namespaces: Option<Vec<String>>,
+    /// Which tasks' steps this engine claims: those of templates whose handler classes are all
+    /// registered here, in its namespaces. Refreshed from the catalogue at start, at upkeep and
+    /// when a template is registered.
+    claim_filter: Mutex<ClaimFilter>,
     /// Group-commits concurrent task creations.
     creator: Creator,
 }
@@ -217,7 +243,35 @@ impl Engine {
             owner: default_owner(),
             random: Box::new(unit_random),
             bus: None,
+            namespaces: None,
         }
+    }
+
+    /// Recomputes which templates' tasks this engine claims, from the catalogue: those whose
+    /// step handler classes are all registered here, in the configured namespaces.
+    async fn refresh_claim_filter(&self) {
+        let inner = &self.inner;
+        let catalogue = match inner.store.template_catalogue().await {
+            Ok(catalogue) => catalogue,
+            Err(err) => {
+                tracing::warn!(error = %err, "reading the template catalogue failed; the claim filter is unchanged");
+                return;
+            }
+        };
+        let filter = claim_filter(
+            &catalogue,
+            |class| inner.registry.step_handler(class).is_some(),
+            inner.namespaces.as_deref(),
+        );
+        *inner.claim_filter.lock().expect("claim filter lock") = filter;
+    }
+
+    fn current_claim_filter(&self) -> ClaimFilter {
+        self.inner
+            .claim_filter
+            .lock()
+            .expect("claim filter lock")
+            .clone()
     }
 
     /// The handler registry.
@@ -237,6 +291,13 @@ impl Engine {
     /// This engine's claim owner id.
     pub fn owner(&self) -> &str {
         &self.inner.owner
+    }
+
+    /// How many finished attempts wait in memory to be recorded again because the commit that
+    /// should have recorded them failed (a database outage); they are retried with backoff until
+    /// recorded or until their claim is gone. For health checks and tests.
+    pub fn unrecorded_outcomes(&self) -> watch::Receiver<usize> {
+        self.inner.unrecorded.subscribe()
     }
 
     /// The event bus the engine publishes on.
@@ -260,6 +321,7 @@ impl Engine {
             Some(environment) => template.for_environment(environment)?,
             None => template,
         };
+        self.check_template_limits(&template)?;
         let registered = self.inner.registry.register_template(template, replace)?;
         let stored = self
             .inner
@@ -274,7 +336,32 @@ impl Engine {
         self.inner
             .stored
             .insert(registered.template.full_name(), stored);
+        self.refresh_claim_filter().await;
         Ok(registered)
+    }
+
+    /// Checks a template against `engine.max_steps_per_template` and
+    /// `engine.max_handler_config_bytes`, and that its handler configs can be stored.
+    fn check_template_limits(&self, template: &TaskTemplate) -> Result<(), EngineError> {
+        let config = &self.inner.config;
+        let steps = template.step_templates.len();
+        if steps > config.max_steps_per_template {
+            return Err(EngineError::TooManySteps {
+                template: template.full_name(),
+                steps,
+                limit: config.max_steps_per_template,
+            });
+        }
+        for step in &template.step_templates {
+            check_json(
+                &step.handler_config,
+                || format!("handler_config of step `{}`", step.name),
+                || template.full_name(),
+                config.max_handler_config_bytes,
+                "max_handler_config_bytes",
+            )?;
+        }
+        Ok(())
     }
 
     /// Registers the custom events a template declares (top level and per step) on the bus.
@@ -389,6 +476,13 @@ impl Engine {
                     error: Box::new(error),
                 })?;
         }
+        check_json(
+            &request.context,
+            || "task context".to_owned(),
+            || registered.template.full_name(),
+            self.inner.config.max_context_bytes,
+            "max_context_bytes",
+        )?;
         let full_name = registered.template.full_name();
         let stored = match self.inner.stored.get(&full_name) {
             Some(stored) => stored.clone(),
@@ -467,7 +561,9 @@ impl Engine {
     /// Starts the coordinator in the background (idempotent).
     pub fn start(&self) {
         let mut slot = self.inner.coordinator.lock().expect("coordinator lock");
-        if slot.as_ref().is_none_or(JoinHandle::is_finished) && !self.inner.shutdown.is_cancelled()
+        if slot.as_ref().is_none_or(JoinHandle::is_finished)
+            && !self.inner.shutdown.is_cancelled()
+            && !self.inner.drain.is_cancelled()
         {
             *slot = Some(tokio::spawn(coordinate(self.inner.clone())));
         }
@@ -495,6 +591,34 @@ impl Engine {
             .take();
         if let Some(handle) = handle {
             handle.await.ok();
+        }
+    }
+
+    /// Drains, then stops: claims nothing more, lets the attempts running here finish for up to
+    /// `engine.shutdown_grace` (on the engine's clock, from this call) and records their
+    /// outcomes, then gives back the claims still held without using up their attempts (the
+    /// steps are ready again at once, for any engine, with their attempt counts unchanged), and
+    /// waits for the coordinator to stop. For a graceful shutdown (SIGTERM). The drain starts
+    /// when this is called; the future returned finishes when it is done.
+    pub fn drain(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        {
+            let mut deadline = self.inner.drain_deadline.lock().expect("drain lock");
+            if deadline.is_none() {
+                *deadline = Some(saturating_add(
+                    self.inner.clock.now(),
+                    self.inner.config.shutdown_grace,
+                ));
+            }
+        }
+        self.inner.drain.cancel();
+        self.inner.wake.notify_one();
+        let inner = self.inner.clone();
+        async move {
+            let handle = inner.coordinator.lock().expect("coordinator lock").take();
+            if let Some(handle) = handle {
+                handle.await.ok();
+            }
+            inner.shutdown.cancel();
         }
     }
 
@@ -529,6 +653,12 @@ impl Engine {
         let created = self.create_task(request).await?;
         self.start();
         self.wait_for_task(created.task_id).await
+    }
+
+    /// When the coordinator, idle between passes, will next wake by itself (a backoff or lease
+    /// expiring, upkeep, or `poll_interval`); `None` while it works. For health checks and tests.
+    pub fn next_wake_up(&self) -> Option<DateTime<Utc>> {
+        self.inner.idle.borrow().wake_at
     }
 
     /// Waits until nothing runs here and nothing is claimable at the clock's current time.
@@ -877,6 +1007,35 @@ impl Engine {
     }
 }
 
+/// Checks one JSON value against its size limit and for NUL characters (which PostgreSQL cannot
+/// store), so bad input fails before anything is written, the same on both databases.
+fn check_json(
+    value: &Value,
+    what: impl Fn() -> String,
+    owner: impl Fn() -> String,
+    limit: usize,
+    key: &'static str,
+) -> Result<(), EngineError> {
+    let size = crate::limits::json_size(value);
+    if size > limit {
+        return Err(EngineError::TooLarge {
+            what: what(),
+            owner: owner(),
+            size,
+            limit,
+            key,
+        });
+    }
+    match crate::limits::find_nul(value) {
+        Some(path) => Err(EngineError::Unstorable {
+            what: what(),
+            owner: owner(),
+            path,
+        }),
+        None => Ok(()),
+    }
+}
+
 /// An attempt's end, sent from its task to the coordinator.
 struct Finished {
     step: ClaimedStep,
@@ -932,19 +1091,31 @@ async fn coordinate(inner: Arc<Inner>) {
     let mut finished: Vec<Finished> = Vec::new();
     let mut tasks: HashMap<TaskId, TaskInfo> = HashMap::new();
     let mut next_upkeep = inner.clock.now();
+    let mut last_upkeep: Option<DateTime<Utc>> = None;
     let mut epoch = 0u64;
     let mut was_idle = true;
     // Next-attempt times of the failures this engine recorded.
     let mut known_due: std::collections::BinaryHeap<std::cmp::Reverse<DateTime<Utc>>> =
         Default::default();
+    let mut unrecorded = Unrecorded::default();
+    engine.refresh_claim_filter().await;
     loop {
         if inner.shutdown.is_cancelled() {
             break;
         }
         let mut progressed = false;
+        let draining = inner.drain.is_cancelled();
+        if draining && !held.is_empty() {
+            // Claimed but never started: given back at once.
+            let ids: Vec<StepId> = held.drain(..).map(|(step, _)| step.step_id).collect();
+            release_claims(&inner, &ids).await;
+        }
         let gate = inner.gate.lock().await;
         // Steps claimed in the same transaction that recorded outcomes (one commit per hand-off).
         let mut claimed_with_record = None;
+        let retried = unrecorded.take_due(inner.clock.now());
+        let retrying = !retried.is_empty();
+        finished.extend(retried);
         while finished.len() < config.record_batch_size {
             match rx.try_recv() {
                 Ok(f) => finished.push(f),
@@ -954,24 +1125,31 @@ async fn coordinate(inner: Arc<Inner>) {
         if !finished.is_empty() {
             progressed = true;
             let batch = std::mem::take(&mut finished);
-            known_due.extend(
-                record(
-                    &engine,
-                    batch,
-                    &mut per_task,
-                    &mut tasks,
-                    held.len(),
-                    &mut claimed_with_record,
-                )
-                .await
-                .into_iter()
-                .map(std::cmp::Reverse),
-            );
+            let recorded = record(
+                &engine,
+                batch,
+                &mut per_task,
+                &mut tasks,
+                held.len(),
+                &mut claimed_with_record,
+            )
+            .await;
+            known_due.extend(recorded.due.into_iter().map(std::cmp::Reverse));
+            if recorded.kept.is_empty() {
+                if retrying {
+                    unrecorded.recorded();
+                }
+            } else {
+                unrecorded.keep(recorded.kept, inner.clock.now());
+            }
+            inner.unrecorded.send_replace(unrecorded.finished.len());
         }
         let now = inner.clock.now();
         if now >= next_upkeep {
             upkeep(&engine, &mut tasks, now).await;
-            next_upkeep = now + config.lease / 3;
+            engine.refresh_claim_filter().await;
+            last_upkeep = Some(now);
+            next_upkeep = saturating_add(now, config.lease / 3);
             // What the events of a task need is kept only while it has attempts here (a claim
             // rebuilds it), so tasks finished elsewhere or by an operator do not accumulate.
             tasks.retain(|id, _| {
@@ -994,7 +1172,7 @@ async fn coordinate(inner: Arc<Inner>) {
         let capacity = config
             .max_concurrent_steps
             .saturating_sub(inner.running.len() + held.len());
-        if capacity > 0 || claimed_with_record.is_some() {
+        if !draining && (capacity > 0 || claimed_with_record.is_some()) {
             let limit = capacity.min(config.claim_batch_size);
             let claim_started = std::time::Instant::now();
             // A batch claimed in the record's own transaction has no claim time of its own.
@@ -1005,7 +1183,13 @@ async fn coordinate(inner: Arc<Inner>) {
                 None => {
                     inner
                         .store
-                        .claim_ready_steps(&inner.owner, limit, config.lease, now)
+                        .claim_ready_steps_where(
+                            &inner.owner,
+                            limit,
+                            config.lease,
+                            now,
+                            &engine.current_claim_filter(),
+                        )
                         .await
                 }
             };
@@ -1039,6 +1223,27 @@ async fn coordinate(inner: Arc<Inner>) {
             }
         }
         drop(gate);
+        let mut drain_deadline = None;
+        if draining {
+            let deadline = inner
+                .drain_deadline
+                .lock()
+                .expect("drain lock")
+                .unwrap_or(now);
+            if inner.running.is_empty() {
+                break;
+            }
+            if inner.clock.now() >= deadline {
+                // The grace is over: stop the attempts still running and give their claims back.
+                let ids: Vec<StepId> = inner.running.iter().map(|e| *e.key()).collect();
+                for entry in inner.running.iter() {
+                    entry.value().1.cancel();
+                }
+                release_claims(&inner, &ids).await;
+                break;
+            }
+            drain_deadline = Some(deadline);
+        }
         if progressed {
             was_idle = false;
             tokio::task::yield_now().await;
@@ -1058,9 +1263,7 @@ async fn coordinate(inner: Arc<Inner>) {
             ));
         }
         was_idle = idle;
-        epoch += 1;
-        inner.idle.send_replace(IdleReport { epoch, idle });
-        let mut wake_at = now + config.poll_interval;
+        let mut wake_at = saturating_add(now, config.poll_interval);
         while known_due
             .peek()
             .is_some_and(|std::cmp::Reverse(at)| *at <= now)
@@ -1070,6 +1273,12 @@ async fn coordinate(inner: Arc<Inner>) {
         if let Some(std::cmp::Reverse(at)) = known_due.peek() {
             wake_at = wake_at.min(*at);
         }
+        if let Some(at) = unrecorded.retry_at {
+            wake_at = wake_at.min(at);
+        }
+        if let Some(at) = drain_deadline {
+            wake_at = wake_at.min(at);
+        }
         if idle {
             // Nothing of ours is running: ask the database what comes next, which also covers
             // backoffs and leases of other processes.
@@ -1077,23 +1286,104 @@ async fn coordinate(inner: Arc<Inner>) {
                 wake_at = wake_at.min(due);
             }
             if let Ok(Some(expiry)) = inner.store.next_lease_expiry().await {
-                wake_at = wake_at.min(expiry.max(now) + Duration::from_millis(1));
+                let at = lease_wake(expiry, now, last_upkeep, next_upkeep);
+                if at <= now {
+                    // Expired since the last upkeep: reclaim it now rather than wake every
+                    // millisecond until the next upkeep.
+                    next_upkeep = now;
+                    continue;
+                }
+                wake_at = wake_at.min(at);
             }
         } else {
             // A finished attempt wakes us; our own backoffs are known from what we recorded, and
             // upkeep covers leases. No queries on the hand-off path.
             wake_at = wake_at.min(next_upkeep);
         }
+        epoch += 1;
+        inner.idle.send_replace(IdleReport {
+            epoch,
+            idle,
+            wake_at: Some(wake_at),
+        });
         tokio::select! {
             received = rx.recv() => if let Some(f) = received { finished.push(f) },
             () = inner.wake.notified() => {}
             () = inner.clock.sleep_until(wake_at) => {}
             () = inner.shutdown.cancelled() => break,
         }
-        inner.idle.send_replace(IdleReport { epoch, idle: false });
+        inner.idle.send_replace(IdleReport {
+            epoch,
+            idle: false,
+            wake_at: None,
+        });
     }
     for entry in inner.running.iter() {
         entry.value().1.cancel();
+    }
+}
+
+/// Which catalogue templates' tasks an engine claims: those whose step handler classes are all
+/// `registered`, in `namespaces` when given. No filter at all when that is every template.
+fn claim_filter(
+    catalogue: &[(i64, TaskTemplate)],
+    registered: impl Fn(&str) -> bool,
+    namespaces: Option<&[String]>,
+) -> ClaimFilter {
+    let allowed: Vec<i64> = catalogue
+        .iter()
+        .filter(|(_, template)| {
+            namespaces.is_none_or(|ns| ns.contains(&template.namespace_name))
+                && template
+                    .step_templates
+                    .iter()
+                    .all(|step| registered(&step.handler_class))
+        })
+        .map(|(id, _)| *id)
+        .collect();
+    ClaimFilter {
+        named_task_ids: (allowed.len() < catalogue.len() || namespaces.is_some())
+            .then_some(allowed),
+    }
+}
+
+/// Gives back this engine's claims on `steps` without using up their attempts (a drain).
+async fn release_claims(inner: &Inner, steps: &[StepId]) {
+    match inner
+        .store
+        .release_claims(&inner.owner, steps, inner.clock.now())
+        .await
+    {
+        Ok(released) => {
+            if !released.is_empty() {
+                tracing::info!(
+                    steps = released.len(),
+                    "gave back claims on shutdown; the steps are ready again"
+                );
+            }
+        }
+        // The claims lapse at their lease expiry instead (the attempt then counts).
+        Err(err) => tracing::warn!(error = %err, "giving back claims on shutdown failed"),
+    }
+}
+
+/// When an idle coordinator should next look at the earliest lease, which expires at `expiry`:
+/// just after it expires (`reclaim_expired` takes leases that expired strictly before its
+/// "now"); at once (`now`) when it has become reclaimable since the last upkeep; otherwise at the
+/// next upkeep, so a lease the last upkeep could not reclaim is no reason to wake any sooner.
+fn lease_wake(
+    expiry: DateTime<Utc>,
+    now: DateTime<Utc>,
+    last_upkeep: Option<DateTime<Utc>>,
+    next_upkeep: DateTime<Utc>,
+) -> DateTime<Utc> {
+    let reclaimable = saturating_add(expiry, Duration::from_millis(1));
+    if reclaimable > now {
+        reclaimable
+    } else if last_upkeep.is_none_or(|at| at < reclaimable) {
+        now
+    } else {
+        next_upkeep.max(saturating_add(now, Duration::from_millis(1)))
     }
 }
 
@@ -1392,16 +1682,13 @@ async fn spawn_attempt(
     );
     let clock = inner.clock.clone();
     // The deadline is fixed now, at claim time, so it does not depend on when the task starts.
-    let deadline = timeout.map(|limit| inner.clock.now() + limit);
+    let deadline = saturating_add(inner.clock.now(), timeout);
     tokio::spawn(
         async move {
             let attempt = AssertUnwindSafe(handler.handle(context)).catch_unwind();
-            let outcome = match deadline {
-                Some(deadline) => tokio::select! {
-                    outcome = attempt => Some(outcome),
-                    () = clock.sleep_until(deadline) => None,
-                },
-                None => Some(attempt.await),
+            let outcome = tokio::select! {
+                outcome = attempt => Some(outcome),
+                () = clock.sleep_until(deadline) => None,
             };
             let result = match outcome {
                 _ if token.is_cancelled() => AttemptResult::Cancelled,
@@ -1420,11 +1707,8 @@ async fn spawn_attempt(
                     )
                 }
                 None => AttemptResult::Failed(
-                    StepError::retryable(format!(
-                        "attempt timed out after {:?}",
-                        timeout.unwrap_or_default()
-                    ))
-                    .with_code(codes::TIMEOUT),
+                    StepError::retryable(format!("attempt timed out after {timeout:?}"))
+                        .with_code(codes::TIMEOUT),
                 ),
             };
             let _ = tx.send(Finished {
@@ -1443,7 +1727,7 @@ async fn prepare(
     inputs: StepInputs,
     info: Option<&TaskInfo>,
     token: CancellationToken,
-) -> Result<(Arc<dyn StepHandler>, StepContext, Option<Duration>), StepError> {
+) -> Result<(Arc<dyn StepHandler>, StepContext, Duration), StepError> {
     let known = engine.known(step.named_task_id).await.map_err(|e| {
         StepError::retryable(format!("loading the task template failed: {e}"))
             .with_code(codes::TEMPLATE_UNAVAILABLE)
@@ -1499,17 +1783,96 @@ async fn prepare(
             labels,
         })),
     };
-    Ok((
-        handler,
-        context,
-        step_template
-            .timeout
-            .or(engine.inner.config.default_step_timeout),
-    ))
+    // Capped again here: a template stored before the cap existed (or written to the catalogue
+    // by another tool) must not make the deadline overflow.
+    let timeout = step_template
+        .timeout
+        .unwrap_or(engine.inner.config.default_step_timeout)
+        .min(MAX_STEP_TIMEOUT);
+    Ok((handler, context, timeout))
+}
+
+/// What a pass's recording left: the next-attempt times of the failures it recorded, and the
+/// finished attempts it could not record, kept to try again.
+#[derive(Default)]
+struct Recorded {
+    due: Vec<DateTime<Utc>>,
+    kept: Vec<Finished>,
+}
+
+/// Finished attempts whose outcomes a failed commit could not record. They stay in memory (and
+/// in `running`, so their leases are still extended) and are recorded again with backoff until
+/// the database takes them or refuses them because their claim is gone.
+#[derive(Default)]
+struct Unrecorded {
+    finished: Vec<Finished>,
+    failures: u32,
+    retry_at: Option<DateTime<Utc>>,
+}
+
+/// The first wait before recording kept outcomes again; it doubles per failure.
+const RECORD_RETRY_BASE: Duration = Duration::from_millis(100);
+/// The longest wait before recording kept outcomes again.
+const RECORD_RETRY_MAX: Duration = Duration::from_secs(5);
+
+impl Unrecorded {
+    /// Keeps `finished` after a failed attempt to record them at `now`.
+    fn keep(&mut self, finished: Vec<Finished>, now: DateTime<Utc>) {
+        self.failures = self.failures.saturating_add(1);
+        let delay = RECORD_RETRY_BASE
+            .saturating_mul(1u32 << (self.failures - 1).min(16))
+            .min(RECORD_RETRY_MAX);
+        self.retry_at = Some(saturating_add(now, delay));
+        self.finished.extend(finished);
+    }
+
+    /// The kept outcomes, when their retry is due at `now`.
+    fn take_due(&mut self, now: DateTime<Utc>) -> Vec<Finished> {
+        if self.retry_at.is_some_and(|at| at <= now) {
+            self.retry_at = None;
+            std::mem::take(&mut self.finished)
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// After a commit that recorded kept outcomes: the backoff starts over.
+    fn recorded(&mut self) {
+        if self.finished.is_empty() {
+            self.failures = 0;
+        }
+    }
+}
+
+/// An attempt no longer runs here: forget it in the running set and its task's count.
+fn release(inner: &Inner, per_task: &mut HashMap<TaskId, usize>, step: &ClaimedStep) {
+    inner.running.remove(&step.step_id);
+    if let Some(count) = per_task.get_mut(&step.task_id) {
+        *count = count.saturating_sub(1);
+        if *count == 0 {
+            per_task.remove(&step.task_id);
+        }
+    }
+}
+
+/// An outcome back as the attempt's end, to be recorded again.
+fn unrecorded(step: ClaimedStep, started: DateTime<Utc>, outcome: StepOutcome) -> Finished {
+    let result = match outcome {
+        StepOutcome::Success { results, .. } => AttemptResult::Completed(results),
+        StepOutcome::Failure(failure) => AttemptResult::Failed(failure.error),
+    };
+    Finished {
+        step,
+        started,
+        result,
+    }
 }
 
 /// Records a batch of finished attempts and, in the same transaction, claims what there is room
-/// for (into `claimed`); returns the next-attempt times of the failures.
+/// for (into `claimed`). When the batch's commit fails, each outcome is recorded on its own, so
+/// one the database refuses fails only its own step (permanently, `UNSTORABLE_RESULT`) and the
+/// others are recorded; outcomes that still cannot be recorded (the database is unavailable)
+/// come back in [`Recorded::kept`].
 async fn record(
     engine: &Engine,
     batch: Vec<Finished>,
@@ -1517,9 +1880,10 @@ async fn record(
     tasks: &mut HashMap<TaskId, TaskInfo>,
     held: usize,
     claimed: &mut Option<ClaimBatch>,
-) -> Vec<DateTime<Utc>> {
+) -> Recorded {
     let inner = &engine.inner;
     let mut outcomes = Vec::with_capacity(batch.len());
+    let mut steps = Vec::with_capacity(batch.len());
     let listened = inner.bus.has_subscribers();
     let mut attempts = HashMap::with_capacity(if listened { batch.len() } else { 0 });
     for Finished {
@@ -1528,13 +1892,17 @@ async fn record(
         result,
     } in batch
     {
-        inner.running.remove(&step.step_id);
-        if let Some(count) = per_task.get_mut(&step.task_id) {
-            *count = count.saturating_sub(1);
-            if *count == 0 {
-                per_task.remove(&step.task_id);
+        // Results the database cannot hold fail their own step, permanently, before the batch
+        // is written, so they never cost the other outcomes of the group commit theirs.
+        let result = match result {
+            AttemptResult::Completed(results) => {
+                match crate::limits::unstorable_results(&results, inner.config.max_result_bytes) {
+                    Some(error) => AttemptResult::Failed(error),
+                    None => AttemptResult::Completed(results),
+                }
             }
-        }
+            other => other,
+        };
         let error = match result {
             AttemptResult::Completed(results) => {
                 outcomes.push(StepOutcome::Success {
@@ -1545,6 +1913,7 @@ async fn record(
                 None
             }
             AttemptResult::Failed(error) => {
+                let error = crate::limits::storable_error(error);
                 let sample = (inner.random.lock().expect("random lock"))();
                 let retry_delay =
                     inner
@@ -1561,7 +1930,10 @@ async fn record(
                 Some(error)
             }
             // Cancelled with its task or step: the store already holds the final word.
-            AttemptResult::Cancelled => continue,
+            AttemptResult::Cancelled => {
+                release(inner, per_task, &step);
+                continue;
+            }
         };
         if listened && let Some(info) = tasks.get(&step.task_id) {
             attempts.insert(
@@ -1574,59 +1946,210 @@ async fn record(
                 },
             );
         }
+        steps.push((step, started));
     }
     if outcomes.is_empty() {
-        return Vec::new();
+        return Recorded::default();
     }
     let commit_started = std::time::Instant::now();
     let config = &inner.config;
-    let room = (config.max_concurrent_steps)
-        .saturating_sub(inner.running.len() + held)
-        .min(config.claim_batch_size);
-    match inner
+    // The attempts of this batch still count as running until they are recorded.
+    let busy = inner.running.len().saturating_sub(steps.len()) + held;
+    let room = if inner.drain.is_cancelled() {
+        0
+    } else {
+        (config.max_concurrent_steps)
+            .saturating_sub(busy)
+            .min(config.claim_batch_size)
+    };
+    let (report, kept) = match inner
         .store
-        .record_outcomes_and_claim(
+        .record_outcomes_and_claim_where(
             &inner.owner,
-            outcomes,
+            &outcomes,
             inner.clock.now(),
             room,
             config.lease,
+            &engine.current_claim_filter(),
         )
         .await
     {
         Ok((report, batch)) => {
+            for (step, _) in &steps {
+                release(inner, per_task, step);
+            }
             *claimed = (room > 0).then_some(batch);
-            if !report.rejected.is_empty() {
-                tracing::warn!(
-                    steps = report.rejected.len(),
-                    "outcomes refused: the claims no longer held"
-                );
-            }
-            let now = inner.clock.now();
-            if listened {
-                let task_ids = distinct_tasks(report.recorded.iter().map(|r| r.task_id));
-                inner.bus.publish(Event::new(
-                    workflow::STEPS_EXECUTION_COMPLETED,
-                    now,
-                    Payload::Workflow(WorkflowPayload {
-                        owner: inner.owner.as_str().into(),
-                        step_count: report.recorded.len(),
-                        task_ids,
-                        duration_ms: Some(millis_since(commit_started)),
-                    }),
-                ));
-            }
-            after_record(engine, &report, &attempts, tasks, now).await;
-            report
-                .recorded
-                .iter()
-                .filter_map(|r| r.next_attempt_at)
-                .collect()
+            (report, Vec::new())
         }
-        // The claims lapse and the attempts run again after the lease: at-least-once.
         Err(err) => {
-            tracing::error!(error = %err, "recording outcomes failed");
-            Vec::new()
+            tracing::warn!(error = %err, outcomes = outcomes.len(), "recording a batch of outcomes failed; recording them one by one");
+            record_one_by_one(engine, steps, outcomes, per_task, &mut attempts).await
         }
+    };
+    if !report.rejected.is_empty() {
+        tracing::warn!(
+            steps = report.rejected.len(),
+            "outcomes refused: the claims no longer held"
+        );
+    }
+    if report.recorded.is_empty() && report.finalized.is_empty() {
+        return Recorded {
+            due: Vec::new(),
+            kept,
+        };
+    }
+    let now = inner.clock.now();
+    if listened {
+        let task_ids = distinct_tasks(report.recorded.iter().map(|r| r.task_id));
+        inner.bus.publish(Event::new(
+            workflow::STEPS_EXECUTION_COMPLETED,
+            now,
+            Payload::Workflow(WorkflowPayload {
+                owner: inner.owner.as_str().into(),
+                step_count: report.recorded.len(),
+                task_ids,
+                duration_ms: Some(millis_since(commit_started)),
+            }),
+        ));
+    }
+    after_record(engine, &report, &attempts, tasks, now).await;
+    Recorded {
+        due: report
+            .recorded
+            .iter()
+            .filter_map(|r| r.next_attempt_at)
+            .collect(),
+        kept,
+    }
+}
+
+/// After a failed batch: records each outcome in a transaction of its own. An outcome the
+/// database refuses for what it holds (not for being unavailable) is replaced by a permanent
+/// `UNSTORABLE_RESULT` failure of its step; what cannot be recorded at all is returned, kept.
+async fn record_one_by_one(
+    engine: &Engine,
+    steps: Vec<(ClaimedStep, DateTime<Utc>)>,
+    outcomes: Vec<StepOutcome>,
+    per_task: &mut HashMap<TaskId, usize>,
+    attempts: &mut HashMap<StepId, AttemptInfo>,
+) -> (RecordReport, Vec<Finished>) {
+    let inner = &engine.inner;
+    let mut report = RecordReport::default();
+    let mut kept = Vec::new();
+    for ((step, started), outcome) in steps.into_iter().zip(outcomes) {
+        let now = inner.clock.now();
+        let refused = match inner
+            .store
+            .record_outcomes(&inner.owner, std::slice::from_ref(&outcome), now)
+            .await
+        {
+            Ok(one) => {
+                release(inner, per_task, &step);
+                merge_reports(&mut report, one);
+                continue;
+            }
+            Err(err) if err.is_transient() => {
+                tracing::warn!(error = %err, step_id = %step.step_id, "recording an outcome failed; keeping it to try again");
+                kept.push(unrecorded(step, started, outcome));
+                continue;
+            }
+            Err(err) => err,
+        };
+        let error = crate::limits::storable_error(StepError::permanent(
+            format!("the database refused to record the attempt's outcome: {refused}"),
+            codes::UNSTORABLE_RESULT,
+        ));
+        tracing::warn!(error = %refused, step_id = %step.step_id, "the database refused an outcome; failing its step");
+        let failure = StepOutcome::Failure(StepFailure {
+            step_id: step.step_id,
+            attempt: step.attempt,
+            error: error.clone(),
+            retry_delay: Duration::ZERO,
+        });
+        match inner
+            .store
+            .record_outcomes(&inner.owner, std::slice::from_ref(&failure), now)
+            .await
+        {
+            Ok(one) => {
+                release(inner, per_task, &step);
+                merge_reports(&mut report, one);
+                if let Some(info) = attempts.get_mut(&step.step_id) {
+                    info.error = Some(error);
+                }
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, step_id = %step.step_id, "recording an outcome failed; keeping it to try again");
+                kept.push(unrecorded(step, started, outcome));
+            }
+        }
+    }
+    (report, kept)
+}
+
+fn merge_reports(into: &mut RecordReport, from: RecordReport) {
+    into.recorded.extend(from.recorded);
+    into.rejected.extend(from.rejected);
+    into.newly_ready.extend(from.newly_ready);
+    into.finalized.extend(from.finalized);
+    into.reopened.extend(from.reopened);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_expired_lease_wakes_the_coordinator_once_not_every_millisecond() {
+        let t = |secs: i64| DateTime::from_timestamp(1_000 + secs, 0).unwrap();
+        let ms = Duration::from_millis(1);
+        // Not expired yet: wake just after it expires.
+        assert_eq!(
+            lease_wake(t(5), t(1), Some(t(0)), t(10)),
+            saturating_add(t(5), ms)
+        );
+        // Expired since the last upkeep: reclaim now.
+        assert_eq!(lease_wake(t(5), t(6), Some(t(0)), t(10)), t(6));
+        assert_eq!(lease_wake(t(5), t(6), None, t(10)), t(6));
+        // The last upkeep already ran after it expired (and left it): the next upkeep, not now.
+        assert_eq!(lease_wake(t(5), t(7), Some(t(6)), t(16)), t(16));
+        assert!(lease_wake(t(5), t(7), Some(t(6)), t(7)) > t(7));
+    }
+
+    #[test]
+    fn an_engine_claims_only_templates_it_has_every_handler_for_in_its_namespaces() {
+        let parse = |yaml: &str| TaskTemplate::from_yaml_str(yaml, None).unwrap();
+        let catalogue = vec![
+            (
+                1,
+                parse("name: a\nstep_templates:\n  - name: s\n    handler_class: here\n"),
+            ),
+            (
+                2,
+                parse(
+                    "name: b\nstep_templates:\n  - name: s\n    handler_class: here\n  - name: t\n    handler_class: elsewhere\n",
+                ),
+            ),
+            (
+                3,
+                parse(
+                    "name: c\nnamespace_name: ops\nstep_templates:\n  - name: s\n    handler_class: here\n",
+                ),
+            ),
+        ];
+        let here = |class: &str| class == "here";
+        assert_eq!(
+            claim_filter(&catalogue, here, None).named_task_ids,
+            Some(vec![1, 3])
+        );
+        let ops = ["ops".to_owned()];
+        assert_eq!(
+            claim_filter(&catalogue, here, Some(&ops)).named_task_ids,
+            Some(vec![3])
+        );
+        assert_eq!(
+            claim_filter(&catalogue, |_| true, None),
+            ClaimFilter::default()
+        );
     }
 }

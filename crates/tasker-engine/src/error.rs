@@ -64,6 +64,47 @@ pub enum EngineError {
     /// The event relay could not start.
     #[error("event relay: {0}")]
     Relay(#[from] tasker_events::BusError),
+    /// A template has more steps than `engine.max_steps_per_template`; nothing was stored.
+    #[error(
+        "template {template} has {steps} steps, over the limit of {limit} (engine.max_steps_per_template)"
+    )]
+    TooManySteps {
+        /// `namespace/name@version`.
+        template: String,
+        /// How many steps it has.
+        steps: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+    /// A JSON value is larger than its configured limit; nothing was stored.
+    #[error("{what} of {owner} is {size} bytes, over the limit of {limit} bytes (engine.{key})")]
+    TooLarge {
+        /// What was too large (`task context`, ``handler_config of step `a` ``).
+        what: String,
+        /// Whose it is (`namespace/name@version`).
+        owner: String,
+        /// Its size as compact JSON.
+        size: usize,
+        /// The configured limit.
+        limit: usize,
+        /// The configuration key of the limit.
+        key: &'static str,
+    },
+    /// A JSON value holds a NUL character, which PostgreSQL cannot store; nothing was stored.
+    #[error(
+        "{what} of {owner} holds a NUL character (\\u0000) at {path}, which the database cannot store"
+    )]
+    Unstorable {
+        /// What holds it.
+        what: String,
+        /// Whose it is (`namespace/name@version`).
+        owner: String,
+        /// The JSON Pointer of the string or key holding it.
+        path: String,
+    },
+    /// The engine configuration is unusable; the message names the key.
+    #[error("invalid engine configuration: {0}")]
+    InvalidConfig(String),
     /// The engine has shut down.
     #[error("the engine has shut down")]
     ShutDown,

@@ -21,13 +21,16 @@ mod creator;
 mod emit;
 mod engine;
 mod error;
+mod limits;
 mod operator;
 mod registry;
 mod relay;
 pub mod testing;
 
 pub use builtin::{EchoHandler, FailHandler, NoopHandler, SleepHandler};
-pub use config::EngineConfig;
+pub use config::{
+    DEFAULT_STEP_TIMEOUT, EngineConfig, MAX_LEASE, MAX_POLL_INTERVAL, MAX_SHUTDOWN_GRACE,
+};
 pub use engine::{BULK_BATCH, Engine, EngineBuilder};
 pub use error::EngineError;
 pub use operator::{CreateOptions, Operator};

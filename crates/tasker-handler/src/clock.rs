@@ -18,7 +18,8 @@ pub trait Clock: Send + Sync + 'static {
 
     /// Returns after `duration` has passed on this clock.
     async fn sleep(&self, duration: Duration) {
-        let at = self.now() + duration;
+        // Saturating: a hostile duration sleeps "forever" instead of panicking.
+        let at = tasker_domain::duration::saturating_add(self.now(), duration);
         self.sleep_until(at).await;
     }
 }
@@ -58,7 +59,9 @@ impl ManualClock {
     /// Moves time forward by `by` and wakes sleepers.
     pub fn advance(&self, by: Duration) {
         let (now, notify) = &*self.inner;
-        *now.lock().expect("clock lock") += by;
+        let mut now = now.lock().expect("clock lock");
+        *now = tasker_domain::duration::saturating_add(*now, by);
+        drop(now);
         notify.notify_waiters();
     }
 

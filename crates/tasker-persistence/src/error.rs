@@ -52,6 +52,18 @@ pub enum StoreError {
         /// The state found.
         actual: String,
     },
+    /// A task in error was sent back to work, but none of its steps can run again: it is in
+    /// error because steps were cancelled, and a cancelled step is final. Nothing changed.
+    #[error(
+        "task {task_id} has no failed step to retry: it is in error because {} cancelled, and a cancelled step is final; resolve the task by hand (resolve_task) instead",
+        cancelled_list(.cancelled)
+    )]
+    NothingToRetry {
+        /// The task.
+        task_id: TaskId,
+        /// The names of its cancelled steps.
+        cancelled: Vec<String>,
+    },
     /// The task context does not match the template's schema.
     #[error("task context is invalid: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
     InvalidContext(Vec<ContextError>),
@@ -98,5 +110,81 @@ impl StoreError {
             what,
             message: err.to_string(),
         }
+    }
+}
+
+impl StoreError {
+    /// The driver's error code for a statement the database refused: the SQLSTATE on
+    /// PostgreSQL (`40P01`), the extended result code on SQLite (`5`, `1811`).
+    pub fn database_code(&self) -> Option<String> {
+        use sea_orm::{DbErr, RuntimeErr};
+        let (StoreError::Database(err) | StoreError::Connect { source: err, .. }) = self else {
+            return None;
+        };
+        match err {
+            DbErr::Exec(RuntimeErr::SqlxError(e))
+            | DbErr::Query(RuntimeErr::SqlxError(e))
+            | DbErr::Conn(RuntimeErr::SqlxError(e)) => match &**e {
+                sea_orm::sqlx::Error::Database(db) => db.code().map(|c| c.into_owned()),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// A deadlock or serialization failure (PostgreSQL SQLSTATE `40P01` or `40001`): the
+    /// database rolled the transaction back and running it again may succeed.
+    pub fn is_deadlock_or_serialization(&self) -> bool {
+        matches!(self.database_code().as_deref(), Some("40P01" | "40001"))
+    }
+
+    /// Whether trying again later may succeed: a lost, closed or exhausted connection; a
+    /// deadlock, serialization failure, or a server out of resources or shutting down
+    /// (PostgreSQL SQLSTATE classes 08, 40, 53, 57); a busy or locked SQLite database. A statement
+    /// the database refuses for its data (a constraint, a value it cannot store) is not
+    /// transient.
+    pub fn is_transient(&self) -> bool {
+        use sea_orm::{DbErr, RuntimeErr};
+        let StoreError::Database(err) = self else {
+            return false;
+        };
+        match err {
+            DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
+            DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => {
+                match &**e {
+                    sea_orm::sqlx::Error::Database(db) => {
+                        let code = db.code().unwrap_or_default();
+                        if db
+                            .try_downcast_ref::<sea_orm::sqlx::sqlite::SqliteError>()
+                            .is_some()
+                        {
+                            // The primary result code is the low byte: BUSY (5), LOCKED (6).
+                            code.parse::<u32>()
+                                .is_ok_and(|code| matches!(code & 0xff, 5 | 6))
+                        } else {
+                            ["08", "40", "53", "57"]
+                                .iter()
+                                .any(|class| code.starts_with(class))
+                        }
+                    }
+                    sea_orm::sqlx::Error::Io(_)
+                    | sea_orm::sqlx::Error::PoolTimedOut
+                    | sea_orm::sqlx::Error::PoolClosed
+                    | sea_orm::sqlx::Error::WorkerCrashed
+                    | sea_orm::sqlx::Error::Protocol(_) => true,
+                    _ => false,
+                }
+            }
+            _ => false,
+        }
+    }
+}
+
+fn cancelled_list(names: &[String]) -> String {
+    let quoted: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
+    match quoted.len() {
+        0 => "no step can run".into(),
+        1 => format!("step {} was", quoted[0]),
+        _ => format!("steps {} were", quoted.join(", ")),
     }
 }

@@ -93,6 +93,33 @@ impl TestDatabase {
         })
     }
 
+    /// Runs raw SQL on this database (a trigger, a lock) so a test can make the real database
+    /// refuse or fail a write; panics if the SQL fails.
+    pub async fn execute(&self, sql: &str) {
+        self.store
+            .connection()
+            .execute_unprepared(sql)
+            .await
+            .unwrap_or_else(|err| panic!("test SQL failed: {err}\n{sql}"));
+    }
+
+    /// A session of its own on this database (one connection), for a test that opens a
+    /// transaction or takes locks by hand (`BEGIN`, `SELECT ... FOR UPDATE`) and ends them later.
+    pub async fn session(&self) -> Session {
+        let store = Store::connect(
+            &self.url,
+            &ConnectOptions {
+                max_connections: 1,
+                min_connections: 1,
+                migrate: false,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("open a test session");
+        Session { store }
+    }
+
     /// Closes the store and drops the PostgreSQL database.
     pub async fn cleanup(self) {
         self.store.connection().clone().close().await.ok();
@@ -149,5 +176,31 @@ async fn drop_database(admin_url: &str, name: &str) {
             .await
             .ok();
         admin.close().await.ok();
+    }
+}
+
+/// One connection to a test database; statements run in order on it, so a transaction begun
+/// with `BEGIN` spans calls until `COMMIT` or `ROLLBACK`.
+pub struct Session {
+    store: Store,
+}
+
+impl Session {
+    /// Runs `sql` (one or more statements without parameters).
+    pub async fn execute(&self, sql: &str) -> Result<(), crate::StoreError> {
+        self.store.connection().execute_unprepared(sql).await?;
+        Ok(())
+    }
+
+    /// The single integer `sql` returns in a column named `n`.
+    pub async fn count(&self, sql: &str) -> Result<i64, crate::StoreError> {
+        let backend = self.store.backend();
+        let row = self
+            .store
+            .connection()
+            .query_one_raw(sea_orm::Statement::from_string(backend, sql))
+            .await?
+            .ok_or_else(|| crate::StoreError::malformed("count", "no row"))?;
+        Ok(row.try_get::<i64>("", "n")?)
     }
 }

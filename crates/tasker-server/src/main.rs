@@ -4,6 +4,7 @@
 mod events;
 mod run;
 mod settings;
+mod worker;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -95,6 +96,13 @@ enum Command {
     },
     /// Apply pending database migrations
     Migrate,
+    /// Run the coordinator alone (no HTTP) on tasks created elsewhere, until SIGTERM or Ctrl-C;
+    /// then drain (running attempts finish within engine.shutdown_grace) and exit 0
+    Worker {
+        /// Only claim steps of tasks in this namespace (repeatable; default: all)
+        #[arg(long = "namespace", value_name = "NS")]
+        namespaces: Vec<String>,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -174,6 +182,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     }
                     Command::Templates => run::list_templates(&settings).await,
                     Command::Migrate => run::migrate(&settings).await,
+                    Command::Worker { namespaces } => worker::run(&settings, namespaces).await,
                     Command::Validate { .. } | Command::Graph { .. } | Command::Events { .. } => {
                         unreachable!("handled above")
                     }

@@ -60,10 +60,22 @@ pub(crate) fn read_context(
 }
 
 async fn open(settings: &Settings) -> anyhow::Result<(Store, Engine)> {
+    open_claiming(settings, &[]).await
+}
+
+/// The store and an engine with the built-in example workflows registered, claiming only in
+/// `namespaces` when any are given.
+pub(crate) async fn open_claiming(
+    settings: &Settings,
+    namespaces: &[String],
+) -> anyhow::Result<(Store, Engine)> {
     let options = settings.database.connect_options()?;
     let store = Store::connect(&settings.database.url, &options).await?;
-    let engine = Engine::builder(store.clone())
-        .config(settings.engine.clone())
+    let mut builder = Engine::builder(store.clone()).config(settings.engine.clone());
+    if !namespaces.is_empty() {
+        builder = builder.namespaces(namespaces.iter().cloned());
+    }
+    let engine = builder
         .build()
         .map_err(|e| anyhow::anyhow!("invalid engine configuration: {e}"))?;
     register_examples(&engine).await?;
@@ -225,18 +237,30 @@ async fn drive(
     let total = store.task(task_id).await?.total_steps;
     let progress = Progress::new(u64::from(total), json);
     let watcher = tokio::spawn(progress.clone().follow(events, task_id));
+    let signal = crate::worker::shutdown_signal()?;
     engine.start();
     let finished = tokio::select! {
         task = engine.wait_for_task(task_id) => Some(task?),
-        _ = tokio::signal::ctrl_c() => None,
+        signal = signal => {
+            signal?;
+            None
+        }
     };
-    engine.shutdown().await;
+    if finished.is_some() {
+        engine.shutdown().await;
+    } else {
+        // SIGTERM and Ctrl-C alike: running attempts finish within the grace and the claims
+        // still held are given back, so `tasker resume` starts at once with no attempt spent.
+        engine.drain().await;
+    }
     // Subscribers (the event log) finish what was published before the process exits.
     engine.events().settled().await;
     watcher.abort();
     let Some(task) = finished else {
         progress.bar.abandon_with_message("interrupted");
-        eprintln!("interrupted: nothing is lost; run `tasker resume {task_id}` to finish the task");
+        eprintln!(
+            "interrupted: drained; nothing is lost; run `tasker resume {task_id}` to finish the task"
+        );
         return Ok(ExitCode::from(130));
     };
     progress.bar.finish_and_clear();

@@ -49,6 +49,9 @@ impl Default for DatabaseSettings {
     }
 }
 
+/// The longest `database.acquire_timeout`: 1 hour.
+const MAX_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(60 * 60);
+
 impl DatabaseSettings {
     /// Pool settings for the store.
     pub(crate) fn connect_options(&self) -> anyhow::Result<ConnectOptions> {
@@ -59,6 +62,14 @@ impl DatabaseSettings {
                     self.acquire_timeout
                 )
             })?;
+        // The pool adds it to an `Instant`, which panics on overflow.
+        if acquire_timeout > MAX_ACQUIRE_TIMEOUT {
+            anyhow::bail!(
+                "database.acquire_timeout of {} s exceeds the maximum of {} s (1 h)",
+                self.acquire_timeout,
+                MAX_ACQUIRE_TIMEOUT.as_secs()
+            );
+        }
         if self.max_connections == 0 {
             anyhow::bail!("database.max_connections must be at least 1");
         }
@@ -169,5 +180,22 @@ mod tests {
             assert_eq!(err, "configuration file missing.toml does not exist");
             Ok(())
         });
+    }
+
+    #[test]
+    fn a_hostile_acquire_timeout_is_refused_with_the_cap() {
+        let settings = DatabaseSettings {
+            acquire_timeout: 1e13,
+            ..Default::default()
+        };
+        assert_eq!(
+            settings.connect_options().unwrap_err().to_string(),
+            "database.acquire_timeout of 10000000000000 s exceeds the maximum of 3600 s (1 h)"
+        );
+        let settings = DatabaseSettings {
+            acquire_timeout: 3600.0,
+            ..Default::default()
+        };
+        assert!(settings.connect_options().is_ok());
     }
 }

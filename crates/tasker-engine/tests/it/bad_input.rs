@@ -40,3 +40,35 @@ async fn unknown_templates_handlers_and_bad_contexts_store_nothing() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn hostile_timeouts_are_refused_at_registration_and_never_panic_a_claim() {
+    on_each_database(|db| async move {
+        let clock = ManualClock::new(t0());
+        let engine = engine(&db.store, &clock);
+        let mut hostile = template("name: hostile\nstep_templates:\n  - name: a\n    handler_class: tasker::noop\n");
+        hostile.step_templates[0].timeout = Some(std::time::Duration::from_secs(10_000_000_000_000));
+        let err = engine.register_template(hostile.clone(), false).await.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid task template:\n<template>: step `a`: timeout of 10000000000000 s in template default/hostile@0.1.0 exceeds the maximum step timeout of 86400 s (24 h)"
+        );
+        assert!(db.store.find_template("default", "hostile", None).await.is_err(), "a refused template is not stored");
+        // Written to the catalogue by another tool that skipped validation: the coordinator that
+        // claims the step caps the timeout instead of overflowing the deadline and panicking.
+        let stored = db.store.register_template(&hostile, t0()).await.unwrap();
+        let options = tasker_persistence::CreateTaskOptions {
+            now: t0(),
+            identity: &tasker_domain::DefaultIdentity,
+            correlation_id: None,
+        };
+        let prepared = tasker_persistence::Store::prepare_task(&stored, &request(&hostile), &options).unwrap();
+        let created = db.store.create_prepared(vec![prepared]).await.remove(0).unwrap();
+        let task = tokio::time::timeout(std::time::Duration::from_secs(60), drive(&engine, &clock, created.task_id))
+            .await
+            .expect("the coordinator survives the claim");
+        assert_eq!(task.state, tasker_domain::TaskState::Complete);
+        engine.shutdown().await;
+    })
+    .await;
+}

@@ -265,3 +265,130 @@ async fn a_cancelled_step_stops_its_dependants_and_the_task_ends_in_error() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn retrying_a_task_in_error_only_because_of_a_cancelled_step_is_refused() {
+    on_each_database(|db| async move {
+        let clock = ManualClock::new(t0());
+        let engine = engine(&db.store, &clock);
+        let template = template(
+            "name: cut\nstep_templates:\n  - name: first\n    handler_class: tasker::noop\n  \
+             - name: second\n    handler_class: tasker::noop\n    depends_on_step: first\n",
+        );
+        engine.register_template(template.clone(), false).await.unwrap();
+        let created = engine.create_task(request(&template)).await.unwrap();
+        engine.cancel_step(created.steps[1].1).await.unwrap();
+        let task = drive(&engine, &clock, created.task_id).await;
+        assert_eq!(task.state, TaskState::Error);
+        let err = engine.retry_task(created.task_id).await.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "task {} has no failed step to retry: it is in error because step `second` was cancelled, and a cancelled step is final; resolve the task by hand (resolve_task) instead",
+                created.task_id
+            )
+        );
+        let after = db.store.task(created.task_id).await.unwrap();
+        assert_eq!(after.state, TaskState::Error, "a refused retry changes nothing");
+        assert_eq!(after.updated_at, task.updated_at);
+        assert_eq!(after.active_steps, 0);
+        // The way out the error names.
+        engine.resolve_task(created.task_id).await.unwrap();
+        assert_eq!(db.store.task(created.task_id).await.unwrap().state, TaskState::ResolvedManually);
+        engine.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn operator_step_calls_lock_the_task_row_before_the_step_row() {
+    on_each_database(|db| async move {
+        let clock = ManualClock::new(t0());
+        let engine = engine(&db.store, &clock);
+        let template = template(
+            "name: locks\nstep_templates:\n  - name: a\n    handler_class: tasker::noop\n  \
+             - name: b\n    handler_class: tasker::noop\n  - name: c\n    handler_class: tasker::noop\n    depends_on_step: a\n",
+        );
+        engine.register_template(template.clone(), false).await.unwrap();
+        let created = engine.create_task(request(&template)).await.unwrap();
+        let (a, b) = (created.steps[0].1, created.steps[1].1);
+        if db.backend == tasker_persistence::testing::Backend::Postgres {
+            // Another transaction holds the task row.
+            let session = db.session().await;
+            session.execute("BEGIN").await.unwrap();
+            session
+                .execute(&format!("SELECT task_id FROM tasker_tasks WHERE task_id = '{}' FOR UPDATE", created.task_id))
+                .await
+                .unwrap();
+            let cancel = tokio::spawn({
+                let engine = engine.clone();
+                async move { engine.cancel_step(a).await }
+            });
+            let mut waiting = 0;
+            for _ in 0..100_000 {
+                waiting = session
+                    .count(
+                        "SELECT count(*)::bigint AS n FROM pg_stat_activity \
+                         WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                    )
+                    .await
+                    .unwrap();
+                if waiting > 0 {
+                    break;
+                }
+                tokio::task::yield_now().await;
+            }
+            assert_eq!(waiting, 1, "the cancel waits for the task row");
+            // While it waits it holds no step row: the task row comes first.
+            session
+                .execute(&format!("SELECT workflow_step_id FROM tasker_workflow_steps WHERE workflow_step_id = '{a}' FOR UPDATE NOWAIT"))
+                .await
+                .expect("the step row is free while the cancel waits for its task");
+            session.execute("ROLLBACK").await.unwrap();
+            cancel.await.unwrap().unwrap();
+        } else {
+            engine.cancel_step(a).await.unwrap();
+        }
+        engine.resolve_step(b, serde_json::json!({"by": "hand"})).await.unwrap();
+        let task = drive(&engine, &clock, created.task_id).await;
+        assert_eq!(task.state, TaskState::Error, "a cancelled step can never complete");
+        assert_eq!((task.done_steps, task.active_steps, task.blocked_steps), (1, 0, 0), "counters from locked rows");
+        engine.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_transaction_rolled_back_by_a_deadlock_is_run_again() {
+    on_each_database(|db| async move {
+        let clock = ManualClock::new(t0());
+        let engine = engine(&db.store, &clock);
+        let template = template("name: dl\nstep_templates:\n  - name: a\n    handler_class: tasker::noop\n");
+        engine.register_template(template.clone(), false).await.unwrap();
+        let created = engine.create_task(request(&template)).await.unwrap();
+        if db.backend == tasker_persistence::testing::Backend::Postgres {
+            // The first task transition written after this fails as a deadlock victim would
+            // (SQLSTATE 40P01); a sequence is not rolled back, so only the first one does.
+            db.execute("CREATE SEQUENCE victims").await;
+            db.execute(
+                "CREATE FUNCTION deadlock_once() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+                 IF nextval('victims') = 1 THEN RAISE EXCEPTION 'deadlock detected' USING ERRCODE = '40P01'; END IF; \
+                 RETURN NEW; END $$",
+            )
+            .await;
+            db.execute(
+                "CREATE TRIGGER deadlock_once BEFORE INSERT ON tasker_task_transitions \
+                 FOR EACH ROW EXECUTE FUNCTION deadlock_once()",
+            )
+            .await;
+        }
+        assert_eq!(engine.cancel_task(created.task_id).await.unwrap(), TaskState::Cancelled);
+        let task = db.store.task(created.task_id).await.unwrap();
+        assert_eq!(task.state, TaskState::Cancelled);
+        let steps = db.store.steps(created.task_id).await.unwrap();
+        assert_eq!(steps[0].state, StepState::Cancelled);
+        let history = db.store.task_transitions(created.task_id).await.unwrap();
+        assert_eq!(history.iter().filter(|t| t.to_state == "cancelled").count(), 1, "written once");
+    })
+    .await;
+}

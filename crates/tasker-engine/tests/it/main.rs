@@ -2,9 +2,13 @@
 //! `TASKER_TEST_DATABASE_URL` is set. Time is a ManualClock; nothing sleeps.
 
 mod bad_input;
+mod claim_filter;
 mod control;
 mod creation;
+mod drain;
 mod events;
+mod limits;
+mod recording;
 mod recovery;
 mod relay;
 mod retries;

@@ -179,3 +179,50 @@ async fn two_engines_on_one_database_never_run_the_same_attempt() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn an_idle_engine_reclaims_a_lease_that_expired_between_upkeeps_and_then_sleeps() {
+    on_each_database(|db| async move {
+        let clock = ManualClock::new(t0());
+        let engine = engine(&db.store, &clock);
+        let template = template(
+            "name: lapse\nstep_templates:\n  - name: a\n    handler_class: tasker::noop\n",
+        );
+        engine
+            .register_template(template.clone(), false)
+            .await
+            .unwrap();
+        let created = engine.create_task(request(&template)).await.unwrap();
+        // A process that claimed the step with a 5 s lease and died.
+        let ghost = db
+            .store
+            .claim_ready_steps("ghost", 10, Duration::from_secs(5), t0())
+            .await
+            .unwrap();
+        assert_eq!(ghost.steps.len(), 1);
+        engine.start();
+        engine.wait_until_idle().await;
+        // Upkeep ran at t0 and runs next at t0 + 10 s (lease 30 s / 3); the lease expires at
+        // t0 + 5 s, between the two.
+        assert_eq!(
+            engine.next_wake_up(),
+            Some(t0() + Duration::from_secs(1)),
+            "the poll interval"
+        );
+        clock.set(t0() + Duration::from_secs(6));
+        engine.wait_until_idle().await;
+        let step = &db.store.steps(created.task_id).await.unwrap()[0];
+        assert_eq!(
+            step.attempts, 2,
+            "the expired claim was reclaimed and run again at once"
+        );
+        assert_eq!(
+            db.store.task(created.task_id).await.unwrap().state,
+            TaskState::Complete
+        );
+        // Nothing left to do: the next wake-up is the poll interval away, not a millisecond.
+        assert_eq!(engine.next_wake_up(), Some(t0() + Duration::from_secs(7)));
+        engine.shutdown().await;
+    })
+    .await;
+}

@@ -16,14 +16,17 @@ use tasker_domain::codes;
 use tasker_domain::{StepError, StepId, StepState, TaskId};
 use uuid::Uuid;
 
-use super::sql::{execute_in_chunks, get, max_params, params, query_in_chunks, skip_locked, stmt};
+use super::sql::{
+    execute_in_chunks, get, lock_tasks, max_params, params, query_in_chunks, retrying, skip_locked,
+    stmt,
+};
 use super::transitions::{
     StepFlags, TaskDelta, TransitionRow, add, apply_task_deltas, release_children,
     write_step_transitions, write_task_transitions,
 };
 use super::{
-    ClaimBatch, ClaimedStep, RecordReport, RecordedStep, StepFailure, StepInputs, StepOutcome,
-    Store,
+    ClaimBatch, ClaimFilter, ClaimedStep, RecordReport, RecordedStep, StepFailure, StepInputs,
+    StepOutcome, Store,
 };
 use crate::error::StoreError;
 use crate::time::{from_micros, to_micros};
@@ -45,40 +48,84 @@ impl Store {
         lease: Duration,
         now: DateTime<Utc>,
     ) -> Result<ClaimBatch, StoreError> {
-        if limit == 0 {
+        self.claim_ready_steps_where(owner, limit, lease, now, &ClaimFilter::default())
+            .await
+    }
+
+    /// [`Store::claim_ready_steps`], taking only steps `filter` allows.
+    pub async fn claim_ready_steps_where(
+        &self,
+        owner: &str,
+        limit: usize,
+        lease: Duration,
+        now: DateTime<Utc>,
+        filter: &ClaimFilter,
+    ) -> Result<ClaimBatch, StoreError> {
+        if limit == 0 || filter.named_task_ids.as_ref().is_some_and(Vec::is_empty) {
             return Ok(ClaimBatch::default());
         }
-        let txn = self.write_txn().await?;
-        let batch = claim_in(&txn, owner, limit, lease, to_micros(now)).await?;
-        txn.commit().await?;
-        Ok(batch)
+        retrying(|| async move {
+            let txn = self.write_txn().await?;
+            let batch = claim_in(&txn, owner, limit, lease, to_micros(now), filter).await?;
+            txn.commit().await?;
+            Ok(batch)
+        })
+        .await
     }
 
     /// [`Store::record_outcomes`] and then [`Store::claim_ready_steps`] in one transaction: the
     /// coordinator's hand-off costs one commit instead of two, and the steps the outcomes made
-    /// ready can be claimed at once. Either both happen or neither does.
+    /// ready can be claimed at once. Either both happen or neither does; on an error the caller
+    /// still holds the outcomes (taken by reference) and may try again.
     pub async fn record_outcomes_and_claim(
         &self,
         owner: &str,
-        outcomes: Vec<StepOutcome>,
+        outcomes: impl AsRef<[StepOutcome]>,
         now: DateTime<Utc>,
         claim_limit: usize,
         lease: Duration,
     ) -> Result<(RecordReport, ClaimBatch), StoreError> {
-        let now = to_micros(now);
-        let txn = self.write_txn().await?;
-        let claimed = outcomes
-            .into_iter()
-            .map(|o| (owner.to_owned(), o))
-            .collect();
-        let report = record_in(&txn, claimed, now).await?;
-        let batch = if claim_limit == 0 {
-            ClaimBatch::default()
+        self.record_outcomes_and_claim_where(
+            owner,
+            outcomes,
+            now,
+            claim_limit,
+            lease,
+            &ClaimFilter::default(),
+        )
+        .await
+    }
+
+    /// [`Store::record_outcomes_and_claim`], claiming only steps `filter` allows.
+    pub async fn record_outcomes_and_claim_where(
+        &self,
+        owner: &str,
+        outcomes: impl AsRef<[StepOutcome]>,
+        now: DateTime<Utc>,
+        claim_limit: usize,
+        lease: Duration,
+        filter: &ClaimFilter,
+    ) -> Result<(RecordReport, ClaimBatch), StoreError> {
+        let claim_limit = if filter.named_task_ids.as_ref().is_some_and(Vec::is_empty) {
+            0
         } else {
-            claim_in(&txn, owner, claim_limit, lease, now).await?
+            claim_limit
         };
-        txn.commit().await?;
-        Ok((report, batch))
+        let now = to_micros(now);
+        let outcomes = outcomes.as_ref();
+        retrying(|| async move {
+            let txn = self.write_txn().await?;
+            let claimed = outcomes.iter().map(|o| (owner, o)).collect();
+            let report = record_in(&txn, claimed, now).await?;
+            let batch = if claim_limit == 0 {
+                ClaimBatch::default()
+            } else {
+                claim_in(&txn, owner, claim_limit, lease, now, filter).await?
+            };
+            txn.commit().await?;
+            Ok((report, batch))
+        })
+        .await
     }
 
     /// The earliest future time at which a step whose parents are done becomes claimable (a
@@ -142,30 +189,109 @@ impl Store {
         .await
     }
 
+    /// Gives back `owner`'s claims on `steps` without using up their attempts: each step still
+    /// claimed by `owner` goes from `in_progress` back to `pending`, ready at once for any
+    /// engine, with its attempt count as it was before the claim (history row
+    /// `in_progress → pending`, reason `released`). For an engine that shuts down with attempts
+    /// still running. Returns the steps released.
+    pub async fn release_claims(
+        &self,
+        owner: &str,
+        steps: &[StepId],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<StepId>, StoreError> {
+        if steps.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = to_micros(now);
+        let ids: Vec<Value> = steps.iter().map(|s| Value::from(s.as_uuid())).collect();
+        retrying(|| {
+            let ids = &ids;
+            async move {
+                let txn = self.write_txn().await?;
+                // The lock order: the steps' tasks first. Their counters do not move: a running
+                // step and a ready one both count as active.
+                if txn.get_database_backend() == DbBackend::Postgres {
+                    query_in_chunks(
+                        &txn,
+                        "SELECT task_id FROM tasker_tasks WHERE task_id IN \
+                         (SELECT task_id FROM tasker_workflow_steps WHERE workflow_step_id IN ({ids})) \
+                         ORDER BY task_id FOR UPDATE",
+                        vec![],
+                        ids,
+                    )
+                    .await?;
+                }
+                let rows = query_in_chunks(
+                    &txn,
+                    "UPDATE tasker_workflow_steps SET state = 'pending', in_process = FALSE, claim_owner = NULL, \
+                     lease_expires_at = NULL, attempts = attempts - 1, next_attempt_at = $1, updated_at = $1, \
+                     last_sort_key = last_sort_key + 10 \
+                     WHERE claim_owner = $2 AND state = 'in_progress' AND workflow_step_id IN ({ids}) \
+                     RETURNING workflow_step_id, last_sort_key, attempts",
+                    vec![now.into(), owner.into()],
+                    ids,
+                )
+                .await?;
+                let mut released = Vec::with_capacity(rows.len());
+                let mut history = Vec::with_capacity(rows.len());
+                for row in &rows {
+                    let id: Uuid = get(row, "workflow_step_id")?;
+                    released.push(StepId(id));
+                    history.push(TransitionRow {
+                        id,
+                        from_state: Some("in_progress"),
+                        to_state: "pending",
+                        sort_key: get(row, "last_sort_key")?,
+                        most_recent: true,
+                        metadata: json!({"reason": "released", "claim_owner": owner, "attempts": get::<i32>(row, "attempts")?}),
+                    });
+                }
+                write_step_transitions(&txn, history, now, true).await?;
+                txn.commit().await?;
+                Ok(released)
+            }
+        })
+        .await
+    }
+
     /// Records a batch of outcomes in one transaction, each only where `owner`'s claim on that
     /// attempt still holds; the others come back in [`RecordReport::rejected`].
     pub async fn record_outcomes(
         &self,
         owner: &str,
-        outcomes: Vec<StepOutcome>,
+        outcomes: impl AsRef<[StepOutcome]>,
         now: DateTime<Utc>,
     ) -> Result<RecordReport, StoreError> {
-        let txn = self.write_txn().await?;
-        let claimed = outcomes
-            .into_iter()
-            .map(|o| (owner.to_owned(), o))
-            .collect();
-        let report = record_in(&txn, claimed, to_micros(now)).await?;
-        txn.commit().await?;
-        Ok(report)
+        let outcomes = outcomes.as_ref();
+        retrying(|| async move {
+            let txn = self.write_txn().await?;
+            let claimed = outcomes.iter().map(|o| (owner, o)).collect();
+            let report = record_in(&txn, claimed, to_micros(now)).await?;
+            txn.commit().await?;
+            Ok(report)
+        })
+        .await
     }
 
     /// Fails every attempt whose lease has expired (a crashed or stalled worker) as a retryable
     /// `LEASE_EXPIRED` error, so the step runs again while attempts remain.
     pub async fn reclaim_expired(&self, now: DateTime<Utc>) -> Result<RecordReport, StoreError> {
+        retrying(|| self.reclaim_expired_once(now)).await
+    }
+
+    async fn reclaim_expired_once(&self, now: DateTime<Utc>) -> Result<RecordReport, StoreError> {
         let backend = self.backend();
         let txn = self.write_txn().await?;
         let now_micros = to_micros(now);
+        // The lock order: the tasks of the expired steps first, then the steps.
+        lock_tasks(
+            &txn,
+            "SELECT task_id FROM tasker_workflow_steps WHERE lease_expires_at IS NOT NULL \
+             AND lease_expires_at < $1 AND state = 'in_progress'",
+            vec![now_micros.into()],
+        )
+        .await?;
         let rows = txn
             .query_all_raw(stmt(
                 backend,
@@ -197,7 +323,8 @@ impl Store {
                 }),
             ));
         }
-        let report = record_in(&txn, outcomes, now_micros).await?;
+        let pairs = outcomes.iter().map(|(o, s)| (o.as_str(), s)).collect();
+        let report = record_in(&txn, pairs, now_micros).await?;
         txn.commit().await?;
         Ok(report)
     }
@@ -266,15 +393,44 @@ async fn claim_in<C: ConnectionTrait>(
     limit: usize,
     lease: Duration,
     now: i64,
+    filter: &ClaimFilter,
 ) -> Result<ClaimBatch, StoreError> {
     let backend = txn.get_database_backend();
     let lease_until = now.saturating_add(micros(lease));
+    // Named task ids are integers the engine read from the catalogue, written inline so the
+    // statement's parameters stay the same.
+    let only = match &filter.named_task_ids {
+        None => String::new(),
+        Some(ids) => format!(
+            " AND EXISTS (SELECT 1 FROM tasker_tasks f WHERE f.task_id = tasker_workflow_steps.task_id \
+             AND f.named_task_id IN ({}))",
+            ids.iter()
+                .map(i64::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    // The lock order: a claim that starts a pending task locks that task row before any step
+    // row. Tasks already running are not touched by a claim, so their rows are not locked.
+    if backend == DbBackend::Postgres {
+        txn.query_all_raw(stmt(
+            backend,
+            format!(
+                "SELECT task_id FROM tasker_tasks WHERE state = 'pending' AND task_id IN \
+                 (SELECT task_id FROM tasker_workflow_steps WHERE unfinished_parents = 0 \
+                 AND next_attempt_at IS NOT NULL AND next_attempt_at <= $1{only} ORDER BY next_attempt_at LIMIT $2) \
+                 ORDER BY task_id FOR UPDATE"
+            ),
+            vec![now.into(), i64::try_from(limit).unwrap_or(i64::MAX).into()],
+        ))
+        .await?;
+    }
     let candidates = txn
         .query_all_raw(stmt(
             backend,
             format!(
                 "SELECT workflow_step_id, state FROM tasker_workflow_steps \
-                 WHERE unfinished_parents = 0 AND next_attempt_at IS NOT NULL AND next_attempt_at <= $1 \
+                 WHERE unfinished_parents = 0 AND next_attempt_at IS NOT NULL AND next_attempt_at <= $1{only} \
                  ORDER BY next_attempt_at LIMIT $2{}",
                 skip_locked(backend)
             ),
@@ -465,10 +621,26 @@ async fn complete_together<C: ConnectionTrait>(
 /// Records `(owner, outcome)` pairs inside `db`'s transaction.
 pub(crate) async fn record_in<C: ConnectionTrait>(
     db: &C,
-    outcomes: Vec<(String, StepOutcome)>,
+    outcomes: Vec<(&str, &StepOutcome)>,
     now: i64,
 ) -> Result<RecordReport, StoreError> {
     let backend = db.get_database_backend();
+    // The lock order: the outcomes' task rows first (their counters move below), then the steps.
+    if backend == DbBackend::Postgres && !outcomes.is_empty() {
+        let ids: Vec<Value> = outcomes
+            .iter()
+            .map(|(_, o)| Value::from(o.step_id().as_uuid()))
+            .collect();
+        query_in_chunks(
+            db,
+            "SELECT task_id FROM tasker_tasks WHERE task_id IN \
+             (SELECT task_id FROM tasker_workflow_steps WHERE workflow_step_id IN ({ids})) \
+             ORDER BY task_id FOR UPDATE",
+            vec![],
+            &ids,
+        )
+        .await?;
+    }
     let mut report = RecordReport::default();
     let mut history = Vec::with_capacity(outcomes.len());
     let mut completed = Vec::new();
@@ -487,14 +659,14 @@ pub(crate) async fn record_in<C: ConnectionTrait>(
                 step_id,
                 attempt,
                 results,
-            } if named[step_id] == 1 => Some((owner.as_str(), *step_id, *attempt, results)),
+            } if named[step_id] == 1 => Some((*owner, *step_id, *attempt, results)),
             _ => None,
         })
         .collect();
     let mut completed_rows = complete_together(db, &together, now).await?;
     drop(together);
     for (owner, outcome) in outcomes {
-        let row = match &outcome {
+        let row = match outcome {
             StepOutcome::Success { step_id, .. } if named[step_id] == 1 => {
                 completed_rows.remove(&step_id.as_uuid())
             }
@@ -548,7 +720,7 @@ pub(crate) async fn record_in<C: ConnectionTrait>(
         let task_id: Uuid = get(&row, "task_id")?;
         let next: Option<i64> = get(&row, "next_attempt_at")?;
         let attempts = u32::try_from(get::<i32>(&row, "attempts")?).unwrap_or(0);
-        let (state, metadata) = match &outcome {
+        let (state, metadata) = match outcome {
             StepOutcome::Success { .. } => {
                 completed.push(step_id.as_uuid());
                 (StepState::Complete, json!({"attempt_number": attempts}))

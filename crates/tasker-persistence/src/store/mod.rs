@@ -23,11 +23,11 @@ pub use api_keys::{ApiKeyRecord, NewApiKey};
 pub use create::PreparedTask;
 pub use notify::{Listener, MAX_NOTIFY_PAYLOAD};
 pub use types::{
-    BlockingReason, ChangedStep, ClaimBatch, ClaimedStep, CreateTaskOptions, CreatedTask,
-    ExecutionStatus, HealthCounts, HealthStatus, Page, RecommendedAction, RecordReport,
-    RecordedStep, RegisteredTemplate, SlowStep, SlowTask, StepErrorCount, StepFailure, StepInputs,
-    StepOutcome, StepReadiness, StepRecord, TaskAnalytics, TaskExecutionContext, TaskFilter,
-    TaskRecord, TransitionRecord,
+    BlockingReason, ChangedStep, ClaimBatch, ClaimFilter, ClaimedStep, CreateTaskOptions,
+    CreatedTask, ExecutionStatus, HealthCounts, HealthStatus, Page, RecommendedAction,
+    RecordReport, RecordedStep, RegisteredTemplate, SlowStep, SlowTask, StepErrorCount,
+    StepFailure, StepInputs, StepOutcome, StepReadiness, StepRecord, TaskAnalytics,
+    TaskExecutionContext, TaskFilter, TaskRecord, TransitionRecord,
 };
 
 use crate::error::StoreError;

@@ -191,6 +191,61 @@ pub(crate) fn get<T: sea_orm::TryGetable>(row: &QueryResult, col: &str) -> Resul
 }
 
 /// `FOR UPDATE SKIP LOCKED` on PostgreSQL; SQLite's single writer needs no row locks.
+/// ` FOR UPDATE` on PostgreSQL; nothing on SQLite, whose writers are serialized by
+/// `BEGIN IMMEDIATE`.
+pub(crate) fn for_update(backend: DbBackend) -> &'static str {
+    match backend {
+        DbBackend::Postgres => " FOR UPDATE",
+        _ => "",
+    }
+}
+
+/// How many times a write transaction runs before a deadlock or serialization failure is
+/// returned to the caller.
+pub(crate) const TXN_ATTEMPTS: u32 = 5;
+
+/// Runs a write transaction again when PostgreSQL rolled it back for a deadlock or a
+/// serialization failure (SQLSTATE `40P01`, `40001`), at most [`TXN_ATTEMPTS`] times in all.
+/// The database already undid the failed attempt, so running it again is safe.
+pub(crate) async fn retrying<T, F, Fut>(mut run: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+{
+    let mut attempt = 1;
+    loop {
+        match run().await {
+            Err(err) if err.is_deadlock_or_serialization() && attempt < TXN_ATTEMPTS => {
+                tracing::debug!(error = %err, attempt, "transaction rolled back by the database; running it again");
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Locks, on PostgreSQL, the task rows that `tasks_sql` (a subquery yielding `task_id`) names, in
+/// task id order: the first half of the lock order (task rows before step rows).
+pub(crate) async fn lock_tasks<C: ConnectionTrait>(
+    db: &C,
+    tasks_sql: &str,
+    values: Vec<Value>,
+) -> Result<(), StoreError> {
+    let backend = db.get_database_backend();
+    if backend != DbBackend::Postgres {
+        return Ok(());
+    }
+    db.query_all_raw(stmt(
+        backend,
+        format!(
+            "SELECT task_id FROM tasker_tasks WHERE task_id IN ({tasks_sql}) ORDER BY task_id FOR UPDATE"
+        ),
+        values,
+    ))
+    .await?;
+    Ok(())
+}
+
 pub(crate) fn skip_locked(backend: DbBackend) -> &'static str {
     match backend {
         DbBackend::Postgres => " FOR UPDATE SKIP LOCKED",

@@ -82,6 +82,27 @@ impl Store {
 }
 
 impl Store {
+    /// Every template in the catalogue with its named task id, for an engine deciding which
+    /// tasks it can run. A stored template that no longer decodes is left out.
+    pub async fn template_catalogue(&self) -> Result<Vec<(i64, TaskTemplate)>, StoreError> {
+        let rows = self
+            .db
+            .query_all_raw(stmt(
+                self.backend(),
+                "SELECT named_task_id, configuration FROM tasker_named_tasks ORDER BY named_task_id",
+                vec![],
+            ))
+            .await?;
+        let mut templates = Vec::with_capacity(rows.len());
+        for row in rows {
+            let configuration: serde_json::Value = get(&row, "configuration")?;
+            if let Ok(template) = serde_json::from_value::<TaskTemplate>(configuration) {
+                templates.push((get(&row, "named_task_id")?, template));
+            }
+        }
+        Ok(templates)
+    }
+
     /// The template stored as named task `named_task_id`.
     pub async fn find_template_by_id(
         &self,

@@ -18,7 +18,10 @@ use tasker_domain::{StepId, StepState, TaskId, TaskState};
 use tasker_state_machine::{StepGuard, TaskGuard, Transition, TransitionOutcome, step, task};
 use uuid::Uuid;
 
-use super::sql::{execute_in_chunks, get, insert_rows, max_params, params, query_in_chunks, stmt};
+use super::sql::{
+    execute_in_chunks, for_update, get, insert_rows, lock_tasks, max_params, params,
+    query_in_chunks, retrying, stmt,
+};
 use super::{ChangedStep, RecordReport, Store};
 use crate::error::StoreError;
 use crate::time::to_micros;
@@ -341,14 +344,47 @@ impl Store {
         metadata: serde_json::Value,
         now: DateTime<Utc>,
     ) -> Result<(TransitionOutcome<StepState>, RecordReport), StoreError> {
+        retrying(|| {
+            self.transition_step_once(
+                step_id,
+                expected,
+                to,
+                results.clone(),
+                metadata.clone(),
+                now,
+            )
+        })
+        .await
+    }
+
+    async fn transition_step_once(
+        &self,
+        step_id: StepId,
+        expected: StepState,
+        to: StepState,
+        results: Option<serde_json::Value>,
+        metadata: serde_json::Value,
+        now: DateTime<Utc>,
+    ) -> Result<(TransitionOutcome<StepState>, RecordReport), StoreError> {
         let txn = self.write_txn().await?;
         let backend = self.backend();
         let now = to_micros(now);
+        // The lock order: the task row, then the step row. The step's flags and the task's
+        // counters are computed from rows no other writer can change until this commits.
+        lock_tasks(
+            &txn,
+            "SELECT task_id FROM tasker_workflow_steps WHERE workflow_step_id = $1",
+            vec![step_id.as_uuid().into()],
+        )
+        .await?;
         let row = txn
             .query_one_raw(stmt(
                 backend,
-                "SELECT task_id, state, next_attempt_at, unfinished_parents, total_parents, last_sort_key, attempts \
-                 FROM tasker_workflow_steps WHERE workflow_step_id = $1",
+                format!(
+                    "SELECT task_id, state, next_attempt_at, unfinished_parents, total_parents, last_sort_key, attempts \
+                     FROM tasker_workflow_steps WHERE workflow_step_id = $1{}",
+                    for_update(backend)
+                ),
                 vec![step_id.as_uuid().into()],
             ))
             .await?
@@ -484,14 +520,29 @@ impl Store {
         metadata: serde_json::Value,
         now: DateTime<Utc>,
     ) -> Result<(TransitionOutcome<TaskState>, Vec<ChangedStep>), StoreError> {
+        retrying(|| self.transition_task_once(task_id, expected, to, metadata.clone(), now)).await
+    }
+
+    async fn transition_task_once(
+        &self,
+        task_id: TaskId,
+        expected: TaskState,
+        to: TaskState,
+        metadata: serde_json::Value,
+        now: DateTime<Utc>,
+    ) -> Result<(TransitionOutcome<TaskState>, Vec<ChangedStep>), StoreError> {
         let txn = self.write_txn().await?;
         let backend = self.backend();
         let now = to_micros(now);
         let id: Value = task_id.as_uuid().into();
+        // The lock order: the task row first, then (cancelling or retrying) its steps.
         let row = txn
             .query_one_raw(stmt(
                 backend,
-                "SELECT state, done_steps, total_steps, last_sort_key FROM tasker_tasks WHERE task_id = $1",
+                format!(
+                    "SELECT state, done_steps, total_steps, last_sort_key FROM tasker_tasks WHERE task_id = $1{}",
+                    for_update(backend)
+                ),
                 vec![id.clone()],
             ))
             .await?
@@ -567,7 +618,24 @@ impl Store {
         let steps = match to {
             TaskState::Cancelled => cancel_steps(&txn, task_id, now).await?,
             TaskState::Pending if expected == TaskState::Error => {
-                reset_blocked_steps(&txn, task_id, now).await?
+                let reset = reset_blocked_steps(&txn, task_id, now).await?;
+                if reset.is_empty() {
+                    // Nothing would run: the task would wait in `pending` forever. Refuse, and
+                    // the dropped transaction leaves the task as it was.
+                    let cancelled = txn
+                        .query_all_raw(stmt(
+                            backend,
+                            "SELECT name FROM tasker_workflow_steps WHERE task_id = $1 AND state = 'cancelled' \
+                             ORDER BY position",
+                            vec![id.clone()],
+                        ))
+                        .await?
+                        .iter()
+                        .map(|row| get::<String>(row, "name"))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    return Err(StoreError::NothingToRetry { task_id, cancelled });
+                }
+                reset
             }
             _ => Vec::new(),
         };
@@ -581,6 +649,14 @@ impl Store {
     /// operator has resolved what blocked it. If nothing can run, it is finalized again at once
     /// (`complete` when every step is now done). Returns the task's state afterwards.
     pub async fn reopen_task(
+        &self,
+        task_id: TaskId,
+        now: DateTime<Utc>,
+    ) -> Result<TaskState, StoreError> {
+        retrying(|| self.reopen_task_once(task_id, now)).await
+    }
+
+    async fn reopen_task_once(
         &self,
         task_id: TaskId,
         now: DateTime<Utc>,

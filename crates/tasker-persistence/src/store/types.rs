@@ -21,6 +21,14 @@ pub struct RegisteredTemplate {
     pub named_step_ids: HashMap<String, i64>,
 }
 
+/// Which steps a claim may take: all of them, or only those of tasks of the listed templates
+/// (named task ids), for an engine that can run only some templates.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClaimFilter {
+    /// `None`: any task; `Some(ids)`: only tasks of these named tasks (none when empty).
+    pub named_task_ids: Option<Vec<i64>>,
+}
+
 /// How to create a task.
 pub struct CreateTaskOptions<'a> {
     /// Creation time.

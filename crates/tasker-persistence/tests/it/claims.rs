@@ -248,7 +248,7 @@ async fn wide_batches_span_several_statements_and_count_every_parent_once() {
             998,
             "{backend}: one claim statement set spans several chunks"
         );
-        let outcomes = claimed
+        let outcomes: Vec<StepOutcome> = claimed
             .iter()
             .map(|s| StepOutcome::Success {
                 step_id: s.step_id,

@@ -1,6 +1,8 @@
 //! The `tasker` binary as a user runs it: real processes, real databases (SQLite always,
 //! PostgreSQL when `TASKER_TEST_DATABASE_URL` is set).
 
+mod worker;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -186,6 +188,55 @@ async fn a_killed_run_loses_nothing_and_resume_finishes_it() {
         assert_eq!(doc["status"], "complete");
         assert_eq!(doc["steps"]["nap"]["attempts"], 2, "the killed attempt counts; the step ran again");
         assert_eq!(doc["steps"]["after"]["status"], "complete");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn sigterm_and_ctrl_c_drain_a_run_and_give_back_its_claim_unspent() {
+    on_each_database(|db| async move {
+        let dir = tempfile::tempdir().unwrap();
+        let template = write(
+            dir.path(),
+            "slow.yaml",
+            "name: slow\nstep_templates:\n  - name: nap\n    handler_class: tasker::sleep\n    handler_config: { millis: 300 }\n  - name: after\n    handler_class: tasker::noop\n    depends_on_step: nap\n",
+        );
+        for signal in ["-TERM", "-INT"] {
+            let mut child = Command::new(env!("CARGO_BIN_EXE_tasker"))
+                .args(["run", template.to_str().unwrap(), "--database", &db.url])
+                .env("TASKER_ENGINE__SHUTDOWN_GRACE", "0")
+                .stderr(Stdio::piped())
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap();
+            let mut task_id = None;
+            let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+            for line in lines.by_ref() {
+                let line = line.unwrap();
+                if let Some(rest) = line.strip_prefix("task ") {
+                    task_id = rest.split_whitespace().next().map(str::to_owned);
+                }
+                if line.starts_with("started: nap") {
+                    break;
+                }
+            }
+            let sent = Command::new("kill").args([signal, &child.id().to_string()]).status().unwrap();
+            assert!(sent.success());
+            let rest: Vec<String> = lines.map(Result::unwrap).collect();
+            let status = child.wait().unwrap();
+            assert_eq!(status.code(), Some(130), "{signal}: {rest:?}");
+            assert!(rest.iter().any(|l| l.starts_with("interrupted: drained")), "{signal}: {rest:?}");
+            let task_id = task_id.expect("the run printed its task id");
+            // No lease to wait for: the drain gave the claim back.
+            let out = Command::new(env!("CARGO_BIN_EXE_tasker"))
+                .args(["resume", &task_id, "--json", "--database", &db.url])
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{}", text(&out.stderr));
+            let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+            assert_eq!(doc["status"], "complete");
+            assert_eq!(doc["steps"]["nap"]["attempts"], 1, "{signal}: the drained attempt was not spent");
+        }
     })
     .await;
 }

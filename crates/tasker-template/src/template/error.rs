@@ -89,6 +89,18 @@ pub enum TemplateErrorKind {
         /// The timeout as written.
         value: String,
     },
+    /// A `timeout` longer than [`tasker_domain::duration::MAX_STEP_TIMEOUT`].
+    #[error(
+        "timeout of {} in template {template} exceeds the maximum step timeout of {} (24 h)",
+        tasker_domain::duration::describe(*.value),
+        tasker_domain::duration::describe(tasker_domain::duration::MAX_STEP_TIMEOUT)
+    )]
+    TimeoutTooLong {
+        /// The template, `namespace/name@version`.
+        template: String,
+        /// The timeout as given.
+        value: std::time::Duration,
+    },
     /// A step or dependency is missing from `named_steps`.
     #[error("`{name}` is not listed in named_steps")]
     NotInNamedSteps {

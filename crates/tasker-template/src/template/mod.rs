@@ -376,8 +376,17 @@ impl TaskTemplate {
                     max: MAX_RETRY_LIMIT,
                 }));
             }
-            if step.timeout == Some(Duration::ZERO) {
-                errors.push(at(TemplateErrorKind::InvalidTimeout { value: "0".into() }));
+            match step.timeout {
+                Some(Duration::ZERO) => {
+                    errors.push(at(TemplateErrorKind::InvalidTimeout { value: "0".into() }));
+                }
+                Some(value) if value > tasker_domain::duration::MAX_STEP_TIMEOUT => {
+                    errors.push(at(TemplateErrorKind::TimeoutTooLong {
+                        template: self.full_name(),
+                        value,
+                    }));
+                }
+                _ => {}
             }
             for dependency in &step.depends_on_steps {
                 if !names.contains(&dependency.as_str()) {

@@ -150,6 +150,39 @@ fn structural_errors_name_the_step_and_its_line() {
 }
 
 #[test]
+fn hostile_timeouts_are_refused_with_the_cap() {
+    check(
+        "name: demo\nstep_templates:\n  - name: a\n    handler_class: X\n    timeout: 10000000000000\n",
+        expect![
+            "t.yaml:3: step `a`: timeout of 10000000000000 s in template default/demo@0.1.0 exceeds the maximum step timeout of 86400 s (24 h)"
+        ],
+    );
+    check(
+        "name: demo\nstep_templates:\n  - name: a\n    handler_class: X\n    timeout: 86401\n",
+        expect![
+            "t.yaml:3: step `a`: timeout of 86401 s in template default/demo@0.1.0 exceeds the maximum step timeout of 86400 s (24 h)"
+        ],
+    );
+    check(
+        "name: demo\nstep_templates:\n  - name: a\n    handler_class: X\n    timeout: 24h\n",
+        expect!["ok"],
+    );
+    check(
+        "name: demo\nstep_templates:\n  - name: a\n    handler_class: X\nenvironments:\n  prod:\n    step_templates:\n      - name: a\n        timeout: 100000h\n",
+        expect![
+            "t.yaml:3: environment `prod`: step `a`: timeout of 360000000 s in template default/demo@0.1.0 exceeds the maximum step timeout of 86400 s (24 h)"
+        ],
+    );
+    // Built in code, not parsed: the same check at validation.
+    let mut template = TaskTemplate::from_yaml_str(MINIMAL, None).unwrap();
+    template.step_templates[0].timeout = Some(Duration::MAX);
+    assert!(matches!(
+        template.validate().unwrap_err().0[0].kind,
+        TemplateErrorKind::TimeoutTooLong { .. }
+    ));
+}
+
+#[test]
 fn value_errors_are_collected_together() {
     check(
         "name: demo\nversion: 1.0\nstep_templates:\n  - name: a\n    handler_class: X\n    default_retry_limit: 0\n  - name: b\n    handler_class: X\n    timeout: soon\n    depends_on_step: z\n",

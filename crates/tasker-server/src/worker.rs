@@ -1,0 +1,53 @@
+//! `tasker worker`: the coordinator alone, with no HTTP, on tasks other processes create, until
+//! SIGTERM or Ctrl-C; then a drain (running attempts finish within `engine.shutdown_grace`, the
+//! claims still held are given back with no attempt spent) and exit 0.
+
+use std::process::ExitCode;
+
+use crate::settings::Settings;
+
+/// Listens for Ctrl-C (SIGINT) and, on Unix, SIGTERM from now on (the SIGTERM handler is
+/// installed before this returns); the future finishes at the first of them: both mean "drain
+/// and stop".
+pub(crate) fn shutdown_signal()
+-> anyhow::Result<impl std::future::Future<Output = anyhow::Result<()>>> {
+    #[cfg(unix)]
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    Ok(async move {
+        #[cfg(unix)]
+        tokio::select! {
+            result = tokio::signal::ctrl_c() => result?,
+            _ = terminate.recv() => {}
+        }
+        #[cfg(not(unix))]
+        tokio::signal::ctrl_c().await?;
+        Ok(())
+    })
+}
+
+/// Runs the coordinator until a shutdown signal, then drains.
+pub(crate) async fn run(settings: &Settings, namespaces: Vec<String>) -> anyhow::Result<ExitCode> {
+    // Listening before the engine starts: a signal that arrives during start-up still drains.
+    let signal = shutdown_signal()?;
+    let (_, engine) = crate::run::open_claiming(settings, &namespaces).await?;
+    engine.start();
+    let scope = if namespaces.is_empty() {
+        "all namespaces".to_owned()
+    } else {
+        format!("namespaces {}", namespaces.join(", "))
+    };
+    eprintln!(
+        "worker {} running ({scope}); SIGTERM or Ctrl-C drains and stops",
+        engine.owner()
+    );
+    signal.await?;
+    eprintln!(
+        "draining: running attempts may finish for up to {:?}",
+        settings.engine.shutdown_grace
+    );
+    engine.drain().await;
+    // Subscribers (the event log) finish what was published before the process exits.
+    engine.events().settled().await;
+    eprintln!("drained; stopped");
+    Ok(ExitCode::SUCCESS)
+}
