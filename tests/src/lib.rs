@@ -13,3 +13,7 @@ pub struct BlogExamplesDoctests;
 #[cfg(doctest)]
 #[doc = include_str!("../../docs/events.md")]
 pub struct EventsDoctests;
+
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/api.md")]
+pub struct ApiDoctests;

@@ -127,6 +127,27 @@ pub(crate) fn run(check: bool) -> anyhow::Result<()> {
         std::fs::write(root.join(path), contents).with_context(|| format!("writing {path}"))?;
         println!("codegen: wrote {path}");
     }
+    // The OpenAPI document comes from the API crate's annotations: its own test writes it when
+    // asked, and checks it (in `cargo test --workspace`) otherwise, so xtask need not link axum.
+    let status =
+        std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .current_dir(&root)
+            .args([
+                "test",
+                "-q",
+                "-p",
+                "tasker-api",
+                "--test",
+                "it",
+                "the_committed_openapi_document_is_current",
+            ])
+            .env("TASKER_WRITE_OPENAPI", "1")
+            .status()
+            .context("running cargo test to write docs/openapi.json")?;
+    if !status.success() {
+        bail!("writing docs/openapi.json failed");
+    }
+    println!("codegen: wrote docs/openapi.json");
     if stale.is_empty() {
         println!("codegen: {} artifacts up to date", ARTIFACTS.len());
     }

@@ -26,6 +26,7 @@ mod correlation;
 mod error;
 mod extract;
 mod guard;
+mod keys;
 mod openapi;
 mod routes;
 mod state;
@@ -47,6 +48,7 @@ use utoipa_axum::router::OpenApiRouter;
 
 pub use correlation::{CorrelationId, HEADER as CORRELATION_HEADER};
 pub use error::{ApiError, ErrorBody, ErrorEnvelope};
+pub use keys::DatabaseApiKeys;
 pub use routes::tasks::IDEMPOTENCY_KEY;
 pub use state::ApiSettings;
 pub use views::{
@@ -116,15 +118,28 @@ impl Api {
             .merge(routes::health::router())
     }
 
-    /// The router: every route, the OpenAPI document at `/openapi.json`, and Swagger UI at
-    /// `/docs` when enabled.
-    pub fn router(&self) -> Router {
-        let shared = Arc::new(Shared {
+    fn shared(&self) -> Arc<Shared> {
+        Arc::new(Shared {
             engine: self.engine.clone(),
             access: self.access.clone(),
             settings: self.settings.clone(),
             expects_coordinator: self.expects_coordinator,
-        });
+        })
+    }
+
+    /// The two probes alone (`/health/live`, `/health/ready`), never authenticated: for a
+    /// server that also answers them outside the API's prefix, where orchestrators look.
+    pub fn probes(&self) -> Router {
+        let (routes, _) = OpenApiRouter::new()
+            .merge(routes::health::router())
+            .split_for_parts();
+        routes.with_state(self.shared())
+    }
+
+    /// The router: every route, the OpenAPI document at `/openapi.json`, and Swagger UI at
+    /// `/docs` when enabled.
+    pub fn router(&self) -> Router {
+        let shared = self.shared();
         let (routes, spec) = Self::routes().split_for_parts();
         let timeout = self
             .settings

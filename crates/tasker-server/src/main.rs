@@ -3,6 +3,7 @@
 
 mod events;
 mod run;
+mod serve;
 mod settings;
 mod worker;
 
@@ -103,6 +104,26 @@ enum Command {
         #[arg(long = "namespace", value_name = "NS")]
         namespaces: Vec<String>,
     },
+    /// Serve the REST API under /v1 (and the probes at /health/*), with the coordinator unless
+    /// --no-worker
+    Serve {
+        /// Listen here (default: server.bind, 127.0.0.1:8080)
+        #[arg(long, value_name = "ADDR")]
+        bind: Option<String>,
+        /// Apply pending migrations first (otherwise an old schema is refused)
+        #[arg(long)]
+        migrate: bool,
+        /// The API alone: tasks run in `tasker worker` processes
+        #[arg(long)]
+        no_worker: bool,
+    },
+    /// Ask a running server's readiness probe; exit 0 when it is ready (for container health
+    /// checks)
+    Health {
+        /// The server's base URL
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -183,6 +204,19 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     Command::Templates => run::list_templates(&settings).await,
                     Command::Migrate => run::migrate(&settings).await,
                     Command::Worker { namespaces } => worker::run(&settings, namespaces).await,
+                    Command::Serve {
+                        bind,
+                        migrate,
+                        no_worker,
+                    } => {
+                        let args = serve::ServeArgs {
+                            bind,
+                            migrate,
+                            no_worker,
+                        };
+                        serve::run(&settings, args).await
+                    }
+                    Command::Health { url } => serve::health(&url).await,
                     Command::Validate { .. } | Command::Graph { .. } | Command::Events { .. } => {
                         unreachable!("handled above")
                     }

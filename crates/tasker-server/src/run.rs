@@ -89,13 +89,13 @@ pub(crate) async fn open_claiming(
 
 /// Registers the blog example workflows and the engine test shapes, with mock services.
 #[cfg(feature = "blog-examples")]
-async fn register_examples(engine: &Engine) -> anyhow::Result<()> {
+pub(crate) async fn register_examples(engine: &Engine) -> anyhow::Result<()> {
     tasker_blog_examples::register_with_default_services(engine).await?;
     Ok(())
 }
 
 #[cfg(not(feature = "blog-examples"))]
-async fn register_examples(_: &Engine) -> anyhow::Result<()> {
+pub(crate) async fn register_examples(_: &Engine) -> anyhow::Result<()> {
     Ok(())
 }
 

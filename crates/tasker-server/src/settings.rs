@@ -22,6 +22,32 @@ pub(crate) struct Settings {
     pub engine: EngineConfig,
     /// Logging.
     pub log: LogSettings,
+    /// `tasker serve`: where it listens and which profile's rules apply.
+    pub server: ServerSettings,
+    /// The HTTP API's limits, CORS and documentation page.
+    pub api: tasker_api::ApiSettings,
+    /// Who may call the API, and what they may do.
+    pub auth: tasker_auth::AuthConfig,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct ServerSettings {
+    /// The address `tasker serve` listens on (`--bind` overrides it).
+    pub bind: String,
+    /// `development` (the default) or `production`: production refuses open access unless
+    /// `auth.allow_open_in_production` says otherwise.
+    pub profile: tasker_auth::Profile,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            bind: "127.0.0.1:8080".into(),
+            profile: tasker_auth::Profile::Development,
+        }
+    }
 }
 
 /// `[database]`.

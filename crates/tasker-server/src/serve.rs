@@ -1,0 +1,155 @@
+//! `tasker serve`: the REST API under `/v1` (with the probes also at `/health/*`) and, unless
+//! `--no-worker`, the coordinator in the same process. SIGTERM or Ctrl-C stops accepting
+//! requests, lets open ones finish (event streams are cut after the drain grace), then drains
+//! the coordinator and exits 0.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context as _, bail};
+use tasker_api::{Api, DatabaseApiKeys};
+use tasker_engine::Engine;
+use tasker_persistence::{ConnectOptions, Store};
+
+use crate::settings::Settings;
+
+/// What `tasker serve` was asked.
+pub(crate) struct ServeArgs {
+    /// Overrides `server.bind`.
+    pub(crate) bind: Option<String>,
+    /// Apply pending migrations first.
+    pub(crate) migrate: bool,
+    /// The API alone; `tasker worker` processes run the tasks.
+    pub(crate) no_worker: bool,
+}
+
+/// Opens the store, refusing a schema older than this binary unless asked to migrate it.
+pub(crate) async fn open_current(settings: &Settings, migrate: bool) -> anyhow::Result<Store> {
+    let options = settings.database.connect_options()?;
+    let store = Store::connect(
+        &settings.database.url,
+        &ConnectOptions {
+            migrate: false,
+            ..options
+        },
+    )
+    .await?;
+    if migrate {
+        store.migrate().await?;
+        return Ok(store);
+    }
+    let status = store.schema_status().await?;
+    if !status.is_current() {
+        bail!(
+            "the database schema is older than this binary: {} migration(s) pending ({}); run `tasker migrate` first, or start with `tasker serve --migrate`",
+            status.pending.len(),
+            status.pending.join(", ")
+        );
+    }
+    Ok(store)
+}
+
+pub(crate) async fn run(settings: &Settings, args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let signal = crate::worker::shutdown_signal()?;
+    settings.api.validate().map_err(anyhow::Error::msg)?;
+    let store = open_current(settings, args.migrate).await?;
+    let engine = Engine::builder(store.clone())
+        .config(settings.engine.clone())
+        .build()
+        .map_err(|e| anyhow::anyhow!("invalid engine configuration: {e}"))?;
+    crate::run::register_examples(&engine).await?;
+    engine
+        .events()
+        .register(Arc::new(tasker_events::LogSubscriber::new()))?;
+    // On PostgreSQL, events of tasks other processes run reach this process's streams.
+    let _relay = engine.relay_events().await?;
+    let built = settings
+        .auth
+        .build(
+            settings.server.profile,
+            Some(Arc::new(DatabaseApiKeys::new(store.clone()))),
+        )
+        .context("auth configuration")?;
+    for warning in &built.warnings {
+        tracing::warn!("auth: {warning}");
+    }
+    let api = Api::new(engine.clone(), built.access)
+        .settings(settings.api.clone())
+        .expects_coordinator(!args.no_worker);
+    let app = axum::Router::new()
+        .nest("/v1", api.router())
+        .merge(api.probes());
+    let bind = args.bind.unwrap_or_else(|| settings.server.bind.clone());
+    let listener = tokio::net::TcpListener::bind(&bind)
+        .await
+        .with_context(|| format!("cannot listen on {bind}"))?;
+    let address = listener.local_addr()?;
+    if !args.no_worker {
+        engine.start();
+    }
+    eprintln!(
+        "tasker serve: listening on http://{address} (API under /v1, docs at /v1/docs){}",
+        if args.no_worker {
+            ", no coordinator"
+        } else {
+            ", coordinator running"
+        }
+    );
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                stop_rx.await.ok();
+            })
+            .await
+    });
+    signal.await?;
+    eprintln!("stopping: no new requests; open ones may finish");
+    stop_tx.send(()).ok();
+    let grace = settings.engine.shutdown_grace;
+    let drained = async {
+        let (http, ()) = tokio::join!(server, async {
+            if !args.no_worker {
+                engine.drain().await;
+            }
+        });
+        http
+    };
+    match tokio::time::timeout(grace + std::time::Duration::from_secs(1), drained).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(err))) => tracing::warn!(error = %err, "the HTTP server stopped with an error"),
+        Ok(Err(err)) => tracing::warn!(error = %err, "the HTTP server task failed"),
+        Err(_) => eprintln!("open connections (event streams) were cut after the grace"),
+    }
+    if !args.no_worker {
+        // The coordinator drains even when HTTP connections outlived the grace.
+        engine.drain().await;
+    }
+    engine.events().settled().await;
+    eprintln!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `tasker health`: asks a running server's readiness probe; exit 0 when ready.
+pub(crate) async fn health(url: &str) -> anyhow::Result<ExitCode> {
+    let probe = format!("{}/health/ready", url.trim_end_matches('/'));
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(5))
+        .build()?;
+    match client.get(&probe).send().await {
+        Ok(response) => {
+            let ready = response.status().is_success();
+            let body = response.text().await.unwrap_or_default();
+            crate::print_stdout(&format!("{body}\n"));
+            Ok(if ready {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        Err(err) => {
+            eprintln!("{probe}: {err}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
