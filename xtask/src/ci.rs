@@ -81,9 +81,8 @@ impl Step {
 
 /// `cargo xtask ci`.
 pub(crate) fn run() -> anyhow::Result<()> {
-    let workspace_root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .context("xtask has no parent directory")?;
+    let root = crate::workspace_root();
+    let workspace_root = root.as_path();
     for step in STEPS {
         println!("+ {step}");
         std::io::stdout().flush()?;

@@ -36,7 +36,7 @@ const ARTIFACTS: &[Artifact] = &[
 ];
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    crate::workspace_root()
 }
 
 /// ARCHITECTURE.md with its layer table region replaced.

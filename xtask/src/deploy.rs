@@ -16,7 +16,7 @@ use std::process::{Command, Output, Stdio};
 use anyhow::{Context as _, bail};
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    crate::workspace_root()
 }
 
 /// A program on PATH and the PyPI package that provides it.

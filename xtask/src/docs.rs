@@ -15,7 +15,7 @@ use anyhow::{Context as _, bail};
 use tasker_template::TaskTemplate;
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    crate::workspace_root()
 }
 
 /// Errors of the YAML templates embedded in one markdown document, each naming the document and

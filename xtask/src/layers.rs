@@ -767,14 +767,14 @@ impl Workspace {
 
     /// Reads this repository's workspace, with its resolved graph, through `cargo metadata`.
     pub(crate) fn load() -> anyhow::Result<Workspace> {
-        let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.toml");
+        let manifest = crate::workspace_root().join("Cargo.toml");
         let metadata = cargo_metadata::MetadataCommand::new()
-            .manifest_path(manifest)
+            .manifest_path(&manifest)
             // The host's graph only: what the build compiles here, and no download of crates that
             // only other platforms use.
             .other_options(vec!["--filter-platform".to_owned(), host_triple()?])
             .exec()
-            .with_context(|| format!("cargo metadata failed for {manifest}"))?;
+            .with_context(|| format!("cargo metadata failed for {}", manifest.display()))?;
         Ok(Workspace::from_metadata(&metadata))
     }
 

@@ -59,6 +59,20 @@ enum Task {
     },
 }
 
+/// The root of the checkout this run was started in. `cargo run` and `cargo test` set
+/// `CARGO_MANIFEST_DIR` at run time; the compile-time value is only a fallback, because an
+/// xtask binary built in another checkout that shares the target directory would otherwise
+/// check, write and validate that other checkout's files.
+pub(crate) fn workspace_root() -> std::path::PathBuf {
+    let xtask = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    xtask
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or(xtask)
+}
+
 fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Task::LintLayers => layers::run(),

@@ -33,7 +33,7 @@ pub(crate) enum Action {
 
 pub(crate) fn run(action: Action) -> anyhow::Result<()> {
     if let Action::New { name } = &action {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations/src");
+        let root = crate::workspace_root().join("migrations/src");
         let file = new_migration(&root, name, chrono::Utc::now())?;
         println!("created {}", file.display());
         return Ok(());

@@ -15,7 +15,7 @@ use std::process::Command;
 use anyhow::{Context as _, bail};
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    crate::workspace_root()
 }
 
 /// The repository's files (tracked, or new and not ignored), relative to `root`.
