@@ -16,7 +16,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::tasks::history;
-use crate::error::{ApiError, ErrorEnvelope};
+use crate::error::{ApiError, ReadErrors};
 use crate::extract::{Path, Query};
 use crate::state::Shared;
 use crate::views::EventFilter;
@@ -90,9 +90,7 @@ async fn next(
     params(EventFilter),
     responses(
         (status = 200, description = "A text/event-stream: each SSE event is named after the Tasker event and carries it as JSON", content_type = "text/event-stream", body = String),
-        (status = 400, description = "Unknown category", body = ErrorEnvelope),
-        (status = 401, description = "Unauthenticated", body = ErrorEnvelope),
-        (status = 403, description = "Forbidden", body = ErrorEnvelope),
+        ReadErrors,
     )
 )]
 pub(crate) async fn event_stream(
@@ -151,10 +149,7 @@ pub(crate) async fn event_stream(
     params(("task_id" = Uuid, Path, description = "The task")),
     responses(
         (status = 200, description = "A text/event-stream: `transition` events replaying the history, then the task's live events as JSON", content_type = "text/event-stream", body = String),
-        (status = 400, description = "Malformed id", body = ErrorEnvelope),
-        (status = 401, description = "Unauthenticated", body = ErrorEnvelope),
-        (status = 403, description = "Forbidden", body = ErrorEnvelope),
-        (status = 404, description = "No such task", body = ErrorEnvelope),
+        ReadErrors,
     )
 )]
 pub(crate) async fn task_events(
@@ -167,7 +162,9 @@ pub(crate) async fn task_events(
         .engine
         .events()
         .stream(vec![Interest::all()], CLIENT_BUFFER);
-    let replay = history(&shared, task_id).await?;
+    // The state before the history: a task final by then has its final transition in the
+    // history; one that finishes later is followed live. (Read after, a task finishing in
+    // between would end the stream with its last transition missing.)
     let finished = shared
         .engine
         .store()
@@ -175,6 +172,7 @@ pub(crate) async fn task_events(
         .await?
         .state
         .is_finished();
+    let replay = history(&shared, task_id).await?;
     let last_replayed = replay.transitions.iter().map(|t| t.created_at).max();
     Ok(spawn_stream(move |tx| async move {
         for transition in &replay.transitions {
