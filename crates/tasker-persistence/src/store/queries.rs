@@ -443,6 +443,30 @@ impl Store {
         rows.iter().map(transition_record).collect()
     }
 
+    /// The transition histories of all of a task's steps in one query, each row with its step,
+    /// ordered by step then sort key.
+    pub async fn step_transitions_of_task(
+        &self,
+        task_id: TaskId,
+    ) -> Result<Vec<(StepId, TransitionRecord)>, StoreError> {
+        let rows = self
+            .db
+            .query_all_raw(stmt(
+                self.backend(),
+                "SELECT t.workflow_step_id, t.from_state, t.to_state, t.sort_key, t.most_recent, t.metadata, t.created_at \
+                 FROM tasker_workflow_step_transitions t JOIN tasker_workflow_steps s ON s.workflow_step_id = t.workflow_step_id \
+                 WHERE s.task_id = $1 ORDER BY t.workflow_step_id, t.sort_key",
+                vec![task_id.as_uuid().into()],
+            ))
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let step: uuid::Uuid = get(row, "workflow_step_id")?;
+                Ok((StepId(step), transition_record(row)?))
+            })
+            .collect()
+    }
+
     /// Tasks matching `filter`, newest first.
     pub async fn list_tasks(&self, filter: &TaskFilter) -> Result<Page<TaskRecord>, StoreError> {
         let mut conditions = Vec::new();
