@@ -287,3 +287,58 @@ impl From<PathRejection> for ApiError {
         Self::bad_request(rejection.body_text())
     }
 }
+
+/// The error responses of a route that reads: in the OpenAPI document once, listed by each
+/// route's `responses(...)`.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // a document of responses, never built
+pub(crate) enum ReadErrors {
+    /// Malformed id, query or header.
+    #[response(status = 400)]
+    BadRequest(ErrorEnvelope),
+    /// No valid credentials.
+    #[response(status = 401)]
+    Unauthorized(ErrorEnvelope),
+    /// The credentials lack the route's permission.
+    #[response(status = 403)]
+    Forbidden(ErrorEnvelope),
+    /// No such task, step, template or handler.
+    #[response(status = 404)]
+    NotFound(ErrorEnvelope),
+    /// The database is unavailable.
+    #[response(status = 503)]
+    Unavailable(ErrorEnvelope),
+}
+
+/// The error responses of a route that changes something.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // a document of responses, never built
+pub(crate) enum WriteErrors {
+    /// Malformed JSON, id or header.
+    #[response(status = 400)]
+    BadRequest(ErrorEnvelope),
+    /// No valid credentials.
+    #[response(status = 401)]
+    Unauthorized(ErrorEnvelope),
+    /// The credentials lack the route's permission.
+    #[response(status = 403)]
+    Forbidden(ErrorEnvelope),
+    /// No such task, step or template.
+    #[response(status = 404)]
+    NotFound(ErrorEnvelope),
+    /// The state machine refuses the transition, another writer won, or the version exists.
+    #[response(status = 409)]
+    Conflict(ErrorEnvelope),
+    /// The body is larger than the server accepts.
+    #[response(status = 413)]
+    TooLarge(ErrorEnvelope),
+    /// The body is not JSON (or YAML, for templates).
+    #[response(status = 415)]
+    UnsupportedMediaType(ErrorEnvelope),
+    /// Well-formed but invalid: `details` holds JSON paths or template lines.
+    #[response(status = 422)]
+    Invalid(ErrorEnvelope),
+    /// The database is unavailable.
+    #[response(status = 503)]
+    Unavailable(ErrorEnvelope),
+}

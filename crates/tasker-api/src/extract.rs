@@ -29,7 +29,7 @@ pub(crate) struct Query<T>(pub(crate) T);
 #[from_request(via(axum::extract::Path), rejection(ApiError))]
 pub(crate) struct Path<T>(pub(crate) T);
 
-/// An optional JSON body: empty means `T::default()`.
+/// An optional JSON body: empty or `null` means `T::default()`.
 pub(crate) fn optional_json<T: DeserializeOwned + Default>(
     headers: &axum::http::HeaderMap,
     body: &[u8],
@@ -51,11 +51,13 @@ pub(crate) fn optional_json<T: DeserializeOwned + Default>(
             "the body must be JSON (Content-Type: application/json)",
         ));
     }
-    serde_json::from_slice(body).map_err(|err| {
-        if err.is_data() {
-            ApiError::unprocessable("invalid_body", format!("invalid body: {err}"))
-        } else {
-            ApiError::bad_request(format!("malformed JSON body: {err}"))
-        }
-    })
+    serde_json::from_slice::<Option<T>>(body)
+        .map(Option::unwrap_or_default)
+        .map_err(|err| {
+            if err.is_data() {
+                ApiError::unprocessable("invalid_body", format!("invalid body: {err}"))
+            } else {
+                ApiError::bad_request(format!("malformed JSON body: {err}"))
+            }
+        })
 }

@@ -15,7 +15,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::tasks::operator;
-use crate::error::{ApiError, ErrorEnvelope};
+use crate::error::{ApiError, ReadErrors, WriteErrors};
 use crate::extract::{Json, Path, optional_json};
 use crate::state::Shared;
 use crate::views::{ActionBody, ResolveStepBody, StepView, UpdateStepBody, step_views};
@@ -64,10 +64,7 @@ async fn owned_step(shared: &Shared, task_id: Uuid, step_id: Uuid) -> Result<Ste
     params(("task_id" = Uuid, Path, description = "The task")),
     responses(
         (status = 200, description = "The steps", body = Vec<StepView>),
-        (status = 400, description = "Malformed id", body = ErrorEnvelope),
-        (status = 401, description = "Unauthenticated", body = ErrorEnvelope),
-        (status = 403, description = "Forbidden", body = ErrorEnvelope),
-        (status = 404, description = "No such task", body = ErrorEnvelope),
+        ReadErrors,
     )
 )]
 pub(crate) async fn list_steps(
@@ -86,10 +83,7 @@ pub(crate) async fn list_steps(
     ),
     responses(
         (status = 200, description = "The step", body = StepView),
-        (status = 400, description = "Malformed id", body = ErrorEnvelope),
-        (status = 401, description = "Unauthenticated", body = ErrorEnvelope),
-        (status = 403, description = "Forbidden", body = ErrorEnvelope),
-        (status = 404, description = "No such task or step", body = ErrorEnvelope),
+        ReadErrors,
     )
 )]
 pub(crate) async fn show_step(
@@ -130,13 +124,7 @@ async fn update(
     request_body = UpdateStepBody,
     responses(
         (status = 200, description = "The step as changed", body = StepView),
-        (status = 400, description = "Malformed", body = ErrorEnvelope),
-        (status = 401, description = "Unauthenticated", body = ErrorEnvelope),
-        (status = 403, description = "Forbidden", body = ErrorEnvelope),
-        (status = 404, description = "No such task or step", body = ErrorEnvelope),
-        (status = 409, description = "The step is no longer pending", body = ErrorEnvelope),
-        (status = 415, description = "Not JSON", body = ErrorEnvelope),
-        (status = 422, description = "Invalid body", body = ErrorEnvelope),
+        WriteErrors,
     )
 )]
 pub(crate) async fn update_step(
@@ -157,13 +145,7 @@ pub(crate) async fn update_step(
     request_body = UpdateStepBody,
     responses(
         (status = 200, description = "The step as changed", body = StepView),
-        (status = 400, description = "Malformed", body = ErrorEnvelope),
-        (status = 401, description = "Unauthenticated", body = ErrorEnvelope),
-        (status = 403, description = "Forbidden", body = ErrorEnvelope),
-        (status = 404, description = "No such task or step", body = ErrorEnvelope),
-        (status = 409, description = "The step is no longer pending", body = ErrorEnvelope),
-        (status = 415, description = "Not JSON", body = ErrorEnvelope),
-        (status = 422, description = "Invalid body", body = ErrorEnvelope),
+        WriteErrors,
     )
 )]
 pub(crate) async fn replace_step(
@@ -199,13 +181,7 @@ async fn cancel(
     request_body(content = Option<ActionBody>, description = "Optional: why"),
     responses(
         (status = 200, description = "The cancelled step", body = StepView),
-        (status = 400, description = "Malformed", body = ErrorEnvelope),
-        (status = 401, description = "Unauthenticated", body = ErrorEnvelope),
-        (status = 403, description = "Forbidden", body = ErrorEnvelope),
-        (status = 404, description = "No such task or step", body = ErrorEnvelope),
-        (status = 409, description = "The step has already finished", body = ErrorEnvelope),
-        (status = 415, description = "Not JSON", body = ErrorEnvelope),
-        (status = 422, description = "Invalid body", body = ErrorEnvelope),
+        WriteErrors,
     )
 )]
 pub(crate) async fn delete_step(
@@ -230,13 +206,7 @@ pub(crate) async fn delete_step(
     request_body(content = Option<ActionBody>, description = "Optional: why"),
     responses(
         (status = 200, description = "The cancelled step", body = StepView),
-        (status = 400, description = "Malformed", body = ErrorEnvelope),
-        (status = 401, description = "Unauthenticated", body = ErrorEnvelope),
-        (status = 403, description = "Forbidden", body = ErrorEnvelope),
-        (status = 404, description = "No such task or step", body = ErrorEnvelope),
-        (status = 409, description = "The step has already finished", body = ErrorEnvelope),
-        (status = 415, description = "Not JSON", body = ErrorEnvelope),
-        (status = 422, description = "Invalid body", body = ErrorEnvelope),
+        WriteErrors,
     )
 )]
 pub(crate) async fn cancel_step(
@@ -261,13 +231,7 @@ pub(crate) async fn cancel_step(
     request_body(content = Option<ResolveStepBody>, description = "Results and why"),
     responses(
         (status = 200, description = "The resolved step", body = StepView),
-        (status = 400, description = "Malformed", body = ErrorEnvelope),
-        (status = 401, description = "Unauthenticated", body = ErrorEnvelope),
-        (status = 403, description = "Forbidden", body = ErrorEnvelope),
-        (status = 404, description = "No such task or step", body = ErrorEnvelope),
-        (status = 409, description = "The step cannot be resolved in its state", body = ErrorEnvelope),
-        (status = 415, description = "Not JSON", body = ErrorEnvelope),
-        (status = 422, description = "Invalid body", body = ErrorEnvelope),
+        WriteErrors,
     )
 )]
 pub(crate) async fn resolve_step(
@@ -300,13 +264,7 @@ pub(crate) async fn resolve_step(
     request_body(content = Option<ActionBody>, description = "Optional: why"),
     responses(
         (status = 200, description = "The step, pending again", body = StepView),
-        (status = 400, description = "Malformed", body = ErrorEnvelope),
-        (status = 401, description = "Unauthenticated", body = ErrorEnvelope),
-        (status = 403, description = "Forbidden", body = ErrorEnvelope),
-        (status = 404, description = "No such task or step", body = ErrorEnvelope),
-        (status = 409, description = "The step is not in error", body = ErrorEnvelope),
-        (status = 415, description = "Not JSON", body = ErrorEnvelope),
-        (status = 422, description = "Invalid body", body = ErrorEnvelope),
+        WriteErrors,
     )
 )]
 pub(crate) async fn retry_step(

@@ -20,7 +20,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::correlation::CorrelationId;
-use crate::error::{ApiError, ErrorEnvelope};
+use crate::error::{ApiError, ReadErrors, WriteErrors};
 use crate::extract::{Json, Path, Query, optional_json};
 use crate::state::Shared;
 use crate::views::{
@@ -60,14 +60,7 @@ pub(crate) fn operator(principal: Option<&Principal>, note: Option<String>) -> O
     responses(
         (status = 201, description = "Created", body = TaskView),
         (status = 200, description = "An existing task with the same idempotency key", body = TaskView),
-        (status = 400, description = "Malformed", body = ErrorEnvelope),
-        (status = 401, description = "Unauthenticated", body = ErrorEnvelope),
-        (status = 403, description = "Forbidden", body = ErrorEnvelope),
-        (status = 404, description = "No such template", body = ErrorEnvelope),
-        (status = 413, description = "Body too large", body = ErrorEnvelope),
-        (status = 415, description = "Not JSON", body = ErrorEnvelope),
-        (status = 422, description = "Invalid context or bypass", body = ErrorEnvelope),
-        (status = 503, description = "Database unavailable", body = ErrorEnvelope),
+        WriteErrors,
     )
 )]
 pub(crate) async fn create_task(
@@ -199,10 +192,7 @@ fn parse_annotation(filter: &str) -> Result<(String, String, Value), ApiError> {
     params(ListTasksQuery),
     responses(
         (status = 200, description = "A page of tasks", body = TaskPage),
-        (status = 400, description = "Malformed filter or cursor", body = ErrorEnvelope),
-        (status = 401, description = "Unauthenticated", body = ErrorEnvelope),
-        (status = 403, description = "Forbidden", body = ErrorEnvelope),
-        (status = 503, description = "Database unavailable", body = ErrorEnvelope),
+        ReadErrors,
     )
 )]
 pub(crate) async fn list_tasks(
@@ -263,10 +253,7 @@ pub(crate) async fn list_tasks(
     params(("task_id" = Uuid, Path, description = "The task"), ShowTaskQuery),
     responses(
         (status = 200, description = "The task", body = TaskView),
-        (status = 400, description = "Malformed id or include", body = ErrorEnvelope),
-        (status = 401, description = "Unauthenticated", body = ErrorEnvelope),
-        (status = 403, description = "Forbidden", body = ErrorEnvelope),
-        (status = 404, description = "No such task", body = ErrorEnvelope),
+        ReadErrors,
     )
 )]
 pub(crate) async fn show_task(
@@ -352,12 +339,7 @@ async fn update(
     request_body = UpdateTaskBody,
     responses(
         (status = 200, description = "The task as changed", body = TaskView),
-        (status = 400, description = "Malformed", body = ErrorEnvelope),
-        (status = 401, description = "Unauthenticated", body = ErrorEnvelope),
-        (status = 403, description = "Forbidden", body = ErrorEnvelope),
-        (status = 404, description = "No such task", body = ErrorEnvelope),
-        (status = 415, description = "Not JSON", body = ErrorEnvelope),
-        (status = 422, description = "Invalid body", body = ErrorEnvelope),
+        WriteErrors,
     )
 )]
 pub(crate) async fn update_task(
@@ -375,12 +357,7 @@ pub(crate) async fn update_task(
     request_body = UpdateTaskBody,
     responses(
         (status = 200, description = "The task as changed", body = TaskView),
-        (status = 400, description = "Malformed", body = ErrorEnvelope),
-        (status = 401, description = "Unauthenticated", body = ErrorEnvelope),
-        (status = 403, description = "Forbidden", body = ErrorEnvelope),
-        (status = 404, description = "No such task", body = ErrorEnvelope),
-        (status = 415, description = "Not JSON", body = ErrorEnvelope),
-        (status = 422, description = "Invalid body", body = ErrorEnvelope),
+        WriteErrors,
     )
 )]
 pub(crate) async fn replace_task(
@@ -414,13 +391,7 @@ async fn cancel(
     request_body(content = Option<ActionBody>, description = "Optional: why"),
     responses(
         (status = 200, description = "The cancelled task", body = TaskView),
-        (status = 400, description = "Malformed", body = ErrorEnvelope),
-        (status = 401, description = "Unauthenticated", body = ErrorEnvelope),
-        (status = 403, description = "Forbidden", body = ErrorEnvelope),
-        (status = 404, description = "No such task", body = ErrorEnvelope),
-        (status = 409, description = "The task has already finished", body = ErrorEnvelope),
-        (status = 415, description = "Not JSON", body = ErrorEnvelope),
-        (status = 422, description = "Invalid body", body = ErrorEnvelope),
+        WriteErrors,
     )
 )]
 pub(crate) async fn delete_task(
@@ -441,13 +412,7 @@ pub(crate) async fn delete_task(
     request_body(content = Option<ActionBody>, description = "Optional: why"),
     responses(
         (status = 200, description = "The cancelled task", body = TaskView),
-        (status = 400, description = "Malformed", body = ErrorEnvelope),
-        (status = 401, description = "Unauthenticated", body = ErrorEnvelope),
-        (status = 403, description = "Forbidden", body = ErrorEnvelope),
-        (status = 404, description = "No such task", body = ErrorEnvelope),
-        (status = 409, description = "The task has already finished", body = ErrorEnvelope),
-        (status = 415, description = "Not JSON", body = ErrorEnvelope),
-        (status = 422, description = "Invalid body", body = ErrorEnvelope),
+        WriteErrors,
     )
 )]
 pub(crate) async fn cancel_task(
@@ -468,13 +433,7 @@ pub(crate) async fn cancel_task(
     request_body(content = Option<ActionBody>, description = "Optional: why"),
     responses(
         (status = 200, description = "The task, pending again", body = TaskView),
-        (status = 400, description = "Malformed", body = ErrorEnvelope),
-        (status = 401, description = "Unauthenticated", body = ErrorEnvelope),
-        (status = 403, description = "Forbidden", body = ErrorEnvelope),
-        (status = 404, description = "No such task", body = ErrorEnvelope),
-        (status = 409, description = "The task is not in error", body = ErrorEnvelope),
-        (status = 415, description = "Not JSON", body = ErrorEnvelope),
-        (status = 422, description = "Invalid body", body = ErrorEnvelope),
+        WriteErrors,
     )
 )]
 pub(crate) async fn retry_task(
@@ -502,13 +461,7 @@ pub(crate) async fn retry_task(
     request_body(content = Option<ActionBody>, description = "Optional: why"),
     responses(
         (status = 200, description = "The resolved task", body = TaskView),
-        (status = 400, description = "Malformed", body = ErrorEnvelope),
-        (status = 401, description = "Unauthenticated", body = ErrorEnvelope),
-        (status = 403, description = "Forbidden", body = ErrorEnvelope),
-        (status = 404, description = "No such task", body = ErrorEnvelope),
-        (status = 409, description = "The task is not in error", body = ErrorEnvelope),
-        (status = 415, description = "Not JSON", body = ErrorEnvelope),
-        (status = 422, description = "Invalid body", body = ErrorEnvelope),
+        WriteErrors,
     )
 )]
 pub(crate) async fn resolve_task(
@@ -538,11 +491,18 @@ pub(crate) async fn history(shared: &Shared, task_id: TaskId) -> Result<HistoryV
         .into_iter()
         .map(|t| TransitionView::of(t, None))
         .collect();
-    for step in store.steps(task_id).await? {
-        let id = step.step_id.as_uuid();
-        for t in store.step_transitions(step.step_id).await? {
-            transitions.push(TransitionView::of(t, Some((id, &step.name))));
-        }
+    let names: std::collections::HashMap<_, _> = store
+        .steps(task_id)
+        .await?
+        .into_iter()
+        .map(|step| (step.step_id, step.name))
+        .collect();
+    for (step_id, transition) in store.step_transitions_of_task(task_id).await? {
+        let name = names.get(&step_id).map_or("", String::as_str);
+        transitions.push(TransitionView::of(
+            transition,
+            Some((step_id.as_uuid(), name)),
+        ));
     }
     transitions.sort_by(|a, b| {
         a.created_at
@@ -562,10 +522,7 @@ pub(crate) async fn history(shared: &Shared, task_id: TaskId) -> Result<HistoryV
     params(("task_id" = Uuid, Path, description = "The task")),
     responses(
         (status = 200, description = "The history", body = HistoryView),
-        (status = 400, description = "Malformed id", body = ErrorEnvelope),
-        (status = 401, description = "Unauthenticated", body = ErrorEnvelope),
-        (status = 403, description = "Forbidden", body = ErrorEnvelope),
-        (status = 404, description = "No such task", body = ErrorEnvelope),
+        ReadErrors,
     )
 )]
 pub(crate) async fn task_history(
@@ -581,10 +538,7 @@ pub(crate) async fn task_history(
     params(("task_id" = Uuid, Path, description = "The task")),
     responses(
         (status = 200, description = "The graph", body = GraphView),
-        (status = 400, description = "Malformed id", body = ErrorEnvelope),
-        (status = 401, description = "Unauthenticated", body = ErrorEnvelope),
-        (status = 403, description = "Forbidden", body = ErrorEnvelope),
-        (status = 404, description = "No such task", body = ErrorEnvelope),
+        ReadErrors,
     )
 )]
 pub(crate) async fn task_diagram(

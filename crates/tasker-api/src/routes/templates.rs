@@ -13,7 +13,7 @@ use tasker_template::{TaskTemplate, TemplateErrors};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::error::{ApiError, ErrorEnvelope};
+use crate::error::{ApiError, ReadErrors, WriteErrors};
 use crate::extract::{Json, Path, Query};
 use crate::state::Shared;
 use crate::views::{
@@ -107,8 +107,7 @@ fn versions_of(shared: &Shared, namespace: &str, name: &str) -> Vec<semver::Vers
     get, path = "/templates", tag = "templates",
     responses(
         (status = 200, description = "The templates", body = Vec<TemplateSummary>),
-        (status = 401, description = "Unauthenticated", body = ErrorEnvelope),
-        (status = 403, description = "Forbidden", body = ErrorEnvelope),
+        ReadErrors,
     )
 )]
 pub(crate) async fn list_templates(
@@ -142,10 +141,7 @@ pub(crate) async fn list_templates(
     ),
     responses(
         (status = 200, description = "The template", body = TemplateView),
-        (status = 400, description = "Malformed version", body = ErrorEnvelope),
-        (status = 401, description = "Unauthenticated", body = ErrorEnvelope),
-        (status = 403, description = "Forbidden", body = ErrorEnvelope),
-        (status = 404, description = "No such template", body = ErrorEnvelope),
+        ReadErrors,
     )
 )]
 pub(crate) async fn show_template(
@@ -176,21 +172,25 @@ pub(crate) async fn show_template(
                 .template
         }
     };
-    let mut versions: Vec<String> = versions_of(&shared, &namespace, &name)
+    Ok(Json(template_view(&shared, &template)))
+}
+
+fn template_view(shared: &Shared, template: &TaskTemplate) -> TemplateView {
+    let mut versions: Vec<String> = versions_of(shared, &template.namespace_name, &template.name)
         .iter()
         .map(ToString::to_string)
         .collect();
     if versions.is_empty() {
         versions.push(template.version.to_string());
     }
-    Ok(Json(TemplateView {
+    TemplateView {
         namespace: template.namespace_name.clone(),
         name: template.name.clone(),
         version: template.version.to_string(),
         versions,
-        template: serde_json::to_value(&*template).unwrap_or_default(),
+        template: serde_json::to_value(template).unwrap_or_default(),
         graph: GraphView::from(&template.graph()),
-    }))
+    }
 }
 
 /// Registers a template. Versions are immutable: registering an existing version again with
@@ -202,12 +202,7 @@ pub(crate) async fn show_template(
     responses(
         (status = 201, description = "Registered", body = TemplateView),
         (status = 200, description = "Already registered with the same content", body = TemplateView),
-        (status = 401, description = "Unauthenticated", body = ErrorEnvelope),
-        (status = 403, description = "Forbidden", body = ErrorEnvelope),
-        (status = 409, description = "This version exists with different content", body = ErrorEnvelope),
-        (status = 413, description = "Body too large", body = ErrorEnvelope),
-        (status = 415, description = "Neither YAML nor JSON", body = ErrorEnvelope),
-        (status = 422, description = "Invalid template or unknown handler", body = ErrorEnvelope),
+        WriteErrors,
     )
 )]
 pub(crate) async fn register_template(
@@ -216,18 +211,17 @@ pub(crate) async fn register_template(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let template = parse_body(&headers, &body)?.map_err(EngineError::InvalidTemplate)?;
-    let (namespace, name, version) = (
-        template.namespace_name.clone(),
-        template.name.clone(),
-        template.version.clone(),
-    );
     let existing = shared
         .engine
         .registry()
-        .resolve(&namespace, &name, Some(&version))
+        .resolve(
+            &template.namespace_name,
+            &template.name,
+            Some(&template.version),
+        )
         .map(|r| r.template);
-    let status = match existing {
-        Some(existing) if *existing == template => StatusCode::OK,
+    let (status, registered) = match existing {
+        Some(existing) if *existing == template => (StatusCode::OK, existing),
         Some(_) => {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
@@ -238,20 +232,16 @@ pub(crate) async fn register_template(
                 ),
             ));
         }
-        None => {
-            shared.engine.register_template(template, false).await?;
-            StatusCode::CREATED
-        }
+        None => (
+            StatusCode::CREATED,
+            shared
+                .engine
+                .register_template(template, false)
+                .await?
+                .template,
+        ),
     };
-    let Json(view) = show_template(
-        State(shared),
-        Path((namespace, name)),
-        Query(ShowTemplateQuery {
-            version: Some(version.to_string()),
-        }),
-    )
-    .await?;
-    Ok((status, Json(view)).into_response())
+    Ok((status, Json(template_view(&shared, &registered))).into_response())
 }
 
 /// Validates a template without registering it: every error with its line and column, and the
@@ -261,10 +251,7 @@ pub(crate) async fn register_template(
     request_body(content = String, content_type = "application/yaml", description = "The template, in YAML or JSON"),
     responses(
         (status = 200, description = "The verdict (valid or not)", body = ValidationView),
-        (status = 401, description = "Unauthenticated", body = ErrorEnvelope),
-        (status = 403, description = "Forbidden", body = ErrorEnvelope),
-        (status = 413, description = "Body too large", body = ErrorEnvelope),
-        (status = 415, description = "Neither YAML nor JSON", body = ErrorEnvelope),
+        WriteErrors,
     )
 )]
 pub(crate) async fn validate_template(
@@ -338,8 +325,7 @@ fn handler_namespaces(shared: &Shared, only: Option<&str>) -> Vec<HandlerNamespa
     get, path = "/handlers", tag = "handlers",
     responses(
         (status = 200, description = "The namespaces", body = Vec<HandlerNamespace>),
-        (status = 401, description = "Unauthenticated", body = ErrorEnvelope),
-        (status = 403, description = "Forbidden", body = ErrorEnvelope),
+        ReadErrors,
     )
 )]
 pub(crate) async fn list_handler_namespaces(
@@ -354,9 +340,7 @@ pub(crate) async fn list_handler_namespaces(
     params(("namespace" = String, Path, description = "The namespace")),
     responses(
         (status = 200, description = "The namespace", body = HandlerNamespace),
-        (status = 401, description = "Unauthenticated", body = ErrorEnvelope),
-        (status = 403, description = "Forbidden", body = ErrorEnvelope),
-        (status = 404, description = "No such namespace", body = ErrorEnvelope),
+        ReadErrors,
     )
 )]
 pub(crate) async fn show_handler_namespace(
@@ -379,9 +363,7 @@ pub(crate) async fn show_handler_namespace(
     ),
     responses(
         (status = 200, description = "The handler", body = HandlerView),
-        (status = 401, description = "Unauthenticated", body = ErrorEnvelope),
-        (status = 403, description = "Forbidden", body = ErrorEnvelope),
-        (status = 404, description = "No such handler", body = ErrorEnvelope),
+        ReadErrors,
     )
 )]
 pub(crate) async fn show_handler(

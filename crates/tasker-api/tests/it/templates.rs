@@ -133,7 +133,11 @@ async fn a_custom_server_mounts_the_api_under_a_prefix_beside_its_own_route() {
 /// it (by running this test with `TASKER_WRITE_OPENAPI=1`).
 #[test]
 fn the_committed_openapi_document_is_current() {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/openapi.json");
+    // The run-time variable, not `env!`: a test binary built in another checkout that shares
+    // the target directory would otherwise write to (or read) that checkout's file.
+    let manifest_dir =
+        std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into());
+    let path = std::path::Path::new(&manifest_dir).join("../../docs/openapi.json");
     let current = format!("{}\n", tasker_api::Api::openapi().to_pretty_json().unwrap());
     if std::env::var_os("TASKER_WRITE_OPENAPI").is_some() {
         std::fs::write(&path, &current).unwrap();
