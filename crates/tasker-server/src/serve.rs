@@ -106,25 +106,26 @@ pub(crate) async fn run(settings: &Settings, args: ServeArgs) -> anyhow::Result<
     signal.await?;
     eprintln!("stopping: no new requests; open ones may finish");
     stop_tx.send(()).ok();
+    // HTTP and the coordinator stop side by side, each within the grace: open requests
+    // finish (event streams are cut at the grace) while running attempts finish and the
+    // remaining claims are given back.
     let grace = settings.engine.shutdown_grace;
-    let drained = async {
-        let (http, ()) = tokio::join!(server, async {
-            if !args.no_worker {
-                engine.drain().await;
+    let http = async {
+        match tokio::time::timeout(grace, server).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(err))) => {
+                tracing::warn!(error = %err, "the HTTP server stopped with an error")
             }
-        });
-        http
+            Ok(Err(err)) => tracing::warn!(error = %err, "the HTTP server task failed"),
+            Err(_) => eprintln!("open connections (event streams) were cut after the grace"),
+        }
     };
-    match tokio::time::timeout(grace + std::time::Duration::from_secs(1), drained).await {
-        Ok(Ok(Ok(()))) => {}
-        Ok(Ok(Err(err))) => tracing::warn!(error = %err, "the HTTP server stopped with an error"),
-        Ok(Err(err)) => tracing::warn!(error = %err, "the HTTP server task failed"),
-        Err(_) => eprintln!("open connections (event streams) were cut after the grace"),
-    }
-    if !args.no_worker {
-        // The coordinator drains even when HTTP connections outlived the grace.
-        engine.drain().await;
-    }
+    let coordinator = async {
+        if !args.no_worker {
+            engine.drain().await;
+        }
+    };
+    tokio::join!(http, coordinator);
     engine.events().settled().await;
     eprintln!("stopped");
     Ok(ExitCode::SUCCESS)
