@@ -241,7 +241,17 @@ async fn filters_select_by_template_state_and_time() {
         let doomed_id: tasker_domain::TaskId =
             doomed.body["task_id"].as_str().unwrap().parse().unwrap();
         server.drive(doomed_id).await;
-        let pending = server.create_order(2).await;
+        // A task that stays unfinished while the (now running) coordinator works: its one
+        // step sleeps for an hour.
+        let slow = "name: slow\nnamespace_name: lab\nstep_templates:\n  - name: nap\n    handler_class: tasker::sleep\n    handler_config: { millis: 3600000 }\n";
+        server
+            .engine
+            .register_template(tasker_template::TaskTemplate::from_yaml_str(slow, None).unwrap(), false)
+            .await
+            .unwrap();
+        let reply = server.post("/tasks", json!({"namespace": "lab", "name": "slow"})).await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+        let pending = reply.body["task_id"].as_str().unwrap().to_owned();
 
         let ids = |reply: &crate::support::Reply| -> Vec<String> {
             reply.body["items"]
@@ -272,7 +282,7 @@ async fn filters_select_by_template_state_and_time() {
             .await;
         assert_eq!(
             completed.body["total"], 2,
-            "the pending task has not completed"
+            "the sleeping task has not completed"
         );
         let future = server
             .get("/tasks?created_after=2999-01-01T00:00:00Z")
@@ -282,7 +292,7 @@ async fn filters_select_by_template_state_and_time() {
             .get("/tasks?created_before=2999-01-01T00:00:00Z")
             .await;
         assert_eq!(all.body["total"], 3);
-        assert!(ids(&all).contains(&pending.to_string()));
+        assert!(ids(&all).contains(&pending));
     })
     .await;
 }
