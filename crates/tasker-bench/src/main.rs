@@ -1,4 +1,4 @@
-//! Tasker's benchmark workloads (B0–B6, plus B7: resident memory; docs/performance.md defines
+//! Tasker's benchmark workloads (B0–B6, B6H over HTTP, plus B7: resident memory; docs/performance.md defines
 //! each and its target) on SQLite and PostgreSQL with no-op step handlers, printed as a table and
 //! saved as JSON.
 //!
@@ -20,9 +20,9 @@ use report::Figure;
 use workloads::{Db, Sizes};
 
 /// Figures that cannot be measured yet.
-const PENDING: &[&str] = &["B6 HTTP p50 (target ≤ 3 ms): pending: the API does not exist yet"];
+const PENDING: &[&str] = &[];
 
-const ALL: [&str; 8] = ["B0", "B1", "B2", "B3", "B4", "B5", "B6", "B7"];
+const ALL: [&str; 9] = ["B0", "B1", "B2", "B3", "B4", "B5", "B6", "B6H", "B7"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum DbChoice {
@@ -35,7 +35,7 @@ enum DbChoice {
 #[command(
     name = "bench",
     bin_name = "cargo xtask bench",
-    about = "Tasker benchmarks B0–B7 (docs/performance.md) on SQLite and PostgreSQL"
+    about = "Tasker benchmarks B0–B7 and B6H (docs/performance.md) on SQLite and PostgreSQL"
 )]
 struct Cli {
     /// Which database; PostgreSQL from TASKER_BENCH_DATABASE_URL, else TASKER_TEST_DATABASE_URL,
@@ -149,6 +149,10 @@ async fn run(plan: &Plan) -> Result<Vec<Figure>> {
             progress(db, "B6");
             mine.push(b6(db, &plan.sizes).await?);
         }
+        if plan.wants("B6H") {
+            progress(db, "B6H");
+            mine.push(b6_http(db, &plan.sizes).await?);
+        }
         mine.sort_by_key(|f| f.id);
         figures.extend(mine);
     }
@@ -233,7 +237,7 @@ mod tests {
         let cli = Cli::parse_from(["bench", "--only", "B9"]);
         assert_eq!(
             Plan::from_cli(&cli).unwrap_err().to_string(),
-            "unknown workload `B9`: expected one of B0, B1, B2, B3, B4, B5, B6, B7"
+            "unknown workload `B9`: expected one of B0, B1, B2, B3, B4, B5, B6, B6H, B7"
         );
     }
 

@@ -1,4 +1,4 @@
-//! The workloads B0–B6 and B7 (resident memory) that docs/performance.md defines, each on a
+//! The workloads B0–B6, B6H (task creation over HTTP) and B7 (resident memory) that docs/performance.md defines, each on a
 //! fresh database.
 
 use std::sync::Arc;
@@ -676,4 +676,103 @@ pub(crate) async fn b7(db: Db, sizes: &Sizes) -> Result<Figure> {
         .extra("tasks", sizes.b7_tasks as f64)
         .extra("rss_before_mb", baseline)
         .extra("rss_all_created_mb", created))
+}
+
+/// B6H: task creation over HTTP: `POST /v1/tasks` against the REST API served on a loopback
+/// port in this process, with JWT (HS256) authentication as a production server has it and the
+/// coordinator stopped. One client's latency (p50, p99), then the throughput of eight clients.
+pub(crate) async fn b6_http(db: Db, sizes: &Sizes) -> Result<Figure> {
+    const CLIENTS: usize = 8;
+    let bench = BenchDatabase::open(db).await?;
+    let engine = engine(&bench.store)?;
+    let template = chain(4);
+    engine.register_template(template.clone(), false).await?;
+    let auth = tasker_auth::AuthConfig {
+        authenticators: vec![tasker_auth::AuthenticatorKind::Jwt],
+        jwt: tasker_auth::JwtConfig {
+            algorithms: vec!["HS256".into()],
+            secret: Some(tasker_auth::Secret::new(
+                "bench-secret-bench-secret-bench-secret",
+            )),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let built = auth.build(tasker_auth::Profile::Development, None)?;
+    let mut token = tasker_auth::jwt::TokenRequest::new("bench", Duration::from_secs(3600));
+    token.permissions = vec!["tasker.task:create".parse()?];
+    let token = auth
+        .secret_signing_key(None)?
+        .mint(&token, chrono::Utc::now())?;
+    let api = tasker_api::Api::new(engine.clone(), built.access);
+    let app = axum::Router::new().nest("/v1", api.router());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/v1/tasks", listener.local_addr()?);
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(CLIENTS)
+        .build()?;
+    let body = serde_json::json!({
+        "namespace": template.namespace_name,
+        "name": template.name,
+        "version": template.version,
+        "context": {},
+    });
+    // Warm the connection and the template cache.
+    post_task(&client, &url, &token, &body).await?;
+    let mut samples = Vec::with_capacity(sizes.b6_tasks);
+    for _ in 0..sizes.b6_tasks {
+        let started = Instant::now();
+        post_task(&client, &url, &token, &body).await?;
+        samples.push(started.elapsed());
+    }
+    let latency = Percentiles::of(&samples).context("no samples")?;
+    let per_client = sizes.b6_tasks.div_ceil(CLIENTS);
+    let started = Instant::now();
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            let (client, url, token, body) =
+                (client.clone(), url.clone(), token.clone(), body.clone());
+            tokio::spawn(async move {
+                for _ in 0..per_client {
+                    post_task(&client, &url, &token, &body).await?;
+                }
+                anyhow::Ok(())
+            })
+        })
+        .collect();
+    for handle in clients {
+        handle.await??;
+    }
+    let eight_clients = (per_client * CLIENTS) as f64 / started.elapsed().as_secs_f64();
+    server.abort();
+    bench.close().await;
+    let mut figure = Figure::new("B6H", db.name(), "http_create_p50", latency.p50, "ms")
+        .target(Target::AtMost(3.0), "p50 ≤ 3 ms; ≥ 2,000/s with 8 clients")
+        .latency(Some(latency))
+        .extra("tasks_per_s_8_clients", eight_clients);
+    figure.also_required = Some(eight_clients >= 2000.0);
+    Ok(figure)
+}
+
+/// One `POST /v1/tasks`; anything but 201 Created is an error naming the status and body.
+async fn post_task(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    body: &serde_json::Value,
+) -> Result<()> {
+    let response = client
+        .post(url)
+        .bearer_auth(token)
+        .json(body)
+        .send()
+        .await?;
+    let status = response.status();
+    let text = response.text().await?;
+    ensure!(
+        status == reqwest::StatusCode::CREATED,
+        "POST {url} answered {status}: {text}"
+    );
+    Ok(())
 }
