@@ -450,7 +450,7 @@ const PLACEMENTS: &[Placement] = &[
             CratePattern::Family("utoipa"),
         ],
         scope: Scope::OnlyIn {
-            grants: &[any(API), any(SERVER), dev(TESTS)],
+            grants: &[any(API), any(SERVER), any(BENCH), dev(TESTS)],
             dev_anywhere: false,
         },
     },
@@ -1347,7 +1347,7 @@ mod tests {
         assert_eq!(
             messages(&violations),
             [
-                "tasker-engine depends on axum: axum is not allowed in tasker-engine, only in tasker-api, tasker-server and tasker-tests (dev-dependencies only) (layer rule 2)"
+                "tasker-engine depends on axum: axum is not allowed in tasker-engine, only in tasker-api, tasker-server, tasker-bench and tasker-tests (dev-dependencies only) (layer rule 2)"
             ]
         );
         let violations = check(&with(TESTS, third_party("tower", Normal)));
