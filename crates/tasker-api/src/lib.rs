@@ -29,6 +29,7 @@ mod guard;
 mod keys;
 mod openapi;
 mod routes;
+mod schemas;
 mod state;
 mod views;
 

@@ -11,6 +11,8 @@ use tasker_template::DependencyGraph;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+use crate::schemas;
+
 /// A task.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct TaskView {
@@ -23,7 +25,7 @@ pub struct TaskView {
     /// The template's version.
     pub version: String,
     /// `pending`, `in_progress`, `complete`, `error`, `cancelled` or `resolved_manually`.
-    #[schema(example = "pending")]
+    #[schema(schema_with = schemas::task_state_field)]
     pub state: String,
     /// The task's input.
     pub context: Value,
@@ -109,7 +111,7 @@ pub struct StepView {
     /// Its position in the template.
     pub position: u32,
     /// `pending`, `in_progress`, `complete`, `error`, `cancelled` or `resolved_manually`.
-    #[schema(example = "complete")]
+    #[schema(schema_with = schemas::step_state_field)]
     pub state: String,
     /// Attempts so far.
     pub attempts: u32,
@@ -240,6 +242,7 @@ pub struct CreateTaskBody {
     pub name: String,
     /// An exact version; the highest registered semver version when absent.
     #[serde(default)]
+    #[schema(value_type = Option<schemas::Semver>, inline)]
     pub version: Option<String>,
     /// The task's input, validated against the template's schema.
     #[serde(default)]
@@ -259,6 +262,22 @@ pub struct CreateTaskBody {
     /// Skippable steps to bypass.
     #[serde(default)]
     pub bypass_steps: Vec<String>,
+}
+
+/// The headers of a task creation request (read from the request, not deserialized: this type
+/// documents them).
+#[derive(Debug, Clone, Default, IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+pub(crate) struct CreateTaskHeaders {
+    /// Makes the request idempotent: the same key for the same workflow answers with the first
+    /// task (200) instead of creating another. 1 to 255 visible ASCII characters.
+    #[param(rename = "Idempotency-Key", value_type = schemas::IdempotencyKeyText, inline, required = false)]
+    idempotency_key: Option<String>,
+    /// Stored on the task and echoed; generated when absent. 1 to 100 characters of
+    /// `[A-Za-z0-9_-]`.
+    #[param(rename = "X-Correlation-ID", value_type = schemas::CorrelationIdText, inline, required = false)]
+    correlation_id: Option<String>,
 }
 
 /// Changes to a task's descriptive fields.
@@ -299,7 +318,27 @@ pub struct ResolveStepBody {
 #[serde(deny_unknown_fields)]
 pub struct UpdateStepBody {
     /// Attempts allowed, the first included (1 to 100); only while the step is pending.
+    #[schema(value_type = i64, minimum = 1, maximum = 100)]
+    #[serde(deserialize_with = "whole_number")]
     pub retry_limit: u32,
+}
+
+/// A whole number that JSON may also write as `3.0` (JSON Schema counts it as an integer).
+fn whole_number<'de, D>(deserializer: D) -> Result<u32, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    use serde::de::Error as _;
+    let number = serde_json::Number::deserialize(deserializer)?;
+    if let Some(n) = number.as_u64() {
+        return u32::try_from(n).map_err(|_| D::Error::custom(format!("{n} is too large")));
+    }
+    match number.as_f64() {
+        Some(f) if f.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(&f) => Ok(f as u32),
+        _ => Err(D::Error::custom(format!(
+            "expected a whole number, got {number}"
+        ))),
+    }
 }
 
 /// One transition of a task or a step.
@@ -465,8 +504,10 @@ pub struct ListTasksQuery {
     /// Template version.
     pub version: Option<String>,
     /// Current state.
+    #[param(value_type = Option<schemas::TaskStateName>, inline)]
     pub state: Option<String>,
     /// Annotation filter `type:key=value` (the value is JSON, or a string when it is not).
+    #[param(value_type = Option<schemas::Annotation>, inline)]
     pub annotation: Option<String>,
     /// Created at or after (RFC 3339).
     pub created_after: Option<DateTime<Utc>>,
@@ -477,10 +518,13 @@ pub struct ListTasksQuery {
     /// Finished before (RFC 3339).
     pub completed_before: Option<DateTime<Utc>>,
     /// `-created_at` (newest first, the default) or `created_at`.
+    #[param(value_type = Option<schemas::TaskSort>, inline)]
     pub sort: Option<String>,
-    /// Page size (default 25; at most the server's `api.max_page_size`).
-    pub limit: Option<u64>,
+    /// Page size (default 25); larger sizes are cut to the server's `api.max_page_size`.
+    #[param(value_type = Option<i64>, minimum = 0, maximum = 4_294_967_295_i64)]
+    pub limit: Option<u32>,
     /// The `next_cursor` of the previous page.
+    #[param(value_type = Option<schemas::Cursor>, inline)]
     pub cursor: Option<String>,
 }
 
@@ -490,6 +534,7 @@ pub struct ListTasksQuery {
 #[serde(deny_unknown_fields)]
 pub struct ShowTaskQuery {
     /// Comma-separated extras: `steps`, `analysis`, `graph`.
+    #[param(value_type = Option<schemas::Include>, inline)]
     pub include: Option<String>,
 }
 
@@ -499,6 +544,7 @@ pub struct ShowTaskQuery {
 #[serde(deny_unknown_fields)]
 pub struct ShowTemplateQuery {
     /// An exact version; the highest when absent.
+    #[param(value_type = Option<schemas::Semver>, inline)]
     pub version: Option<String>,
 }
 
@@ -512,6 +558,7 @@ pub struct EventFilter {
     /// Only events of tasks of this template name.
     pub name: Option<String>,
     /// Only this category (`task`, `step`, `workflow`, `custom`, ...).
+    #[param(value_type = Option<schemas::EventCategory>, inline)]
     pub category: Option<String>,
     /// Comma-separated event names or patterns (`task.*`).
     pub events: Option<String>,

@@ -63,7 +63,13 @@ async fn owned_step(shared: &Shared, task_id: Uuid, step_id: Uuid) -> Result<Ste
     get, path = "/tasks/{task_id}/workflow_steps", tag = "steps",
     params(("task_id" = Uuid, Path, description = "The task")),
     responses(
-        (status = 200, description = "The steps", body = Vec<StepView>),
+        (status = 200, description = "The steps", body = Vec<StepView>, links(
+            ("show_step" = (operation_id = "show_step", parameters(("task_id" = "$request.path.task_id"), ("step_id" = "$response.body#/0/step_id")))),
+            ("update_step" = (operation_id = "update_step", parameters(("task_id" = "$request.path.task_id"), ("step_id" = "$response.body#/0/step_id")))),
+            ("cancel_step" = (operation_id = "cancel_step", parameters(("task_id" = "$request.path.task_id"), ("step_id" = "$response.body#/0/step_id")))),
+            ("resolve_step" = (operation_id = "resolve_step", parameters(("task_id" = "$request.path.task_id"), ("step_id" = "$response.body#/0/step_id")))),
+            ("retry_step" = (operation_id = "retry_step", parameters(("task_id" = "$request.path.task_id"), ("step_id" = "$response.body#/0/step_id"))))
+        )),
         ReadErrors,
     )
 )]

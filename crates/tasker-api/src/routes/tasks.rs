@@ -8,7 +8,6 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use tasker_auth::Principal;
@@ -24,8 +23,8 @@ use crate::error::{ApiError, ReadErrors, WriteErrors};
 use crate::extract::{Json, Path, Query, optional_json};
 use crate::state::Shared;
 use crate::views::{
-    ActionBody, CreateTaskBody, GraphView, HistoryView, ListTasksQuery, ShowTaskQuery, TaskPage,
-    TaskView, TransitionView, UpdateTaskBody, step_views,
+    ActionBody, CreateTaskBody, CreateTaskHeaders, GraphView, HistoryView, ListTasksQuery,
+    ShowTaskQuery, TaskPage, TaskView, TransitionView, UpdateTaskBody, step_views,
 };
 
 /// The header that makes creation idempotent.
@@ -54,11 +53,19 @@ pub(crate) fn operator(principal: Option<&Principal>, note: Option<String>) -> O
     post, path = "/tasks", tag = "tasks",
     request_body = CreateTaskBody,
     params(
-        ("Idempotency-Key" = Option<String>, Header, description = "Makes the request idempotent: the same key for the same workflow answers with the first task (200) instead of creating another"),
-        ("X-Correlation-ID" = Option<String>, Header, description = "Stored on the task; 1 to 100 characters of [A-Za-z0-9_-]"),
+        CreateTaskHeaders,
     ),
     responses(
-        (status = 201, description = "Created", body = TaskView),
+        (status = 201, description = "Created", body = TaskView, links(
+            ("show_task" = (operation_id = "show_task", parameters(("task_id" = "$response.body#/task_id")))),
+            ("list_steps" = (operation_id = "list_steps", parameters(("task_id" = "$response.body#/task_id")))),
+            ("task_history" = (operation_id = "task_history", parameters(("task_id" = "$response.body#/task_id")))),
+            ("task_diagram" = (operation_id = "task_diagram", parameters(("task_id" = "$response.body#/task_id")))),
+            ("update_task" = (operation_id = "update_task", parameters(("task_id" = "$response.body#/task_id")))),
+            ("cancel_task" = (operation_id = "cancel_task", parameters(("task_id" = "$response.body#/task_id")))),
+            ("retry_task" = (operation_id = "retry_task", parameters(("task_id" = "$response.body#/task_id")))),
+            ("resolve_task" = (operation_id = "resolve_task", parameters(("task_id" = "$response.body#/task_id"))))
+        )),
         (status = 200, description = "An existing task with the same idempotency key", body = TaskView),
         WriteErrors,
     )
@@ -76,7 +83,7 @@ pub(crate) async fn create_task(
             let key = value
                 .to_str()
                 .ok()
-                .filter(|k| !k.is_empty() && k.len() <= 255)
+                .filter(|k| (1..=255).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()))
                 .ok_or_else(|| {
                     ApiError::bad_request(
                         "the Idempotency-Key header must be 1 to 255 visible ASCII characters",
@@ -139,25 +146,28 @@ pub(crate) async fn create_task(
     }
 }
 
+/// A cursor names the last task of a page: its creation time in microseconds and its id
+/// (`1764500000000000_0123…`). Clients treat it as opaque; [`schemas::CURSOR_PATTERN`]
+/// describes it so that every string of that shape decodes.
 fn encode_cursor(at: DateTime<Utc>, id: TaskId) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!(
-        "{}:{}",
-        at.timestamp_micros(),
-        id
-    ))
+    format!("{}_{}", at.timestamp_micros(), id.as_uuid().simple())
 }
 
 fn decode_cursor(cursor: &str) -> Result<(DateTime<Utc>, TaskId), ApiError> {
     let invalid = || ApiError::bad_request("`cursor` is not a cursor this server issued");
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(cursor)
-        .map_err(|_| invalid())?;
-    let text = String::from_utf8(bytes).map_err(|_| invalid())?;
-    let (micros, id) = text.split_once(':').ok_or_else(invalid)?;
+    let (micros, id) = cursor.split_once('_').ok_or_else(invalid)?;
+    let digits = micros.strip_prefix('-').unwrap_or(micros);
+    let well_formed = (1..=16).contains(&digits.len())
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && id.len() == 32
+        && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    if !well_formed {
+        return Err(invalid());
+    }
     let micros: i64 = micros.parse().map_err(|_| invalid())?;
     let at = DateTime::from_timestamp_micros(micros).ok_or_else(invalid)?;
-    let id = TaskId::from_str(id).map_err(|_| invalid())?;
-    Ok((at, id))
+    let id = Uuid::try_parse(id).map_err(|_| invalid())?;
+    Ok((at, TaskId::from(id)))
 }
 
 fn parse_state(state: &str) -> Result<TaskState, ApiError> {
@@ -210,7 +220,7 @@ pub(crate) async fn list_tasks(
     };
     let limit = query
         .limit
-        .unwrap_or(25)
+        .map_or(25, u64::from)
         .clamp(1, shared.settings.max_page_size);
     let filter = TaskFilter {
         namespace: query.namespace,
@@ -262,9 +272,13 @@ pub(crate) async fn show_task(
     Query(query): Query<ShowTaskQuery>,
 ) -> Result<Json<TaskView>, ApiError> {
     let (mut steps, mut analysis, mut graph) = (false, false, false);
-    for part in query.include.as_deref().unwrap_or("").split(',') {
-        match part.trim() {
-            "" => {}
+    for part in query
+        .include
+        .as_deref()
+        .into_iter()
+        .flat_map(|s| s.split(','))
+    {
+        match part {
             "steps" => steps = true,
             "analysis" => analysis = true,
             "graph" => graph = true,
@@ -554,20 +568,7 @@ pub(crate) async fn task_diagram(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cursors_round_trip_and_refuse_forgeries() {
-        let at = DateTime::from_timestamp_micros(1_764_000_000_123_456).unwrap();
-        let id = TaskId::new();
-        assert_eq!(decode_cursor(&encode_cursor(at, id)).unwrap(), (at, id));
-        for bad in ["", "!!", "bm90LWEtY3Vyc29y", "MTIzOm5vdC1hLXV1aWQ"] {
-            assert_eq!(
-                decode_cursor(bad).unwrap_err().code(),
-                "bad_request",
-                "{bad}"
-            );
-        }
-    }
+    use crate::schemas;
 
     #[test]
     fn annotation_filters_parse_json_values_or_strings() {
@@ -579,8 +580,50 @@ mod tests {
             parse_annotation("audit:owner=ops").unwrap().2,
             serde_json::json!("ops")
         );
+        let pattern = regex::Regex::new(schemas::ANNOTATION_PATTERN).unwrap();
+        for good in ["audit:priority=3", "a=x:b:c=d", "t:k="] {
+            assert!(parse_annotation(good).is_ok(), "{good}");
+            assert!(pattern.is_match(good), "{good}");
+        }
         for bad in ["audit", "audit:owner", ":k=v", "t:=v"] {
             assert!(parse_annotation(bad).is_err(), "{bad}");
+            assert!(!pattern.is_match(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn cursors_round_trip_and_match_the_documented_pattern() {
+        let pattern = regex::Regex::new(schemas::CURSOR_PATTERN).unwrap();
+        let id = TaskId::from(Uuid::new_v4());
+        for at in [
+            DateTime::from_timestamp_micros(1_764_500_000_123_456).unwrap(),
+            DateTime::from_timestamp_micros(-5).unwrap(),
+        ] {
+            let cursor = encode_cursor(at, id);
+            assert!(pattern.is_match(&cursor), "{cursor}");
+            assert_eq!(decode_cursor(&cursor).unwrap(), (at, id));
+        }
+        // The widest strings the pattern allows still decode.
+        for edge in [
+            "9999999999999999_ffffffffffffffffffffffffffffffff",
+            "-9999999999999999_00000000000000000000000000000000",
+        ] {
+            assert!(pattern.is_match(edge));
+            assert!(decode_cursor(edge).is_ok(), "{edge}");
+        }
+        let id = "0123456789abcdef0123456789abcdef";
+        for bad in [
+            String::new(),
+            "zzz".into(),
+            "12_".into(),
+            format!("_{id}"),
+            format!("+12_{id}"),
+            format!("12_{}", id.to_uppercase()),
+            format!("12345678901234567_{id}"),
+            format!("12_{}", Uuid::nil().hyphenated()),
+        ] {
+            assert!(!pattern.is_match(&bad), "{bad}");
+            assert!(decode_cursor(&bad).is_err(), "{bad}");
         }
     }
 }

@@ -122,9 +122,17 @@ async fn a_step_is_retried_alone_and_a_pending_steps_limit_changes() {
             .await;
         assert_eq!(updated.status, StatusCode::OK, "{}", updated.body);
         assert_eq!(updated.body["retry_limit"], 7);
+        // JSON Schema counts 6.0 as an integer, so the server does too.
+        let updated = server
+            .call(Method::PATCH, &path, Some(json!({"retry_limit": 6.0})), &[])
+            .await;
+        assert_eq!(updated.status, StatusCode::OK, "{}", updated.body);
+        assert_eq!(updated.body["retry_limit"], 6);
         for bad in [
             json!({"retry_limit": 0}),
             json!({"retry_limit": 1000}),
+            json!({"retry_limit": 2.5}),
+            json!({"retry_limit": -1}),
             json!({"retry_limit": "x"}),
             json!({}),
         ] {
