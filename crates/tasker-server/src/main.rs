@@ -2,6 +2,7 @@
 //! crash, validate and graph templates, and migrate the database.
 
 mod events;
+mod render;
 mod run;
 mod serve;
 mod settings;
