@@ -544,7 +544,15 @@ async fn watch(api: &Api, id: Uuid, json: bool) -> anyhow::Result<ExitCode> {
         tokio::pin!(signal);
         let watched = loop {
             let next = tokio::select! {
-                next = stream.next() => next?,
+                next = stream.next() => match next {
+                    Ok(next) => next,
+                    Err(err) => {
+                        progress.bar.abandon_with_message("the event stream broke off");
+                        return Err(err.context(format!(
+                            "watching task {id} (`tasker tasks watch {id}` follows it again)"
+                        )));
+                    }
+                },
                 signal = &mut signal => {
                     signal?;
                     break Watched::Interrupted;
