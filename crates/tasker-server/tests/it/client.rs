@@ -308,7 +308,15 @@ async fn create_list_show_watch_and_history_over_a_real_server() {
         assert_eq!(none["total"], 0);
 
         // A task still running when the watch starts: its live step events are shown.
-        let slow = id_of(&server.json(&["tasks", "create", "cli/slow"]));
+        let slow = server.json(&[
+            "tasks",
+            "create",
+            "cli/slow",
+            "--correlation-id",
+            "slow-order-7",
+        ]);
+        assert_eq!(slow["correlation_id"], "slow-order-7", "{slow}");
+        let slow = id_of(&slow);
         let watched = server.run(&["tasks", "watch", &slow]);
         let progress = text(&watched.stderr);
         assert_eq!(watched.status.code(), Some(0), "{progress}");
