@@ -1,7 +1,9 @@
 //! `tasker`: run workflows on the embedded SQLite default (or PostgreSQL), resume them after a
 //! crash, validate and graph templates, and migrate the database.
 
+mod client;
 mod events;
+mod render;
 mod run;
 mod serve;
 mod settings;
@@ -117,6 +119,10 @@ enum Command {
         #[arg(long)]
         no_worker: bool,
     },
+    /// Tasks on a running server: list, show, create, cancel, retry, resolve, history, watch
+    Tasks(client::TasksArgs),
+    /// Steps of a task on a running server: list, show, resolve, retry, cancel
+    Steps(client::StepsArgs),
     /// Ask a running server's readiness probe; exit 0 when it is ready (for container health
     /// checks)
     Health {
@@ -217,6 +223,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                         serve::run(&settings, args).await
                     }
                     Command::Health { url } => serve::health(&url).await,
+                    Command::Tasks(args) => client::tasks(&settings, args).await,
+                    Command::Steps(args) => client::steps(&settings, args).await,
                     Command::Validate { .. } | Command::Graph { .. } | Command::Events { .. } => {
                         unreachable!("handled above")
                     }

@@ -1,20 +1,16 @@
 //! `tasker run` and `tasker resume`: one task to completion, with live progress and a summary.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use chrono::{DateTime, Utc};
-use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
-use tasker_domain::{StepState, TaskId, TaskRequest, TaskState};
+use tasker_domain::{TaskId, TaskRequest, TaskState};
 use tasker_engine::Engine;
-use tasker_engine::tasker_events::names::step;
-use tasker_engine::tasker_events::{Category, EventStream, Interest, Payload};
+use tasker_engine::tasker_events::{Category, EventStream, Interest};
 use tasker_persistence::{StepRecord, Store, TaskRecord};
 
+use crate::render::{self, Progress, StepLine, TaskLine};
 use crate::settings::{LogFormat, LogSettings, Settings};
 
 /// Logs go to stderr so `--json` output stays clean on stdout.
@@ -45,8 +41,17 @@ pub(crate) fn read_context(
     inline: Option<&str>,
     file: Option<&Path>,
 ) -> anyhow::Result<Option<Value>> {
+    read_json("--context", inline, file)
+}
+
+/// JSON given inline as `flag` or in a file, if either is given; errors name the flag or file.
+pub(crate) fn read_json(
+    flag: &str,
+    inline: Option<&str>,
+    file: Option<&Path>,
+) -> anyhow::Result<Option<Value>> {
     let (text, origin) = match (inline, file) {
-        (Some(text), _) => (text.to_owned(), "--context".to_owned()),
+        (Some(text), _) => (text.to_owned(), flag.to_owned()),
         (None, Some(path)) => (
             std::fs::read_to_string(path)
                 .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?,
@@ -134,7 +139,7 @@ pub(crate) async fn migrate(settings: &Settings) -> anyhow::Result<ExitCode> {
 }
 
 /// `namespace/name[@version]`.
-fn parse_target(target: &str) -> anyhow::Result<TaskRequest> {
+pub(crate) fn parse_target(target: &str) -> anyhow::Result<TaskRequest> {
     let (path, version) = match target.split_once('@') {
         Some((path, version)) => {
             let version = version.parse().map_err(|e| {
@@ -271,119 +276,13 @@ async fn drive(
             serde_json::to_string_pretty(&document(&task, &steps))?
         );
     } else {
-        print_summary(&task, &steps);
+        let lines: Vec<StepLine> = steps.iter().map(StepLine::from).collect();
+        render::print_summary(&TaskLine::from(&task), &lines);
     }
     Ok(match task.state {
         TaskState::Complete => ExitCode::SUCCESS,
         _ => ExitCode::FAILURE,
     })
-}
-
-/// The live progress line: steps done out of total, running steps, retries, backoff waits.
-#[derive(Clone)]
-struct Progress {
-    bar: ProgressBar,
-    /// Not a terminal (and not `--json`): plain lines instead of a bar.
-    plain: bool,
-}
-
-impl Progress {
-    fn new(total: u64, json: bool) -> Self {
-        use std::io::IsTerminal;
-        let plain = !json && !std::io::stderr().is_terminal();
-        let bar = if json || plain {
-            ProgressBar::hidden()
-        } else {
-            ProgressBar::new(total)
-        };
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} steps  {msg}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-        bar.enable_steady_tick(Duration::from_millis(120));
-        Self { bar, plain }
-    }
-
-    fn line(&self, text: String) {
-        if self.plain {
-            eprintln!("{text}");
-        } else {
-            self.bar.println(text);
-        }
-    }
-
-    async fn follow(self, mut events: EventStream, task_id: TaskId) {
-        let mut running: BTreeMap<String, u32> = BTreeMap::new();
-        let mut retries = 0u32;
-        let mut waiting: Option<(String, DateTime<Utc>)> = None;
-        while let Some(event) = events.recv().await {
-            let Payload::Step(p) = &event.payload else {
-                continue;
-            };
-            if p.task_id != task_id {
-                continue;
-            }
-            let (name, attempt) = (p.step_name.to_string(), p.attempt);
-            match &*event.name {
-                step::EXECUTION_REQUESTED => {
-                    if attempt > 1 {
-                        retries += 1;
-                    }
-                    if self.plain {
-                        self.line(format!("started: {name} (attempt {attempt})"));
-                    }
-                    waiting = waiting.filter(|(n, _)| *n != name);
-                    running.insert(name, attempt);
-                }
-                step::COMPLETED => {
-                    running.remove(&name);
-                    self.bar.inc(1);
-                    if self.plain {
-                        self.line(format!("completed: {name} (attempt {attempt})"));
-                    }
-                }
-                step::FAILED => {
-                    running.remove(&name);
-                    let message = p.error.as_ref().map_or("", |e| e.message.as_str());
-                    let line = match p.next_attempt_at {
-                        Some(at) => {
-                            waiting = Some((name.clone(), at));
-                            format!(
-                                "{name} attempt {attempt} failed: {message}; retrying at {}",
-                                at.format("%H:%M:%S%.3f")
-                            )
-                        }
-                        None => format!("{name} attempt {attempt} failed for good: {message}"),
-                    };
-                    self.line(line);
-                }
-                _ => continue,
-            }
-            let mut message = String::new();
-            if !running.is_empty() {
-                message.push_str(&format!(
-                    "running: {}",
-                    running.keys().cloned().collect::<Vec<_>>().join(", ")
-                ));
-            }
-            if retries > 0 {
-                message.push_str(&format!("  retries: {retries}"));
-            }
-            if let Some((name, at)) = &waiting {
-                message.push_str(&format!(
-                    "  waiting for backoff: {name} until {}",
-                    at.format("%H:%M:%S")
-                ));
-            }
-            self.bar.set_message(message);
-        }
-    }
-}
-
-fn duration_ms(step: &StepRecord) -> Option<i64> {
-    Some((step.processed_at? - step.last_attempted_at?).num_milliseconds())
 }
 
 fn document(task: &TaskRecord, steps: &[StepRecord]) -> Value {
@@ -399,7 +298,7 @@ fn document(task: &TaskRecord, steps: &[StepRecord]) -> Value {
                     "last_error": s.last_error,
                     "started_at": s.last_attempted_at,
                     "completed_at": s.processed_at,
-                    "duration_ms": duration_ms(s),
+                    "duration_ms": StepLine::from(s).duration_ms(),
                 }),
             )
         })
@@ -416,64 +315,6 @@ fn document(task: &TaskRecord, steps: &[StepRecord]) -> Value {
         "completed_at": task.completed_at,
         "steps": steps,
     })
-}
-
-fn print_summary(task: &TaskRecord, steps: &[StepRecord]) {
-    let width = steps.iter().map(|s| s.name.len()).max().unwrap_or(4).max(4);
-    println!(
-        "{:<width$}  {:<17}  {:>8}  {:>9}  LAST ERROR",
-        "STEP", "STATUS", "ATTEMPTS", "TIME (ms)"
-    );
-    for step in steps {
-        let error = step
-            .last_error
-            .as_ref()
-            .and_then(|e| e.get("message").and_then(Value::as_str))
-            .map(|message| {
-                if step.state.is_done() {
-                    format!("(recovered) {message}")
-                } else {
-                    message.to_owned()
-                }
-            })
-            .unwrap_or_default();
-        let time = duration_ms(step).map_or_else(|| "-".into(), |ms| ms.to_string());
-        println!(
-            "{:<width$}  {:<17}  {:>8}  {:>9}  {}",
-            step.name,
-            step.state.as_str(),
-            step.attempts,
-            time,
-            error
-        );
-    }
-    let elapsed = task
-        .completed_at
-        .map(|done| (done - task.created_at).num_milliseconds());
-    println!();
-    println!(
-        "task {} {}/{}@{}: {}{}",
-        task.task_id,
-        task.namespace,
-        task.name,
-        task.version,
-        task.state,
-        elapsed.map(|ms| format!(" in {ms} ms")).unwrap_or_default()
-    );
-    if task.state != TaskState::Complete {
-        for step in steps.iter().filter(|s| s.state == StepState::Error) {
-            let error = step.last_error.clone().unwrap_or(Value::Null);
-            eprintln!(
-                "failed step `{}` after {} attempt(s): {}",
-                step.name,
-                step.attempts,
-                error
-                    .get("message")
-                    .and_then(Value::as_str)
-                    .unwrap_or("unknown error")
-            );
-        }
-    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Configuration: defaults, then `tasker.toml` (or `--config FILE`), then `TASKER_*`
-//! environment variables (`TASKER_DATABASE_URL`, and `TASKER_<SECTION>__<KEY>` for the rest),
-//! then command-line flags. See docs/configuration.md.
+//! environment variables (`TASKER_DATABASE_URL`, the client's `TASKER_SERVER`, `TASKER_TOKEN`
+//! and `TASKER_API_KEY`, and `TASKER_<SECTION>__<KEY>` for the rest), then command-line flags.
+//! See docs/configuration.md.
 
 use std::path::Path;
 use std::time::Duration;
@@ -28,6 +29,33 @@ pub(crate) struct Settings {
     pub api: tasker_api::ApiSettings,
     /// Who may call the API, and what they may do.
     pub auth: tasker_auth::AuthConfig,
+    /// `tasker tasks` and `tasker steps`: which server they call, with which credentials.
+    pub client: ClientSettings,
+}
+
+/// The server the client commands call when `--server` is not given.
+pub(crate) const DEFAULT_SERVER: &str = "http://127.0.0.1:8080";
+
+/// `[client]`. `Debug` never prints the credentials.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct ClientSettings {
+    /// The server's base URL (`--server` overrides it).
+    pub server: String,
+    /// A JWT sent as `Authorization: Bearer`.
+    pub token: Option<tasker_auth::Secret>,
+    /// An API key sent as `X-API-Key`.
+    pub api_key: Option<tasker_auth::Secret>,
+}
+
+impl Default for ClientSettings {
+    fn default() -> Self {
+        Self {
+            server: DEFAULT_SERVER.into(),
+            token: None,
+            api_key: None,
+        }
+    }
 }
 
 /// `[server]`.
@@ -157,6 +185,14 @@ fn load_from(config: Option<&Path>, env: Env) -> anyhow::Result<Settings> {
         .clone()
         .only(&["TASKER_DATABASE_URL"])
         .map(|_| "database.url".into());
+    // The client's short names; `TASKER_CLIENT__*` (merged after them) wins when both are set.
+    let client = env
+        .clone()
+        .only(&["TASKER_SERVER", "TASKER_TOKEN", "TASKER_API_KEY"]);
+    let client = client.map(|key| {
+        let key = key.as_str().to_ascii_lowercase();
+        format!("client.{}", key.trim_start_matches("tasker_")).into()
+    });
     let nested = env.filter(|key| {
         let key = key.as_str().to_ascii_uppercase();
         key.starts_with("TASKER_") && key.contains("__")
@@ -170,6 +206,7 @@ fn load_from(config: Option<&Path>, env: Env) -> anyhow::Result<Settings> {
     });
     figment
         .merge(database_url)
+        .merge(client)
         .merge(nested)
         .extract()
         .map_err(|err| anyhow::anyhow!("invalid configuration: {err}"))
@@ -204,6 +241,43 @@ mod tests {
                 .unwrap_err()
                 .to_string();
             assert_eq!(err, "configuration file missing.toml does not exist");
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail closure returns figment::Error
+    fn client_settings_come_from_the_file_and_the_short_variables_and_stay_secret() {
+        figment::Jail::expect_with(|jail| {
+            assert_eq!(
+                load(None).map_err(|e| e.to_string())?.client,
+                ClientSettings::default()
+            );
+            jail.create_file(
+                "tasker.toml",
+                "[client]\nserver = \"http://tasker.internal:9000\"\napi_key = \"from-file\"\n",
+            )?;
+            jail.set_env("TASKER_TOKEN", "a.jwt.token");
+            let client = load(None).map_err(|e| e.to_string())?.client;
+            assert_eq!(client.server, "http://tasker.internal:9000");
+            assert_eq!(
+                client.token.as_ref().map(|t| t.expose()),
+                Some("a.jwt.token")
+            );
+            assert_eq!(
+                client.api_key.as_ref().map(|k| k.expose()),
+                Some("from-file")
+            );
+            let debug = format!("{client:?}");
+            assert!(
+                !debug.contains("a.jwt.token") && !debug.contains("from-file"),
+                "{debug}"
+            );
+            jail.set_env("TASKER_SERVER", "http://from-env:1");
+            jail.set_env("TASKER_CLIENT__API_KEY", "nested");
+            let client = load(None).map_err(|e| e.to_string())?.client;
+            assert_eq!(client.server, "http://from-env:1");
+            assert_eq!(client.api_key.as_ref().map(|k| k.expose()), Some("nested"));
             Ok(())
         });
     }

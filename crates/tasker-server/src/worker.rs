@@ -6,17 +6,23 @@ use std::process::ExitCode;
 
 use crate::settings::Settings;
 
-/// Listens for Ctrl-C (SIGINT) and, on Unix, SIGTERM from now on (the SIGTERM handler is
+/// Listens for Ctrl-C (SIGINT) and, on Unix, SIGTERM from now on (on Unix both handlers are
 /// installed before this returns); the future finishes at the first of them: both mean "drain
 /// and stop".
 pub(crate) fn shutdown_signal()
 -> anyhow::Result<impl std::future::Future<Output = anyhow::Result<()>>> {
     #[cfg(unix)]
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let (mut interrupt, mut terminate) = {
+        use tokio::signal::unix::{SignalKind, signal};
+        (
+            signal(SignalKind::interrupt())?,
+            signal(SignalKind::terminate())?,
+        )
+    };
     Ok(async move {
         #[cfg(unix)]
         tokio::select! {
-            result = tokio::signal::ctrl_c() => result?,
+            _ = interrupt.recv() => {}
             _ = terminate.recv() => {}
         }
         #[cfg(not(unix))]

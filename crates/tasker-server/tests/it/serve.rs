@@ -10,7 +10,10 @@ use tasker_persistence::testing::on_each_database;
 const JOB: &str = "name: served\nnamespace_name: http\nversion: 1.0.0\nstep_templates:\n  - name: a\n    handler_class: tasker::noop\n  - name: b\n    handler_class: tasker::echo\n    depends_on_step: a\n";
 
 /// Starts `tasker serve` and returns it with its base URL, read from its first line.
-fn start(database: &str, extra: &[&str]) -> (Child, String, std::sync::mpsc::Receiver<String>) {
+pub(crate) fn start(
+    database: &str,
+    extra: &[&str],
+) -> (Child, String, std::sync::mpsc::Receiver<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_tasker"))
         .args(["serve", "--bind", "127.0.0.1:0", "--database", database])
         .args(extra)
