@@ -1,7 +1,9 @@
 //! `tasker`: run workflows on the embedded SQLite default (or PostgreSQL), resume them after a
 //! crash, validate and graph templates, and migrate the database.
 
+mod auth_cli;
 mod events;
+mod jwks;
 mod run;
 mod serve;
 mod settings;
@@ -117,6 +119,16 @@ enum Command {
         #[arg(long)]
         no_worker: bool,
     },
+    /// Mint and inspect JWTs with the configured auth.jwt keys
+    Token {
+        #[command(subcommand)]
+        command: auth_cli::TokenCommand,
+    },
+    /// Create, list and revoke API keys in the database
+    Keys {
+        #[command(subcommand)]
+        command: auth_cli::KeysCommand,
+    },
     /// Ask a running server's readiness probe; exit 0 when it is ready (for container health
     /// checks)
     Health {
@@ -217,6 +229,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                         serve::run(&settings, args).await
                     }
                     Command::Health { url } => serve::health(&url).await,
+                    Command::Token { command } => auth_cli::token(&settings, command).await,
+                    Command::Keys { command } => auth_cli::keys(&settings, command).await,
                     Command::Validate { .. } | Command::Graph { .. } | Command::Events { .. } => {
                         unreachable!("handled above")
                     }
