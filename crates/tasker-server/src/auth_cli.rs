@@ -19,6 +19,9 @@ use tasker_persistence::{ApiKeyRecord, NewApiKey};
 use crate::jwks::JwksFetcher;
 use crate::settings::Settings;
 
+#[cfg(test)]
+mod docs;
+
 /// `tasker token ...`.
 #[derive(Subcommand)]
 pub(crate) enum TokenCommand {
