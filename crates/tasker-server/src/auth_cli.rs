@@ -11,9 +11,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use clap::Subcommand;
 use serde_json::{Map, Value, json};
 use tasker_auth::jwt::{TokenRequest, decode_unverified};
-use tasker_auth::{
-    API_KEY_HEADER, ApiKey, AuthError, AuthenticatorKind, Grant, JwtAuthenticator, parse_duration,
-};
+use tasker_auth::{ApiKey, AuthError, AuthenticatorKind, Grant, JwtAuthenticator, parse_duration};
 use tasker_persistence::{ApiKeyRecord, NewApiKey};
 
 use crate::jwks::JwksFetcher;
@@ -384,10 +382,8 @@ pub(crate) async fn keys(settings: &Settings, command: KeysCommand) -> anyhow::R
                 .await?;
             crate::print_stdout(&format!("{}\n", key.expose()));
             eprintln!(
-                "created API key `{}` (id {}); send it in the {} header. It is not shown again.",
-                record.name,
-                record.api_key_id,
-                header_name()
+                "created API key `{}` (id {}); send it in the X-API-Key header. It is not shown again.",
+                record.name, record.api_key_id
             );
             Ok(ExitCode::SUCCESS)
         }
@@ -426,12 +422,6 @@ pub(crate) async fn keys(settings: &Settings, command: KeysCommand) -> anyhow::R
             Ok(ExitCode::SUCCESS)
         }
     }
-}
-
-fn header_name() -> &'static str {
-    // The constant is lowercase (as HTTP/2 writes headers); people write it capitalised.
-    debug_assert_eq!(API_KEY_HEADER, "x-api-key");
-    "X-API-Key"
 }
 
 /// The key a revocation names: an id, else the one unrevoked key of that name (else a
@@ -536,9 +526,14 @@ pub(crate) async fn start_jwks(settings: &Settings) -> anyhow::Result<Option<Arc
         return Ok(None);
     };
     let fetcher = Arc::new(JwksFetcher::new(url)?);
-    fetcher
+    let first = fetcher
         .fetch(Utc::now())
         .await
         .context("auth.jwt.jwks_url: the first fetch failed, so no token could be verified")?;
+    if let crate::jwks::Refresh::Fetched { skipped, .. } = first {
+        for note in skipped {
+            tracing::warn!(target: "tasker::auth", "JWKS: skipped {note}");
+        }
+    }
     Ok(Some(fetcher))
 }
