@@ -564,6 +564,10 @@ async fn serve_accepts_a_jwks_signed_token_and_a_database_key_and_refuses_the_re
             status(client.post(&tasks).bearer_auth(&token).json(&json!({"namespace": "x", "name": "y"}))).await,
             403
         );
+        // Revoked while the server runs: refused from the next request on.
+        let out = tasker_with(&config, &["keys", "revoke", "reader"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert_eq!(status(client.get(&tasks).header("X-API-Key", &api_key)).await, 401);
         Command::new("kill").args(["-TERM", &server.id().to_string()]).status().unwrap();
         let code = server.wait().unwrap().code();
         let rest = stderr.recv().unwrap();
