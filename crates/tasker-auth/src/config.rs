@@ -17,8 +17,8 @@ use crate::api_key::{
 use crate::authenticate::{Authenticator, AuthenticatorChain, OpenAuthenticator};
 use crate::authorize::{AccessControl, Authorizer, PermissionPolicy, RoleGrants};
 use crate::jwt::{
-    JwksFile, JwtAlgorithm, JwtAuthenticator, JwtPolicy, KeyError, KeyKind, KeySet, KeySetProvider,
-    MintError, SigningKey, StaticKeySet, VerificationKey,
+    FetchedKeySet, JwksFile, JwtAlgorithm, JwtAuthenticator, JwtPolicy, KeyError, KeyKind, KeySet,
+    KeySetProvider, MintError, SigningKey, StaticKeySet, TokenRequest, VerificationKey,
 };
 use crate::operation::Operation;
 use crate::permission::{Grant, Permission, PermissionError};
@@ -123,6 +123,14 @@ pub struct JwtConfig {
     pub public_keys: Vec<PathBuf>,
     /// A JWKS document; tokens choose a key by `kid`.
     pub jwks_file: Option<PathBuf>,
+    /// A JWKS document served over HTTP(S), fetched at startup and refreshed by the server.
+    pub jwks_url: Option<String>,
+    /// How often `jwks_url` is fetched again.
+    pub jwks_refresh: ConfigDuration,
+    /// How old the last good fetch of `jwks_url` may be before tokens are refused.
+    pub jwks_max_staleness: ConfigDuration,
+    /// A PEM private key `tasker token mint` signs with (instead of `secret`).
+    pub private_key: Option<PathBuf>,
     /// The required `iss`.
     pub issuer: Option<String>,
     /// The audience that must be in `aud`.
@@ -145,6 +153,10 @@ impl Default for JwtConfig {
             secret: None,
             public_keys: Vec::new(),
             jwks_file: None,
+            jwks_url: None,
+            jwks_refresh: ConfigDuration(DEFAULT_JWKS_REFRESH),
+            jwks_max_staleness: ConfigDuration(DEFAULT_JWKS_MAX_STALENESS),
+            private_key: None,
             issuer: None,
             audience: None,
             leeway: policy.leeway.as_secs_f64(),
@@ -153,6 +165,97 @@ impl Default for JwtConfig {
             roles_claim: policy.roles_claim,
         }
     }
+}
+
+/// The default `auth.jwt.jwks_refresh`: 5 minutes.
+pub const DEFAULT_JWKS_REFRESH: Duration = Duration::from_secs(300);
+
+/// The default `auth.jwt.jwks_max_staleness`: 1 hour.
+pub const DEFAULT_JWKS_MAX_STALENESS: Duration = Duration::from_secs(3600);
+
+/// A duration in configuration: a number of seconds (`300`, `1.5`) or a written duration
+/// (`"90s"`, `"5m"`, `"1h 30m"`, `"30d"`). Written back as seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ConfigDuration(pub Duration);
+
+impl Serialize for ConfigDuration {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_f64(self.0.as_secs_f64())
+    }
+}
+
+impl<'de> Deserialize<'de> for ConfigDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = ConfigDuration;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a number of seconds or a duration such as \"90s\", \"5m\" or \"1h\"")
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, value: u64) -> Result<Self::Value, E> {
+                Ok(ConfigDuration(Duration::from_secs(value)))
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, value: i64) -> Result<Self::Value, E> {
+                u64::try_from(value)
+                    .map(|secs| ConfigDuration(Duration::from_secs(secs)))
+                    .map_err(|_| E::custom(format!("{value} is negative: expected a duration")))
+            }
+
+            fn visit_f64<E: serde::de::Error>(self, value: f64) -> Result<Self::Value, E> {
+                Duration::try_from_secs_f64(value)
+                    .map(ConfigDuration)
+                    .map_err(|_| {
+                        E::custom(format!("{value} is not a non-negative number of seconds"))
+                    })
+            }
+
+            fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<Self::Value, E> {
+                parse_duration(value).map(ConfigDuration).map_err(E::custom)
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+/// A written duration that is not one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "`{value}` is not a duration (seconds, or a number with a unit: `90s`, `15m`, `1h`, `30d`)"
+)]
+pub struct InvalidDuration {
+    /// The text given.
+    pub value: String,
+}
+
+/// Reads a duration: a plain number of seconds (`300`, `1.5`), or numbers with units as
+/// `humantime` writes them (`90s`, `15m`, `1h 30m`, `30d`).
+pub fn parse_duration(text: &str) -> Result<Duration, InvalidDuration> {
+    let invalid = || InvalidDuration {
+        value: text.to_owned(),
+    };
+    let trimmed = text.trim();
+    if trimmed.is_empty() {
+        return Err(invalid());
+    }
+    if let Ok(secs) = trimmed.parse::<f64>() {
+        return Duration::try_from_secs_f64(secs).map_err(|_| invalid());
+    }
+    humantime::parse_duration(trimmed).map_err(|_| invalid())
+}
+
+/// `auth.jwt.jwks_url` and its timing, validated: what a fetcher needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct JwksUrlSettings {
+    /// The document's URL (`http://` or `https://`).
+    pub url: String,
+    /// How often it is fetched again.
+    pub refresh: Duration,
+    /// How old the last good fetch may be before tokens are refused.
+    pub max_staleness: Duration,
 }
 
 /// `[auth.api_keys]`.
@@ -306,6 +409,24 @@ pub enum AuthConfigError {
     /// The HMAC secret is needed (to mint) but not configured.
     #[error("auth.jwt.secret is not set")]
     NoSecret,
+    /// Minting needs a key, and neither `auth.jwt.private_key` nor `auth.jwt.secret` is set.
+    #[error(
+        "no signing key is configured: set auth.jwt.private_key (a PEM private key file) or auth.jwt.secret (an HMAC secret)"
+    )]
+    NoSigningKey,
+    /// `auth.jwt.private_key` cannot sign.
+    #[error("auth.jwt.private_key: {path}: {problem}")]
+    PrivateKey {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// `auth.jwt.jwks_url` is set but the caller fetches nothing.
+    #[error(
+        "auth.jwt.jwks_url is set, but nothing fetches it here (`tasker serve` does; a custom server passes its fetched key set to AuthConfig::build_with_jwks)"
+    )]
+    JwksUrlNotFetched,
     /// Minting with the secret failed.
     #[error("auth.jwt.secret: {source}")]
     Mint {
@@ -335,8 +456,20 @@ impl AuthConfig {
         profile: Profile,
         database_keys: Option<Arc<dyn ApiKeyStore>>,
     ) -> Result<BuiltAuth, AuthConfigError> {
+        self.build_with_jwks(profile, database_keys, None)
+    }
+
+    /// [`AuthConfig::build`], with the key set fetched from `auth.jwt.jwks_url` (required
+    /// when that is set: the caller fetches it first, see [`AuthConfig::jwks_url_settings`]).
+    pub fn build_with_jwks(
+        &self,
+        profile: Profile,
+        database_keys: Option<Arc<dyn ApiKeyStore>>,
+        fetched: Option<Arc<FetchedKeySet>>,
+    ) -> Result<BuiltAuth, AuthConfigError> {
         let mut warnings = Vec::new();
         self.check_authenticators(profile)?;
+        self.jwks_url_settings()?;
         let roles = self.role_grants(&mut warnings)?;
         let mut chain = AuthenticatorChain::new();
         let mut jwt = None;
@@ -344,7 +477,7 @@ impl AuthConfig {
             let link: Arc<dyn Authenticator> = match kind {
                 AuthenticatorKind::Open => Arc::new(OpenAuthenticator),
                 AuthenticatorKind::Jwt => {
-                    let authenticator = self.jwt_authenticator()?;
+                    let authenticator = self.jwt_authenticator_with(fetched.clone())?;
                     jwt = Some(authenticator.clone());
                     Arc::new(authenticator)
                 }
@@ -359,6 +492,17 @@ impl AuthConfig {
                 "auth.jwt is configured but `jwt` is not in auth.authenticators: tokens are not accepted"
                     .to_owned(),
             );
+        }
+        if self.jwt.private_key.is_some() {
+            let signing = self.signing_key(None)?;
+            if let Some(verifier) = &jwt
+                && !self.verifies_own_tokens(&signing, verifier)
+            {
+                warnings.push(
+                    "auth.jwt.private_key: tokens it signs would be refused here: no configured public key (auth.jwt.public_keys, jwks_file, jwks_url) matches it"
+                        .to_owned(),
+                );
+            }
         }
         let authorizer = Authorizer::new(PermissionPolicy::new(roles, self.allow_global_wildcard));
         Ok(BuiltAuth {
@@ -489,9 +633,19 @@ impl AuthConfig {
     }
 
     /// The JWT authenticator: policy and keys validated, every key fitting an algorithm and
-    /// every algorithm having a key.
+    /// every algorithm having a key. Refuses a configuration with `auth.jwt.jwks_url`, whose
+    /// keys must be fetched first ([`AuthConfig::jwt_authenticator_with`]).
     pub fn jwt_authenticator(&self) -> Result<JwtAuthenticator, AuthConfigError> {
+        self.jwt_authenticator_with(None)
+    }
+
+    /// [`AuthConfig::jwt_authenticator`], with the key set fetched from `auth.jwt.jwks_url`.
+    pub fn jwt_authenticator_with(
+        &self,
+        fetched_keys: Option<Arc<FetchedKeySet>>,
+    ) -> Result<JwtAuthenticator, AuthConfigError> {
         let policy = self.jwt_policy()?;
+        let url = self.jwks_url_settings()?;
         let mut fixed: Vec<(String, VerificationKey)> = Vec::new();
         if let Some(secret) = &self.jwt.secret {
             let key = VerificationKey::hmac(secret.expose().as_bytes(), "auth.jwt.secret")
@@ -535,6 +689,16 @@ impl AuthConfig {
             fetched.extend(file.keys().keys().iter().cloned());
             providers.push(Arc::new(file));
         }
+        match (url, fetched_keys) {
+            (Some(_), None) => return Err(AuthConfigError::JwksUrlNotFetched),
+            (Some(_), Some(set)) => {
+                if let Some((keys, _)) = set.latest() {
+                    fetched.extend(keys.keys().iter().cloned());
+                }
+                providers.push(set);
+            }
+            (None, _) => {}
+        }
         check_algorithms_have_keys(&policy, &self.jwt.algorithms, fixed.iter().chain(&fetched))?;
         Ok(JwtAuthenticator::new(policy, providers))
     }
@@ -556,6 +720,116 @@ impl AuthConfig {
         });
         SigningKey::hmac(secret.expose().as_bytes(), algorithm)
             .map_err(|source| AuthConfigError::Mint { source })
+    }
+
+    /// `auth.jwt.jwks_url` with its refresh interval and staleness limit, validated; `None`
+    /// when no URL is configured.
+    pub fn jwks_url_settings(&self) -> Result<Option<JwksUrlSettings>, AuthConfigError> {
+        let Some(url) = &self.jwt.jwks_url else {
+            return Ok(None);
+        };
+        let invalid = |key: &str, problem| AuthConfigError::InvalidValue {
+            key: key.to_owned(),
+            problem,
+        };
+        let rest = url
+            .strip_prefix("https://")
+            .or_else(|| url.strip_prefix("http://"))
+            .ok_or_else(|| invalid("auth.jwt.jwks_url", "must be an http:// or https:// URL"))?;
+        if rest.is_empty() || rest.starts_with('/') || url.chars().any(char::is_whitespace) {
+            return Err(invalid(
+                "auth.jwt.jwks_url",
+                "must be an http:// or https:// URL with a host",
+            ));
+        }
+        let refresh = self.jwt.jwks_refresh.0;
+        let max_staleness = self.jwt.jwks_max_staleness.0;
+        if refresh < Duration::from_secs(1) {
+            return Err(invalid(
+                "auth.jwt.jwks_refresh",
+                "must be at least 1 second",
+            ));
+        }
+        if max_staleness < refresh {
+            return Err(invalid(
+                "auth.jwt.jwks_max_staleness",
+                "must be at least auth.jwt.jwks_refresh (otherwise keys go stale between two fetches)",
+            ));
+        }
+        Ok(Some(JwksUrlSettings {
+            url: url.clone(),
+            refresh,
+            max_staleness,
+        }))
+    }
+
+    /// The key `tasker token mint` signs with: `auth.jwt.private_key` when set (for the
+    /// first configured algorithm of its kind), otherwise `auth.jwt.secret` (for the first
+    /// configured `HS*` algorithm). `kid`, when given, goes into each token's header.
+    pub fn signing_key(&self, kid: Option<&str>) -> Result<SigningKey, AuthConfigError> {
+        let key = if let Some(path) = &self.jwt.private_key {
+            let problem = |problem: String| AuthConfigError::PrivateKey {
+                path: path.display().to_string(),
+                problem,
+            };
+            let pem = std::fs::read(path).map_err(|e| problem(format!("cannot read it: {e}")))?;
+            let configured: Vec<JwtAlgorithm> = self
+                .jwt
+                .algorithms
+                .iter()
+                .filter_map(|name| name.parse::<JwtAlgorithm>().ok())
+                .filter(|alg| alg.key_kind() != KeyKind::Hmac)
+                .collect();
+            if configured.is_empty() {
+                SigningKey::from_private_pem(&pem, None).map_err(|e| problem(e.to_string()))?
+            } else {
+                let mut first_error = None;
+                let mut found = None;
+                for alg in configured {
+                    match SigningKey::from_private_pem(&pem, Some(alg)) {
+                        Ok(key) => {
+                            found = Some(key);
+                            break;
+                        }
+                        Err(err) => {
+                            first_error.get_or_insert(err);
+                        }
+                    }
+                }
+                match (found, first_error) {
+                    (Some(key), _) => key,
+                    (None, Some(MintError::NotAPrivateKey)) => {
+                        return Err(problem(MintError::NotAPrivateKey.to_string()));
+                    }
+                    (None, _) => {
+                        return Err(problem(format!(
+                            "cannot sign any algorithm in auth.jwt.algorithms ({})",
+                            self.jwt.algorithms.join(", ")
+                        )));
+                    }
+                }
+            }
+        } else if self.jwt.secret.is_some() {
+            self.secret_signing_key(None)?
+        } else {
+            return Err(AuthConfigError::NoSigningKey);
+        };
+        Ok(match kid {
+            Some(kid) => key.with_kid(kid),
+            None => key,
+        })
+    }
+
+    /// Whether a token `signing` mints is accepted by `verifier` (a probe at a fixed time, so
+    /// no clock is read).
+    fn verifies_own_tokens(&self, signing: &SigningKey, verifier: &JwtAuthenticator) -> bool {
+        let at = DateTime::<Utc>::UNIX_EPOCH + chrono::Duration::days(1);
+        let mut request = TokenRequest::new("probe", Duration::from_secs(60));
+        request.issuer = self.jwt.issuer.clone();
+        request.audience = self.jwt.audience.clone();
+        signing
+            .mint(&request, at)
+            .is_ok_and(|token| verifier.verify(&token, at).is_ok())
     }
 
     fn api_key_authenticator(

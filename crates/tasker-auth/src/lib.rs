@@ -42,8 +42,9 @@ pub use authorize::{
     Decision, PermissionPolicy, RoleGrants,
 };
 pub use config::{
-    ApiKeysConfig, AuthConfig, AuthConfigError, AuthenticatorKind, BuiltAuth, ConfiguredKey,
-    JwtConfig, Profile, Secret,
+    ApiKeysConfig, AuthConfig, AuthConfigError, AuthenticatorKind, BuiltAuth, ConfigDuration,
+    ConfiguredKey, DEFAULT_JWKS_MAX_STALENESS, DEFAULT_JWKS_REFRESH, InvalidDuration,
+    JwksUrlSettings, JwtConfig, Profile, Secret, parse_duration,
 };
 pub use jwt::{JwtAlgorithm, JwtAuthenticator, JwtPolicy, TokenRejection};
 pub use operation::{Operation, OperationSpec, RestMethod, RestRoute};

@@ -1,8 +1,10 @@
 //! `tasker`: run workflows on the embedded SQLite default (or PostgreSQL), resume them after a
 //! crash, validate and graph templates, and migrate the database.
 
+mod auth_cli;
 mod client;
 mod events;
+mod jwks;
 mod render;
 mod run;
 mod serve;
@@ -123,6 +125,16 @@ enum Command {
     Tasks(client::TasksArgs),
     /// Steps of a task on a running server: list, show, resolve, retry, cancel
     Steps(client::StepsArgs),
+    /// Mint and inspect JWTs with the configured auth.jwt keys
+    Token {
+        #[command(subcommand)]
+        command: auth_cli::TokenCommand,
+    },
+    /// Create, list and revoke API keys in the database
+    Keys {
+        #[command(subcommand)]
+        command: auth_cli::KeysCommand,
+    },
     /// Ask a running server's readiness probe; exit 0 when it is ready (for container health
     /// checks)
     Health {
@@ -225,6 +237,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     Command::Health { url } => serve::health(&url).await,
                     Command::Tasks(args) => client::tasks(&settings, args).await,
                     Command::Steps(args) => client::steps(&settings, args).await,
+                    Command::Token { command } => auth_cli::token(&settings, command).await,
+                    Command::Keys { command } => auth_cli::keys(&settings, command).await,
                     Command::Validate { .. } | Command::Graph { .. } | Command::Events { .. } => {
                         unreachable!("handled above")
                     }

@@ -63,13 +63,20 @@ pub(crate) async fn run(settings: &Settings, args: ServeArgs) -> anyhow::Result<
         .register(Arc::new(tasker_events::LogSubscriber::new()))?;
     // On PostgreSQL, events of tasks other processes run reach this process's streams.
     let _relay = engine.relay_events().await?;
+    let jwks = crate::auth_cli::start_jwks(settings)
+        .await
+        .context("auth configuration")?;
     let built = settings
         .auth
-        .build(
+        .build_with_jwks(
             settings.server.profile,
             Some(Arc::new(DatabaseApiKeys::new(store.clone()))),
+            jwks.as_ref().map(|fetcher| fetcher.keys()),
         )
         .context("auth configuration")?;
+    if let Some(fetcher) = jwks {
+        tokio::spawn(crate::jwks::run(fetcher));
+    }
     for warning in &built.warnings {
         tracing::warn!("auth: {warning}");
     }

@@ -174,3 +174,117 @@ async fn a_real_jwt_is_accepted_and_its_subject_is_the_actor() {
         "tasker.task:* does not cover steps"
     );
 }
+
+/// The attack cases for API keys, against keys stored in a real database: a wrong key, an
+/// expired one and a revoked one are refused for that reason; the live one is accepted and its
+/// use recorded. "Now" is a fixed time, moved by hand.
+#[tokio::test]
+async fn database_api_keys_refuse_wrong_expired_and_revoked_keys() {
+    use std::sync::Arc;
+
+    use chrono::{TimeZone as _, Utc};
+    use tasker_api::DatabaseApiKeys;
+    use tasker_auth::{ApiKey, ApiKeyAuthenticator, AuthError, Authenticator, Rejection};
+    use tasker_persistence::NewApiKey;
+
+    on_each_database(|db| async move {
+        let t0 = Utc.with_ymd_and_hms(2026, 5, 1, 9, 0, 0).unwrap();
+        let minutes = |m: i64| t0 + chrono::Duration::minutes(m);
+        let store = db.store.clone();
+        let create = |name: &'static str, expires_at| {
+            let store = store.clone();
+            async move {
+                let key = ApiKey::generate().unwrap();
+                let record = store
+                    .create_api_key(
+                        &NewApiKey {
+                            name: name.to_owned(),
+                            key_hash: key.hash().to_hex(),
+                            key_prefix: key.display_prefix().to_owned(),
+                            permissions: vec!["tasker.task:index".to_owned()],
+                            expires_at,
+                        },
+                        t0,
+                    )
+                    .await
+                    .unwrap();
+                (key, record.api_key_id)
+            }
+        };
+        let (live, live_id) = create("live", None).await;
+        let (expiring, expiring_id) = create("expiring", Some(minutes(60))).await;
+        let (revoked, revoked_id) = create("revoked", None).await;
+        store.revoke_api_key(revoked_id, minutes(10)).await.unwrap();
+        let authenticator =
+            ApiKeyAuthenticator::new(vec![Arc::new(DatabaseApiKeys::new(store.clone()))]);
+        let headers = |key: &str| {
+            let mut headers = http::HeaderMap::new();
+            headers.insert("x-api-key", key.parse().unwrap());
+            headers
+        };
+        let rejection = |key: String, now| {
+            let authenticator = &authenticator;
+            async move {
+                match authenticator.authenticate(&headers(&key), now).await {
+                    Err(AuthError::Rejected(rejection)) => rejection,
+                    other => panic!("expected a rejection, got {other:?}"),
+                }
+            }
+        };
+
+        let principal = authenticator
+            .authenticate(&headers(live.expose()), minutes(30))
+            .await
+            .unwrap();
+        assert_eq!(principal.subject, "live");
+        let stored = store.list_api_keys().await.unwrap();
+        let used = stored.iter().find(|k| k.api_key_id == live_id).unwrap();
+        assert_eq!(used.last_used_at, Some(minutes(30)), "the use is recorded");
+
+        let wrong = ApiKey::generate().unwrap();
+        assert_eq!(
+            rejection(wrong.expose().to_owned(), minutes(30)).await,
+            Rejection::UnknownApiKey
+        );
+        // The stored hash is not a key, nor is the key with one character changed.
+        assert_eq!(
+            rejection(live.hash().to_hex(), minutes(30)).await,
+            Rejection::UnknownApiKey
+        );
+        let mut altered = live.expose().to_owned();
+        let last = if altered.ends_with('0') { "1" } else { "0" };
+        altered.replace_range(altered.len() - 1.., last);
+        assert_eq!(
+            rejection(altered, minutes(30)).await,
+            Rejection::UnknownApiKey
+        );
+        // Good before its expiry, refused after.
+        assert!(
+            authenticator
+                .authenticate(&headers(expiring.expose()), minutes(59))
+                .await
+                .is_ok()
+        );
+        assert_eq!(
+            rejection(expiring.expose().to_owned(), minutes(61)).await,
+            Rejection::ApiKeyExpired {
+                key_id: expiring_id.to_string(),
+                expired_at: minutes(60)
+            }
+        );
+        assert_eq!(
+            rejection(revoked.expose().to_owned(), minutes(30)).await,
+            Rejection::ApiKeyRevoked {
+                key_id: revoked_id.to_string(),
+                revoked_at: minutes(10)
+            }
+        );
+        let stored = store.list_api_keys().await.unwrap();
+        let revoked_record = stored.iter().find(|k| k.api_key_id == revoked_id).unwrap();
+        assert_eq!(
+            revoked_record.last_used_at, None,
+            "a refused key is not marked used"
+        );
+    })
+    .await;
+}

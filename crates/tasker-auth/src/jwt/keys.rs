@@ -431,6 +431,25 @@ impl FetchedKeySet {
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some((Arc::new(set), fetched_at));
     }
 
+    /// The latest fetch and when it was made, however old: for diagnostics and startup
+    /// checks. Verification goes through [`KeySetProvider::key_set`], which refuses stale keys.
+    pub fn latest(&self) -> Option<(Arc<KeySet>, DateTime<Utc>)> {
+        self.latest
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// The URL (or other origin) the keys come from.
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// The allowed age of the last fetch.
+    pub fn max_staleness(&self) -> Duration {
+        self.max_staleness
+    }
+
     /// Whether a refresh was requested since the last call (and clears the request).
     pub fn take_refresh_request(&self) -> bool {
         self.refresh_requested.swap(false, Ordering::AcqRel)

@@ -245,3 +245,193 @@ fn minting_uses_the_configured_secret_and_never_shows_it() {
     assert!(matches!(none, AuthConfigError::NoSecret));
     assert_eq!(none.to_string(), "auth.jwt.secret is not set");
 }
+
+#[test]
+fn durations_read_seconds_or_written_units() {
+    use std::time::Duration;
+    use tasker_auth::{ConfigDuration, parse_duration};
+    assert_eq!(parse_duration("300"), Ok(Duration::from_secs(300)));
+    assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
+    assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
+    assert_eq!(parse_duration("1h 30m"), Ok(Duration::from_secs(5400)));
+    assert_eq!(parse_duration("30d"), Ok(Duration::from_secs(30 * 86_400)));
+    for bad in ["", "soon", "-5", "5 parsecs", "NaN"] {
+        assert_eq!(
+            parse_duration(bad).unwrap_err().to_string(),
+            format!(
+                "`{bad}` is not a duration (seconds, or a number with a unit: `90s`, `15m`, `1h`, `30d`)"
+            )
+        );
+    }
+    let jwt = |value: Value| {
+        serde_json::from_value::<AuthConfig>(json!({"jwt": {"jwks_refresh": value}}))
+            .map(|c| c.jwt.jwks_refresh)
+            .map_err(|e| e.to_string())
+    };
+    assert_eq!(jwt(json!(60)), Ok(ConfigDuration(Duration::from_secs(60))));
+    assert_eq!(
+        jwt(json!("2m")),
+        Ok(ConfigDuration(Duration::from_secs(120)))
+    );
+    assert_eq!(
+        jwt(json!(0.5)),
+        Ok(ConfigDuration(Duration::from_millis(500)))
+    );
+    assert!(jwt(json!(-1)).unwrap_err().contains("-1 is negative"));
+    assert!(
+        jwt(json!("soon"))
+            .unwrap_err()
+            .contains("`soon` is not a duration")
+    );
+    let defaults = AuthConfig::default();
+    assert_eq!(defaults.jwt.jwks_refresh.0, Duration::from_secs(300));
+    assert_eq!(defaults.jwt.jwks_max_staleness.0, Duration::from_secs(3600));
+    // Written back as seconds, and read again.
+    let round_trip: AuthConfig =
+        serde_json::from_value(serde_json::to_value(&defaults).unwrap()).unwrap();
+    assert_eq!(round_trip, defaults);
+}
+
+#[test]
+fn jwks_url_settings_are_checked() {
+    let jwt = |settings: Value| json!({"authenticators": ["jwt"], "jwt": settings});
+    let url = "https://idp.example/.well-known/jwks.json";
+    let cases = [
+        (
+            json!({"algorithms": ["RS256"], "jwks_url": "ftp://idp.example/jwks"}),
+            "auth.jwt.jwks_url: must be an http:// or https:// URL",
+        ),
+        (
+            json!({"algorithms": ["RS256"], "jwks_url": "https:///jwks"}),
+            "auth.jwt.jwks_url: must be an http:// or https:// URL with a host",
+        ),
+        (
+            json!({"algorithms": ["RS256"], "jwks_url": url, "jwks_refresh": 0}),
+            "auth.jwt.jwks_refresh: must be at least 1 second",
+        ),
+        (
+            json!({"algorithms": ["RS256"], "jwks_url": url, "jwks_refresh": "10m", "jwks_max_staleness": "5m"}),
+            "auth.jwt.jwks_max_staleness: must be at least auth.jwt.jwks_refresh (otherwise keys go stale between two fetches)",
+        ),
+        (
+            json!({"algorithms": ["RS256"], "jwks_url": url}),
+            "auth.jwt.jwks_url is set, but nothing fetches it here (`tasker serve` does; a custom server passes its fetched key set to AuthConfig::build_with_jwks)",
+        ),
+    ];
+    for (settings, expect) in cases {
+        assert_eq!(error(jwt(settings.clone())), expect, "{settings}");
+    }
+    let settings = config(jwt(
+        json!({"algorithms": ["RS256"], "jwks_url": url, "jwks_refresh": "1m"}),
+    ))
+    .jwks_url_settings()
+    .unwrap()
+    .unwrap();
+    assert_eq!(settings.url, url);
+    assert_eq!(settings.refresh, std::time::Duration::from_secs(60));
+    assert_eq!(settings.max_staleness, std::time::Duration::from_secs(3600));
+}
+
+#[test]
+fn a_fetched_key_set_serves_the_jwks_url() {
+    use tasker_auth::jwt::{FetchedKeySet, KeySet};
+    let url = "https://idp.example/jwks.json";
+    let config = config(json!({
+        "authenticators": ["jwt"],
+        "jwt": {"algorithms": ["RS256"], "jwks_url": url},
+    }));
+    let fetched = Arc::new(FetchedKeySet::new(
+        url,
+        std::time::Duration::from_secs(3600),
+    ));
+    // Nothing fetched: no key verifies RS256, which startup reports.
+    assert_eq!(
+        config
+            .build_with_jwks(Profile::Development, None, Some(Arc::clone(&fetched)))
+            .unwrap_err()
+            .to_string(),
+        "auth.jwt.algorithms[0]: no configured key verifies RS256 (it needs an RSA key)"
+    );
+    let (set, _) = KeySet::from_jwks(&key_bytes("jwks.json"), url).unwrap();
+    fetched.update(set, t0());
+    let built = config
+        .build_with_jwks(Profile::Development, None, Some(fetched))
+        .unwrap();
+    let token = signer("rsa-private.pem", tasker_auth::JwtAlgorithm::RS256)
+        .with_kid("rsa-2026-01")
+        .sign_claims(&claims_with(|c| {
+            c.remove("iss");
+            c.remove("aud");
+        }))
+        .unwrap();
+    let principal = run(built.access.authenticate(&bearer(&token), t0())).unwrap();
+    assert_eq!(principal.subject, "alice");
+}
+
+#[test]
+fn the_private_key_is_checked_at_startup_and_preferred_for_minting() {
+    let jwt = |settings: Value| json!({"authenticators": ["jwt"], "jwt": settings});
+    let cases = [
+        (
+            json!({"algorithms": ["RS256"], "public_keys": [path("rsa-public.pem")], "private_key": path("rsa-public.pem")}),
+            format!("auth.jwt.private_key: {}: not an RSA, EC or Ed25519 private key in PEM form (PKCS#8, or PKCS#1 for RSA)", path("rsa-public.pem")),
+        ),
+        (
+            json!({"algorithms": ["RS256"], "public_keys": [path("rsa-public.pem")], "private_key": "/nonexistent/key.pem"}),
+            "auth.jwt.private_key: /nonexistent/key.pem: cannot read it: No such file or directory (os error 2)".to_owned(),
+        ),
+        (
+            json!({"algorithms": ["RS256"], "public_keys": [path("rsa-public.pem")], "private_key": path("ec256-private.pem")}),
+            format!("auth.jwt.private_key: {}: cannot sign any algorithm in auth.jwt.algorithms (RS256)", path("ec256-private.pem")),
+        ),
+    ];
+    for (settings, expect) in cases {
+        assert_eq!(error(jwt(settings.clone())), expect, "{settings}");
+    }
+    // A key whose public half verifies nothing here works, with a warning.
+    let built = config(jwt(json!({
+        "algorithms": ["RS256"],
+        "public_keys": [path("rsa-public.pem")],
+        "private_key": path("rsa-other-private.pem"),
+    })))
+    .build(Profile::Development, None)
+    .unwrap();
+    assert_eq!(
+        built.warnings,
+        [
+            "auth.jwt.private_key: tokens it signs would be refused here: no configured public key (auth.jwt.public_keys, jwks_file, jwks_url) matches it"
+        ]
+    );
+    let matching = config(jwt(json!({
+        "algorithms": ["HS256", "PS256", "RS256"],
+        "secret": SECRET,
+        "public_keys": [path("rsa-public.pem")],
+        "private_key": path("rsa-private.pem"),
+    })));
+    assert!(
+        matching
+            .build(Profile::Development, None)
+            .unwrap()
+            .warnings
+            .is_empty()
+    );
+    // The private key wins over the secret, with the first algorithm of its kind.
+    let key = matching.signing_key(Some("k1")).unwrap();
+    assert_eq!(key.algorithm(), tasker_auth::JwtAlgorithm::PS256);
+    let token = key
+        .mint(
+            &tasker_auth::jwt::TokenRequest::new("a", std::time::Duration::from_secs(60)),
+            t0(),
+        )
+        .unwrap();
+    assert_eq!(
+        tasker_auth::jwt::decode_unverified(&token).unwrap().header["kid"],
+        "k1"
+    );
+    let none = AuthConfig::default().signing_key(None).unwrap_err();
+    assert!(matches!(none, AuthConfigError::NoSigningKey));
+    assert_eq!(
+        none.to_string(),
+        "no signing key is configured: set auth.jwt.private_key (a PEM private key file) or auth.jwt.secret (an HMAC secret)"
+    );
+}

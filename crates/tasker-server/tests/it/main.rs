@@ -1,6 +1,7 @@
 //! The `tasker` binary as a user runs it: real processes, real databases (SQLite always,
 //! PostgreSQL when `TASKER_TEST_DATABASE_URL` is set).
 
+mod auth;
 mod client;
 mod serve;
 mod worker;

@@ -14,7 +14,28 @@ pub(crate) fn start(
     database: &str,
     extra: &[&str],
 ) -> (Child, String, std::sync::mpsc::Receiver<String>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tasker"))
+    spawn(None, database, extra)
+}
+
+/// [`start`] with a configuration file.
+pub(crate) fn start_with_config(
+    config: &std::path::Path,
+    database: &str,
+    extra: &[&str],
+) -> (Child, String, std::sync::mpsc::Receiver<String>) {
+    spawn(Some(config), database, extra)
+}
+
+fn spawn(
+    config: Option<&std::path::Path>,
+    database: &str,
+    extra: &[&str],
+) -> (Child, String, std::sync::mpsc::Receiver<String>) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tasker"));
+    if let Some(config) = config {
+        command.arg("--config").arg(config);
+    }
+    let mut child = command
         .args(["serve", "--bind", "127.0.0.1:0", "--database", database])
         .args(extra)
         .env_remove("TASKER_DATABASE_URL")
