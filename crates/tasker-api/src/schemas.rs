@@ -72,6 +72,24 @@ macro_rules! string_schema {
     )*};
 }
 
+/// The data of one Server-Sent Event: a JSON object (a stored transition, or a live event).
+pub(crate) struct SseEventData;
+
+impl PartialSchema for SseEventData {
+    fn schema() -> RefOr<Schema> {
+        RefOr::T(Schema::Object(
+            ObjectBuilder::new()
+                .schema_type(Type::Object)
+                .description(Some(
+                    "One event's `data`: a JSON object. `transition` events hold a transition as in the task's history; live events hold the event's name and payload.",
+                ))
+                .build(),
+        ))
+    }
+}
+
+impl ToSchema for SseEventData {}
+
 string_schema! {
     /// A task state.
     TaskStateName => one_of(TaskState::ALL.iter().map(|s| s.as_str()));

@@ -18,6 +18,7 @@ use uuid::Uuid;
 use super::tasks::history;
 use crate::error::{ApiError, ReadErrors};
 use crate::extract::{Path, Query};
+use crate::schemas;
 use crate::state::Shared;
 use crate::views::EventFilter;
 
@@ -89,7 +90,7 @@ async fn next(
     get, path = "/events/stream", tag = "events",
     params(EventFilter),
     responses(
-        (status = 200, description = "A text/event-stream: each SSE event is named after the Tasker event and carries it as JSON", content_type = "text/event-stream", body = String),
+        (status = 200, description = "A text/event-stream: each SSE event is named after the Tasker event and carries it as JSON", content_type = "text/event-stream", body = inline(schemas::SseEventData)),
         ReadErrors,
     )
 )]
@@ -148,7 +149,7 @@ pub(crate) async fn event_stream(
     get, path = "/tasks/{task_id}/events", tag = "events",
     params(("task_id" = Uuid, Path, description = "The task")),
     responses(
-        (status = 200, description = "A text/event-stream: `transition` events replaying the history, then the task's live events as JSON", content_type = "text/event-stream", body = String),
+        (status = 200, description = "A text/event-stream: `transition` events replaying the history, then the task's live events as JSON", content_type = "text/event-stream", body = inline(schemas::SseEventData)),
         ReadErrors,
     )
 )]

@@ -103,6 +103,12 @@ async fn invalid_requests_get_the_envelope_and_store_nothing() {
             .await
             .unwrap();
         assert_eq!(raw.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        // serde would read a struct from an array of its fields; the API wants an object.
+        let reply = server
+            .post("/tasks", json!(["shop", "order"]))
+            .await;
+        assert_eq!((reply.status, reply.code()), (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"));
+        assert!(reply.body["error"]["message"].as_str().unwrap().contains("an array"));
         let long = "a".repeat(101);
         let reply = server
             .call(Method::GET, "/tasks", None, &[("x-correlation-id", &long)])
@@ -352,8 +358,28 @@ async fn operator_actions_record_who_and_why_and_refused_transitions_are_409() {
                 .any(|t| t["step_name"] == "broken" && t["to_state"] == "error")
         );
 
-        // Cancel a pending task through DELETE, with no body at all.
+        // Cancel a pending task through DELETE, with no body at all; a body that is there
+        // must be a JSON object (or null), and a refused one changes nothing.
         let pending = server.create_order(3).await;
+        for (body, status) in [
+            ("  \n", StatusCode::BAD_REQUEST),
+            ("[\"why\"]", StatusCode::UNPROCESSABLE_ENTITY),
+            ("\"why\"", StatusCode::UNPROCESSABLE_ENTITY),
+        ] {
+            let raw = server
+                .client
+                .post(format!("{}/tasks/{pending}/cancel", server.base))
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(raw.status(), status, "{body:?}");
+        }
+        assert_ne!(
+            server.get(&format!("/tasks/{pending}")).await.body["state"],
+            "cancelled"
+        );
         let cancelled = server
             .call(Method::DELETE, &format!("/tasks/{pending}"), None, &[])
             .await;
