@@ -8,7 +8,7 @@ use std::process::Command;
 
 use anyhow::Context as _;
 
-use crate::{codegen, deploy, docs, layers, tidy};
+use crate::{codegen, deploy, docs, fuzz, layers, tidy};
 
 enum Step {
     /// `cargo` with these arguments, inheriting stdout, stderr and the environment.
@@ -23,6 +23,8 @@ enum Step {
     Tidy,
     /// `lint-deploy`, run in this process.
     LintDeploy,
+    /// `fuzz-api --db DB`, run in this process.
+    FuzzApi(fuzz::Db),
 }
 
 const STEPS: &[Step] = &[
@@ -41,6 +43,8 @@ const STEPS: &[Step] = &[
     Step::Cargo(&["test", "--workspace"]),
     Step::ValidateDocs,
     Step::LintDeploy,
+    Step::FuzzApi(fuzz::Db::Sqlite),
+    Step::FuzzApi(fuzz::Db::Postgres),
 ];
 
 impl fmt::Display for Step {
@@ -52,6 +56,7 @@ impl fmt::Display for Step {
             Step::CodegenCheck => write!(f, "cargo xtask codegen --check"),
             Step::Tidy => write!(f, "cargo xtask tidy"),
             Step::LintDeploy => write!(f, "cargo xtask lint-deploy"),
+            Step::FuzzApi(db) => write!(f, "cargo xtask fuzz-api --db {}", db.name()),
         }
     }
 }
@@ -75,6 +80,11 @@ impl Step {
             Step::CodegenCheck => codegen::run(true),
             Step::Tidy => tidy::run(),
             Step::LintDeploy => deploy::run(),
+            Step::FuzzApi(db) => fuzz::run(&fuzz::FuzzArgs {
+                db: *db,
+                max_examples: fuzz::DEFAULT_EXAMPLES,
+                seed: 1,
+            }),
         }
     }
 }
@@ -111,6 +121,8 @@ mod tests {
                 "cargo test --workspace",
                 "cargo xtask validate-docs",
                 "cargo xtask lint-deploy",
+                "cargo xtask fuzz-api --db sqlite",
+                "cargo xtask fuzz-api --db postgres",
             ]
         );
     }

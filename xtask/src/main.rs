@@ -8,6 +8,7 @@ mod ci;
 mod codegen;
 mod deploy;
 mod docs;
+mod fuzz;
 mod layers;
 mod migrate;
 mod tidy;
@@ -50,6 +51,8 @@ enum Task {
     ValidateDocs,
     /// Lint the deployment files: hadolint, docker compose config, kustomize + kubernetes-validate
     LintDeploy,
+    /// Fuzz the REST API of a live `tasker serve` with schemathesis, every check on
+    FuzzApi(fuzz::FuzzArgs),
     /// Benchmarks B0–B7 in release mode (docs/performance.md); `cargo xtask bench --help` for options
     #[command(disable_help_flag = true)]
     Bench {
@@ -83,6 +86,7 @@ fn main() -> ExitCode {
         Task::Bench { args } => bench::run(&args),
         Task::ValidateDocs => docs::run(),
         Task::LintDeploy => deploy::run(),
+        Task::FuzzApi(args) => fuzz::run(&args),
     };
     // `{:#}` prints the context chain on one line, without anyhow's backtrace.
     match result {
