@@ -31,6 +31,8 @@ pub(crate) struct Settings {
     pub auth: tasker_auth::AuthConfig,
     /// `tasker tasks` and `tasker steps`: which server they call, with which credentials.
     pub client: ClientSettings,
+    /// `tasker serve`'s `/metrics`: whether it is served and who may read it.
+    pub metrics: crate::metrics::MetricsSettings,
 }
 
 /// The server the client commands call when `--server` is not given.
