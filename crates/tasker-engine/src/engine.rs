@@ -1695,6 +1695,11 @@ async fn spawn_attempt(
     inner
         .running
         .insert(step.step_id, (step.task_id, token.clone()));
+    inner
+        .metrics
+        .gauges
+        .running
+        .store(inner.running.len() as u64, Ordering::Relaxed);
     *per_task.entry(step.task_id).or_default() += 1;
     let tx = tx.clone();
     let started = inner.clock.now();
@@ -1903,6 +1908,12 @@ impl Unrecorded {
 /// An attempt no longer runs here: forget it in the running set and its task's count.
 fn release(inner: &Inner, per_task: &mut HashMap<TaskId, usize>, step: &ClaimedStep) {
     inner.running.remove(&step.step_id);
+    // Before the recorded outcome's events are published, so a scrape that follows them sees it.
+    inner
+        .metrics
+        .gauges
+        .running
+        .store(inner.running.len() as u64, Ordering::Relaxed);
     if let Some(count) = per_task.get_mut(&step.task_id) {
         *count = count.saturating_sub(1);
         if *count == 0 {
