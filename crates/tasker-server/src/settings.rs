@@ -285,6 +285,30 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail closure returns figment::Error
+    fn metrics_settings_load_and_a_bad_auth_names_the_key() {
+        figment::Jail::expect_with(|jail| {
+            let settings = load(None).map_err(|e| e.to_string())?;
+            assert!(settings.metrics.enabled);
+            assert_eq!(settings.metrics.auth, None);
+            jail.create_file(
+                "tasker.toml",
+                "[metrics]\nenabled = false\nauth = \"api\"\n",
+            )?;
+            let settings = load(None).map_err(|e| e.to_string())?;
+            assert!(!settings.metrics.enabled);
+            assert_eq!(settings.metrics.auth, Some(tasker_api::MetricsAuth::Api));
+            jail.set_env("TASKER_METRICS__AUTH", "basic");
+            let err = load(None).unwrap_err().to_string();
+            assert!(
+                err.to_lowercase().contains("metrics.auth") && err.contains("basic"),
+                "{err}"
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
     fn a_hostile_acquire_timeout_is_refused_with_the_cap() {
         let settings = DatabaseSettings {
             acquire_timeout: 1e13,
