@@ -309,6 +309,23 @@ mod tests {
     }
 
     #[test]
+    fn the_deployment_configs_load_and_open_metrics_to_their_scraper() {
+        for file in ["deploy/k8s/base/tasker.toml", "deploy/compose/tasker.toml"] {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../..")
+                .join(file);
+            let settings = load_from(Some(&path), Env::prefixed("TASKER_TEST_NOTHING_"))
+                .unwrap_or_else(|err| panic!("{file}: {err:#}"));
+            assert!(settings.metrics.enabled, "{file}");
+            assert_eq!(
+                settings.metrics.auth,
+                Some(tasker_api::MetricsAuth::None),
+                "{file}: Prometheus scrapes without credentials"
+            );
+        }
+    }
+
+    #[test]
     fn a_hostile_acquire_timeout_is_refused_with_the_cap() {
         let settings = DatabaseSettings {
             acquire_timeout: 1e13,
