@@ -27,6 +27,7 @@ mod error;
 mod extract;
 mod guard;
 mod keys;
+mod metrics;
 mod openapi;
 mod routes;
 mod schemas;
@@ -50,6 +51,9 @@ use utoipa_axum::router::OpenApiRouter;
 pub use correlation::{CorrelationId, HEADER as CORRELATION_HEADER};
 pub use error::{ApiError, ErrorBody, ErrorEnvelope};
 pub use keys::DatabaseApiKeys;
+pub use metrics::{
+    MetricsAuth, MetricsExporter, PROMETHEUS_CONTENT_TYPE, UNMATCHED_ROUTE, track_requests,
+};
 pub use routes::tasks::IDEMPOTENCY_KEY;
 pub use state::ApiSettings;
 pub use views::{
@@ -135,6 +139,26 @@ impl Api {
             .merge(routes::health::router())
             .split_for_parts();
         routes.with_state(self.shared())
+    }
+
+    /// `GET /metrics`, for the root of a server beside the probes: the text `exporter` renders
+    /// (after the event subscribers have caught up, for at most half a second, and the
+    /// `tasker.steps.ready` / `tasker.steps.in_backoff` gauges have been read from the
+    /// database). With [`MetricsAuth::Api`] the request passes the same guard as every API
+    /// route and needs `tasker.metrics:index`.
+    pub fn metrics(&self, exporter: Arc<dyn MetricsExporter>, auth: MetricsAuth) -> Router {
+        let shared = self.shared();
+        let handler = {
+            let shared = shared.clone();
+            move || metrics::serve(shared.clone(), exporter.clone())
+        };
+        let mut router = Router::new().route("/metrics", axum::routing::get(handler));
+        if auth == MetricsAuth::Api {
+            router = router.route_layer(middleware::from_fn_with_state(shared, guard::guard));
+        }
+        router
+            .layer(middleware::from_fn(envelope))
+            .layer(middleware::from_fn(correlation::correlate))
     }
 
     /// The router: every route, the OpenAPI document at `/openapi.json`, and Swagger UI at

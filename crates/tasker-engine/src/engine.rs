@@ -4,6 +4,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -35,6 +36,7 @@ use crate::emit::{
     BusSink, StepEvent, StepIdentity, TaskEvent, TemplateNames, distinct_tasks, labels_of,
 };
 use crate::error::EngineError;
+use crate::metrics::EngineMetrics;
 use crate::operator::{CreateOptions, Operator};
 use crate::registry::{RegisteredTask, Registry};
 use tasker_handler::{Clock, StepContext, StepEvents, StepHandler, SystemClock, TaskHooks};
@@ -52,6 +54,7 @@ pub struct EngineBuilder {
     random: Box<dyn FnMut() -> f64 + Send>,
     bus: Option<EventBus>,
     namespaces: Option<Vec<String>>,
+    meter: Option<opentelemetry::metrics::Meter>,
 }
 
 impl EngineBuilder {
@@ -70,6 +73,13 @@ impl EngineBuilder {
     /// servers to see all their events in one place.
     pub fn bus(mut self, bus: EventBus) -> Self {
         self.bus = Some(bus);
+        self
+    }
+
+    /// The meter the coordinator's instruments are created on (by default the global meter
+    /// provider's `tasker` meter, which records nothing until a provider is installed).
+    pub fn meter(mut self, meter: opentelemetry::metrics::Meter) -> Self {
+        self.meter = Some(meter);
         self
     }
 
@@ -107,8 +117,13 @@ impl EngineBuilder {
     pub fn build(self) -> Result<Engine, EngineError> {
         self.config.validate().map_err(EngineError::InvalidConfig)?;
         let (idle, _) = watch::channel(IdleReport::default());
+        let meter = self
+            .meter
+            .unwrap_or_else(|| opentelemetry::global::meter("tasker"));
+        let metrics = EngineMetrics::new(&meter, &self.store);
         let engine = Engine {
             inner: Arc::new(Inner {
+                metrics,
                 creator: Creator::new(self.store.clone()),
                 store: self.store,
                 registry: self.registry,
@@ -210,6 +225,8 @@ struct Inner {
     claim_filter: Mutex<ClaimFilter>,
     /// Group-commits concurrent task creations.
     creator: Creator,
+    /// The coordinator's instruments.
+    metrics: EngineMetrics,
 }
 
 /// The orchestration engine. Cheap to clone; clones share one coordinator.
@@ -244,6 +261,7 @@ impl Engine {
             random: Box::new(unit_random),
             bus: None,
             namespaces: None,
+            meter: None,
         }
     }
 
@@ -653,6 +671,18 @@ impl Engine {
         let created = self.create_task(request).await?;
         self.start();
         self.wait_for_task(created.task_id).await
+    }
+
+    /// Reads the claimable frontier from the database (steps ready now, steps in backoff) into
+    /// the `tasker.steps.ready` and `tasker.steps.in_backoff` gauges. A metrics endpoint calls
+    /// it before each scrape: one indexed query, on demand rather than on the hot path.
+    pub async fn observe_backlog(&self) -> Result<(), EngineError> {
+        let backlog = self.inner.store.backlog(self.inner.clock.now()).await?;
+        let gauges = &self.inner.metrics.gauges;
+        gauges.ready.store(backlog.ready, Ordering::Relaxed);
+        gauges.in_backoff.store(backlog.waiting, Ordering::Relaxed);
+        gauges.backlog_observed.store(true, Ordering::Relaxed);
+        Ok(())
     }
 
     /// When the coordinator, idle between passes, will next wake by itself (a backoff or lease
@@ -1193,9 +1223,19 @@ async fn coordinate(inner: Arc<Inner>) {
                         .await
                 }
             };
+            if timed {
+                inner
+                    .metrics
+                    .claim_duration
+                    .record(claim_started.elapsed().as_secs_f64(), &[]);
+            }
             match claimed {
                 Ok(batch) if !batch.steps.is_empty() => {
                     progressed = true;
+                    inner
+                        .metrics
+                        .claim_steps
+                        .record(batch.steps.len() as u64, &[]);
                     let claim_ms = timed.then(|| millis_since(claim_started));
                     // The claim returned each step's inputs in the same statement.
                     for (step, inputs) in batch.steps.iter().zip(&batch.inputs) {
@@ -1223,6 +1263,14 @@ async fn coordinate(inner: Arc<Inner>) {
             }
         }
         drop(gate);
+        let gauges = &inner.metrics.gauges;
+        gauges
+            .running
+            .store(inner.running.len() as u64, Ordering::Relaxed);
+        gauges.held.store(held.len() as u64, Ordering::Relaxed);
+        gauges
+            .unrecorded
+            .store(unrecorded.finished.len() as u64, Ordering::Relaxed);
         let mut drain_deadline = None;
         if draining {
             let deadline = inner
@@ -1321,6 +1369,8 @@ async fn coordinate(inner: Arc<Inner>) {
     for entry in inner.running.iter() {
         entry.value().1.cancel();
     }
+    inner.metrics.gauges.running.store(0, Ordering::Relaxed);
+    inner.metrics.gauges.held.store(0, Ordering::Relaxed);
 }
 
 /// Which catalogue templates' tasks an engine claims: those whose step handler classes are all
@@ -1468,16 +1518,22 @@ async fn task_info(engine: &Engine, step: &ClaimedStep, inputs: &StepInputs) -> 
 async fn upkeep(engine: &Engine, tasks: &mut HashMap<TaskId, TaskInfo>, now: DateTime<Utc>) {
     let inner = &engine.inner;
     let ids: Vec<StepId> = inner.running.iter().map(|e| *e.key()).collect();
-    if !ids.is_empty()
-        && let Err(err) = inner
+    if !ids.is_empty() {
+        match inner
             .store
             .extend_leases(&inner.owner, &ids, inner.config.lease, now)
             .await
-    {
-        tracing::warn!(error = %err, "extending leases failed");
+        {
+            Ok(_) => inner.metrics.leases_renewed.add(ids.len() as u64, &[]),
+            Err(err) => tracing::warn!(error = %err, "extending leases failed"),
+        }
     }
     match inner.store.reclaim_expired(now).await {
         Ok(report) if !report.recorded.is_empty() => {
+            inner
+                .metrics
+                .leases_reclaimed
+                .add(report.recorded.len() as u64, &[]);
             tracing::warn!(
                 steps = report.recorded.len(),
                 "reclaimed attempts whose lease expired"
@@ -1639,6 +1695,11 @@ async fn spawn_attempt(
     inner
         .running
         .insert(step.step_id, (step.task_id, token.clone()));
+    inner
+        .metrics
+        .gauges
+        .running
+        .store(inner.running.len() as u64, Ordering::Relaxed);
     *per_task.entry(step.task_id).or_default() += 1;
     let tx = tx.clone();
     let started = inner.clock.now();
@@ -1847,6 +1908,12 @@ impl Unrecorded {
 /// An attempt no longer runs here: forget it in the running set and its task's count.
 fn release(inner: &Inner, per_task: &mut HashMap<TaskId, usize>, step: &ClaimedStep) {
     inner.running.remove(&step.step_id);
+    // Before the recorded outcome's events are published, so a scrape that follows them sees it.
+    inner
+        .metrics
+        .gauges
+        .running
+        .store(inner.running.len() as u64, Ordering::Relaxed);
     if let Some(count) = per_task.get_mut(&step.task_id) {
         *count = count.saturating_sub(1);
         if *count == 0 {
@@ -1975,6 +2042,10 @@ async fn record(
         .await
     {
         Ok((report, batch)) => {
+            inner
+                .metrics
+                .record_duration
+                .record(commit_started.elapsed().as_secs_f64(), &[]);
             for (step, _) in &steps {
                 release(inner, per_task, step);
             }

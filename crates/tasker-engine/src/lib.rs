@@ -22,6 +22,7 @@ mod emit;
 mod engine;
 mod error;
 mod limits;
+mod metrics;
 mod operator;
 mod registry;
 mod relay;

@@ -34,5 +34,5 @@ pub use event::{
     CustomPayload, Event, Payload, StepPayload, TaskLabels, TaskPayload, WorkflowPayload,
 };
 pub use log::LogSubscriber;
-pub use metrics::MetricsSubscriber;
+pub use metrics::{MetricsSubscriber, SECONDS_BOUNDARIES};
 pub use tasker_domain::event_names;

@@ -29,6 +29,13 @@ use crate::catalog::Category;
 use crate::event::{Event, Payload, TaskLabels};
 use crate::names::{observability, step, task, workflow};
 
+/// Histogram boundaries for durations in seconds, 1 ms to 1 h: the SDK's default boundaries
+/// (0 to 10,000) suit milliseconds, not seconds. Every Tasker duration histogram uses them.
+pub const SECONDS_BOUNDARIES: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    300.0, 900.0, 3600.0,
+];
+
 /// Derives metrics from events. Register it on the bus whose events it should count; events
 /// relayed from other processes are not counted (each process counts its own).
 pub struct MetricsSubscriber {
@@ -72,6 +79,7 @@ impl MetricsSubscriber {
                 .f64_histogram(name)
                 .with_unit("s")
                 .with_description(description)
+                .with_boundaries(SECONDS_BOUNDARIES.to_vec())
                 .build()
         };
         let observed = bus.clone();

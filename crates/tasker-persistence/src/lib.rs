@@ -24,12 +24,13 @@ mod time;
 
 pub use error::StoreError;
 pub use store::{
-    ApiKeyRecord, BlockingReason, ChangedStep, ClaimBatch, ClaimFilter, ClaimedStep,
+    ApiKeyRecord, Backlog, BlockingReason, ChangedStep, ClaimBatch, ClaimFilter, ClaimedStep,
     ConnectOptions, CreateTaskOptions, CreatedTask, DEFAULT_DATABASE_URL, ExecutionStatus,
-    HealthCounts, HealthStatus, Listener, MAX_NOTIFY_PAYLOAD, NewApiKey, Page, PreparedTask,
-    RecommendedAction, RecordReport, RecordedStep, RegisteredTemplate, SchemaStatus, SlowStep,
-    SlowTask, StepErrorCount, StepFailure, StepInputs, StepOutcome, StepReadiness, StepRecord,
-    Store, TaskAnalytics, TaskExecutionContext, TaskFilter, TaskRecord, TransitionRecord,
+    HealthCounts, HealthStatus, Listener, MAX_NOTIFY_PAYLOAD, NewApiKey, Page, PoolStatus,
+    PreparedTask, RecommendedAction, RecordReport, RecordedStep, RegisteredTemplate, SchemaStatus,
+    SlowStep, SlowTask, StepErrorCount, StepFailure, StepInputs, StepOutcome, StepReadiness,
+    StepRecord, Store, TaskAnalytics, TaskExecutionContext, TaskFilter, TaskRecord,
+    TransitionRecord,
 };
 pub use tasker_migrations::Migrator;
 pub use time::{from_micros, to_micros};

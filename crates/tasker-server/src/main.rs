@@ -5,6 +5,7 @@ mod auth_cli;
 mod client;
 mod events;
 mod jwks;
+mod metrics;
 mod render;
 mod run;
 mod serve;

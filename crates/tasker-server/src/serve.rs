@@ -1,4 +1,5 @@
-//! `tasker serve`: the REST API under `/v1` (with the probes also at `/health/*`) and, unless
+//! `tasker serve`: the REST API under `/v1` (with the probes also at `/health/*`, and
+//! Prometheus metrics at `/metrics` unless `metrics.enabled = false`) and, unless
 //! `--no-worker`, the coordinator in the same process. SIGTERM or Ctrl-C stops accepting
 //! requests, lets open ones finish (event streams are cut after the drain grace), then drains
 //! the coordinator and exits 0.
@@ -53,14 +54,30 @@ pub(crate) async fn run(settings: &Settings, args: ServeArgs) -> anyhow::Result<
     let signal = crate::worker::shutdown_signal()?;
     settings.api.validate().map_err(anyhow::Error::msg)?;
     let store = open_current(settings, args.migrate).await?;
-    let engine = Engine::builder(store.clone())
-        .config(settings.engine.clone())
+    let telemetry = if settings.metrics.enabled {
+        Some(crate::metrics::Telemetry::new()?)
+    } else {
+        None
+    };
+    let mut builder = Engine::builder(store.clone()).config(settings.engine.clone());
+    if let Some(telemetry) = &telemetry {
+        builder = builder.meter(telemetry.meter());
+    }
+    let engine = builder
         .build()
         .map_err(|e| anyhow::anyhow!("invalid engine configuration: {e}"))?;
     crate::run::register_examples(&engine).await?;
     engine
         .events()
         .register(Arc::new(tasker_events::LogSubscriber::new()))?;
+    if let Some(telemetry) = &telemetry {
+        engine
+            .events()
+            .register(Arc::new(tasker_events::MetricsSubscriber::new(
+                &telemetry.meter(),
+                engine.events(),
+            )))?;
+    }
     // On PostgreSQL, events of tasks other processes run reach this process's streams.
     let _relay = engine.relay_events().await?;
     let jwks = crate::auth_cli::start_jwks(settings)
@@ -83,9 +100,14 @@ pub(crate) async fn run(settings: &Settings, args: ServeArgs) -> anyhow::Result<
     let api = Api::new(engine.clone(), built.access)
         .settings(settings.api.clone())
         .expects_coordinator(!args.no_worker);
-    let app = axum::Router::new()
+    let mut app = axum::Router::new()
         .nest("/v1", api.router())
         .merge(api.probes());
+    if let Some(telemetry) = &telemetry {
+        let auth = settings.metrics.auth(settings.server.profile);
+        app = app.merge(api.metrics(telemetry.exporter(), auth));
+        app = tasker_api::track_requests(app, &telemetry.meter());
+    }
     let bind = args.bind.unwrap_or_else(|| settings.server.bind.clone());
     let listener = tokio::net::TcpListener::bind(&bind)
         .await
@@ -95,7 +117,12 @@ pub(crate) async fn run(settings: &Settings, args: ServeArgs) -> anyhow::Result<
         engine.start();
     }
     eprintln!(
-        "tasker serve: listening on http://{address} (API under /v1, docs at /v1/docs){}",
+        "tasker serve: listening on http://{address} (API under /v1, docs at /v1/docs{}){}",
+        if telemetry.is_some() {
+            ", metrics at /metrics"
+        } else {
+            ""
+        },
         if args.no_worker {
             ", no coordinator"
         } else {

@@ -31,6 +31,8 @@ pub(crate) struct Settings {
     pub auth: tasker_auth::AuthConfig,
     /// `tasker tasks` and `tasker steps`: which server they call, with which credentials.
     pub client: ClientSettings,
+    /// `tasker serve`'s `/metrics`: whether it is served and who may read it.
+    pub metrics: crate::metrics::MetricsSettings,
 }
 
 /// The server the client commands call when `--server` is not given.
@@ -280,6 +282,47 @@ mod tests {
             assert_eq!(client.api_key.as_ref().map(|k| k.expose()), Some("nested"));
             Ok(())
         });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail closure returns figment::Error
+    fn metrics_settings_load_and_a_bad_auth_names_the_key() {
+        figment::Jail::expect_with(|jail| {
+            let settings = load(None).map_err(|e| e.to_string())?;
+            assert!(settings.metrics.enabled);
+            assert_eq!(settings.metrics.auth, None);
+            jail.create_file(
+                "tasker.toml",
+                "[metrics]\nenabled = false\nauth = \"api\"\n",
+            )?;
+            let settings = load(None).map_err(|e| e.to_string())?;
+            assert!(!settings.metrics.enabled);
+            assert_eq!(settings.metrics.auth, Some(tasker_api::MetricsAuth::Api));
+            jail.set_env("TASKER_METRICS__AUTH", "basic");
+            let err = load(None).unwrap_err().to_string();
+            assert!(
+                err.to_lowercase().contains("metrics.auth") && err.contains("basic"),
+                "{err}"
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_deployment_configs_load_and_open_metrics_to_their_scraper() {
+        for file in ["deploy/k8s/base/tasker.toml", "deploy/compose/tasker.toml"] {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../..")
+                .join(file);
+            let settings = load_from(Some(&path), Env::prefixed("TASKER_TEST_NOTHING_"))
+                .unwrap_or_else(|err| panic!("{file}: {err:#}"));
+            assert!(settings.metrics.enabled, "{file}");
+            assert_eq!(
+                settings.metrics.auth,
+                Some(tasker_api::MetricsAuth::None),
+                "{file}: Prometheus scrapes without credentials"
+            );
+        }
     }
 
     #[test]

@@ -23,8 +23,8 @@ pub use api_keys::{ApiKeyRecord, NewApiKey};
 pub use create::PreparedTask;
 pub use notify::{Listener, MAX_NOTIFY_PAYLOAD};
 pub use types::{
-    BlockingReason, ChangedStep, ClaimBatch, ClaimFilter, ClaimedStep, CreateTaskOptions,
-    CreatedTask, ExecutionStatus, HealthCounts, HealthStatus, Page, RecommendedAction,
+    Backlog, BlockingReason, ChangedStep, ClaimBatch, ClaimFilter, ClaimedStep, CreateTaskOptions,
+    CreatedTask, ExecutionStatus, HealthCounts, HealthStatus, Page, PoolStatus, RecommendedAction,
     RecordReport, RecordedStep, RegisteredTemplate, SlowStep, SlowTask, StepErrorCount,
     StepFailure, StepInputs, StepOutcome, StepReadiness, StepRecord, TaskAnalytics,
     TaskExecutionContext, TaskFilter, TaskRecord, TransitionRecord,
@@ -160,6 +160,27 @@ impl Store {
     /// Which database this is.
     pub fn backend(&self) -> DbBackend {
         self.db.get_database_backend()
+    }
+
+    /// The connection pool's size and idle connections; `None` for a connection that is not
+    /// a pool (never the case for a store from [`Store::connect`]).
+    pub fn pool_status(&self) -> Option<PoolStatus> {
+        use sea_orm::DatabaseConnectionType as Type;
+        let (size, idle) = match &self.db.inner {
+            Type::SqlxPostgresPoolConnection(_) => {
+                let pool = self.db.get_postgres_connection_pool();
+                (pool.size(), pool.num_idle())
+            }
+            Type::SqlxSqlitePoolConnection(_) => {
+                let pool = self.db.get_sqlite_connection_pool();
+                (pool.size(), pool.num_idle())
+            }
+            _ => return None,
+        };
+        Some(PoolStatus {
+            size,
+            idle: u32::try_from(idle).unwrap_or(u32::MAX).min(size),
+        })
     }
 
     /// A read-write transaction: `BEGIN IMMEDIATE` on SQLite, so the write lock is taken up

@@ -7,8 +7,8 @@ use tasker_domain::{StepId, StepState, TaskId, TaskState};
 
 use super::sql::{get, stmt};
 use super::{
-    BlockingReason, ExecutionStatus, HealthCounts, HealthStatus, Page, RecommendedAction, SlowStep,
-    SlowTask, StepErrorCount, StepReadiness, StepRecord, Store, TaskAnalytics,
+    Backlog, BlockingReason, ExecutionStatus, HealthCounts, HealthStatus, Page, RecommendedAction,
+    SlowStep, SlowTask, StepErrorCount, StepReadiness, StepRecord, Store, TaskAnalytics,
     TaskExecutionContext, TaskFilter, TaskRecord, TransitionRecord,
 };
 use crate::error::StoreError;
@@ -728,6 +728,31 @@ impl Store {
                 .await?,
         )?;
         Ok(counts)
+    }
+
+    /// The claimable frontier at `now`: steps ready to claim, and steps whose next attempt is
+    /// later (backoff). One scan of `idx_steps_claimable`, which holds exactly these rows.
+    pub async fn backlog(&self, now: DateTime<Utc>) -> Result<Backlog, StoreError> {
+        let row = self
+            .db
+            .query_one_raw(stmt(
+                self.backend(),
+                "SELECT COALESCE(SUM(CASE WHEN next_attempt_at <= $1 THEN 1 ELSE 0 END), 0) AS ready, \
+                 COALESCE(SUM(CASE WHEN next_attempt_at > $1 THEN 1 ELSE 0 END), 0) AS waiting \
+                 FROM tasker_workflow_steps WHERE unfinished_parents = 0 AND next_attempt_at IS NOT NULL",
+                vec![to_micros(now).into()],
+            ))
+            .await?;
+        let count = |name: &str| -> Result<u64, StoreError> {
+            Ok(match &row {
+                Some(row) => u64::try_from(get::<i64>(row, name)?).unwrap_or(0),
+                None => 0,
+            })
+        };
+        Ok(Backlog {
+            ready: count("ready")?,
+            waiting: count("waiting")?,
+        })
     }
 
     /// Analytics over tasks created at or after `since`: counts, duration percentiles from the

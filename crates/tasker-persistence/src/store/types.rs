@@ -510,6 +510,32 @@ pub struct HealthCounts {
     pub expired_claims: u64,
 }
 
+/// The claimable frontier at one instant, for metrics: steps whose parents are all done and
+/// that may be attempted again.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Backlog {
+    /// Steps ready to claim now.
+    pub ready: u64,
+    /// Steps waiting for their next attempt (a retry in backoff, or a `retry_after`).
+    pub waiting: u64,
+}
+
+/// The connection pool at one instant.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PoolStatus {
+    /// Open connections, idle or in use.
+    pub size: u32,
+    /// Open connections no one holds.
+    pub idle: u32,
+}
+
+impl PoolStatus {
+    /// Connections held by someone (a query, a transaction, a `LISTEN`).
+    pub fn in_use(&self) -> u32 {
+        self.size.saturating_sub(self.idle)
+    }
+}
+
 /// A slow task.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SlowTask {

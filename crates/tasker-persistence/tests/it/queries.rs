@@ -163,3 +163,46 @@ async fn migrations_roll_down_and_up_again() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn the_backlog_counts_ready_steps_and_steps_in_backoff() {
+    on_each_database(|store, _| async move {
+        let registered = register(&store, &shape("pair", &[("a", &[]), ("b", &[])], 3)).await;
+        assert_eq!(
+            store.backlog(t0()).await?,
+            tasker_persistence::Backlog::default()
+        );
+        create(&store, &registered, request_for(&registered.template)).await;
+        let backlog = store.backlog(t0()).await?;
+        assert_eq!((backlog.ready, backlog.waiting), (2, 0));
+        let claimed = store
+            .claim_ready_steps("w", 1, Duration::from_secs(30), t0())
+            .await?
+            .steps;
+        assert_eq!(
+            store.backlog(t0()).await?.ready,
+            1,
+            "a claimed step is not ready"
+        );
+        let failure = StepOutcome::Failure(tasker_persistence::StepFailure {
+            step_id: claimed[0].step_id,
+            attempt: 1,
+            error: tasker_domain::StepError::retryable("later"),
+            retry_delay: Duration::from_secs(10),
+        });
+        store.record_outcomes("w", vec![failure], t0()).await?;
+        let backlog = store.backlog(t0()).await?;
+        assert_eq!((backlog.ready, backlog.waiting), (1, 1), "one in backoff");
+        let backlog = store.backlog(at(20.0)).await?;
+        assert_eq!(
+            (backlog.ready, backlog.waiting),
+            (2, 0),
+            "the backoff is over"
+        );
+        let pool = store.pool_status().expect("a pooled connection");
+        assert!(pool.size >= 1 && pool.idle <= pool.size, "{pool:?}");
+        assert_eq!(pool.in_use(), pool.size - pool.idle);
+        Ok(())
+    })
+    .await;
+}

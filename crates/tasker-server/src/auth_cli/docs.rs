@@ -119,7 +119,7 @@ fn every_toml_example_loads_and_passes_auth_validation() {
     let database_keys: Arc<dyn tasker_auth::ApiKeyStore> =
         Arc::new(tasker_api::DatabaseApiKeys::new(database.store.clone()));
     let mut checked = 0;
-    for file in ["auth.md", "configuration.md"] {
+    for file in ["auth.md", "configuration.md", "observability.md"] {
         let markdown = std::fs::read_to_string(docs(file)).unwrap();
         for (line, block) in toml_blocks(&markdown) {
             let origin = format!("docs/{file}:{line}");

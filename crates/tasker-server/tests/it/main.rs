@@ -3,6 +3,7 @@
 
 mod auth;
 mod client;
+mod metrics;
 mod serve;
 mod worker;
 
