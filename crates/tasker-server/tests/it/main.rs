@@ -3,6 +3,7 @@
 
 mod auth;
 mod client;
+mod relay;
 mod serve;
 mod worker;
 
