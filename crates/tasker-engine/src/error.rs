@@ -131,7 +131,7 @@ pub struct ActionRefusal {
     pub name: Option<String>,
     /// Its current state.
     pub state: &'static str,
-    /// What was asked: `cancel`, `retry` or `resolve`.
+    /// What was asked: `cancel`, `retry`, `resolve` (or `update`, a step's attempt limit).
     pub action: &'static str,
     /// The states the action needs.
     pub allowed: Vec<&'static str>,
