@@ -178,6 +178,12 @@ impl From<EngineError> for ApiError {
                     "the server is misconfigured; the server log has the details",
                 )
             }
+            EngineError::ActionRefused(refusal) => {
+                Self::new(StatusCode::CONFLICT, "invalid_transition", message).with_details(json!({
+                    "entity": refusal.entity, "id": refusal.id, "state": refusal.state,
+                    "action": refusal.action, "allowed_states": refusal.allowed,
+                }))
+            }
             EngineError::Store(err) => err.into(),
             EngineError::Relay(_) | EngineError::ShutDown => Self::unavailable(message),
         }
@@ -326,7 +332,7 @@ pub(crate) enum WriteErrors {
     /// No such task, step or template.
     #[response(status = 404)]
     NotFound(ErrorEnvelope),
-    /// The state machine refuses the transition, another writer won, or the version exists.
+    /// Refused in this state (`invalid_transition`), a lost race (`conflict`), or version exists.
     #[response(status = 409)]
     Conflict(ErrorEnvelope),
     /// The body is larger than the server accepts.

@@ -107,7 +107,8 @@ impl StepState {
 }
 
 impl TaskState {
-    /// Terminal for tasks in normal operation (an admin may still cancel a finished task).
+    /// Terminal: no transition leaves a finished task (one in error may still be retried or
+    /// resolved by hand).
     pub const fn is_finished(self) -> bool {
         matches!(
             self,

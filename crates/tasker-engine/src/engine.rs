@@ -23,7 +23,7 @@ use tasker_persistence::{
     ClaimBatch, ClaimFilter, ClaimedStep, CreateTaskOptions, CreatedTask, RecordReport,
     RegisteredTemplate, StepFailure, StepInputs, StepOutcome, Store, TaskRecord,
 };
-use tasker_state_machine::TransitionOutcome;
+use tasker_state_machine::{TransitionOutcome, step as step_machine, task as task_machine};
 use tasker_template::TaskTemplate;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
@@ -37,7 +37,9 @@ use crate::emit::{
 };
 use crate::error::EngineError;
 use crate::metrics::EngineMetrics;
-use crate::operator::{CreateOptions, Operator};
+use crate::operator::{
+    CreateOptions, Operator, refuse_step, refuse_step_of_finished_task, refuse_task,
+};
 use crate::registry::{RegisteredTask, Registry};
 use tasker_handler::{Clock, StepContext, StepEvents, StepHandler, SystemClock, TaskHooks};
 
@@ -722,6 +724,16 @@ impl Engine {
     ) -> Result<TaskState, EngineError> {
         let _gate = self.inner.gate.lock().await;
         let task = self.inner.store.task(task_id).await?;
+        // Cancelling a cancelled task changes nothing and succeeds; a finished one stays so.
+        if task.state != TaskState::Cancelled
+            && !task_machine::allowed(task.state, TaskState::Cancelled)
+        {
+            let allowed: Vec<TaskState> = TaskState::ALL
+                .into_iter()
+                .filter(|s| task_machine::allowed(*s, TaskState::Cancelled))
+                .collect();
+            return Err(refuse_task(task_id, task.state, "cancel", &allowed));
+        }
         let now = self.inner.clock.now();
         let (outcome, cancelled) = self
             .inner
@@ -768,6 +780,14 @@ impl Engine {
     ) -> Result<(), EngineError> {
         let _gate = self.inner.gate.lock().await;
         let task = self.inner.store.task(task_id).await?;
+        if task.state != TaskState::Error {
+            return Err(refuse_task(
+                task_id,
+                task.state,
+                "resolve",
+                &[TaskState::Error],
+            ));
+        }
         let now = self.inner.clock.now();
         let outcome = self
             .inner
@@ -842,7 +862,7 @@ impl Engine {
             step_id,
             StepState::Cancelled,
             None,
-            "cancel_requested",
+            ("cancel", "cancel_requested"),
             operator,
         )
         .await?;
@@ -872,7 +892,7 @@ impl Engine {
             step_id,
             StepState::ResolvedManually,
             Some(results),
-            "resolved_manually",
+            ("resolve", "resolved_manually"),
             operator,
         )
         .await?;
@@ -891,7 +911,7 @@ impl Engine {
             step_id,
             StepState::Pending,
             None,
-            "retry_requested",
+            ("retry", "retry_requested"),
             operator,
         )
         .await?;
@@ -900,17 +920,38 @@ impl Engine {
     }
 
     /// An operator's step transition with its events; returns the step's task as it was before.
+    /// `action` is what the operator asked (`cancel`) and the reason the history records
+    /// (`cancel_requested`). Asking for the state the step is in succeeds and changes nothing,
+    /// except a retry: a step that is not in error has no failure to retry.
     async fn operator_step_transition(
         &self,
         step_id: StepId,
         to: StepState,
         results: Option<Value>,
-        reason: &str,
+        (action, reason): (&'static str, &str),
         operator: &Operator,
     ) -> Result<TaskRecord, EngineError> {
         let _gate = self.inner.gate.lock().await;
         let step = self.inner.store.step(step_id).await?;
         let task = self.inner.store.task(step.task_id).await?;
+        if step.state != to || to == StepState::Pending {
+            if task.state.is_finished() {
+                return Err(refuse_step_of_finished_task(
+                    task.task_id,
+                    task.state,
+                    action,
+                ));
+            }
+            let allowed: Vec<StepState> = StepState::ALL
+                .into_iter()
+                .filter(|s| step_machine::allowed(*s, to))
+                .collect();
+            if !allowed.contains(&step.state) {
+                return Err(refuse_step(
+                    step_id, &step.name, step.state, action, &allowed,
+                ));
+            }
+        }
         let now = self.inner.clock.now();
         let (outcome, report) = self
             .inner
@@ -970,6 +1011,10 @@ impl Engine {
         operator: &Operator,
     ) -> Result<(), EngineError> {
         let _gate = self.inner.gate.lock().await;
+        let state = self.inner.store.task(task_id).await?.state;
+        if state != TaskState::Error {
+            return Err(refuse_task(task_id, state, "retry", &[TaskState::Error]));
+        }
         let now = self.inner.clock.now();
         let (_, reset) = self
             .inner

@@ -108,4 +108,41 @@ pub enum EngineError {
     /// The engine has shut down.
     #[error("the engine has shut down")]
     ShutDown,
+    /// An operator action (cancel, retry, resolve) the task's or step's current state does not
+    /// allow, such as retrying a cancelled task; nothing changed. (A state changed by another
+    /// writer between reading and writing is a [`StoreError::Conflict`] instead.)
+    #[error("{0}")]
+    ActionRefused(Box<ActionRefusal>),
+}
+
+/// What [`EngineError::ActionRefused`] refused, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{entity} {id}{} is {}: {rule}",
+    .name.as_ref().map(|n| format!(" (`{n}`)")).unwrap_or_default(),
+    described(.state)
+)]
+pub struct ActionRefusal {
+    /// `task` or `step`.
+    pub entity: &'static str,
+    /// The task or step id.
+    pub id: String,
+    /// The step's name; `None` for a task.
+    pub name: Option<String>,
+    /// Its current state.
+    pub state: &'static str,
+    /// What was asked: `cancel`, `retry`, `resolve` (or `update`, a step's attempt limit).
+    pub action: &'static str,
+    /// The states the action needs.
+    pub allowed: Vec<&'static str>,
+    /// The rule, for people: `only a task that is in error can be retried`.
+    pub rule: String,
+}
+
+/// A state as an adjective: `in error` reads better than `is error`.
+pub(crate) fn described(state: &str) -> &str {
+    match state {
+        "error" => "in error",
+        other => other,
+    }
 }

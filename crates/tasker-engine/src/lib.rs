@@ -33,7 +33,7 @@ pub use config::{
     DEFAULT_STEP_TIMEOUT, EngineConfig, MAX_LEASE, MAX_POLL_INTERVAL, MAX_SHUTDOWN_GRACE,
 };
 pub use engine::{BULK_BATCH, Engine, EngineBuilder};
-pub use error::EngineError;
+pub use error::{ActionRefusal, EngineError};
 pub use operator::{CreateOptions, Operator};
 pub use registry::{RegisteredTask, Registry};
 pub use relay::{CHANNEL as RELAY_CHANNEL, Relay, RelayStats};

@@ -36,6 +36,9 @@ pub(crate) async fn run(settings: &Settings, namespaces: Vec<String>) -> anyhow:
     // Listening before the engine starts: a signal that arrives during start-up still drains.
     let signal = shutdown_signal()?;
     let (_, engine) = crate::run::open_claiming(settings, &namespaces).await?;
+    // On PostgreSQL, what this worker runs reaches the event streams of `tasker serve`
+    // processes on the same database; without it they would see nothing of its tasks.
+    let _relay = engine.relay_events().await?;
     engine.start();
     let scope = if namespaces.is_empty() {
         "all namespaces".to_owned()

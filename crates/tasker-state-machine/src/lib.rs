@@ -1,8 +1,8 @@
 //! Task and step state machines for Tasker.
 //!
 //! What it is: the two transition tables of the Rails engine (tasks in [`task`], steps in
-//! [`step`]), their guards, idempotent same-state requests, and the lifecycle event each
-//! transition emits. Ask [`task::transition`] or [`step::transition`] whether
+//! [`step`]; a finished task is terminal here), their guards, idempotent same-state requests,
+//! and the lifecycle event each transition emits. Ask [`task::transition`] or [`step::transition`] whether
 //! `from → to` may happen: the answer is a [`Transition`] (carrying `from_state`, `to_state` and
 //! `event`, ready to persist and publish), [`TransitionOutcome::AlreadyInState`] when nothing needs
 //! to change, or a [`TransitionError`] saying why not.

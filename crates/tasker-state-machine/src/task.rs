@@ -1,13 +1,15 @@
-//! The task machine (the Rails engine's task machine).
+//! The task machine (the Rails engine's task machine, less its cancellation of finished tasks).
 //!
 //! | from | to |
 //! |---|---|
 //! | pending | in_progress, error, cancelled |
 //! | in_progress | pending (reset for re-enqueue), complete, error, cancelled |
-//! | complete | cancelled (admin override) |
 //! | error | pending (retry), resolved_manually |
-//! | cancelled | — (terminal) |
-//! | resolved_manually | cancelled |
+//! | complete, cancelled, resolved_manually | — (terminal) |
+//!
+//! The Rails table also lets a complete or manually resolved task be cancelled (an "admin
+//! override"). Here a finished task stays finished: cancelling it would record work that was
+//! done as not done, and its steps (all complete or resolved) would say otherwise.
 //!
 //! Guard: → complete only when every step of the task is done.
 
@@ -34,16 +36,15 @@ impl TaskGuard {
     }
 }
 
-/// The states a task may move to from `from`, in declaration order. Empty for `cancelled`.
+/// The states a task may move to from `from`, in declaration order. Empty for the terminal
+/// states (`complete`, `cancelled`, `resolved_manually`).
 pub const fn targets(from: TaskState) -> &'static [TaskState] {
     use TaskState::*;
     match from {
         Pending => &[InProgress, Error, Cancelled],
         InProgress => &[Pending, Complete, Error, Cancelled],
-        Complete => &[Cancelled],
         Error => &[Pending, ResolvedManually],
-        Cancelled => &[],
-        ResolvedManually => &[Cancelled],
+        Complete | Cancelled | ResolvedManually => &[],
     }
 }
 
@@ -124,9 +125,9 @@ mod tests {
     use super::*;
     use TaskState::*;
 
-    /// The Rails task machine, written out: every allowed pair and its event. Any pair not listed
+    /// The task machine, written out: every allowed pair and its event. Any pair not listed
     /// (other than same-state) must be refused.
-    const TABLE: [(TaskState, TaskState, &str); 11] = [
+    const TABLE: [(TaskState, TaskState, &str); 9] = [
         (Pending, InProgress, "task.start_requested"),
         (Pending, Error, "task.failed"),
         (Pending, Cancelled, "task.cancelled"),
@@ -134,10 +135,8 @@ mod tests {
         (InProgress, Complete, "task.completed"),
         (InProgress, Error, "task.failed"),
         (InProgress, Cancelled, "task.cancelled"),
-        (Complete, Cancelled, "task.cancelled"),
         (Error, Pending, "task.retry_requested"),
         (Error, ResolvedManually, "task.resolved_manually"),
-        (ResolvedManually, Cancelled, "task.cancelled"),
     ];
 
     const ALL_DONE: TaskGuard = TaskGuard {
@@ -216,7 +215,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!((same, accepted, refused), (6, 11, 19));
+        assert_eq!((same, accepted, refused), (6, 9, 21));
     }
 
     #[test]
@@ -239,10 +238,10 @@ mod tests {
     fn targets_of_every_state() {
         assert_eq!(targets(Pending), [InProgress, Error, Cancelled]);
         assert_eq!(targets(InProgress), [Pending, Complete, Error, Cancelled]);
-        assert_eq!(targets(Complete), [Cancelled]);
         assert_eq!(targets(Error), [Pending, ResolvedManually]);
-        assert_eq!(targets(Cancelled), []);
-        assert_eq!(targets(ResolvedManually), [Cancelled]);
+        for terminal in [Complete, Cancelled, ResolvedManually] {
+            assert_eq!(targets(terminal), [], "{terminal}");
+        }
         for from in TaskState::ALL {
             let listed: Vec<_> = TABLE
                 .iter()
@@ -353,6 +352,24 @@ mod tests {
             };
             assert_eq!(guard.all_steps_done(), done, "{guard:?}");
         }
+    }
+
+    #[test]
+    fn a_finished_task_cannot_be_cancelled() {
+        for finished in [Complete, ResolvedManually] {
+            check(
+                finished,
+                Cancelled,
+                Some(ALL_DONE),
+                Err(Refusal::NotAllowed),
+            );
+        }
+        check(
+            Cancelled,
+            Cancelled,
+            None,
+            Ok(TransitionOutcome::AlreadyInState(Cancelled)),
+        );
     }
 
     #[test]

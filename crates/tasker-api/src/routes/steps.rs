@@ -9,7 +9,8 @@ use axum::http::HeaderMap;
 use chrono::Utc;
 use serde_json::Value;
 use tasker_auth::Principal;
-use tasker_domain::{StepId, TaskId};
+use tasker_domain::{StepId, StepState, TaskId};
+use tasker_engine::{ActionRefusal, EngineError};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
@@ -112,6 +113,21 @@ async fn update(
         ));
     }
     let step = owned_step(shared, task_id, step_id).await?;
+    // Only a pending step's limit changes (no attempt has been judged against it yet). Refused
+    // here for the state it is in; a state changed meanwhile is the store's `conflict`.
+    let current = shared.engine.store().step(step).await?;
+    if current.state != StepState::Pending {
+        return Err(EngineError::ActionRefused(Box::new(ActionRefusal {
+            entity: "step",
+            id: step.to_string(),
+            name: Some(current.name),
+            state: current.state.as_str(),
+            action: "update",
+            allowed: vec![StepState::Pending.as_str()],
+            rule: "only a step that is pending can have its retry_limit changed".into(),
+        }))
+        .into());
+    }
     shared
         .engine
         .store()

@@ -88,7 +88,13 @@ async fn a_failed_step_is_resolved_by_hand_and_its_task_completes() {
             .await;
         assert_eq!(
             (update.status, update.code()),
-            (StatusCode::CONFLICT, "conflict")
+            (StatusCode::CONFLICT, "invalid_transition")
+        );
+        assert_eq!(
+            update.body["error"]["message"],
+            format!(
+                "step {broken_id} (`broken`) is resolved_manually: only a step that is pending can have its retry_limit changed"
+            )
         );
 
         let history = server.get(&format!("/tasks/{id}/transitions")).await;

@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 
 use reqwest::{Method, StatusCode};
-use serde_json::json;
+use serde_json::{Value, json};
 use tasker_persistence::testing::on_each_database;
 
 use crate::support::{open_access, serve};
@@ -335,8 +335,17 @@ async fn operator_actions_record_who_and_why_and_refused_transitions_are_409() {
                 "{action}: {}",
                 again.body
             );
+            assert_eq!(
+                again.code(),
+                "invalid_transition",
+                "{action}: {}",
+                again.body
+            );
             assert!(
-                matches!(again.code(), "invalid_transition" | "conflict"),
+                again.body["error"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("is resolved_manually: only a task that is in error can be"),
                 "{action}: {}",
                 again.body
             );
@@ -445,6 +454,163 @@ async fn retrying_a_task_in_error_runs_its_failed_step_again() {
             .unwrap()
             .clone();
         assert_eq!(retry["metadata"]["note"], "fixed upstream");
+    })
+    .await;
+}
+
+/// A 409 for an action the task's or step's state refuses: `invalid_transition`, a message
+/// naming it, its state and what the action needs, and nothing about another writer.
+fn refused(reply: &crate::support::Reply, message: &str, state: &str, action: &str) {
+    assert_eq!(
+        (reply.status, reply.code()),
+        (StatusCode::CONFLICT, "invalid_transition"),
+        "{}",
+        reply.body
+    );
+    assert_eq!(reply.body["error"]["message"], message, "{}", reply.body);
+    assert_eq!(reply.body["error"]["details"]["state"], state);
+    assert_eq!(reply.body["error"]["details"]["action"], action);
+}
+
+#[tokio::test]
+async fn actions_a_state_refuses_say_which_state_and_what_the_action_needs() {
+    on_each_database(|db| async move {
+        let server = serve(db, open_access()).await;
+        let step_of = |steps: &Value, name: &str| {
+            steps
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|s| s["name"] == name)
+                .unwrap()["step_id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        };
+
+        // Before anything runs (the coordinator starts with the first drive), steps stay
+        // pending. A step that is not in error has no failure to retry.
+        let fresh = server.create_order(3).await;
+        let steps = server.get(&format!("/tasks/{fresh}/workflow_steps")).await;
+        let validate = step_of(&steps.body, "validate");
+        let retried = server
+            .post(
+                &format!("/tasks/{fresh}/workflow_steps/{validate}/retry"),
+                json!({}),
+            )
+            .await;
+        refused(
+            &retried,
+            &format!(
+                "step {validate} (`validate`) is pending: only a step that is in error can be retried"
+            ),
+            "pending",
+            "retry",
+        );
+        assert_eq!(retried.body["error"]["details"]["id"], validate.as_str());
+        // Cancelling a cancelled task changes nothing.
+        let gone = server.create_order(2).await;
+        for _ in 0..2 {
+            let cancelled = server.post(&format!("/tasks/{gone}/cancel"), json!({})).await;
+            assert_eq!(cancelled.status, StatusCode::OK, "{}", cancelled.body);
+            assert_eq!(cancelled.body["state"], "cancelled");
+        }
+        let history = server.get(&format!("/tasks/{gone}/transitions")).await;
+        let cancellations = history.body["transitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["step_id"].is_null() && t["to_state"] == "cancelled")
+            .count();
+        assert_eq!(cancellations, 1, "the second cancel wrote nothing");
+        // A complete task: nothing to retry or resolve, and it stays complete.
+        let done = server.create_order(1).await;
+        assert_eq!(
+            server.drive(done).await.state,
+            tasker_domain::TaskState::Complete
+        );
+        let retried = server.post(&format!("/tasks/{done}/retry"), json!({})).await;
+        refused(
+            &retried,
+            &format!("task {done} is complete: only a task that is in error can be retried"),
+            "complete",
+            "retry",
+        );
+        assert_eq!(retried.body["error"]["details"]["allowed_states"], json!(["error"]));
+        let resolved = server.post(&format!("/tasks/{done}/resolve"), json!({})).await;
+        refused(
+            &resolved,
+            &format!("task {done} is complete: only a task that is in error can be resolved"),
+            "complete",
+            "resolve",
+        );
+        for cancel in [
+            server.post(&format!("/tasks/{done}/cancel"), json!({})).await,
+            server
+                .call(Method::DELETE, &format!("/tasks/{done}"), None, &[])
+                .await,
+        ] {
+            refused(
+                &cancel,
+                &format!(
+                    "task {done} is complete: only a task that is pending or in_progress can be cancelled"
+                ),
+                "complete",
+                "cancel",
+            );
+        }
+        let steps = server.get(&format!("/tasks/{done}/workflow_steps")).await;
+        let charge = step_of(&steps.body, "charge");
+        let cancel_step = server
+            .post(
+                &format!("/tasks/{done}/workflow_steps/{charge}/cancel"),
+                json!({}),
+            )
+            .await;
+        refused(
+            &cancel_step,
+            &format!("task {done} is complete: the steps of a finished task cannot be cancelled"),
+            "complete",
+            "cancel",
+        );
+        let task = server.get(&format!("/tasks/{done}")).await;
+        assert_eq!(task.body["state"], "complete", "refused: nothing changed");
+        let history = server.get(&format!("/tasks/{done}/transitions")).await;
+        assert!(
+            history.body["transitions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|t| t["to_state"] != "cancelled"),
+            "{}",
+            history.body
+        );
+
+        // The cancelled task has nothing to retry.
+        let retried = server.post(&format!("/tasks/{gone}/retry"), json!({})).await;
+        refused(
+            &retried,
+            &format!("task {gone} is cancelled: only a task that is in error can be retried"),
+            "cancelled",
+            "retry",
+        );
+
+        let done_steps = server.get(&format!("/tasks/{done}/workflow_steps")).await;
+        let retried = server
+            .post(
+                &format!(
+                    "/tasks/{done}/workflow_steps/{}/retry",
+                    step_of(&done_steps.body, "validate")
+                ),
+                json!({}),
+            )
+            .await;
+        refused(
+            &retried,
+            &format!("task {done} is complete: the steps of a finished task cannot be retried"),
+            "complete",
+            "retry",
+        );
     })
     .await;
 }

@@ -254,7 +254,14 @@ async fn a_cancelled_step_stops_its_dependants_and_the_task_ends_in_error() {
         engine.wait_until_idle().await; // `wait` failed once and waits for its backoff
         let wait = created.steps[0].1;
         let err = engine.cancel_step(wait).await.unwrap_err();
-        assert!(err.to_string().contains("step cannot move from error to cancelled"), "{err}");
+        assert!(
+            matches!(&err, tasker_engine::EngineError::ActionRefused(r) if r.action == "cancel"),
+            "{err}"
+        );
+        assert_eq!(
+            err.to_string(),
+            format!("step {wait} (`wait`) is in error: only a step that is pending or in_progress can be cancelled")
+        );
         let after = created.steps[1].1;
         engine.cancel_step(after).await.unwrap();
         let task = drive(&engine, &clock, created.task_id).await;

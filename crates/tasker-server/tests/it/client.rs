@@ -410,29 +410,33 @@ async fn operators_cancel_retry_and_resolve_tasks_and_steps() {
         let table = text(&server.run(&["tasks", "history", &task]).stdout);
         assert!(table.contains("(note: paid by phone)"), "{table}");
 
-        // Cancel a finished task; a cancelled task has nothing to retry: the server's 409 shows
-        // its envelope.
-        let cancelled = server.json(&["tasks", "cancel", &task, "--reason", "refunded"]);
-        assert_eq!(cancelled["state"], "cancelled");
-        let again = server.json(&["tasks", "cancel", &task]);
-        assert_eq!(
-            again["state"], "cancelled",
-            "cancelling twice changes nothing"
+        // A finished task stays finished: cancelling or retrying it is refused, and the
+        // server's 409 shows its envelope.
+        let refused = server.run(&["tasks", "cancel", &task, "--reason", "refunded"]);
+        assert_eq!(refused.status.code(), Some(2));
+        let stderr = text(&refused.stderr);
+        assert!(
+            stderr.starts_with(&format!(
+                "error: invalid_transition: task {task} is complete: only a task that is pending or in_progress can be cancelled"
+            )),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains("\n  details: {")
+                && stderr.contains("\"state\":\"complete\"")
+                && stderr.contains("\n  correlation id: "),
+            "{stderr}"
         );
         let refused = server.run(&["tasks", "retry", &task]);
         assert_eq!(refused.status.code(), Some(2));
         let stderr = text(&refused.stderr);
         assert!(
             stderr.starts_with(&format!(
-                "error: conflict: task {task} is cancelled, not error"
+                "error: invalid_transition: task {task} is complete: only a task that is in error can be retried"
             )),
             "{stderr}"
         );
-        assert!(
-            stderr.contains("\n  details: {\"actual\":\"cancelled\"")
-                && stderr.contains("\n  correlation id: "),
-            "{stderr}"
-        );
+        assert_eq!(server.json(&["tasks", "show", &task])["state"], "complete");
 
         // Ctrl-C stops watching a running task, not the task; then cancel it.
         let long = id_of(&server.json(&["tasks", "create", "cli/long"]));
@@ -473,6 +477,11 @@ async fn operators_cancel_retry_and_resolve_tasks_and_steps() {
         assert_eq!(
             server.run(&["tasks", "watch", &long]).status.code(),
             Some(1)
+        );
+        let again = server.json(&["tasks", "cancel", &long]);
+        assert_eq!(
+            again["state"], "cancelled",
+            "cancelling twice changes nothing"
         );
 
         // Resolve a task in error by hand; cancel the step a failed task never reached.

@@ -4,6 +4,7 @@
 mod auth;
 mod client;
 mod metrics;
+mod relay;
 mod serve;
 mod worker;
 
