@@ -11,6 +11,7 @@ use std::time::Duration;
 use tasker_events::{Category, Event, Interest, Payload};
 use tasker_persistence::MAX_NOTIFY_PAYLOAD;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use crate::{Engine, EngineError};
 
@@ -42,11 +43,15 @@ impl RelayStats {
     }
 }
 
-/// A running relay; it stops when dropped or when its engine shuts down.
+/// A running relay. Listening stops when the engine shuts down; sending goes on, so the events
+/// of a drain still reach other processes, until [`Relay::stop`] (which sends what is queued
+/// first) or until the handle is dropped (which sends nothing more).
 #[must_use = "the relay stops when this handle is dropped"]
 #[derive(Debug)]
 pub struct Relay {
-    tasks: Vec<JoinHandle<()>>,
+    sender: Option<JoinHandle<()>>,
+    receiver: JoinHandle<()>,
+    stop: CancellationToken,
     stats: Arc<RelayStats>,
     bus: tasker_events::EventBus,
     owner: String,
@@ -57,13 +62,26 @@ impl Relay {
     pub fn stats(&self) -> &RelayStats {
         &self.stats
     }
+
+    /// Sends the events published so far, then stops. Call it after the engine drained and
+    /// its subscribers settled, so the last outcomes of the drain reach other processes.
+    pub async fn stop(mut self) {
+        self.stop.cancel();
+        if let Some(sender) = self.sender.take()
+            && let Err(err) = sender.await
+            && err.is_panic()
+        {
+            tracing::warn!(error = %err, "the event relay's sender failed");
+        }
+    }
 }
 
 impl Drop for Relay {
     fn drop(&mut self) {
-        for task in &self.tasks {
-            task.abort();
+        if let Some(sender) = &self.sender {
+            sender.abort();
         }
+        self.receiver.abort();
         self.bus.release_relay(&self.owner);
     }
 }
@@ -98,25 +116,42 @@ impl Engine {
             ],
             65_536,
         );
+        let stop = CancellationToken::new();
         let sender = {
             let engine = self.clone();
             let stats = stats.clone();
+            let stop = stop.clone();
             tokio::spawn(async move {
                 let owner = engine.owner().to_owned();
-                let shutdown = engine.shutdown_token().clone();
+                let mut stopping = false;
                 loop {
-                    let first = tokio::select! {
-                        first = outgoing.recv() => match first {
-                            Some(first) => first,
-                            None => return,
-                        },
-                        () = shutdown.cancelled() => return,
-                    };
-                    let mut batch = vec![first];
-                    while batch.len() < 512
-                        && let Some(next) = outgoing.try_recv()
-                    {
-                        batch.push(next);
+                    let mut batch = Vec::new();
+                    if stopping {
+                        // Told to stop: what is queued goes out, then the sender ends.
+                        while batch.len() < 512
+                            && let Some(next) = outgoing.try_recv()
+                        {
+                            batch.push(next);
+                        }
+                        if batch.is_empty() {
+                            return;
+                        }
+                    } else {
+                        tokio::select! {
+                            first = outgoing.recv() => match first {
+                                Some(first) => batch.push(first),
+                                None => return,
+                            },
+                            () = stop.cancelled() => {
+                                stopping = true;
+                                continue;
+                            }
+                        }
+                        while batch.len() < 512
+                            && let Some(next) = outgoing.try_recv()
+                        {
+                            batch.push(next);
+                        }
                     }
                     let events: Vec<Event> = batch
                         .iter()
@@ -179,7 +214,9 @@ impl Engine {
             })
         };
         Ok(Some(Relay {
-            tasks: vec![sender, receiver],
+            sender: Some(sender),
+            receiver,
+            stop,
             stats,
             bus: self.events().clone(),
             owner: self.owner().to_owned(),

@@ -79,7 +79,7 @@ pub(crate) async fn run(settings: &Settings, args: ServeArgs) -> anyhow::Result<
             )))?;
     }
     // On PostgreSQL, events of tasks other processes run reach this process's streams.
-    let _relay = engine.relay_events().await?;
+    let relay = engine.relay_events().await?;
     let jwks = crate::auth_cli::start_jwks(settings)
         .await
         .context("auth configuration")?;
@@ -161,6 +161,10 @@ pub(crate) async fn run(settings: &Settings, args: ServeArgs) -> anyhow::Result<
     };
     tokio::join!(http, coordinator);
     engine.events().settled().await;
+    // The drain's last outcomes still go to the event streams of other processes.
+    if let Some(relay) = relay {
+        relay.stop().await;
+    }
     eprintln!("stopped");
     Ok(ExitCode::SUCCESS)
 }

@@ -38,7 +38,7 @@ pub(crate) async fn run(settings: &Settings, namespaces: Vec<String>) -> anyhow:
     let (_, engine) = crate::run::open_claiming(settings, &namespaces).await?;
     // On PostgreSQL, what this worker runs reaches the event streams of `tasker serve`
     // processes on the same database; without it they would see nothing of its tasks.
-    let _relay = engine.relay_events().await?;
+    let relay = engine.relay_events().await?;
     engine.start();
     let scope = if namespaces.is_empty() {
         "all namespaces".to_owned()
@@ -57,6 +57,10 @@ pub(crate) async fn run(settings: &Settings, namespaces: Vec<String>) -> anyhow:
     engine.drain().await;
     // Subscribers (the event log) finish what was published before the process exits.
     engine.events().settled().await;
+    // The drain's last outcomes still go to the event streams of other processes.
+    if let Some(relay) = relay {
+        relay.stop().await;
+    }
     eprintln!("drained; stopped");
     Ok(ExitCode::SUCCESS)
 }

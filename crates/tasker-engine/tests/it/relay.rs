@@ -115,3 +115,82 @@ async fn another_engine_sees_relayed_task_and_step_events_in_order() {
     })
     .await;
 }
+
+/// A draining worker's last events still reach other processes: the relay keeps sending after
+/// the engine shut down, and [`tasker_engine::Relay::stop`] sends what is queued before it ends.
+#[tokio::test]
+async fn events_published_while_stopping_are_relayed_by_stop() {
+    on_each_database(|db| async move {
+        if db.backend == Backend::Sqlite {
+            return;
+        }
+        let clock = ManualClock::new(t0());
+        let worker = engine(&db.store, &clock);
+        let other_store = Store::connect(
+            &db.url,
+            &ConnectOptions {
+                max_connections: 4,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        let watcher = Engine::builder(other_store)
+            .config(config())
+            .clock(Arc::new(clock.clone()))
+            .owner("watcher")
+            .build()
+            .unwrap();
+        let _watcher_relay = watcher.relay_events().await.unwrap().expect("relays");
+        let mut seen = watcher
+            .events()
+            .stream(vec![Interest::Category(Category::Custom)], 64);
+        let worker_relay = worker.relay_events().await.unwrap().expect("relays");
+        for bus in [worker.events(), watcher.events()] {
+            bus.register_custom("drain.last_words", None, "test")
+                .unwrap();
+        }
+        // The worker shuts down first, as a drain does; its last events come after.
+        worker.shutdown().await;
+        for n in 0..3 {
+            worker
+                .events()
+                .publish_custom(
+                    "drain.last_words",
+                    t0(),
+                    tasker_engine::tasker_events::CustomPayload {
+                        task_id: None,
+                        step_id: None,
+                        step_name: None,
+                        labels: None,
+                        data: serde_json::json!({ "n": n }),
+                    },
+                )
+                .unwrap();
+        }
+        worker_relay.stop().await;
+        let mut received = Vec::new();
+        tokio::time::timeout(Duration::from_secs(30), async {
+            while received.len() < 3 {
+                let event = seen.recv().await.expect("the watcher's bus stays open");
+                received.push(event);
+            }
+        })
+        .await
+        .expect("all three events published after shutdown are relayed");
+        let numbers: Vec<_> = received
+            .iter()
+            .map(|e| match &e.payload {
+                tasker_engine::tasker_events::Payload::Custom(custom) => custom.data["n"].clone(),
+                other => panic!("not a custom event: {other:?}"),
+            })
+            .collect();
+        assert_eq!(numbers, [0, 1, 2].map(|n| serde_json::json!(n)));
+        assert!(
+            received
+                .iter()
+                .all(|e| e.relayed_from.as_deref() == Some(worker.owner()))
+        );
+    })
+    .await;
+}
