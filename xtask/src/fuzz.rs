@@ -138,23 +138,39 @@ pub(crate) fn run(args: &FuzzArgs) -> anyhow::Result<()> {
             server.base,
             args.db.name()
         );
-        let status = Command::new(SCHEMATHESIS)
-            .current_dir(&root)
-            .args(["--config-file", CONFIG, "run"])
-            .arg(format!("{}/v1/openapi.json", server.base))
-            .arg("--url")
-            .arg(format!("{}/v1", server.base))
-            .args(["--workers", "2"])
-            .arg("--max-examples")
-            .arg(args.max_examples.to_string())
-            .arg("--seed")
-            .arg(args.seed.to_string())
-            .arg("-H")
-            .arg(format!("Authorization: Bearer {token}"))
-            .env("TASKER_FUZZ_TASK_ID", &task_id)
-            .env("TASKER_FUZZ_STEP_ID", &step_id)
-            .status()
-            .context("running schemathesis")?;
+        let run = || {
+            Command::new(SCHEMATHESIS)
+                .current_dir(&root)
+                .args(["--config-file", CONFIG, "run"])
+                .arg(format!("{}/v1/openapi.json", server.base))
+                .arg("--url")
+                .arg(format!("{}/v1", server.base))
+                .args(["--workers", "2"])
+                .arg("--max-examples")
+                .arg(args.max_examples.to_string())
+                .arg("--seed")
+                .arg(args.seed.to_string())
+                .arg("-H")
+                .arg(format!("Authorization: Bearer {token}"))
+                .env("TASKER_FUZZ_TASK_ID", &task_id)
+                .env("TASKER_FUZZ_STEP_ID", &step_id)
+                .output()
+                .context("running schemathesis")
+        };
+        let mut output = run()?;
+        print_output(&output);
+        // schemathesis (through hypothesis) sometimes fails inside itself while generating
+        // data: a "Runtime Error" with no failure found in the API. One more run separates that
+        // from a real problem; a failure, or any other error, is never retried.
+        if !output.status.success() && is_tool_error_only(&String::from_utf8_lossy(&output.stdout))
+        {
+            println!(
+                "fuzz-api: schemathesis failed inside itself, not on the API; running it once more"
+            );
+            output = run()?;
+            print_output(&output);
+        }
+        let status = output.status;
         anyhow::Ok(status)
     })();
     let log = server.stop();
@@ -168,6 +184,21 @@ pub(crate) fn run(args: &FuzzArgs) -> anyhow::Result<()> {
     }
     println!("fuzz-api: ok");
     Ok(())
+}
+
+fn print_output(output: &std::process::Output) {
+    print!("{}", String::from_utf8_lossy(&output.stdout));
+    eprint!("{}", String::from_utf8_lossy(&output.stderr));
+}
+
+/// Whether a schemathesis report found no failure and its only errors are its own (Python
+/// exceptions while generating data), not the API's (a refused connection, a timeout).
+fn is_tool_error_only(report: &str) -> bool {
+    let summary = report.rsplit("SUMMARY").next().unwrap_or("");
+    !summary.contains("Failures:")
+        && summary.contains("Runtime Error")
+        && !summary.contains("Network Error")
+        && !summary.contains("Timeout")
 }
 
 /// Builds the `tasker` binary (a no-op after `cargo test --workspace`) and returns its path.
@@ -339,5 +370,21 @@ impl Server {
         self.child.kill().ok();
         self.child.wait().ok();
         self.log.recv().unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_tools_own_errors_are_retried() {
+        let tool = "== SUMMARY ==\nErrors:\n  Runtime Error: 1\nTest cases:\n  1800 passed";
+        assert!(is_tool_error_only(tool));
+        let failure = "== SUMMARY ==\nFailures:\n  ST201: 1\nErrors:\n  Runtime Error: 1";
+        assert!(!is_tool_error_only(failure));
+        let network = "== SUMMARY ==\nErrors:\n  Network Error: 3\n  Runtime Error: 1";
+        assert!(!is_tool_error_only(network));
+        assert!(!is_tool_error_only("== SUMMARY ==\n1906 passed"));
     }
 }
