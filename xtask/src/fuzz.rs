@@ -145,7 +145,7 @@ pub(crate) fn run(args: &FuzzArgs) -> anyhow::Result<()> {
                 .arg(format!("{}/v1/openapi.json", server.base))
                 .arg("--url")
                 .arg(format!("{}/v1", server.base))
-                .args(["--workers", "2"])
+                .args(["--workers", "1"])
                 .arg("--max-examples")
                 .arg(args.max_examples.to_string())
                 .arg("--seed")
