@@ -41,18 +41,25 @@ fn matching(pattern: &str) -> Object {
         .build()
 }
 
+fn described(mut schema: Object, description: &str) -> Object {
+    schema.description = Some(description.into());
+    schema
+}
+
 /// A task's state, as a response field.
 pub(crate) fn task_state_field() -> Object {
-    let mut schema = one_of(TaskState::ALL.iter().map(|s| s.as_str()));
-    schema.description = Some("The task's state.".into());
-    schema
+    described(
+        one_of(TaskState::ALL.iter().map(|s| s.as_str())),
+        "The task's state.",
+    )
 }
 
 /// A step's state, as a response field.
 pub(crate) fn step_state_field() -> Object {
-    let mut schema = one_of(StepState::ALL.iter().map(|s| s.as_str()));
-    schema.description = Some("The step's state.".into());
-    schema
+    described(
+        one_of(StepState::ALL.iter().map(|s| s.as_str())),
+        "The step's state.",
+    )
 }
 
 /// Declares a type that stands for a string with the given schema. Fields name it with

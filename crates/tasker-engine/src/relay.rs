@@ -126,32 +126,24 @@ impl Engine {
                 let mut stopping = false;
                 loop {
                     let mut batch = Vec::new();
-                    if stopping {
-                        // Told to stop: what is queued goes out, then the sender ends.
-                        while batch.len() < 512
-                            && let Some(next) = outgoing.try_recv()
-                        {
-                            batch.push(next);
-                        }
-                        if batch.is_empty() {
-                            return;
-                        }
-                    } else {
+                    if !stopping {
                         tokio::select! {
                             first = outgoing.recv() => match first {
                                 Some(first) => batch.push(first),
                                 None => return,
                             },
-                            () = stop.cancelled() => {
-                                stopping = true;
-                                continue;
-                            }
+                            // Told to stop: what is queued goes out, then the sender ends.
+                            () = stop.cancelled() => stopping = true,
                         }
-                        while batch.len() < 512
-                            && let Some(next) = outgoing.try_recv()
-                        {
-                            batch.push(next);
-                        }
+                    }
+                    while batch.len() < 512
+                        && let Some(next) = outgoing.try_recv()
+                    {
+                        batch.push(next);
+                    }
+                    if batch.is_empty() {
+                        // Only after a stop: otherwise the first event is in the batch.
+                        return;
                     }
                     let events: Vec<Event> = batch
                         .iter()

@@ -14,6 +14,26 @@ use tasker_persistence::{ConnectOptions, Store};
 
 use crate::support::*;
 
+/// A second engine on the same database with its own pool and bus: another process, as far as
+/// the relay can tell.
+async fn watcher(url: &str, clock: &ManualClock) -> Engine {
+    let store = Store::connect(
+        url,
+        &ConnectOptions {
+            max_connections: 4,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    Engine::builder(store)
+        .config(config())
+        .clock(Arc::new(clock.clone()))
+        .owner("watcher")
+        .build()
+        .unwrap()
+}
+
 #[tokio::test]
 async fn another_engine_sees_relayed_task_and_step_events_in_order() {
     on_each_database(|db| async move {
@@ -26,21 +46,7 @@ async fn another_engine_sees_relayed_task_and_step_events_in_order() {
             );
             return;
         }
-        let other_store = Store::connect(
-            &db.url,
-            &ConnectOptions {
-                max_connections: 4,
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
-        let watcher = Engine::builder(other_store)
-            .config(config())
-            .clock(Arc::new(clock.clone()))
-            .owner("watcher")
-            .build()
-            .unwrap();
+        let watcher = watcher(&db.url, &clock).await;
         // The watcher listens; the worker relays what it does.
         let watcher_relay = watcher
             .relay_events()
@@ -126,21 +132,7 @@ async fn events_published_while_stopping_are_relayed_by_stop() {
         }
         let clock = ManualClock::new(t0());
         let worker = engine(&db.store, &clock);
-        let other_store = Store::connect(
-            &db.url,
-            &ConnectOptions {
-                max_connections: 4,
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
-        let watcher = Engine::builder(other_store)
-            .config(config())
-            .clock(Arc::new(clock.clone()))
-            .owner("watcher")
-            .build()
-            .unwrap();
+        let watcher = watcher(&db.url, &clock).await;
         let _watcher_relay = watcher.relay_events().await.unwrap().expect("relays");
         let mut seen = watcher
             .events()
