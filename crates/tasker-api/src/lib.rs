@@ -22,6 +22,7 @@
 //!   of `tasker-auth`; a route missing from the table is refused, never served unguarded.
 //! - Names no database driver: storage errors arrive as the store's error type.
 
+mod cache;
 mod correlation;
 mod error;
 mod extract;
@@ -48,18 +49,21 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use utoipa::OpenApi as _;
 use utoipa_axum::router::OpenApiRouter;
 
+pub use cache::{Cache, CacheBackend, CacheCounters, CacheError, CacheSettings, MemoryCache};
 pub use correlation::{CorrelationId, HEADER as CORRELATION_HEADER};
 pub use error::{ApiError, ErrorBody, ErrorEnvelope};
 pub use keys::DatabaseApiKeys;
 pub use metrics::{
-    MetricsAuth, MetricsExporter, PROMETHEUS_CONTENT_TYPE, UNMATCHED_ROUTE, track_requests,
+    EndpointAuth, MetricsExporter, PROMETHEUS_CONTENT_TYPE, UNMATCHED_ROUTE, track_requests,
 };
+pub use routes::health::{cache_check, readiness_checks};
 pub use routes::tasks::IDEMPOTENCY_KEY;
-pub use state::ApiSettings;
+pub use state::{ApiSettings, HealthSettings};
 pub use views::{
-    ActionBody, CreateTaskBody, EventFilter, GraphView, HandlerNamespace, HandlerView, HealthCheck,
-    HealthView, HistoryView, ListTasksQuery, ResolveStepBody, ShowTaskQuery, ShowTemplateQuery,
-    StepView, TaskPage, TaskView, TemplateProblem, TemplateSummary, TemplateView, TransitionView,
+    ActionBody, BacklogView, CacheView, CreateTaskBody, EventFilter, GraphView, HandlerNamespace,
+    HandlerView, HealthCheck, HealthStatusView, HealthView, HistoryView, ListTasksQuery, PoolView,
+    ResolveStepBody, RetryView, ShowTaskQuery, ShowTemplateQuery, StatusCounts, StepView, TaskPage,
+    TaskView, TemplateProblem, TemplateSummary, TemplateView, ThresholdsView, TransitionView,
     UpdateStepBody, UpdateTaskBody, ValidationView,
 };
 
@@ -71,6 +75,9 @@ pub struct Api {
     engine: Engine,
     access: AccessControl,
     settings: ApiSettings,
+    health: HealthSettings,
+    cache: Cache,
+    cache_ttl: std::time::Duration,
     expects_coordinator: bool,
 }
 
@@ -78,20 +85,45 @@ impl std::fmt::Debug for Api {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Api")
             .field("settings", &self.settings)
+            .field("health", &self.health)
+            .field("cache", &self.cache)
             .field("expects_coordinator", &self.expects_coordinator)
             .finish_non_exhaustive()
     }
 }
 
 impl Api {
-    /// An API over `engine` (and its store), guarded by `access`, with default settings.
+    /// An API over `engine` (and its store), guarded by `access`, with default settings and
+    /// an in-process cache on the engine's clock.
     pub fn new(engine: Engine, access: AccessControl) -> Self {
+        let cache = Cache::new(std::sync::Arc::new(MemoryCache::with_clock(
+            10_000,
+            engine.clock_handle(),
+        )));
         Self {
             engine,
             access,
             settings: ApiSettings::default(),
+            health: HealthSettings::default(),
+            cache,
+            cache_ttl: std::time::Duration::from_secs(15),
             expects_coordinator: false,
         }
+    }
+
+    /// Replaces the `[health]` settings (checked by the caller with
+    /// [`HealthSettings::validate`]).
+    pub fn health(mut self, health: HealthSettings) -> Self {
+        self.health = health;
+        self
+    }
+
+    /// Replaces the cache, whose computed reports are reused for `ttl` (from
+    /// [`CacheSettings::build`], or a backend of the caller's own).
+    pub fn cache(mut self, cache: Cache, ttl: std::time::Duration) -> Self {
+        self.cache = cache;
+        self.cache_ttl = ttl;
+        self
     }
 
     /// Replaces the settings (checked by [`Api::router`]'s caller with
@@ -128,6 +160,9 @@ impl Api {
             engine: self.engine.clone(),
             access: self.access.clone(),
             settings: self.settings.clone(),
+            health: self.health.clone(),
+            cache: self.cache.clone(),
+            cache_ttl: self.cache_ttl,
             expects_coordinator: self.expects_coordinator,
         })
     }
@@ -136,24 +171,42 @@ impl Api {
     /// server that also answers them outside the API's prefix, where orchestrators look.
     pub fn probes(&self) -> Router {
         let (routes, _) = OpenApiRouter::new()
-            .merge(routes::health::router())
+            .merge(routes::health::probes())
             .split_for_parts();
         routes.with_state(self.shared())
+    }
+
+    /// `GET /health/status`, for the root of a server beside the probes. With
+    /// [`EndpointAuth::Api`] the request passes the same guard as every API route and needs
+    /// `tasker.health_status:index`; with [`EndpointAuth::None`] anyone who reaches the port
+    /// reads it. Under the API's prefix the report always needs the permission.
+    pub fn status(&self, auth: EndpointAuth) -> Router {
+        let shared = self.shared();
+        let mut router =
+            Router::new().route("/health/status", axum::routing::get(routes::health::status));
+        if auth == EndpointAuth::Api {
+            router =
+                router.route_layer(middleware::from_fn_with_state(shared.clone(), guard::guard));
+        }
+        router
+            .with_state(shared)
+            .layer(middleware::from_fn(envelope))
+            .layer(middleware::from_fn(correlation::correlate))
     }
 
     /// `GET /metrics`, for the root of a server beside the probes: the text `exporter` renders
     /// (after the event subscribers have caught up, for at most half a second, and the
     /// `tasker.steps.ready` / `tasker.steps.in_backoff` gauges have been read from the
-    /// database). With [`MetricsAuth::Api`] the request passes the same guard as every API
+    /// database). With [`EndpointAuth::Api`] the request passes the same guard as every API
     /// route and needs `tasker.metrics:index`.
-    pub fn metrics(&self, exporter: Arc<dyn MetricsExporter>, auth: MetricsAuth) -> Router {
+    pub fn metrics(&self, exporter: Arc<dyn MetricsExporter>, auth: EndpointAuth) -> Router {
         let shared = self.shared();
         let handler = {
             let shared = shared.clone();
             move || metrics::serve(shared.clone(), exporter.clone())
         };
         let mut router = Router::new().route("/metrics", axum::routing::get(handler));
-        if auth == MetricsAuth::Api {
+        if auth == EndpointAuth::Api {
             router = router.route_layer(middleware::from_fn_with_state(shared, guard::guard));
         }
         router

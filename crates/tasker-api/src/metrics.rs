@@ -37,15 +37,27 @@ pub trait MetricsExporter: Send + Sync + 'static {
     fn render(&self) -> Result<String, String>;
 }
 
-/// Who may read `/metrics`: the `[metrics]` setting `auth`.
+/// Who may read an endpoint served at the root beside the probes (`/metrics`,
+/// `/health/status`): the settings `metrics.auth` and `health.status_auth`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum MetricsAuth {
+pub enum EndpointAuth {
     /// Anyone who can reach the port (the usual Prometheus setup: the scraper on a private
     /// network, the port not exposed).
     None,
-    /// The API's authenticators and the `tasker.metrics:index` permission, as for any route.
+    /// The API's authenticators and the endpoint's permission (`tasker.metrics:index`,
+    /// `tasker.health_status:index`), as for any route.
     Api,
+}
+
+impl EndpointAuth {
+    /// The default when a setting leaves it out: `none` in development, `api` in production.
+    pub fn default_for(profile: tasker_auth::Profile) -> Self {
+        match profile {
+            tasker_auth::Profile::Production => EndpointAuth::Api,
+            _ => EndpointAuth::None,
+        }
+    }
 }
 
 /// Counts and times requests by method, matched route template and status.

@@ -75,11 +75,55 @@ impl ApiSettings {
     }
 }
 
+/// The `[health]` section of `tasker.toml`: who reads `/health/status` at the server's root,
+/// and the thresholds of its verdict.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthSettings {
+    /// `none` or `api` for `/health/status` at the root (under the API's prefix it always
+    /// needs `tasker.health_status:index`); when absent, `none` in development and `api` in
+    /// production.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status_auth: Option<crate::EndpointAuth>,
+    /// The report says unhealthy when this share of the pool's connections, or more, is in
+    /// use (0 to 1).
+    pub max_pool_utilisation: f64,
+    /// The report says unhealthy when more claims than this are past their lease.
+    pub max_expired_claims: u64,
+}
+
+impl Default for HealthSettings {
+    fn default() -> Self {
+        Self {
+            status_auth: None,
+            max_pool_utilisation: 0.9,
+            max_expired_claims: 10,
+        }
+    }
+}
+
+impl HealthSettings {
+    /// Checks every value; errors name the key.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(self.max_pool_utilisation > 0.0 && self.max_pool_utilisation <= 1.0) {
+            return Err(format!(
+                "health.max_pool_utilisation must be more than 0 and at most 1, got {}",
+                self.max_pool_utilisation
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Shared by every handler.
 pub(crate) struct Shared {
     pub(crate) engine: Engine,
     pub(crate) access: AccessControl,
     pub(crate) settings: ApiSettings,
+    pub(crate) health: HealthSettings,
+    pub(crate) cache: crate::Cache,
+    /// How long computed reports are reused.
+    pub(crate) cache_ttl: Duration,
     /// Whether this process runs a coordinator the readiness probe must see alive.
     pub(crate) expects_coordinator: bool,
 }

@@ -484,12 +484,160 @@ pub struct HealthView {
 /// One readiness check.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct HealthCheck {
-    /// `database`, `schema` or `coordinator`.
+    /// `database`, `schema`, `coordinator` or `cache`.
     pub name: String,
     /// Whether it passed.
     pub ok: bool,
     /// What was found.
     pub detail: String,
+}
+
+/// `/health/status`: the readiness checks, counts, pool and cache, and a verdict.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct HealthStatusView {
+    /// `healthy` or `unhealthy`.
+    pub status: String,
+    /// Why it is unhealthy: each failing check or crossed threshold; empty when healthy.
+    pub reasons: Vec<String>,
+    /// The readiness checks.
+    pub checks: Vec<HealthCheck>,
+    /// Tasks and steps by state, the backlog and retries; absent while the database is
+    /// unreachable.
+    pub counts: Option<StatusCounts>,
+    /// Whether `counts` came from the cache (computed at most `cache.ttl` ago).
+    pub cached: bool,
+    /// The connection pool now.
+    pub pool: Option<PoolView>,
+    /// The cache and how it has answered.
+    pub cache: CacheView,
+    /// The thresholds the verdict applies.
+    pub thresholds: ThresholdsView,
+    /// When the checks ran.
+    pub checked_at: DateTime<Utc>,
+}
+
+/// The counts of a status report.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct StatusCounts {
+    /// Tasks by state name.
+    pub tasks: std::collections::BTreeMap<String, u64>,
+    /// Steps by state name.
+    pub steps: std::collections::BTreeMap<String, u64>,
+    /// The claimable frontier and the claims.
+    pub backlog: BacklogView,
+    /// Retry statistics.
+    pub retries: RetryView,
+    /// When they were counted.
+    pub counted_at: DateTime<Utc>,
+}
+
+impl StatusCounts {
+    pub(crate) fn new(
+        health: tasker_persistence::HealthCounts,
+        backlog: tasker_persistence::Backlog,
+        at: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            tasks: health.tasks_by_state,
+            steps: health.steps_by_state,
+            backlog: BacklogView {
+                ready: backlog.ready,
+                waiting: backlog.waiting,
+                claimed: health.claimed_steps,
+                expired_claims: health.expired_claims,
+            },
+            retries: RetryView {
+                retrying_steps: health.retrying_steps,
+                exhausted_steps: health.exhausted_steps,
+                retries: health.retries,
+            },
+            counted_at: at,
+        }
+    }
+}
+
+/// Steps by where they are in the claim cycle.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+pub struct BacklogView {
+    /// Ready to claim now.
+    pub ready: u64,
+    /// Waiting for their next attempt (a retry in backoff, or a `retry_after`).
+    pub waiting: u64,
+    /// Under a live claim.
+    pub claimed: u64,
+    /// Claimed, but past their lease: their process stopped renewing.
+    pub expired_claims: u64,
+}
+
+/// Retry statistics.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+pub struct RetryView {
+    /// Steps in `error` that will be attempted again.
+    pub retrying_steps: u64,
+    /// Steps in `error` with no attempt left.
+    pub exhausted_steps: u64,
+    /// Attempts beyond each step's first, summed over every step.
+    pub retries: u64,
+}
+
+/// The database connection pool.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+pub struct PoolView {
+    /// Open connections.
+    pub size: u32,
+    /// Open connections no one holds.
+    pub idle: u32,
+    /// Connections in use.
+    pub in_use: u32,
+    /// The most the pool opens.
+    pub max: u32,
+    /// `in_use / max`, from 0 to 1.
+    pub utilisation: f64,
+}
+
+impl From<tasker_persistence::PoolStatus> for PoolView {
+    fn from(pool: tasker_persistence::PoolStatus) -> Self {
+        Self {
+            size: pool.size,
+            idle: pool.idle,
+            in_use: pool.in_use(),
+            max: pool.max,
+            utilisation: pool.utilisation(),
+        }
+    }
+}
+
+/// The cache.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CacheView {
+    /// `memory` or `redis`.
+    pub kind: String,
+    /// Whether replicas share it.
+    pub shared: bool,
+    /// Values found since this process started.
+    pub hits: u64,
+    /// Values missing or expired.
+    pub misses: u64,
+    /// Backend failures, each answered as a miss.
+    pub errors: u64,
+}
+
+/// The thresholds of the verdict (the `[health]` settings).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+pub struct ThresholdsView {
+    /// Unhealthy at or above this pool utilisation.
+    pub max_pool_utilisation: f64,
+    /// Unhealthy above this many expired claims.
+    pub max_expired_claims: u64,
+}
+
+impl From<&crate::state::HealthSettings> for ThresholdsView {
+    fn from(settings: &crate::state::HealthSettings) -> Self {
+        Self {
+            max_pool_utilisation: settings.max_pool_utilisation,
+            max_expired_claims: settings.max_expired_claims,
+        }
+    }
 }
 
 /// Task listing parameters.

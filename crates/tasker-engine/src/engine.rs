@@ -304,6 +304,16 @@ impl Engine {
         &self.inner.store
     }
 
+    /// The current time on the engine's clock.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.inner.clock.now()
+    }
+
+    /// The engine's clock, for parts that must keep the same time (a cache's expiry).
+    pub fn clock_handle(&self) -> Arc<dyn Clock> {
+        self.inner.clock.clone()
+    }
+
     pub(crate) fn shutdown_token(&self) -> &CancellationToken {
         &self.inner.shutdown
     }

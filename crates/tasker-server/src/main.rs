@@ -4,6 +4,7 @@
 mod auth_cli;
 mod client;
 mod events;
+mod health;
 mod jwks;
 mod metrics;
 mod render;
@@ -136,13 +137,10 @@ enum Command {
         #[command(subcommand)]
         command: auth_cli::KeysCommand,
     },
-    /// Ask a running server's readiness probe; exit 0 when it is ready (for container health
-    /// checks)
-    Health {
-        /// The server's base URL
-        #[arg(long, default_value = "http://127.0.0.1:8080")]
-        url: String,
-    },
+    /// Check readiness (a running server's, or with --local this process's view of the
+    /// database and cache) or read the detailed status report; exit 0 when ready or healthy,
+    /// 1 when not (for container health checks)
+    Health(health::HealthArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -235,7 +233,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                         };
                         serve::run(&settings, args).await
                     }
-                    Command::Health { url } => serve::health(&url).await,
+                    Command::Health(args) => health::run(&settings, args).await,
                     Command::Tasks(args) => client::tasks(&settings, args).await,
                     Command::Steps(args) => client::steps(&settings, args).await,
                     Command::Token { command } => auth_cli::token(&settings, command).await,

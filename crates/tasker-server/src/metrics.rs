@@ -10,7 +10,7 @@ use opentelemetry::metrics::{Meter, MeterProvider as _};
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 use prometheus::{Registry, TextEncoder};
 use serde::{Deserialize, Serialize};
-use tasker_api::{MetricsAuth, MetricsExporter};
+use tasker_api::{EndpointAuth, MetricsExporter};
 use tasker_auth::Profile;
 
 /// `[metrics]`.
@@ -21,7 +21,7 @@ pub(crate) struct MetricsSettings {
     pub enabled: bool,
     /// `none` or `api`; when absent, `none` in the development profile and `api` in production.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub auth: Option<MetricsAuth>,
+    pub auth: Option<EndpointAuth>,
 }
 
 impl Default for MetricsSettings {
@@ -35,11 +35,8 @@ impl Default for MetricsSettings {
 
 impl MetricsSettings {
     /// Who may read `/metrics` under `profile`.
-    pub(crate) fn auth(&self, profile: Profile) -> MetricsAuth {
-        self.auth.unwrap_or(match profile {
-            Profile::Production => MetricsAuth::Api,
-            _ => MetricsAuth::None,
-        })
+    pub(crate) fn auth(&self, profile: Profile) -> EndpointAuth {
+        self.auth.unwrap_or(EndpointAuth::default_for(profile))
     }
 }
 
@@ -93,13 +90,13 @@ mod tests {
     #[test]
     fn auth_follows_the_profile_unless_set() {
         let default = MetricsSettings::default();
-        assert_eq!(default.auth(Profile::Development), MetricsAuth::None);
-        assert_eq!(default.auth(Profile::Production), MetricsAuth::Api);
+        assert_eq!(default.auth(Profile::Development), EndpointAuth::None);
+        assert_eq!(default.auth(Profile::Production), EndpointAuth::Api);
         let open = MetricsSettings {
-            auth: Some(MetricsAuth::None),
+            auth: Some(EndpointAuth::None),
             ..default
         };
-        assert_eq!(open.auth(Profile::Production), MetricsAuth::None);
+        assert_eq!(open.auth(Profile::Production), EndpointAuth::None);
     }
 
     #[test]

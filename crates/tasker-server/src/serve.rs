@@ -53,6 +53,9 @@ pub(crate) async fn open_current(settings: &Settings, migrate: bool) -> anyhow::
 pub(crate) async fn run(settings: &Settings, args: ServeArgs) -> anyhow::Result<ExitCode> {
     let signal = crate::worker::shutdown_signal()?;
     settings.api.validate().map_err(anyhow::Error::msg)?;
+    settings.health.validate().map_err(anyhow::Error::msg)?;
+    let cache = settings.cache.build().map_err(anyhow::Error::msg)?;
+    let cache_ttl = settings.cache.ttl().map_err(anyhow::Error::msg)?;
     let store = open_current(settings, args.migrate).await?;
     let telemetry = if settings.metrics.enabled {
         Some(crate::metrics::Telemetry::new()?)
@@ -99,10 +102,19 @@ pub(crate) async fn run(settings: &Settings, args: ServeArgs) -> anyhow::Result<
     }
     let api = Api::new(engine.clone(), built.access)
         .settings(settings.api.clone())
+        .health(settings.health.clone())
+        .cache(cache, cache_ttl)
         .expects_coordinator(!args.no_worker);
+    let status_auth = settings
+        .health
+        .status_auth
+        .unwrap_or(tasker_api::EndpointAuth::default_for(
+            settings.server.profile,
+        ));
     let mut app = axum::Router::new()
         .nest("/v1", api.router())
-        .merge(api.probes());
+        .merge(api.probes())
+        .merge(api.status(status_auth));
     if let Some(telemetry) = &telemetry {
         let auth = settings.metrics.auth(settings.server.profile);
         app = app.merge(api.metrics(telemetry.exporter(), auth));
@@ -167,28 +179,4 @@ pub(crate) async fn run(settings: &Settings, args: ServeArgs) -> anyhow::Result<
     }
     eprintln!("stopped");
     Ok(ExitCode::SUCCESS)
-}
-
-/// `tasker health`: asks a running server's readiness probe; exit 0 when ready.
-pub(crate) async fn health(url: &str) -> anyhow::Result<ExitCode> {
-    let probe = format!("{}/health/ready", url.trim_end_matches('/'));
-    let client = reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(5))
-        .build()?;
-    match client.get(&probe).send().await {
-        Ok(response) => {
-            let ready = response.status().is_success();
-            let body = response.text().await.unwrap_or_default();
-            crate::print_stdout(&format!("{body}\n"));
-            Ok(if ready {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            })
-        }
-        Err(err) => {
-            eprintln!("{probe}: {err}");
-            Ok(ExitCode::from(1))
-        }
-    }
 }

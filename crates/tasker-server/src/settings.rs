@@ -33,6 +33,10 @@ pub(crate) struct Settings {
     pub client: ClientSettings,
     /// `tasker serve`'s `/metrics`: whether it is served and who may read it.
     pub metrics: crate::metrics::MetricsSettings,
+    /// `/health/status`: who may read it at the root, and its verdict's thresholds.
+    pub health: tasker_api::HealthSettings,
+    /// The cache of computed reports: in-process, or Redis shared by replicas.
+    pub cache: tasker_api::CacheSettings,
 }
 
 /// The server the client commands call when `--server` is not given.
@@ -297,7 +301,7 @@ mod tests {
             )?;
             let settings = load(None).map_err(|e| e.to_string())?;
             assert!(!settings.metrics.enabled);
-            assert_eq!(settings.metrics.auth, Some(tasker_api::MetricsAuth::Api));
+            assert_eq!(settings.metrics.auth, Some(tasker_api::EndpointAuth::Api));
             jail.set_env("TASKER_METRICS__AUTH", "basic");
             let err = load(None).unwrap_err().to_string();
             assert!(
@@ -319,7 +323,7 @@ mod tests {
             assert!(settings.metrics.enabled, "{file}");
             assert_eq!(
                 settings.metrics.auth,
-                Some(tasker_api::MetricsAuth::None),
+                Some(tasker_api::EndpointAuth::None),
                 "{file}: Prometheus scrapes without credentials"
             );
         }

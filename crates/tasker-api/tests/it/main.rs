@@ -3,6 +3,7 @@
 
 mod auth;
 mod events;
+mod health;
 mod props;
 mod steps;
 mod support;

@@ -102,8 +102,10 @@ pub(crate) struct Server {
     pub(crate) client: reqwest::Client,
     pub(crate) engine: Engine,
     pub(crate) clock: ManualClock,
-    /// Kept so the database outlives the server.
-    _db: TestDatabase,
+    /// The database's URL, for a replica.
+    pub(crate) url: String,
+    /// Kept so the database outlives the server (a replica borrows its first server's).
+    _db: Option<TestDatabase>,
 }
 
 pub(crate) async fn serve(db: TestDatabase, access: AccessControl) -> Server {
@@ -115,8 +117,30 @@ pub(crate) async fn serve_with(
     access: AccessControl,
     settings: tasker_api::ApiSettings,
 ) -> Server {
+    serve_api(db, access, |api| api.settings(settings)).await
+}
+
+/// A server whose API `configure` finishes; `/health/status` is also served at the root,
+/// without authentication.
+pub(crate) async fn serve_api(
+    db: TestDatabase,
+    access: AccessControl,
+    configure: impl FnOnce(Api) -> Api,
+) -> Server {
+    let store = db.store.clone();
+    let url = db.url.clone();
+    serve_store(store, url, Some(db), access, configure).await
+}
+
+async fn serve_store(
+    store: tasker_persistence::Store,
+    url: String,
+    db: Option<TestDatabase>,
+    access: AccessControl,
+    configure: impl FnOnce(Api) -> Api,
+) -> Server {
     let clock = ManualClock::new(Utc::now());
-    let engine = Engine::builder(db.store.clone())
+    let engine = Engine::builder(store)
         .clock(Arc::new(clock.clone()))
         .registry(Arc::new(Registry::with_builtins()))
         .random(|| 0.5)
@@ -128,10 +152,10 @@ pub(crate) async fn serve_with(
             .await
             .unwrap();
     }
-    let app = axum::Router::new().nest(
-        "/v1",
-        Api::new(engine.clone(), access).settings(settings).router(),
-    );
+    let api = configure(Api::new(engine.clone(), access));
+    let app = axum::Router::new()
+        .nest("/v1", api.router())
+        .merge(api.status(tasker_api::EndpointAuth::None));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}/v1", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -140,6 +164,7 @@ pub(crate) async fn serve_with(
         client: reqwest::Client::new(),
         engine,
         clock,
+        url,
         _db: db,
     }
 }
@@ -161,6 +186,19 @@ impl Reply {
 }
 
 impl Server {
+    /// Another server on the same database, with its own engine, pool and clock: a replica.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) async fn replica(
+        &self,
+        access: AccessControl,
+        configure: impl FnOnce(Api) -> Api,
+    ) -> Server {
+        let store = tasker_persistence::Store::connect(&self.url, &Default::default())
+            .await
+            .expect("a second pool on the test database");
+        serve_store(store, self.url.clone(), None, access, configure).await
+    }
+
     pub(crate) async fn call(
         &self,
         method: Method,

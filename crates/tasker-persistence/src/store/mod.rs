@@ -166,20 +166,29 @@ impl Store {
     /// a pool (never the case for a store from [`Store::connect`]).
     pub fn pool_status(&self) -> Option<PoolStatus> {
         use sea_orm::DatabaseConnectionType as Type;
-        let (size, idle) = match &self.db.inner {
+        let (size, idle, max) = match &self.db.inner {
             Type::SqlxPostgresPoolConnection(_) => {
                 let pool = self.db.get_postgres_connection_pool();
-                (pool.size(), pool.num_idle())
+                (
+                    pool.size(),
+                    pool.num_idle(),
+                    pool.options().get_max_connections(),
+                )
             }
             Type::SqlxSqlitePoolConnection(_) => {
                 let pool = self.db.get_sqlite_connection_pool();
-                (pool.size(), pool.num_idle())
+                (
+                    pool.size(),
+                    pool.num_idle(),
+                    pool.options().get_max_connections(),
+                )
             }
             _ => return None,
         };
         Some(PoolStatus {
             size,
             idle: u32::try_from(idle).unwrap_or(u32::MAX).min(size),
+            max,
         })
     }
 

@@ -727,6 +727,27 @@ impl Store {
                 .query_one_raw(one("SELECT COUNT(*) AS n FROM tasker_workflow_steps WHERE lease_expires_at IS NOT NULL AND lease_expires_at < $1"))
                 .await?,
         )?;
+        // A step in `error` keeps `next_attempt_at` exactly while another attempt is due.
+        let retries = self
+            .db
+            .query_one_raw(stmt(
+                backend,
+                "SELECT COALESCE(SUM(CASE WHEN state = 'error' AND next_attempt_at IS NOT NULL THEN 1 ELSE 0 END), 0) AS retrying, \
+                 COALESCE(SUM(CASE WHEN state = 'error' AND next_attempt_at IS NULL THEN 1 ELSE 0 END), 0) AS exhausted, \
+                 COALESCE(SUM(CASE WHEN attempts > 1 THEN attempts - 1 ELSE 0 END), 0) AS retries \
+                 FROM tasker_workflow_steps",
+                vec![],
+            ))
+            .await?;
+        let count = |name: &str| -> Result<u64, StoreError> {
+            Ok(match &retries {
+                Some(row) => u64::try_from(get::<i64>(row, name)?).unwrap_or(0),
+                None => 0,
+            })
+        };
+        counts.retrying_steps = count("retrying")?;
+        counts.exhausted_steps = count("exhausted")?;
+        counts.retries = count("retries")?;
         Ok(counts)
     }
 

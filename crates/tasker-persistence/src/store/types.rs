@@ -508,6 +508,12 @@ pub struct HealthCounts {
     pub claimed_steps: u64,
     /// Claims past their lease.
     pub expired_claims: u64,
+    /// Steps in `error` that will be attempted again (a retry in backoff).
+    pub retrying_steps: u64,
+    /// Steps in `error` with no attempt left (retries exhausted, or not retryable).
+    pub exhausted_steps: u64,
+    /// Attempts beyond each step's first, summed over every step: the retries ever made.
+    pub retries: u64,
 }
 
 /// The claimable frontier at one instant, for metrics: steps whose parents are all done and
@@ -527,12 +533,22 @@ pub struct PoolStatus {
     pub size: u32,
     /// Open connections no one holds.
     pub idle: u32,
+    /// The most connections the pool will open.
+    pub max: u32,
 }
 
 impl PoolStatus {
     /// Connections held by someone (a query, a transaction, a `LISTEN`).
     pub fn in_use(&self) -> u32 {
         self.size.saturating_sub(self.idle)
+    }
+
+    /// Connections in use as a share of the most the pool will open, from 0 to 1.
+    pub fn utilisation(&self) -> f64 {
+        if self.max == 0 {
+            return 0.0;
+        }
+        f64::from(self.in_use()) / f64::from(self.max)
     }
 }
 

@@ -199,9 +199,47 @@ async fn the_backlog_counts_ready_steps_and_steps_in_backoff() {
             (2, 0),
             "the backoff is over"
         );
+        let health = store.health_counts(t0()).await?;
+        assert_eq!(
+            (
+                health.retrying_steps,
+                health.exhausted_steps,
+                health.retries
+            ),
+            (1, 0, 0),
+            "one step waits for its second attempt"
+        );
+        let again = store
+            .claim_ready_steps("w", 2, Duration::from_secs(30), at(20.0))
+            .await?
+            .steps;
+        let retried = again
+            .iter()
+            .find(|s| s.step_id == claimed[0].step_id)
+            .expect("the step in backoff is claimed again");
+        assert_eq!(retried.attempt, 2);
+        let failure = StepOutcome::Failure(tasker_persistence::StepFailure {
+            step_id: retried.step_id,
+            attempt: 2,
+            error: tasker_domain::StepError::permanent("gave up", "GAVE_UP"),
+            retry_delay: Duration::ZERO,
+        });
+        store.record_outcomes("w", vec![failure], at(21.0)).await?;
+        let health = store.health_counts(at(21.0)).await?;
+        assert_eq!(
+            (
+                health.retrying_steps,
+                health.exhausted_steps,
+                health.retries
+            ),
+            (0, 1, 1),
+            "a permanent error leaves no attempt; the second attempt was a retry"
+        );
         let pool = store.pool_status().expect("a pooled connection");
         assert!(pool.size >= 1 && pool.idle <= pool.size, "{pool:?}");
         assert_eq!(pool.in_use(), pool.size - pool.idle);
+        assert!(pool.max >= pool.size && pool.max > 1, "{pool:?}");
+        assert!((0.0..=1.0).contains(&pool.utilisation()), "{pool:?}");
         Ok(())
     })
     .await;

@@ -146,6 +146,16 @@ impl Api {
     /// Sends `request`; a refused connection names the server, and an answer that is not a
     /// success becomes a [`Failure`].
     pub(crate) async fn send(&self, request: RequestBuilder) -> anyhow::Result<Response> {
+        self.send_accepting(request, &[]).await
+    }
+
+    /// [`Api::send`], taking the statuses in `also` as answers too (a 503 that carries a
+    /// report, say).
+    pub(crate) async fn send_accepting(
+        &self,
+        request: RequestBuilder,
+        also: &[StatusCode],
+    ) -> anyhow::Result<Response> {
         let response = request.send().await.map_err(|err| {
             if err.is_connect() || err.is_timeout() {
                 anyhow::anyhow!(
@@ -157,7 +167,7 @@ impl Api {
                 anyhow::anyhow!("request to {} failed: {}", self.server, chain(&err))
             }
         })?;
-        if response.status().is_success() {
+        if response.status().is_success() || also.contains(&response.status()) {
             return Ok(response);
         }
         Err(self.failure(response).await.into())

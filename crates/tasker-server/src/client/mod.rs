@@ -1,7 +1,7 @@
 //! `tasker tasks` and `tasker steps`: a client for a running `tasker serve`, over its REST API.
 //! Tables by default, the server's JSON with `--json`; errors show the server's envelope.
 
-mod http;
+pub(crate) mod http;
 mod sse;
 
 use std::path::PathBuf;

@@ -147,6 +147,23 @@ async fn serve_runs_what_it_is_sent_answers_health_and_stops_on_sigterm() {
             String::from_utf8_lossy(&health.stdout)
         );
 
+        assert!(
+            String::from_utf8_lossy(&health.stdout).starts_with("ready\n  ok    database"),
+            "{}",
+            String::from_utf8_lossy(&health.stdout)
+        );
+        let status = tasker(&["health", "--status", "--server", &base]);
+        assert_eq!(status.status.code(), Some(0), "{}", text(&status));
+        let report = text(&status);
+        assert!(report.starts_with("healthy\n"), "{report}");
+        assert!(report.contains("  tasks:   complete 1"), "{report}");
+        let report = tasker(&["health", "--status", "--json", "--server", &base]);
+        let report: Value = serde_json::from_slice(&report.stdout).unwrap();
+        assert_eq!(report["counts"]["tasks"]["complete"], 1, "{report}");
+        let local = tasker(&["--database", &db.url, "health", "--local"]);
+        assert_eq!(local.status.code(), Some(0), "{}", text(&local));
+        assert!(text(&local).contains("ok    schema"), "{}", text(&local));
+
         let sent = Command::new("kill")
             .args(["-TERM", &server.id().to_string()])
             .status()
@@ -163,8 +180,56 @@ async fn serve_runs_what_it_is_sent_answers_health_and_stops_on_sigterm() {
             .output()
             .unwrap();
         assert_eq!(down.status.code(), Some(1));
+        assert!(
+            String::from_utf8_lossy(&down.stderr).contains("cannot reach the server"),
+            "{}",
+            String::from_utf8_lossy(&down.stderr)
+        );
     })
     .await;
+}
+
+fn tasker(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_tasker"))
+        .args(args)
+        .env_remove("TASKER_DATABASE_URL")
+        .output()
+        .unwrap()
+}
+
+fn text(output: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+#[test]
+fn health_local_fails_naming_a_database_it_cannot_reach() {
+    // Nothing listens on port 1.
+    let output = tasker(&[
+        "--database",
+        "postgres://postgres@127.0.0.1:1/tasker",
+        "health",
+        "--local",
+    ]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    let report = text(&output);
+    assert!(
+        report.starts_with("not ready\n  FAIL  database"),
+        "{report}"
+    );
+    let json = tasker(&[
+        "--database",
+        "postgres://postgres@127.0.0.1:1/tasker",
+        "health",
+        "--local",
+        "--json",
+    ]);
+    let view: Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(view["status"], "unavailable");
+    assert_eq!(view["checks"][0]["ok"], false);
 }
 
 #[tokio::test]
