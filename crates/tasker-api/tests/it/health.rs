@@ -229,3 +229,119 @@ mod redis {
         .await;
     }
 }
+
+/// A TCP relay in front of the database that a test can cut and restore: an outage without
+/// stopping the database server.
+struct Outage {
+    address: std::net::SocketAddr,
+    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    links: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl Outage {
+    async fn in_front_of(upstream: String) -> Self {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let links = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (accept_up, accept_links) = (up.clone(), links.clone());
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if !accept_up.load(Ordering::SeqCst) {
+                    drop(client);
+                    continue;
+                }
+                let upstream = upstream.clone();
+                let link = tokio::spawn(async move {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await {
+                        tokio::io::copy_bidirectional(&mut client, &mut server)
+                            .await
+                            .ok();
+                    }
+                });
+                accept_links.lock().unwrap().push(link);
+            }
+        });
+        Self { address, up, links }
+    }
+
+    /// Drops every open connection and refuses new ones.
+    fn cut(&self) {
+        self.up.store(false, std::sync::atomic::Ordering::SeqCst);
+        for link in self.links.lock().unwrap().drain(..) {
+            link.abort();
+        }
+    }
+
+    fn restore(&self) {
+        self.up.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// `postgres://user@host:port/db` with `host:port` replaced by `address`.
+fn through(url: &str, address: std::net::SocketAddr) -> (String, String) {
+    let (scheme, rest) = url.split_once("://").unwrap();
+    let (userinfo, rest) = rest.rsplit_once('@').map_or(("", rest), |(u, r)| (u, r));
+    let (authority, path) = rest.split_once('/').unwrap();
+    let at = if userinfo.is_empty() { "" } else { "@" };
+    (
+        format!("{scheme}://{userinfo}{at}{address}/{path}"),
+        authority.to_owned(),
+    )
+}
+
+#[tokio::test]
+async fn readiness_fails_while_the_database_is_unreachable_and_recovers_without_a_restart() {
+    // A network outage needs a network: PostgreSQL only.
+    let Some(db) = tasker_persistence::testing::TestDatabase::postgres().await else {
+        return;
+    };
+    let (_, upstream) = through(&db.url, "127.0.0.1:1".parse().unwrap());
+    let outage = Outage::in_front_of(upstream).await;
+    let (url, _) = through(&db.url, outage.address);
+    let store = tasker_persistence::Store::connect(
+        &url,
+        &tasker_persistence::ConnectOptions {
+            max_connections: 2,
+            acquire_timeout: Duration::from_secs(1),
+            migrate: false,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let server = crate::support::serve_store(store, url, Some(db), open_access(), |api| api).await;
+    assert_eq!(server.get("/health/ready").await.status, StatusCode::OK);
+
+    outage.cut();
+    let down = server.get("/health/ready").await;
+    assert_eq!(
+        down.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        down.body
+    );
+    assert_eq!(down.body["checks"][0]["name"], "database");
+    assert_eq!(down.body["checks"][0]["ok"], false);
+    assert!(
+        down.body["checks"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("unreachable"),
+        "{}",
+        down.body
+    );
+    let status = server.get("/health/status").await;
+    assert_eq!(status.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        status.body["counts"],
+        Value::Null,
+        "nothing to count without a database"
+    );
+
+    outage.restore();
+    let back = server.get("/health/ready").await;
+    assert_eq!(back.status, StatusCode::OK, "{}", back.body);
+    assert_eq!(server.get("/health/status").await.body["status"], "healthy");
+}

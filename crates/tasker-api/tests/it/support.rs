@@ -132,7 +132,7 @@ pub(crate) async fn serve_api(
     serve_store(store, url, Some(db), access, configure).await
 }
 
-async fn serve_store(
+pub(crate) async fn serve_store(
     store: tasker_persistence::Store,
     url: String,
     db: Option<TestDatabase>,
