@@ -51,3 +51,59 @@ impl ApiKeyStore for DatabaseApiKeys {
             .map_err(ApiKeyStoreError::new)
     }
 }
+
+/// The database's revocation list behind the cache: a token id's verdict is read from the
+/// cache, else from the database and then cached for the TTL. Revoking writes the database and
+/// then the cache, so with a shared (Redis) cache every replica refuses the token on its next
+/// request; with an in-process cache, other processes learn of it within the TTL.
+#[derive(Debug, Clone)]
+pub struct DatabaseRevocations {
+    store: Store,
+    cache: crate::Cache,
+    ttl: std::time::Duration,
+}
+
+impl DatabaseRevocations {
+    /// The list in `store`'s database, cached in `cache` for `ttl`.
+    pub fn new(store: Store, cache: crate::Cache, ttl: std::time::Duration) -> Self {
+        Self { store, cache, ttl }
+    }
+
+    fn key(jti: &str) -> String {
+        format!("revoked:jti:{jti}")
+    }
+
+    /// Revokes the token `jti` (whose own expiry is `expires_at`, when known).
+    pub async fn revoke(
+        &self,
+        jti: &str,
+        expires_at: Option<DateTime<Utc>>,
+        reason: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<tasker_persistence::RevokedToken, tasker_persistence::StoreError> {
+        let revoked = self
+            .store
+            .revoke_token(jti, expires_at, reason, now)
+            .await?;
+        self.cache.set_json(&Self::key(jti), &true, self.ttl).await;
+        Ok(revoked)
+    }
+}
+
+#[async_trait::async_trait]
+impl tasker_auth::RevocationList for DatabaseRevocations {
+    async fn is_revoked(&self, jti: &str) -> Result<bool, tasker_auth::RevocationError> {
+        let key = Self::key(jti);
+        if let Some(revoked) = self.cache.get_json::<bool>(&key).await {
+            return Ok(revoked);
+        }
+        let revoked = self
+            .store
+            .revoked_token(jti)
+            .await
+            .map_err(tasker_auth::RevocationError::new)?
+            .is_some();
+        self.cache.set_json(&key, &revoked, self.ttl).await;
+        Ok(revoked)
+    }
+}

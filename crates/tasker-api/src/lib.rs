@@ -52,7 +52,7 @@ use utoipa_axum::router::OpenApiRouter;
 pub use cache::{Cache, CacheBackend, CacheCounters, CacheError, CacheSettings, MemoryCache};
 pub use correlation::{CorrelationId, HEADER as CORRELATION_HEADER};
 pub use error::{ApiError, ErrorBody, ErrorEnvelope};
-pub use keys::DatabaseApiKeys;
+pub use keys::{DatabaseApiKeys, DatabaseRevocations};
 pub use metrics::{
     EndpointAuth, MetricsExporter, PROMETHEUS_CONTENT_TYPE, UNMATCHED_ROUTE, track_requests,
 };

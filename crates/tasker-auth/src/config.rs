@@ -436,6 +436,28 @@ pub enum AuthConfigError {
     },
 }
 
+/// What [`AuthConfig::build_with_parts`] takes besides the configuration.
+#[derive(Default)]
+pub struct AuthParts {
+    /// The database's API key store, needed when `api_key` is listed and
+    /// `auth.api_keys.database` is on.
+    pub database_keys: Option<Arc<dyn ApiKeyStore>>,
+    /// The key set fetched from `auth.jwt.jwks_url` (required when that is set).
+    pub fetched: Option<Arc<FetchedKeySet>>,
+    /// Revoked token ids: JWTs whose `jti` is listed are refused.
+    pub revocations: Option<Arc<dyn crate::RevocationList>>,
+}
+
+impl std::fmt::Debug for AuthParts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthParts")
+            .field("database_keys", &self.database_keys.is_some())
+            .field("fetched", &self.fetched.is_some())
+            .field("revocations", &self.revocations.is_some())
+            .finish()
+    }
+}
+
 /// What [`AuthConfig::build`] produces.
 #[derive(Debug)]
 #[non_exhaustive]
@@ -467,6 +489,27 @@ impl AuthConfig {
         database_keys: Option<Arc<dyn ApiKeyStore>>,
         fetched: Option<Arc<FetchedKeySet>>,
     ) -> Result<BuiltAuth, AuthConfigError> {
+        self.build_with_parts(
+            profile,
+            AuthParts {
+                database_keys,
+                fetched,
+                revocations: None,
+            },
+        )
+    }
+
+    /// [`AuthConfig::build`], with every part that lives outside the configuration.
+    pub fn build_with_parts(
+        &self,
+        profile: Profile,
+        parts: AuthParts,
+    ) -> Result<BuiltAuth, AuthConfigError> {
+        let AuthParts {
+            database_keys,
+            fetched,
+            revocations,
+        } = parts;
         let mut warnings = Vec::new();
         self.check_authenticators(profile)?;
         self.jwks_url_settings()?;
@@ -477,7 +520,10 @@ impl AuthConfig {
             let link: Arc<dyn Authenticator> = match kind {
                 AuthenticatorKind::Open => Arc::new(OpenAuthenticator),
                 AuthenticatorKind::Jwt => {
-                    let authenticator = self.jwt_authenticator_with(fetched.clone())?;
+                    let mut authenticator = self.jwt_authenticator_with(fetched.clone())?;
+                    if let Some(list) = &revocations {
+                        authenticator = authenticator.with_revocations(list.clone());
+                    }
                     jwt = Some(authenticator.clone());
                     Arc::new(authenticator)
                 }

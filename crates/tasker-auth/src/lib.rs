@@ -29,6 +29,7 @@ pub mod jwt;
 mod operation;
 mod permission;
 mod principal;
+mod revocation;
 
 pub use api_key::{
     API_KEY_HEADER, API_KEY_PREFIX, ApiKey, ApiKeyAuthenticator, ApiKeyError, ApiKeyHash,
@@ -42,11 +43,12 @@ pub use authorize::{
     Decision, PermissionPolicy, RoleGrants,
 };
 pub use config::{
-    ApiKeysConfig, AuthConfig, AuthConfigError, AuthenticatorKind, BuiltAuth, ConfigDuration,
-    ConfiguredKey, DEFAULT_JWKS_MAX_STALENESS, DEFAULT_JWKS_REFRESH, InvalidDuration,
-    JwksUrlSettings, JwtConfig, Profile, Secret, parse_duration,
+    ApiKeysConfig, AuthConfig, AuthConfigError, AuthParts, AuthenticatorKind, BuiltAuth,
+    ConfigDuration, ConfiguredKey, DEFAULT_JWKS_MAX_STALENESS, DEFAULT_JWKS_REFRESH,
+    InvalidDuration, JwksUrlSettings, JwtConfig, Profile, Secret, parse_duration,
 };
 pub use jwt::{JwtAlgorithm, JwtAuthenticator, JwtPolicy, TokenRejection};
 pub use operation::{Operation, OperationSpec, RestMethod, RestRoute};
 pub use permission::{Action, Grant, Permission, PermissionError, Resource};
 pub use principal::{AuthMethod, Principal};
+pub use revocation::{RevocationError, RevocationList};

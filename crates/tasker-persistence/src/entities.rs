@@ -522,3 +522,30 @@ pub mod api_key {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+/// The `tasker_revoked_tokens` table.
+pub mod revoked_token {
+    use sea_orm::entity::prelude::*;
+
+    /// One row of `tasker_revoked_tokens`: a revoked JWT's `jti`, when it was revoked, the
+    /// token's own expiry (for pruning) and why.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "tasker_revoked_tokens")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        #[allow(missing_docs)]
+        pub jti: String,
+        #[allow(missing_docs)]
+        pub revoked_at: i64,
+        #[allow(missing_docs)]
+        pub expires_at: Option<i64>,
+        #[allow(missing_docs)]
+        pub reason: Option<String>,
+    }
+
+    /// Relations are expressed in queries, not here.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -27,9 +27,9 @@ pub use store::{
     ApiKeyRecord, Backlog, BlockingReason, ChangedStep, ClaimBatch, ClaimFilter, ClaimedStep,
     ConnectOptions, CreateTaskOptions, CreatedTask, DEFAULT_DATABASE_URL, ExecutionStatus,
     HealthCounts, HealthStatus, Listener, MAX_NOTIFY_PAYLOAD, NewApiKey, Page, PoolStatus,
-    PreparedTask, RecommendedAction, RecordReport, RecordedStep, RegisteredTemplate, SchemaStatus,
-    SlowStep, SlowTask, StepErrorCount, StepFailure, StepInputs, StepOutcome, StepReadiness,
-    StepRecord, Store, TaskAnalytics, TaskExecutionContext, TaskFilter, TaskRecord,
+    PreparedTask, RecommendedAction, RecordReport, RecordedStep, RegisteredTemplate, RevokedToken,
+    SchemaStatus, SlowStep, SlowTask, StepErrorCount, StepFailure, StepInputs, StepOutcome,
+    StepReadiness, StepRecord, Store, TaskAnalytics, TaskExecutionContext, TaskFilter, TaskRecord,
     TransitionRecord,
 };
 pub use tasker_migrations::Migrator;

@@ -42,6 +42,23 @@ pub(crate) enum TokenCommand {
         #[arg(long, value_name = "K")]
         kid: Option<String>,
     },
+    /// Put a token on the revocation list in the database (and the shared cache): `tasker
+    /// serve` refuses it from then on although it has not expired
+    Revoke {
+        /// The token (its `jti` and `exp` are read from it), or `-` to read it from stdin
+        #[arg(
+            value_name = "TOKEN",
+            required_unless_present = "jti",
+            conflicts_with = "jti"
+        )]
+        token: Option<String>,
+        /// The token's id, when the token itself is not at hand
+        #[arg(long, value_name = "ID")]
+        jti: Option<String>,
+        /// Why, kept with the revocation
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
+    },
     /// Print a token's header and claims and whether this configuration accepts it (exit 0)
     /// or not (exit 1, with the reason)
     Inspect {
@@ -100,7 +117,76 @@ pub(crate) async fn token(settings: &Settings, command: TokenCommand) -> anyhow:
             Ok(ExitCode::SUCCESS)
         }
         TokenCommand::Inspect { token, json } => inspect(settings, &token, json).await,
+        TokenCommand::Revoke { token, jti, reason } => {
+            revoke(settings, token.as_deref(), jti, reason.as_deref()).await
+        }
     }
+}
+
+/// The token given on the command line, or read from stdin for `-`.
+fn read_token(token: &str) -> anyhow::Result<String> {
+    if token != "-" {
+        return Ok(token.trim().to_owned());
+    }
+    let mut text = String::new();
+    std::io::stdin()
+        .read_to_string(&mut text)
+        .context("reading the token from stdin")?;
+    Ok(text.trim().to_owned())
+}
+
+/// `tasker token revoke`: the token's `jti` goes on the list, with its `exp` so the row can be
+/// pruned once the token would be refused anyway.
+async fn revoke(
+    settings: &Settings,
+    token: Option<&str>,
+    jti: Option<String>,
+    reason: Option<&str>,
+) -> anyhow::Result<ExitCode> {
+    let (jti, expires_at) = match (token, jti) {
+        (_, Some(jti)) => (jti, None),
+        (Some(token), None) => {
+            let decoded = decode_unverified(&read_token(token)?)
+                .map_err(|err| anyhow!("the token cannot be read: {err}"))?;
+            let jti = match decoded.claims.get("jti") {
+                Some(serde_json::Value::String(jti)) => jti.clone(),
+                Some(_) => bail!("the token's `jti` claim is not a string"),
+                None => bail!(
+                    "the token has no `jti` claim, so it cannot be revoked alone; tokens from `tasker token mint` carry one (rotate the signing key to refuse every token)"
+                ),
+            };
+            let expires_at = decoded
+                .claims
+                .get("exp")
+                .and_then(serde_json::Value::as_i64)
+                .and_then(|exp| DateTime::from_timestamp(exp, 0));
+            (jti, expires_at)
+        }
+        (None, None) => bail!("give the token, or its id with --jti"),
+    };
+    let jti = jti.trim().to_owned();
+    if jti.is_empty() {
+        bail!("--jti: must not be empty");
+    }
+    let cache = settings.cache.build().map_err(|err| anyhow!(err))?;
+    let ttl = settings.cache.ttl().map_err(|err| anyhow!(err))?;
+    let store = crate::serve::open_current(settings, false).await?;
+    let list = tasker_api::DatabaseRevocations::new(store, cache.clone(), ttl);
+    let revoked = list.revoke(&jti, expires_at, reason, Utc::now()).await?;
+    let reach = if cache.is_shared() {
+        "every replica refuses it now".to_owned()
+    } else {
+        format!(
+            "servers refuse it within cache.ttl ({}): set cache.redis_url to make it immediate",
+            settings.cache.ttl
+        )
+    };
+    crate::print_stdout(&format!(
+        "revoked token {} at {}; {reach}\n",
+        revoked.jti,
+        rfc3339(revoked.revoked_at)
+    ));
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Parses grants given on the command line, naming the bad one.
@@ -166,6 +252,7 @@ fn mint(
     request.audience = policy.audience.clone();
     request.permissions_claim = policy.permissions_claim.clone();
     request.roles_claim = policy.roles_claim.clone();
+    request.jti = Some(uuid::Uuid::new_v4().simple().to_string());
     let now = Utc::now();
     let token = key.mint(&request, now)?;
     // Say so when this configuration would refuse what it just minted (checked offline only:
@@ -207,15 +294,7 @@ async fn verifier(settings: &Settings) -> anyhow::Result<Result<JwtAuthenticator
 }
 
 async fn inspect(settings: &Settings, token: &str, json: bool) -> anyhow::Result<ExitCode> {
-    let token = if token == "-" {
-        let mut text = String::new();
-        std::io::stdin()
-            .read_to_string(&mut text)
-            .context("reading the token from stdin")?;
-        text.trim().to_owned()
-    } else {
-        token.trim().to_owned()
-    };
+    let token = read_token(token)?;
     let decoded = decode_unverified(&token);
     let verdict = match verifier(settings).await? {
         Err(reason) => Verdict {

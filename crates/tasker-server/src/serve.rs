@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
-use tasker_api::{Api, DatabaseApiKeys};
+use tasker_api::{Api, DatabaseApiKeys, DatabaseRevocations};
 use tasker_engine::Engine;
 use tasker_persistence::{ConnectOptions, Store};
 
@@ -86,12 +86,16 @@ pub(crate) async fn run(settings: &Settings, args: ServeArgs) -> anyhow::Result<
     let jwks = crate::auth_cli::start_jwks(settings)
         .await
         .context("auth configuration")?;
+    let revocations = DatabaseRevocations::new(store.clone(), cache.clone(), cache_ttl);
     let built = settings
         .auth
-        .build_with_jwks(
+        .build_with_parts(
             settings.server.profile,
-            Some(Arc::new(DatabaseApiKeys::new(store.clone()))),
-            jwks.as_ref().map(|fetcher| fetcher.keys()),
+            tasker_auth::AuthParts {
+                database_keys: Some(Arc::new(DatabaseApiKeys::new(store.clone()))),
+                fetched: jwks.as_ref().map(|fetcher| fetcher.keys()),
+                revocations: Some(Arc::new(revocations)),
+            },
         )
         .context("auth configuration")?;
     if let Some(fetcher) = jwks {

@@ -345,3 +345,98 @@ async fn readiness_fails_while_the_database_is_unreachable_and_recovers_without_
     assert_eq!(back.status, StatusCode::OK, "{}", back.body);
     assert_eq!(server.get("/health/status").await.body["status"], "healthy");
 }
+
+mod revocations {
+    use std::sync::Arc;
+
+    use tasker_api::{Cache, DatabaseRevocations, MemoryCache};
+    use tasker_auth::RevocationList as _;
+    use tasker_engine::{Clock as _, ManualClock};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_revocation_is_seen_by_other_processes_within_the_ttl() {
+        on_each_database(|db| async move {
+            let clock = ManualClock::new(chrono::Utc::now());
+            let cache = |clock: &ManualClock| {
+                Cache::new(Arc::new(MemoryCache::with_clock(
+                    100,
+                    Arc::new(clock.clone()),
+                )))
+            };
+            let ttl = Duration::from_secs(15);
+            let here = DatabaseRevocations::new(db.store.clone(), cache(&clock), ttl);
+            // Another process: its own in-process cache.
+            let there = DatabaseRevocations::new(db.store.clone(), cache(&clock), ttl);
+            assert!(!here.is_revoked("t-1").await.unwrap());
+            assert!(
+                !there.is_revoked("t-1").await.unwrap(),
+                "cached as not revoked"
+            );
+
+            let expires = clock.now() + chrono::Duration::hours(1);
+            let row = here
+                .revoke("t-1", Some(expires), Some("leaked"), clock.now())
+                .await
+                .unwrap();
+            assert_eq!(row.reason.as_deref(), Some("leaked"));
+            assert!(
+                here.is_revoked("t-1").await.unwrap(),
+                "at once where it was revoked"
+            );
+            assert!(
+                !there.is_revoked("t-1").await.unwrap(),
+                "stale until the TTL passes"
+            );
+            clock.advance(ttl);
+            assert!(there.is_revoked("t-1").await.unwrap(), "seen after the TTL");
+            assert!(!there.is_revoked("t-2").await.unwrap());
+
+            // Revoking twice keeps the first record; expired rows are pruned.
+            let again = here
+                .revoke("t-1", None, Some("again"), clock.now())
+                .await
+                .unwrap();
+            assert_eq!(again.reason.as_deref(), Some("leaked"));
+            clock.advance(Duration::from_secs(2 * 3600));
+            here.revoke("t-3", None, None, clock.now()).await.unwrap();
+            assert_eq!(db.store.revoked_token("t-1").await.unwrap(), None, "pruned");
+        })
+        .await;
+    }
+
+    #[cfg(feature = "redis")]
+    #[tokio::test]
+    async fn with_redis_every_replica_refuses_a_revoked_token_at_once() {
+        let Ok(url) = std::env::var("TASKER_TEST_REDIS_URL") else {
+            return;
+        };
+        on_each_database(move |db| {
+            let settings = CacheSettings {
+                redis_url: Some(url.clone()),
+                key_prefix: format!("tasker-test:{}:", uuid::Uuid::new_v4()),
+                ..CacheSettings::default()
+            };
+            async move {
+                let ttl = Duration::from_secs(60);
+                let here =
+                    DatabaseRevocations::new(db.store.clone(), settings.build().unwrap(), ttl);
+                let there =
+                    DatabaseRevocations::new(db.store.clone(), settings.build().unwrap(), ttl);
+                assert!(
+                    !there.is_revoked("r-1").await.unwrap(),
+                    "cached as not revoked"
+                );
+                here.revoke("r-1", None, None, chrono::Utc::now())
+                    .await
+                    .unwrap();
+                assert!(
+                    there.is_revoked("r-1").await.unwrap(),
+                    "through the shared cache"
+                );
+            }
+        })
+        .await;
+    }
+}

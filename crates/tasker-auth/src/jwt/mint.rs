@@ -145,6 +145,8 @@ pub struct TokenRequest {
     pub permissions_claim: String,
     /// The claim holding roles.
     pub roles_claim: String,
+    /// `jti`, the id a revocation names, if any.
+    pub jti: Option<String>,
 }
 
 impl TokenRequest {
@@ -159,6 +161,7 @@ impl TokenRequest {
             audience: None,
             permissions_claim: "permissions".to_owned(),
             roles_claim: "roles".to_owned(),
+            jti: None,
         }
     }
 
@@ -177,6 +180,9 @@ impl TokenRequest {
         }
         if let Some(audience) = &self.audience {
             claims.insert("aud".into(), json!(audience));
+        }
+        if let Some(jti) = &self.jti {
+            claims.insert("jti".into(), json!(jti));
         }
         let permissions: Vec<String> = self.permissions.iter().map(ToString::to_string).collect();
         claims.insert(self.permissions_claim.clone(), json!(permissions));

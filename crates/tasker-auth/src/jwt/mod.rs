@@ -247,6 +247,12 @@ pub enum TokenRejection {
         /// The algorithm.
         alg: JwtAlgorithm,
     },
+    /// Its `jti` is on the revocation list.
+    #[error("token `{jti}` was revoked")]
+    Revoked {
+        /// The token's id.
+        jti: String,
+    },
     /// The header's `kid` names no current key.
     #[error("token key id `{kid}` names no known key")]
     UnknownKeyId {
@@ -314,6 +320,8 @@ pub struct VerifiedToken {
     pub key_origin: String,
     /// Who it authenticates.
     pub principal: Principal,
+    /// Its `jti` claim, when it has one (what a revocation names).
+    pub jti: Option<String>,
 }
 
 /// Authenticates `Authorization: Bearer <JWT>` requests.
@@ -321,6 +329,7 @@ pub struct VerifiedToken {
 pub struct JwtAuthenticator {
     policy: JwtPolicy,
     keys: Vec<Arc<dyn KeySetProvider>>,
+    revocations: Option<Arc<dyn crate::RevocationList>>,
 }
 
 impl fmt::Debug for JwtAuthenticator {
@@ -328,6 +337,7 @@ impl fmt::Debug for JwtAuthenticator {
         f.debug_struct("JwtAuthenticator")
             .field("policy", &self.policy)
             .field("key_providers", &self.keys.len())
+            .field("revocations", &self.revocations.is_some())
             .finish()
     }
 }
@@ -341,7 +351,18 @@ struct TokenHeader {
 impl JwtAuthenticator {
     /// Verifies tokens under `policy` with the keys `keys` provide (all consulted).
     pub fn new(policy: JwtPolicy, keys: Vec<Arc<dyn KeySetProvider>>) -> Self {
-        Self { policy, keys }
+        Self {
+            policy,
+            keys,
+            revocations: None,
+        }
+    }
+
+    /// Refuses tokens whose `jti` is on `list` (checked after the signature and times, so
+    /// only genuine tokens cost a look-up).
+    pub fn with_revocations(mut self, list: Arc<dyn crate::RevocationList>) -> Self {
+        self.revocations = Some(list);
+        self
     }
 
     /// The policy.
@@ -391,12 +412,23 @@ impl JwtAuthenticator {
         }
         let (claims, key) = self.check_signature(token, &header, &candidates)?;
         self.check_times(&claims, now).map_err(reject)?;
+        let jti = match claims.get("jti") {
+            None => None,
+            Some(Value::String(jti)) => Some(jti.clone()),
+            Some(_) => {
+                return Err(reject(TokenRejection::InvalidClaim {
+                    claim: "jti".into(),
+                    problem: "is not a string",
+                }));
+            }
+        };
         let principal = self.principal(claims).map_err(reject)?;
         Ok(VerifiedToken {
             algorithm: header.alg,
             kid: header.kid,
             key_origin: key.origin().to_owned(),
             principal,
+            jti,
         })
     }
 
@@ -666,7 +698,19 @@ impl Authenticator for JwtAuthenticator {
         let Some(token) = bearer_token(headers)? else {
             return Err(AuthError::NoCredentials);
         };
-        self.verify(token, now).map(|verified| verified.principal)
+        let verified = self.verify(token, now)?;
+        if let (Some(list), Some(jti)) = (&self.revocations, &verified.jti) {
+            let revoked = list
+                .is_revoked(jti)
+                .await
+                .map_err(|source| AuthError::Unavailable {
+                    source: Box::new(source),
+                })?;
+            if revoked {
+                return Err(reject(TokenRejection::Revoked { jti: jti.clone() }));
+            }
+        }
+        Ok(verified.principal)
     }
 }
 

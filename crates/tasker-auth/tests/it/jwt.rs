@@ -407,3 +407,59 @@ fn private_keys_default_to_their_algorithm() {
         assert_eq!(key.algorithm(), alg, "{file}");
     }
 }
+
+mod revocation {
+    use tasker_auth::{Rejection, RevocationError, RevocationList};
+
+    use super::*;
+
+    mockall::mock! {
+        List {}
+        #[async_trait::async_trait]
+        impl RevocationList for List {
+            async fn is_revoked(&self, jti: &str) -> Result<bool, RevocationError>;
+        }
+    }
+
+    fn token(jti: Option<&str>) -> String {
+        let mut request = TokenRequest::new("alice", Duration::from_secs(600));
+        request.issuer = Some(ISSUER.to_owned());
+        request.audience = Some(AUDIENCE.to_owned());
+        request.jti = jti.map(str::to_owned);
+        hmac_signer(JwtAlgorithm::HS256)
+            .mint(&request, t0())
+            .unwrap()
+    }
+
+    #[test]
+    fn a_listed_jti_is_refused_an_unlisted_one_passes_and_a_broken_list_is_unavailable() {
+        let mut list = MockList::new();
+        list.expect_is_revoked()
+            .withf(|jti| jti == "gone")
+            .returning(|_| Ok(true));
+        list.expect_is_revoked()
+            .withf(|jti| jti == "fine")
+            .returning(|_| Ok(false));
+        list.expect_is_revoked()
+            .withf(|jti| jti == "unknown")
+            .returning(|_| Err(RevocationError::new("database down")));
+        let verifier = verifier().with_revocations(Arc::new(list));
+        let refused = run(verifier.authenticate(&bearer(&token(Some("gone"))), t0())).unwrap_err();
+        assert!(
+            matches!(
+                &refused,
+                AuthError::Rejected(Rejection::Token(TokenRejection::Revoked { jti })) if jti == "gone"
+            ),
+            "{refused:?}"
+        );
+        let principal = run(verifier.authenticate(&bearer(&token(Some("fine"))), t0())).unwrap();
+        assert_eq!(principal.subject, "alice");
+        let unavailable =
+            run(verifier.authenticate(&bearer(&token(Some("unknown"))), t0())).unwrap_err();
+        assert!(unavailable.is_unavailable(), "{unavailable:?}");
+        // Without a `jti` there is nothing to look up (the mock would panic on a call).
+        run(verifier.authenticate(&bearer(&token(None)), t0())).unwrap();
+        let verified = verifier.verify(&token(Some("fine")), t0()).unwrap();
+        assert_eq!(verified.jti.as_deref(), Some("fine"));
+    }
+}

@@ -6,6 +6,7 @@ mod create;
 mod nodelay;
 mod notify;
 mod queries;
+mod revocations;
 mod sql;
 mod templates;
 mod transitions;
@@ -22,6 +23,7 @@ use tasker_migrations::MigratorTrait;
 pub use api_keys::{ApiKeyRecord, NewApiKey};
 pub use create::PreparedTask;
 pub use notify::{Listener, MAX_NOTIFY_PAYLOAD};
+pub use revocations::RevokedToken;
 pub use types::{
     Backlog, BlockingReason, ChangedStep, ClaimBatch, ClaimFilter, ClaimedStep, CreateTaskOptions,
     CreatedTask, ExecutionStatus, HealthCounts, HealthStatus, Page, PoolStatus, RecommendedAction,

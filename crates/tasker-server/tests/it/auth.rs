@@ -513,7 +513,8 @@ async fn serve_accepts_a_jwks_signed_token_and_a_database_key_and_refuses_the_re
         let config = config_file(
             dir.path(),
             &format!(
-                "[database]\nurl = \"{}\"\n[auth]\nauthenticators = [\"jwt\", \"api_key\"]\n[auth.jwt]\nalgorithms = [\"RS256\"]\njwks_url = \"{url}\"\njwks_refresh = \"5m\"\nprivate_key = \"{}\"\n",
+                // No cache TTL: a revocation is seen on the very next request.
+                "[database]\nurl = \"{}\"\n[cache]\nttl = \"0s\"\n[auth]\nauthenticators = [\"jwt\", \"api_key\"]\n[auth.jwt]\nalgorithms = [\"RS256\"]\njwks_url = \"{url}\"\njwks_refresh = \"5m\"\nprivate_key = \"{}\"\n",
                 db.url,
                 key("rsa-private.pem")
             ),
@@ -568,6 +569,24 @@ async fn serve_accepts_a_jwks_signed_token_and_a_database_key_and_refuses_the_re
         let out = tasker_with(&config, &["keys", "revoke", "reader"]);
         assert!(out.status.success(), "{}", text(&out.stderr));
         assert_eq!(status(client.get(&tasks).header("X-API-Key", &api_key)).await, 401);
+        // A minted token carries an id, so it can be revoked alone.
+        let jti = claims(&token)["jti"].as_str().unwrap().to_owned();
+        assert_eq!(jti.len(), 32, "{jti}");
+        assert_eq!(status(client.get(&tasks).bearer_auth(&token)).await, 200);
+        let out = tasker_with(&config, &["token", "revoke", &token, "--reason", "leaked in a log"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert!(text(&out.stdout).starts_with(&format!("revoked token {jti} at ")), "{}", text(&out.stdout));
+        assert_eq!(status(client.get(&tasks).bearer_auth(&token)).await, 401, "revoked");
+        // A fresh token for the same subject still works.
+        let out = tasker_with(
+            &config,
+            &["token", "mint", "--sub", "ci", "--permission", "tasker.task:index", "--ttl", "10m", "--kid", "rsa-2026-01"],
+        );
+        let fresh = text(&out.stdout).trim().to_owned();
+        assert_eq!(status(client.get(&tasks).bearer_auth(&fresh)).await, 200);
+        let out = tasker_with(&config, &["token", "revoke", "--jti", " "]);
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+        assert!(text(&out.stderr).contains("--jti: must not be empty"), "{}", text(&out.stderr));
         Command::new("kill").args(["-TERM", &server.id().to_string()]).status().unwrap();
         let code = server.wait().unwrap().code();
         let rest = stderr.recv().unwrap();
