@@ -689,8 +689,13 @@ impl Engine {
     /// the `tasker.steps.ready` and `tasker.steps.in_backoff` gauges. A metrics endpoint calls
     /// it before each scrape: one indexed query, on demand rather than on the hot path.
     pub async fn observe_backlog(&self) -> Result<(), EngineError> {
+        let waited = self.inner.store.acquire_wait().await?;
         let backlog = self.inner.store.backlog(self.inner.clock.now()).await?;
         let gauges = &self.inner.metrics.gauges;
+        gauges.acquire_wait_micros.store(
+            u64::try_from(waited.as_micros()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
         gauges.ready.store(backlog.ready, Ordering::Relaxed);
         gauges.in_backoff.store(backlog.waiting, Ordering::Relaxed);
         gauges.backlog_observed.store(true, Ordering::Relaxed);

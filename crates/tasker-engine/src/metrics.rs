@@ -33,6 +33,8 @@ pub(crate) struct Gauges {
     pub(crate) unrecorded: AtomicU64,
     pub(crate) ready: AtomicU64,
     pub(crate) in_backoff: AtomicU64,
+    /// How long the last observation waited for a pooled connection, in microseconds.
+    pub(crate) acquire_wait_micros: AtomicU64,
     /// Whether the backlog was ever observed (until then its gauges report nothing).
     pub(crate) backlog_observed: AtomicBool,
 }
@@ -54,6 +56,7 @@ pub(crate) struct EngineMetrics {
     pub(crate) leases_renewed: Counter<u64>,
     pub(crate) leases_reclaimed: Counter<u64>,
     _observed: Vec<ObservableGauge<u64>>,
+    _acquire_wait: ObservableGauge<f64>,
 }
 
 impl EngineMetrics {
@@ -74,6 +77,21 @@ impl EngineMetrics {
                     .build()
             };
         let pool_store = store.clone();
+        let acquire_wait = {
+            let gauges = gauges.clone();
+            meter
+                .f64_observable_gauge("tasker.db.pool.acquire_wait")
+                .with_unit("s")
+                .with_description(
+                    "How long taking a pooled connection waited, measured when metrics are read",
+                )
+                .with_callback(move |observer| {
+                    if let Some(micros) = backlog(&gauges, &gauges.acquire_wait_micros) {
+                        observer.observe(micros as f64 / 1e6, &[]);
+                    }
+                })
+                .build()
+        };
         let observed = vec![
             gauge(
                 "tasker.engine.steps.running",
@@ -144,6 +162,7 @@ impl EngineMetrics {
                 .with_description("Expired attempts failed by this process's lease upkeep")
                 .build(),
             _observed: observed,
+            _acquire_wait: acquire_wait,
         }
     }
 }

@@ -194,6 +194,34 @@ impl Store {
         })
     }
 
+    /// How long taking a connection from the pool waits right now: one connection is taken
+    /// and given back at once. A pool too small for its load shows here first.
+    pub async fn acquire_wait(&self) -> Result<Duration, StoreError> {
+        use sea_orm::DatabaseConnectionType as Type;
+        let started = std::time::Instant::now();
+        let acquired = match &self.db.inner {
+            Type::SqlxPostgresPoolConnection(_) => self
+                .db
+                .get_postgres_connection_pool()
+                .acquire()
+                .await
+                .map(drop),
+            Type::SqlxSqlitePoolConnection(_) => self
+                .db
+                .get_sqlite_connection_pool()
+                .acquire()
+                .await
+                .map(drop),
+            _ => Ok(()),
+        };
+        acquired.map_err(|err| {
+            StoreError::Database(sea_orm::DbErr::Conn(sea_orm::RuntimeErr::SqlxError(
+                std::sync::Arc::new(err),
+            )))
+        })?;
+        Ok(started.elapsed())
+    }
+
     /// A read-write transaction: `BEGIN IMMEDIATE` on SQLite, so the write lock is taken up
     /// front and concurrent writers queue on the busy timeout instead of failing to upgrade.
     pub(crate) async fn write_txn(&self) -> Result<DatabaseTransaction, StoreError> {
