@@ -52,8 +52,9 @@ WORKDIR /home/nonroot
 USER 65532:65532
 EXPOSE 8080
 
-# `tasker health` asks GET /health/ready on 127.0.0.1:8080 (the image has no curl). Only `serve`
-# answers HTTP: run `worker` and `migrate` containers with the healthcheck disabled.
+# `tasker health` asks GET /v1/health/ready on 127.0.0.1:8080 (the image has no curl). Only
+# `serve` answers HTTP: a `worker` container checks itself with `tasker health --local` (the
+# database and cache from its own process), and `migrate` runs with the healthcheck disabled.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
     CMD ["/usr/local/bin/tasker", "health"]
 # `tasker` drains on SIGTERM for up to engine.shutdown_grace (30 s by default).

@@ -50,6 +50,14 @@ impl Default for CacheSettings {
 const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
 
 impl CacheSettings {
+    /// The Redis URL, when one is set (an empty value, as a deployment template may leave it,
+    /// counts as unset).
+    pub fn redis(&self) -> Option<&str> {
+        self.redis_url
+            .as_deref()
+            .filter(|url| !url.trim().is_empty())
+    }
+
     /// `cache.ttl` as a duration; errors name the key.
     pub fn ttl(&self) -> Result<Duration, String> {
         duration("cache.ttl", &self.ttl)
@@ -73,7 +81,7 @@ impl CacheSettings {
         if self.max_entries == 0 {
             return Err("cache.max_entries must be at least 1".into());
         }
-        if let Some(url) = &self.redis_url {
+        if let Some(url) = self.redis() {
             let scheme_ok = url.starts_with("redis://") || url.starts_with("rediss://");
             if !scheme_ok {
                 return Err(format!(
@@ -90,7 +98,7 @@ impl CacheSettings {
     pub fn build(&self) -> Result<Cache, String> {
         self.validate()?;
         let timeout = self.timeout()?;
-        let backend: Arc<dyn CacheBackend> = match &self.redis_url {
+        let backend: Arc<dyn CacheBackend> = match self.redis() {
             None => Arc::new(MemoryCache::new(self.max_entries)),
             #[cfg(feature = "redis")]
             Some(url) => Arc::new(redis_backend::RedisCache::new(url)?),
@@ -758,5 +766,10 @@ mod tests {
         assert!(!url.contains("pw"), "the password is hidden: {url}");
         let built = CacheSettings::default().build().unwrap();
         assert_eq!((built.kind(), built.is_shared()), ("memory", false));
+        let empty = CacheSettings {
+            redis_url: Some(" ".into()),
+            ..CacheSettings::default()
+        };
+        assert_eq!(empty.build().unwrap().kind(), "memory", "empty means unset");
     }
 }
