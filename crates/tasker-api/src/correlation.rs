@@ -1,6 +1,7 @@
 //! `X-Correlation-ID`: read from the request (at most 100 characters of `[A-Za-z0-9_-]`) or
 //! generated, echoed on the response, put on the request's span, stored on tasks the request
-//! creates, and written into every error body.
+//! creates, and written into every error body. The same middleware opens the request's span,
+//! whose OpenTelemetry parent is the caller's W3C `traceparent` when one is sent.
 
 use axum::extract::Request;
 use axum::http::HeaderValue;
@@ -61,7 +62,20 @@ pub(crate) async fn correlate(mut request: Request, next: Next) -> Response {
         method = %request.method(),
         path = %request.uri().path(),
         correlation_id = %id,
+        otel.kind = "server",
+        trace_id = tracing::field::Empty,
+        span_id = tracing::field::Empty,
     );
+    // A caller's W3C trace context makes this request (and the tasks it creates) part of the
+    // caller's trace; an unparsable header is ignored.
+    tasker_engine::trace_context::set_parent_from(&span, |name| {
+        request
+            .headers()
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned)
+    });
+    tasker_engine::trace_context::record_ids(&span);
     request.extensions_mut().insert(CorrelationId(id.clone()));
     let mut response = CURRENT
         .scope(

@@ -30,6 +30,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, Span};
 
+use crate::trace_context;
+
 use crate::config::EngineConfig;
 use crate::creator::Creator;
 use crate::emit::{
@@ -425,12 +427,17 @@ impl Engine {
         options: &CreateOptions,
     ) -> Result<CreatedTask, EngineError> {
         let now = self.inner.clock.now();
-        let (template, prepared) = self.prepare_task(request, options, now).await?;
-        // Validated above, before it joins a batch: a bad request fails alone.
-        let created = self.inner.creator.create(prepared).await?;
-        self.created(&template, &created, now);
-        self.inner.wake.notify_one();
-        Ok(created)
+        let span = creation_span(&request);
+        async {
+            let (template, prepared) = self.prepare_task(request, options, now).await?;
+            // Validated above, before it joins a batch: a bad request fails alone.
+            let created = self.inner.creator.create(prepared).await?;
+            self.created(&template, &created, now);
+            self.inner.wake.notify_one();
+            Ok(created)
+        }
+        .instrument(span)
+        .await
     }
 
     /// Creates many tasks at once (bulk submission): each request is validated on its own and
@@ -445,8 +452,12 @@ impl Engine {
             Vec::with_capacity(requests.len());
         let mut valid = Vec::with_capacity(requests.len());
         for (index, request) in requests.into_iter().enumerate() {
+            // One creation span per task; its trace context is what the task stores (the
+            // batched write afterwards is the request's, not any one task's).
+            let span = creation_span(&request);
             match self
                 .prepare_task(request, &CreateOptions::default(), now)
+                .instrument(span)
                 .await
             {
                 Ok((template, prepared)) => {
@@ -534,12 +545,18 @@ impl Engine {
             }
             None => &tasker_domain::DefaultIdentity,
         };
+        let span = Span::current();
         let options = CreateTaskOptions {
             now,
             identity,
             correlation_id: creation.correlation_id.clone(),
+            trace_parent: trace_context::traceparent(&span),
         };
         let prepared = Store::prepare_task(&stored, &request, &options)?;
+        span.record(
+            "task_id",
+            tracing::field::display(prepared.created().task_id),
+        );
         Ok((registered.template, prepared))
     }
 
@@ -1549,6 +1566,19 @@ fn publish_claimed(
     }
 }
 
+/// The span a task is created in: its trace context is stored with the task, so every attempt
+/// of the task's steps joins this trace.
+fn creation_span(request: &TaskRequest) -> Span {
+    tracing::info_span!(
+        "task.create",
+        task_id = tracing::field::Empty,
+        namespace = %request.namespace,
+        template = %request.name,
+        trace_id = tracing::field::Empty,
+        span_id = tracing::field::Empty,
+    )
+}
+
 async fn task_info(engine: &Engine, step: &ClaimedStep, inputs: &StepInputs) -> TaskInfo {
     let names = match engine.known(step.named_task_id).await {
         Ok(known) => known.names,
@@ -1562,10 +1592,16 @@ async fn task_info(engine: &Engine, step: &ClaimedStep, inputs: &StepInputs) -> 
         "task",
         task_id = %step.task_id,
         namespace = %names.namespace,
-        name = %names.name,
+        template = %names.name,
         version = %names.version,
         correlation_id = %inputs.correlation_id,
+        trace_id = tracing::field::Empty,
+        span_id = tracing::field::Empty,
     );
+    if let Some(parent) = &inputs.trace_parent {
+        trace_context::set_parent(&span, parent);
+    }
+    trace_context::record_ids(&span);
     TaskInfo {
         named_task_id: step.named_task_id,
         labels: names.labels(&inputs.correlation_id),
@@ -1764,6 +1800,7 @@ async fn spawn_attempt(
     let tx = tx.clone();
     let started = inner.clock.now();
     let info = tasks.get(&step.task_id);
+    let trace_parent = inputs.trace_parent.clone();
     let (handler, context, timeout) =
         match prepare(engine, &step, inputs, info, token.clone()).await {
             Ok(prepared) => prepared,
@@ -1795,12 +1832,20 @@ async fn spawn_attempt(
         task_id = %step.task_id,
         step_id = %step.step_id,
         namespace = %context.namespace,
-        name = %context.task_name,
+        template = %context.task_name,
         version = %context.version,
         step = %step.name,
         attempt = step.attempt,
         correlation_id = %context.correlation_id,
+        trace_id = tracing::field::Empty,
+        span_id = tracing::field::Empty,
     );
+    // The attempt is a child of the task's creation, wherever that happened: the same trace
+    // in every process.
+    if let Some(parent) = &trace_parent {
+        trace_context::set_parent(&span, parent);
+    }
+    trace_context::record_ids(&span);
     let clock = inner.clock.clone();
     // The deadline is fixed now, at claim time, so it does not depend on when the task starts.
     let deadline = saturating_add(inner.clock.now(), timeout);

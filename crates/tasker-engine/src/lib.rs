@@ -27,6 +27,7 @@ mod operator;
 mod registry;
 mod relay;
 pub mod testing;
+pub mod trace_context;
 
 pub use builtin::{EchoHandler, FailHandler, NoopHandler, SleepHandler};
 pub use config::{

@@ -247,6 +247,8 @@ struct BusInner {
     streams: AtomicU64,
     settled: Notify,
     relay: std::sync::Mutex<Option<String>>,
+    /// Blanks sensitive keys in payloads before any subscriber (log, stream, relay) sees them.
+    redactor: RwLock<tasker_domain::Redactor>,
 }
 
 /// The event bus. Cheap to clone; clones share subscribers and custom events.
@@ -288,14 +290,44 @@ impl EventBus {
         !self.slots().is_empty()
     }
 
+    /// Which keys of a payload's free-form JSON (a custom event's `data`, a step error's
+    /// `context`) are blanked before subscribers see it; the default list unless set.
+    pub fn set_redactor(&self, redactor: tasker_domain::Redactor) {
+        *self.inner.redactor.write().expect("bus lock") = redactor;
+    }
+
+    /// The redactor publishing applies.
+    pub fn redactor(&self) -> tasker_domain::Redactor {
+        self.inner.redactor.read().expect("bus lock").clone()
+    }
+
+    fn redact(&self, payload: &mut Payload) {
+        let value = match payload {
+            Payload::Custom(custom) => &mut custom.data,
+            Payload::Step(step) => match &mut step.error {
+                Some(error) => &mut error.context,
+                None => return,
+            },
+            _ => return,
+        };
+        if matches!(
+            value,
+            serde_json::Value::Object(_) | serde_json::Value::Array(_)
+        ) {
+            self.inner.redactor.read().expect("bus lock").redact(value);
+        }
+    }
+
     /// Publishes `event` to every interested subscriber without waiting: a full queue drops
-    /// the event for that subscriber and counts it.
-    pub fn publish(&self, event: Event) {
+    /// the event for that subscriber and counts it. Sensitive keys in its free-form JSON are
+    /// redacted first (see [`set_redactor`](Self::set_redactor)).
+    pub fn publish(&self, mut event: Event) {
         self.inner.published.fetch_add(1, Ordering::Relaxed);
         let slots = self.slots();
         if slots.is_empty() {
             return;
         }
+        self.redact(&mut event.payload);
         let event = Arc::new(event);
         let mut closed = false;
         for slot in slots.iter() {

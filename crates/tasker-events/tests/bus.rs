@@ -407,3 +407,71 @@ async fn one_relay_per_bus_and_streams_leave_when_dropped() {
     drop(stream);
     assert!(!bus.has_subscribers());
 }
+
+#[tokio::test]
+async fn sensitive_keys_in_custom_data_and_error_contexts_are_redacted_before_delivery() {
+    let bus = EventBus::new();
+    bus.register_custom("orders.charged", None, "code").unwrap();
+    let mut stream = bus.stream(vec![Interest::all()], 10);
+    let task_id = TaskId::new();
+    bus.publish_custom(
+        "orders.charged",
+        at(1),
+        CustomPayload {
+            task_id: Some(task_id),
+            step_id: None,
+            step_name: None,
+            labels: None,
+            data: json!({"amount": 5, "card": {"Api_Key": "k-1", "last4": "4242"}}),
+        },
+    )
+    .unwrap();
+    let mut failed = step_event(step::FAILED, task_id, "charge", 1);
+    if let Payload::Step(payload) = &mut failed.payload {
+        let error = payload.error.take().unwrap();
+        payload.error = Some(StepError {
+            context: json!({"headers": {"Authorization": "Bearer s3cr3t", "accept": "json"}}),
+            ..error
+        });
+    }
+    bus.publish(failed);
+    let custom = stream.recv().await.unwrap();
+    let Payload::Custom(custom) = &custom.payload else {
+        panic!("{custom:?}")
+    };
+    assert_eq!(
+        custom.data,
+        json!({"amount": 5, "card": {"Api_Key": "[REDACTED]", "last4": "4242"}})
+    );
+    let step = stream.recv().await.unwrap();
+    let Payload::Step(step) = &step.payload else {
+        panic!("{step:?}")
+    };
+    assert_eq!(
+        step.error.as_ref().unwrap().context,
+        json!({"headers": {"Authorization": "[REDACTED]", "accept": "json"}})
+    );
+
+    // A configured list replaces the default one; an empty list turns redaction off.
+    bus.set_redactor(tasker_domain::Redactor::new(["last4"]));
+    bus.publish_custom(
+        "orders.charged",
+        at(2),
+        CustomPayload {
+            task_id: Some(task_id),
+            step_id: None,
+            step_name: None,
+            labels: None,
+            data: json!({"api_key": "k-2", "last4": "4242"}),
+        },
+    )
+    .unwrap();
+    let custom = stream.recv().await.unwrap();
+    let Payload::Custom(custom) = &custom.payload else {
+        panic!("{custom:?}")
+    };
+    assert_eq!(
+        custom.data,
+        json!({"api_key": "k-2", "last4": "[REDACTED]"})
+    );
+}

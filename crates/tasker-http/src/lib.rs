@@ -4,7 +4,8 @@
 //!
 //! `handler_config`: `url` (required), `method` (default `GET`), `headers` (object), `query`
 //! (object), `body` (JSON), `timeout` (seconds or `"30s"`, default 30 s), `success_codes` (list,
-//! default 200–226).
+//! default 200–226). Every call carries `x-correlation-id`, `idempotency-key` and, when traces
+//! are exported, the W3C `traceparent` of the attempt's span (unless `headers` sets one).
 //!
 //! Who depends on it: `tasker-engine` (behind its default `http` feature, which registers the
 //! handler as `tasker::http`), and applications that wrap or reconfigure the handler.
@@ -80,6 +81,30 @@ impl HttpHandler {
         self.classifier = Some(classifier);
         self
     }
+}
+
+/// The trace-context headers of the current span (the step attempt) through the global
+/// text-map propagator: `traceparent` (and `tracestate` when set) when the span is recorded by
+/// OpenTelemetry, nothing when tracing export is off.
+fn trace_headers() -> Vec<(String, String)> {
+    use opentelemetry::trace::TraceContextExt as _;
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+
+    struct Headers(Vec<(String, String)>);
+    impl opentelemetry::propagation::Injector for Headers {
+        fn set(&mut self, key: &str, value: String) {
+            self.0.push((key.to_owned(), value));
+        }
+    }
+    let cx = tracing::Span::current().context();
+    if !cx.span().span_context().is_valid() {
+        return Vec::new();
+    }
+    let mut headers = Headers(Vec::new());
+    opentelemetry::global::get_text_map_propagator(|propagator| {
+        propagator.inject_context(&cx, &mut headers);
+    });
+    headers.0
 }
 
 fn invalid(message: impl Into<String>) -> StepError {
@@ -180,6 +205,18 @@ impl StepHandler for HttpHandler {
                     .as_str()
                     .map_or_else(|| value.to_string(), str::to_owned);
                 request = request.header(name.as_str(), value);
+            }
+        }
+        // The W3C trace context of the attempt's span, unless the template sets the header.
+        let configured = |name: &str| {
+            config
+                .get("headers")
+                .and_then(Value::as_object)
+                .is_some_and(|headers| headers.keys().any(|k| k.eq_ignore_ascii_case(name)))
+        };
+        for (name, value) in trace_headers() {
+            if !configured(&name) {
+                request = request.header(name, value);
             }
         }
         if let Some(body) = config.get("body") {
@@ -401,6 +438,55 @@ mod tests {
         assert_eq!(
             (err.is_permanent(), err.error_code.as_deref()),
             (false, Some(codes::HTTP_TRANSPORT))
+        );
+    }
+
+    #[tokio::test]
+    async fn sends_the_traceparent_of_the_attempt_span() {
+        use opentelemetry::trace::TracerProvider as _;
+        use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
+        use tracing::Instrument as _;
+        use tracing_subscriber::layer::SubscriberExt as _;
+
+        opentelemetry::global::set_text_map_propagator(
+            opentelemetry_sdk::propagation::TraceContextPropagator::new(),
+        );
+        let exporter = InMemorySpanExporter::default();
+        let provider = SdkTracerProvider::builder()
+            .with_simple_exporter(exporter.clone())
+            .build();
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+        let _guard = tracing::subscriber::set_default(subscriber);
+
+        let (url, server) = serve_once(200, "", "").await;
+        let span = tracing::info_span!("step_attempt");
+        let result = HttpHandler::new()
+            .handle(context(json!({"url": url}), 1))
+            .instrument(span.clone())
+            .await;
+        assert!(result.is_ok(), "{result:?}");
+        drop(span);
+        let request = server.await.unwrap();
+        let spans = exporter.get_finished_spans().unwrap();
+        let attempt = spans.iter().find(|s| s.name == "step_attempt").unwrap();
+        let expected = format!(
+            "traceparent: 00-{}-{}-01",
+            attempt.span_context.trace_id(),
+            attempt.span_context.span_id()
+        );
+        assert!(
+            request.to_ascii_lowercase().contains(&expected),
+            "{expected} not in {request}"
+        );
+    }
+
+    #[tokio::test]
+    async fn sends_no_traceparent_when_traces_are_not_recorded() {
+        let (_, request) = call(200, "", "", json!({})).await;
+        assert!(
+            !request.to_ascii_lowercase().contains("traceparent"),
+            "{request}"
         );
     }
 }

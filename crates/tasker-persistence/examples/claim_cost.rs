@@ -42,6 +42,7 @@ async fn per_step(store: &Store, n: usize) -> Duration {
         now: Utc::now(),
         identity: &DefaultIdentity,
         correlation_id: None,
+        trace_parent: None,
     };
     store
         .create_task(&registered, &request, &options)

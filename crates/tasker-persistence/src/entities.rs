@@ -274,6 +274,8 @@ pub mod task {
         pub updated_at: i64,
         #[allow(missing_docs)]
         pub completed_at: Option<i64>,
+        /// The W3C `traceparent` the task was created under; attempts join that trace.
+        pub trace_parent: Option<String>,
     }
 
     /// Relations are expressed in queries, not here.

@@ -6,11 +6,13 @@ mod client;
 mod events;
 mod health;
 mod jwks;
+mod logging;
 mod metrics;
 mod render;
 mod run;
 mod serve;
 mod settings;
+mod telemetry;
 mod worker;
 
 use std::path::PathBuf;
@@ -200,9 +202,35 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             if let Some(url) = cli.database {
                 settings.database.url = url;
             }
-            run::init_logging(&settings.log)?;
+            // Traces and metrics leave the process only for the commands that run tasks.
+            let exports = matches!(
+                command,
+                Command::Run { .. }
+                    | Command::Resume { .. }
+                    | Command::Worker { .. }
+                    | Command::Serve { .. }
+            );
+            let plan = if exports {
+                telemetry::plan(&settings.telemetry, |name| std::env::var(name).ok())?
+            } else {
+                None
+            };
+            let mut otel = plan.as_ref().map(telemetry::Otel::start).transpose()?;
+            logging::init(&settings.log, otel.as_ref().map(telemetry::Otel::tracer))?;
+            let meters = if matches!(command, Command::Serve { .. }) && settings.metrics.enabled {
+                Some(metrics::Telemetry::with_otlp(
+                    otel.as_mut()
+                        .and_then(telemetry::Otel::take_metric_exporter),
+                )?)
+            } else {
+                None
+            };
+            if let Some(otel) = &mut otel {
+                otel.install_global_meter_provider();
+            }
             let runtime = tokio::runtime::Runtime::new()?;
-            runtime.block_on(async move {
+            let meters_ref = meters.as_ref();
+            let result = runtime.block_on(async move {
                 match command {
                     Command::Run {
                         template,
@@ -231,7 +259,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                             migrate,
                             no_worker,
                         };
-                        serve::run(&settings, args).await
+                        serve::run(&settings, args, meters_ref).await
                     }
                     Command::Health(args) => health::run(&settings, args).await,
                     Command::Tasks(args) => client::tasks(&settings, args).await,
@@ -242,7 +270,17 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                         unreachable!("handled above")
                     }
                 }
-            })
+            });
+            // The exporters' threads make blocking HTTP calls: flush them (the last spans of the
+            // run included) only once the runtime is gone.
+            drop(runtime);
+            if let Some(meters) = meters {
+                meters.shutdown();
+            }
+            if let Some(otel) = otel {
+                otel.shutdown();
+            }
+            result
         }
     }
 }

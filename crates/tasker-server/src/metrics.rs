@@ -50,7 +50,14 @@ impl Telemetry {
     /// A provider with the Prometheus exporter as its only reader. Names follow Prometheus:
     /// dots become underscores, `s` units add `_seconds`, counters end in `_total`. No
     /// `target_info` family and no `otel_scope_*` labels: one process, one scope.
+    #[cfg(test)]
     pub(crate) fn new() -> anyhow::Result<Self> {
+        Self::with_otlp(None)
+    }
+
+    /// [`new`](Self::new), with the OTLP exporter as a second reader when traces and metrics
+    /// are exported (the same instruments reach `/metrics` and the collector).
+    pub(crate) fn with_otlp(otlp: Option<crate::telemetry::OtlpMetrics>) -> anyhow::Result<Self> {
         let registry = Registry::new();
         let exporter = opentelemetry_prometheus::exporter()
             .with_registry(registry.clone())
@@ -58,13 +65,26 @@ impl Telemetry {
             .scope_info_enabled(false)
             .build()
             .context("the Prometheus exporter")?;
-        let provider = SdkMeterProvider::builder().with_reader(exporter).build();
+        let mut provider = SdkMeterProvider::builder().with_reader(exporter);
+        if let Some((otlp, resource)) = otlp {
+            provider = provider
+                .with_periodic_exporter(otlp)
+                .with_resource(resource);
+        }
+        let provider = provider.build();
         Ok(Self { provider, registry })
     }
 
     /// The meter every instrument of this process is created on.
     pub(crate) fn meter(&self) -> Meter {
         self.provider.meter("tasker")
+    }
+
+    /// Flushes the OTLP reader (if any) and stops the provider. Call it after the tokio
+    /// runtime has ended: the reader's thread makes blocking HTTP calls.
+    pub(crate) fn shutdown(&self) {
+        // A provider with only the pull-based Prometheus reader has nothing to flush.
+        let _ = self.provider.shutdown();
     }
 
     /// What `/metrics` serves.

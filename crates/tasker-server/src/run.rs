@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 use serde_json::{Value, json};
 use tasker_domain::{TaskId, TaskRequest, TaskState};
 use tasker_engine::Engine;
@@ -11,30 +11,7 @@ use tasker_engine::tasker_events::{Category, EventStream, Interest};
 use tasker_persistence::{StepRecord, Store, TaskRecord};
 
 use crate::render::{self, Progress, StepLine, TaskLine};
-use crate::settings::{LogFormat, LogSettings, Settings};
-
-/// Logs go to stderr so `--json` output stays clean on stdout.
-pub(crate) fn init_logging(log: &LogSettings) -> anyhow::Result<()> {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&log.level))
-        .with_context(|| format!("log.level `{}` is not a valid filter", log.level))?;
-    // A closed stderr (`tasker run ... 2>&1 | head`) must not turn log writes into panics:
-    // tracing-subscriber reports write errors with eprintln!, which panics on a broken pipe.
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .log_internal_errors(false)
-        .with_writer(std::io::stderr);
-    let result = match log.format {
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .try_init(),
-        LogFormat::Text => builder.try_init(),
-    };
-    result.map_err(|e| anyhow::anyhow!("cannot start logging: {e}"))
-}
+use crate::settings::Settings;
 
 /// The context from `--context` or `--context-file`, if either is given.
 pub(crate) fn read_context(
@@ -83,6 +60,8 @@ pub(crate) async fn open_claiming(
     let engine = builder
         .build()
         .map_err(|e| anyhow::anyhow!("invalid engine configuration: {e}"))?;
+    // Sensitive keys in custom event data and step error contexts never reach subscribers.
+    engine.events().set_redactor(settings.log.redactor());
     register_examples(&engine).await?;
     // One structured log record per event (target `tasker::events`, INFO; failures WARN),
     // visible at the configured log level, as JSON lines with `log.format = "json"`.

@@ -50,18 +50,19 @@ pub(crate) async fn open_current(settings: &Settings, migrate: bool) -> anyhow::
     Ok(store)
 }
 
-pub(crate) async fn run(settings: &Settings, args: ServeArgs) -> anyhow::Result<ExitCode> {
+/// `telemetry`: the meter provider behind `/metrics` (built by `main` when `metrics.enabled`,
+/// so that it is flushed after the runtime ends).
+pub(crate) async fn run(
+    settings: &Settings,
+    args: ServeArgs,
+    telemetry: Option<&crate::metrics::Telemetry>,
+) -> anyhow::Result<ExitCode> {
     let signal = crate::worker::shutdown_signal()?;
     settings.api.validate().map_err(anyhow::Error::msg)?;
     settings.health.validate().map_err(anyhow::Error::msg)?;
     let cache = settings.cache.build().map_err(anyhow::Error::msg)?;
     let cache_ttl = settings.cache.ttl().map_err(anyhow::Error::msg)?;
     let store = open_current(settings, args.migrate).await?;
-    let telemetry = if settings.metrics.enabled {
-        Some(crate::metrics::Telemetry::new()?)
-    } else {
-        None
-    };
     let mut builder = Engine::builder(store.clone()).config(settings.engine.clone());
     if let Some(telemetry) = &telemetry {
         builder = builder.meter(telemetry.meter());
@@ -69,6 +70,8 @@ pub(crate) async fn run(settings: &Settings, args: ServeArgs) -> anyhow::Result<
     let engine = builder
         .build()
         .map_err(|e| anyhow::anyhow!("invalid engine configuration: {e}"))?;
+    // Sensitive keys in custom event data and step error contexts never reach subscribers.
+    engine.events().set_redactor(settings.log.redactor());
     crate::run::register_examples(&engine).await?;
     engine
         .events()

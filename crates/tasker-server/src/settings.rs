@@ -37,6 +37,8 @@ pub(crate) struct Settings {
     pub health: tasker_api::HealthSettings,
     /// The cache of computed reports: in-process, or Redis shared by replicas.
     pub cache: tasker_api::CacheSettings,
+    /// OTLP export of traces and metrics (off by default).
+    pub telemetry: crate::telemetry::TelemetrySettings,
 }
 
 /// The server the client commands call when `--server` is not given.
@@ -148,8 +150,13 @@ impl DatabaseSettings {
 pub(crate) struct LogSettings {
     /// A tracing filter (`warn`, `tasker_engine=debug`, ...); `RUST_LOG` wins when set.
     pub level: String,
-    /// `text` or `json` (one JSON object per line, with span fields such as the correlation id).
+    /// `text` or `json` (one JSON object per line, with the correlation id, trace id and span
+    /// id at the top level).
     pub format: LogFormat,
+    /// Keys whose values are written as `[REDACTED]` in log fields and in event payloads
+    /// (case-insensitive; a key matches when it contains one of these). An empty list turns
+    /// redaction off.
+    pub redact_keys: Vec<String>,
 }
 
 impl Default for LogSettings {
@@ -157,7 +164,18 @@ impl Default for LogSettings {
         Self {
             level: "warn".into(),
             format: LogFormat::Text,
+            redact_keys: tasker_domain::redact::DEFAULT_SENSITIVE_KEYS
+                .iter()
+                .map(|key| (*key).to_owned())
+                .collect(),
         }
+    }
+}
+
+impl LogSettings {
+    /// The redactor `redact_keys` describe.
+    pub(crate) fn redactor(&self) -> tasker_domain::Redactor {
+        tasker_domain::Redactor::new(&self.redact_keys)
     }
 }
 

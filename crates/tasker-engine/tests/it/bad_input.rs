@@ -61,6 +61,7 @@ async fn hostile_timeouts_are_refused_at_registration_and_never_panic_a_claim() 
             now: t0(),
             identity: &tasker_domain::DefaultIdentity,
             correlation_id: None,
+            trace_parent: None,
         };
         let prepared = tasker_persistence::Store::prepare_task(&stored, &request(&hostile), &options).unwrap();
         let created = db.store.create_prepared(vec![prepared]).await.remove(0).unwrap();

@@ -335,7 +335,7 @@ impl Store {
         let ids: Vec<Value> = steps.iter().map(|s| Value::from(s.as_uuid())).collect();
         let rows = query_in_chunks(
             &self.db,
-            "SELECT s.workflow_step_id, s.inputs, t.context, t.correlation_id, t.created_at FROM tasker_workflow_steps s \
+            "SELECT s.workflow_step_id, s.inputs, t.context, t.correlation_id, t.trace_parent, t.created_at FROM tasker_workflow_steps s \
              JOIN tasker_tasks t ON t.task_id = s.task_id WHERE s.workflow_step_id IN ({ids})",
             vec![],
             &ids,
@@ -369,6 +369,7 @@ impl Store {
                     step_id: StepId(id),
                     task_context: get(&row, "context")?,
                     correlation_id: get(&row, "correlation_id")?,
+                    trace_parent: get(&row, "trace_parent")?,
                     task_created_at: from_micros(get(&row, "created_at")?),
                     inputs: get(&row, "inputs")?,
                     parent_results: parent_results.remove(&id).unwrap_or_default(),
@@ -457,6 +458,7 @@ async fn claim_in<C: ConnectionTrait>(
          (SELECT t.named_task_id FROM tasker_tasks t WHERE t.task_id = tasker_workflow_steps.task_id) AS named_task_id, \
          (SELECT t.context FROM tasker_tasks t WHERE t.task_id = tasker_workflow_steps.task_id) AS context, \
          (SELECT t.correlation_id FROM tasker_tasks t WHERE t.task_id = tasker_workflow_steps.task_id) AS correlation_id, \
+         (SELECT t.trace_parent FROM tasker_tasks t WHERE t.task_id = tasker_workflow_steps.task_id) AS trace_parent, \
          (SELECT t.state FROM tasker_tasks t WHERE t.task_id = tasker_workflow_steps.task_id) AS task_state, \
          (SELECT t.created_at FROM tasker_tasks t WHERE t.task_id = tasker_workflow_steps.task_id) AS task_created_at, \
          (SELECT {parents} FROM tasker_workflow_step_edges e JOIN tasker_workflow_steps p \
@@ -502,6 +504,7 @@ async fn claim_in<C: ConnectionTrait>(
             step_id: StepId(step_id),
             task_context: get(row, "context")?,
             correlation_id: get(row, "correlation_id")?,
+            trace_parent: get(row, "trace_parent")?,
             task_created_at: from_micros(get(row, "task_created_at")?),
             inputs: get(row, "inputs")?,
             parent_results: parse_parent_results(get(row, "parent_results")?)?,

@@ -65,6 +65,7 @@ const TASK_COLUMNS: &[&str] = &[
     "created_at",
     "updated_at",
     "completed_at",
+    "trace_parent",
 ];
 
 fn json(value: serde_json::Value) -> Value {
@@ -449,6 +450,7 @@ impl Store {
                 None
             })
             .into(),
+            options.trace_parent.clone().into(),
         ];
         let step_transitions = skip_transitions;
         let task_transitions = if finished_at_creation {

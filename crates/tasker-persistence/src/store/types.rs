@@ -37,6 +37,9 @@ pub struct CreateTaskOptions<'a> {
     pub identity: &'a dyn IdentityStrategy,
     /// Correlation id to store; a new one is generated when absent.
     pub correlation_id: Option<String>,
+    /// The W3C `traceparent` of the span creating the task, stored so that every attempt of
+    /// its steps (in any process) joins the same trace; `None` when tracing is off.
+    pub trace_parent: Option<String>,
 }
 
 /// What task creation produced.
@@ -100,6 +103,8 @@ pub struct StepInputs {
     pub task_context: Value,
     /// The task's correlation id.
     pub correlation_id: String,
+    /// The W3C `traceparent` the task was created under, if any.
+    pub trace_parent: Option<String>,
     /// When the task was created.
     pub task_created_at: DateTime<Utc>,
     /// The step's own inputs.

@@ -127,7 +127,7 @@ async fn bad_contexts_bypasses_and_duplicates_write_nothing() {
              step_templates:\n  - name: a\n    handler_class: X\n",
         );
         let registered = register(&store, &template).await;
-        let options = CreateTaskOptions { now: t0(), identity: &DefaultIdentity, correlation_id: None };
+        let options = CreateTaskOptions { now: t0(), identity: &DefaultIdentity, correlation_id: None, trace_parent: None };
         let bad = request_for(&template).context(json!({"order": {"total": -5}}));
         match store.create_task(&registered, &bad, &options).await {
             Err(StoreError::InvalidContext(errors)) => assert_eq!(errors[0].path, "/order/total"),
@@ -144,7 +144,7 @@ async fn bad_contexts_bypasses_and_duplicates_write_nothing() {
         let good = request_for(&template).context(json!({"order": {"total": 5}}));
         let created = store.create_task(&registered, &good, &options).await?;
         assert_eq!(created.context, json!({"order": {"total": 5}, "priority": "normal"}), "defaults are stored");
-        let hashed = CreateTaskOptions { now: t0(), identity: &HashIdentity::new(), correlation_id: None };
+        let hashed = CreateTaskOptions { now: t0(), identity: &HashIdentity::new(), correlation_id: None, trace_parent: None };
         store.create_task(&registered, &good, &hashed).await?;
         let err = store.create_task(&registered, &good, &hashed).await.unwrap_err();
         assert!(matches!(err, StoreError::DuplicateTask { .. }), "{err}");
@@ -164,6 +164,7 @@ async fn a_rolled_back_creation_leaves_nothing_behind() {
             now: t0(),
             identity: &DefaultIdentity,
             correlation_id: None,
+            trace_parent: None,
         };
         let created = tasker_persistence::Store::create_task_in(
             &txn,

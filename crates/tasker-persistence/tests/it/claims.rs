@@ -282,6 +282,7 @@ async fn a_claim_returns_each_steps_context_correlation_id_and_parents_results()
             now: t0(),
             identity: &tasker_domain::DefaultIdentity,
             correlation_id: Some(correlation.to_owned()),
+            trace_parent: None,
         };
         let first = store
             .create_task(

@@ -42,12 +42,14 @@ async fn many_tasks_are_written_together_and_each_bad_request_fails_alone() {
             now: t0(),
             identity: &DefaultIdentity,
             correlation_id: None,
+            trace_parent: None,
         };
         let hashed = HashIdentity::new();
         let hashed = |now| CreateTaskOptions {
             now,
             identity: &hashed,
             correlation_id: None,
+            trace_parent: None,
         };
         // One task exists already, by identity.
         let existing = request_for(&typed.template).context(json!({"n": 0}));
@@ -176,6 +178,7 @@ async fn a_task_the_database_refuses_fails_alone_and_the_others_are_stored() {
             now: t0(),
             identity: &DefaultIdentity,
             correlation_id: None,
+            trace_parent: None,
         };
         let requests = vec![
             (&registered, &request, options()),

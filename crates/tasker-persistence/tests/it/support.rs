@@ -106,6 +106,7 @@ pub(crate) async fn create(
                 now: t0(),
                 identity: &DefaultIdentity,
                 correlation_id: None,
+                trace_parent: None,
             },
         )
         .await

@@ -6,6 +6,7 @@ mod client;
 mod metrics;
 mod relay;
 mod serve;
+mod traces;
 mod worker;
 
 use std::io::{BufRead, BufReader};

@@ -34,6 +34,7 @@ async fn worker_runs_tasks_created_elsewhere_and_drains_on_sigterm() {
             now,
             identity: &DefaultIdentity,
             correlation_id: None,
+            trace_parent: None,
         };
         let request = TaskRequest::new("remote_job").namespace("remote");
         let prepared = Store::prepare_task(&stored, &request, &options).unwrap();
