@@ -24,6 +24,8 @@ mod time;
 
 pub use error::StoreError;
 pub use store::{
+    AnalyticsScope, Bottlenecks, ErrorHotSpot, MAX_ANALYTICS_LIMIT, MAX_ANALYTICS_WINDOW, Performance,
+    RetriedStep, StepTiming, TemplatePerformance,
     ApiKeyRecord, Backlog, BlockingReason, ChangedStep, ClaimBatch, ClaimFilter, ClaimedStep,
     ConnectOptions, CreateTaskOptions, CreatedTask, DEFAULT_DATABASE_URL, ExecutionStatus,
     HealthCounts, HealthStatus, Listener, MAX_NOTIFY_PAYLOAD, NewApiKey, Page, PoolStatus,
