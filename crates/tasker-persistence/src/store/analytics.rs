@@ -200,7 +200,10 @@ fn bind(value: Value, values: &mut Vec<Value>) -> String {
 fn scope_cte(scope: &AnalyticsScope, values: &mut Vec<Value>) -> String {
     let mut conditions = Vec::new();
     if let Some(namespace) = &scope.namespace {
-        conditions.push(format!("n.name = {}", bind(namespace.as_str().into(), values)));
+        conditions.push(format!(
+            "n.name = {}",
+            bind(namespace.as_str().into(), values)
+        ));
     }
     if let Some(name) = &scope.name {
         conditions.push(format!("nt.name = {}", bind(name.as_str().into(), values)));
@@ -319,10 +322,8 @@ impl Store {
     /// statement; the result has one row per template.
     pub async fn performance(&self, scope: &AnalyticsScope) -> Result<Performance, StoreError> {
         let backend = self.backend();
-        let mut values: Vec<Value> = vec![
-            to_micros(scope.since).into(),
-            to_micros(scope.until).into(),
-        ];
+        let mut values: Vec<Value> =
+            vec![to_micros(scope.since).into(), to_micros(scope.until).into()];
         let scope_sql = scope_cte(scope, &mut values);
         let filter = in_scope(scope, "t");
         let durations = percentiles(
@@ -335,7 +336,7 @@ impl Store {
             "WITH {scope_sql}, \
              created AS (SELECT t.named_task_id, COUNT(*) AS created FROM tasker_tasks t \
                WHERE t.created_at >= $1 AND t.created_at < $2{filter} GROUP BY t.named_task_id), \
-             finished AS (SELECT t.named_task_id, t.state, t.completed_at - t.created_at AS d FROM tasker_tasks t \
+             finished AS MATERIALIZED (SELECT t.named_task_id, t.state, t.completed_at - t.created_at AS d FROM tasker_tasks t \
                WHERE t.completed_at >= $1 AND t.completed_at < $2{filter}), \
              outcomes AS (SELECT named_task_id, \
                SUM(CASE WHEN state = 'complete' THEN 1 ELSE 0 END) AS completed, \
@@ -386,10 +387,8 @@ impl Store {
     ) -> Result<Bottlenecks, StoreError> {
         let backend = self.backend();
         let limit = limit.clamp(1, MAX_ANALYTICS_LIMIT);
-        let mut values: Vec<Value> = vec![
-            to_micros(scope.since).into(),
-            to_micros(scope.until).into(),
-        ];
+        let mut values: Vec<Value> =
+            vec![to_micros(scope.since).into(), to_micros(scope.until).into()];
         let scope_sql = scope_cte(scope, &mut values);
         let limit_param = bind(i64::from(limit).into(), &mut values);
         let head = format!("WITH {scope_sql}, {}", attempts_cte(backend, scope));

@@ -21,8 +21,8 @@ use sea_orm::{
 use tasker_migrations::MigratorTrait;
 
 pub use analytics::{
-    AnalyticsScope, Bottlenecks, ErrorHotSpot, MAX_ANALYTICS_LIMIT, MAX_ANALYTICS_WINDOW, Performance,
-    RetriedStep, StepTiming, TemplatePerformance,
+    AnalyticsScope, Bottlenecks, ErrorHotSpot, MAX_ANALYTICS_LIMIT, MAX_ANALYTICS_WINDOW,
+    Performance, RetriedStep, StepTiming, TemplatePerformance,
 };
 pub use api_keys::{ApiKeyRecord, NewApiKey};
 pub use create::PreparedTask;

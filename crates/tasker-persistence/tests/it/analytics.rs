@@ -56,7 +56,10 @@ async fn attempt(
             retry_delay: Duration::ZERO,
         }),
     };
-    let report = store.record_outcomes("w", vec![outcome], end).await.unwrap();
+    let report = store
+        .record_outcomes("w", vec![outcome], end)
+        .await
+        .unwrap();
     assert_eq!(report.recorded.len(), 1);
 }
 
@@ -165,7 +168,12 @@ async fn performance_counts_rates_and_nearest_rank_percentiles() {
         assert_eq!(timed.created, 23);
         // Finished in the window: 20 + the early one; the one finishing at the end is out.
         assert_eq!(
-            (timed.completed, timed.failed, timed.cancelled, timed.resolved_manually),
+            (
+                timed.completed,
+                timed.failed,
+                timed.cancelled,
+                timed.resolved_manually
+            ),
             (21, 1, 1, 0)
         );
         assert_eq!(timed.finished(), 23);
@@ -218,7 +226,10 @@ async fn performance_windows_and_filters() {
             })
             .await?;
         assert_eq!(ops.templates.len(), 1);
-        assert_eq!((ops.templates[0].name.as_str(), ops.templates[0].created), ("other", 1));
+        assert_eq!(
+            (ops.templates[0].name.as_str(), ops.templates[0].created),
+            ("other", 1)
+        );
         let named = store
             .performance(&AnalyticsScope {
                 name: Some("flaky".into()),
@@ -280,26 +291,49 @@ async fn bottlenecks_rank_slow_retried_and_failing_steps() {
         assert_eq!(timed.attempts, 22);
         assert_eq!(timed.p95_ms, 30_000.0);
         assert_eq!(timed.max_ms, 650_000.0);
-        assert!((timed.mean_ms - 890_000.0 / 22.0).abs() < 1e-6, "{}", timed.mean_ms);
+        assert!(
+            (timed.mean_ms - 890_000.0 / 22.0).abs() < 1e-6,
+            "{}",
+            timed.mean_ms
+        );
         let flaky = &report.slowest_steps[2];
         // 1, 2, 2, 5, 10 s.
-        assert_eq!((flaky.attempts, flaky.p95_ms, flaky.max_ms), (5, 10_000.0, 10_000.0));
+        assert_eq!(
+            (flaky.attempts, flaky.p95_ms, flaky.max_ms),
+            (5, 10_000.0, 10_000.0)
+        );
         assert!((flaky.mean_ms - 4_000.0).abs() < 1e-6);
 
         let retried = &report.most_retried_steps[0];
         assert_eq!(
-            (retried.attempts, retried.retries, retried.steps_retried, retried.max_attempt),
+            (
+                retried.attempts,
+                retried.retries,
+                retried.steps_retried,
+                retried.max_attempt
+            ),
             (5, 3, 2, 3)
         );
 
         let hot = &report.error_hot_spots[0];
         assert_eq!((hot.attempts, hot.failed_attempts), (5, 3));
         assert_eq!(
-            (hot.top_error_code.as_deref(), hot.top_error_message.as_deref(), hot.top_error_count),
+            (
+                hot.top_error_code.as_deref(),
+                hot.top_error_message.as_deref(),
+                hot.top_error_count
+            ),
             (Some("TIMEOUT"), Some("slow"), 2)
         );
         let boom = &report.error_hot_spots[1];
-        assert_eq!((boom.attempts, boom.failed_attempts, boom.top_error_code.as_deref()), (22, 1, Some("BOOM")));
+        assert_eq!(
+            (
+                boom.attempts,
+                boom.failed_attempts,
+                boom.top_error_code.as_deref()
+            ),
+            (22, 1, Some("BOOM"))
+        );
         assert_eq!(boom.top_error_message.as_deref(), Some("exploded"));
         Ok(())
     })
@@ -324,7 +358,10 @@ async fn bottlenecks_limits_windows_and_filters() {
         let empty = store
             .bottlenecks(&AnalyticsScope::window(when(-7200.0), when(-3600.0)), 10)
             .await?;
-        assert_eq!(step_names(&empty), [vec![], vec![], vec![]] as [Vec<String>; 3]);
+        assert_eq!(
+            step_names(&empty),
+            [vec![], vec![], vec![]] as [Vec<String>; 3]
+        );
 
         // [t0 + 200 s, t0 + 215 s): flaky A's first two attempts end in it (the second at
         // 215 s is out), so one failure and no retry.
@@ -345,7 +382,10 @@ async fn bottlenecks_limits_windows_and_filters() {
                 10,
             )
             .await?;
-        assert_eq!(step_names(&ops), [vec!["other/x".to_owned()], vec![], vec![]]);
+        assert_eq!(
+            step_names(&ops),
+            [vec!["other/x".to_owned()], vec![], vec![]]
+        );
         let timed = store
             .bottlenecks(
                 &AnalyticsScope {
@@ -357,7 +397,11 @@ async fn bottlenecks_limits_windows_and_filters() {
             .await?;
         assert_eq!(
             step_names(&timed),
-            [vec!["timed/only".to_owned()], vec![], vec!["timed/only".to_owned()]]
+            [
+                vec!["timed/only".to_owned()],
+                vec![],
+                vec!["timed/only".to_owned()]
+            ]
         );
         Ok(())
     })
