@@ -304,6 +304,11 @@ impl Engine {
         &self.inner.store
     }
 
+    /// The current time on the engine's clock (a manual clock in tests).
+    pub fn now(&self) -> DateTime<Utc> {
+        self.inner.clock.now()
+    }
+
     pub(crate) fn shutdown_token(&self) -> &CancellationToken {
         &self.inner.shutdown
     }
