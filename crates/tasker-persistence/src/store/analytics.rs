@@ -32,7 +32,7 @@ pub const MAX_ANALYTICS_WINDOW: chrono::TimeDelta = chrono::TimeDelta::days(30);
 pub const MAX_ANALYTICS_LIMIT: u32 = 100;
 
 /// What a report covers: a window `[since, until)` and optional template filters.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct AnalyticsScope {
     /// The window's start (included).
     pub since: DateTime<Utc>,
