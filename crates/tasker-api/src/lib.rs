@@ -1,7 +1,8 @@
 //! Tasker's REST API as an axum [`Router`]: tasks, steps, templates and handlers, operator
-//! actions, live event streams (Server-Sent Events), health probes, and the OpenAPI document
-//! with Swagger UI. [`Api::router`] returns routes relative to wherever the caller mounts
-//! them, so a custom server nests the API under any prefix beside its own routes.
+//! actions, live event streams (Server-Sent Events), health probes, analytics over a time
+//! window, and the OpenAPI document with Swagger UI. [`Api::router`] returns routes relative
+//! to wherever the caller mounts them, so a custom server nests the API under any prefix beside
+//! its own routes.
 //!
 //! ```no_run
 //! # async fn example(engine: tasker_engine::Engine, access: tasker_auth::AccessControl) {
@@ -55,6 +56,12 @@ pub use error::{ApiError, ErrorBody, ErrorEnvelope};
 pub use keys::{DatabaseApiKeys, DatabaseRevocations};
 pub use metrics::{
     EndpointAuth, MetricsExporter, PROMETHEUS_CONTENT_TYPE, UNMATCHED_ROUTE, track_requests,
+};
+pub use routes::analytics::{
+    BottlenecksQuery, BottlenecksView, DEFAULT_LIMIT as DEFAULT_ANALYTICS_LIMIT,
+    DEFAULT_WINDOW as DEFAULT_ANALYTICS_WINDOW, ErrorHotSpotView, PerformanceQuery,
+    PerformanceView, RetriedStepView, ScopeView, StepTimingView, TaskCountsView,
+    TemplatePerformanceView, bottlenecks_view, performance_view,
 };
 pub use routes::health::{cache_check, readiness_checks};
 pub use routes::tasks::IDEMPOTENCY_KEY;
@@ -153,6 +160,7 @@ impl Api {
             .merge(routes::templates::router())
             .merge(routes::events::router())
             .merge(routes::health::router())
+            .merge(routes::analytics::router())
     }
 
     fn shared(&self) -> Arc<Shared> {

@@ -22,6 +22,7 @@ use utoipa::{Modify, OpenApi};
         (name = "handlers", description = "Handler discovery"),
         (name = "events", description = "Live events (Server-Sent Events)"),
         (name = "health", description = "Probes; never authenticated"),
+        (name = "analytics", description = "Performance and bottlenecks over a time window"),
     )
 )]
 pub(crate) struct ApiDoc;

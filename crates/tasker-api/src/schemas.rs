@@ -24,6 +24,10 @@ pub(crate) const IDEMPOTENCY_PATTERN: &str = r"^[\x21-\x7E]{1,255}$";
 /// `include` of a task: a comma-separated list of extras.
 pub(crate) const INCLUDE_PATTERN: &str = r"^(steps|analysis|graph)(,(steps|analysis|graph))*$";
 
+/// An analytics window: a number and a unit (`15m`, `1h`, `7d`). The server reads any length
+/// `humantime` parses; the route refuses lengths over 30 days.
+pub(crate) const WINDOW_PATTERN: &str = r"^[1-9][0-9]{0,5}[smhd]$";
+
 /// An annotation filter `type:key=value`.
 pub(crate) const ANNOTATION_PATTERN: &str = r"^[^:]+:[^=]+=[\s\S]*$";
 
@@ -112,6 +116,8 @@ string_schema! {
     Include => matching(INCLUDE_PATTERN);
     /// An annotation filter.
     Annotation => matching(ANNOTATION_PATTERN);
+    /// An analytics window.
+    WindowText => matching(WINDOW_PATTERN);
     /// `X-Correlation-ID`.
     CorrelationIdText => matching(CORRELATION_PATTERN);
     /// `Idempotency-Key`.

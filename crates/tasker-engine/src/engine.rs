@@ -306,7 +306,7 @@ impl Engine {
         &self.inner.store
     }
 
-    /// The current time on the engine's clock.
+    /// The current time on the engine's clock (a manual clock in tests).
     pub fn now(&self) -> DateTime<Utc> {
         self.inner.clock.now()
     }

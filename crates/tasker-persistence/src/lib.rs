@@ -24,13 +24,14 @@ mod time;
 
 pub use error::StoreError;
 pub use store::{
-    ApiKeyRecord, Backlog, BlockingReason, ChangedStep, ClaimBatch, ClaimFilter, ClaimedStep,
-    ConnectOptions, CreateTaskOptions, CreatedTask, DEFAULT_DATABASE_URL, ExecutionStatus,
-    HealthCounts, HealthStatus, Listener, MAX_NOTIFY_PAYLOAD, NewApiKey, Page, PoolStatus,
-    PreparedTask, RecommendedAction, RecordReport, RecordedStep, RegisteredTemplate, RevokedToken,
-    SchemaStatus, SlowStep, SlowTask, StepErrorCount, StepFailure, StepInputs, StepOutcome,
-    StepReadiness, StepRecord, Store, TaskAnalytics, TaskExecutionContext, TaskFilter, TaskRecord,
-    TransitionRecord,
+    AnalyticsScope, ApiKeyRecord, Backlog, BlockingReason, Bottlenecks, ChangedStep, ClaimBatch,
+    ClaimFilter, ClaimedStep, ConnectOptions, CreateTaskOptions, CreatedTask, DEFAULT_DATABASE_URL,
+    ErrorHotSpot, ExecutionStatus, HealthCounts, HealthStatus, Listener, MAX_ANALYTICS_LIMIT,
+    MAX_ANALYTICS_WINDOW, MAX_NOTIFY_PAYLOAD, NewApiKey, Page, Performance, PoolStatus,
+    PreparedTask, RecommendedAction, RecordReport, RecordedStep, RegisteredTemplate, RetriedStep,
+    RevokedToken, SchemaStatus, SlowStep, SlowTask, StepErrorCount, StepFailure, StepInputs,
+    StepOutcome, StepReadiness, StepRecord, StepTiming, Store, TaskAnalytics, TaskExecutionContext,
+    TaskFilter, TaskRecord, TemplatePerformance, TransitionRecord,
 };
 pub use tasker_migrations::Migrator;
 pub use time::{from_micros, to_micros};

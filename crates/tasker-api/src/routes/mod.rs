@@ -1,5 +1,6 @@
 //! The route handlers, one module per resource.
 
+pub(crate) mod analytics;
 pub(crate) mod events;
 pub(crate) mod health;
 pub(crate) mod steps;

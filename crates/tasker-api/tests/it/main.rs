@@ -1,6 +1,7 @@
 //! The REST API over real HTTP: a client against a bound port, on SQLite and, when
 //! `TASKER_TEST_DATABASE_URL` is set, on PostgreSQL. The engine runs on a manual clock.
 
+mod analytics;
 mod auth;
 mod events;
 mod health;

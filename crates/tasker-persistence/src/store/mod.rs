@@ -1,5 +1,6 @@
 //! The [`Store`]: one API over SQLite and PostgreSQL.
 
+mod analytics;
 mod api_keys;
 mod claims;
 mod create;
@@ -20,6 +21,10 @@ use sea_orm::{
 };
 use tasker_migrations::MigratorTrait;
 
+pub use analytics::{
+    AnalyticsScope, Bottlenecks, ErrorHotSpot, MAX_ANALYTICS_LIMIT, MAX_ANALYTICS_WINDOW,
+    Performance, RetriedStep, StepTiming, TemplatePerformance,
+};
 pub use api_keys::{ApiKeyRecord, NewApiKey};
 pub use create::PreparedTask;
 pub use notify::{Listener, MAX_NOTIFY_PAYLOAD};

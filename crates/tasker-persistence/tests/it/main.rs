@@ -1,6 +1,7 @@
 //! The store's suite: every test runs on SQLite, and again on PostgreSQL when
 //! `TASKER_TEST_DATABASE_URL` is set, each on its own fresh database.
 
+mod analytics;
 mod api_keys;
 mod bad_input;
 mod claims;
