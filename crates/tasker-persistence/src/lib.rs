@@ -29,9 +29,9 @@ pub use store::{
     ErrorHotSpot, ExecutionStatus, HealthCounts, HealthStatus, Listener, MAX_ANALYTICS_LIMIT,
     MAX_ANALYTICS_WINDOW, MAX_NOTIFY_PAYLOAD, NewApiKey, Page, Performance, PoolStatus,
     PreparedTask, RecommendedAction, RecordReport, RecordedStep, RegisteredTemplate, RetriedStep,
-    RevokedToken, SchemaStatus, SlowStep, SlowTask, StepErrorCount, StepFailure, StepInputs,
-    StepOutcome, StepReadiness, StepRecord, StepTiming, Store, TaskAnalytics, TaskExecutionContext,
-    TaskFilter, TaskRecord, TemplatePerformance, TransitionRecord,
+    RevokedToken, SchemaStatus, StepFailure, StepInputs, StepOutcome, StepReadiness, StepRecord,
+    StepTiming, Store, TaskExecutionContext, TaskFilter, TaskRecord, TemplatePerformance,
+    TransitionRecord,
 };
 pub use tasker_migrations::Migrator;
 pub use time::{from_micros, to_micros};

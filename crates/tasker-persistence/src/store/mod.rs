@@ -32,9 +32,8 @@ pub use revocations::RevokedToken;
 pub use types::{
     Backlog, BlockingReason, ChangedStep, ClaimBatch, ClaimFilter, ClaimedStep, CreateTaskOptions,
     CreatedTask, ExecutionStatus, HealthCounts, HealthStatus, Page, PoolStatus, RecommendedAction,
-    RecordReport, RecordedStep, RegisteredTemplate, SlowStep, SlowTask, StepErrorCount,
-    StepFailure, StepInputs, StepOutcome, StepReadiness, StepRecord, TaskAnalytics,
-    TaskExecutionContext, TaskFilter, TaskRecord, TransitionRecord,
+    RecordReport, RecordedStep, RegisteredTemplate, StepFailure, StepInputs, StepOutcome,
+    StepReadiness, StepRecord, TaskExecutionContext, TaskFilter, TaskRecord, TransitionRecord,
 };
 
 use crate::error::StoreError;

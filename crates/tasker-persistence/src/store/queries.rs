@@ -8,8 +8,8 @@ use tasker_domain::{StepId, StepState, TaskId, TaskState};
 use super::sql::{get, stmt};
 use super::{
     Backlog, BlockingReason, ExecutionStatus, HealthCounts, HealthStatus, Page, RecommendedAction,
-    SlowStep, SlowTask, StepErrorCount, StepReadiness, StepRecord, Store, TaskAnalytics,
-    TaskExecutionContext, TaskFilter, TaskRecord, TransitionRecord,
+    StepReadiness, StepRecord, Store, TaskExecutionContext, TaskFilter, TaskRecord,
+    TransitionRecord,
 };
 use crate::error::StoreError;
 use crate::time::{from_micros, to_micros};
@@ -116,15 +116,6 @@ fn transition_record(row: &QueryResult) -> Result<TransitionRecord, StoreError> 
         metadata: get(row, "metadata")?,
         created_at: from_micros(get(row, "created_at")?),
     })
-}
-
-/// Nearest-rank percentile of sorted values.
-fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    Some(sorted[rank.clamp(1, sorted.len()) - 1])
 }
 
 impl Store {
@@ -774,127 +765,5 @@ impl Store {
             ready: count("ready")?,
             waiting: count("waiting")?,
         })
-    }
-
-    /// Analytics over tasks created at or after `since`: counts, duration percentiles from the
-    /// finished tasks' real durations, the slowest tasks and steps, and failures by step name.
-    pub async fn analytics(
-        &self,
-        since: DateTime<Utc>,
-        top: u64,
-    ) -> Result<TaskAnalytics, StoreError> {
-        let backend = self.backend();
-        let since = to_micros(since);
-        let rows = self
-            .db
-            .query_all_raw(stmt(
-                backend,
-                "SELECT t.task_id, t.state, t.created_at, t.completed_at, n.name AS namespace, nt.name, nt.version \
-                 FROM tasker_tasks t JOIN tasker_named_tasks nt ON nt.named_task_id = t.named_task_id \
-                 JOIN tasker_task_namespaces n ON n.task_namespace_id = nt.task_namespace_id WHERE t.created_at >= $1",
-                vec![since.into()],
-            ))
-            .await?;
-        let mut total = 0u64;
-        let (mut completed, mut failed) = (0u64, 0u64);
-        let mut finished: Vec<SlowTask> = Vec::new();
-        for row in &rows {
-            total += 1;
-            let state = task_state(row)?;
-            completed += u64::from(state == TaskState::Complete);
-            failed += u64::from(state == TaskState::Error);
-            if let Some(done) = get::<Option<i64>>(row, "completed_at")? {
-                let full_name = format!(
-                    "{}/{}@{}",
-                    get::<String>(row, "namespace")?,
-                    get::<String>(row, "name")?,
-                    get::<String>(row, "version")?
-                );
-                finished.push(SlowTask {
-                    task_id: TaskId(get(row, "task_id")?),
-                    full_name,
-                    duration_ms: (done - get::<i64>(row, "created_at")?) as f64 / 1000.0,
-                    state,
-                });
-            }
-        }
-        let mut durations: Vec<f64> = finished.iter().map(|t| t.duration_ms).collect();
-        durations.sort_by(f64::total_cmp);
-        finished.sort_by(|a, b| {
-            b.duration_ms
-                .total_cmp(&a.duration_ms)
-                .then(a.task_id.cmp(&b.task_id))
-        });
-        finished.truncate(usize::try_from(top).unwrap_or(usize::MAX));
-        let step_rows = self
-            .db
-            .query_all_raw(stmt(
-                backend,
-                "SELECT workflow_step_id, task_id, name, attempts, last_attempted_at, processed_at FROM tasker_workflow_steps \
-                 WHERE state = 'complete' AND processed_at IS NOT NULL AND last_attempted_at IS NOT NULL AND created_at >= $1",
-                vec![since.into()],
-            ))
-            .await?;
-        let mut slowest_steps = Vec::with_capacity(step_rows.len());
-        for row in &step_rows {
-            slowest_steps.push(SlowStep {
-                step_id: StepId(get(row, "workflow_step_id")?),
-                task_id: TaskId(get(row, "task_id")?),
-                name: get(row, "name")?,
-                duration_ms: (get::<i64>(row, "processed_at")?
-                    - get::<i64>(row, "last_attempted_at")?) as f64
-                    / 1000.0,
-                attempts: u32_of(row, "attempts")?,
-            });
-        }
-        slowest_steps.sort_by(|a, b| {
-            b.duration_ms
-                .total_cmp(&a.duration_ms)
-                .then(a.step_id.cmp(&b.step_id))
-        });
-        slowest_steps.truncate(usize::try_from(top).unwrap_or(usize::MAX));
-        let error_rows = self
-            .db
-            .query_all_raw(stmt(
-                backend,
-                "SELECT s.name, COUNT(*) AS n FROM tasker_workflow_step_transitions x \
-                 JOIN tasker_workflow_steps s ON s.workflow_step_id = x.workflow_step_id \
-                 WHERE x.to_state = 'error' AND x.created_at >= $1 GROUP BY s.name",
-                vec![since.into()],
-            ))
-            .await?;
-        let mut errors_by_step: Vec<StepErrorCount> = error_rows
-            .iter()
-            .map(|row| {
-                Ok(StepErrorCount {
-                    name: get(row, "name")?,
-                    errors: u64::try_from(get::<i64>(row, "n")?).unwrap_or(0),
-                })
-            })
-            .collect::<Result<_, StoreError>>()?;
-        errors_by_step.sort_by(|a, b| b.errors.cmp(&a.errors).then_with(|| a.name.cmp(&b.name)));
-        Ok(TaskAnalytics {
-            total_tasks: total,
-            completed_tasks: completed,
-            failed_tasks: failed,
-            duration_p50_ms: percentile(&durations, 50.0),
-            duration_p95_ms: percentile(&durations, 95.0),
-            duration_p99_ms: percentile(&durations, 99.0),
-            slowest_tasks: finished,
-            slowest_steps,
-            errors_by_step,
-        })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn nearest_rank_percentiles() {
-        let values: Vec<f64> = (1..=10).map(f64::from).collect();
-        assert_eq!(super::percentile(&values, 50.0), Some(5.0));
-        assert_eq!(super::percentile(&values, 95.0), Some(10.0));
-        assert_eq!(super::percentile(&values, 0.0), Some(1.0));
-        assert_eq!(super::percentile(&[], 50.0), None);
     }
 }
