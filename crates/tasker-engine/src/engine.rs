@@ -30,8 +30,6 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, Span};
 
-use crate::trace_context;
-
 use crate::config::EngineConfig;
 use crate::creator::Creator;
 use crate::emit::{
@@ -43,6 +41,7 @@ use crate::operator::{
     CreateOptions, Operator, refuse_step, refuse_step_of_finished_task, refuse_task,
 };
 use crate::registry::{RegisteredTask, Registry};
+use crate::trace_context;
 use tasker_handler::{Clock, StepContext, StepEvents, StepHandler, SystemClock, TaskHooks};
 
 /// The most tasks [`Engine::create_tasks`] writes in one transaction.

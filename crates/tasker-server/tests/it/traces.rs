@@ -491,3 +491,55 @@ fn hex(text: &str) -> Vec<u8> {
         .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
         .collect()
 }
+
+#[tokio::test]
+async fn tasker_run_flushes_its_whole_trace_before_exiting() {
+    let (collector, received, _) = receiver().await;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/t.db?mode=rwc", dir.path().display());
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_tasker"))
+            .args(["run", crate::DIAMOND, "--json", "--database", &url])
+            .env_remove("TASKER_DATABASE_URL")
+            .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+            .env_remove("OTEL_TRACES_SAMPLER")
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", &collector)
+            .env("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=test")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", crate::text(&out.stderr));
+    let task: Value = serde_json::from_slice(&out.stdout).unwrap();
+    // The process has exited: whatever it exported has been received.
+    let received = received.lock().unwrap();
+    let creation: Vec<_> = received
+        .spans
+        .iter()
+        .filter(|s| s.name == "task.create")
+        .collect();
+    assert_eq!(creation.len(), 1, "one task, one creation span");
+    let attempts: Vec<_> = received
+        .spans
+        .iter()
+        .filter(|s| s.name == "step_attempt")
+        .collect();
+    let attempted: u64 = task["steps"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|step| step["attempts"].as_u64().unwrap())
+        .sum();
+    assert!(attempted >= 7, "{task}");
+    assert_eq!(
+        attempts.len() as u64,
+        attempted,
+        "every attempt, the last one included, was exported"
+    );
+    for attempt in &attempts {
+        assert_eq!(attempt.trace_id, creation[0].trace_id);
+        assert_eq!(attempt.parent_span_id, creation[0].span_id);
+    }
+    assert!(received.metric_posts >= 1, "metrics are flushed too");
+}
