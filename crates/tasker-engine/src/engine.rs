@@ -556,6 +556,7 @@ impl Engine {
             "task_id",
             tracing::field::display(prepared.created().task_id),
         );
+        span.record("correlation_id", prepared.created().correlation_id.as_str());
         Ok((registered.template, prepared))
     }
 
@@ -1573,6 +1574,7 @@ fn creation_span(request: &TaskRequest) -> Span {
         task_id = tracing::field::Empty,
         namespace = %request.namespace,
         template = %request.name,
+        correlation_id = tracing::field::Empty,
         trace_id = tracing::field::Empty,
         span_id = tracing::field::Empty,
     )

@@ -213,6 +213,12 @@ async fn request_creation_attempts_and_the_outbound_call_share_one_trace() {
             attribute(creation[0], "task_id").as_deref(),
             Some(task_id.as_str())
         );
+        assert!(attribute(request[0], "correlation_id").is_some());
+        assert_eq!(
+            attribute(creation[0], "correlation_id"),
+            attribute(request[0], "correlation_id"),
+            "the task stores the request's correlation id"
+        );
         let attempts = named("step_attempt");
         let mut steps: Vec<String> = attempts
             .iter()
