@@ -11,6 +11,7 @@ mod docs;
 mod fuzz;
 mod layers;
 mod migrate;
+mod template_schema;
 mod tidy;
 
 use std::process::ExitCode;
@@ -32,7 +33,8 @@ struct Cli {
 enum Task {
     /// Check workspace dependencies against ARCHITECTURE.md's layer rules
     LintLayers,
-    /// Write every generated file (ARCHITECTURE.md's layer table, docs/errors.md)
+    /// Write every generated file (ARCHITECTURE.md's layer table, docs/errors.md, the template
+    /// JSON Schema, docs/openapi.json)
     Codegen {
         /// Change nothing; fail naming each stale file
         #[arg(long)]
