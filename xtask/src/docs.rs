@@ -92,7 +92,10 @@ pub(crate) fn repository_templates(root: &Path) -> anyhow::Result<Vec<(String, S
 }
 
 fn relative(root: &Path, file: &Path) -> String {
-    file.strip_prefix(root).unwrap_or(file).display().to_string()
+    file.strip_prefix(root)
+        .unwrap_or(file)
+        .display()
+        .to_string()
 }
 
 fn markdown_files(root: &Path) -> anyhow::Result<Vec<PathBuf>> {

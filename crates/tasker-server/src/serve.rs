@@ -53,6 +53,7 @@ pub(crate) async fn open_current(settings: &Settings, migrate: bool) -> anyhow::
 pub(crate) async fn run(settings: &Settings, args: ServeArgs) -> anyhow::Result<ExitCode> {
     let signal = crate::worker::shutdown_signal()?;
     settings.api.validate().map_err(anyhow::Error::msg)?;
+    let templates = crate::run::read_template_dir(settings)?;
     let store = open_current(settings, args.migrate).await?;
     let telemetry = if settings.metrics.enabled {
         Some(crate::metrics::Telemetry::new()?)
@@ -67,6 +68,7 @@ pub(crate) async fn run(settings: &Settings, args: ServeArgs) -> anyhow::Result<
         .build()
         .map_err(|e| anyhow::anyhow!("invalid engine configuration: {e}"))?;
     crate::run::register_examples(&engine).await?;
+    crate::run::register_templates(&engine, templates).await?;
     engine
         .events()
         .register(Arc::new(tasker_events::LogSubscriber::new()))?;

@@ -128,9 +128,9 @@ pub struct EnvironmentOverride {
     pub configuration: Option<Value>,
 }
 
-pub use raw::{StepOverride, TimeoutValue};
 #[cfg(feature = "schema")]
 pub use raw::json_schema;
+pub use raw::{StepOverride, TimeoutValue};
 
 /// A validated workflow definition.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
