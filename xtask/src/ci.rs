@@ -25,6 +25,8 @@ enum Step {
     LintDeploy,
     /// `migrate check`, run in this process.
     MigrateCheck,
+    /// `new --selftest`, run in this process.
+    GeneratorsSelftest,
     /// `fuzz-api --db DB`, run in this process.
     FuzzApi(fuzz::Db),
 }
@@ -44,6 +46,7 @@ const STEPS: &[Step] = &[
     Step::Tidy,
     Step::Cargo(&["test", "--workspace"]),
     Step::MigrateCheck,
+    Step::GeneratorsSelftest,
     Step::ValidateDocs,
     Step::LintDeploy,
     Step::FuzzApi(fuzz::Db::Sqlite),
@@ -60,6 +63,7 @@ impl fmt::Display for Step {
             Step::Tidy => write!(f, "cargo xtask tidy"),
             Step::LintDeploy => write!(f, "cargo xtask lint-deploy"),
             Step::MigrateCheck => write!(f, "cargo xtask migrate check"),
+            Step::GeneratorsSelftest => write!(f, "cargo xtask new --selftest"),
             Step::FuzzApi(db) => write!(f, "cargo xtask fuzz-api --db {}", db.name()),
         }
     }
@@ -85,6 +89,7 @@ impl Step {
             Step::Tidy => tidy::run(),
             Step::LintDeploy => deploy::run(),
             Step::MigrateCheck => crate::migrate::run(crate::migrate::Action::Check),
+            Step::GeneratorsSelftest => crate::new::selftest(),
             Step::FuzzApi(db) => fuzz::run(&fuzz::FuzzArgs {
                 db: *db,
                 max_examples: fuzz::DEFAULT_EXAMPLES,
@@ -125,6 +130,7 @@ mod tests {
                 "cargo xtask tidy",
                 "cargo test --workspace",
                 "cargo xtask migrate check",
+                "cargo xtask new --selftest",
                 "cargo xtask validate-docs",
                 "cargo xtask lint-deploy",
                 "cargo xtask fuzz-api --db sqlite",

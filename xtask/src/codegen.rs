@@ -6,7 +6,8 @@
 //! - ARCHITECTURE.md's layer table, between its generated-region markers, from
 //!   [`crate::layers::LAYERS`];
 //! - `docs/errors.md`, from `tasker_domain::codes::ALL`;
-//! - `schemas/task-template.schema.json`, from `tasker_template::json_schema`.
+//! - `schemas/task-template.schema.json`, from `tasker_template::json_schema`;
+//! - `docs/reference/events.md`, from `tasker_events::catalog`.
 
 use std::path::{Path, PathBuf};
 
@@ -37,6 +38,10 @@ const ARTIFACTS: &[Artifact] = &[
     Artifact {
         path: crate::template_schema::PATH,
         render: crate::template_schema::render,
+    },
+    Artifact {
+        path: crate::reference::EVENTS_PATH,
+        render: crate::reference::events_page,
     },
 ];
 

@@ -11,6 +11,8 @@ mod docs;
 mod fuzz;
 mod layers;
 mod migrate;
+mod new;
+mod reference;
 mod template_schema;
 mod tidy;
 
@@ -44,6 +46,9 @@ enum Task {
     Tidy,
     /// Run what CI runs: fmt, clippy, lint-layers, tests, lint-deploy; stop at the first failure
     Ci,
+    /// Generate code for an application on Tasker: task, handler, subscriber, authenticator,
+    /// authorization, events (docs/generators.md); --selftest builds and tests every kind
+    New(new::NewArgs),
     /// Database migrations against TASKER_DATABASE_URL (default sqlite://tasker.db?mode=rwc)
     Migrate {
         #[command(subcommand)]
@@ -83,6 +88,7 @@ fn main() -> ExitCode {
         Task::LintLayers => layers::run(),
         Task::Codegen { check } => codegen::run(check),
         Task::Tidy => tidy::run(),
+        Task::New(args) => new::run(&args),
         Task::Ci => ci::run(),
         Task::Migrate { action } => migrate::run(action),
         Task::Bench { args } => bench::run(&args),
