@@ -25,16 +25,19 @@ pub(crate) enum Kind {
     Authorization,
     /// Custom event declarations (--events) plus a subscriber for them
     Events,
+    /// A binary crate serving the engine, the API and auth, with a route of its own and a test
+    Server,
 }
 
 impl Kind {
-    const ALL: [Kind; 6] = [
+    const ALL: [Kind; 7] = [
         Kind::Task,
         Kind::Handler,
         Kind::Subscriber,
         Kind::Authenticator,
         Kind::Authorization,
         Kind::Events,
+        Kind::Server,
     ];
 }
 
@@ -46,7 +49,7 @@ pub(crate) struct NewArgs {
     /// snake_case name: the module (file) name; types are named after it
     #[arg(required_unless_present = "selftest")]
     name: Option<String>,
-    /// Folder to write into (default: ./src)
+    /// Folder to write into (default: ./src; for `server`, the current folder)
     #[arg(long, value_name = "DIR")]
     dir: Option<PathBuf>,
     /// task: the template's namespace
@@ -88,6 +91,10 @@ fn template(name: &str) -> &'static str {
         "authenticator" => include_str!("../templates/authenticator.rs.tmpl"),
         "authorization" => include_str!("../templates/authorization.rs.tmpl"),
         "events" => include_str!("../templates/events.rs.tmpl"),
+        "server_manifest" => include_str!("../templates/server/Cargo.toml.tmpl"),
+        "server_lib" => include_str!("../templates/server/lib.rs.tmpl"),
+        "server_main" => include_str!("../templates/server/main.rs.tmpl"),
+        "server_test" => include_str!("../templates/server/test.rs.tmpl"),
         other => unreachable!("no template {other}"),
     }
 }
@@ -425,6 +432,43 @@ fn events(name: &str, events: &[String]) -> anyhow::Result<Vec<Generated>> {
     }])
 }
 
+/// A binary crate in the folder `name`, depending on the Tasker checkout at `root` by path.
+fn server(name: &str, root: &Path) -> Vec<Generated> {
+    let package = name.replace('_', "-");
+    let root = root.display().to_string();
+    let mut dependencies = String::new();
+    for krate in [
+        "tasker-api",
+        "tasker-auth",
+        "tasker-engine",
+        "tasker-persistence",
+        "tasker-template",
+    ] {
+        dependencies.push_str(&format!(
+            "{krate} = {{ path = \"{root}/crates/{krate}\" }}\n"
+        ));
+    }
+    let values = [
+        ("name", name),
+        ("package", package.as_str()),
+        ("crate_name", name),
+        ("tasker_root", root.as_str()),
+        ("tasker_dependencies", dependencies.as_str()),
+    ];
+    [
+        ("Cargo.toml", "server_manifest"),
+        ("src/lib.rs", "server_lib"),
+        ("src/main.rs", "server_main"),
+        ("tests/route.rs", "server_test"),
+    ]
+    .into_iter()
+    .map(|(file, template_name)| Generated {
+        file: format!("{name}/{file}"),
+        contents: fill(template(template_name), &values),
+    })
+    .collect()
+}
+
 /// The files one generator run writes.
 pub(crate) fn generate(kind: Kind, name: &str, args: &NewArgs) -> anyhow::Result<Vec<Generated>> {
     check_name("name", name)?;
@@ -453,6 +497,7 @@ pub(crate) fn generate(kind: Kind, name: &str, args: &NewArgs) -> anyhow::Result
             Ok(simple("authenticator", &[("header", &header)]))
         }
         Kind::Authorization => Ok(simple("authorization", &[])),
+        Kind::Server => Ok(server(name, &crate::workspace_root())),
     }
 }
 
@@ -467,10 +512,13 @@ fn write(dir: &Path, files: &[Generated]) -> anyhow::Result<()> {
             );
         }
     }
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let mut rust = Vec::new();
     for file in files {
         let path = dir.join(&file.file);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create {}", parent.display()))?;
+        }
         std::fs::write(&path, &file.contents)
             .with_context(|| format!("cannot write {}", path.display()))?;
         println!("wrote {}", path.display());
@@ -500,12 +548,20 @@ pub(crate) fn run(args: &NewArgs) -> anyhow::Result<()> {
         bail!("usage: cargo xtask new <kind> NAME [options], or cargo xtask new --selftest");
     };
     let files = generate(kind, name, args)?;
-    let dir = args.dir.clone().unwrap_or_else(|| PathBuf::from("src"));
+    let default = if kind == Kind::Server { "." } else { "src" };
+    let dir = args.dir.clone().unwrap_or_else(|| PathBuf::from(default));
     write(&dir, &files)?;
-    println!(
-        "add `mod {name};` to the crate root beside {}; dependencies: see docs/generators.md",
-        dir.display()
-    );
+    if kind == Kind::Server {
+        println!(
+            "add `{}` to your workspace's members (or give its Cargo.toml an empty [workspace] table), then `cargo test` and `cargo run` there",
+            dir.join(name).display()
+        );
+    } else {
+        println!(
+            "add `mod {name};` to the crate root beside {}; dependencies: see docs/generators.md",
+            dir.display()
+        );
+    }
     Ok(())
 }
 
@@ -531,7 +587,7 @@ fn selftest_manifest(root: &Path) -> String {
         "async-trait = \"*\"\nserde_json = \"*\"\nhttp = \"*\"\nchrono = { version = \"*\", default-features = false, features = [\"std\", \"clock\", \"serde\"] }\ntokio = { version = \"*\", features = [\"rt-multi-thread\", \"macros\", \"sync\", \"time\", \"signal\", \"net\", \"fs\"] }\n\n[dev-dependencies]\n",
     );
     manifest.push_str(&format!(
-        "tasker-persistence = {{ path = \"{}\", features = [\"testing\"] }}\n\n[workspace]\n\n{PROFILES}",
+        "tasker-persistence = {{ path = \"{}\", features = [\"testing\"] }}\n\n[workspace]\nmembers = [\".\", \"custom_server\"]\n\n{PROFILES}",
         crate_path("tasker-persistence")
     ));
     manifest
@@ -573,6 +629,7 @@ fn selftest_cases() -> Vec<(Kind, &'static str, Vec<&'static str>)> {
             "order_events",
             vec!["--events", "orders.fulfilled,orders.refunded"],
         ),
+        (Kind::Server, "custom_server", vec![]),
     ]
 }
 
@@ -607,6 +664,7 @@ pub(crate) fn selftest() -> anyhow::Result<()> {
         "//! Every generator's output, compiled and tested by `cargo xtask new --selftest`.\n\n",
     );
     let cases = selftest_cases();
+    let mut modules = Vec::new();
     for kind in Kind::ALL {
         anyhow::ensure!(
             cases.iter().any(|(k, _, _)| *k == kind),
@@ -615,7 +673,16 @@ pub(crate) fn selftest() -> anyhow::Result<()> {
     }
     for (kind, name, options) in &cases {
         let args = parse_new_args(*kind, name, options);
-        write(&src, &generate(*kind, name, &args)?)?;
+        let files = generate(*kind, name, &args)?;
+        if *kind == Kind::Server {
+            write(&scratch, &files)?;
+        } else {
+            write(&src, &files)?;
+            modules.push(*name);
+        }
+    }
+    modules.sort_unstable();
+    for name in modules {
         lib.push_str(&format!("pub mod {name};\n"));
     }
     std::fs::write(src.join("lib.rs"), lib)?;
@@ -624,8 +691,18 @@ pub(crate) fn selftest() -> anyhow::Result<()> {
         .unwrap_or_else(|| root.join("target"));
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     for args in [
+        // Not `--all`: that also checks the path dependencies' whole workspace.
+        &[
+            "fmt",
+            "--check",
+            "-p",
+            "tasker-generated-selftest",
+            "-p",
+            "custom-server",
+        ][..],
         &[
             "clippy",
+            "--workspace",
             "--all-targets",
             "--",
             "-D",
@@ -633,7 +710,7 @@ pub(crate) fn selftest() -> anyhow::Result<()> {
             "-W",
             "missing_docs",
         ][..],
-        &["test"][..],
+        &["test", "--workspace"][..],
     ] {
         println!("+ cargo {} (in {})", args.join(" "), scratch.display());
         let status = Command::new(&cargo)
@@ -745,6 +822,33 @@ mod tests {
         assert_eq!(c.depends_on_steps, ["a", "b"]);
         assert!(files[0].contents.contains("pub struct CHandler;"));
         assert!(!files[0].contents.contains("{{"));
+    }
+
+    #[test]
+    fn a_server_is_a_crate_of_its_own_on_this_checkout() {
+        let files = generate(
+            Kind::Server,
+            "ops_console",
+            &args(Kind::Server, "ops_console", &[]),
+        )
+        .unwrap();
+        let names: Vec<&str> = files.iter().map(|f| f.file.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "ops_console/Cargo.toml",
+                "ops_console/src/lib.rs",
+                "ops_console/src/main.rs",
+                "ops_console/tests/route.rs"
+            ]
+        );
+        let api = format!(
+            "tasker-api = {{ path = \"{}/crates/tasker-api\" }}",
+            crate::workspace_root().display()
+        );
+        assert!(files[0].contents.contains("name = \"ops-console\""));
+        assert!(files[0].contents.contains(&api), "{}", files[0].contents);
+        assert!(files[2].contents.contains("ops_console::build(store)"));
     }
 
     #[test]
