@@ -23,6 +23,10 @@ enum Step {
     Tidy,
     /// `lint-deploy`, run in this process.
     LintDeploy,
+    /// `migrate check`, run in this process.
+    MigrateCheck,
+    /// `new --selftest`, run in this process.
+    GeneratorsSelftest,
     /// `fuzz-api --db DB`, run in this process.
     FuzzApi(fuzz::Db),
 }
@@ -41,6 +45,8 @@ const STEPS: &[Step] = &[
     Step::CodegenCheck,
     Step::Tidy,
     Step::Cargo(&["test", "--workspace"]),
+    Step::MigrateCheck,
+    Step::GeneratorsSelftest,
     Step::ValidateDocs,
     Step::LintDeploy,
     Step::FuzzApi(fuzz::Db::Sqlite),
@@ -56,6 +62,8 @@ impl fmt::Display for Step {
             Step::CodegenCheck => write!(f, "cargo xtask codegen --check"),
             Step::Tidy => write!(f, "cargo xtask tidy"),
             Step::LintDeploy => write!(f, "cargo xtask lint-deploy"),
+            Step::MigrateCheck => write!(f, "cargo xtask migrate check"),
+            Step::GeneratorsSelftest => write!(f, "cargo xtask new --selftest"),
             Step::FuzzApi(db) => write!(f, "cargo xtask fuzz-api --db {}", db.name()),
         }
     }
@@ -80,6 +88,8 @@ impl Step {
             Step::CodegenCheck => codegen::run(true),
             Step::Tidy => tidy::run(),
             Step::LintDeploy => deploy::run(),
+            Step::MigrateCheck => crate::migrate::run(crate::migrate::Action::Check),
+            Step::GeneratorsSelftest => crate::new::selftest(),
             Step::FuzzApi(db) => fuzz::run(&fuzz::FuzzArgs {
                 db: *db,
                 max_examples: fuzz::DEFAULT_EXAMPLES,
@@ -119,6 +129,8 @@ mod tests {
                 "cargo xtask codegen --check",
                 "cargo xtask tidy",
                 "cargo test --workspace",
+                "cargo xtask migrate check",
+                "cargo xtask new --selftest",
                 "cargo xtask validate-docs",
                 "cargo xtask lint-deploy",
                 "cargo xtask fuzz-api --db sqlite",

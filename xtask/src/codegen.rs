@@ -5,7 +5,9 @@
 //! Artifacts:
 //! - ARCHITECTURE.md's layer table, between its generated-region markers, from
 //!   [`crate::layers::LAYERS`];
-//! - `docs/errors.md`, from `tasker_domain::codes::ALL`.
+//! - `docs/errors.md`, from `tasker_domain::codes::ALL`;
+//! - `schemas/task-template.schema.json`, from `tasker_template::json_schema`;
+//! - `docs/reference/events.md`, from `tasker_events::catalog`.
 
 use std::path::{Path, PathBuf};
 
@@ -32,6 +34,14 @@ const ARTIFACTS: &[Artifact] = &[
     Artifact {
         path: "docs/errors.md",
         render: errors_page,
+    },
+    Artifact {
+        path: crate::template_schema::PATH,
+        render: crate::template_schema::render,
+    },
+    Artifact {
+        path: crate::reference::EVENTS_PATH,
+        render: crate::reference::events_page,
     },
 ];
 
@@ -124,6 +134,9 @@ pub(crate) fn run(check: bool) -> anyhow::Result<()> {
         );
     }
     for (path, contents) in &stale {
+        if let Some(dir) = root.join(path).parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
         std::fs::write(root.join(path), contents).with_context(|| format!("writing {path}"))?;
         println!("codegen: wrote {path}");
     }

@@ -1,8 +1,8 @@
 //! `cargo xtask validate-docs`: the documentation cannot drift from the code.
 //!
 //! 1. Every YAML template in README.md and docs/*.md (a fenced `yaml` block with
-//!    `step_templates`), every `.yaml` file under docs/, and every template shipped in
-//!    `tasker-blog-examples` parses and validates.
+//!    `step_templates`), every `.yaml` file under docs/, every template shipped in
+//!    `tasker-blog-examples`, and the example `tasker init` writes parses and validates.
 //! 2. Every Rust block in README.md and docs/*.md compiles and runs as a doctest
 //!    (`cargo test --doc -p tasker-tests`, wired with `include_str!`).
 //! 3. Each blog post's sample workflow runs end to end (a test of `tasker-blog-examples`, on
@@ -18,11 +18,10 @@ fn root() -> PathBuf {
     crate::workspace_root()
 }
 
-/// Errors of the YAML templates embedded in one markdown document, each naming the document and
-/// the line where its block starts.
-pub(crate) fn check_markdown(origin: &str, markdown: &str) -> (usize, Vec<String>) {
-    let mut checked = 0;
-    let mut errors = Vec::new();
+/// The YAML templates embedded in one markdown document (fenced `yaml` blocks with
+/// `step_templates`), each with an origin naming the document and the line its block opens at.
+pub(crate) fn markdown_templates(origin: &str, markdown: &str) -> Vec<(String, String)> {
+    let mut found = Vec::new();
     let mut lines = markdown.lines().enumerate();
     while let Some((number, line)) = lines.next() {
         let fence = line.trim_start();
@@ -40,14 +39,63 @@ pub(crate) fn check_markdown(origin: &str, markdown: &str) -> (usize, Vec<String
         if !block.contains("step_templates") {
             continue;
         }
-        checked += 1;
         // Block lines count from the line after the fence.
-        let block_origin = format!("{origin} (yaml block opening at line {})", number + 1);
-        if let Err(problems) = TaskTemplate::from_yaml_str(&block, Some(&block_origin)) {
+        found.push((
+            format!("{origin} (yaml block opening at line {})", number + 1),
+            block,
+        ));
+    }
+    found
+}
+
+/// Errors of the YAML templates embedded in one markdown document, each naming the document and
+/// the line where its block starts.
+#[cfg(test)]
+fn check_markdown(origin: &str, markdown: &str) -> (usize, Vec<String>) {
+    let blocks = markdown_templates(origin, markdown);
+    let mut errors = Vec::new();
+    for (block_origin, block) in &blocks {
+        if let Err(problems) = TaskTemplate::from_yaml_str(block, Some(block_origin)) {
             errors.extend(problems.errors().iter().map(ToString::to_string));
         }
     }
-    (checked, errors)
+    (blocks.len(), errors)
+}
+
+/// The folders whose `.yaml` files are all templates: docs/, the blog examples, and the
+/// example `tasker init` writes.
+pub(crate) const TEMPLATE_DIRS: &[&str] = &[
+    "docs",
+    "crates/tasker-blog-examples/templates",
+    "crates/tasker-server/src/init",
+];
+
+/// Every template in the repository: markdown blocks, then the files under [`TEMPLATE_DIRS`],
+/// each as (origin, source).
+pub(crate) fn repository_templates(root: &Path) -> anyhow::Result<Vec<(String, String)>> {
+    let mut templates = Vec::new();
+    for file in markdown_files(root)? {
+        let text = std::fs::read_to_string(&file)
+            .with_context(|| format!("reading {}", file.display()))?;
+        templates.extend(markdown_templates(&relative(root, &file), &text));
+    }
+    let mut files = Vec::new();
+    for dir in TEMPLATE_DIRS {
+        yaml_files(&root.join(dir), &mut files)?;
+    }
+    for file in files {
+        let text = std::fs::read_to_string(&file)
+            .with_context(|| format!("reading {}", file.display()))?;
+        templates.push((relative(root, &file), text));
+    }
+    Ok(templates)
+}
+
+fn relative(root: &Path, file: &Path) -> String {
+    file.strip_prefix(root)
+        .unwrap_or(file)
+        .display()
+        .to_string()
 }
 
 fn markdown_files(root: &Path) -> anyhow::Result<Vec<PathBuf>> {
@@ -76,39 +124,14 @@ fn yaml_files(dir: &Path, found: &mut Vec<PathBuf>) -> anyhow::Result<()> {
 
 /// Step 1: every template in the docs and the blog crate.
 pub(crate) fn check_templates(root: &Path) -> anyhow::Result<(usize, Vec<String>)> {
-    let mut checked = 0;
+    let templates = repository_templates(root)?;
     let mut errors = Vec::new();
-    for file in markdown_files(root)? {
-        let text = std::fs::read_to_string(&file)
-            .with_context(|| format!("reading {}", file.display()))?;
-        let origin = file
-            .strip_prefix(root)
-            .unwrap_or(&file)
-            .display()
-            .to_string();
-        let (n, problems) = check_markdown(&origin, &text);
-        checked += n;
-        errors.extend(problems);
-    }
-    let mut files = Vec::new();
-    yaml_files(&root.join("docs"), &mut files)?;
-    yaml_files(
-        &root.join("crates/tasker-blog-examples/templates"),
-        &mut files,
-    )?;
-    for file in files {
-        checked += 1;
-        let bytes = std::fs::read(&file)?;
-        let origin = file
-            .strip_prefix(root)
-            .unwrap_or(&file)
-            .display()
-            .to_string();
-        if let Err(problems) = TaskTemplate::from_yaml_slice(&bytes, Some(&origin)) {
+    for (origin, source) in &templates {
+        if let Err(problems) = TaskTemplate::from_yaml_str(source, Some(origin)) {
             errors.extend(problems.errors().iter().map(ToString::to_string));
         }
     }
-    Ok((checked, errors))
+    Ok((templates.len(), errors))
 }
 
 fn cargo(root: &Path, args: &[&str], what: &str) -> anyhow::Result<()> {

@@ -11,6 +11,9 @@ mod docs;
 mod fuzz;
 mod layers;
 mod migrate;
+mod new;
+mod reference;
+mod template_schema;
 mod tidy;
 
 use std::process::ExitCode;
@@ -32,7 +35,8 @@ struct Cli {
 enum Task {
     /// Check workspace dependencies against ARCHITECTURE.md's layer rules
     LintLayers,
-    /// Write every generated file (ARCHITECTURE.md's layer table, docs/errors.md)
+    /// Write every generated file (ARCHITECTURE.md's layer table, docs/errors.md, the template
+    /// JSON Schema, docs/openapi.json)
     Codegen {
         /// Change nothing; fail naming each stale file
         #[arg(long)]
@@ -42,6 +46,9 @@ enum Task {
     Tidy,
     /// Run what CI runs: fmt, clippy, lint-layers, tests, lint-deploy; stop at the first failure
     Ci,
+    /// Generate code for an application on Tasker: task, handler, subscriber, authenticator,
+    /// authorization, events (docs/generators.md); --selftest builds and tests every kind
+    New(new::NewArgs),
     /// Database migrations against TASKER_DATABASE_URL (default sqlite://tasker.db?mode=rwc)
     Migrate {
         #[command(subcommand)]
@@ -81,6 +88,7 @@ fn main() -> ExitCode {
         Task::LintLayers => layers::run(),
         Task::Codegen { check } => codegen::run(check),
         Task::Tidy => tidy::run(),
+        Task::New(args) => new::run(&args),
         Task::Ci => ci::run(),
         Task::Migrate { action } => migrate::run(action),
         Task::Bench { args } => bench::run(&args),

@@ -1,4 +1,4 @@
-//! `cargo xtask migrate up|down|status|fresh|new NAME`.
+//! `cargo xtask migrate up|down|status|fresh|new NAME|check`.
 
 use std::path::{Path, PathBuf};
 
@@ -24,6 +24,9 @@ pub(crate) enum Action {
     Status,
     /// Drop every table, then apply all migrations
     Fresh,
+    /// Compare the sea-orm entities with a freshly migrated SQLite and PostgreSQL database
+    /// (PostgreSQL at TASKER_TEST_DATABASE_URL); fail naming each table or column that differs
+    Check,
     /// Write a new dated migration file from the template and register it
     New {
         /// snake_case, verb first: `add_task_priority`
@@ -37,6 +40,9 @@ pub(crate) fn run(action: Action) -> anyhow::Result<()> {
         let file = new_migration(&root, name, chrono::Utc::now())?;
         println!("created {}", file.display());
         return Ok(());
+    }
+    if let Action::Check = action {
+        return check();
     }
     let url = std::env::var("TASKER_DATABASE_URL").unwrap_or_else(|_| DEFAULT_URL.to_owned());
     let runtime = tokio::runtime::Runtime::new()?;
@@ -57,9 +63,42 @@ pub(crate) fn run(action: Action) -> anyhow::Result<()> {
                     );
                 }
             }
-            Action::New { .. } => unreachable!("handled above"),
+            Action::New { .. } | Action::Check => unreachable!("handled above"),
         }
         anyhow::Ok(())
+    })
+}
+
+/// `migrate check`: every migration applied to a fresh database of each backend, then
+/// [`tasker_persistence::schema_drift`] on it.
+fn check() -> anyhow::Result<()> {
+    use tasker_persistence::testing::TestDatabase;
+    if std::env::var_os("TASKER_TEST_DATABASE_URL").is_none() {
+        bail!(
+            "migrate check needs PostgreSQL too: set TASKER_TEST_DATABASE_URL, e.g. \
+             postgres://postgres@127.0.0.1:5432/tasker_test (a fresh database is created beside it)"
+        );
+    }
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let mut drift = Vec::new();
+        let sqlite = TestDatabase::sqlite().await;
+        drift.extend(tasker_persistence::schema_drift(&sqlite.store).await?);
+        sqlite.cleanup().await;
+        let postgres = TestDatabase::postgres()
+            .await
+            .context("TASKER_TEST_DATABASE_URL is set but no database was created")?;
+        drift.extend(tasker_persistence::schema_drift(&postgres.store).await?);
+        postgres.cleanup().await;
+        if !drift.is_empty() {
+            bail!(
+                "the entities in crates/tasker-persistence/src/entities.rs and the migrations \
+                 disagree:\n  {}",
+                drift.join("\n  ")
+            );
+        }
+        println!("migrate check: entities match the migrated schema on sqlite and postgres");
+        Ok(())
     })
 }
 

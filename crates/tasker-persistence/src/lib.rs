@@ -17,12 +17,14 @@
 
 pub mod entities;
 mod error;
+mod schema_drift;
 mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod time;
 
 pub use error::StoreError;
+pub use schema_drift::schema_drift;
 pub use store::{
     AnalyticsScope, ApiKeyRecord, Backlog, BlockingReason, Bottlenecks, ChangedStep, ClaimBatch,
     ClaimFilter, ClaimedStep, ConnectOptions, CreateTaskOptions, CreatedTask, DEFAULT_DATABASE_URL,

@@ -5,6 +5,7 @@ mod auth_cli;
 mod client;
 mod events;
 mod health;
+mod init;
 mod jwks;
 mod logging;
 mod metrics;
@@ -103,6 +104,15 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Create a project folder: tasker.toml, templates/ with an example workflow, a README
+    Init {
+        /// The folder (created when missing; default: the current one)
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Write into a folder that is not empty, overwriting the files init writes
+        #[arg(long)]
+        force: bool,
+    },
     /// Apply pending database migrations
     Migrate,
     /// Run the coordinator alone (no HTTP) on tasks created elsewhere, until SIGTERM or Ctrl-C;
@@ -166,6 +176,7 @@ fn main() -> ExitCode {
 fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Validate { files } => Ok(validate(&files)),
+        Command::Init { dir, force } => init::run(&dir, force),
         Command::Events {
             name,
             category,
@@ -266,7 +277,10 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     Command::Steps(args) => client::steps(&settings, args).await,
                     Command::Token { command } => auth_cli::token(&settings, command).await,
                     Command::Keys { command } => auth_cli::keys(&settings, command).await,
-                    Command::Validate { .. } | Command::Graph { .. } | Command::Events { .. } => {
+                    Command::Validate { .. }
+                    | Command::Graph { .. }
+                    | Command::Events { .. }
+                    | Command::Init { .. } => {
                         unreachable!("handled above")
                     }
                 }

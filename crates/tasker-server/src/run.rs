@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::bail;
+use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
 use tasker_domain::{TaskId, TaskRequest, TaskState};
 use tasker_engine::Engine;
@@ -52,6 +52,7 @@ pub(crate) async fn open_claiming(
     namespaces: &[String],
 ) -> anyhow::Result<(Store, Engine)> {
     let options = settings.database.connect_options()?;
+    let templates = read_template_dir(settings)?;
     let store = Store::connect(&settings.database.url, &options).await?;
     let mut builder = Engine::builder(store.clone()).config(settings.engine.clone());
     if !namespaces.is_empty() {
@@ -63,6 +64,7 @@ pub(crate) async fn open_claiming(
     // Sensitive keys in custom event data and step error contexts never reach subscribers.
     engine.events().set_redactor(settings.log.redactor());
     register_examples(&engine).await?;
+    register_templates(&engine, templates).await?;
     // One structured log record per event (target `tasker::events`, INFO; failures WARN),
     // visible at the configured log level, as JSON lines with `log.format = "json"`.
     engine
@@ -80,6 +82,66 @@ pub(crate) async fn register_examples(engine: &Engine) -> anyhow::Result<()> {
 
 #[cfg(not(feature = "blog-examples"))]
 pub(crate) async fn register_examples(_: &Engine) -> anyhow::Result<()> {
+    Ok(())
+}
+
+/// The templates of `[templates] dir` (or `./templates` when unset and present), in file-name
+/// order, parsed and validated; read before the database is opened, so a bad file changes
+/// nothing. Errors name the file.
+pub(crate) fn read_template_dir(
+    settings: &Settings,
+) -> anyhow::Result<Vec<(std::path::PathBuf, tasker_template::TaskTemplate)>> {
+    let dir = match &settings.templates.dir {
+        Some(dir) => {
+            if !dir.is_dir() {
+                bail!(
+                    "templates.dir `{}` is not a folder (relative paths start from the working directory)",
+                    dir.display()
+                );
+            }
+            dir.clone()
+        }
+        None => {
+            let dir = std::path::PathBuf::from(crate::settings::DEFAULT_TEMPLATES_DIR);
+            if !dir.is_dir() {
+                return Ok(Vec::new());
+            }
+            dir
+        }
+    };
+    let mut files = Vec::new();
+    for entry in
+        std::fs::read_dir(&dir).with_context(|| format!("cannot read {}", dir.display()))?
+    {
+        let path = entry
+            .with_context(|| format!("cannot read {}", dir.display()))?
+            .path();
+        let is_template = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| matches!(e, "yaml" | "yml" | "json"));
+        if is_template && path.is_file() {
+            files.push(path);
+        }
+    }
+    files.sort();
+    files
+        .into_iter()
+        .map(|path| crate::read_template(&path).map(|template| (path, template)))
+        .collect()
+}
+
+/// Registers templates read by [`read_template_dir`]; an error names the file.
+pub(crate) async fn register_templates(
+    engine: &Engine,
+    templates: Vec<(std::path::PathBuf, tasker_template::TaskTemplate)>,
+) -> anyhow::Result<()> {
+    for (path, template) in templates {
+        engine
+            .register_template(template, true)
+            .await
+            .with_context(|| format!("cannot register {}", path.display()))?;
+    }
     Ok(())
 }
 

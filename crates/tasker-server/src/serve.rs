@@ -62,6 +62,7 @@ pub(crate) async fn run(
     settings.health.validate().map_err(anyhow::Error::msg)?;
     let cache = settings.cache.build().map_err(anyhow::Error::msg)?;
     let cache_ttl = settings.cache.ttl().map_err(anyhow::Error::msg)?;
+    let templates = crate::run::read_template_dir(settings)?;
     let store = open_current(settings, args.migrate).await?;
     let mut builder = Engine::builder(store.clone()).config(settings.engine.clone());
     if let Some(telemetry) = &telemetry {
@@ -73,6 +74,7 @@ pub(crate) async fn run(
     // Sensitive keys in custom event data and step error contexts never reach subscribers.
     engine.events().set_redactor(settings.log.redactor());
     crate::run::register_examples(&engine).await?;
+    crate::run::register_templates(&engine, templates).await?;
     engine
         .events()
         .register(Arc::new(tasker_events::LogSubscriber::new()))?;

@@ -39,7 +39,22 @@ pub(crate) struct Settings {
     pub cache: tasker_api::CacheSettings,
     /// OTLP export of traces and metrics (off by default).
     pub telemetry: crate::telemetry::TelemetrySettings,
+    /// Template files registered at start-up.
+    pub templates: TemplatesSettings,
 }
+
+/// `[templates]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct TemplatesSettings {
+    /// A folder whose `.yaml`, `.yml` and `.json` templates `tasker run`, `tasker serve` and
+    /// `tasker worker` register at start-up (relative to the working directory). Unset: the
+    /// `templates` folder of the working directory, when there is one.
+    pub dir: Option<std::path::PathBuf>,
+}
+
+/// The folder `[templates] dir` defaults to, when it exists.
+pub(crate) const DEFAULT_TEMPLATES_DIR: &str = "templates";
 
 /// The server the client commands call when `--server` is not given.
 pub(crate) const DEFAULT_SERVER: &str = "http://127.0.0.1:8080";

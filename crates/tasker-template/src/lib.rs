@@ -22,6 +22,8 @@ pub mod template;
 
 pub use context::{ContextError, ContextSchema, ContextSchemaError};
 pub use graph::{DependencyGraph, GraphFormat};
+#[cfg(feature = "schema")]
+pub use template::json_schema;
 pub use template::{
     CustomEventDecl, DEFAULT_VERSION, StepTemplate, TaskTemplate, TemplateError, TemplateErrorKind,
     TemplateErrors,

@@ -8,4 +8,5 @@ mod claims;
 mod create_many;
 mod lifecycle;
 mod queries;
+mod schema;
 mod support;

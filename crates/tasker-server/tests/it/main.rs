@@ -3,6 +3,7 @@
 
 mod auth;
 mod client;
+mod init;
 mod metrics;
 mod relay;
 mod serve;

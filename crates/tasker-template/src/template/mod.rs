@@ -34,6 +34,7 @@ pub const DEFAULT_RETRY_LIMIT: u32 = 3;
 
 /// A custom event a template or step declares it may publish.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CustomEventDecl {
     /// The event name, published and subscribed to as written.
@@ -113,6 +114,7 @@ impl StepTemplate {
 
 /// Per-environment overrides, deep-merged into the template by [`TaskTemplate::for_environment`].
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct EnvironmentOverride {
     /// Step overrides, matched to steps by name.
@@ -126,6 +128,8 @@ pub struct EnvironmentOverride {
     pub configuration: Option<Value>,
 }
 
+#[cfg(feature = "schema")]
+pub use raw::json_schema;
 pub use raw::{StepOverride, TimeoutValue};
 
 /// A validated workflow definition.

@@ -13,40 +13,78 @@ use super::{
 };
 use tasker_domain::request::DEFAULT_NAMESPACE;
 
+/// A Tasker task template: a workflow of steps and their dependencies.
 #[derive(Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(rename = "TaskTemplate"))]
 #[serde(deny_unknown_fields)]
-struct RawTemplate {
+pub(crate) struct RawTemplate {
+    /// The workflow's name.
     name: String,
+    /// Its namespace (`default` when not stated).
     namespace_name: Option<String>,
+    /// Its semver version (`0.1.0` when not stated).
+    #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(schema_with = "schema::version"))]
     version: Option<Value>,
+    /// Accepted for compatibility; no behaviour.
     module_namespace: Option<String>,
+    /// A registered task handler providing hooks; optional.
     task_handler_class: Option<String>,
+    /// What the workflow does.
     description: Option<String>,
+    /// Accepted for compatibility; steps always run concurrently.
     concurrent: Option<bool>,
+    /// The dependent system of steps that state none.
     default_dependent_system: Option<String>,
+    /// When present, every step and dependency must be listed here.
     named_steps: Option<Vec<String>>,
+    /// JSON Schema for the task context.
     schema: Option<Value>,
+    /// The steps, in declaration order.
     step_templates: Option<Vec<RawStep>>,
+    /// Overrides per environment name (`engine.environment` picks one).
     environments: Option<BTreeMap<String, Option<EnvironmentOverride>>>,
+    /// Custom events the workflow may publish.
     custom_events: Option<Vec<CustomEventDecl>>,
+    /// Accepted for compatibility; informational only.
     handler_config: Option<Value>,
+    /// Free-form configuration stored with the named task.
     configuration: Option<Value>,
 }
 
+/// One step of a workflow.
 #[derive(Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(rename = "StepTemplate"))]
 #[serde(deny_unknown_fields)]
 struct RawStep {
+    /// Unique within the template.
     name: String,
+    /// What the step does.
     description: Option<String>,
+    /// The step handler, resolved through the handler registry (`tasker::noop`, `MyHandler`, ...).
     handler_class: Option<String>,
+    /// The outside system the step talks to (the template's default when not stated).
     dependent_system: Option<String>,
+    /// The one step this step waits for.
     depends_on_step: Option<String>,
+    /// The steps this step waits for.
     depends_on_steps: Option<Vec<String>>,
+    /// Whether a failed attempt is retried (default true).
     default_retryable: Option<bool>,
+    /// Attempts allowed, the first included (default 3).
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = 1000)))]
     default_retry_limit: Option<i64>,
+    /// Whether the step may be bypassed when the task is created.
     skippable: Option<bool>,
+    /// How long one attempt may run: seconds, or text such as `500ms`, `30s`, `5m`, `1h`.
+    #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(schema_with = "schema::timeout"))]
     timeout: Option<TimeoutValue>,
+    /// Handler configuration, handed to the handler as `handler_config`.
     handler_config: Option<Value>,
+    /// Custom events the step's handler may publish.
     custom_events: Option<Vec<CustomEventDecl>>,
 }
 
@@ -54,6 +92,7 @@ pub use tasker_domain::duration::TimeoutValue;
 
 /// One step's overrides inside an environment; every field but `name` is optional.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct StepOverride {
     /// The step to override.
@@ -84,6 +123,7 @@ pub struct StepOverride {
     pub skippable: Option<bool>,
     /// Replaces the timeout.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "schema", schemars(schema_with = "schema::timeout"))]
     pub timeout: Option<TimeoutValue>,
     /// Deep-merged into the handler config.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -446,4 +486,32 @@ impl Locator {
         };
         self.keys.get(key).copied()
     }
+}
+
+/// Schemas for fields whose Rust type is wider than what a template may hold.
+#[cfg(feature = "schema")]
+mod schema {
+    use schemars::{Schema, SchemaGenerator, json_schema};
+
+    /// `version`: a semver string (`1.0.0`); a bare number is accepted and read as text.
+    pub(super) fn version(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({ "type": ["string", "number"] })
+    }
+
+    /// A timeout: a positive number of seconds, or a number with `ms`, `s`, `m` or `h`.
+    pub(super) fn timeout(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "anyOf": [
+                { "type": "number", "exclusiveMinimum": 0 },
+                { "type": "string", "pattern": "^\\s*[0-9]+(\\.[0-9]+)?\\s*(ms|s|m|h)?\\s*$" }
+            ]
+        })
+    }
+}
+
+/// The JSON Schema (draft 2020-12) of the template format, as the parser reads it: unknown keys
+/// are refused, as [`TaskTemplate::from_yaml`] refuses them.
+#[cfg(feature = "schema")]
+pub fn json_schema() -> Value {
+    schemars::schema_for!(RawTemplate).to_value()
 }
