@@ -30,7 +30,7 @@ pub use store::{
     PreparedTask, RecommendedAction, RecordReport, RecordedStep, RegisteredTemplate, SchemaStatus,
     SlowStep, SlowTask, StepErrorCount, StepFailure, StepInputs, StepOutcome, StepReadiness,
     StepRecord, Store, TaskAnalytics, TaskExecutionContext, TaskFilter, TaskRecord,
-    TransitionRecord,
+    TransitionRecord, redact_url,
 };
 pub use tasker_migrations::Migrator;
 pub use time::{from_micros, to_micros};

@@ -3,6 +3,7 @@
 
 mod auth_cli;
 mod client;
+mod config_check;
 mod events;
 mod jwks;
 mod metrics;
@@ -136,12 +137,28 @@ enum Command {
         #[command(subcommand)]
         command: auth_cli::KeysCommand,
     },
+    /// Check the configuration: print the effective settings with where each came from
+    /// (secrets redacted); exit 0 when valid, 2 with the reasons when not
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
     /// Ask a running server's readiness probe; exit 0 when it is ready (for container health
     /// checks)
     Health {
         /// The server's base URL
         #[arg(long, default_value = "http://127.0.0.1:8080")]
         url: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate the configuration (as startup does) and print the effective settings
+    Check {
+        /// JSON instead of text
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -197,6 +214,16 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             print!("{}", template.graph().render(format));
             Ok(ExitCode::SUCCESS)
         }
+        Command::Config {
+            command: ConfigCommand::Check { json },
+        } => {
+            let runtime = tokio::runtime::Runtime::new()?;
+            Ok(runtime.block_on(config_check::run(
+                cli.config.as_deref(),
+                cli.database.as_deref(),
+                json,
+            )))
+        }
         command => {
             let mut settings = settings::load(cli.config.as_deref())?;
             if let Some(url) = cli.database {
@@ -240,7 +267,10 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     Command::Steps(args) => client::steps(&settings, args).await,
                     Command::Token { command } => auth_cli::token(&settings, command).await,
                     Command::Keys { command } => auth_cli::keys(&settings, command).await,
-                    Command::Validate { .. } | Command::Graph { .. } | Command::Events { .. } => {
+                    Command::Validate { .. }
+                    | Command::Graph { .. }
+                    | Command::Events { .. }
+                    | Command::Config { .. } => {
                         unreachable!("handled above")
                     }
                 }

@@ -50,9 +50,20 @@ pub(crate) async fn open_current(settings: &Settings, migrate: bool) -> anyhow::
     Ok(store)
 }
 
+/// Stops startup when the profile's rules are broken (`tasker config check` lists them too).
+pub(crate) fn refuse_profile_violations(settings: &Settings) -> anyhow::Result<()> {
+    let errors = settings.profile_rules();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        bail!("{}", errors.join("; "))
+    }
+}
+
 pub(crate) async fn run(settings: &Settings, args: ServeArgs) -> anyhow::Result<ExitCode> {
     let signal = crate::worker::shutdown_signal()?;
     settings.api.validate().map_err(anyhow::Error::msg)?;
+    refuse_profile_violations(settings)?;
     let store = open_current(settings, args.migrate).await?;
     let telemetry = if settings.metrics.enabled {
         Some(crate::metrics::Telemetry::new()?)

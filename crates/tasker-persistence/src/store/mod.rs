@@ -115,7 +115,7 @@ impl Store {
         let db = Database::connect(opts)
             .await
             .map_err(|source| StoreError::Connect {
-                url: redact(url),
+                url: redact_url(url),
                 source,
             })?;
         let store = Self { db };
@@ -196,7 +196,8 @@ impl Store {
     }
 }
 
-fn redact(url: &str) -> String {
+/// `url` with its password replaced by `***`, for messages and listings.
+pub fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
             let credentials = &url[scheme + 3..at];
@@ -214,10 +215,13 @@ mod tests {
     #[test]
     fn passwords_are_redacted_from_urls() {
         assert_eq!(
-            super::redact("postgres://u:secret@h/db"),
+            super::redact_url("postgres://u:secret@h/db"),
             "postgres://u:***@h/db"
         );
-        assert_eq!(super::redact("postgres://u@h/db"), "postgres://u@h/db");
-        assert_eq!(super::redact("sqlite://tasker.db"), "sqlite://tasker.db");
+        assert_eq!(super::redact_url("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(
+            super::redact_url("sqlite://tasker.db"),
+            "sqlite://tasker.db"
+        );
     }
 }
