@@ -12,6 +12,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261126_000001_create_core_tables;
 mod m20261130_120000_create_api_keys;
+mod m20261201_000002_runtime_switches;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261126_000001_create_core_tables::Migration),
             Box::new(m20261130_120000_create_api_keys::Migration),
+            Box::new(m20261201_000002_runtime_switches::Migration),
             // `cargo xtask migrate new` adds migrations above this line.
         ]
     }

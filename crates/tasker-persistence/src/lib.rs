@@ -26,11 +26,11 @@ pub use error::StoreError;
 pub use store::{
     ApiKeyRecord, Backlog, BlockingReason, ChangedStep, ClaimBatch, ClaimFilter, ClaimedStep,
     ConnectOptions, CreateTaskOptions, CreatedTask, DEFAULT_DATABASE_URL, ExecutionStatus,
-    HealthCounts, HealthStatus, Listener, MAX_NOTIFY_PAYLOAD, NewApiKey, Page, PoolStatus,
-    PreparedTask, RecommendedAction, RecordReport, RecordedStep, RegisteredTemplate, SchemaStatus,
-    SlowStep, SlowTask, StepErrorCount, StepFailure, StepInputs, StepOutcome, StepReadiness,
-    StepRecord, Store, TaskAnalytics, TaskExecutionContext, TaskFilter, TaskRecord,
-    TransitionRecord, redact_url,
+    HealthCounts, HealthStatus, Listener, MAX_NOTIFY_PAYLOAD, NamespaceLimit, NewApiKey, Page,
+    PoolStatus, PreparedTask, RecommendedAction, RecordReport, RecordedStep, RegisteredTemplate,
+    RuntimeSwitch, SchemaStatus, SlowStep, SlowTask, StepErrorCount, StepFailure, StepInputs,
+    StepOutcome, StepReadiness, StepRecord, Store, SwitchChange, SwitchKind, SwitchTarget,
+    TaskAnalytics, TaskExecutionContext, TaskFilter, TaskRecord, TransitionRecord, redact_url,
 };
 pub use tasker_migrations::Migrator;
 pub use time::{from_micros, to_micros};

@@ -7,6 +7,7 @@ mod nodelay;
 mod notify;
 mod queries;
 mod sql;
+mod switches;
 mod templates;
 mod transitions;
 mod types;
@@ -22,11 +23,12 @@ use tasker_migrations::MigratorTrait;
 pub use api_keys::{ApiKeyRecord, NewApiKey};
 pub use create::PreparedTask;
 pub use notify::{Listener, MAX_NOTIFY_PAYLOAD};
+pub use switches::{RuntimeSwitch, SwitchChange, SwitchKind, SwitchTarget};
 pub use types::{
     Backlog, BlockingReason, ChangedStep, ClaimBatch, ClaimFilter, ClaimedStep, CreateTaskOptions,
-    CreatedTask, ExecutionStatus, HealthCounts, HealthStatus, Page, PoolStatus, RecommendedAction,
-    RecordReport, RecordedStep, RegisteredTemplate, SlowStep, SlowTask, StepErrorCount,
-    StepFailure, StepInputs, StepOutcome, StepReadiness, StepRecord, TaskAnalytics,
+    CreatedTask, ExecutionStatus, HealthCounts, HealthStatus, NamespaceLimit, Page, PoolStatus,
+    RecommendedAction, RecordReport, RecordedStep, RegisteredTemplate, SlowStep, SlowTask,
+    StepErrorCount, StepFailure, StepInputs, StepOutcome, StepReadiness, StepRecord, TaskAnalytics,
     TaskExecutionContext, TaskFilter, TaskRecord, TransitionRecord,
 };
 

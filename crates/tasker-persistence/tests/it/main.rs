@@ -8,3 +8,4 @@ mod create_many;
 mod lifecycle;
 mod queries;
 mod support;
+mod switches;
