@@ -54,6 +54,7 @@ pub use keys::DatabaseApiKeys;
 pub use metrics::{
     MetricsAuth, MetricsExporter, PROMETHEUS_CONTENT_TYPE, UNMATCHED_ROUTE, track_requests,
 };
+pub use routes::switches::{LimitBody, PauseBody, SwitchChangeView, SwitchView, SwitchesView};
 pub use routes::tasks::IDEMPOTENCY_KEY;
 pub use state::ApiSettings;
 pub use views::{
@@ -120,6 +121,7 @@ impl Api {
             .merge(routes::steps::router())
             .merge(routes::templates::router())
             .merge(routes::events::router())
+            .merge(routes::switches::router())
             .merge(routes::health::router())
     }
 

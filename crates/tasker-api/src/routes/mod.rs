@@ -3,5 +3,6 @@
 pub(crate) mod events;
 pub(crate) mod health;
 pub(crate) mod steps;
+pub(crate) mod switches;
 pub(crate) mod tasks;
 pub(crate) mod templates;

@@ -6,5 +6,6 @@ mod events;
 mod props;
 mod steps;
 mod support;
+mod switches;
 mod tasks;
 mod templates;
