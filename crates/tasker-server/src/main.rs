@@ -127,6 +127,8 @@ enum Command {
     Tasks(client::TasksArgs),
     /// Steps of a task on a running server: list, show, resolve, retry, cancel
     Steps(client::StepsArgs),
+    /// Runtime switches on a running server: list, pause, resume, limit
+    Switches(client::SwitchesArgs),
     /// Mint and inspect JWTs with the configured auth.jwt keys
     Token {
         #[command(subcommand)]
@@ -265,6 +267,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     Command::Health { url } => serve::health(&url).await,
                     Command::Tasks(args) => client::tasks(&settings, args).await,
                     Command::Steps(args) => client::steps(&settings, args).await,
+                    Command::Switches(args) => client::switches(&settings, args).await,
                     Command::Token { command } => auth_cli::token(&settings, command).await,
                     Command::Keys { command } => auth_cli::keys(&settings, command).await,
                     Command::Validate { .. }

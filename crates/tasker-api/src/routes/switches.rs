@@ -33,7 +33,7 @@ pub(crate) fn router() -> OpenApiRouter<Arc<Shared>> {
 }
 
 /// A switch in force.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct SwitchView {
     /// `pause` or `limit`.
     pub kind: String,
@@ -56,7 +56,7 @@ pub struct SwitchView {
 }
 
 /// One audited change.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct SwitchChangeView {
     /// Increasing id.
     pub change_id: i64,
@@ -77,7 +77,7 @@ pub struct SwitchChangeView {
 }
 
 /// The switches in force and the latest changes.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct SwitchesView {
     /// Every switch in force.
     pub switches: Vec<SwitchView>,
@@ -86,7 +86,7 @@ pub struct SwitchesView {
 }
 
 /// What to pause or resume, and why.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PauseBody {
     /// The namespace.
@@ -102,7 +102,7 @@ pub struct PauseBody {
 }
 
 /// A namespace's cap on running step attempts, and why.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LimitBody {
     /// Most step attempts of the namespace in progress at once across every process (at least
