@@ -54,7 +54,9 @@ pub use keys::DatabaseApiKeys;
 pub use metrics::{
     MetricsAuth, MetricsExporter, PROMETHEUS_CONTENT_TYPE, UNMATCHED_ROUTE, track_requests,
 };
-pub use routes::switches::{LimitBody, PauseBody, SwitchChangeView, SwitchView, SwitchesView};
+pub use routes::switches::{
+    LimitBody, PauseBody, SwitchChangeView, SwitchView, SwitchesView, TemplateRef,
+};
 pub use routes::tasks::IDEMPOTENCY_KEY;
 pub use state::ApiSettings;
 pub use views::{

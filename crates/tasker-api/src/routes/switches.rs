@@ -90,15 +90,30 @@ pub struct SwitchesView {
 #[serde(deny_unknown_fields)]
 pub struct PauseBody {
     /// The namespace.
+    #[schema(min_length = 1, max_length = 1000, pattern = "^[^\\u0000]+$")]
     pub namespace: String,
-    /// A template of it (every version unless `version` is given); absent: the namespace.
+    /// One template of the namespace (every version unless `version` is given); absent: the
+    /// whole namespace.
     #[serde(default)]
-    pub name: Option<String>,
+    pub template: Option<TemplateRef>,
+    /// Why (required: it is logged).
+    #[schema(min_length = 1, max_length = 1000, pattern = "^[^\\u0000]+$")]
+    pub reason: String,
+}
+
+/// A template, and optionally one version of it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateRef {
+    /// The template's name.
+    #[schema(min_length = 1, max_length = 1000, pattern = "^[^\\u0000]+$")]
+    pub name: String,
     /// One version of the template.
     #[serde(default)]
+    #[schema(
+        pattern = r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$"
+    )]
     pub version: Option<String>,
-    /// Why (required: it is logged).
-    pub reason: String,
 }
 
 /// A namespace's cap on running step attempts, and why.
@@ -107,8 +122,10 @@ pub struct PauseBody {
 pub struct LimitBody {
     /// Most step attempts of the namespace in progress at once across every process (at least
     /// 1); `null` removes the cap.
+    #[schema(minimum = 1, maximum = 2147483647)]
     pub max_running: Option<u32>,
     /// Why (required: it is logged).
+    #[schema(min_length = 1, max_length = 1000, pattern = "^[^\\u0000]+$")]
     pub reason: String,
 }
 
@@ -151,16 +168,16 @@ impl From<SwitchChange> for SwitchChangeView {
 }
 
 fn text(field: &str, value: &str) -> Result<(), ApiError> {
-    if value.trim().is_empty() {
+    if value.is_empty() {
         return Err(ApiError::unprocessable(
             "invalid_body",
             format!("{field} must not be empty"),
         ));
     }
-    if value.len() > MAX_TEXT || value.contains('\0') {
+    if value.chars().count() > MAX_TEXT || value.contains('\0') {
         return Err(ApiError::unprocessable(
             "invalid_body",
-            format!("{field} must be at most {MAX_TEXT} bytes with no NUL character"),
+            format!("{field} must be at most {MAX_TEXT} characters with no NUL character"),
         ));
     }
     Ok(())
@@ -169,13 +186,9 @@ fn text(field: &str, value: &str) -> Result<(), ApiError> {
 fn target(body: &PauseBody) -> Result<SwitchTarget, ApiError> {
     text("namespace", &body.namespace)?;
     text("reason", &body.reason)?;
-    match (&body.name, &body.version) {
-        (None, Some(_)) => Err(ApiError::unprocessable(
-            "invalid_body",
-            "version needs name: a version belongs to a template",
-        )),
-        (None, None) => Ok(SwitchTarget::namespace(body.namespace.clone())),
-        (Some(name), version) => {
+    match &body.template {
+        None => Ok(SwitchTarget::namespace(body.namespace.clone())),
+        Some(TemplateRef { name, version }) => {
             text("name", name)?;
             if let Some(version) = version {
                 semver::Version::parse(version).map_err(|e| {
@@ -262,7 +275,7 @@ pub(crate) async fn resume(
 /// Sets or removes a namespace's cap on step attempts running at once across every process.
 #[utoipa::path(
     put, path = "/runtime/switches/limits/{namespace}", tag = "runtime",
-    params(("namespace" = String, Path, description = "The namespace")),
+    params(("namespace" = String, Path, description = "The namespace", min_length = 1, max_length = 1000, pattern = "^[^\\u0000]+$")),
     request_body = LimitBody,
     responses(
         (status = 200, description = "The change logged", body = SwitchChangeView),
@@ -283,7 +296,13 @@ pub(crate) async fn limit_namespace(
             "max_running must be at least 1 (to stop the namespace, pause it)",
         ));
     }
-    let max_running = body.max_running.map(|n| n.min(i32::MAX as u32));
+    if body.max_running.is_some_and(|n| n > i32::MAX as u32) {
+        return Err(ApiError::unprocessable(
+            "invalid_body",
+            format!("max_running must be at most {}", i32::MAX),
+        ));
+    }
+    let max_running = body.max_running;
     let change = shared
         .engine
         .limit_namespace(

@@ -101,15 +101,15 @@ async fn bad_switch_requests_are_refused_and_store_nothing() {
                 "reason must not be empty",
             ),
             (
-                json!({"namespace": " ", "reason": "x"}),
+                json!({"namespace": "", "reason": "x"}),
                 "namespace must not be empty",
             ),
             (
-                json!({"namespace": "shop", "version": "1.0.0", "reason": "x"}),
-                "version needs name",
+                json!({"namespace": "shop", "template": {"version": "1.0.0"}, "reason": "x"}),
+                "missing field `name`",
             ),
             (
-                json!({"namespace": "shop", "name": "order", "version": "one", "reason": "x"}),
+                json!({"namespace": "shop", "template": {"name": "order", "version": "one"}, "reason": "x"}),
                 "not a semantic version",
             ),
             (json!({"namespace": "shop\u{0}", "reason": "x"}), "NUL"),

@@ -165,7 +165,11 @@ fn pause_body(target: PauseTarget) -> anyhow::Result<Value> {
                     "template `{template}` must be namespace/name or namespace/name@version"
                 );
             };
-            json!({"namespace": namespace, "name": name, "version": version, "reason": reason})
+            json!({
+                "namespace": namespace,
+                "template": {"name": name, "version": version},
+                "reason": reason,
+            })
         }
     })
 }
