@@ -13,6 +13,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261126_000001_create_core_tables;
 mod m20261130_120000_create_api_keys;
 mod m20261201_000001_task_trace_context;
+mod m20261201_000002_runtime_switches;
 mod m20261201_000003_create_revoked_tokens;
 mod m20261201_000004_analytics_indexes;
 
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000001_create_core_tables::Migration),
             Box::new(m20261130_120000_create_api_keys::Migration),
             Box::new(m20261201_000001_task_trace_context::Migration),
+            Box::new(m20261201_000002_runtime_switches::Migration),
             Box::new(m20261201_000003_create_revoked_tokens::Migration),
             Box::new(m20261201_000004_analytics_indexes::Migration),
             // `cargo xtask migrate new` adds migrations above this line.

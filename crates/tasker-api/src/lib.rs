@@ -64,6 +64,9 @@ pub use routes::analytics::{
     TemplatePerformanceView, bottlenecks_view, performance_view,
 };
 pub use routes::health::{cache_check, readiness_checks};
+pub use routes::switches::{
+    LimitBody, PauseBody, SwitchChangeView, SwitchView, SwitchesView, TemplateRef,
+};
 pub use routes::tasks::IDEMPOTENCY_KEY;
 pub use state::{ApiSettings, HealthSettings};
 pub use views::{
@@ -159,6 +162,7 @@ impl Api {
             .merge(routes::steps::router())
             .merge(routes::templates::router())
             .merge(routes::events::router())
+            .merge(routes::switches::router())
             .merge(routes::health::router())
             .merge(routes::analytics::router())
     }

@@ -21,6 +21,7 @@ use utoipa::{Modify, OpenApi};
         (name = "templates", description = "Workflow templates"),
         (name = "handlers", description = "Handler discovery"),
         (name = "events", description = "Live events (Server-Sent Events)"),
+        (name = "runtime", description = "Runtime switches: pause, resume and namespace limits"),
         (name = "health", description = "Probes; never authenticated"),
         (name = "analytics", description = "Performance and bottlenecks over a time window"),
     )

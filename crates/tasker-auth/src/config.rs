@@ -23,7 +23,7 @@ use crate::jwt::{
 use crate::operation::Operation;
 use crate::permission::{Grant, Permission, PermissionError};
 
-/// Which rules apply: development allows open access, production refuses it unless
+/// Which rules apply: development and test allow open access, production refuses it unless
 /// `auth.allow_open_in_production` says otherwise.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -31,8 +31,27 @@ pub enum Profile {
     /// A developer's machine.
     #[default]
     Development,
+    /// Automated tests: deterministic defaults.
+    Test,
     /// A deployment.
     Production,
+}
+
+impl Profile {
+    /// The written name: `development`, `test` or `production`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Profile::Development => "development",
+            Profile::Test => "test",
+            Profile::Production => "production",
+        }
+    }
+}
+
+impl fmt::Display for Profile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// An authenticator named in `auth.authenticators`.

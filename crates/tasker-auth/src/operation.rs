@@ -351,7 +351,11 @@ impl Operation {
         row(
             Op::UpdateRuntimeSwitch,
             p(R::RuntimeSwitch, Update),
-            &[put("/runtime/switches/{name}")],
+            &[
+                post("/runtime/switches/pause"),
+                post("/runtime/switches/resume"),
+                put("/runtime/switches/limits/{namespace}"),
+            ],
             &["setRuntimeSwitch"],
         ),
         row(Op::HealthLive, None, &[get("/health/live")], &[]),

@@ -33,6 +33,10 @@ pub struct EngineConfig {
     /// Fallback wake-up for work created by other processes.
     #[serde(with = "tasker_domain::serde_secs::secs")]
     pub poll_interval: Duration,
+    /// How often the runtime switches (pauses, namespace limits) are read from the database:
+    /// every process honours a change within this (at most 1 min).
+    #[serde(with = "tasker_domain::serde_secs::secs")]
+    pub switch_refresh: Duration,
     /// Timeout for steps whose template sets none (at most 24 h).
     #[serde(with = "tasker_domain::serde_secs::secs")]
     pub default_step_timeout: Duration,
@@ -64,6 +68,7 @@ impl Default for EngineConfig {
             record_batch_size: 256,
             lease: Duration::from_secs(30),
             poll_interval: Duration::from_secs(1),
+            switch_refresh: Duration::from_secs(1),
             default_step_timeout: DEFAULT_STEP_TIMEOUT,
             shutdown_grace: Duration::from_secs(30),
             backoff: BackoffPolicy::default(),
@@ -113,6 +118,17 @@ impl EngineConfig {
             return Err(too_long(
                 "poll_interval",
                 self.poll_interval,
+                MAX_POLL_INTERVAL,
+                "1 min",
+            ));
+        }
+        if self.switch_refresh.is_zero() {
+            return Err("engine.switch_refresh must be positive".into());
+        }
+        if self.switch_refresh > MAX_POLL_INTERVAL {
+            return Err(too_long(
+                "switch_refresh",
+                self.switch_refresh,
                 MAX_POLL_INTERVAL,
                 "1 min",
             ));

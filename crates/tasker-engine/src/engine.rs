@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -20,8 +20,9 @@ use tasker_events::{
     Category, Event, EventBus, EventStream, Interest, Payload, TaskLabels, WorkflowPayload,
 };
 use tasker_persistence::{
-    ClaimBatch, ClaimFilter, ClaimedStep, CreateTaskOptions, CreatedTask, RecordReport,
-    RegisteredTemplate, StepFailure, StepInputs, StepOutcome, Store, TaskRecord,
+    ClaimBatch, ClaimFilter, ClaimedStep, CreateTaskOptions, CreatedTask, NamespaceLimit,
+    RecordReport, RegisteredTemplate, RuntimeSwitch, StepFailure, StepInputs, StepOutcome, Store,
+    SwitchChange, SwitchKind, SwitchTarget, TaskRecord,
 };
 use tasker_state_machine::{TransitionOutcome, step as step_machine, task as task_machine};
 use tasker_template::TaskTemplate;
@@ -148,6 +149,7 @@ impl EngineBuilder {
                 coordinator: Mutex::new(None),
                 namespaces: self.namespaces,
                 claim_filter: Mutex::new(ClaimFilter::default()),
+                switches_active: AtomicBool::new(false),
             }),
         };
         // Templates already in the given registry declare custom events too.
@@ -226,6 +228,9 @@ struct Inner {
     /// registered here, in its namespaces. Refreshed from the catalogue at start, at upkeep and
     /// when a template is registered.
     claim_filter: Mutex<ClaimFilter>,
+    /// Whether runtime switches were in force at the last read (then the coordinator wakes at
+    /// every `engine.switch_refresh` to see them lifted).
+    switches_active: AtomicBool,
     /// Group-commits concurrent task creations.
     creator: Creator,
     /// The coordinator's instruments.
@@ -268,9 +273,22 @@ impl Engine {
         }
     }
 
-    /// Recomputes which templates' tasks this engine claims, from the catalogue: those whose
-    /// step handler classes are all registered here, in the configured namespaces.
+    /// Recomputes which templates' tasks this engine claims, from the catalogue and the
+    /// runtime switches: those whose step handler classes are all registered here, in the
+    /// configured namespaces, not paused, with the namespace limits in force.
     async fn refresh_claim_filter(&self) {
+        let inner = &self.inner;
+        let switches = match inner.store.runtime_switches().await {
+            Ok(switches) => switches,
+            Err(err) => {
+                tracing::warn!(error = %err, "reading the runtime switches failed; the claim filter is unchanged");
+                return;
+            }
+        };
+        self.refresh_claim_filter_with(&switches).await;
+    }
+
+    async fn refresh_claim_filter_with(&self, switches: &[RuntimeSwitch]) {
         let inner = &self.inner;
         let catalogue = match inner.store.template_catalogue().await {
             Ok(catalogue) => catalogue,
@@ -283,8 +301,29 @@ impl Engine {
             &catalogue,
             |class| inner.registry.step_handler(class).is_some(),
             inner.namespaces.as_deref(),
+            switches,
         );
+        inner
+            .switches_active
+            .store(!switches.is_empty(), Ordering::Relaxed);
         *inner.claim_filter.lock().expect("claim filter lock") = filter;
+    }
+
+    /// Reads the runtime switches (every `engine.switch_refresh`, from the coordinator's loop):
+    /// the claim filter is rebuilt while any are in force and once after the last is lifted,
+    /// so without switches this costs one small query.
+    async fn refresh_switches(&self) {
+        let inner = &self.inner;
+        let switches = match inner.store.runtime_switches().await {
+            Ok(switches) => switches,
+            Err(err) => {
+                tracing::warn!(error = %err, "reading the runtime switches failed; the claim filter is unchanged");
+                return;
+            }
+        };
+        if !switches.is_empty() || inner.switches_active.load(Ordering::Relaxed) {
+            self.refresh_claim_filter_with(&switches).await;
+        }
     }
 
     fn current_claim_filter(&self) -> ClaimFilter {
@@ -1036,6 +1075,90 @@ impl Engine {
         self.retry_task_as(task_id, &Operator::system()).await
     }
 
+    /// The runtime switches in force (pauses and namespace limits), from the database.
+    pub async fn runtime_switches(&self) -> Result<Vec<RuntimeSwitch>, EngineError> {
+        Ok(self.inner.store.runtime_switches().await?)
+    }
+
+    /// The latest `limit` runtime switch changes, newest first.
+    pub async fn runtime_switch_changes(
+        &self,
+        limit: u64,
+    ) -> Result<Vec<SwitchChange>, EngineError> {
+        Ok(self.inner.store.runtime_switch_changes(limit).await?)
+    }
+
+    /// Pauses a namespace or template: no process claims its ready steps until it is resumed
+    /// (each within `engine.switch_refresh`; this one at once). Running attempts finish, and
+    /// tasks can still be created. Logged with `operator` and its note as the reason.
+    pub async fn pause(
+        &self,
+        target: &SwitchTarget,
+        operator: &Operator,
+    ) -> Result<SwitchChange, EngineError> {
+        let change = self
+            .inner
+            .store
+            .pause(
+                target,
+                operator.note.as_deref().unwrap_or(""),
+                &operator.actor,
+                self.inner.clock.now(),
+            )
+            .await?;
+        self.switched().await;
+        Ok(change)
+    }
+
+    /// Lifts a pause; `None` when `target` was not paused.
+    pub async fn resume(
+        &self,
+        target: &SwitchTarget,
+        operator: &Operator,
+    ) -> Result<Option<SwitchChange>, EngineError> {
+        let change = self
+            .inner
+            .store
+            .resume(
+                target,
+                operator.note.as_deref().unwrap_or(""),
+                &operator.actor,
+                self.inner.clock.now(),
+            )
+            .await?;
+        self.switched().await;
+        Ok(change)
+    }
+
+    /// Caps `namespace`'s step attempts running at once across every process (`None` lifts the
+    /// cap; then `None` comes back when there was none).
+    pub async fn limit_namespace(
+        &self,
+        namespace: &str,
+        max_running: Option<u32>,
+        operator: &Operator,
+    ) -> Result<Option<SwitchChange>, EngineError> {
+        let change = self
+            .inner
+            .store
+            .limit_namespace(
+                namespace,
+                max_running,
+                operator.note.as_deref().unwrap_or(""),
+                &operator.actor,
+                self.inner.clock.now(),
+            )
+            .await?;
+        self.switched().await;
+        Ok(change)
+    }
+
+    /// After a switch changed here: this engine applies it at once.
+    async fn switched(&self) {
+        self.refresh_claim_filter().await;
+        self.inner.wake.notify_one();
+    }
+
     /// [`retry_task`](Self::retry_task), recording who asked and why in the history.
     pub async fn retry_task_as(
         &self,
@@ -1198,6 +1321,7 @@ async fn coordinate(inner: Arc<Inner>) {
     let mut finished: Vec<Finished> = Vec::new();
     let mut tasks: HashMap<TaskId, TaskInfo> = HashMap::new();
     let mut next_upkeep = inner.clock.now();
+    let mut next_switch_refresh = saturating_add(inner.clock.now(), config.switch_refresh);
     let mut last_upkeep: Option<DateTime<Utc>> = None;
     let mut epoch = 0u64;
     let mut was_idle = true;
@@ -1257,11 +1381,15 @@ async fn coordinate(inner: Arc<Inner>) {
             engine.refresh_claim_filter().await;
             last_upkeep = Some(now);
             next_upkeep = saturating_add(now, config.lease / 3);
+            next_switch_refresh = saturating_add(now, config.switch_refresh);
             // What the events of a task need is kept only while it has attempts here (a claim
             // rebuilds it), so tasks finished elsewhere or by an operator do not accumulate.
             tasks.retain(|id, _| {
                 per_task.contains_key(id) || held.iter().any(|(step, _)| step.task_id == *id)
             });
+        } else if now >= next_switch_refresh {
+            engine.refresh_switches().await;
+            next_switch_refresh = saturating_add(now, config.switch_refresh);
         }
         // Start held steps whose task has room now.
         let mut still_held = VecDeque::new();
@@ -1404,6 +1532,10 @@ async fn coordinate(inner: Arc<Inner>) {
         if let Some(at) = drain_deadline {
             wake_at = wake_at.min(at);
         }
+        if inner.switches_active.load(Ordering::Relaxed) {
+            // A pause or limit may be hiding ready work: look again when it may have changed.
+            wake_at = wake_at.min(next_switch_refresh);
+        }
         if idle {
             // Nothing of ours is running: ask the database what comes next, which also covers
             // backoffs and leases of other processes.
@@ -1456,7 +1588,35 @@ fn claim_filter(
     catalogue: &[(i64, TaskTemplate)],
     registered: impl Fn(&str) -> bool,
     namespaces: Option<&[String]>,
+    switches: &[RuntimeSwitch],
 ) -> ClaimFilter {
+    let mut paused_named_task_ids = Vec::new();
+    let mut limits = Vec::new();
+    for switch in switches {
+        match switch.kind {
+            SwitchKind::Pause => paused_named_task_ids.extend(
+                catalogue
+                    .iter()
+                    .filter(|(_, t)| {
+                        switch
+                            .target
+                            .covers(&t.namespace_name, &t.name, &t.version.to_string())
+                    })
+                    .map(|(id, _)| *id),
+            ),
+            SwitchKind::Limit => limits.push(NamespaceLimit {
+                namespace: switch.target.namespace.clone(),
+                max_running: switch.max_running.unwrap_or(0),
+                named_task_ids: catalogue
+                    .iter()
+                    .filter(|(_, t)| t.namespace_name == switch.target.namespace)
+                    .map(|(id, _)| *id)
+                    .collect(),
+            }),
+        }
+    }
+    paused_named_task_ids.sort_unstable();
+    paused_named_task_ids.dedup();
     let allowed: Vec<i64> = catalogue
         .iter()
         .filter(|(_, template)| {
@@ -1471,6 +1631,8 @@ fn claim_filter(
     ClaimFilter {
         named_task_ids: (allowed.len() < catalogue.len() || namespaces.is_some())
             .then_some(allowed),
+        paused_named_task_ids,
+        limits,
     }
 }
 
@@ -2316,16 +2478,16 @@ mod tests {
         ];
         let here = |class: &str| class == "here";
         assert_eq!(
-            claim_filter(&catalogue, here, None).named_task_ids,
+            claim_filter(&catalogue, here, None, &[]).named_task_ids,
             Some(vec![1, 3])
         );
         let ops = ["ops".to_owned()];
         assert_eq!(
-            claim_filter(&catalogue, here, Some(&ops)).named_task_ids,
+            claim_filter(&catalogue, here, Some(&ops), &[]).named_task_ids,
             Some(vec![3])
         );
         assert_eq!(
-            claim_filter(&catalogue, |_| true, None),
+            claim_filter(&catalogue, |_| true, None, &[]),
             ClaimFilter::default()
         );
     }

@@ -29,11 +29,12 @@ pub use store::{
     AnalyticsScope, ApiKeyRecord, Backlog, BlockingReason, Bottlenecks, ChangedStep, ClaimBatch,
     ClaimFilter, ClaimedStep, ConnectOptions, CreateTaskOptions, CreatedTask, DEFAULT_DATABASE_URL,
     ErrorHotSpot, ExecutionStatus, HealthCounts, HealthStatus, Listener, MAX_ANALYTICS_LIMIT,
-    MAX_ANALYTICS_WINDOW, MAX_NOTIFY_PAYLOAD, NewApiKey, Page, Performance, PoolStatus,
-    PreparedTask, RecommendedAction, RecordReport, RecordedStep, RegisteredTemplate, RetriedStep,
-    RevokedToken, SchemaStatus, StepFailure, StepInputs, StepOutcome, StepReadiness, StepRecord,
-    StepTiming, Store, TaskExecutionContext, TaskFilter, TaskRecord, TemplatePerformance,
-    TransitionRecord,
+    MAX_ANALYTICS_WINDOW, MAX_NOTIFY_PAYLOAD, NamespaceLimit, NewApiKey, Page, Performance,
+    PoolStatus, PreparedTask, RecommendedAction, RecordReport, RecordedStep, RegisteredTemplate,
+    RetriedStep, RevokedToken, RuntimeSwitch, SchemaStatus, StepFailure, StepInputs, StepOutcome,
+    StepReadiness, StepRecord, StepTiming, Store, SwitchChange, SwitchKind, SwitchTarget,
+    TaskExecutionContext, TaskFilter, TaskRecord, TemplatePerformance, TransitionRecord,
+    redact_url,
 };
 pub use tasker_migrations::Migrator;
 pub use time::{from_micros, to_micros};

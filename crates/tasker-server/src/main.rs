@@ -3,6 +3,7 @@
 
 mod auth_cli;
 mod client;
+mod config_check;
 mod events;
 mod health;
 mod init;
@@ -139,6 +140,8 @@ enum Command {
     Tasks(client::TasksArgs),
     /// Steps of a task on a running server: list, show, resolve, retry, cancel
     Steps(client::StepsArgs),
+    /// Runtime switches on a running server: list, pause, resume, limit
+    Switches(client::SwitchesArgs),
     /// Mint and inspect JWTs with the configured auth.jwt keys
     Token {
         #[command(subcommand)]
@@ -149,10 +152,26 @@ enum Command {
         #[command(subcommand)]
         command: auth_cli::KeysCommand,
     },
+    /// Check the configuration: print the effective settings with where each came from
+    /// (secrets redacted); exit 0 when valid, 2 with the reasons when not
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
     /// Check readiness (a running server's, or with --local this process's view of the
     /// database and cache) or read the detailed status report; exit 0 when ready or healthy,
     /// 1 when not (for container health checks)
     Health(health::HealthArgs),
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate the configuration (as startup does) and print the effective settings
+    Check {
+        /// JSON instead of text
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -207,6 +226,16 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             print!("{}", template.graph().render(format));
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Config {
+            command: ConfigCommand::Check { json },
+        } => {
+            let runtime = tokio::runtime::Runtime::new()?;
+            Ok(runtime.block_on(config_check::run(
+                cli.config.as_deref(),
+                cli.database.as_deref(),
+                json,
+            )))
         }
         command => {
             let mut settings = settings::load(cli.config.as_deref())?;
@@ -275,12 +304,14 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     Command::Health(args) => health::run(&settings, args).await,
                     Command::Tasks(args) => client::tasks(&settings, args).await,
                     Command::Steps(args) => client::steps(&settings, args).await,
+                    Command::Switches(args) => client::switches(&settings, args).await,
                     Command::Token { command } => auth_cli::token(&settings, command).await,
                     Command::Keys { command } => auth_cli::keys(&settings, command).await,
                     Command::Validate { .. }
                     | Command::Graph { .. }
                     | Command::Events { .. }
-                    | Command::Init { .. } => {
+                    | Command::Init { .. }
+                    | Command::Config { .. } => {
                         unreachable!("handled above")
                     }
                 }

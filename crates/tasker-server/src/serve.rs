@@ -50,6 +50,16 @@ pub(crate) async fn open_current(settings: &Settings, migrate: bool) -> anyhow::
     Ok(store)
 }
 
+/// Stops startup when the profile's rules are broken (`tasker config check` lists them too).
+pub(crate) fn refuse_profile_violations(settings: &Settings) -> anyhow::Result<()> {
+    let errors = settings.profile_rules();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        bail!("{}", errors.join("; "))
+    }
+}
+
 /// `telemetry`: the meter provider behind `/metrics` (built by `main` when `metrics.enabled`,
 /// so that it is flushed after the runtime ends).
 pub(crate) async fn run(
@@ -59,6 +69,7 @@ pub(crate) async fn run(
 ) -> anyhow::Result<ExitCode> {
     let signal = crate::worker::shutdown_signal()?;
     settings.api.validate().map_err(anyhow::Error::msg)?;
+    refuse_profile_violations(settings)?;
     settings.health.validate().map_err(anyhow::Error::msg)?;
     let cache = settings.cache.build().map_err(anyhow::Error::msg)?;
     let cache_ttl = settings.cache.ttl().map_err(anyhow::Error::msg)?;

@@ -35,6 +35,7 @@ pub(crate) fn shutdown_signal()
 pub(crate) async fn run(settings: &Settings, namespaces: Vec<String>) -> anyhow::Result<ExitCode> {
     // Listening before the engine starts: a signal that arrives during start-up still drains.
     let signal = shutdown_signal()?;
+    crate::serve::refuse_profile_violations(settings)?;
     let (_, engine) = crate::run::open_claiming(settings, &namespaces).await?;
     // On PostgreSQL, what this worker runs reaches the event streams of `tasker serve`
     // processes on the same database; without it they would see nothing of its tasks.

@@ -4,5 +4,6 @@ pub(crate) mod analytics;
 pub(crate) mod events;
 pub(crate) mod health;
 pub(crate) mod steps;
+pub(crate) mod switches;
 pub(crate) mod tasks;
 pub(crate) mod templates;

@@ -8,5 +8,6 @@ mod health;
 mod props;
 mod steps;
 mod support;
+mod switches;
 mod tasks;
 mod templates;

@@ -14,3 +14,4 @@ mod relay;
 mod retries;
 mod shapes;
 mod support;
+mod switches;

@@ -115,6 +115,10 @@ impl Store {
         let outcomes = outcomes.as_ref();
         retrying(|| async move {
             let txn = self.write_txn().await?;
+            if claim_limit > 0 {
+                // Limit locks come before the row locks recording takes (the lock order).
+                lock_limits(&txn, filter).await?;
+            }
             let claimed = outcomes.iter().map(|o| (owner, o)).collect();
             let report = record_in(&txn, claimed, now).await?;
             let batch = if claim_limit == 0 {
@@ -388,6 +392,126 @@ impl Store {
 }
 
 /// Claims up to `limit` (> 0) ready steps inside `txn`'s transaction.
+/// ` AND [NOT] EXISTS (...)`: only (or never) steps of tasks of these named tasks. An empty
+/// list allows nothing (or excludes nothing).
+fn named_tasks_clause(ids: &[i64], allowed: bool) -> String {
+    if ids.is_empty() {
+        return if allowed {
+            " AND 1 = 0".to_owned()
+        } else {
+            String::new()
+        };
+    }
+    format!(
+        " AND {}EXISTS (SELECT 1 FROM tasker_tasks f WHERE f.task_id = tasker_workflow_steps.task_id \
+         AND f.named_task_id IN ({}))",
+        if allowed { "" } else { "NOT " },
+        ids.iter()
+            .map(i64::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
+/// On PostgreSQL, serializes claims that count a limited namespace's running attempts: one
+/// transaction-scoped advisory lock per namespace, in name order, taken before any row lock.
+/// (SQLite has one writer at a time already.)
+async fn lock_limits<C: ConnectionTrait>(txn: &C, filter: &ClaimFilter) -> Result<(), StoreError> {
+    let backend = txn.get_database_backend();
+    if backend != DbBackend::Postgres {
+        return Ok(());
+    }
+    let mut namespaces: Vec<&str> = filter.limits.iter().map(|l| l.namespace.as_str()).collect();
+    namespaces.sort_unstable();
+    namespaces.dedup();
+    for namespace in namespaces {
+        txn.execute_raw(stmt(
+            backend,
+            "SELECT pg_advisory_xact_lock(hashtext($1))",
+            vec![format!("tasker.namespace_limit:{namespace}").into()],
+        ))
+        .await?;
+    }
+    Ok(())
+}
+
+/// Step attempts in progress (any process) per named task of the limited namespaces.
+async fn running_per_named_task<C: ConnectionTrait>(
+    txn: &C,
+    filter: &ClaimFilter,
+) -> Result<HashMap<i64, i64>, StoreError> {
+    let ids: Vec<i64> = filter
+        .limits
+        .iter()
+        .flat_map(|l| l.named_task_ids.iter().copied())
+        .collect();
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows = txn
+        .query_all_raw(stmt(
+            txn.get_database_backend(),
+            format!(
+                "SELECT t.named_task_id AS named_task_id, COUNT(*) AS running \
+                 FROM tasker_workflow_steps s JOIN tasker_tasks t ON t.task_id = s.task_id \
+                 WHERE s.lease_expires_at IS NOT NULL AND s.state = 'in_progress' \
+                 AND t.named_task_id IN ({}) GROUP BY t.named_task_id",
+                ids.iter()
+                    .map(i64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            vec![],
+        ))
+        .await?;
+    let mut running = HashMap::with_capacity(rows.len());
+    for row in &rows {
+        running.insert(
+            get::<i64>(row, "named_task_id")?,
+            get::<i64>(row, "running")?,
+        );
+    }
+    Ok(running)
+}
+
+/// Up to `limit` ready steps that `clause` allows, oldest first; on PostgreSQL their pending
+/// tasks are locked first (the lock order) and the steps with `SKIP LOCKED`.
+async fn select_candidates<C: ConnectionTrait>(
+    txn: &C,
+    clause: &str,
+    now: i64,
+    limit: usize,
+) -> Result<Vec<QueryResult>, StoreError> {
+    let backend = txn.get_database_backend();
+    // The lock order: a claim that starts a pending task locks that task row before any step
+    // row. Tasks already running are not touched by a claim, so their rows are not locked.
+    if backend == DbBackend::Postgres {
+        txn.query_all_raw(stmt(
+            backend,
+            format!(
+                "SELECT task_id FROM tasker_tasks WHERE state = 'pending' AND task_id IN \
+                 (SELECT task_id FROM tasker_workflow_steps WHERE unfinished_parents = 0 \
+                 AND next_attempt_at IS NOT NULL AND next_attempt_at <= $1{clause} ORDER BY next_attempt_at LIMIT $2) \
+                 ORDER BY task_id FOR UPDATE"
+            ),
+            vec![now.into(), i64::try_from(limit).unwrap_or(i64::MAX).into()],
+        ))
+        .await?;
+    }
+    Ok(txn
+        .query_all_raw(stmt(
+            backend,
+            format!(
+                "SELECT workflow_step_id, state FROM tasker_workflow_steps \
+                 WHERE unfinished_parents = 0 AND next_attempt_at IS NOT NULL AND next_attempt_at <= $1{clause} \
+                 ORDER BY next_attempt_at LIMIT $2{}",
+                skip_locked(backend)
+            ),
+            vec![now.into(), i64::try_from(limit).unwrap_or(i64::MAX).into()],
+        ))
+        .await?)
+}
+
 async fn claim_in<C: ConnectionTrait>(
     txn: &C,
     owner: &str,
@@ -400,44 +524,48 @@ async fn claim_in<C: ConnectionTrait>(
     let lease_until = now.saturating_add(micros(lease));
     // Named task ids are integers the engine read from the catalogue, written inline so the
     // statement's parameters stay the same.
-    let only = match &filter.named_task_ids {
+    let mut only = match &filter.named_task_ids {
         None => String::new(),
-        Some(ids) => format!(
-            " AND EXISTS (SELECT 1 FROM tasker_tasks f WHERE f.task_id = tasker_workflow_steps.task_id \
-             AND f.named_task_id IN ({}))",
-            ids.iter()
-                .map(i64::to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
+        Some(ids) => named_tasks_clause(ids, true),
     };
-    // The lock order: a claim that starts a pending task locks that task row before any step
-    // row. Tasks already running are not touched by a claim, so their rows are not locked.
-    if backend == DbBackend::Postgres {
-        txn.query_all_raw(stmt(
-            backend,
-            format!(
-                "SELECT task_id FROM tasker_tasks WHERE state = 'pending' AND task_id IN \
-                 (SELECT task_id FROM tasker_workflow_steps WHERE unfinished_parents = 0 \
-                 AND next_attempt_at IS NOT NULL AND next_attempt_at <= $1{only} ORDER BY next_attempt_at LIMIT $2) \
-                 ORDER BY task_id FOR UPDATE"
-            ),
-            vec![now.into(), i64::try_from(limit).unwrap_or(i64::MAX).into()],
-        ))
-        .await?;
-    }
-    let candidates = txn
-        .query_all_raw(stmt(
-            backend,
-            format!(
-                "SELECT workflow_step_id, state FROM tasker_workflow_steps \
-                 WHERE unfinished_parents = 0 AND next_attempt_at IS NOT NULL AND next_attempt_at <= $1{only} \
-                 ORDER BY next_attempt_at LIMIT $2{}",
-                skip_locked(backend)
-            ),
-            vec![now.into(), i64::try_from(limit).unwrap_or(i64::MAX).into()],
-        ))
-        .await?;
+    let candidates = if filter.limits.is_empty() {
+        only.push_str(&named_tasks_clause(&filter.paused_named_task_ids, false));
+        select_candidates(txn, &only, now, limit).await?
+    } else {
+        lock_limits(txn, filter).await?;
+        let running = running_per_named_task(txn, filter).await?;
+        let mut excluded = filter.paused_named_task_ids.clone();
+        let mut with_room = Vec::new();
+        for cap in &filter.limits {
+            let used: i64 = cap
+                .named_task_ids
+                .iter()
+                .filter_map(|id| running.get(id))
+                .sum();
+            let room = i64::from(cap.max_running).saturating_sub(used);
+            excluded.extend(&cap.named_task_ids);
+            if room > 0 {
+                with_room.push((&cap.named_task_ids, usize::try_from(room).unwrap_or(0)));
+            }
+        }
+        let paused = named_tasks_clause(&filter.paused_named_task_ids, false);
+        let mut candidates = Vec::new();
+        // Each limited namespace takes at most its room; then the rest take what is left.
+        for (ids, room) in with_room {
+            let wanted = room.min(limit - candidates.len());
+            if wanted == 0 || ids.is_empty() {
+                continue;
+            }
+            let clause = format!("{only}{paused}{}", named_tasks_clause(ids, true));
+            candidates.extend(select_candidates(txn, &clause, now, wanted).await?);
+        }
+        let rest = limit - candidates.len();
+        if rest > 0 {
+            let clause = format!("{only}{}", named_tasks_clause(&excluded, false));
+            candidates.extend(select_candidates(txn, &clause, now, rest).await?);
+        }
+        candidates
+    };
     if candidates.is_empty() {
         return Ok(ClaimBatch::default());
     }

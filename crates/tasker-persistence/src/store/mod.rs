@@ -9,6 +9,7 @@ mod notify;
 mod queries;
 mod revocations;
 mod sql;
+mod switches;
 mod templates;
 mod transitions;
 mod types;
@@ -29,11 +30,13 @@ pub use api_keys::{ApiKeyRecord, NewApiKey};
 pub use create::PreparedTask;
 pub use notify::{Listener, MAX_NOTIFY_PAYLOAD};
 pub use revocations::RevokedToken;
+pub use switches::{RuntimeSwitch, SwitchChange, SwitchKind, SwitchTarget};
 pub use types::{
     Backlog, BlockingReason, ChangedStep, ClaimBatch, ClaimFilter, ClaimedStep, CreateTaskOptions,
-    CreatedTask, ExecutionStatus, HealthCounts, HealthStatus, Page, PoolStatus, RecommendedAction,
-    RecordReport, RecordedStep, RegisteredTemplate, StepFailure, StepInputs, StepOutcome,
-    StepReadiness, StepRecord, TaskExecutionContext, TaskFilter, TaskRecord, TransitionRecord,
+    CreatedTask, ExecutionStatus, HealthCounts, HealthStatus, NamespaceLimit, Page, PoolStatus,
+    RecommendedAction, RecordReport, RecordedStep, RegisteredTemplate, StepFailure, StepInputs,
+    StepOutcome, StepReadiness, StepRecord, TaskExecutionContext, TaskFilter, TaskRecord,
+    TransitionRecord,
 };
 
 use crate::error::StoreError;
@@ -121,7 +124,7 @@ impl Store {
         let db = Database::connect(opts)
             .await
             .map_err(|source| StoreError::Connect {
-                url: redact(url),
+                url: redact_url(url),
                 source,
             })?;
         let store = Self { db };
@@ -239,7 +242,8 @@ impl Store {
     }
 }
 
-fn redact(url: &str) -> String {
+/// `url` with its password replaced by `***`, for messages and listings.
+pub fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
             let credentials = &url[scheme + 3..at];
@@ -257,10 +261,13 @@ mod tests {
     #[test]
     fn passwords_are_redacted_from_urls() {
         assert_eq!(
-            super::redact("postgres://u:secret@h/db"),
+            super::redact_url("postgres://u:secret@h/db"),
             "postgres://u:***@h/db"
         );
-        assert_eq!(super::redact("postgres://u@h/db"), "postgres://u@h/db");
-        assert_eq!(super::redact("sqlite://tasker.db"), "sqlite://tasker.db");
+        assert_eq!(super::redact_url("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(
+            super::redact_url("sqlite://tasker.db"),
+            "sqlite://tasker.db"
+        );
     }
 }

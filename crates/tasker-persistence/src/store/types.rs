@@ -27,6 +27,22 @@ pub struct RegisteredTemplate {
 pub struct ClaimFilter {
     /// `None`: any task; `Some(ids)`: only tasks of these named tasks (none when empty).
     pub named_task_ids: Option<Vec<i64>>,
+    /// Named tasks whose steps are not claimed at all (paused by a runtime switch).
+    pub paused_named_task_ids: Vec<i64>,
+    /// Caps on the step attempts of a namespace running at once, across every process: a
+    /// claim counts what runs in the database and takes no more than the room left.
+    pub limits: Vec<NamespaceLimit>,
+}
+
+/// One namespace's cap on running step attempts, with the named tasks it covers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NamespaceLimit {
+    /// The namespace.
+    pub namespace: String,
+    /// Most step attempts of its tasks in progress at once.
+    pub max_running: u32,
+    /// Its named tasks (templates, every version).
+    pub named_task_ids: Vec<i64>,
 }
 
 /// How to create a task.

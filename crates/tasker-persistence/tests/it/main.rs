@@ -10,3 +10,4 @@ mod lifecycle;
 mod queries;
 mod schema;
 mod support;
+mod switches;

@@ -3,6 +3,9 @@
 
 pub(crate) mod http;
 mod sse;
+mod switches;
+
+pub(crate) use switches::{SwitchesArgs, switches};
 
 use std::path::PathBuf;
 use std::process::ExitCode;

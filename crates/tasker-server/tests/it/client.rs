@@ -675,3 +675,109 @@ fn bad_input_and_an_unreachable_server_are_named_without_a_panic() {
         text(&out.stderr)
     );
 }
+
+#[tokio::test]
+async fn operators_pause_resume_and_limit_namespaces_from_the_command_line() {
+    on_each_database(|db| async move {
+        let server = Server::start(&db.url, &[], &[QUICK]).await;
+        let paused = server.json(&[
+            "switches",
+            "pause",
+            "namespace",
+            "cli",
+            "--reason",
+            "deploy in progress",
+        ]);
+        assert_eq!(
+            (paused["action"].as_str(), paused["target"].as_str()),
+            (Some("pause"), Some("cli"))
+        );
+        let task = id_of(&server.json(&["tasks", "create", "cli/quick", "--context", "{}"]));
+        let listed = server.run(&["switches", "list"]);
+        let table = text(&listed.stdout);
+        assert!(
+            table.contains("pause   cli") && table.contains("deploy in progress"),
+            "{table}"
+        );
+        assert!(
+            table.contains("pause cli by anonymous: deploy in progress"),
+            "{table}"
+        );
+        let resumed = server.run(&[
+            "switches",
+            "resume",
+            "namespace",
+            "cli",
+            "--reason",
+            "deployed",
+        ]);
+        assert!(resumed.status.success(), "{}", text(&resumed.stderr));
+        let watched = server.run(&["tasks", "watch", &task]);
+        assert_eq!(watched.status.code(), Some(0), "{}", text(&watched.stderr));
+        let again = server.run(&[
+            "switches",
+            "resume",
+            "namespace",
+            "cli",
+            "--reason",
+            "twice",
+        ]);
+        assert!(!again.status.success());
+        assert!(
+            text(&again.stderr).contains("cli is not paused"),
+            "{}",
+            text(&again.stderr)
+        );
+
+        let limited = server.json(&[
+            "switches",
+            "limit",
+            "namespace",
+            "cli",
+            "2",
+            "--reason",
+            "gentle",
+        ]);
+        assert_eq!(limited["max_running"], 2);
+        let bad = server.run(&[
+            "switches",
+            "limit",
+            "namespace",
+            "cli",
+            "two",
+            "--reason",
+            "x",
+        ]);
+        assert_eq!(bad.status.code(), Some(2));
+        assert!(
+            text(&bad.stderr).contains("got `two`"),
+            "{}",
+            text(&bad.stderr)
+        );
+        let lifted = server.json(&[
+            "switches",
+            "limit",
+            "namespace",
+            "cli",
+            "none",
+            "--reason",
+            "done",
+        ]);
+        assert_eq!(lifted["action"], "unlimit");
+        let template = server.run(&[
+            "switches",
+            "pause",
+            "template",
+            "cli-quick",
+            "--reason",
+            "x",
+        ]);
+        assert_eq!(template.status.code(), Some(2));
+        assert!(
+            text(&template.stderr).contains("namespace/name"),
+            "{}",
+            text(&template.stderr)
+        );
+    })
+    .await;
+}

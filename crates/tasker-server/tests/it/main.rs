@@ -43,6 +43,66 @@ fn write(dir: &Path, name: &str, contents: &str) -> PathBuf {
 }
 
 #[test]
+fn config_check_exits_0_when_valid_and_2_with_the_reasons_when_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = write(
+        dir.path(),
+        "db_url",
+        "postgres://tasker:pw@db:5432/tasker\n",
+    );
+    let config = write(dir.path(), "tasker.toml", "[engine]\nlease = 20.0\n");
+    let out = Command::new(env!("CARGO_BIN_EXE_tasker"))
+        .args([
+            "config",
+            "check",
+            "--json",
+            "--config",
+            config.to_str().unwrap(),
+        ])
+        .env_remove("TASKER_DATABASE_URL")
+        .env("TASKER_DATABASE__URL_FILE", &secret)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["valid"], true);
+    let url = report["settings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["key"] == "database.url")
+        .unwrap();
+    assert_eq!(url["value"], "postgres://tasker:***@db:5432/tasker");
+    assert_eq!(
+        url["source"],
+        format!("file {} (from TASKER_DATABASE__URL_FILE)", secret.display())
+    );
+
+    let out = Command::new(env!("CARGO_BIN_EXE_tasker"))
+        .args(["config", "check", "--config", config.to_str().unwrap()])
+        .env_remove("TASKER_DATABASE_URL")
+        .env("TASKER_PROFILE", "production")
+        .env("TASKER_ENGINE__LEASE", "0")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout
+            .contains("error: auth: auth.authenticators includes `open` in the production profile"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("error: engine: ") && stdout.contains("lease"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("configuration is invalid: 2 error(s)"),
+        "{stdout}"
+    );
+}
+
+#[test]
 fn validate_reports_every_error_with_file_line_and_step() {
     let dir = tempfile::tempdir().unwrap();
     let good = tasker(&["validate", DIAMOND]);
