@@ -764,6 +764,15 @@ async fn operators_pause_resume_and_limit_namespaces_from_the_command_line() {
             "done",
         ]);
         assert_eq!(lifted["action"], "unlimit");
+        let one = server.json(&[
+            "switches",
+            "pause",
+            "template",
+            "cli/quick@1.0.0",
+            "--reason",
+            "bad release",
+        ]);
+        assert_eq!(one["target"], "cli/quick@1.0.0");
         let template = server.run(&[
             "switches",
             "pause",
