@@ -551,3 +551,81 @@ pub mod revoked_token {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+/// The `tasker_runtime_switches` table.
+pub mod runtime_switch {
+    use sea_orm::entity::prelude::*;
+
+    /// One row of `tasker_runtime_switches`: a pause or a namespace limit in force.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "tasker_runtime_switches")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        #[allow(missing_docs)]
+        pub switch_id: i64,
+        #[allow(missing_docs)]
+        pub kind: String,
+        #[allow(missing_docs)]
+        pub target: String,
+        #[allow(missing_docs)]
+        pub namespace: String,
+        #[allow(missing_docs)]
+        pub name: Option<String>,
+        #[allow(missing_docs)]
+        pub version: Option<String>,
+        #[allow(missing_docs)]
+        pub max_running: Option<i32>,
+        #[allow(missing_docs)]
+        pub reason: String,
+        #[allow(missing_docs)]
+        pub set_by: String,
+        #[allow(missing_docs)]
+        pub set_at: i64,
+    }
+
+    /// Relations are expressed in queries, not here.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// The `tasker_runtime_switch_changes` table.
+pub mod runtime_switch_change {
+    use sea_orm::entity::prelude::*;
+
+    /// One row of `tasker_runtime_switch_changes`: an audited change to a switch.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "tasker_runtime_switch_changes")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        #[allow(missing_docs)]
+        pub change_id: i64,
+        #[allow(missing_docs)]
+        pub action: String,
+        #[allow(missing_docs)]
+        pub kind: String,
+        #[allow(missing_docs)]
+        pub target: String,
+        #[allow(missing_docs)]
+        pub namespace: String,
+        #[allow(missing_docs)]
+        pub name: Option<String>,
+        #[allow(missing_docs)]
+        pub version: Option<String>,
+        #[allow(missing_docs)]
+        pub max_running: Option<i32>,
+        #[allow(missing_docs)]
+        pub reason: String,
+        #[allow(missing_docs)]
+        pub changed_by: String,
+        #[allow(missing_docs)]
+        pub changed_at: i64,
+    }
+
+    /// Relations are expressed in queries, not here.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

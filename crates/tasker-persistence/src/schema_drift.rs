@@ -140,6 +140,8 @@ fn entity_tables() -> Tables {
     describe::<entities::task_annotation::Entity>(&mut tables);
     describe::<entities::api_key::Entity>(&mut tables);
     describe::<entities::revoked_token::Entity>(&mut tables);
+    describe::<entities::runtime_switch::Entity>(&mut tables);
+    describe::<entities::runtime_switch_change::Entity>(&mut tables);
     tables
 }
 
