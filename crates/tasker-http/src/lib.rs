@@ -5,7 +5,8 @@
 //! `handler_config`: `url` (required), `method` (default `GET`), `headers` (object), `query`
 //! (object), `body` (JSON), `timeout` (seconds or `"30s"`, default 30 s), `success_codes` (list,
 //! default 200–226). Every call carries `x-correlation-id`, `idempotency-key` and, when traces
-//! are exported, the W3C `traceparent` of the attempt's span (unless `headers` sets one).
+//! are exported, the W3C `traceparent` of its `http.client` span, a child of the attempt's
+//! (unless `headers` sets one).
 //!
 //! Who depends on it: `tasker-engine` (behind its default `http` feature, which registers the
 //! handler as `tasker::http`), and applications that wrap or reconfigure the handler.
@@ -24,6 +25,7 @@ use serde_json::{Value, json};
 use tasker_domain::codes;
 use tasker_domain::{StepError, TimeoutValue, parse_retry_after};
 use tasker_handler::{StepContext, StepHandler};
+use tracing::Instrument as _;
 
 /// A response as classifiers see it. Header names are lower-case.
 #[derive(Debug, Clone, PartialEq)]
@@ -83,7 +85,7 @@ impl HttpHandler {
     }
 }
 
-/// The trace-context headers of the current span (the step attempt) through the global
+/// The trace-context headers of the current span (the outbound call's) through the global
 /// text-map propagator: `traceparent` (and `tracestate` when set) when the span is recorded by
 /// OpenTelemetry, nothing when tracing export is off.
 fn trace_headers() -> Vec<(String, String)> {
@@ -193,6 +195,9 @@ impl StepHandler for HttpHandler {
                 invalid("handler_config.success_codes must be a list of status codes")
             })?),
         };
+        let method_name = method.to_string();
+        let url_host = url.host_str().unwrap_or_default().to_owned();
+        let url_path = url.path().to_owned();
         let mut request = self
             .client
             .request(method, url)
@@ -207,14 +212,24 @@ impl StepHandler for HttpHandler {
                 request = request.header(name.as_str(), value);
             }
         }
-        // The W3C trace context of the attempt's span, unless the template sets the header.
+        // The call is a client span of its own, a child of the attempt's: host and path only,
+        // never the query string or credentials.
+        let span = tracing::info_span!(
+            "http.client",
+            otel.kind = "client",
+            http.request.method = %method_name,
+            server.address = url_host.as_str(),
+            url.path = url_path.as_str(),
+            http.response.status_code = tracing::field::Empty,
+        );
+        // The W3C trace context of that span, unless the template sets the header.
         let configured = |name: &str| {
             config
                 .get("headers")
                 .and_then(Value::as_object)
                 .is_some_and(|headers| headers.keys().any(|k| k.eq_ignore_ascii_case(name)))
         };
-        for (name, value) in trace_headers() {
+        for (name, value) in span.in_scope(trace_headers) {
             if !configured(&name) {
                 request = request.header(name, value);
             }
@@ -223,9 +238,12 @@ impl StepHandler for HttpHandler {
             request = request.json(body);
         }
         let sent = tokio::select! {
-            sent = request.send() => sent,
+            sent = request.send().instrument(span.clone()) => sent,
             () = step.cancellation.cancelled() => return Err(StepError::retryable("cancelled").with_code(codes::CANCELLED)),
         };
+        if let Ok(response) = &sent {
+            span.record("http.response.status_code", response.status().as_u16());
+        }
         let response = sent.map_err(|e| {
             let code = if e.is_timeout() {
                 codes::TIMEOUT
@@ -244,7 +262,7 @@ impl StepHandler for HttpHandler {
                     .map(|v| (k.as_str().to_ascii_lowercase(), v.to_owned()))
             })
             .collect();
-        let text = response.text().await.map_err(|e| {
+        let text = response.text().instrument(span).await.map_err(|e| {
             StepError::retryable(format!("reading the response failed: {e}"))
                 .with_code(codes::HTTP_TRANSPORT)
         })?;
@@ -276,6 +294,11 @@ mod tests {
     use tokio::net::TcpListener;
 
     use super::*;
+
+    /// Tracing's per-callsite interest is process-wide: a test that makes a call with no
+    /// subscriber while another has its own can leave the `http.client` callsite disabled for
+    /// both. The tests of this module take turns.
+    static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
     fn context(config: Value, attempt: u32) -> StepContext {
         let (mut context, _) = StepContext::standalone(config);
@@ -323,6 +346,7 @@ mod tests {
 
     #[tokio::test]
     async fn success_returns_status_headers_and_parsed_body() {
+        let _serial = SERIAL.lock().await;
         let (result, request) = call(
             201,
             "content-type: application/json\r\n",
@@ -345,6 +369,7 @@ mod tests {
 
     #[tokio::test]
     async fn responses_are_classified_like_the_rails_engine() {
+        let _serial = SERIAL.lock().await;
         let (result, _) = call(429, "retry-after: 7\r\n", "slow down", json!({})).await;
         let err = result.unwrap_err();
         assert_eq!(
@@ -400,6 +425,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_handler_classifies_before_the_defaults() {
+        let _serial = SERIAL.lock().await;
         let (url, server) = serve_once(409, "", "exists").await;
         let handler = HttpHandler::new().with_classifier(Arc::new(ConflictIsSuccess));
         let result = handler.handle(context(json!({"url": url}), 1)).await;
@@ -409,6 +435,7 @@ mod tests {
 
     #[tokio::test]
     async fn bad_config_and_transport_errors() {
+        let _serial = SERIAL.lock().await;
         let err = HttpHandler::new()
             .handle(context(json!({}), 1))
             .await
@@ -442,7 +469,8 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn sends_the_traceparent_of_the_attempt_span() {
+    async fn the_call_is_a_client_span_under_the_attempt_and_sends_its_traceparent() {
+        let _serial = SERIAL.lock().await;
         use opentelemetry::trace::TracerProvider as _;
         use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
         use tracing::Instrument as _;
@@ -460,6 +488,7 @@ mod tests {
         let _guard = tracing::subscriber::set_default(subscriber);
 
         let (url, server) = serve_once(200, "", "").await;
+        let url = format!("{url}?token=secret");
         let span = tracing::info_span!("step_attempt");
         let result = HttpHandler::new()
             .handle(context(json!({"url": url}), 1))
@@ -470,10 +499,38 @@ mod tests {
         let request = server.await.unwrap();
         let spans = exporter.get_finished_spans().unwrap();
         let attempt = spans.iter().find(|s| s.name == "step_attempt").unwrap();
+        let client = spans.iter().find(|s| s.name == "http.client").unwrap();
+        assert_eq!(client.parent_span_id, attempt.span_context.span_id());
+        assert_eq!(
+            client.span_context.trace_id(),
+            attempt.span_context.trace_id()
+        );
+        assert_eq!(client.span_kind, opentelemetry::trace::SpanKind::Client);
+        let attribute = |key: &str| {
+            client
+                .attributes
+                .iter()
+                .find(|kv| kv.key.as_str() == key)
+                .map(|kv| kv.value.to_string())
+        };
+        assert_eq!(attribute("http.request.method").as_deref(), Some("GET"));
+        assert_eq!(attribute("url.path").as_deref(), Some("/api"));
+        assert_eq!(
+            attribute("http.response.status_code").as_deref(),
+            Some("200")
+        );
+        assert!(
+            !client
+                .attributes
+                .iter()
+                .any(|kv| kv.value.to_string().contains('?')),
+            "no query string in {:?}",
+            client.attributes
+        );
         let expected = format!(
             "traceparent: 00-{}-{}-01",
-            attempt.span_context.trace_id(),
-            attempt.span_context.span_id()
+            client.span_context.trace_id(),
+            client.span_context.span_id()
         );
         assert!(
             request.to_ascii_lowercase().contains(&expected),
@@ -483,6 +540,7 @@ mod tests {
 
     #[tokio::test]
     async fn sends_no_traceparent_when_traces_are_not_recorded() {
+        let _serial = SERIAL.lock().await;
         let (_, request) = call(200, "", "", json!({})).await;
         assert!(
             !request.to_ascii_lowercase().contains("traceparent"),

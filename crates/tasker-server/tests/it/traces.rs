@@ -244,10 +244,16 @@ async fn request_creation_attempts_and_the_outbound_call_share_one_trace() {
             .iter()
             .find(|s| attribute(s, "step").as_deref() == Some("call"))
             .unwrap();
+        let client: Vec<_> = spans.iter().filter(|s| s.name == "http.client").collect();
+        assert_eq!(client.len(), 1, "one outbound call");
+        assert_eq!(client[0].parent_span_id, calling.span_context.span_id());
         assert_eq!(
             traceparent_of(&call),
-            (trace.to_owned(), calling.span_context.span_id().to_string()),
-            "the outbound call carries the attempt's trace context"
+            (
+                trace.to_owned(),
+                client[0].span_context.span_id().to_string()
+            ),
+            "the outbound call carries its client span's trace context"
         );
     })
     .await;
@@ -481,11 +487,16 @@ async fn serve_and_worker_processes_export_one_trace_per_task_over_otlp() {
         for attempt in &attempts {
             assert_eq!(attempt.parent_span_id, creation.span_id, "{attempt:#?}");
         }
+        let client = in_trace
+            .iter()
+            .find(|s| s.span_id == hex(&call_parent))
+            .expect("the outbound traceparent names an exported span");
+        assert_eq!(client.name, "http.client");
         assert!(
             attempts
                 .iter()
-                .any(|attempt| attempt.span_id == hex(&call_parent)),
-            "the outbound traceparent names an attempt span"
+                .any(|attempt| attempt.span_id == client.parent_span_id),
+            "the client span is a child of an attempt"
         );
     })
     .await;
