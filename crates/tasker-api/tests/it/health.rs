@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::Value;
-use tasker_api::{CacheSettings, HealthSettings};
+use tasker_api::HealthSettings;
 use tasker_persistence::testing::on_each_database;
 
 use crate::support::{open_access, serve, serve_api};
@@ -123,8 +123,11 @@ async fn claims_past_their_lease_beyond_the_threshold_make_the_report_unhealthy(
     .await;
 }
 
+/// Needs the `redis` feature (on in workspace builds, where the server enables it).
+#[cfg(feature = "redis")]
 #[tokio::test]
 async fn an_unreachable_shared_cache_fails_readiness_but_never_a_report() {
+    use tasker_api::CacheSettings;
     on_each_database(|db| async move {
         // Nothing listens on port 1.
         let cache = CacheSettings {
@@ -182,6 +185,8 @@ async fn an_unreachable_shared_cache_fails_readiness_but_never_a_report() {
 
 #[cfg(feature = "redis")]
 mod redis {
+    use tasker_api::CacheSettings;
+
     use super::*;
 
     fn redis_url() -> Option<String> {
@@ -409,6 +414,7 @@ mod revocations {
     #[cfg(feature = "redis")]
     #[tokio::test]
     async fn with_redis_every_replica_refuses_a_revoked_token_at_once() {
+        use tasker_api::CacheSettings;
         let Ok(url) = std::env::var("TASKER_TEST_REDIS_URL") else {
             return;
         };

@@ -614,3 +614,35 @@ async fn actions_a_state_refuses_say_which_state_and_what_the_action_needs() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn text_holding_a_nul_is_refused_before_it_reaches_the_database() {
+    // PostgreSQL cannot store U+0000 in text; found by the OpenAPI fuzzer as a 500.
+    on_each_database(|db| async move {
+        let server = serve(db, open_access()).await;
+        let task = server.create_order(1).await;
+        let path = format!("/tasks/{task}");
+        let reply = server
+            .call(
+                Method::PATCH,
+                &path,
+                Some(json!({"reason": "r", "tags": ["ok", "bad\u{0}tag"]})),
+                &[],
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", reply.body);
+        assert_eq!(reply.code(), "invalid_body");
+        let message = reply.body["error"]["message"].as_str().unwrap();
+        assert!(message.contains("`tags[1]`"), "{message}");
+        let shown = server.get(&path).await;
+        assert_eq!(shown.body["tags"], json!([]), "nothing was stored: {}", shown.body);
+        let created = server
+            .post(
+                "/tasks",
+                json!({"namespace": "shop", "name": "order", "context": {"order_id": 2, "note\u{0}": 1}}),
+            )
+            .await;
+        assert_eq!(created.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", created.body);
+    })
+    .await;
+}
