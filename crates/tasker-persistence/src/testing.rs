@@ -204,3 +204,16 @@ impl Session {
         Ok(row.try_get::<i64>("", "n")?)
     }
 }
+
+/// Counts the SQL statements a store runs: `counting(&store)` gives a store on the same pool
+/// whose every statement adds one to the counter, for tests that bound how many statements an
+/// operation takes.
+pub fn counting(store: &Store) -> (Store, std::sync::Arc<std::sync::atomic::AtomicU64>) {
+    let counter = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut connection = store.connection().clone();
+    let count = counter.clone();
+    connection.set_metric_callback(move |_| {
+        count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    });
+    (Store::from_connection(connection), counter)
+}

@@ -237,6 +237,45 @@ impl Store {
         rows.iter().map(step_record).collect()
     }
 
+    /// The steps of several tasks in one query, each task's in template order; a task that
+    /// does not exist has none. At most 1,000 tasks per call (the callers page).
+    pub async fn steps_of_tasks(&self, task_ids: &[TaskId]) -> Result<Vec<StepRecord>, StoreError> {
+        if task_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut rows = Vec::new();
+        for chunk in task_ids.chunks(1_000) {
+            let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let values: Vec<Value> = chunk.iter().map(|id| id.as_uuid().into()).collect();
+            rows.extend(
+                self.db
+                    .query_all_raw(stmt(
+                        self.backend(),
+                        format!(
+                            "{STEP_SELECT} WHERE task_id IN ({}) ORDER BY task_id, position",
+                            placeholders.join(", ")
+                        ),
+                        values,
+                    ))
+                    .await?,
+            );
+        }
+        rows.iter().map(step_record).collect()
+    }
+
+    /// The names of every annotation type, sorted.
+    pub async fn annotation_types(&self) -> Result<Vec<String>, StoreError> {
+        let rows = self
+            .db
+            .query_all_raw(stmt(
+                self.backend(),
+                "SELECT name FROM tasker_annotation_types ORDER BY name",
+                vec![],
+            ))
+            .await?;
+        rows.iter().map(|row| get(row, "name")).collect()
+    }
+
     /// One step.
     pub async fn step(&self, step_id: StepId) -> Result<StepRecord, StoreError> {
         let row = self
