@@ -7,7 +7,8 @@
 //!   [`crate::layers::LAYERS`];
 //! - `docs/errors.md`, from `tasker_domain::codes::ALL`;
 //! - `schemas/task-template.schema.json`, from `tasker_template::json_schema`;
-//! - `docs/reference/events.md`, from `tasker_events::catalog`.
+//! - `docs/reference/events.md`, from `tasker_events::catalog`;
+//! - `docs/openapi.json` and `docs/schema.graphql`, from tasker-api (written by its own tests).
 
 use std::path::{Path, PathBuf};
 
@@ -140,8 +141,9 @@ pub(crate) fn run(check: bool) -> anyhow::Result<()> {
         std::fs::write(root.join(path), contents).with_context(|| format!("writing {path}"))?;
         println!("codegen: wrote {path}");
     }
-    // The OpenAPI document comes from the API crate's annotations: its own test writes it when
-    // asked, and checks it (in `cargo test --workspace`) otherwise, so xtask need not link axum.
+    // The OpenAPI document and the GraphQL SDL come from the API crate: its own tests write them
+    // when asked, and check them (in `cargo test --workspace`) otherwise, so xtask need not link
+    // axum or async-graphql.
     let status =
         std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
             .current_dir(&root)
@@ -152,15 +154,16 @@ pub(crate) fn run(check: bool) -> anyhow::Result<()> {
                 "tasker-api",
                 "--test",
                 "it",
-                "the_committed_openapi_document_is_current",
+                // docs/openapi.json and docs/schema.graphql
+                "the_committed_",
             ])
             .env("TASKER_WRITE_OPENAPI", "1")
             .status()
-            .context("running cargo test to write docs/openapi.json")?;
+            .context("running cargo test to write docs/openapi.json and docs/schema.graphql")?;
     if !status.success() {
-        bail!("writing docs/openapi.json failed");
+        bail!("writing docs/openapi.json and docs/schema.graphql failed");
     }
-    println!("codegen: wrote docs/openapi.json");
+    println!("codegen: wrote docs/openapi.json and docs/schema.graphql");
     if stale.is_empty() {
         println!("codegen: {} artifacts up to date", ARTIFACTS.len());
     }

@@ -5,7 +5,9 @@
 //!    `tasker-blog-examples`, and the example `tasker init` writes parses and validates.
 //! 2. Every Rust block in README.md and docs/*.md compiles and runs as a doctest
 //!    (`cargo test --doc -p tasker-tests`, wired with `include_str!`).
-//! 3. Each blog post's sample workflow runs end to end (a test of `tasker-blog-examples`, on
+//! 3. Every GraphQL example in docs/graphql.md parses and validates against the schema (a test
+//!    of `tasker-api`).
+//! 4. Each blog post's sample workflow runs end to end (a test of `tasker-blog-examples`, on
 //!    SQLite, and on PostgreSQL when `TASKER_TEST_DATABASE_URL` is set).
 
 use std::path::{Path, PathBuf};
@@ -162,7 +164,19 @@ pub(crate) fn run() -> anyhow::Result<()> {
         &["test", "--doc", "-p", "tasker-tests"],
         "the documentation doctests",
     )?;
-    // Step 3 is a test of the blog crate, so xtask never compiles the engine.
+    cargo(
+        &root,
+        &[
+            "test",
+            "-p",
+            "tasker-api",
+            "--test",
+            "it",
+            "graphql_docs_examples_validate_against_the_schema",
+        ],
+        "the GraphQL examples of docs/graphql.md against the schema",
+    )?;
+    // Step 4 is a test of the blog crate, so xtask never compiles the engine.
     cargo(
         &root,
         &[

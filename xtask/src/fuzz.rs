@@ -1,7 +1,9 @@
-//! `cargo xtask fuzz-api`: an outside checker for the REST API. Schemathesis (from PyPI) reads
-//! the OpenAPI document of a live `tasker serve` and sends it generated requests, valid and
-//! invalid, over every operation, with every check: no 5xx, every response as documented,
-//! schema-valid requests accepted and invalid ones refused, authentication enforced.
+//! `cargo xtask fuzz-api`: an outside checker for the REST and GraphQL APIs. Schemathesis (from
+//! PyPI) reads the OpenAPI document of a live `tasker serve` and sends it generated requests,
+//! valid and invalid, over every operation, with every check: no 5xx, every response as
+//! documented, schema-valid requests accepted and invalid ones refused, authentication
+//! enforced. Then it reads the committed GraphQL SDL (docs/schema.graphql) and sends generated
+//! queries and mutations to `/v1/graphql`, checking that none is answered with a server error.
 //!
 //! The server runs with JWT authentication on a fresh database; the run uses a token minted by
 //! `tasker token mint` with every permission, and aims the task- and step-scoped operations at
@@ -170,8 +172,27 @@ pub(crate) fn run(args: &FuzzArgs) -> anyhow::Result<()> {
             output = run()?;
             print_output(&output);
         }
-        let status = output.status;
-        anyhow::Ok(status)
+        if !output.status.success() {
+            return anyhow::Ok(output.status);
+        }
+        // GraphQL: schemathesis reads the committed SDL and sends generated queries and
+        // mutations to the same server, with the same token; any 5xx (an internal error) fails.
+        println!("fuzz-api: GraphQL at {}/v1/graphql", server.base);
+        let graphql = Command::new(SCHEMATHESIS)
+            .current_dir(&root)
+            .args(["run", "docs/schema.graphql", "--url"])
+            .arg(format!("{}/v1/graphql", server.base))
+            .args(["--workers", "1", "--checks", "not_a_server_error"])
+            .arg("--max-examples")
+            .arg(args.max_examples.to_string())
+            .arg("--seed")
+            .arg(args.seed.to_string())
+            .arg("-H")
+            .arg(format!("Authorization: Bearer {token}"))
+            .output()
+            .context("running schemathesis against GraphQL")?;
+        print_output(&graphql);
+        anyhow::Ok(graphql.status)
     })();
     let log = server.stop();
     database.drop();

@@ -104,6 +104,16 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         self.code
     }
+
+    /// The message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The structured details (`null` when there are none).
+    pub fn details(&self) -> &Value {
+        &self.details
+    }
 }
 
 impl IntoResponse for ApiError {

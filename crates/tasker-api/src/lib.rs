@@ -1,6 +1,7 @@
 //! Tasker's REST API as an axum [`Router`]: tasks, steps, templates and handlers, operator
 //! actions, live event streams (Server-Sent Events), health probes, analytics over a time
-//! window, and the OpenAPI document with Swagger UI. [`Api::router`] returns routes relative
+//! window, and the OpenAPI document with Swagger UI; and GraphQL beside it at `/graphql`,
+//! with the same operations, permissions and error codes, and subscriptions over WebSocket. [`Api::router`] returns routes relative
 //! to wherever the caller mounts them, so a custom server nests the API under any prefix beside
 //! its own routes.
 //!
@@ -27,6 +28,7 @@ mod cache;
 mod correlation;
 mod error;
 mod extract;
+mod graphql;
 mod guard;
 mod keys;
 mod metrics;
@@ -53,6 +55,7 @@ use utoipa_axum::router::OpenApiRouter;
 pub use cache::{Cache, CacheBackend, CacheCounters, CacheError, CacheSettings, MemoryCache};
 pub use correlation::{CorrelationId, HEADER as CORRELATION_HEADER};
 pub use error::{ApiError, ErrorBody, ErrorEnvelope};
+pub use graphql::{GraphqlSettings, sdl as graphql_sdl, validate_document as validate_graphql};
 pub use keys::{DatabaseApiKeys, DatabaseRevocations};
 pub use metrics::{
     EndpointAuth, MetricsExporter, PROMETHEUS_CONTENT_TYPE, UNMATCHED_ROUTE, track_requests,
@@ -89,6 +92,7 @@ pub struct Api {
     cache: Cache,
     cache_ttl: std::time::Duration,
     expects_coordinator: bool,
+    graphql: GraphqlSettings,
 }
 
 impl std::fmt::Debug for Api {
@@ -98,6 +102,7 @@ impl std::fmt::Debug for Api {
             .field("health", &self.health)
             .field("cache", &self.cache)
             .field("expects_coordinator", &self.expects_coordinator)
+            .field("graphql", &self.graphql)
             .finish_non_exhaustive()
     }
 }
@@ -118,7 +123,16 @@ impl Api {
             cache,
             cache_ttl: std::time::Duration::from_secs(15),
             expects_coordinator: false,
+            graphql: GraphqlSettings::default(),
         }
+    }
+
+    /// Replaces the `[graphql]` settings (checked by the caller with
+    /// [`GraphqlSettings::validate`], with the profile's defaults filled in by
+    /// [`GraphqlSettings::for_profile`]; left unset, GraphiQL and introspection are off).
+    pub fn graphql(mut self, settings: GraphqlSettings) -> Self {
+        self.graphql = settings;
+        self
     }
 
     /// Replaces the `[health]` settings (checked by the caller with
@@ -251,6 +265,9 @@ impl Api {
                     }
                 }),
             );
+        if self.graphql.enabled {
+            router = router.merge(graphql::router(self.shared(), &self.graphql));
+        }
         if self.settings.swagger_ui {
             router = router
                 .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/docs/openapi.json", spec));

@@ -191,7 +191,8 @@ pub(crate) fn step_views(steps: Vec<StepRecord>, graph: Option<&DependencyGraph>
 }
 
 /// A dependency graph.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, async_graphql::SimpleObject)]
+#[graphql(name = "Graph")]
 pub struct GraphView {
     /// Step names in template order.
     pub nodes: Vec<String>,
@@ -342,7 +343,8 @@ where
 }
 
 /// One transition of a task or a step.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, async_graphql::SimpleObject)]
+#[graphql(name = "Transition")]
 pub struct TransitionView {
     /// The step, for a step's transition; absent for the task's own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -393,7 +395,8 @@ pub struct HistoryView {
 }
 
 /// A registered template, in listings.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, async_graphql::SimpleObject)]
+#[graphql(name = "TemplateSummary")]
 pub struct TemplateSummary {
     /// Its namespace.
     pub namespace: String,
@@ -408,7 +411,8 @@ pub struct TemplateSummary {
 }
 
 /// A registered template in full.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, async_graphql::SimpleObject)]
+#[graphql(name = "Template")]
 pub struct TemplateView {
     /// Its namespace.
     pub namespace: String,
@@ -425,7 +429,8 @@ pub struct TemplateView {
 }
 
 /// The result of validating a template without registering it.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, async_graphql::SimpleObject)]
+#[graphql(name = "TemplateValidation")]
 pub struct ValidationView {
     /// Whether the template is valid.
     pub valid: bool,
@@ -438,7 +443,8 @@ pub struct ValidationView {
 }
 
 /// One problem in a template.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, async_graphql::SimpleObject)]
+#[graphql(name = "TemplateProblem")]
 pub struct TemplateProblem {
     /// 1-based line, where known.
     pub line: Option<usize>,
@@ -451,7 +457,8 @@ pub struct TemplateProblem {
 }
 
 /// A namespace of handlers.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, async_graphql::SimpleObject)]
+#[graphql(name = "HandlerNamespace")]
 pub struct HandlerNamespace {
     /// The namespace.
     pub namespace: String,
@@ -460,7 +467,8 @@ pub struct HandlerNamespace {
 }
 
 /// A workflow (task handler) with its versions.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, async_graphql::SimpleObject)]
+#[graphql(name = "Handler")]
 pub struct HandlerView {
     /// Its namespace.
     pub namespace: String,
@@ -482,7 +490,8 @@ pub struct HealthView {
 }
 
 /// One readiness check.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, async_graphql::SimpleObject)]
+#[graphql(name = "HealthCheck")]
 pub struct HealthCheck {
     /// `database`, `schema`, `coordinator` or `cache`.
     pub name: String,
@@ -493,7 +502,8 @@ pub struct HealthCheck {
 }
 
 /// `/health/status`: the readiness checks, counts, pool and cache, and a verdict.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, async_graphql::SimpleObject)]
+#[graphql(name = "HealthStatus")]
 pub struct HealthStatusView {
     /// `healthy` or `unhealthy`.
     pub status: String,
@@ -517,7 +527,8 @@ pub struct HealthStatusView {
 }
 
 /// The counts of a status report.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, async_graphql::SimpleObject)]
+#[graphql(name = "StatusCounts")]
 pub struct StatusCounts {
     /// Tasks by state name.
     pub tasks: std::collections::BTreeMap<String, u64>,
@@ -557,7 +568,8 @@ impl StatusCounts {
 }
 
 /// Steps by where they are in the claim cycle.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, async_graphql::SimpleObject)]
+#[graphql(name = "Backlog")]
 pub struct BacklogView {
     /// Ready to claim now.
     pub ready: u64,
@@ -570,7 +582,8 @@ pub struct BacklogView {
 }
 
 /// Retry statistics.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, async_graphql::SimpleObject)]
+#[graphql(name = "RetryStats")]
 pub struct RetryView {
     /// Steps in `error` that will be attempted again.
     pub retrying_steps: u64,
@@ -581,7 +594,8 @@ pub struct RetryView {
 }
 
 /// The database connection pool.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, async_graphql::SimpleObject)]
+#[graphql(name = "Pool")]
 pub struct PoolView {
     /// Open connections.
     pub size: u32,
@@ -608,7 +622,8 @@ impl From<tasker_persistence::PoolStatus> for PoolView {
 }
 
 /// The cache.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, async_graphql::SimpleObject)]
+#[graphql(name = "CacheInfo")]
 pub struct CacheView {
     /// `memory` or `redis`.
     pub kind: String,
@@ -623,7 +638,8 @@ pub struct CacheView {
 }
 
 /// The thresholds of the verdict (the `[health]` settings).
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, async_graphql::SimpleObject)]
+#[graphql(name = "Thresholds")]
 pub struct ThresholdsView {
     /// Unhealthy at or above this pool utilisation.
     pub max_pool_utilisation: f64,

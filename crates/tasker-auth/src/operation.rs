@@ -181,7 +181,7 @@ impl Operation {
             Op::ListTasks,
             p(R::Task, Index),
             &[get("/tasks")],
-            &["tasks", "tasksByStatus", "tasksByAnnotation"],
+            &["tasks"],
         ),
         row(
             Op::CreateTask,
@@ -223,7 +223,7 @@ impl Operation {
             Op::ShowTaskDiagram,
             p(R::TaskDiagram, Show),
             &[get("/tasks/{task_id}/diagram")],
-            &["taskDiagram"],
+            &[],
         ),
         // A task's history is part of showing it.
         row(
@@ -236,7 +236,7 @@ impl Operation {
             Op::StreamTaskEvents,
             p(R::EventStream, Subscribe),
             &[get("/tasks/{task_id}/events")],
-            &["taskEvents"],
+            &["taskEvents", "stepEvents"],
         ),
         row(
             Op::ListSteps,
@@ -291,19 +291,19 @@ impl Operation {
             Op::ListHandlerNamespaces,
             p(R::Handler, Index),
             &[get("/handlers")],
-            &["handlerNamespaces"],
+            &["handlers"],
         ),
         row(
             Op::ShowHandlerNamespace,
             p(R::Handler, Show),
             &[get("/handlers/{namespace}")],
-            &["handlerNamespace"],
+            &[],
         ),
         row(
             Op::ShowHandler,
             p(R::Handler, Show),
             &[get("/handlers/{namespace}/{name}")],
-            &["handler"],
+            &[],
         ),
         row(
             Op::ListTemplates,
@@ -334,19 +334,19 @@ impl Operation {
             Op::ListEvents,
             p(R::EventStream, Index),
             &[get("/events")],
-            &["events"],
+            &[],
         ),
         row(
             Op::SubscribeEvents,
             p(R::EventStream, Subscribe),
             &[get("/events/stream")],
-            &["eventStream"],
+            &["events"],
         ),
         row(
             Op::ListRuntimeSwitches,
             p(R::RuntimeSwitch, Index),
             &[get("/runtime/switches")],
-            &["runtimeSwitches"],
+            &[],
         ),
         row(
             Op::UpdateRuntimeSwitch,
@@ -356,7 +356,7 @@ impl Operation {
                 post("/runtime/switches/resume"),
                 put("/runtime/switches/limits/{namespace}"),
             ],
-            &["setRuntimeSwitch"],
+            &[],
         ),
         row(Op::HealthLive, None, &[get("/health/live")], &[]),
         row(Op::HealthReady, None, &[get("/health/ready")], &[]),
@@ -383,19 +383,19 @@ impl Operation {
             Op::ListApiKeys,
             p(R::ApiKey, Index),
             &[get("/api_keys")],
-            &["apiKeys"],
+            &[],
         ),
         row(
             Op::CreateApiKey,
             p(R::ApiKey, Create),
             &[post("/api_keys")],
-            &["createApiKey"],
+            &[],
         ),
         row(
             Op::RevokeApiKey,
             p(R::ApiKey, Revoke),
             &[delete("/api_keys/{key_id}")],
-            &["revokeApiKey"],
+            &[],
         ),
     ];
 

@@ -71,6 +71,7 @@ pub(crate) async fn run(
     settings.api.validate().map_err(anyhow::Error::msg)?;
     refuse_profile_violations(settings)?;
     settings.health.validate().map_err(anyhow::Error::msg)?;
+    settings.graphql.validate().map_err(anyhow::Error::msg)?;
     let cache = settings.cache.build().map_err(anyhow::Error::msg)?;
     let cache_ttl = settings.cache.ttl().map_err(anyhow::Error::msg)?;
     let templates = crate::run::read_template_dir(settings)?;
@@ -124,6 +125,12 @@ pub(crate) async fn run(
         .settings(settings.api.clone())
         .health(settings.health.clone())
         .cache(cache, cache_ttl)
+        .graphql(
+            settings
+                .graphql
+                .clone()
+                .for_profile(settings.server.profile),
+        )
         .expects_coordinator(!args.no_worker);
     let status_auth = settings
         .health
@@ -149,7 +156,7 @@ pub(crate) async fn run(
         engine.start();
     }
     eprintln!(
-        "tasker serve: listening on http://{address} (API under /v1, docs at /v1/docs{}){}",
+        "tasker serve: listening on http://{address} (API under /v1, docs at /v1/docs, GraphQL at /v1/graphql{}){}",
         if telemetry.is_some() {
             ", metrics at /metrics"
         } else {

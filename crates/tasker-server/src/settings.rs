@@ -41,6 +41,8 @@ pub(crate) struct Settings {
     pub telemetry: crate::telemetry::TelemetrySettings,
     /// Template files registered at start-up.
     pub templates: TemplatesSettings,
+    /// GraphQL beside REST: GraphiQL, introspection and the guardrails.
+    pub graphql: tasker_api::GraphqlSettings,
 }
 
 /// `[templates]`.
@@ -181,6 +183,9 @@ impl Settings {
             errors.push(err);
         }
         if let Err(err) = self.health.validate() {
+            errors.push(err);
+        }
+        if let Err(err) = self.graphql.validate() {
             errors.push(err);
         }
         if let Err(err) = self.cache.validate() {

@@ -484,6 +484,14 @@ pub(crate) async fn performance(
     State(shared): State<Arc<Shared>>,
     Query(query): Query<PerformanceQuery>,
 ) -> Result<Json<PerformanceView>, ApiError> {
+    Ok(Json(performance_report(&shared, query).await?))
+}
+
+/// The performance report for `query`, from the cache when it is fresh (REST and GraphQL).
+pub(crate) async fn performance_report(
+    shared: &Shared,
+    query: PerformanceQuery,
+) -> Result<PerformanceView, ApiError> {
     // Keyed by the parameters as given: a relative window is reused for the TTL like any
     // cached report.
     let key = format!("analytics:performance:{}", cache_key(&query));
@@ -500,7 +508,7 @@ pub(crate) async fn performance(
             performance_view(shared.engine.store(), &scope)
         })
         .await?;
-    Ok(Json(view))
+    Ok(view)
 }
 
 /// The parameters as one stable string.
@@ -523,6 +531,14 @@ pub(crate) async fn bottlenecks(
     State(shared): State<Arc<Shared>>,
     Query(query): Query<BottlenecksQuery>,
 ) -> Result<Json<BottlenecksView>, ApiError> {
+    Ok(Json(bottlenecks_report(&shared, query).await?))
+}
+
+/// The bottlenecks report for `query`, from the cache when it is fresh (REST and GraphQL).
+pub(crate) async fn bottlenecks_report(
+    shared: &Shared,
+    query: BottlenecksQuery,
+) -> Result<BottlenecksView, ApiError> {
     let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_ANALYTICS_LIMIT).contains(&limit) {
         return Err(ApiError::bad_request(format!(
@@ -545,7 +561,7 @@ pub(crate) async fn bottlenecks(
             bottlenecks_view(shared.engine.store(), &scope, limit)
         })
         .await?;
-    Ok(Json(view))
+    Ok(view)
 }
 
 #[cfg(test)]

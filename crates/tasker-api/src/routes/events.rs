@@ -32,7 +32,7 @@ pub(crate) fn router() -> OpenApiRouter<Arc<Shared>> {
         .routes(routes!(task_events))
 }
 
-fn labels(event: &Event) -> Option<&TaskLabels> {
+pub(crate) fn labels(event: &Event) -> Option<&TaskLabels> {
     match &event.payload {
         Payload::Task(p) => Some(&p.labels),
         Payload::Step(p) => Some(&p.labels),
@@ -41,7 +41,7 @@ fn labels(event: &Event) -> Option<&TaskLabels> {
     }
 }
 
-fn task_of(event: &Event) -> Option<TaskId> {
+pub(crate) fn task_of(event: &Event) -> Option<TaskId> {
     match &event.payload {
         Payload::Task(p) => Some(p.task_id),
         Payload::Step(p) => Some(p.task_id),

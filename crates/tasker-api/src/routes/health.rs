@@ -152,7 +152,15 @@ pub async fn cache_check(cache: &crate::Cache) -> Option<HealthCheck> {
     )
 )]
 pub(crate) async fn status(State(shared): State<Arc<Shared>>) -> Result<Response, ApiError> {
-    let checks = shared_checks(&shared).await;
+    let view = status_report(&shared).await?;
+    let healthy = view.reasons.is_empty();
+    Ok((status_code(healthy), Json(view)).into_response())
+}
+
+/// The status report: checks, counts (cached for `cache.ttl`), pool, cache and the verdict
+/// (REST and GraphQL).
+pub(crate) async fn status_report(shared: &Shared) -> Result<HealthStatusView, ApiError> {
+    let checks = shared_checks(shared).await;
     let database_up = checks.iter().any(|c| c.name == "database" && c.ok);
     let counts = if database_up {
         let store = shared.engine.store().clone();
@@ -214,5 +222,5 @@ pub(crate) async fn status(State(shared): State<Arc<Shared>>) -> Result<Response
         thresholds,
         checked_at: Utc::now(),
     };
-    Ok((status_code(healthy), Json(view)).into_response())
+    Ok(view)
 }

@@ -49,7 +49,11 @@ async fn view(shared: &Shared, task_id: Uuid, step_id: Uuid) -> Result<StepView,
 }
 
 /// The step, checked to belong to the task.
-async fn owned_step(shared: &Shared, task_id: Uuid, step_id: Uuid) -> Result<StepId, ApiError> {
+pub(crate) async fn owned_step(
+    shared: &Shared,
+    task_id: Uuid,
+    step_id: Uuid,
+) -> Result<StepId, ApiError> {
     let step = shared.engine.store().step(StepId(step_id)).await?;
     if step.task_id.as_uuid() != task_id {
         return Err(ApiError::not_found(format!(
@@ -100,7 +104,7 @@ pub(crate) async fn show_step(
     Ok(Json(view(&shared, task_id, step_id).await?))
 }
 
-async fn update(
+pub(crate) async fn update(
     shared: &Shared,
     task_id: Uuid,
     step_id: Uuid,

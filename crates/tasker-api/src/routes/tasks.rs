@@ -13,7 +13,7 @@ use serde_json::Value;
 use tasker_auth::Principal;
 use tasker_domain::{TaskId, TaskRequest, TaskState};
 use tasker_engine::{CreateOptions, Operator};
-use tasker_persistence::{StoreError, TaskFilter};
+use tasker_persistence::{StoreError, TaskFilter, TaskRecord};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
@@ -92,6 +92,26 @@ pub(crate) async fn create_task(
             Some(key.to_owned())
         }
     };
+    let (status, task) = create(
+        &shared,
+        principal.as_deref(),
+        correlation.map(|c| c.0.0),
+        idempotency_key,
+        body,
+    )
+    .await?;
+    Ok((status, Json(TaskView::from(task))).into_response())
+}
+
+/// Creates a task (REST and GraphQL): 201 with the new task, or 200 with the task an earlier
+/// request with the same idempotency key created.
+pub(crate) async fn create(
+    shared: &Shared,
+    principal: Option<&Principal>,
+    correlation_id: Option<String>,
+    idempotency_key: Option<String>,
+    body: CreateTaskBody,
+) -> Result<(StatusCode, TaskRecord), ApiError> {
     let mut request = TaskRequest::new(body.name);
     if let Some(namespace) = body.namespace {
         request = request.namespace(namespace);
@@ -119,13 +139,13 @@ pub(crate) async fn create_task(
     request.tags = body.tags;
     request.bypass_steps = body.bypass_steps;
     let options = CreateOptions {
-        correlation_id: correlation.map(|c| c.0.0),
+        correlation_id,
         idempotency_key,
     };
     match shared.engine.create_task_with(request, &options).await {
         Ok(created) => {
             let task = shared.engine.store().task(created.task_id).await?;
-            Ok((StatusCode::CREATED, Json(TaskView::from(task))).into_response())
+            Ok((StatusCode::CREATED, task))
         }
         Err(tasker_engine::EngineError::Store(StoreError::DuplicateTask { identity_hash })) => {
             let task = shared
@@ -140,7 +160,7 @@ pub(crate) async fn create_task(
                         "a task with this identity exists but could not be read back",
                     )
                 })?;
-            Ok((StatusCode::OK, Json(TaskView::from(task))).into_response())
+            Ok((StatusCode::OK, task))
         }
         Err(err) => Err(err.into()),
     }
@@ -149,7 +169,7 @@ pub(crate) async fn create_task(
 /// A cursor names the last task of a page: its creation time in microseconds and its id
 /// (`1764500000000000_0123…`). Clients treat it as opaque; [`schemas::CURSOR_PATTERN`]
 /// describes it so that every string of that shape decodes.
-fn encode_cursor(at: DateTime<Utc>, id: TaskId) -> String {
+pub(crate) fn encode_cursor(at: DateTime<Utc>, id: TaskId) -> String {
     format!("{}_{}", at.timestamp_micros(), id.as_uuid().simple())
 }
 
@@ -209,6 +229,28 @@ pub(crate) async fn list_tasks(
     State(shared): State<Arc<Shared>>,
     Query(query): Query<ListTasksQuery>,
 ) -> Result<Json<TaskPage>, ApiError> {
+    let (filter, limit) = filter_of(&shared, query)?;
+    let page = shared.engine.store().list_tasks(&filter).await?;
+    let next_cursor = if page.items.len() as u64 == limit {
+        page.items
+            .last()
+            .map(|task| encode_cursor(task.created_at, task.task_id))
+    } else {
+        None
+    };
+    Ok(Json(TaskPage {
+        items: page.items.into_iter().map(TaskView::from).collect(),
+        total: page.total,
+        limit,
+        next_cursor,
+    }))
+}
+
+/// The store's filter for a listing and the page size it uses (REST and GraphQL).
+pub(crate) fn filter_of(
+    shared: &Shared,
+    query: ListTasksQuery,
+) -> Result<(TaskFilter, u64), ApiError> {
     let oldest_first = match query.sort.as_deref() {
         None | Some("-created_at") => false,
         Some("created_at") => true,
@@ -241,20 +283,7 @@ pub(crate) async fn list_tasks(
         limit: Some(limit),
         offset: None,
     };
-    let page = shared.engine.store().list_tasks(&filter).await?;
-    let next_cursor = if page.items.len() as u64 == limit {
-        page.items
-            .last()
-            .map(|task| encode_cursor(task.created_at, task.task_id))
-    } else {
-        None
-    };
-    Ok(Json(TaskPage {
-        items: page.items.into_iter().map(TaskView::from).collect(),
-        total: page.total,
-        limit,
-        next_cursor,
-    }))
+    Ok((filter, limit))
 }
 
 /// Shows a task, with its steps, readiness analysis and graph on request.
@@ -320,7 +349,7 @@ pub(crate) async fn show_task(
     Ok(Json(view))
 }
 
-async fn update(
+pub(crate) async fn update(
     shared: &Shared,
     task_id: Uuid,
     body: UpdateTaskBody,

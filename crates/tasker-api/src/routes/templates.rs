@@ -113,8 +113,13 @@ fn versions_of(shared: &Shared, namespace: &str, name: &str) -> Vec<semver::Vers
 pub(crate) async fn list_templates(
     State(shared): State<Arc<Shared>>,
 ) -> Json<Vec<TemplateSummary>> {
+    Json(summaries(&shared))
+}
+
+/// Every registered template (REST and GraphQL).
+pub(crate) fn summaries(shared: &Shared) -> Vec<TemplateSummary> {
     let registry = shared.engine.registry();
-    let summaries = registry
+    registry
         .list(None)
         .into_iter()
         .filter_map(|(namespace, name, version)| {
@@ -127,8 +132,7 @@ pub(crate) async fn list_templates(
                 version: version.to_string(),
             })
         })
-        .collect();
-    Json(summaries)
+        .collect()
 }
 
 /// Shows one template (its latest version unless one is named) with its graph.
@@ -149,9 +153,20 @@ pub(crate) async fn show_template(
     Path((namespace, name)): Path<(String, String)>,
     Query(query): Query<ShowTemplateQuery>,
 ) -> Result<Json<TemplateView>, ApiError> {
-    let version = query
-        .version
-        .as_deref()
+    Ok(Json(
+        find(&shared, &namespace, &name, query.version.as_deref()).await?,
+    ))
+}
+
+/// One template, from the registry or the database: an exact version, or the highest (REST
+/// and GraphQL).
+pub(crate) async fn find(
+    shared: &Shared,
+    namespace: &str,
+    name: &str,
+    version: Option<&str>,
+) -> Result<TemplateView, ApiError> {
+    let version = version
         .map(|v| {
             semver::Version::parse(v)
                 .map_err(|err| ApiError::bad_request(format!("`version` `{v}`: {err}")))
@@ -160,22 +175,22 @@ pub(crate) async fn show_template(
     let template = match shared
         .engine
         .registry()
-        .resolve(&namespace, &name, version.as_ref())
+        .resolve(namespace, name, version.as_ref())
     {
         Some(registered) => registered.template,
         None => {
             shared
                 .engine
                 .store()
-                .find_template(&namespace, &name, version.as_ref())
+                .find_template(namespace, name, version.as_ref())
                 .await?
                 .template
         }
     };
-    Ok(Json(template_view(&shared, &template)))
+    Ok(template_view(shared, &template))
 }
 
-fn template_view(shared: &Shared, template: &TaskTemplate) -> TemplateView {
+pub(crate) fn template_view(shared: &Shared, template: &TaskTemplate) -> TemplateView {
     let mut versions: Vec<String> = versions_of(shared, &template.namespace_name, &template.name)
         .iter()
         .map(ToString::to_string)
@@ -211,6 +226,16 @@ pub(crate) async fn register_template(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let template = parse_body(&headers, &body)?.map_err(EngineError::InvalidTemplate)?;
+    let (status, view) = register(&shared, template).await?;
+    Ok((status, Json(view)).into_response())
+}
+
+/// Registers a parsed template (REST and GraphQL): 201 when new, 200 when the same content is
+/// already registered, 409 when the version exists with other content.
+pub(crate) async fn register(
+    shared: &Shared,
+    template: TaskTemplate,
+) -> Result<(StatusCode, TemplateView), ApiError> {
     let existing = shared
         .engine
         .registry()
@@ -241,7 +266,7 @@ pub(crate) async fn register_template(
                 .template,
         ),
     };
-    Ok((status, Json(template_view(&shared, &registered))).into_response())
+    Ok((status, template_view(shared, &registered)))
 }
 
 /// Validates a template without registering it: every error with its line and column, and the
@@ -259,9 +284,17 @@ pub(crate) async fn validate_template(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<ValidationView>, ApiError> {
-    Ok(Json(match parse_body(&headers, &body)? {
+    Ok(Json(validation(&shared, parse_body(&headers, &body)?)))
+}
+
+/// What validating a parsed (or unparsable) template found (REST and GraphQL).
+pub(crate) fn validation(
+    shared: &Shared,
+    parsed: Result<TaskTemplate, TemplateErrors>,
+) -> ValidationView {
+    match parsed {
         Ok(template) => {
-            let unknown_handlers = unknown_handlers(&shared, &template);
+            let unknown_handlers = unknown_handlers(shared, &template);
             ValidationView {
                 valid: unknown_handlers.is_empty(),
                 full_name: Some(template.full_name()),
@@ -275,10 +308,10 @@ pub(crate) async fn validate_template(
             errors: problems(&errors),
             unknown_handlers: Vec::new(),
         },
-    }))
+    }
 }
 
-fn handler_namespaces(shared: &Shared, only: Option<&str>) -> Vec<HandlerNamespace> {
+pub(crate) fn handler_namespaces(shared: &Shared, only: Option<&str>) -> Vec<HandlerNamespace> {
     let registry = shared.engine.registry();
     let mut namespaces: BTreeMap<String, BTreeMap<String, Vec<semver::Version>>> = BTreeMap::new();
     for (namespace, name, version) in registry.list(only) {

@@ -3,6 +3,7 @@
 
 mod auth;
 mod client;
+mod graphql;
 mod init;
 mod metrics;
 mod relay;

@@ -12,7 +12,7 @@ use tasker_persistence::testing::{Backend, on_each_database};
 
 use crate::serve::start;
 
-const DIAMOND: &str = "name: relayed\nnamespace_name: relay\nversion: 1.0.0\nstep_templates:\n  \
+pub(crate) const DIAMOND: &str = "name: relayed\nnamespace_name: relay\nversion: 1.0.0\nstep_templates:\n  \
                        - name: a\n    handler_class: tasker::noop\n  \
                        - name: b\n    handler_class: tasker::noop\n    depends_on_step: a\n  \
                        - name: c\n    handler_class: tasker::noop\n    depends_on_step: a\n  \
@@ -103,7 +103,7 @@ impl SseReader {
 
 /// Starts `tasker worker` on `namespace` and returns it with its owner id, read from the line
 /// it prints once running.
-fn start_worker(database: &str, namespace: &str) -> (Child, String) {
+pub(crate) fn start_worker(database: &str, namespace: &str) -> (Child, String) {
     let mut worker = Command::new(env!("CARGO_BIN_EXE_tasker"))
         .args(["worker", "--namespace", namespace, "--database", database])
         .env_remove("TASKER_DATABASE_URL")
@@ -135,7 +135,7 @@ fn start_worker(database: &str, namespace: &str) -> (Child, String) {
 
 /// SIGTERM, then the exit status, waited for off the runtime's thread so this test's own
 /// connections (closing the streams it dropped) keep running meanwhile.
-async fn stop(mut child: Child) {
+pub(crate) async fn stop(mut child: Child) {
     let sent = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
