@@ -27,11 +27,43 @@ use crate::state::Shared;
 #[derive(Debug, Clone)]
 pub(crate) struct RequestCorrelation(pub(crate) String);
 
-/// An error with a stable code in `extensions.code`, as REST puts it in `error.code`.
+/// Whose side an error is on, in the classification Spring for GraphQL (and the tools that
+/// read it) use: `BAD_REQUEST` for what the caller can fix (REST's 4xx other than 401 and
+/// 403), `UNAUTHORIZED`, `FORBIDDEN`, or `INTERNAL_ERROR` for the server's own failures (5xx).
+pub(crate) fn classification(code: &str, status: u16) -> Option<&'static str> {
+    match (code, status) {
+        ("timeout", _) => None,
+        (_, 401) => Some("UNAUTHORIZED"),
+        (_, 403) => Some("FORBIDDEN"),
+        (_, 400..=499) => Some("BAD_REQUEST"),
+        (_, 500..=599) => Some("INTERNAL_ERROR"),
+        _ => None,
+    }
+}
+
+/// The status REST would answer a gate refusal with.
+fn status_of(code: &str) -> u16 {
+    match code {
+        "unauthorized" => 401,
+        "forbidden" => 403,
+        "method_not_allowed" => 405,
+        "timeout" => 408,
+        "payload_too_large" => 413,
+        _ => 400,
+    }
+}
+
+/// An error with a stable code in `extensions.code`, as REST puts it in `error.code`, the
+/// status REST would answer with, and its classification.
 pub(crate) fn error(code: &str, message: impl Into<String>) -> ServerError {
     let mut error = ServerError::new(message, None);
     let mut extensions = ErrorExtensionValues::default();
+    let status = status_of(code);
     extensions.set("code", code);
+    extensions.set("status", status);
+    if let Some(classification) = classification(code, status) {
+        extensions.set("classification", classification);
+    }
     error.extensions = Some(extensions);
     error
 }

@@ -143,8 +143,10 @@ impl MutationRoot {
         ctx: &Context<'_>,
         task_id: Uuid,
         step_id: Uuid,
-        retry_limit: u32,
+        retry_limit: i64,
     ) -> async_graphql::Result<Step> {
+        // Out of range (negative included) is refused with REST's message.
+        let retry_limit = u32::try_from(retry_limit).unwrap_or(0);
         crate::routes::steps::update(
             shared(ctx),
             task_id,

@@ -74,12 +74,14 @@ impl QueryRoot {
 
     /// Tasks, a page at a time (newest first unless the filter says otherwise). `after` is the
     /// cursor of the last edge of the previous page.
-    #[graphql(complexity = "first.unwrap_or(25).max(1) as usize * child_complexity + 1")]
+    #[graphql(
+        complexity = "(first.unwrap_or(25).clamp(1, 1_000_000) as usize).saturating_mul(child_complexity).saturating_add(1)"
+    )]
     async fn tasks(
         &self,
         ctx: &Context<'_>,
         filter: Option<TaskFilterInput>,
-        first: Option<i32>,
+        first: Option<i64>,
         after: Option<String>,
     ) -> async_graphql::Result<TaskConnection> {
         let shared = shared(ctx);
@@ -264,7 +266,7 @@ impl QueryRoot {
         namespace: Option<String>,
         name: Option<String>,
         version: Option<String>,
-        limit: Option<u32>,
+        limit: Option<i64>,
     ) -> async_graphql::Result<Value> {
         let query = BottlenecksQuery {
             since,
@@ -273,7 +275,8 @@ impl QueryRoot {
             namespace,
             name,
             version,
-            limit,
+            // Out of range (negative included) is refused with REST's message.
+            limit: limit.map(|l| u32::try_from(l).unwrap_or(0)),
         };
         let view = bottlenecks_report(shared(ctx), query).await.gql()?;
         Ok(serde_json::to_value(view)?)

@@ -25,6 +25,9 @@ pub(crate) fn gql(err: ApiError) -> async_graphql::Error {
     async_graphql::Error::new(err.message().to_owned()).extend_with(move |_, e| {
         e.set("code", code);
         e.set("status", status);
+        if let Some(classification) = super::gate::classification(code, status) {
+            e.set("classification", classification);
+        }
         if details != async_graphql::Value::Null {
             e.set("details", details.clone());
         }

@@ -110,6 +110,10 @@ async fn every_query_and_mutation_answers_over_http() {
             .gql("mutation($t: UUID!, $s: UUID!) { updateStep(taskId: $t, stepId: $s, retryLimit: 500) { retryLimit } }", vars.clone())
             .await;
         assert_eq!(code(&too_many), "invalid_body");
+        let negative = server
+            .gql("mutation($t: UUID!, $s: UUID!) { updateStep(taskId: $t, stepId: $s, retryLimit: -5) { retryLimit } }", vars.clone())
+            .await;
+        assert_eq!(code(&negative), "invalid_body");
         let cancelled = server
             .data("mutation($t: UUID!, $s: UUID!) { cancelStep(taskId: $t, stepId: $s) { state } }", vars)
             .await;
@@ -260,6 +264,7 @@ async fn every_query_and_mutation_answers_over_http() {
             .await;
         assert_eq!(code(&refused), "invalid_transition", "{refused}");
         assert_eq!(refused["errors"][0]["extensions"]["status"], 409);
+        assert_eq!(refused["errors"][0]["extensions"]["classification"], "BAD_REQUEST");
         assert_eq!(refused["errors"][0]["extensions"]["details"]["state"], "cancelled");
 
         // Step actions: retry and resolve a failed step, then resolve a task.
