@@ -52,7 +52,7 @@ pub(crate) async fn check(
         Err(err) => {
             return Report {
                 valid: false,
-                errors: vec![format!("{err:#}")],
+                errors: vec![crate::error_text(&err)],
                 warnings: Vec::new(),
                 settings: Vec::new(),
             };
@@ -66,7 +66,7 @@ pub(crate) async fn check(
     let mut warnings = Vec::new();
     match auth_check(&settings).await {
         Ok(found) => warnings = found,
-        Err(err) => errors.push(format!("auth: {err:#}")),
+        Err(err) => errors.push(format!("auth: {}", crate::error_text(&err))),
     }
     Report {
         valid: errors.is_empty(),

@@ -186,10 +186,24 @@ fn main() -> ExitCode {
     match dispatch(cli) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", error_text(&err));
             ExitCode::from(2)
         }
     }
+}
+
+/// `err` and its causes, joined with `: `, each cause once: many library errors already say
+/// their source in their own message, and `{:#}` would repeat it after them.
+pub(crate) fn error_text(err: &anyhow::Error) -> String {
+    let mut text = err.to_string();
+    for cause in err.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
 }
 
 fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -371,5 +385,29 @@ fn validate(files: &[PathBuf]) -> ExitCode {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_text;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("auth.jwt.public_keys[0]: {source}")]
+    struct Saying {
+        #[source]
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn a_cause_already_in_the_message_is_not_repeated() {
+        let io = || std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let err = anyhow::Error::new(Saying { source: io() }).context("auth");
+        assert_eq!(
+            error_text(&err),
+            "auth: auth.jwt.public_keys[0]: no such file"
+        );
+        let err = anyhow::Error::new(io()).context("cannot read /etc/x");
+        assert_eq!(error_text(&err), "cannot read /etc/x: no such file");
     }
 }
