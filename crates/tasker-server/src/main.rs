@@ -168,6 +168,10 @@ enum Command {
 enum ConfigCommand {
     /// Validate the configuration (as startup does) and print the effective settings
     Check {
+        /// The command the configuration is for: `serve` checks everything, authentication
+        /// included; `worker` and `migrate` serve no HTTP, so their check leaves `auth` out
+        #[arg(long = "for", value_enum, value_name = "COMMAND", default_value_t = config_check::CheckedCommand::Serve)]
+        command: config_check::CheckedCommand,
         /// JSON instead of text
         #[arg(long)]
         json: bool,
@@ -242,12 +246,13 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Config {
-            command: ConfigCommand::Check { json },
+            command: ConfigCommand::Check { command, json },
         } => {
             let runtime = tokio::runtime::Runtime::new()?;
             Ok(runtime.block_on(config_check::run(
                 cli.config.as_deref(),
                 cli.database.as_deref(),
+                command,
                 json,
             )))
         }
