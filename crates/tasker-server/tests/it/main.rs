@@ -3,6 +3,7 @@
 
 mod auth;
 mod client;
+mod deploy;
 mod graphql;
 mod init;
 mod metrics;
