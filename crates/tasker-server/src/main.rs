@@ -83,13 +83,13 @@ enum Command {
     },
     /// List the built-in workflows `tasker run` knows by name
     Templates,
-    /// The event catalog: every Rails event name with what Tasker publishes for it (or why
-    /// not), and the custom events templates declare
+    /// The event catalog: every Rails event name and Tasker's own `runtime.*` with what Tasker
+    /// publishes for it (or why not), and the custom events templates declare
     Events {
         /// Describe one event (payload fields, when it is published)
         name: Option<String>,
-        /// Only this category (task, step, workflow, observability, telemetry, test, registry,
-        /// custom)
+        /// Only this category (task, step, workflow, observability, runtime, telemetry, test,
+        /// registry, custom)
         #[arg(long)]
         category: Option<String>,
         /// Only events whose name or description contains this
