@@ -1,11 +1,12 @@
 //! `/runtime/switches`: pause and resume, namespace limits, the audit log, the
-//! `runtime.switch_changed` events, and bad input.
+//! `runtime.switch_changed` events (across processes too), and bad input.
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tasker_domain::{StepState, TaskState};
+use tasker_engine::tasker_events::names::runtime;
 use tasker_engine::tasker_events::{Category, Event, EventStream, Interest};
-use tasker_persistence::testing::on_each_database;
+use tasker_persistence::testing::{Backend, on_each_database};
 
 use crate::events::{PATIENCE, open, read_events};
 use crate::support::{Server, open_access, serve};
@@ -316,6 +317,61 @@ async fn every_switch_change_through_the_api_is_published_once_it_commits() {
         );
         server.engine.events().settled().await;
         assert!(seen.try_recv().is_none(), "one event per change");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_switch_change_reaches_the_other_processes_through_the_relay() {
+    on_each_database(|db| async move {
+        if db.backend == Backend::Sqlite {
+            // SQLite serves one process: there is nothing to relay to.
+            eprintln!(
+                "switch events across processes: PostgreSQL only; set TASKER_TEST_DATABASE_URL"
+            );
+            return;
+        }
+        let server = serve(db, open_access()).await;
+        let replica = server.replica(open_access(), |api| api).await;
+        let _sending = server
+            .engine
+            .relay_events()
+            .await
+            .unwrap()
+            .expect("PostgreSQL relays");
+        let _listening = replica
+            .engine
+            .relay_events()
+            .await
+            .unwrap()
+            .expect("PostgreSQL relays");
+        let mut there = replica
+            .engine
+            .events()
+            .stream(vec![Interest::name(runtime::SWITCH_CHANGED)], 64);
+        let mut here = server
+            .engine
+            .events()
+            .stream(vec![Interest::name(runtime::SWITCH_CHANGED)], 64);
+
+        let paused = switch(
+            &server,
+            Method::POST,
+            "/runtime/switches/pause",
+            json!({"namespace": "shop", "reason": "incident"}),
+        )
+        .await;
+        let relayed = next_events(&mut there, 1).await.remove(0);
+        assert_eq!(relayed.relayed_from.as_deref(), Some(server.engine.owner()));
+        let local = next_events(&mut here, 1).await.remove(0);
+        assert_eq!(relayed.payload, local.payload, "the same change");
+        assert_eq!(
+            serde_json::to_value(&relayed.payload).unwrap()["change_id"],
+            paused["change_id"]
+        );
+        // The sender does not hear its own change twice.
+        server.engine.events().settled().await;
+        assert!(here.try_recv().is_none());
     })
     .await;
 }
