@@ -717,11 +717,12 @@ pub struct ShowTemplateQuery {
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct EventFilter {
-    /// Only events of tasks of this template namespace.
+    /// Only events of tasks of this template namespace, and runtime switch changes of it.
     pub namespace: Option<String>,
-    /// Only events of tasks of this template name.
+    /// Only events of tasks of this template name, and runtime switch changes of it or of
+    /// its whole namespace.
     pub name: Option<String>,
-    /// Only this category (`task`, `step`, `workflow`, `custom`, ...).
+    /// Only this category (`task`, `step`, `workflow`, `runtime`, `custom`, ...).
     #[param(value_type = Option<schemas::EventCategory>, inline)]
     pub category: Option<String>,
     /// Comma-separated event names or patterns (`task.*`).

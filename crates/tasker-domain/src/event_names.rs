@@ -54,6 +54,7 @@ pub const RESERVED_PREFIXES: &[&str] = &[
     "subscriber",
     "registry",
     "custom",
+    "runtime",
 ];
 
 /// Why a custom event name is refused.
@@ -138,6 +139,10 @@ mod tests {
         ));
         let reserved = check_custom_name("Task.completed_early").unwrap_err();
         assert!(reserved.to_string().contains("reserved namespace `Task`"));
+        assert!(matches!(
+            check_custom_name("runtime.switch_flipped"),
+            Err(CustomNameError::Reserved { .. })
+        ));
         assert!(matches!(
             check_custom_name("orders.ful filled"),
             Err(CustomNameError::BadCharacter { character: ' ', .. })

@@ -6,11 +6,13 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use tasker_domain::{StepError, StepId, StepState, TaskId, TaskState};
+use tasker_events::names::runtime;
 use tasker_events::{
-    CustomPayload, Event, EventBus, Payload, StepPayload, TaskLabels, TaskPayload,
+    CustomPayload, Event, EventBus, Payload, StepPayload, SwitchAction, SwitchPayload, SwitchScope,
+    TaskLabels, TaskPayload,
 };
 use tasker_handler::{Clock, CustomEventSink, PublishError};
-use tasker_persistence::TaskRecord;
+use tasker_persistence::{SwitchChange, TaskRecord};
 use tasker_template::TaskTemplate;
 
 /// A template's names, shared by every event of its tasks.
@@ -66,6 +68,28 @@ pub(crate) fn step_event_name(from: StepState, state: StepState) -> &'static str
 pub(crate) fn distinct_tasks(ids: impl IntoIterator<Item = TaskId>) -> Vec<TaskId> {
     let mut seen = std::collections::HashSet::new();
     ids.into_iter().filter(|id| seen.insert(*id)).collect()
+}
+
+/// Publishes `runtime.switch_changed` for a change the store logged (and committed).
+pub(crate) fn publish_switch_change(bus: &EventBus, action: SwitchAction, change: &SwitchChange) {
+    let target = &change.target;
+    let payload = SwitchPayload {
+        change_id: change.change_id,
+        action,
+        scope: SwitchScope::of(target.name.as_deref(), target.version.as_deref()),
+        target: target.key(),
+        namespace: target.namespace.clone(),
+        name: target.name.clone(),
+        version: target.version.clone(),
+        max_running: change.max_running,
+        actor: change.changed_by.clone(),
+        reason: change.reason.clone(),
+    };
+    bus.publish(Event::new(
+        runtime::SWITCH_CHANGED,
+        change.changed_at,
+        Payload::Switch(payload),
+    ));
 }
 
 /// A task event under construction.

@@ -17,7 +17,8 @@ use tasker_domain::duration::{MAX_STEP_TIMEOUT, saturating_add};
 use tasker_domain::{StepError, StepErrorKind, StepId, StepState, TaskId, TaskRequest, TaskState};
 use tasker_events::names::{observability, workflow};
 use tasker_events::{
-    Category, Event, EventBus, EventStream, Interest, Payload, TaskLabels, WorkflowPayload,
+    Category, Event, EventBus, EventStream, Interest, Payload, SwitchAction, TaskLabels,
+    WorkflowPayload,
 };
 use tasker_persistence::{
     ClaimBatch, ClaimFilter, ClaimedStep, CreateTaskOptions, CreatedTask, NamespaceLimit,
@@ -1090,7 +1091,8 @@ impl Engine {
 
     /// Pauses a namespace or template: no process claims its ready steps until it is resumed
     /// (each within `engine.switch_refresh`; this one at once). Running attempts finish, and
-    /// tasks can still be created. Logged with `operator` and its note as the reason.
+    /// tasks can still be created. Logged with `operator` and its note as the reason, and
+    /// published as `runtime.switch_changed` once committed (so are the changes below).
     pub async fn pause(
         &self,
         target: &SwitchTarget,
@@ -1106,11 +1108,11 @@ impl Engine {
                 self.inner.clock.now(),
             )
             .await?;
-        self.switched().await;
+        self.switched(SwitchAction::Pause, Some(&change)).await;
         Ok(change)
     }
 
-    /// Lifts a pause; `None` when `target` was not paused.
+    /// Lifts a pause; `None` when `target` was not paused (then nothing is published).
     pub async fn resume(
         &self,
         target: &SwitchTarget,
@@ -1126,7 +1128,7 @@ impl Engine {
                 self.inner.clock.now(),
             )
             .await?;
-        self.switched().await;
+        self.switched(SwitchAction::Resume, change.as_ref()).await;
         Ok(change)
     }
 
@@ -1149,14 +1151,23 @@ impl Engine {
                 self.inner.clock.now(),
             )
             .await?;
-        self.switched().await;
+        let action = if max_running.is_some() {
+            SwitchAction::Limit
+        } else {
+            SwitchAction::Unlimit
+        };
+        self.switched(action, change.as_ref()).await;
         Ok(change)
     }
 
-    /// After a switch changed here: this engine applies it at once.
-    async fn switched(&self) {
+    /// After a switch changed here (`change`, committed; `None`: nothing changed): this engine
+    /// applies it at once, and subscribers hear of it.
+    async fn switched(&self, action: SwitchAction, change: Option<&SwitchChange>) {
         self.refresh_claim_filter().await;
         self.inner.wake.notify_one();
+        if let Some(change) = change {
+            crate::emit::publish_switch_change(&self.inner.bus, action, change);
+        }
     }
 
     /// [`retry_task`](Self::retry_task), recording who asked and why in the history.

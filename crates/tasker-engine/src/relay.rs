@@ -1,8 +1,9 @@
-//! Relays task, step and custom events between processes through PostgreSQL `LISTEN`/`NOTIFY`
-//! (channel [`CHANNEL`]): this engine's events go out in batches, and other engines' events are
-//! published on this engine's bus with `relayed_from` set to their owner id. Relayed events are
-//! never relayed again, and an engine ignores its own. Notifications are hints, not a log:
-//! those sent while a listener reconnects are lost, and the database stays the source of truth.
+//! Relays task, step, custom and runtime switch events between processes through PostgreSQL
+//! `LISTEN`/`NOTIFY` (channel [`CHANNEL`]): this engine's events go out in batches, and other
+//! engines' events are published on this engine's bus with `relayed_from` set to their owner
+//! id. Relayed events are never relayed again, and an engine ignores its own. Notifications are
+//! hints, not a log: those sent while a listener reconnects are lost, and the database stays
+//! the source of truth.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -87,9 +88,10 @@ impl Drop for Relay {
 }
 
 impl Engine {
-    /// Starts relaying this engine's task, step and custom events to other processes on the
-    /// same PostgreSQL database, and publishing theirs on this engine's bus. `Ok(None)` on
-    /// SQLite, which serves one process. Events published after this returns are relayed.
+    /// Starts relaying this engine's task, step, custom and `runtime.*` events to other
+    /// processes on the same PostgreSQL database, and publishing theirs on this engine's bus.
+    /// `Ok(None)` on SQLite, which serves one process. Events published after this returns are
+    /// relayed.
     pub async fn relay_events(&self) -> Result<Option<Relay>, EngineError> {
         if !self.store().supports_notify() {
             return Ok(None);
@@ -113,6 +115,9 @@ impl Engine {
                 Interest::Category(Category::Task),
                 Interest::Category(Category::Step),
                 Interest::Category(Category::Custom),
+                // A switch applies to every process on the database: each one's subscribers
+                // hear of it, wherever it was set.
+                Interest::Category(Category::Runtime),
             ],
             65_536,
         );

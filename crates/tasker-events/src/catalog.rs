@@ -1,15 +1,16 @@
-//! The event catalog: every name of the Rails engine's catalog, its category, payload
-//! kind, a one-line description, and what Tasker publishes for it — or why it deliberately
-//! publishes nothing. Custom events registered at run time are listed by the bus
-//! ([`crate::EventBus::custom_events`]).
+//! The event catalog: every name of the Rails engine's catalog and Tasker's own `runtime.*`
+//! events, each with its category, payload kind, a one-line description, and what Tasker
+//! publishes for it — or why it deliberately publishes nothing. Custom events registered at
+//! run time are listed by the bus ([`crate::EventBus::custom_events`]).
 
 use serde::{Deserialize, Serialize};
 
-use crate::names::{observability, step, task, workflow};
+use crate::names::{observability, runtime, step, task, workflow};
 
 /// The category of an event name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Category {
     /// `task.*`: a task's lifecycle.
     Task,
@@ -19,6 +20,8 @@ pub enum Category {
     Workflow,
     /// `observability.*`: finer-grained facts for dashboards.
     Observability,
+    /// `runtime.*`: operators' runtime controls (pauses, namespace limits).
+    Runtime,
     /// `tasker.telemetry.*`: the Rails metrics-export subsystem.
     Telemetry,
     /// Names the Rails test suite registers.
@@ -31,11 +34,12 @@ pub enum Category {
 
 impl Category {
     /// Every category, in catalog order.
-    pub const ALL: [Category; 8] = [
+    pub const ALL: [Category; 9] = [
         Category::Task,
         Category::Step,
         Category::Workflow,
         Category::Observability,
+        Category::Runtime,
         Category::Telemetry,
         Category::Test,
         Category::Registry,
@@ -49,6 +53,7 @@ impl Category {
             Category::Step => "step",
             Category::Workflow => "workflow",
             Category::Observability => "observability",
+            Category::Runtime => "runtime",
             Category::Telemetry => "telemetry",
             Category::Test => "test",
             Category::Registry => "registry",
@@ -85,6 +90,7 @@ impl std::str::FromStr for Category {
 /// Which payload type an event carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum PayloadKind {
     /// [`crate::TaskPayload`].
     Task,
@@ -94,6 +100,8 @@ pub enum PayloadKind {
     Workflow,
     /// [`crate::CustomPayload`].
     Custom,
+    /// [`crate::SwitchPayload`].
+    Switch,
     /// Never published, so no payload.
     None,
 }
@@ -136,6 +144,18 @@ impl PayloadKind {
                 "data",
                 "task_id? step_id? step_name? (from a step handler)",
                 "namespace? task_name? version? correlation_id?",
+            ],
+            PayloadKind::Switch => &[
+                "change_id",
+                "action (pause, resume, limit, unlimit)",
+                "scope (namespace, template, template_version)",
+                "target",
+                "namespace",
+                "name?",
+                "version?",
+                "max_running? (limit)",
+                "actor",
+                "reason",
             ],
             PayloadKind::None => &[],
         }
@@ -228,7 +248,8 @@ const NO_BEFORE: &str = "a notice before a change that may not commit would anno
 use Category as C;
 use PayloadKind as P;
 
-/// Every catalog name, in the Rails engine's order.
+/// Every catalog name, in the Rails engine's order; Tasker's own `runtime.*` after the
+/// observability names.
 pub static CATALOG: &[EventSpec] = &[
     yes(
         task::INITIALIZE_REQUESTED,
@@ -530,6 +551,15 @@ pub static CATALOG: &[EventSpec] = &[
         "A retryable failure used the step's last attempt; the step stays in error.",
         "with the step.failed of the last allowed attempt",
     ),
+    yes(
+        runtime::SWITCH_CHANGED,
+        C::Runtime,
+        P::Switch,
+        "An operator paused or resumed a namespace or template, or set or lifted a \
+         namespace's limit on running step attempts (a Tasker event; Rails has none).",
+        "when the change and its audit record commit, through the engine or the API (a \
+         resume or unlimit that finds nothing to lift changes nothing and publishes nothing)",
+    ),
     no(
         "tasker.telemetry.cache_synced",
         C::Telemetry,
@@ -701,13 +731,15 @@ mod tests {
     #[test]
     fn the_catalog_holds_every_rails_name_once() {
         // The Rails catalog's 55 distinct names plus `step.before_handle`/`step.handle`, which it
-        // counts among the ten step names, and the 14 registry constants.
+        // counts among the ten step names, and the 14 registry constants; `runtime.*` is
+        // Tasker's own.
         let names: HashSet<&str> = CATALOG.iter().map(|s| s.name).collect();
         assert_eq!(names.len(), CATALOG.len(), "a name is listed twice");
         assert_eq!(by_category(Category::Task).count(), 8);
         assert_eq!(by_category(Category::Step).count(), 10);
         assert_eq!(by_category(Category::Workflow).count(), 19);
         assert_eq!(by_category(Category::Observability).count(), 8);
+        assert_eq!(by_category(Category::Runtime).count(), 1);
         assert_eq!(by_category(Category::Telemetry).count(), 6);
         assert_eq!(by_category(Category::Test).count(), 4);
         assert_eq!(by_category(Category::Registry).count(), 14);

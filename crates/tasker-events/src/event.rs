@@ -29,6 +29,7 @@ pub struct Event {
 /// The payload of an event, by kind.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Payload {
     /// A task's lifecycle.
     Task(TaskPayload),
@@ -38,6 +39,8 @@ pub enum Payload {
     Workflow(WorkflowPayload),
     /// An application's custom event.
     Custom(CustomPayload),
+    /// A runtime switch changed.
+    Switch(SwitchPayload),
 }
 
 /// Which template a task runs, and its correlation id: shared by every event of the task.
@@ -146,6 +149,85 @@ pub struct CustomPayload {
     pub data: Value,
 }
 
+/// What an operator did to a runtime switch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum SwitchAction {
+    /// The target's ready steps are no longer claimed.
+    Pause,
+    /// A pause was lifted.
+    Resume,
+    /// The namespace's running step attempts were capped at `max_running`.
+    Limit,
+    /// A namespace's cap was lifted.
+    Unlimit,
+}
+
+/// What a runtime switch applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum SwitchScope {
+    /// A whole namespace.
+    Namespace,
+    /// Every version of one template.
+    Template,
+    /// One version of one template.
+    TemplateVersion,
+}
+
+/// Payload of `runtime.switch_changed`: one change of the audit log of runtime switches.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SwitchPayload {
+    /// The change's id in the audit log (`recent_changes` of `GET /v1/runtime/switches`).
+    pub change_id: i64,
+    /// What was done.
+    pub action: SwitchAction,
+    /// A namespace, a template or one version of it.
+    pub scope: SwitchScope,
+    /// `namespace`, `namespace/name` or `namespace/name@version`.
+    pub target: String,
+    /// The namespace.
+    pub namespace: String,
+    /// The template's name, unless the switch is for the whole namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The template's version, when the switch is for one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// The cap a `limit` set on the namespace's running step attempts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_running: Option<u32>,
+    /// Who made the change (the API caller's subject).
+    pub actor: String,
+    /// Why.
+    pub reason: String,
+}
+
+impl SwitchAction {
+    /// `pause`, `resume`, `limit` or `unlimit`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SwitchAction::Pause => "pause",
+            SwitchAction::Resume => "resume",
+            SwitchAction::Limit => "limit",
+            SwitchAction::Unlimit => "unlimit",
+        }
+    }
+}
+
+impl SwitchScope {
+    /// The scope of a switch on `name` (`None`: the namespace) and `version`.
+    pub fn of(name: Option<&str>, version: Option<&str>) -> Self {
+        match (name, version) {
+            (None, _) => SwitchScope::Namespace,
+            (Some(_), None) => SwitchScope::Template,
+            (Some(_), Some(_)) => SwitchScope::TemplateVersion,
+        }
+    }
+}
+
 impl Event {
     /// An event of a catalog name (category from the catalog) or a custom one.
     pub fn new(
@@ -170,7 +252,7 @@ impl Event {
             Payload::Task(p) => Some(p.task_id),
             Payload::Step(p) => Some(p.task_id),
             Payload::Custom(p) => p.task_id,
-            Payload::Workflow(_) => None,
+            Payload::Workflow(_) | Payload::Switch(_) => None,
         }
     }
 
@@ -206,7 +288,7 @@ impl Event {
             Payload::Task(p) => Some(&p.labels),
             Payload::Step(p) => Some(&p.labels),
             Payload::Custom(p) => p.labels.as_ref(),
-            Payload::Workflow(_) => None,
+            Payload::Workflow(_) | Payload::Switch(_) => None,
         }
     }
 
@@ -215,10 +297,12 @@ impl Event {
         self.labels().map(|l| &*l.correlation_id)
     }
 
-    /// `name`, or `name step#attempt` for step events: the form the sequence snapshots use.
+    /// `name`, `name step#attempt` for step events, or `name action target` for switch
+    /// changes: the form the sequence snapshots use.
     pub fn summary(&self) -> String {
         match &self.payload {
             Payload::Step(p) => format!("{} {}#{}", self.name, p.step_name, p.attempt),
+            Payload::Switch(p) => format!("{} {} {}", self.name, p.action.as_str(), p.target),
             Payload::Custom(p) => match &p.step_name {
                 Some(step) => format!("{} {step}", self.name),
                 None => self.name.to_string(),

@@ -4,7 +4,7 @@
 //!   and what Tasker publishes for it (or why it deliberately publishes nothing); [`names`] has
 //!   the names as constants.
 //! - [`Event`] and its typed payloads ([`TaskPayload`], [`StepPayload`], [`WorkflowPayload`],
-//!   [`CustomPayload`]).
+//!   [`CustomPayload`], [`SwitchPayload`]).
 //! - [`EventBus`]: publish without waiting; [`Subscriber`]s by name, category or `*` pattern,
 //!   each with its own bounded queue and worker (a slow or panicking subscriber harms only
 //!   itself; drops are counted); [`EventStream`]s for readers that pull; custom events
@@ -31,7 +31,8 @@ pub use bus::{
 };
 pub use catalog::{Category, EventSpec, PayloadKind, Publication};
 pub use event::{
-    CustomPayload, Event, Payload, StepPayload, TaskLabels, TaskPayload, WorkflowPayload,
+    CustomPayload, Event, Payload, StepPayload, SwitchAction, SwitchPayload, SwitchScope,
+    TaskLabels, TaskPayload, WorkflowPayload,
 };
 pub use log::LogSubscriber;
 pub use metrics::{MetricsSubscriber, SECONDS_BOUNDARIES};

@@ -147,6 +147,20 @@ impl Subscriber for LogSubscriber {
                 data = %p.data,
                 "{name}"
             ),
+            Payload::Switch(p) => log_event!(
+                tracing::Level::INFO,
+                event,
+                event = name,
+                category,
+                event_time,
+                change_id = p.change_id,
+                action = p.action.as_str(),
+                target = p.target.as_str(),
+                max_running = p.max_running,
+                actor = p.actor.as_str(),
+                reason = p.reason.as_str(),
+                "{name}"
+            ),
         }
     }
 }

@@ -208,7 +208,7 @@ impl Subscriber for MetricsSubscriber {
             Payload::Custom(_) => self
                 .custom_events
                 .add(1, &[KeyValue::new("event", event.name.to_string())]),
-            Payload::Workflow(_) => {}
+            Payload::Workflow(_) | Payload::Switch(_) => {}
         }
     }
 }

@@ -25,3 +25,9 @@ pub mod observability {
     /// A step used its last attempt.
     pub const STEP_MAX_RETRIES_REACHED: &str = "observability.step.max_retries_reached";
 }
+
+/// Operators' runtime controls.
+pub mod runtime {
+    /// A runtime switch was set or lifted (pause, resume, namespace limit).
+    pub const SWITCH_CHANGED: &str = "runtime.switch_changed";
+}

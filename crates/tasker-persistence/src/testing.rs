@@ -42,14 +42,20 @@ pub struct TestDatabase {
 impl TestDatabase {
     /// A fresh SQLite database.
     pub async fn sqlite() -> Self {
+        Self::sqlite_with(Schema::Migrated).await
+    }
+
+    async fn sqlite_with(schema: Schema) -> Self {
         let dir = tempfile::tempdir().expect("temporary directory");
         let url = format!(
             "sqlite://{}?mode=rwc",
             dir.path().join("tasker.db").display()
         );
-        let store = Store::connect(&url, &ConnectOptions::default())
-            .await
-            .expect("open sqlite");
+        let options = ConnectOptions {
+            migrate: schema == Schema::Migrated,
+            ..ConnectOptions::default()
+        };
+        let store = Store::connect(&url, &options).await.expect("open sqlite");
         Self {
             store,
             url,
@@ -61,6 +67,10 @@ impl TestDatabase {
 
     /// A fresh PostgreSQL database, when `TASKER_TEST_DATABASE_URL` is set.
     pub async fn postgres() -> Option<Self> {
+        Self::postgres_with(Schema::Migrated).await
+    }
+
+    async fn postgres_with(schema: Schema) -> Option<Self> {
         let admin_url = std::env::var("TASKER_TEST_DATABASE_URL").ok()?;
         let name = format!("tasker_t_{}", uuid::Uuid::new_v4().simple());
         let admin = Database::connect(admin_url.as_str())
@@ -79,6 +89,7 @@ impl TestDatabase {
             &url,
             &ConnectOptions {
                 max_connections: 12,
+                migrate: schema == Schema::Migrated,
                 ..Default::default()
             },
         )
@@ -129,6 +140,13 @@ impl TestDatabase {
     }
 }
 
+/// Whether a test database gets the schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Schema {
+    Migrated,
+    Empty,
+}
+
 /// Runs `test` on a fresh SQLite database, then on a fresh PostgreSQL database when
 /// `TASKER_TEST_DATABASE_URL` is set; a failure names the backend.
 pub async fn on_each_database<F, Fut>(test: F)
@@ -136,8 +154,26 @@ where
     F: Fn(TestDatabase) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    run_on(TestDatabase::sqlite().await, &test).await;
-    if let Some(db) = TestDatabase::postgres().await {
+    on_each(Schema::Migrated, test).await;
+}
+
+/// [`on_each_database`] with databases that have no schema yet (their store never migrated),
+/// for tests of what applies the migrations.
+pub async fn on_each_empty_database<F, Fut>(test: F)
+where
+    F: Fn(TestDatabase) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    on_each(Schema::Empty, test).await;
+}
+
+async fn on_each<F, Fut>(schema: Schema, test: F)
+where
+    F: Fn(TestDatabase) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    run_on(TestDatabase::sqlite_with(schema).await, &test).await;
+    if let Some(db) = TestDatabase::postgres_with(schema).await {
         run_on(db, &test).await;
     }
 }

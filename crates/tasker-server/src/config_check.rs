@@ -41,18 +41,37 @@ pub(crate) struct Report {
     pub settings: Vec<Entry>,
 }
 
-/// Checks the configuration that `config` and `env` make, with `--database` applied.
+/// The command a configuration is checked for (`--for`): each checks what that command uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum CheckedCommand {
+    /// `tasker serve`: everything, authentication included.
+    Serve,
+    /// `tasker worker`: serves no HTTP, so builds no authentication.
+    Worker,
+    /// `tasker migrate`: serves no HTTP, so builds no authentication.
+    Migrate,
+}
+
+impl CheckedCommand {
+    fn builds_authentication(self) -> bool {
+        self == CheckedCommand::Serve
+    }
+}
+
+/// Checks the configuration that `config` and `env` make for `command`, with `--database`
+/// applied.
 pub(crate) async fn check(
     config: Option<&Path>,
     env: &[(String, String)],
     database: Option<&str>,
+    command: CheckedCommand,
 ) -> Report {
     let loaded = match crate::settings::load_layers(config, env) {
         Ok(loaded) => loaded,
         Err(err) => {
             return Report {
                 valid: false,
-                errors: vec![format!("{err:#}")],
+                errors: vec![crate::error_text(&err)],
                 warnings: Vec::new(),
                 settings: Vec::new(),
             };
@@ -64,9 +83,11 @@ pub(crate) async fn check(
     }
     let mut errors = settings.validate();
     let mut warnings = Vec::new();
-    match auth_check(&settings).await {
-        Ok(found) => warnings = found,
-        Err(err) => errors.push(format!("auth: {err:#}")),
+    if command.builds_authentication() {
+        match auth_check(&settings).await {
+            Ok(found) => warnings = found,
+            Err(err) => errors.push(format!("auth: {}", crate::error_text(&err))),
+        }
     }
     Report {
         valid: errors.is_empty(),
@@ -177,8 +198,13 @@ pub(crate) fn render(report: &Report) -> String {
 }
 
 /// `tasker config check`.
-pub(crate) async fn run(config: Option<&Path>, database: Option<&str>, json: bool) -> ExitCode {
-    let report = check(config, &crate::settings::environment(), database).await;
+pub(crate) async fn run(
+    config: Option<&Path>,
+    database: Option<&str>,
+    command: CheckedCommand,
+    json: bool,
+) -> ExitCode {
+    let report = check(config, &crate::settings::environment(), database, command).await;
     if json {
         let text = serde_json::to_string_pretty(&report).unwrap_or_default();
         crate::print_stdout(&format!("{text}\n"));
@@ -231,6 +257,7 @@ mod tests {
                 ("TASKER_PROFILE", "production"),
             ]),
             None,
+            CheckedCommand::Serve,
         )
         .await;
         assert!(report.valid, "{:?}", report.errors);
@@ -275,7 +302,7 @@ mod tests {
             "[database]\nurl = \"mysql://x\"\n[engine]\nlease = 0.0\n[server]\nprofile = \"production\"\nreplicas = 3\n",
         )
         .unwrap();
-        let report = check(Some(&file), &[], None).await;
+        let report = check(Some(&file), &[], None, CheckedCommand::Serve).await;
         assert!(!report.valid);
         let all = report.errors.join("\n");
         for expected in [
@@ -287,10 +314,49 @@ mod tests {
             assert!(all.contains(expected), "{expected} missing from:\n{all}");
         }
         // The shape check comes first; a SQLite URL with replicas trips the profile rule.
-        let report = check(Some(&file), &[], Some("sqlite://tasker.db?mode=rwc")).await;
+        let report = check(
+            Some(&file),
+            &[],
+            Some("sqlite://tasker.db?mode=rwc"),
+            CheckedCommand::Serve,
+        )
+        .await;
         let all = report.errors.join("\n");
         assert!(all.contains("server.replicas = 3"), "{all}");
         assert_eq!(entry(&report, "database.url").source, "--database flag");
+    }
+
+    #[tokio::test]
+    async fn a_worker_or_migration_is_checked_without_authentication() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("tasker.toml");
+        std::fs::write(&file, "[server]\nprofile = \"production\"\n").unwrap();
+        let env = env(&[("TASKER_DATABASE_URL", "postgres://db/tasker")]);
+        let serve = check(Some(&file), &env, None, CheckedCommand::Serve).await;
+        assert_eq!(
+            serve.errors,
+            [
+                "auth: auth.authenticators includes `open` in the production profile; set auth.allow_open_in_production = true if that is intended"
+            ]
+        );
+        for command in [CheckedCommand::Worker, CheckedCommand::Migrate] {
+            let report = check(Some(&file), &env, None, command).await;
+            assert!(report.valid, "{command:?}: {:?}", report.errors);
+        }
+        // The rules every command starts with still apply.
+        let lease = env_with(&env, ("TASKER_ENGINE__LEASE", "0"));
+        let report = check(Some(&file), &lease, None, CheckedCommand::Worker).await;
+        assert!(
+            !report.valid && report.errors[0].starts_with("engine: "),
+            "{:?}",
+            report.errors
+        );
+    }
+
+    fn env_with(env: &[(String, String)], (k, v): (&str, &str)) -> Vec<(String, String)> {
+        let mut env = env.to_vec();
+        env.push((k.to_owned(), v.to_owned()));
+        env
     }
 
     #[tokio::test]
@@ -299,6 +365,7 @@ mod tests {
             None,
             &env(&[("TASKER_DATABASE__URL_FILE", "/nonexistent/db_url")]),
             None,
+            CheckedCommand::Serve,
         )
         .await;
         assert!(!report.valid);

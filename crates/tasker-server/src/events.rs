@@ -1,5 +1,6 @@
-//! `tasker events`: the event catalog — every Rails event name with what Tasker publishes for
-//! it (or why it deliberately publishes nothing) — and the custom events templates declare.
+//! `tasker events`: the event catalog — every Rails event name and Tasker's own `runtime.*`,
+//! with what Tasker publishes for each (or why it deliberately publishes nothing) — and the
+//! custom events templates declare.
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -36,9 +36,10 @@ pub(crate) fn init(
     log: &LogSettings,
     tracer: Option<opentelemetry_sdk::trace::SdkTracer>,
 ) -> anyhow::Result<()> {
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&log.level))
-        .with_context(|| format!("log.level `{}` is not a valid filter", log.level))?;
+    let filter = match EnvFilter::try_from_default_env() {
+        Ok(filter) => filter,
+        Err(_) => level_filter(&log.level)?,
+    };
     let redactor = log.redactor();
     let otel = tracer.map(|tracer| {
         tracing_opentelemetry::layer()
@@ -51,6 +52,24 @@ pub(crate) fn init(
         .with(otel)
         .try_init()
         .map_err(|e| anyhow::anyhow!("cannot start logging: {e}"))
+}
+
+/// Where sqlx logs the notices PostgreSQL sends.
+const POSTGRES_NOTICES: &str = "sqlx::postgres::notice";
+
+/// The filter `log.level` names. PostgreSQL's notices come at `info` unless the level names
+/// sqlx itself: checking the schema (`/health/ready`, every probe) runs `CREATE TABLE IF NOT
+/// EXISTS`, whose "already exists, skipping" notice would otherwise fill the logs at `info`.
+fn level_filter(level: &str) -> anyhow::Result<EnvFilter> {
+    let filter = EnvFilter::try_new(level)
+        .with_context(|| format!("log.level `{level}` is not a valid filter"))?;
+    if level.contains("sqlx") {
+        return Ok(filter);
+    }
+    let quiet = format!("{POSTGRES_NOTICES}=warn")
+        .parse()
+        .expect("a valid directive");
+    Ok(filter.add_directive(quiet))
 }
 
 /// The registry with the log-line layer, writing to `writer` (stderr, or a buffer in tests).
@@ -347,6 +366,29 @@ mod tests {
             !text.contains("hunter2") && !text.contains("k-123"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn postgres_notices_show_only_from_warn_unless_the_level_names_sqlx() {
+        let logged = |level: &str| {
+            let buffer = Buffer::default();
+            let filter = level_filter(level).unwrap();
+            let subscriber = layers(LogFormat::Text, Redactor::default(), filter, buffer.clone());
+            tracing::subscriber::with_default(subscriber, || {
+                tracing::info!(target: "sqlx::postgres::notice", "relation already exists, skipping");
+                tracing::warn!(target: "sqlx::postgres::notice", "a warning from the server");
+                tracing::info!(target: "tasker_engine", "an engine line");
+            });
+            String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap()
+        };
+        let quiet = logged("info");
+        assert!(!quiet.contains("skipping"), "{quiet}");
+        assert!(quiet.contains("a warning from the server"), "{quiet}");
+        assert!(quiet.contains("an engine line"), "{quiet}");
+        let asked = logged("info,sqlx=info");
+        assert!(asked.contains("skipping"), "{asked}");
+        let err = level_filter("info,[").unwrap_err().to_string();
+        assert_eq!(err, "log.level `info,[` is not a valid filter");
     }
 
     #[test]

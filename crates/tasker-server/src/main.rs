@@ -83,13 +83,13 @@ enum Command {
     },
     /// List the built-in workflows `tasker run` knows by name
     Templates,
-    /// The event catalog: every Rails event name with what Tasker publishes for it (or why
-    /// not), and the custom events templates declare
+    /// The event catalog: every Rails event name and Tasker's own `runtime.*` with what Tasker
+    /// publishes for it (or why not), and the custom events templates declare
     Events {
         /// Describe one event (payload fields, when it is published)
         name: Option<String>,
-        /// Only this category (task, step, workflow, observability, telemetry, test, registry,
-        /// custom)
+        /// Only this category (task, step, workflow, observability, runtime, telemetry, test,
+        /// registry, custom)
         #[arg(long)]
         category: Option<String>,
         /// Only events whose name or description contains this
@@ -168,6 +168,10 @@ enum Command {
 enum ConfigCommand {
     /// Validate the configuration (as startup does) and print the effective settings
     Check {
+        /// The command the configuration is for: `serve` checks everything, authentication
+        /// included; `worker` and `migrate` serve no HTTP, so their check leaves `auth` out
+        #[arg(long = "for", value_enum, value_name = "COMMAND", default_value_t = config_check::CheckedCommand::Serve)]
+        command: config_check::CheckedCommand,
         /// JSON instead of text
         #[arg(long)]
         json: bool,
@@ -186,10 +190,24 @@ fn main() -> ExitCode {
     match dispatch(cli) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", error_text(&err));
             ExitCode::from(2)
         }
     }
+}
+
+/// `err` and its causes, joined with `: `, each cause once: many library errors already say
+/// their source in their own message, and `{:#}` would repeat it after them.
+pub(crate) fn error_text(err: &anyhow::Error) -> String {
+    let mut text = err.to_string();
+    for cause in err.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
 }
 
 fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -228,12 +246,13 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Config {
-            command: ConfigCommand::Check { json },
+            command: ConfigCommand::Check { command, json },
         } => {
             let runtime = tokio::runtime::Runtime::new()?;
             Ok(runtime.block_on(config_check::run(
                 cli.config.as_deref(),
                 cli.database.as_deref(),
+                command,
                 json,
             )))
         }
@@ -371,5 +390,29 @@ fn validate(files: &[PathBuf]) -> ExitCode {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_text;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("auth.jwt.public_keys[0]: {source}")]
+    struct Saying {
+        #[source]
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn a_cause_already_in_the_message_is_not_repeated() {
+        let io = || std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let err = anyhow::Error::new(Saying { source: io() }).context("auth");
+        assert_eq!(
+            error_text(&err),
+            "auth: auth.jwt.public_keys[0]: no such file"
+        );
+        let err = anyhow::Error::new(io()).context("cannot read /etc/x");
+        assert_eq!(error_text(&err), "cannot read /etc/x: no such file");
     }
 }

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::types::{EventFilterInput, EventView, OrGql, gql, shared};
 use crate::error::ApiError;
-use crate::routes::events::{labels, task_of};
+use crate::routes::events::{kept_by, template_of};
 use crate::state::Shared;
 
 /// Events queued per subscription before the slowest client starts losing them (counted by
@@ -33,10 +33,10 @@ struct NamespaceGate {
 
 impl NamespaceGate {
     async fn allows(&mut self, event: &Event) -> bool {
-        let Some(labels) = labels(event) else {
+        let Some((namespace, _)) = template_of(event) else {
             return true;
         };
-        let namespace = labels.namespace.to_string();
+        let namespace = namespace.to_owned();
         if let Some(allowed) = self.decided.get(&namespace) {
             return *allowed;
         }
@@ -157,7 +157,7 @@ impl SubscriptionRoot {
         #[graphql(default = true)] until_finished: bool,
     ) -> async_graphql::Result<impl Stream<Item = EventView>> {
         let task = TaskId(task_id);
-        let keep: Test = Box::new(move |event| task_of(event) == Some(task));
+        let keep: Test = Box::new(move |event| event.task_id() == Some(task));
         Ok(deliver(
             watch_task(ctx, task_id, keep, until_finished).await?,
         ))
@@ -218,14 +218,8 @@ impl SubscriptionRoot {
             interests.push(Interest::all());
         }
         let (namespace, name) = (filter.namespace, filter.name);
-        let keep: Test = Box::new(move |event| match (&namespace, &name, labels(event)) {
-            (None, None, _) => true,
-            (_, _, None) => false,
-            (ns, n, Some(labels)) => {
-                ns.as_deref().is_none_or(|ns| *labels.namespace == *ns)
-                    && n.as_deref().is_none_or(|n| *labels.task_name == *n)
-            }
-        });
+        let keep: Test =
+            Box::new(move |event| kept_by(event, namespace.as_deref(), name.as_deref()));
         let events = shared.engine.events().stream(interests, BUFFER);
         Ok(deliver(Watch {
             events,

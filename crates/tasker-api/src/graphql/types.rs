@@ -536,9 +536,10 @@ pub(crate) struct EventView {
     step_id: Option<Uuid>,
     /// The step's name.
     step_name: Option<String>,
-    /// The template namespace of the task.
+    /// The template namespace of the task, or of the runtime switch that changed.
     namespace: Option<String>,
-    /// The template name of the task.
+    /// The template name of the task, or of the runtime switch that changed (none for a
+    /// namespace-wide switch).
     task_name: Option<String>,
     /// The task's or step's state after the event.
     state: Option<String>,
@@ -550,30 +551,28 @@ pub(crate) struct EventView {
 
 impl From<&Event> for EventView {
     fn from(event: &Event) -> Self {
-        let (task_id, step_id, step_name, labels, state) = match &event.payload {
+        let (task_id, step_id, step_name, state) = match &event.payload {
             Payload::Task(p) => (
                 Some(p.task_id),
                 None,
                 None,
-                Some(&p.labels),
                 Some(p.state.as_str().to_owned()),
             ),
             Payload::Step(p) => (
                 Some(p.task_id),
                 Some(p.step_id),
                 Some(p.step_name.to_string()),
-                Some(&p.labels),
                 Some(p.state.as_str().to_owned()),
             ),
             Payload::Custom(p) => (
                 p.task_id,
                 p.step_id,
                 p.step_name.as_ref().map(ToString::to_string),
-                p.labels.as_ref(),
                 None,
             ),
-            Payload::Workflow(_) => (None, None, None, None, None),
+            _ => (None, None, None, None),
         };
+        let template = crate::routes::events::template_of(event);
         Self {
             name: event.name.to_string(),
             category: event.category.as_str().to_owned(),
@@ -581,8 +580,8 @@ impl From<&Event> for EventView {
             task_id: task_id.map(|id| id.as_uuid()),
             step_id: step_id.map(|id| id.as_uuid()),
             step_name,
-            namespace: labels.map(|l| l.namespace.to_string()),
-            task_name: labels.map(|l| l.task_name.to_string()),
+            namespace: template.map(|(namespace, _)| namespace.to_owned()),
+            task_name: template.and_then(|(_, name)| name.map(str::to_owned)),
             state,
             relayed_from: event.relayed_from.clone(),
             payload: serde_json::to_value(event).unwrap_or(Value::Null),

@@ -9,7 +9,7 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt as _;
 use tasker_domain::TaskId;
-use tasker_events::{Category, Event, EventStream, Interest, Payload, TaskLabels};
+use tasker_events::{Category, Event, EventStream, Interest, Payload};
 use tokio::sync::mpsc;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -32,22 +32,30 @@ pub(crate) fn router() -> OpenApiRouter<Arc<Shared>> {
         .routes(routes!(task_events))
 }
 
-pub(crate) fn labels(event: &Event) -> Option<&TaskLabels> {
-    match &event.payload {
-        Payload::Task(p) => Some(&p.labels),
-        Payload::Step(p) => Some(&p.labels),
-        Payload::Custom(p) => p.labels.as_ref(),
-        Payload::Workflow(_) => None,
+/// Whether the `namespace` and `name` filters of an event stream keep `event`: the events of
+/// that workflow's tasks, and the runtime switch changes of its namespace or template (a
+/// namespace-wide change passes a `name` filter too). Events of no workflow pass only when
+/// neither filter is set.
+pub(crate) fn kept_by(event: &Event, namespace: Option<&str>, name: Option<&str>) -> bool {
+    match (namespace, name, template_of(event)) {
+        (None, None, _) => true,
+        (_, _, None) => false,
+        (ns, n, Some((of_ns, of_name))) => {
+            ns.is_none_or(|ns| of_ns == ns)
+                && n.is_none_or(|n| of_name.is_none_or(|of_name| of_name == n))
+        }
     }
 }
 
-pub(crate) fn task_of(event: &Event) -> Option<TaskId> {
-    match &event.payload {
-        Payload::Task(p) => Some(p.task_id),
-        Payload::Step(p) => Some(p.task_id),
-        Payload::Custom(p) => p.task_id,
-        Payload::Workflow(_) => None,
+/// The namespace and template an event concerns: its task's, or a switch's (no template when
+/// the switch is for the whole namespace).
+pub(crate) fn template_of(event: &Event) -> Option<(&str, Option<&str>)> {
+    if let Payload::Switch(p) = &event.payload {
+        return Some((&p.namespace, p.name.as_deref()));
     }
+    event
+        .labels()
+        .map(|labels| (&*labels.namespace, Some(&*labels.task_name)))
 }
 
 fn sse(event: &Event) -> SseEvent {
@@ -85,7 +93,8 @@ async fn next(
 }
 
 /// Every event, as it happens. Filters combine: `events` (names or `*` patterns) or
-/// `category` choose what the bus delivers; `namespace` and `name` keep one workflow's.
+/// `category` choose what the bus delivers; `namespace` and `name` keep one workflow's, with
+/// the runtime switch changes that concern it.
 #[utoipa::path(
     get, path = "/events/stream", tag = "events",
     params(EventFilter),
@@ -126,14 +135,7 @@ pub(crate) async fn event_stream(
     let (namespace, name) = (filter.namespace, filter.name);
     Ok(spawn_stream(move |tx| async move {
         while let Some(event) = next(&mut events, &tx).await {
-            let wanted = match (&namespace, &name, labels(&event)) {
-                (None, None, _) => true,
-                (_, _, None) => false,
-                (ns, n, Some(labels)) => {
-                    ns.as_deref().is_none_or(|ns| *labels.namespace == *ns)
-                        && n.as_deref().is_none_or(|n| *labels.task_name == *n)
-                }
-            };
+            let wanted = kept_by(&event, namespace.as_deref(), name.as_deref());
             if wanted && tx.send(sse(&event)).await.is_err() {
                 return;
             }
@@ -189,7 +191,7 @@ pub(crate) async fn task_events(
             return;
         }
         while let Some(event) = next(&mut events, &tx).await {
-            if task_of(&event) != Some(task_id) {
+            if event.task_id() != Some(task_id) {
                 continue;
             }
             // Already replayed: the history was read after this event happened.

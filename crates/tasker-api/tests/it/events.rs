@@ -12,7 +12,7 @@ use crate::support::{Server, open_access, serve};
 
 /// Reads an SSE response to its end, or through the first event named `until`:
 /// `(event name, data)` pairs.
-async fn read_events(
+pub(crate) async fn read_events(
     response: reqwest::Response,
     until: Option<&str>,
 ) -> Vec<(String, serde_json::Value)> {
@@ -44,7 +44,7 @@ async fn read_events(
     events
 }
 
-async fn open(server: &Server, path: &str) -> reqwest::Response {
+pub(crate) async fn open(server: &Server, path: &str) -> reqwest::Response {
     let response = server
         .client
         .get(format!("{}{path}", server.base))
@@ -57,7 +57,7 @@ async fn open(server: &Server, path: &str) -> reqwest::Response {
 }
 
 /// A guard against a hung stream: a failing test, not a hung suite.
-const PATIENCE: Duration = Duration::from_secs(60);
+pub(crate) const PATIENCE: Duration = Duration::from_secs(60);
 
 #[tokio::test]
 async fn a_task_stream_replays_then_follows_live_then_ends() {

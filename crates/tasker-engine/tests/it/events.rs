@@ -532,6 +532,10 @@ async fn every_event_the_catalog_says_is_published_is_published() {
         engine.resolve_task(second.task_id).await.unwrap();
         let ok = engine.create_task(request(&fine)).await.unwrap();
         assert_eq!(drive(&engine, &clock, ok.task_id).await.state, TaskState::Complete);
+        let elsewhere = tasker_persistence::SwitchTarget::namespace("elsewhere");
+        let on_call = tasker_engine::Operator::new("on-call", Some("drill".into()));
+        engine.pause(&elsewhere, &on_call).await.unwrap();
+        engine.resume(&elsewhere, &on_call).await.unwrap();
         let waiting = engine.create_task(request(&long)).await.unwrap();
         engine.start();
         wait_for(&mut engine.subscribe(), |e| e.name == "step.before_handle").await;

@@ -3,6 +3,7 @@
 
 mod auth;
 mod client;
+mod deploy;
 mod graphql;
 mod init;
 mod metrics;
@@ -363,7 +364,8 @@ fn events_lists_every_rails_name_with_what_tasker_publishes() {
     ] {
         assert!(names.contains(&name), "{name} missing");
     }
-    assert_eq!(names.len(), 69);
+    assert_eq!(names.len(), 70, "and Tasker's own runtime.switch_changed");
+    assert!(names.contains(&"runtime.switch_changed"));
     // Each entry says whether it is published, and when or why not.
     for entry in catalog {
         match entry["publication"]["published"].as_str().unwrap() {

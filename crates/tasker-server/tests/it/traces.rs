@@ -262,15 +262,15 @@ async fn request_creation_attempts_and_the_outbound_call_share_one_trace() {
 
 /// What the OTLP receiver got.
 #[derive(Default)]
-struct Received {
-    spans: Vec<opentelemetry_proto::tonic::trace::v1::Span>,
+pub(crate) struct Received {
+    pub(crate) spans: Vec<opentelemetry_proto::tonic::trace::v1::Span>,
     trace_posts: usize,
     metric_posts: usize,
     content_types: Vec<String>,
 }
 
 /// A collector: accepts OTLP/HTTP protobuf on `/v1/traces` and `/v1/metrics`.
-async fn receiver() -> (String, Arc<Mutex<Received>>, Arc<tokio::sync::Notify>) {
+pub(crate) async fn receiver() -> (String, Arc<Mutex<Received>>, Arc<tokio::sync::Notify>) {
     use axum::body::Bytes;
     use axum::http::HeaderMap;
     use prost::Message as _;
