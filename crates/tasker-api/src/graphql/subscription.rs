@@ -8,7 +8,7 @@ use async_graphql::{Context, Subscription};
 use futures::Stream;
 use tasker_auth::{AuthorizationContext, Operation, Principal};
 use tasker_domain::TaskId;
-use tasker_events::{Category, Event, EventStream, Interest, Payload};
+use tasker_events::{Event, EventStream, Interest, Payload};
 use uuid::Uuid;
 
 use super::types::{EventFilterInput, EventView, OrGql, gql, shared};
@@ -194,29 +194,12 @@ impl SubscriptionRoot {
     ) -> async_graphql::Result<impl Stream<Item = EventView>> {
         let shared = shared(ctx).clone();
         let filter = filter.unwrap_or_default();
-        let mut interests: Vec<Interest> = filter
-            .events
-            .unwrap_or_default()
-            .iter()
-            .map(|s| s.trim())
-            .filter(|s| !s.is_empty())
-            .map(|s| {
-                if s.contains('*') {
-                    Interest::pattern(s)
-                } else {
-                    Interest::name(s)
-                }
-            })
-            .collect();
-        if let Some(category) = &filter.category {
-            let category: Category = category
-                .parse()
-                .map_err(|err| gql(ApiError::bad_request(format!("`category`: {err}"))))?;
-            interests.push(Interest::Category(category));
-        }
-        if interests.is_empty() {
-            interests.push(Interest::all());
-        }
+        let names = filter.events.unwrap_or_default();
+        let interests = crate::routes::events::interests(
+            names.iter().map(String::as_str),
+            filter.category.as_deref(),
+        )
+        .gql()?;
         let (namespace, name) = (filter.namespace, filter.name);
         let keep: Test =
             Box::new(move |event| kept_by(event, namespace.as_deref(), name.as_deref()));

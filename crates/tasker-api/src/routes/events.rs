@@ -92,6 +92,36 @@ async fn next(
     }
 }
 
+/// What a stream asks the bus for (REST and GraphQL): event names or `*` patterns (blank
+/// ones skipped) and a category; everything when neither is given.
+pub(crate) fn interests<'a>(
+    names: impl IntoIterator<Item = &'a str>,
+    category: Option<&str>,
+) -> Result<Vec<Interest>, ApiError> {
+    let mut interests: Vec<Interest> = names
+        .into_iter()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            if s.contains('*') {
+                Interest::pattern(s)
+            } else {
+                Interest::name(s)
+            }
+        })
+        .collect();
+    if let Some(category) = category {
+        let category: Category = category
+            .parse()
+            .map_err(|err| ApiError::bad_request(format!("`category`: {err}")))?;
+        interests.push(Interest::Category(category));
+    }
+    if interests.is_empty() {
+        interests.push(Interest::all());
+    }
+    Ok(interests)
+}
+
 /// Every event, as it happens. Filters combine: `events` (names or `*` patterns) or
 /// `category` choose what the bus delivers; `namespace` and `name` keep one workflow's, with
 /// the runtime switch changes that concern it.
@@ -107,30 +137,10 @@ pub(crate) async fn event_stream(
     State(shared): State<Arc<Shared>>,
     Query(filter): Query<EventFilter>,
 ) -> Result<Response, ApiError> {
-    let mut interests: Vec<Interest> = filter
-        .events
-        .as_deref()
-        .unwrap_or("")
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            if s.contains('*') {
-                Interest::pattern(s)
-            } else {
-                Interest::name(s)
-            }
-        })
-        .collect();
-    if let Some(category) = &filter.category {
-        let category: Category = category
-            .parse()
-            .map_err(|err| ApiError::bad_request(format!("`category`: {err}")))?;
-        interests.push(Interest::Category(category));
-    }
-    if interests.is_empty() {
-        interests.push(Interest::all());
-    }
+    let interests = interests(
+        filter.events.as_deref().unwrap_or("").split(','),
+        filter.category.as_deref(),
+    )?;
     let mut events = shared.engine.events().stream(interests, CLIENT_BUFFER);
     let (namespace, name) = (filter.namespace, filter.name);
     Ok(spawn_stream(move |tx| async move {
