@@ -33,6 +33,11 @@ pub const CANCELLED: &str = "CANCELLED";
 pub const PLANNED_FAILURE: &str = "PLANNED_FAILURE";
 /// `tasker::http` could not complete the request (connection, TLS, body).
 pub const HTTP_TRANSPORT: &str = "HTTP_TRANSPORT";
+/// `tasker::http` refused to connect: the address is not public and the policy does not allow
+/// private networks.
+pub const HTTP_ADDRESS_REFUSED: &str = "HTTP_ADDRESS_REFUSED";
+/// `tasker::http` read a response body larger than its policy allows.
+pub const HTTP_BODY_TOO_LARGE: &str = "HTTP_BODY_TOO_LARGE";
 /// The prefix of `tasker::http`'s status codes: `HTTP_404`, `HTTP_503`, ...
 pub const HTTP_STATUS_PREFIX: &str = "HTTP_";
 
@@ -138,6 +143,19 @@ pub const ALL: &[CodeInfo] = {
             "`tasker::http`",
             Retryable,
             "the request could not be completed (connection, TLS, body, timeout)",
+        ),
+        info(
+            HTTP_ADDRESS_REFUSED,
+            "`tasker::http`",
+            Permanent,
+            "the URL (or a redirect) leads to a loopback, private or link-local address and \
+             `http_handler.allow_private_networks` is off",
+        ),
+        info(
+            HTTP_BODY_TOO_LARGE,
+            "`tasker::http`",
+            Permanent,
+            "the response body exceeds `http_handler.max_response_bytes`",
         ),
         info(
             HTTP_STATUS_PREFIX,

@@ -44,4 +44,4 @@ pub use tasker_handler::{
     StepHandler, SystemClock, TaskHooks,
 };
 #[cfg(feature = "http")]
-pub use tasker_http::{HttpHandler, HttpResponse, ResponseClassifier};
+pub use tasker_http::{HttpHandler, HttpPolicy, HttpResponse, ResponseClassifier};

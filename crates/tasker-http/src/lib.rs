@@ -8,6 +8,11 @@
 //! are exported, the W3C `traceparent` of its `http.client` span, a child of the attempt's
 //! (unless `headers` sets one).
 //!
+//! The process's [`HttpPolicy`] bounds every call: by default only public addresses are reached
+//! (loopback, private and link-local ones are refused, after redirects too), at most
+//! [`DEFAULT_MAX_RESPONSE_BYTES`] of a body are read, and errors, spans and logs show a URL's
+//! scheme, host, port and path, never its credentials or query string.
+//!
 //! Who depends on it: `tasker-engine` (behind its default `http` feature, which registers the
 //! handler as `tasker::http`), and applications that wrap or reconfigure the handler.
 //!
@@ -16,6 +21,8 @@
 //! Architecture Invariant: depends only on `tasker-domain` and `tasker-handler` among Tasker's
 //! crates; this is the one library crate that links an HTTP client, so a handler crate that
 //! makes no HTTP calls never compiles reqwest.
+
+mod policy;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -26,6 +33,11 @@ use tasker_domain::codes;
 use tasker_domain::{StepError, TimeoutValue, parse_retry_after};
 use tasker_handler::{StepContext, StepHandler};
 use tracing::Instrument as _;
+
+use policy::{AddressRefused, CheckedResolver, check_literal, redirect_policy};
+pub use policy::{
+    DEFAULT_MAX_REDIRECTS, DEFAULT_MAX_RESPONSE_BYTES, HttpPolicy, is_public, redact,
+};
 
 /// A response as classifiers see it. Header names are lower-case.
 #[derive(Debug, Clone, PartialEq)]
@@ -60,6 +72,7 @@ pub trait ResponseClassifier: Send + Sync + 'static {
 #[derive(Clone)]
 pub struct HttpHandler {
     client: reqwest::Client,
+    policy: Arc<HttpPolicy>,
     classifier: Option<Arc<dyn ResponseClassifier>>,
 }
 
@@ -70,12 +83,34 @@ impl Default for HttpHandler {
 }
 
 impl HttpHandler {
-    /// A handler with the default classification.
+    /// A handler with the default classification and the default [`HttpPolicy`] (public
+    /// addresses only).
     pub fn new() -> Self {
+        Self::with_policy(HttpPolicy::default())
+    }
+
+    /// A handler whose calls follow `policy`.
+    pub fn with_policy(policy: HttpPolicy) -> Self {
+        let policy = Arc::new(policy);
+        let client = reqwest::Client::builder()
+            .dns_resolver(Arc::new(CheckedResolver {
+                policy: Arc::clone(&policy),
+            }))
+            .redirect(redirect_policy(Arc::clone(&policy)))
+            .build()
+            // The builder fails only when TLS cannot be initialised, which the default
+            // rustls backend never does; fall back to a plain client rather than panic.
+            .unwrap_or_default();
         Self {
-            client: reqwest::Client::new(),
+            client,
+            policy,
             classifier: None,
         }
+    }
+
+    /// The policy this handler's calls follow.
+    pub fn policy(&self) -> &HttpPolicy {
+        &self.policy
     }
 
     /// Runs `classifier` before the default classification.
@@ -111,6 +146,64 @@ fn trace_headers() -> Vec<(String, String)> {
 
 fn invalid(message: impl Into<String>) -> StepError {
     StepError::permanent(message, codes::INVALID_CONFIG)
+}
+
+fn refused(refusal: &AddressRefused) -> StepError {
+    StepError::permanent(refusal.to_string(), codes::HTTP_ADDRESS_REFUSED)
+}
+
+/// A transport error as attempts show it: its source chain without the URL (which may hold
+/// credentials or a query string), prefixed by the redacted URL.
+fn transport_error(err: reqwest::Error, shown_url: &str) -> StepError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&err);
+    while let Some(current) = source {
+        if let Some(refusal) = current.downcast_ref::<AddressRefused>() {
+            return refused(refusal);
+        }
+        source = current.source();
+    }
+    let code = if err.is_timeout() {
+        codes::TIMEOUT
+    } else {
+        codes::HTTP_TRANSPORT
+    };
+    let err = err.without_url();
+    let mut message = format!("request to {shown_url} failed: {err}");
+    let mut source = std::error::Error::source(&err);
+    while let Some(current) = source {
+        message.push_str(&format!(": {current}"));
+        source = current.source();
+    }
+    StepError::retryable(message).with_code(code)
+}
+
+/// Reads at most `limit` bytes of `response`'s body.
+async fn read_body(mut response: reqwest::Response, limit: usize) -> Result<Vec<u8>, StepError> {
+    let too_large = || {
+        StepError::permanent(
+            format!(
+                "the response body is larger than http_handler.max_response_bytes ({limit} bytes)"
+            ),
+            codes::HTTP_BODY_TOO_LARGE,
+        )
+    };
+    if response
+        .content_length()
+        .is_some_and(|length| length > limit as u64)
+    {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| {
+        StepError::retryable(format!("reading the response failed: {}", e.without_url()))
+            .with_code(codes::HTTP_TRANSPORT)
+    })? {
+        if body.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// The default classification: success codes succeed; 429 and 503 retry after `Retry-After`;
@@ -155,8 +248,16 @@ impl StepHandler for HttpHandler {
             .get("url")
             .and_then(Value::as_str)
             .ok_or_else(|| invalid("tasker::http needs handler_config.url"))?;
+        // The URL is not repeated in the error: it may carry credentials or a query string.
         let mut url = reqwest::Url::parse(url)
-            .map_err(|e| invalid(format!("handler_config.url `{url}` is not a URL: {e}")))?;
+            .map_err(|e| invalid(format!("handler_config.url is not a URL: {e}")))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(invalid(format!(
+                "handler_config.url must use http or https, not `{}`",
+                url.scheme()
+            )));
+        }
+        check_literal(&self.policy, &url).map_err(|refusal| refused(&refusal))?;
         if let Some(query) = config.get("query").and_then(Value::as_object) {
             let mut pairs = url.query_pairs_mut();
             for (key, value) in query {
@@ -196,6 +297,7 @@ impl StepHandler for HttpHandler {
             })?),
         };
         let method_name = method.to_string();
+        let shown_url = redact(&url);
         let url_host = url.host_str().unwrap_or_default().to_owned();
         let url_path = url.path().to_owned();
         let mut request = self
@@ -209,7 +311,19 @@ impl StepHandler for HttpHandler {
                 let value = value
                     .as_str()
                     .map_or_else(|| value.to_string(), str::to_owned);
-                request = request.header(name.as_str(), value);
+                let header =
+                    reqwest::header::HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+                        invalid(format!(
+                            "handler_config.headers: `{name}` is not a header name"
+                        ))
+                    })?;
+                // The value is never shown: it is often a credential.
+                let value = reqwest::header::HeaderValue::from_str(&value).map_err(|_| {
+                    invalid(format!(
+                        "handler_config.headers: the value of `{name}` is not a valid header value"
+                    ))
+                })?;
+                request = request.header(header, value);
             }
         }
         // The call is a client span of its own, a child of the attempt's: host and path only,
@@ -244,14 +358,7 @@ impl StepHandler for HttpHandler {
         if let Ok(response) = &sent {
             span.record("http.response.status_code", response.status().as_u16());
         }
-        let response = sent.map_err(|e| {
-            let code = if e.is_timeout() {
-                codes::TIMEOUT
-            } else {
-                codes::HTTP_TRANSPORT
-            };
-            StepError::retryable(format!("request failed: {e}")).with_code(code)
-        })?;
+        let response = sent.map_err(|e| transport_error(e, &shown_url))?;
         let status = response.status().as_u16();
         let headers = response
             .headers()
@@ -262,11 +369,11 @@ impl StepHandler for HttpHandler {
                     .map(|v| (k.as_str().to_ascii_lowercase(), v.to_owned()))
             })
             .collect();
-        let text = response.text().instrument(span).await.map_err(|e| {
-            StepError::retryable(format!("reading the response failed: {e}"))
-                .with_code(codes::HTTP_TRANSPORT)
-        })?;
-        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        let bytes = read_body(response, self.policy.max_response_bytes)
+            .instrument(span)
+            .await?;
+        let body = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
         let response = HttpResponse {
             status,
             headers,
@@ -329,6 +436,11 @@ mod tests {
         (url, handle)
     }
 
+    /// A handler that may reach the loopback servers of these tests.
+    fn local() -> HttpHandler {
+        HttpHandler::with_policy(HttpPolicy::allowing_private_networks())
+    }
+
     async fn call(
         status: u16,
         headers: &'static str,
@@ -340,7 +452,7 @@ mod tests {
         if let (Some(config), Some(extra)) = (config.as_object_mut(), extra.as_object()) {
             config.extend(extra.clone());
         }
-        let result = HttpHandler::new().handle(context(config, 1)).await;
+        let result = local().handle(context(config, 1)).await;
         (result, server.await.unwrap())
     }
 
@@ -427,7 +539,7 @@ mod tests {
     async fn a_handler_classifies_before_the_defaults() {
         let _serial = SERIAL.lock().await;
         let (url, server) = serve_once(409, "", "exists").await;
-        let handler = HttpHandler::new().with_classifier(Arc::new(ConflictIsSuccess));
+        let handler = local().with_classifier(Arc::new(ConflictIsSuccess));
         let result = handler.handle(context(json!({"url": url}), 1)).await;
         server.await.unwrap();
         assert_eq!(result.unwrap(), json!({"already_exists": true}));
@@ -458,7 +570,7 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}/", listener.local_addr().unwrap());
         drop(listener);
-        let err = HttpHandler::new()
+        let err = local()
             .handle(context(json!({"url": url}), 1))
             .await
             .unwrap_err();
@@ -490,7 +602,7 @@ mod tests {
         let (url, server) = serve_once(200, "", "").await;
         let url = format!("{url}?token=secret");
         let span = tracing::info_span!("step_attempt");
-        let result = HttpHandler::new()
+        let result = local()
             .handle(context(json!({"url": url}), 1))
             .instrument(span.clone())
             .await;
@@ -535,6 +647,153 @@ mod tests {
         assert!(
             request.to_ascii_lowercase().contains(&expected),
             "{expected} not in {request}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_default_policy_refuses_loopback_by_literal_and_by_name() {
+        let _serial = SERIAL.lock().await;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        for url in [
+            format!("http://127.0.0.1:{port}/x"),
+            format!("http://localhost:{port}/x"),
+            format!("http://[::1]:{port}/x"),
+        ] {
+            let err = HttpHandler::new()
+                .handle(context(json!({"url": url}), 1))
+                .await
+                .unwrap_err();
+            assert_eq!(
+                (err.is_permanent(), err.error_code.as_deref()),
+                (true, Some(codes::HTTP_ADDRESS_REFUSED)),
+                "{url}: {err}"
+            );
+            assert!(err.message.contains("allow_private_networks"), "{err}");
+        }
+        // Nothing connected: the refusal came before any connection.
+        let accepted = tokio::time::timeout(Duration::ZERO, listener.accept()).await;
+        assert!(accepted.is_err(), "no connection reached the listener");
+    }
+
+    #[tokio::test]
+    async fn a_redirect_to_a_refused_address_is_refused() {
+        let _serial = SERIAL.lock().await;
+        let target = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let target_url = format!("http://{}/inside", target.local_addr().unwrap());
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let redirect = format!("location: {target_url}\r\n");
+        let server = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut request = vec![0u8; 8192];
+            let _ = socket.read(&mut request).await.unwrap();
+            let reply = format!(
+                "HTTP/1.1 302 Found\r\ncontent-length: 0\r\nconnection: close\r\n{redirect}\r\n"
+            );
+            socket.write_all(reply.as_bytes()).await.unwrap();
+        });
+        // `localhost` is exempt, the literal it redirects to is not.
+        let handler = HttpHandler::with_policy(HttpPolicy {
+            allowed_hosts: vec!["localhost".into()],
+            ..HttpPolicy::default()
+        });
+        let err = handler
+            .handle(context(
+                json!({"url": format!("http://localhost:{port}/out")}),
+                1,
+            ))
+            .await
+            .unwrap_err();
+        server.await.unwrap();
+        assert_eq!(
+            (err.is_permanent(), err.error_code.as_deref()),
+            (true, Some(codes::HTTP_ADDRESS_REFUSED)),
+            "{err}"
+        );
+        let accepted = tokio::time::timeout(Duration::ZERO, target.accept()).await;
+        assert!(accepted.is_err(), "the redirect target was never called");
+    }
+
+    #[tokio::test]
+    async fn a_body_over_the_cap_fails_permanently() {
+        let _serial = SERIAL.lock().await;
+        let (url, server) = serve_once(200, "", "0123456789abcdef").await;
+        let handler = HttpHandler::with_policy(HttpPolicy {
+            max_response_bytes: 10,
+            ..HttpPolicy::allowing_private_networks()
+        });
+        let err = handler
+            .handle(context(json!({"url": url}), 1))
+            .await
+            .unwrap_err();
+        server.await.unwrap();
+        assert_eq!(
+            (err.is_permanent(), err.error_code.as_deref()),
+            (true, Some(codes::HTTP_BODY_TOO_LARGE)),
+            "{err}"
+        );
+        let (url, server) = serve_once(200, "", "0123456789").await;
+        let handler = HttpHandler::with_policy(HttpPolicy {
+            max_response_bytes: 10,
+            ..HttpPolicy::allowing_private_networks()
+        });
+        let results = handler.handle(context(json!({"url": url}), 1)).await;
+        server.await.unwrap();
+        assert_eq!(
+            results.unwrap()["body"],
+            json!("0123456789"),
+            "exactly the cap is read"
+        );
+    }
+
+    #[tokio::test]
+    async fn errors_never_show_credentials_query_strings_or_header_values() {
+        let _serial = SERIAL.lock().await;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        let url = format!("http://user:hunter2@127.0.0.1:{port}/path?token=s3cret");
+        let err = local()
+            .handle(context(json!({"url": url}), 1))
+            .await
+            .unwrap_err();
+        assert_eq!(err.error_code.as_deref(), Some(codes::HTTP_TRANSPORT));
+        assert!(
+            err.message
+                .starts_with(&format!("request to http://127.0.0.1:{port}/path failed: ")),
+            "{err}"
+        );
+        assert!(
+            !err.message.contains("hunter2") && !err.message.contains("s3cret"),
+            "{err}"
+        );
+        let err = local()
+            .handle(context(json!({"url": "not a url?token=s3cret"}), 1))
+            .await
+            .unwrap_err();
+        assert!(!err.message.contains("s3cret"), "{err}");
+        let err = local()
+            .handle(context(
+                json!({"url": url, "headers": {"authorization": "Bearer s3cret\n"}}),
+                1,
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (err.error_code.as_deref(), err.message.as_str()),
+            (
+                Some(codes::INVALID_CONFIG),
+                "handler_config.headers: the value of `authorization` is not a valid header value"
+            )
+        );
+        let err = local()
+            .handle(context(json!({"url": "file:///etc/passwd"}), 1))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.message,
+            "handler_config.url must use http or https, not `file`"
         );
     }
 

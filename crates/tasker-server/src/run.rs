@@ -47,6 +47,17 @@ async fn open(settings: &Settings) -> anyhow::Result<(Store, Engine)> {
 
 /// The store and an engine with the built-in example workflows registered, claiming only in
 /// `namespaces` when any are given.
+/// Gives the built-in handlers this process's settings: `tasker::http` follows
+/// `[http_handler]` (public addresses only unless configured otherwise).
+pub(crate) fn configure_builtins(engine: &Engine, settings: &Settings) {
+    engine.registry().replace_step_handler(
+        "tasker::http",
+        std::sync::Arc::new(tasker_engine::HttpHandler::with_policy(
+            settings.http_handler.clone(),
+        )),
+    );
+}
+
 pub(crate) async fn open_claiming(
     settings: &Settings,
     namespaces: &[String],
@@ -61,6 +72,7 @@ pub(crate) async fn open_claiming(
     let engine = builder
         .build()
         .map_err(|e| anyhow::anyhow!("invalid engine configuration: {e}"))?;
+    configure_builtins(&engine, settings);
     // Sensitive keys in custom event data and step error contexts never reach subscribers.
     engine.events().set_redactor(settings.log.redactor());
     register_examples(&engine).await?;

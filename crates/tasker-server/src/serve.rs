@@ -83,6 +83,7 @@ pub(crate) async fn run(
     let engine = builder
         .build()
         .map_err(|e| anyhow::anyhow!("invalid engine configuration: {e}"))?;
+    crate::run::configure_builtins(&engine, settings);
     // Sensitive keys in custom event data and step error contexts never reach subscribers.
     engine.events().set_redactor(settings.log.redactor());
     crate::run::register_examples(&engine).await?;

@@ -43,6 +43,8 @@ pub(crate) struct Settings {
     pub templates: TemplatesSettings,
     /// GraphQL beside REST: GraphiQL, introspection and the guardrails.
     pub graphql: tasker_api::GraphqlSettings,
+    /// Where the built-in `tasker::http` handler may connect and how much it reads.
+    pub http_handler: tasker_engine::HttpPolicy,
 }
 
 /// `[templates]`.

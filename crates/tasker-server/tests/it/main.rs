@@ -169,6 +169,60 @@ async fn run_prints_the_final_task_document_and_fails_on_error() {
     .await;
 }
 
+/// `tasker::http` refuses loopback unless `[http_handler]` allows private networks; the refusal
+/// is permanent (one attempt) and names the setting.
+#[test]
+fn the_http_handler_reaches_private_addresses_only_when_configured() {
+    use std::io::{Read as _, Write as _};
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hook = format!("http://{}/hook", listener.local_addr().unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let template = write(
+        dir.path(),
+        "call.yaml",
+        &format!(
+            "name: call\nstep_templates:\n  - name: notify\n    handler_class: tasker::http\n    \
+             handler_config: {{ url: \"{hook}\" }}\n    default_retry_limit: 3\n"
+        ),
+    );
+    let url = format!("sqlite://{}/t.db?mode=rwc", dir.path().display());
+    let out = tasker(&["run", template.to_str().unwrap(), "--database", &url]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("failed step `notify` after 1 attempt(s)")
+            && stderr.contains("set http_handler.allow_private_networks to allow it"),
+        "{stderr}"
+    );
+
+    let server = std::thread::spawn(move || {
+        let (mut socket, _) = listener.accept().unwrap();
+        let mut request = [0u8; 4096];
+        let n = socket.read(&mut request).unwrap();
+        socket
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}")
+            .unwrap();
+        String::from_utf8_lossy(&request[..n]).into_owned()
+    });
+    let out = Command::new(env!("CARGO_BIN_EXE_tasker"))
+        .args([
+            "run",
+            template.to_str().unwrap(),
+            "--json",
+            "--database",
+            &url,
+        ])
+        .env_remove("TASKER_DATABASE_URL")
+        .env("TASKER_HTTP_HANDLER__ALLOW_PRIVATE_NETWORKS", "true")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["status"], "complete");
+    assert!(server.join().unwrap().starts_with("GET /hook HTTP/1.1"));
+}
+
 #[test]
 fn bad_input_fails_before_anything_is_stored() {
     let dir = tempfile::tempdir().unwrap();

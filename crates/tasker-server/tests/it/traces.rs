@@ -173,6 +173,13 @@ async fn request_creation_attempts_and_the_outbound_call_share_one_trace() {
             Backend::Sqlite => db.store.clone(),
         };
         let runner = Engine::builder(runner_store).build().unwrap();
+        // The hook listens on loopback, which `tasker::http` refuses by default.
+        runner.registry().replace_step_handler(
+            "tasker::http",
+            Arc::new(tasker_engine::HttpHandler::with_policy(
+                tasker_engine::HttpPolicy::allowing_private_networks(),
+            )),
+        );
         runner
             .register_template(TaskTemplate::from_yaml_str(&yaml, None).unwrap(), false)
             .await
@@ -378,7 +385,8 @@ async fn serve_and_worker_processes_export_one_trace_per_task_over_otlp() {
             dir.path(),
             "tasker.toml",
             &format!(
-                "[telemetry]\nenabled = true\notlp_endpoint = \"{collector}\"\nservice_name = \"tasker-under-test\"\n"
+                "[telemetry]\nenabled = true\notlp_endpoint = \"{collector}\"\nservice_name = \"tasker-under-test\"\n\
+                 [http_handler]\nallow_private_networks = true\n"
             ),
         );
         let (server, base, server_stderr) = start_with_config(&config, &db.url, &["--no-worker"]);
