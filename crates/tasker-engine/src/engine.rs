@@ -38,6 +38,7 @@ use crate::emit::{
     BusSink, StepEvent, StepIdentity, TaskEvent, TemplateNames, distinct_tasks, labels_of,
 };
 use crate::error::EngineError;
+use crate::hooks::HookRuns;
 use crate::metrics::EngineMetrics;
 use crate::operator::{
     CreateOptions, Operator, refuse_step, refuse_step_of_finished_task, refuse_task,
@@ -151,6 +152,8 @@ impl EngineBuilder {
                 namespaces: self.namespaces,
                 claim_filter: Mutex::new(ClaimFilter::default()),
                 switches_active: AtomicBool::new(false),
+                hook_runs: Arc::new(HookRuns::default()),
+                restarts: std::sync::atomic::AtomicU64::new(0),
             }),
         };
         // Templates already in the given registry declare custom events too.
@@ -236,6 +239,10 @@ struct Inner {
     creator: Creator,
     /// The coordinator's instruments.
     metrics: EngineMetrics,
+    /// Finalization hooks running on tasks of their own.
+    hook_runs: Arc<HookRuns>,
+    /// How many times the coordinator panicked and was restarted.
+    restarts: std::sync::atomic::AtomicU64,
 }
 
 /// The orchestration engine. Cheap to clone; clones share one coordinator.
@@ -548,8 +555,7 @@ impl Engine {
                 version: request.version.clone(),
             })?;
         if let Some(hooks) = &registered.hooks {
-            hooks
-                .establish_step_dependencies_and_defaults(&mut request)
+            crate::hooks::establish(hooks.as_ref(), &mut request, &*self.inner.clock)
                 .await
                 .map_err(|error| EngineError::RefusedByHooks {
                     template: registered.template.full_name(),
@@ -652,8 +658,13 @@ impl Engine {
             && !self.inner.shutdown.is_cancelled()
             && !self.inner.drain.is_cancelled()
         {
-            *slot = Some(tokio::spawn(coordinate(self.inner.clone())));
+            *slot = Some(tokio::spawn(supervise(self.inner.clone())));
         }
+    }
+
+    /// How many times this engine's coordinator panicked and was restarted.
+    pub fn coordinator_restarts(&self) -> u64 {
+        self.inner.restarts.load(Ordering::Relaxed)
     }
 
     /// Whether this engine's coordinator is running (started, not shut down, not dead).
@@ -705,6 +716,9 @@ impl Engine {
             if let Some(handle) = handle {
                 handle.await.ok();
             }
+            // Finished tasks' annotations are stored before the process exits (each hook call
+            // is bounded by `HOOK_TIMEOUT`).
+            inner.hook_runs.settled().await;
             inner.shutdown.cancel();
         }
     }
@@ -718,6 +732,7 @@ impl Engine {
         loop {
             let task = self.inner.store.task(task_id).await?;
             if !matches!(task.state, TaskState::Pending | TaskState::InProgress) {
+                self.inner.hook_runs.settled_for(task_id).await;
                 return Ok(task);
             }
             loop {
@@ -765,7 +780,8 @@ impl Engine {
         self.inner.idle.borrow().wake_at
     }
 
-    /// Waits until nothing runs here and nothing is claimable at the clock's current time.
+    /// Waits until nothing runs here and nothing is claimable at the clock's current time, and
+    /// the finalization hooks started here have finished.
     pub async fn wait_until_idle(&self) {
         let mut reports = self.inner.idle.subscribe();
         let asked_at = reports.borrow().epoch;
@@ -774,13 +790,14 @@ impl Engine {
             {
                 let report = *reports.borrow_and_update();
                 if report.idle && report.epoch > asked_at {
-                    return;
+                    break;
                 }
             }
             if reports.changed().await.is_err() {
-                return;
+                break;
             }
         }
+        self.inner.hook_runs.settled().await;
     }
 
     /// Cancels a task and its unfinished steps; running handlers see their cancellation token.
@@ -824,6 +841,7 @@ impl Engine {
             }
         }
         if matches!(outcome, TransitionOutcome::Transitioned(_)) {
+            self.finalized(task_id, task.named_task_id, TaskState::Cancelled);
             let labels = labels_of(&task);
             let bus = &self.inner.bus;
             TaskEvent::new(task_id, &labels, Some(task.state), TaskState::Cancelled)
@@ -832,8 +850,6 @@ impl Engine {
                 .reason("cancel_requested")
                 .publish(bus, now);
             self.publish_changed(task_id, &labels, &cancelled, "task_cancelled", now);
-            self.finalized(task_id, task.named_task_id, TaskState::Cancelled)
-                .await;
         }
         self.inner.wake.notify_one();
         Ok(TaskState::Cancelled)
@@ -873,6 +889,7 @@ impl Engine {
             )
             .await?;
         if matches!(outcome, TransitionOutcome::Transitioned(_)) {
+            self.finalized(task_id, task.named_task_id, TaskState::ResolvedManually);
             TaskEvent::new(
                 task_id,
                 &labels_of(&task),
@@ -883,8 +900,6 @@ impl Engine {
             .duration_since(task.created_at, now)
             .reason("resolved_manually")
             .publish(&self.inner.bus, now);
-            self.finalized(task_id, task.named_task_id, TaskState::ResolvedManually)
-                .await;
         }
         Ok(())
     }
@@ -1062,11 +1077,11 @@ impl Engine {
             from = TaskState::Pending;
         }
         for (task_id, state) in &report.finalized {
+            self.finalized(*task_id, task.named_task_id, *state);
             TaskEvent::new(*task_id, &labels_of(&task), Some(from), *state)
                 .total_steps(task.total_steps as usize)
                 .duration_since(task.created_at, now)
                 .publish(&self.inner.bus, now);
-            self.finalized(*task_id, task.named_task_id, *state).await;
         }
         Ok(task)
     }
@@ -1226,25 +1241,33 @@ impl Engine {
         Ok(known)
     }
 
-    /// Runs the finalization hooks of a task that reached `state` (its event is published by
-    /// the caller, which knows its labels).
-    async fn finalized(&self, task_id: TaskId, named_task_id: i64, state: TaskState) {
-        if let Ok(Known {
-            hooks: Some(hooks), ..
-        }) = self.known(named_task_id).await
-        {
-            for (kind, annotation) in hooks.update_annotations(task_id, state).await {
-                if let Err(err) = self
+    /// Starts the finalization hooks of a task that reached `state` on a task of their own,
+    /// outside the event-order gate (its event is published by the caller, which knows its
+    /// labels). Called before that event, so a waiter woken by it finds the run tracked.
+    fn finalized(&self, task_id: TaskId, named_task_id: i64, state: TaskState) {
+        tracing::info!(%task_id, state = %state, "task finished");
+        let engine = self.clone();
+        HookRuns::spawn(&self.inner.hook_runs, task_id, async move {
+            let Ok(Known {
+                hooks: Some(hooks), ..
+            }) = engine.known(named_task_id).await
+            else {
+                return;
+            };
+            let clock = &*engine.inner.clock;
+            for (kind, annotation) in
+                crate::hooks::annotations(hooks.as_ref(), task_id, state, clock).await
+            {
+                if let Err(err) = engine
                     .inner
                     .store
-                    .annotate_task(task_id, &kind, annotation, self.inner.clock.now())
+                    .annotate_task(task_id, &kind, annotation, clock.now())
                     .await
                 {
                     tracing::warn!(%task_id, error = %err, "storing an annotation failed");
                 }
             }
-        }
-        tracing::info!(%task_id, state = %state, "task finished");
+        });
     }
 }
 
@@ -1320,6 +1343,41 @@ fn millis_since(started: std::time::Instant) -> f64 {
     started.elapsed().as_secs_f64() * 1e3
 }
 
+/// A coordinator that panics again within this time of its last restart (on the engine's
+/// clock) is restarted only after this delay, so a panic that repeats at once does not spin.
+pub(crate) const RESTART_DELAY: Duration = Duration::from_secs(1);
+
+/// Runs the coordinator and restarts it, logged at ERROR and counted, whenever it panics, until
+/// the engine shuts down. A restarted coordinator starts from the database: the attempts the dead
+/// one was running lose their outcome channel, and their claims lapse and are reclaimed like a
+/// dead process's.
+async fn supervise(inner: Arc<Inner>) {
+    let mut last_restart: Option<DateTime<Utc>> = None;
+    loop {
+        match tokio::spawn(coordinate(inner.clone())).await {
+            Ok(()) => return,
+            Err(err) if err.is_panic() => {
+                let message = crate::hooks::panic_message(&*err.into_panic());
+                let restarts = inner.restarts.fetch_add(1, Ordering::Relaxed) + 1;
+                tracing::error!(panic = %message, restarts, "the coordinator panicked; restarting it");
+                let now = inner.clock.now();
+                if last_restart.is_some_and(|at| now < saturating_add(at, RESTART_DELAY)) {
+                    tokio::select! {
+                        () = inner.clock.sleep(RESTART_DELAY) => {}
+                        () = inner.shutdown.cancelled() => return,
+                    }
+                }
+                if inner.drain.is_cancelled() || inner.shutdown.is_cancelled() {
+                    return;
+                }
+                last_restart = Some(inner.clock.now());
+            }
+            // Cancelled: the runtime is shutting down.
+            Err(_) => return,
+        }
+    }
+}
+
 async fn coordinate(inner: Arc<Inner>) {
     let engine = Engine {
         inner: inner.clone(),
@@ -1334,7 +1392,8 @@ async fn coordinate(inner: Arc<Inner>) {
     let mut next_upkeep = inner.clock.now();
     let mut next_switch_refresh = saturating_add(inner.clock.now(), config.switch_refresh);
     let mut last_upkeep: Option<DateTime<Utc>> = None;
-    let mut epoch = 0u64;
+    // Continues a restarted coordinator's count, so waiters compare against later reports.
+    let mut epoch = inner.idle.borrow().epoch;
     let mut was_idle = true;
     // Next-attempt times of the failures this engine recorded.
     let mut known_due: std::collections::BinaryHeap<std::cmp::Reverse<DateTime<Utc>>> =
@@ -1828,24 +1887,29 @@ async fn after_record(
     now: DateTime<Utc>,
 ) {
     let mut stored: HashMap<TaskId, TaskRecord> = HashMap::new();
+    // Hooks first (they run on tasks of their own), so a waiter woken by a final event finds
+    // them tracked.
+    for (task_id, state) in &report.finalized {
+        let named_task_id = match tasks.get(task_id) {
+            Some(info) => Some(info.named_task_id),
+            None => match engine.inner.store.task(*task_id).await {
+                Ok(task) => {
+                    let named_task_id = task.named_task_id;
+                    stored.insert(*task_id, task);
+                    Some(named_task_id)
+                }
+                Err(_) => None,
+            },
+        };
+        if let Some(named_task_id) = named_task_id {
+            engine.finalized(*task_id, named_task_id, *state);
+        }
+    }
     if engine.inner.bus.has_subscribers() {
         publish_report(engine, report, attempts, tasks, &mut stored, now).await;
     }
-    for (task_id, state) in &report.finalized {
-        let named_task_id = match (tasks.remove(task_id), stored.get(task_id)) {
-            (Some(info), _) => Some(info.named_task_id),
-            (None, Some(task)) => Some(task.named_task_id),
-            (None, None) => engine
-                .inner
-                .store
-                .task(*task_id)
-                .await
-                .ok()
-                .map(|t| t.named_task_id),
-        };
-        if let Some(named_task_id) = named_task_id {
-            engine.finalized(*task_id, named_task_id, *state).await;
-        }
+    for (task_id, _) in &report.finalized {
+        tasks.remove(task_id);
     }
 }
 

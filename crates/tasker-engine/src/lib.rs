@@ -21,6 +21,7 @@ mod creator;
 mod emit;
 mod engine;
 mod error;
+mod hooks;
 mod limits;
 mod metrics;
 mod operator;
@@ -35,6 +36,7 @@ pub use config::{
 };
 pub use engine::{BULK_BATCH, Engine, EngineBuilder};
 pub use error::{ActionRefusal, EngineError};
+pub use hooks::HOOK_TIMEOUT;
 pub use operator::{CreateOptions, Operator};
 pub use registry::{RegisteredTask, Registry};
 pub use relay::{CHANNEL as RELAY_CHANNEL, Relay, RelayStats};

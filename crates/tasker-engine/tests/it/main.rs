@@ -7,6 +7,7 @@ mod control;
 mod creation;
 mod drain;
 mod events;
+mod isolation;
 mod limits;
 mod recording;
 mod recovery;
