@@ -1392,6 +1392,8 @@ async fn coordinate(inner: Arc<Inner>) {
     let mut next_upkeep = inner.clock.now();
     let mut next_switch_refresh = saturating_add(inner.clock.now(), config.switch_refresh);
     let mut last_upkeep: Option<DateTime<Utc>> = None;
+    // When leases were last renewed (or there were none to renew).
+    let mut last_renewed = inner.clock.now();
     // Continues a restarted coordinator's count, so waiters compare against later reports.
     let mut epoch = inner.idle.borrow().epoch;
     let mut was_idle = true;
@@ -1447,7 +1449,11 @@ async fn coordinate(inner: Arc<Inner>) {
         }
         let now = inner.clock.now();
         if now >= next_upkeep {
-            upkeep(&engine, &mut tasks, now).await;
+            let held_ids: Vec<StepId> = held.iter().map(|(step, _)| step.step_id).collect();
+            let lost = upkeep(&engine, &mut tasks, &held_ids, &mut last_renewed, now).await;
+            if !lost.is_empty() {
+                held.retain(|(step, _)| !lost.contains(&step.step_id));
+            }
             engine.refresh_claim_filter().await;
             last_upkeep = Some(now);
             next_upkeep = saturating_add(now, config.lease / 3);
@@ -1844,18 +1850,60 @@ async fn task_info(engine: &Engine, step: &ClaimedStep, inputs: &StepInputs) -> 
 }
 
 /// Extends the leases of running attempts and fails expired ones (any owner's).
-async fn upkeep(engine: &Engine, tasks: &mut HashMap<TaskId, TaskInfo>, now: DateTime<Utc>) {
+/// Lease upkeep: renews the leases of the attempts running here and of the steps claimed but
+/// held back by the per-task limit, and reclaims expired leases. An attempt whose claim is gone
+/// (reclaimed, or finished by an operator) or whose lease lapsed while renewal failed (the
+/// database unreachable for a whole lease since `last_renewed`) is cancelled here, so its
+/// outcome is never recorded; returns the held steps whose claims are gone in the same way
+/// (never to be started).
+async fn upkeep(
+    engine: &Engine,
+    tasks: &mut HashMap<TaskId, TaskInfo>,
+    held: &[StepId],
+    last_renewed: &mut DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> std::collections::HashSet<StepId> {
     let inner = &engine.inner;
-    let ids: Vec<StepId> = inner.running.iter().map(|e| *e.key()).collect();
-    if !ids.is_empty() {
+    let running: Vec<StepId> = inner.running.iter().map(|e| *e.key()).collect();
+    let ids: Vec<StepId> = running.iter().chain(held).copied().collect();
+    let mut lost = std::collections::HashSet::new();
+    if ids.is_empty() {
+        *last_renewed = now;
+    } else {
         match inner
             .store
             .extend_leases(&inner.owner, &ids, inner.config.lease, now)
             .await
         {
-            Ok(_) => inner.metrics.leases_renewed.add(ids.len() as u64, &[]),
-            Err(err) => tracing::warn!(error = %err, "extending leases failed"),
+            Ok(kept) => {
+                *last_renewed = now;
+                inner.metrics.leases_renewed.add(kept.len() as u64, &[]);
+                let kept: std::collections::HashSet<StepId> = kept.into_iter().collect();
+                lost.extend(ids.iter().filter(|id| !kept.contains(id)).copied());
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "extending leases failed");
+                if now >= saturating_add(*last_renewed, inner.config.lease) {
+                    lost.extend(ids.iter().copied());
+                }
+            }
         }
+    }
+    if !lost.is_empty() {
+        let mut cancelled = 0usize;
+        for id in &running {
+            if lost.contains(id)
+                && let Some(entry) = inner.running.get(id)
+            {
+                entry.value().1.cancel();
+                cancelled += 1;
+            }
+        }
+        tracing::warn!(
+            running = cancelled,
+            held = lost.len() - cancelled,
+            "claims lost or leases lapsed: those attempts are cancelled here and not recorded"
+        );
     }
     match inner.store.reclaim_expired(now).await {
         Ok(report) if !report.recorded.is_empty() => {
@@ -1872,6 +1920,8 @@ async fn upkeep(engine: &Engine, tasks: &mut HashMap<TaskId, TaskInfo>, now: Dat
         Ok(_) => {}
         Err(err) => tracing::warn!(error = %err, "reclaiming expired leases failed"),
     }
+    lost.retain(|id| held.contains(id));
+    lost
 }
 
 /// After a commit that recorded outcomes: publishes their events (`step.completed` /
@@ -2099,11 +2149,7 @@ async fn spawn_attempt(
                 Some(Ok(Ok(results))) => AttemptResult::Completed(results),
                 Some(Ok(Err(error))) => AttemptResult::Failed(error),
                 Some(Err(panic)) => {
-                    let message = panic
-                        .downcast_ref::<&str>()
-                        .map(|s| (*s).to_owned())
-                        .or_else(|| panic.downcast_ref::<String>().cloned())
-                        .unwrap_or_else(|| "unknown panic".into());
+                    let message = crate::hooks::panic_message(&*panic);
                     tracing::error!(%message, "step handler panicked");
                     AttemptResult::Failed(
                         StepError::retryable(format!("handler panicked: {message}"))

@@ -8,6 +8,7 @@ mod creation;
 mod drain;
 mod events;
 mod isolation;
+mod leases;
 mod limits;
 mod recording;
 mod recovery;

@@ -17,8 +17,7 @@ use tasker_domain::{StepError, StepId, StepState, TaskId};
 use uuid::Uuid;
 
 use super::sql::{
-    execute_in_chunks, get, lock_tasks, max_params, params, query_in_chunks, retrying, skip_locked,
-    stmt,
+    get, lock_tasks, max_params, params, query_in_chunks, retrying, skip_locked, stmt,
 };
 use super::transitions::{
     StepFlags, TaskDelta, TransitionRow, add, apply_task_deltas, release_children,
@@ -169,20 +168,22 @@ impl Store {
         })
     }
 
-    /// Extends the leases `owner` holds on `steps`; returns how many it still held.
+    /// Extends the leases `owner` holds on `steps`; returns the steps it still held (the others
+    /// were reclaimed, finished by an operator, or never claimed by `owner`).
     pub async fn extend_leases(
         &self,
         owner: &str,
         steps: &[StepId],
         lease: Duration,
         now: DateTime<Utc>,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<Vec<StepId>, StoreError> {
         let now = to_micros(now);
         let ids: Vec<Value> = steps.iter().map(|s| Value::from(s.as_uuid())).collect();
-        execute_in_chunks(
+        let rows = query_in_chunks(
             &self.db,
             "UPDATE tasker_workflow_steps SET lease_expires_at = $1, updated_at = $2 \
-             WHERE claim_owner = $3 AND state = 'in_progress' AND workflow_step_id IN ({ids})",
+             WHERE claim_owner = $3 AND state = 'in_progress' AND workflow_step_id IN ({ids}) \
+             RETURNING workflow_step_id",
             vec![
                 now.saturating_add(micros(lease)).into(),
                 now.into(),
@@ -190,7 +191,10 @@ impl Store {
             ],
             &ids,
         )
-        .await
+        .await?;
+        rows.iter()
+            .map(|row| get::<Uuid>(row, "workflow_step_id").map(StepId))
+            .collect()
     }
 
     /// Gives back `owner`'s claims on `steps` without using up their attempts: each step still
