@@ -154,6 +154,7 @@ impl EngineBuilder {
                 switches_active: AtomicBool::new(false),
                 hook_runs: Arc::new(HookRuns::default()),
                 restarts: std::sync::atomic::AtomicU64::new(0),
+                revoked: DashMap::new(),
             }),
         };
         // Templates already in the given registry declare custom events too.
@@ -243,6 +244,9 @@ struct Inner {
     hook_runs: Arc<HookRuns>,
     /// How many times the coordinator panicked and was restarted.
     restarts: std::sync::atomic::AtomicU64,
+    /// Steps an operator call cancelled: if this coordinator holds one back (claimed, not yet
+    /// started), it never starts. Trimmed to the held steps at upkeep.
+    revoked: DashMap<StepId, ()>,
 }
 
 /// The orchestration engine. Cheap to clone; clones share one coordinator.
@@ -835,6 +839,9 @@ impl Engine {
                 now,
             )
             .await?;
+        for changed in &cancelled {
+            self.inner.revoked.insert(changed.step_id, ());
+        }
         for entry in self.inner.running.iter() {
             if entry.value().0 == task_id {
                 entry.value().1.cancel();
@@ -953,6 +960,7 @@ impl Engine {
             operator,
         )
         .await?;
+        self.inner.revoked.insert(step_id, ());
         if let Some(entry) = self.inner.running.get(&step_id) {
             entry.value().1.cancel();
         }
@@ -1454,6 +1462,7 @@ async fn coordinate(inner: Arc<Inner>) {
             if !lost.is_empty() {
                 held.retain(|(step, _)| !lost.contains(&step.step_id));
             }
+            inner.revoked.retain(|id, _| held_ids.contains(id));
             engine.refresh_claim_filter().await;
             last_upkeep = Some(now);
             next_upkeep = saturating_add(now, config.lease / 3);
@@ -2075,6 +2084,11 @@ async fn spawn_attempt(
     tasks: &HashMap<TaskId, TaskInfo>,
 ) {
     let inner = &engine.inner;
+    if inner.revoked.remove(&step.step_id).is_some() {
+        // Cancelled by an operator while it was held back: the store has the final word.
+        tracing::debug!(task_id = %step.task_id, step = %step.name, "a cancelled step is not started");
+        return;
+    }
     let token = inner.shutdown.child_token();
     inner
         .running

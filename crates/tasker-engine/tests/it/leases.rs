@@ -221,3 +221,42 @@ async fn an_attempt_whose_lease_lapsed_while_renewal_failed_is_cancelled_and_not
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_held_step_cancelled_with_its_task_never_starts() {
+    on_each_database(|db| async move {
+        let config = EngineConfig {
+            max_concurrent_steps_per_task: 1,
+            ..config()
+        };
+        let mut h = harness(&db, 2, config);
+        h.engine
+            .register_template(h.template.clone(), false)
+            .await
+            .unwrap();
+        let created = h.engine.create_task(request(&h.template)).await.unwrap();
+        h.engine.start();
+        // One step runs, the other is claimed and held back by the per-task limit.
+        assert_eq!(h.started.recv().await, Some(1));
+        assert_eq!(
+            h.engine.cancel_task(created.task_id).await.unwrap(),
+            TaskState::Cancelled
+        );
+        assert_eq!(h.cancelled.recv().await, Some(1));
+        // The running attempt gave its room back; the held step still does not start (if it
+        // did, the permit lets it finish, so the check below fails rather than hangs).
+        h.handler.permits.add_permits(1);
+        h.engine.wait_until_idle().await;
+        assert!(h.started.try_recv().is_err(), "the held step never started");
+        for stored in db.store.steps(created.task_id).await.unwrap() {
+            assert_eq!(
+                stored.state,
+                tasker_domain::StepState::Cancelled,
+                "{}",
+                stored.name
+            );
+        }
+        h.engine.shutdown().await;
+    })
+    .await;
+}
