@@ -223,8 +223,9 @@ struct Inner {
     templates: DashMap<i64, Known>,
     /// Catalogue rows by `namespace/name@version`.
     stored: DashMap<String, RegisteredTemplate>,
-    /// Attempts running in this process.
-    running: DashMap<StepId, (TaskId, CancellationToken)>,
+    /// Attempts running in this process, by step and attempt number: an attempt that outlived
+    /// its claim (its handler ignoring its cancellation) never stands for the step's next one.
+    running: DashMap<(StepId, u32), (TaskId, CancellationToken)>,
     random: Mutex<Box<dyn FnMut() -> f64 + Send>>,
     coordinator: Mutex<Option<JoinHandle<()>>>,
     /// The namespaces this engine claims from (`None`: all).
@@ -961,8 +962,10 @@ impl Engine {
         )
         .await?;
         self.inner.revoked.insert(step_id, ());
-        if let Some(entry) = self.inner.running.get(&step_id) {
-            entry.value().1.cancel();
+        for entry in self.inner.running.iter() {
+            if entry.key().0 == step_id {
+                entry.value().1.cancel();
+            }
         }
         self.inner.wake.notify_one();
         Ok(())
@@ -1573,7 +1576,7 @@ async fn coordinate(inner: Arc<Inner>) {
             }
             if inner.clock.now() >= deadline {
                 // The grace is over: stop the attempts still running and give their claims back.
-                let ids: Vec<StepId> = inner.running.iter().map(|e| *e.key()).collect();
+                let ids: Vec<StepId> = inner.running.iter().map(|e| e.key().0).collect();
                 for entry in inner.running.iter() {
                     entry.value().1.cancel();
                 }
@@ -1873,8 +1876,12 @@ async fn upkeep(
     now: DateTime<Utc>,
 ) -> std::collections::HashSet<StepId> {
     let inner = &engine.inner;
-    let running: Vec<StepId> = inner.running.iter().map(|e| *e.key()).collect();
-    let ids: Vec<StepId> = running.iter().chain(held).copied().collect();
+    let running: Vec<(StepId, u32)> = inner.running.iter().map(|e| *e.key()).collect();
+    let ids: Vec<StepId> = running
+        .iter()
+        .map(|(id, _)| *id)
+        .chain(held.iter().copied())
+        .collect();
     let mut lost = std::collections::HashSet::new();
     if ids.is_empty() {
         *last_renewed = now;
@@ -1900,9 +1907,9 @@ async fn upkeep(
     }
     if !lost.is_empty() {
         let mut cancelled = 0usize;
-        for id in &running {
-            if lost.contains(id)
-                && let Some(entry) = inner.running.get(id)
+        for key in &running {
+            if lost.contains(&key.0)
+                && let Some(entry) = inner.running.get(key)
             {
                 entry.value().1.cancel();
                 cancelled += 1;
@@ -2092,7 +2099,7 @@ async fn spawn_attempt(
     let token = inner.shutdown.child_token();
     inner
         .running
-        .insert(step.step_id, (step.task_id, token.clone()));
+        .insert((step.step_id, step.attempt), (step.task_id, token.clone()));
     inner
         .metrics
         .gauges
@@ -2310,7 +2317,7 @@ impl Unrecorded {
 
 /// An attempt no longer runs here: forget it in the running set and its task's count.
 fn release(inner: &Inner, per_task: &mut HashMap<TaskId, usize>, step: &ClaimedStep) {
-    inner.running.remove(&step.step_id);
+    inner.running.remove(&(step.step_id, step.attempt));
     // Before the recorded outcome's events are published, so a scrape that follows them sees it.
     inner
         .metrics

@@ -260,3 +260,68 @@ async fn a_held_step_cancelled_with_its_task_never_starts() {
     })
     .await;
 }
+
+/// Ignores its cancellation: each attempt waits for a permit, reports that it finished, and
+/// succeeds.
+struct Stubborn {
+    started: mpsc::UnboundedSender<u32>,
+    finished: mpsc::UnboundedSender<u32>,
+    permits: Semaphore,
+}
+
+#[async_trait::async_trait]
+impl StepHandler for Stubborn {
+    async fn handle(&self, step: StepContext) -> Result<Value, StepError> {
+        let _ = self.started.send(step.attempt);
+        self.permits.acquire().await.expect("open").forget();
+        let _ = self.finished.send(step.attempt);
+        Ok(json!({"attempt": step.attempt}))
+    }
+}
+
+#[tokio::test]
+async fn an_attempt_that_outlives_its_claim_never_stands_for_the_next_one() {
+    on_each_database(|db| async move {
+        let (started_tx, mut started) = mpsc::unbounded_channel();
+        let (finished_tx, mut finished) = mpsc::unbounded_channel();
+        let handler = Arc::new(Stubborn {
+            started: started_tx,
+            finished: finished_tx,
+            permits: Semaphore::new(0),
+        });
+        let registry = Arc::new(Registry::with_builtins());
+        registry
+            .register_step_handler("test::stubborn", handler.clone())
+            .unwrap();
+        let clock = ManualClock::new(t0());
+        let engine = engine_with(&db.store, &clock, registry);
+        let template = template(
+            "name: stubborn\nstep_templates:\n  - name: s\n    handler_class: test::stubborn\n    default_retry_limit: 5\n",
+        );
+        engine.register_template(template.clone(), false).await.unwrap();
+        let created = engine.create_task(request(&template)).await.unwrap();
+        engine.start();
+        assert_eq!(started.recv().await, Some(1));
+        // Attempt 1's claim is taken; the engine cancels it (ignored) and runs attempt 2.
+        db.store.reclaim_expired(t0() + Duration::from_secs(31)).await.unwrap();
+        clock.advance(Duration::from_secs(31));
+        assert_eq!(started.recv().await, Some(2));
+        // Attempt 1 ends at last; attempt 2 must still be known as running here, so the next
+        // upkeep renews its lease instead of letting it expire.
+        handler.permits.add_permits(1);
+        assert_eq!(finished.recv().await, Some(1));
+        clock.advance(Duration::from_secs(31));
+        // Two permits: attempt 2's, and one for an attempt 3 that must not happen (if it did,
+        // it would finish and the attempt count below would say so).
+        handler.permits.add_permits(2);
+        let task = drive(&engine, &clock, created.task_id).await;
+        assert_eq!(task.state, TaskState::Complete);
+        let stored = &db.store.steps(created.task_id).await.unwrap()[0];
+        assert_eq!(
+            (stored.attempts, stored.results.clone()),
+            (2, Some(json!({"attempt": 2})))
+        );
+        engine.shutdown().await;
+    })
+    .await;
+}
