@@ -9,6 +9,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+use tasker_domain::ConfigError;
 
 use chrono::{DateTime, Utc};
 use dashmap::DashMap;
@@ -59,15 +60,18 @@ impl CacheSettings {
     }
 
     /// `cache.ttl` as a duration; errors name the key.
-    pub fn ttl(&self) -> Result<Duration, String> {
+    pub fn ttl(&self) -> Result<Duration, ConfigError> {
         duration("cache.ttl", &self.ttl)
     }
 
     /// `cache.timeout` as a duration; errors name the key.
-    pub fn timeout(&self) -> Result<Duration, String> {
+    pub fn timeout(&self) -> Result<Duration, ConfigError> {
         duration("cache.timeout", &self.timeout).and_then(|d| {
             if d.is_zero() {
-                Err("cache.timeout must be more than 0".into())
+                Err(ConfigError::new(
+                    "cache.timeout",
+                    "cache.timeout must be more than 0",
+                ))
             } else {
                 Ok(d)
             }
@@ -75,18 +79,24 @@ impl CacheSettings {
     }
 
     /// Checks every value; errors name the key.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
         self.ttl()?;
         self.timeout()?;
         if self.max_entries == 0 {
-            return Err("cache.max_entries must be at least 1".into());
+            return Err(ConfigError::new(
+                "cache.max_entries",
+                "cache.max_entries must be at least 1",
+            ));
         }
         if let Some(url) = self.redis() {
             let scheme_ok = url.starts_with("redis://") || url.starts_with("rediss://");
             if !scheme_ok {
-                return Err(format!(
-                    "cache.redis_url must start with redis:// or rediss://, got `{}`",
-                    redact(url)
+                return Err(ConfigError::new(
+                    "cache.redis_url",
+                    format!(
+                        "cache.redis_url must start with redis:// or rediss://, got `{}`",
+                        redact(url)
+                    ),
                 ));
             }
         }
@@ -96,8 +106,8 @@ impl CacheSettings {
     /// The cache these settings describe. Redis is connected lazily: an unreachable Redis at
     /// startup is a degraded cache (and a failing readiness check), not a failed start.
     pub fn build(&self) -> Result<Cache, String> {
-        self.validate()?;
-        let timeout = self.timeout()?;
+        self.validate().map_err(|e| e.to_string())?;
+        let timeout = self.timeout().map_err(|e| e.to_string())?;
         let backend: Arc<dyn CacheBackend> = match self.redis() {
             None => Arc::new(MemoryCache::new(self.max_entries)),
             #[cfg(feature = "redis")]
@@ -116,10 +126,14 @@ impl CacheSettings {
     }
 }
 
-fn duration(key: &str, text: &str) -> Result<Duration, String> {
-    let parsed = tasker_auth::parse_duration(text).map_err(|err| format!("{key}: {err}"))?;
+fn duration(key: &str, text: &str) -> Result<Duration, ConfigError> {
+    let parsed = tasker_auth::parse_duration(text)
+        .map_err(|err| ConfigError::new(key, format!("{key}: {err}")))?;
     if parsed > MAX_DURATION {
-        return Err(format!("{key} must be at most 24h, got `{text}`"));
+        return Err(ConfigError::new(
+            key,
+            format!("{key} must be at most 24h, got `{text}`"),
+        ));
     }
     Ok(parsed)
 }

@@ -1,6 +1,7 @@
 //! What every handler shares, and the API's settings.
 
 use std::time::Duration;
+use tasker_domain::ConfigError;
 
 use serde::{Deserialize, Serialize};
 use tasker_auth::AccessControl;
@@ -40,34 +41,44 @@ impl Default for ApiSettings {
 
 impl ApiSettings {
     /// The request timeout as a duration; errors name the key.
-    pub fn request_timeout(&self) -> Result<Duration, String> {
+    pub fn request_timeout(&self) -> Result<Duration, ConfigError> {
         Duration::try_from_secs_f64(self.request_timeout)
             .ok()
             .filter(|d| !d.is_zero() && *d <= Duration::from_secs(3600))
             .ok_or_else(|| {
-                format!(
-                    "api.request_timeout must be between 0 and 3600 seconds, got {}",
-                    self.request_timeout
+                ConfigError::new(
+                    "api.request_timeout",
+                    format!(
+                        "api.request_timeout must be between 0 and 3600 seconds, got {}",
+                        self.request_timeout
+                    ),
                 )
             })
     }
 
     /// Checks every value; errors name the key.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
         self.request_timeout()?;
         if self.body_limit < 1024 {
-            return Err(format!(
-                "api.body_limit must be at least 1024 bytes, got {}",
-                self.body_limit
+            return Err(ConfigError::new(
+                "api.body_limit",
+                format!(
+                    "api.body_limit must be at least 1024 bytes, got {}",
+                    self.body_limit
+                ),
             ));
         }
         if self.max_page_size == 0 {
-            return Err("api.max_page_size must be at least 1".into());
+            return Err(ConfigError::new(
+                "api.max_page_size",
+                "api.max_page_size must be at least 1",
+            ));
         }
         for origin in &self.cors_origins {
             if origin != "*" && axum::http::HeaderValue::from_str(origin).is_err() {
-                return Err(format!(
-                    "api.cors_origins: `{origin}` is not a valid origin"
+                return Err(ConfigError::new(
+                    "api.cors_origins",
+                    format!("api.cors_origins: `{origin}` is not a valid origin"),
                 ));
             }
         }
@@ -104,11 +115,14 @@ impl Default for HealthSettings {
 
 impl HealthSettings {
     /// Checks every value; errors name the key.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
         if !(self.max_pool_utilisation > 0.0 && self.max_pool_utilisation <= 1.0) {
-            return Err(format!(
-                "health.max_pool_utilisation must be more than 0 and at most 1, got {}",
-                self.max_pool_utilisation
+            return Err(ConfigError::new(
+                "health.max_pool_utilisation",
+                format!(
+                    "health.max_pool_utilisation must be more than 0 and at most 1, got {}",
+                    self.max_pool_utilisation
+                ),
             ));
         }
         Ok(())

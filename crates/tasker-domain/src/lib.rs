@@ -15,6 +15,7 @@
 
 pub mod backoff;
 pub mod codes;
+pub mod config;
 pub mod duration;
 pub mod event_names;
 pub mod identity;
@@ -26,6 +27,7 @@ pub mod serde_secs;
 pub mod state;
 
 pub use backoff::{BackoffPolicy, RetryAfterError, parse_retry_after};
+pub use config::ConfigError;
 pub use duration::{InvalidDuration, TimeoutValue};
 pub use identity::{DefaultIdentity, HashIdentity, IdempotencyKey, IdentityStrategy};
 pub use ids::{StepId, TaskId};

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tasker_domain::BackoffPolicy;
+use tasker_domain::{BackoffPolicy, ConfigError};
 use tasker_domain::duration::{MAX_STEP_TIMEOUT, describe};
 
 /// The longest `engine.lease`: 1 hour. A longer lease only delays recovery from a crash.
@@ -82,8 +82,8 @@ impl Default for EngineConfig {
 }
 
 impl EngineConfig {
-    /// Checks the numbers make sense; the message names the field.
-    pub fn validate(&self) -> Result<(), String> {
+    /// Checks the numbers make sense; the error names the setting.
+    pub fn validate(&self) -> Result<(), ConfigError> {
         let positive = [
             ("max_concurrent_steps", self.max_concurrent_steps),
             (
@@ -99,20 +99,23 @@ impl EngineConfig {
         ];
         for (name, value) in positive {
             if value == 0 {
-                return Err(format!("engine.{name} must be at least 1"));
+                return Err(invalid(name, format!("engine.{name} must be at least 1")));
             }
         }
         if self.lease < Duration::from_millis(100) {
-            return Err(format!(
-                "engine.lease must be at least 0.1 s, got {:?}",
-                self.lease
+            return Err(invalid(
+                "lease",
+                format!("engine.lease must be at least 0.1 s, got {:?}", self.lease),
             ));
         }
         if self.lease > MAX_LEASE {
             return Err(too_long("lease", self.lease, MAX_LEASE, "1 h"));
         }
         if self.poll_interval.is_zero() {
-            return Err("engine.poll_interval must be positive".into());
+            return Err(invalid(
+                "poll_interval",
+                "engine.poll_interval must be positive",
+            ));
         }
         if self.poll_interval > MAX_POLL_INTERVAL {
             return Err(too_long(
@@ -123,7 +126,10 @@ impl EngineConfig {
             ));
         }
         if self.switch_refresh.is_zero() {
-            return Err("engine.switch_refresh must be positive".into());
+            return Err(invalid(
+                "switch_refresh",
+                "engine.switch_refresh must be positive",
+            ));
         }
         if self.switch_refresh > MAX_POLL_INTERVAL {
             return Err(too_long(
@@ -142,7 +148,10 @@ impl EngineConfig {
             ));
         }
         if self.default_step_timeout.is_zero() {
-            return Err("engine.default_step_timeout must be positive".into());
+            return Err(invalid(
+                "default_step_timeout",
+                "engine.default_step_timeout must be positive",
+            ));
         }
         if self.default_step_timeout > MAX_STEP_TIMEOUT {
             return Err(too_long(
@@ -154,15 +163,23 @@ impl EngineConfig {
         }
         self.backoff
             .validate()
-            .map_err(|e| format!("engine.backoff: {e}"))
+            .map_err(|e| invalid("backoff", format!("engine.backoff: {e}")))
     }
 }
 
-fn too_long(field: &str, value: Duration, max: Duration, human: &str) -> String {
-    format!(
-        "engine.{field} of {} exceeds the maximum of {} ({human})",
-        describe(value),
-        describe(max)
+/// An error about `engine.{field}`.
+fn invalid(field: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::new(format!("engine.{field}"), message)
+}
+
+fn too_long(field: &str, value: Duration, max: Duration, human: &str) -> ConfigError {
+    invalid(
+        field,
+        format!(
+            "engine.{field} of {} exceeds the maximum of {} ({human})",
+            describe(value),
+            describe(max)
+        ),
     )
 }
 
@@ -188,9 +205,13 @@ mod tests {
             claim_batch_size: 0,
             ..Default::default()
         };
+        let err = bad.validate().unwrap_err();
         assert_eq!(
-            bad.validate().unwrap_err(),
-            "engine.claim_batch_size must be at least 1"
+            (err.setting.as_str(), err.to_string().as_str()),
+            (
+                "engine.claim_batch_size",
+                "engine.claim_batch_size must be at least 1"
+            )
         );
         assert!(EngineConfig::default().validate().is_ok());
     }
@@ -202,6 +223,7 @@ mod tests {
                 .unwrap()
                 .validate()
                 .err()
+                .map(|e| e.to_string())
         };
         assert_eq!(
             check(r#"{"lease": 10000000000000}"#).unwrap(),

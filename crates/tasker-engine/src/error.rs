@@ -102,9 +102,9 @@ pub enum EngineError {
         /// The JSON Pointer of the string or key holding it.
         path: String,
     },
-    /// The engine configuration is unusable; the message names the key.
-    #[error("invalid engine configuration: {0}")]
-    InvalidConfig(String),
+    /// The engine configuration is unusable; the error names the setting.
+    #[error("invalid engine configuration")]
+    InvalidConfig(#[source] tasker_domain::ConfigError),
     /// The engine has shut down.
     #[error("the engine has shut down")]
     ShutDown,

@@ -71,7 +71,7 @@ pub(crate) async fn open_claiming(
     }
     let engine = builder
         .build()
-        .map_err(|e| anyhow::anyhow!("invalid engine configuration: {e}"))?;
+        .map_err(anyhow::Error::new)?;
     configure_builtins(&engine, settings);
     // Sensitive keys in custom event data and step error contexts never reach subscribers.
     engine.events().set_redactor(settings.log.redactor());

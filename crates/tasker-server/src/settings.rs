@@ -182,16 +182,16 @@ impl Settings {
             errors.push(format!("engine: {err}"));
         }
         if let Err(err) = self.api.validate() {
-            errors.push(err);
+            errors.push(err.to_string());
         }
         if let Err(err) = self.health.validate() {
-            errors.push(err);
+            errors.push(err.to_string());
         }
         if let Err(err) = self.graphql.validate() {
-            errors.push(err);
+            errors.push(err.to_string());
         }
         if let Err(err) = self.cache.validate() {
-            errors.push(err);
+            errors.push(err.to_string());
         }
         if let Err(err) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             errors.push(format!("log.level `{}`: {err}", self.log.level));

@@ -17,6 +17,7 @@ mod types;
 
 use std::sync::Arc;
 use std::time::Duration;
+use tasker_domain::ConfigError;
 
 use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
 use async_graphql::{BatchRequest, BatchResponse, Data, Executor, Schema};
@@ -87,7 +88,7 @@ impl Default for GraphqlSettings {
 
 impl GraphqlSettings {
     /// Checks every value; errors name the key.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
         self.timeout()?;
         for (key, value, least) in [
             ("max_depth", self.max_depth, 2),
@@ -96,8 +97,9 @@ impl GraphqlSettings {
             ("max_batch", self.max_batch, 1),
         ] {
             if value < least {
-                return Err(format!(
-                    "graphql.{key} must be at least {least}, got {value}"
+                return Err(ConfigError::new(
+                    format!("graphql.{key}"),
+                    format!("graphql.{key} must be at least {least}, got {value}"),
                 ));
             }
         }
@@ -105,14 +107,17 @@ impl GraphqlSettings {
     }
 
     /// The time limit; errors name the key.
-    pub fn timeout(&self) -> Result<Duration, String> {
+    pub fn timeout(&self) -> Result<Duration, ConfigError> {
         Duration::try_from_secs_f64(self.timeout)
             .ok()
             .filter(|d| !d.is_zero() && *d <= Duration::from_secs(3600))
             .ok_or_else(|| {
-                format!(
-                    "graphql.timeout must be between 0 and 3600 seconds, got {}",
-                    self.timeout
+                ConfigError::new(
+                    "graphql.timeout",
+                    format!(
+                        "graphql.timeout must be between 0 and 3600 seconds, got {}",
+                        self.timeout
+                    ),
                 )
             })
     }
