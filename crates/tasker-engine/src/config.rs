@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tasker_domain::{BackoffPolicy, ConfigError};
 use tasker_domain::duration::{MAX_STEP_TIMEOUT, describe};
+use tasker_domain::{BackoffPolicy, ConfigError};
 
 /// The longest `engine.lease`: 1 hour. A longer lease only delays recovery from a crash.
 pub const MAX_LEASE: Duration = Duration::from_secs(60 * 60);

@@ -69,9 +69,7 @@ pub(crate) async fn open_claiming(
     if !namespaces.is_empty() {
         builder = builder.namespaces(namespaces.iter().cloned());
     }
-    let engine = builder
-        .build()
-        .map_err(anyhow::Error::new)?;
+    let engine = builder.build().map_err(anyhow::Error::new)?;
     configure_builtins(&engine, settings);
     // Sensitive keys in custom event data and step error contexts never reach subscribers.
     engine.events().set_redactor(settings.log.redactor());

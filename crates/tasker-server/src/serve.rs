@@ -80,9 +80,7 @@ pub(crate) async fn run(
     if let Some(telemetry) = &telemetry {
         builder = builder.meter(telemetry.meter());
     }
-    let engine = builder
-        .build()
-        .map_err(anyhow::Error::new)?;
+    let engine = builder.build().map_err(anyhow::Error::new)?;
     crate::run::configure_builtins(&engine, settings);
     // Sensitive keys in custom event data and step error contexts never reach subscribers.
     engine.events().set_redactor(settings.log.redactor());
