@@ -41,6 +41,7 @@ impl Default for BackoffPolicy {
 
 /// Why a policy is unusable.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
 pub enum BackoffPolicyError {
     /// The multiplier must be at least 1.
     #[error("backoff multiplier must be at least 1.0, got {0}")]

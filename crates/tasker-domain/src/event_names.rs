@@ -59,6 +59,7 @@ pub const RESERVED_PREFIXES: &[&str] = &[
 
 /// Why a custom event name is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum CustomNameError {
     /// Blank, or with blank segments.
     #[error("custom event name `{0}` has a blank segment; use `namespace.event`")]

@@ -103,6 +103,7 @@ pub trait Subscriber: Send + Sync + 'static {
 
 /// Why the bus refused something.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum BusError {
     /// A subscriber of that name is registered already.
     #[error("a subscriber named `{0}` is registered already (use replace to swap it)")]

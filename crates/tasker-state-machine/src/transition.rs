@@ -93,6 +93,7 @@ pub enum Refusal {
 /// A refused transition: which machine, between which states, and why.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, thiserror::Error)]
 #[serde(tag = "machine", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum TransitionError {
     /// A task transition was refused.
     #[error("task cannot move from {from_state} to {to_state}: {reason}")]

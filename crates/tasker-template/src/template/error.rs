@@ -4,6 +4,7 @@ use std::fmt;
 
 /// What is wrong with a template.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum TemplateErrorKind {
     /// Not valid YAML, or a value of the wrong type.
     #[error("{message}")]
