@@ -111,7 +111,7 @@ async fn main() {
             .await
             .unwrap();
         measure("postgres", store.clone()).await;
-        store.connection().clone().close().await.ok();
+        store.close().await;
         admin
             .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
             .await

@@ -17,8 +17,8 @@ use tasker_domain::{StepError, StepId, StepState, TaskId};
 use uuid::Uuid;
 
 use super::sql::{
-    execute_in_chunks, get, lock_tasks, max_params, params, query_in_chunks, retrying, skip_locked,
-    stmt,
+    Db, commit, execute_in_chunks, get, lock_tasks, max_params, params, query_in_chunks, retrying,
+    skip_locked, stmt,
 };
 use super::transitions::{
     StepFlags, TaskDelta, TransitionRow, add, apply_task_deltas, release_children,
@@ -67,7 +67,7 @@ impl Store {
         retrying(|| async move {
             let txn = self.write_txn().await?;
             let batch = claim_in(&txn, owner, limit, lease, to_micros(now), filter).await?;
-            txn.commit().await?;
+            commit(txn).await?;
             Ok(batch)
         })
         .await
@@ -126,7 +126,7 @@ impl Store {
             } else {
                 claim_in(&txn, owner, claim_limit, lease, now, filter).await?
             };
-            txn.commit().await?;
+            commit(txn).await?;
             Ok((report, batch))
         })
         .await
@@ -140,8 +140,8 @@ impl Store {
     ) -> Result<Option<DateTime<Utc>>, StoreError> {
         let row = self
             .db
-            .query_one_raw(stmt(
-                self.backend(),
+            .row(stmt(
+                self.db_backend(),
                 "SELECT MIN(next_attempt_at) AS due FROM tasker_workflow_steps \
                  WHERE unfinished_parents = 0 AND next_attempt_at IS NOT NULL AND next_attempt_at > $1",
                 vec![to_micros(now).into()],
@@ -157,8 +157,8 @@ impl Store {
     pub async fn next_lease_expiry(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
         let row = self
             .db
-            .query_one_raw(stmt(
-                self.backend(),
+            .row(stmt(
+                self.db_backend(),
                 "SELECT MIN(lease_expires_at) AS due FROM tasker_workflow_steps WHERE lease_expires_at IS NOT NULL",
                 vec![],
             ))
@@ -252,7 +252,7 @@ impl Store {
                     });
                 }
                 write_step_transitions(&txn, history, now, true).await?;
-                txn.commit().await?;
+                commit(txn).await?;
                 Ok(released)
             }
         })
@@ -272,7 +272,7 @@ impl Store {
             let txn = self.write_txn().await?;
             let claimed = outcomes.iter().map(|o| (owner, o)).collect();
             let report = record_in(&txn, claimed, to_micros(now)).await?;
-            txn.commit().await?;
+            commit(txn).await?;
             Ok(report)
         })
         .await
@@ -285,7 +285,7 @@ impl Store {
     }
 
     async fn reclaim_expired_once(&self, now: DateTime<Utc>) -> Result<RecordReport, StoreError> {
-        let backend = self.backend();
+        let backend = self.db_backend();
         let txn = self.write_txn().await?;
         let now_micros = to_micros(now);
         // The lock order: the tasks of the expired steps first, then the steps.
@@ -297,7 +297,7 @@ impl Store {
         )
         .await?;
         let rows = txn
-            .query_all_raw(stmt(
+            .rows(stmt(
                 backend,
                 format!(
                     "SELECT workflow_step_id, claim_owner, attempts, lease_expires_at FROM tasker_workflow_steps \
@@ -329,7 +329,7 @@ impl Store {
         }
         let pairs = outcomes.iter().map(|(o, s)| (o.as_str(), s)).collect();
         let report = record_in(&txn, pairs, now_micros).await?;
-        txn.commit().await?;
+        commit(txn).await?;
         Ok(report)
     }
 
@@ -425,7 +425,7 @@ async fn lock_limits<C: ConnectionTrait>(txn: &C, filter: &ClaimFilter) -> Resul
     namespaces.sort_unstable();
     namespaces.dedup();
     for namespace in namespaces {
-        txn.execute_raw(stmt(
+        txn.exec(stmt(
             backend,
             "SELECT pg_advisory_xact_lock(hashtext($1))",
             vec![format!("tasker.namespace_limit:{namespace}").into()],
@@ -449,7 +449,7 @@ async fn running_per_named_task<C: ConnectionTrait>(
         return Ok(HashMap::new());
     }
     let rows = txn
-        .query_all_raw(stmt(
+        .rows(stmt(
             txn.get_database_backend(),
             format!(
                 "SELECT t.named_task_id AS named_task_id, COUNT(*) AS running \
@@ -486,7 +486,7 @@ async fn select_candidates<C: ConnectionTrait>(
     // The lock order: a claim that starts a pending task locks that task row before any step
     // row. Tasks already running are not touched by a claim, so their rows are not locked.
     if backend == DbBackend::Postgres {
-        txn.query_all_raw(stmt(
+        txn.rows(stmt(
             backend,
             format!(
                 "SELECT task_id FROM tasker_tasks WHERE state = 'pending' AND task_id IN \
@@ -498,18 +498,17 @@ async fn select_candidates<C: ConnectionTrait>(
         ))
         .await?;
     }
-    Ok(txn
-        .query_all_raw(stmt(
-            backend,
-            format!(
-                "SELECT workflow_step_id, state FROM tasker_workflow_steps \
-                 WHERE unfinished_parents = 0 AND next_attempt_at IS NOT NULL AND next_attempt_at <= $1{clause} \
-                 ORDER BY next_attempt_at LIMIT $2{}",
-                skip_locked(backend)
-            ),
-            vec![now.into(), i64::try_from(limit).unwrap_or(i64::MAX).into()],
-        ))
-        .await?)
+    txn.rows(stmt(
+        backend,
+        format!(
+            "SELECT workflow_step_id, state FROM tasker_workflow_steps \
+             WHERE unfinished_parents = 0 AND next_attempt_at IS NOT NULL AND next_attempt_at <= $1{clause} \
+             ORDER BY next_attempt_at LIMIT $2{}",
+            skip_locked(backend)
+        ),
+        vec![now.into(), i64::try_from(limit).unwrap_or(i64::MAX).into()],
+    ))
+    .await
 }
 
 async fn claim_in<C: ConnectionTrait>(
@@ -742,7 +741,7 @@ async fn complete_together<C: ConnectionTrait>(
              RETURNING workflow_step_id, task_id, last_sort_key, attempts, next_attempt_at",
             tuples.join(", ")
         );
-        for row in db.query_all_raw(stmt(backend, sql, values)).await? {
+        for row in db.rows(stmt(backend, sql, values)).await? {
             rows.insert(get(&row, "workflow_step_id")?, row);
         }
     }
@@ -802,7 +801,7 @@ pub(crate) async fn record_in<C: ConnectionTrait>(
                 completed_rows.remove(&step_id.as_uuid())
             }
             StepOutcome::Success { step_id, attempt, results } => {
-                db.query_one_raw(stmt(
+                db.row(stmt(
                     backend,
                     "UPDATE tasker_workflow_steps SET state = 'complete', processed = TRUE, processed_at = $1, \
                      results = $2, in_process = FALSE, claim_owner = NULL, lease_expires_at = NULL, updated_at = $1, \
@@ -821,7 +820,7 @@ pub(crate) async fn record_in<C: ConnectionTrait>(
             }
             StepOutcome::Failure(failure) => {
                 let error = serde_json::to_value(&failure.error).map_err(|e| StoreError::malformed("step error", e))?;
-                db.query_one_raw(stmt(
+                db.row(stmt(
                     backend,
                     "UPDATE tasker_workflow_steps SET state = 'error', in_process = FALSE, claim_owner = NULL, \
                      lease_expires_at = NULL, last_error = $2, last_failure_at = $1, backoff_request_seconds = $3, \

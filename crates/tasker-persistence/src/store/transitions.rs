@@ -19,7 +19,7 @@ use tasker_state_machine::{StepGuard, TaskGuard, Transition, TransitionOutcome, 
 use uuid::Uuid;
 
 use super::sql::{
-    execute_in_chunks, for_update, get, insert_rows, lock_tasks, max_params, params,
+    Db, commit, execute_in_chunks, for_update, get, insert_rows, lock_tasks, max_params, params,
     query_in_chunks, retrying, stmt,
 };
 use super::{ChangedStep, RecordReport, Store};
@@ -265,7 +265,7 @@ pub(crate) async fn apply_task_deltas<C: ConnectionTrait>(
              RETURNING task_id, state, active_steps, done_steps, total_steps, last_sort_key",
             tuples.join(", ")
         );
-        for row in db.query_all_raw(stmt(backend, sql, values)).await? {
+        for row in db.rows(stmt(backend, sql, values)).await? {
             rows.insert(get(&row, "task_id")?, row);
         }
     }
@@ -316,7 +316,7 @@ pub(crate) async fn apply_task_deltas<C: ConnectionTrait>(
             most_recent: true,
             metadata,
         });
-        db.execute_raw(stmt(
+        db.exec(stmt(
             backend,
             "UPDATE tasker_tasks SET state = $1, complete = $2, completed_at = $3, last_sort_key = $4, updated_at = $3 \
              WHERE task_id = $5",
@@ -367,7 +367,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<(TransitionOutcome<StepState>, RecordReport), StoreError> {
         let txn = self.write_txn().await?;
-        let backend = self.backend();
+        let backend = self.db_backend();
         let now = to_micros(now);
         // The lock order: the task row, then the step row. The step's flags and the task's
         // counters are computed from rows no other writer can change until this commits.
@@ -378,7 +378,7 @@ impl Store {
         )
         .await?;
         let row = txn
-            .query_one_raw(stmt(
+            .row(stmt(
                 backend,
                 format!(
                     "SELECT task_id, state, next_attempt_at, unfinished_parents, total_parents, last_sort_key, attempts \
@@ -427,7 +427,7 @@ impl Store {
         let sort_key = get::<i32>(&row, "last_sort_key")? + 10;
         let results_value = results.map(|r| Value::Json(Some(Box::new(r))));
         let updated = txn
-            .execute_raw(stmt(
+            .exec(stmt(
                 backend,
                 "UPDATE tasker_workflow_steps SET state = $1, next_attempt_at = $2, last_sort_key = $3, updated_at = $4, \
                  in_process = $5, claim_owner = CASE WHEN $5 THEN claim_owner ELSE NULL END, \
@@ -488,7 +488,7 @@ impl Store {
                 release_children(&txn, &[step_id.as_uuid()], now, &mut deltas).await?;
         }
         report.finalized = apply_task_deltas(&txn, deltas, now).await?;
-        txn.commit().await?;
+        commit(txn).await?;
         Ok((TransitionOutcome::Transitioned(transition), report))
     }
 
@@ -532,12 +532,12 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<(TransitionOutcome<TaskState>, Vec<ChangedStep>), StoreError> {
         let txn = self.write_txn().await?;
-        let backend = self.backend();
+        let backend = self.db_backend();
         let now = to_micros(now);
         let id: Value = task_id.as_uuid().into();
         // The lock order: the task row first, then (cancelling or retrying) its steps.
         let row = txn
-            .query_one_raw(stmt(
+            .row(stmt(
                 backend,
                 format!(
                     "SELECT state, done_steps, total_steps, last_sort_key FROM tasker_tasks WHERE task_id = $1{}",
@@ -578,7 +578,7 @@ impl Store {
                 | TaskState::ResolvedManually
         );
         let updated = txn
-            .execute_raw(stmt(
+            .exec(stmt(
                 backend,
                 "UPDATE tasker_tasks SET state = $1, complete = $2, last_sort_key = $3, updated_at = $4, \
                  completed_at = CASE WHEN $5 THEN $4 ELSE NULL END WHERE task_id = $6 AND state = $7",
@@ -623,7 +623,7 @@ impl Store {
                     // Nothing would run: the task would wait in `pending` forever. Refuse, and
                     // the dropped transaction leaves the task as it was.
                     let cancelled = txn
-                        .query_all_raw(stmt(
+                        .rows(stmt(
                             backend,
                             "SELECT name FROM tasker_workflow_steps WHERE task_id = $1 AND state = 'cancelled' \
                              ORDER BY position",
@@ -639,7 +639,7 @@ impl Store {
             }
             _ => Vec::new(),
         };
-        txn.commit().await?;
+        commit(txn).await?;
         Ok((TransitionOutcome::Transitioned(transition), steps))
     }
 }
@@ -675,7 +675,7 @@ impl Store {
         let mut deltas = HashMap::new();
         deltas.insert(task_id.as_uuid(), TaskDelta::default());
         let finalized = apply_task_deltas(&txn, deltas, now).await?;
-        txn.commit().await?;
+        commit(txn).await?;
         Ok(finalized
             .first()
             .map_or(TaskState::Pending, |(_, state)| *state))
@@ -690,7 +690,7 @@ async fn reopen_in<C: ConnectionTrait>(
     now: i64,
 ) -> Result<bool, StoreError> {
     let row = db
-        .query_one_raw(stmt(
+        .row(stmt(
             db.get_database_backend(),
             "UPDATE tasker_tasks SET state = 'pending', complete = FALSE, completed_at = NULL, \
              last_sort_key = last_sort_key + 10, updated_at = $1 WHERE task_id = $2 AND state = 'error' \
@@ -729,7 +729,7 @@ async fn cancel_steps<C: ConnectionTrait>(
     let mut changed = Vec::new();
     for from in ["pending", "in_progress"] {
         let rows = db
-            .query_all_raw(stmt(
+            .rows(stmt(
                 backend,
                 "UPDATE tasker_workflow_steps SET state = 'cancelled', next_attempt_at = NULL, in_process = FALSE, \
                  claim_owner = NULL, lease_expires_at = NULL, last_sort_key = last_sort_key + 10, updated_at = $1 \
@@ -747,13 +747,13 @@ async fn cancel_steps<C: ConnectionTrait>(
         )?);
     }
     // Steps in error have no cancelled transition (Rails table); they just lose their schedule.
-    db.execute_raw(stmt(
+    db.exec(stmt(
         backend,
         "UPDATE tasker_workflow_steps SET next_attempt_at = NULL, updated_at = $1 WHERE task_id = $2 AND state = 'error'",
         vec![now.into(), task_id.as_uuid().into()],
     ))
     .await?;
-    db.execute_raw(stmt(
+    db.exec(stmt(
         backend,
         "UPDATE tasker_tasks SET active_steps = 0 WHERE task_id = $1",
         vec![task_id.as_uuid().into()],
@@ -771,7 +771,7 @@ async fn reset_blocked_steps<C: ConnectionTrait>(
 ) -> Result<Vec<ChangedStep>, StoreError> {
     let backend = db.get_database_backend();
     let rows = db
-        .query_all_raw(stmt(
+        .rows(stmt(
             backend,
             "UPDATE tasker_workflow_steps SET state = 'pending', attempts = 0, next_attempt_at = $1, \
              last_sort_key = last_sort_key + 10, updated_at = $1 \
@@ -781,7 +781,7 @@ async fn reset_blocked_steps<C: ConnectionTrait>(
         ))
         .await?;
     let count = i32::try_from(rows.len()).unwrap_or(i32::MAX);
-    db.execute_raw(stmt(
+    db.exec(stmt(
         backend,
         "UPDATE tasker_tasks SET active_steps = active_steps + $1, blocked_steps = blocked_steps - $1 WHERE task_id = $2",
         vec![count.into(), task_id.as_uuid().into()],
