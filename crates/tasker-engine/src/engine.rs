@@ -21,7 +21,7 @@ use tasker_events::{
     WorkflowPayload,
 };
 use tasker_persistence::{
-    ClaimBatch, ClaimFilter, ClaimedStep, CreateTaskOptions, CreatedTask, NamespaceLimit,
+    Claim, ClaimBatch, ClaimFilter, ClaimedStep, CreateTaskOptions, CreatedTask, NamespaceLimit,
     RecordReport, RegisteredTemplate, RuntimeSwitch, StepFailure, StepInputs, StepOutcome, Store,
     SwitchChange, SwitchKind, SwitchTarget, TaskRecord,
 };
@@ -1446,15 +1446,12 @@ async fn coordinate(inner: Arc<Inner>) {
                     .record(claim_started.elapsed().as_secs_f64(), &[]);
             }
             match claimed {
-                Ok(batch) if !batch.steps.is_empty() => {
+                Ok(batch) if !batch.is_empty() => {
                     progressed = true;
-                    inner
-                        .metrics
-                        .claim_steps
-                        .record(batch.steps.len() as u64, &[]);
+                    inner.metrics.claim_steps.record(batch.len() as u64, &[]);
                     let claim_ms = timed.then(|| millis_since(claim_started));
                     // The claim returned each step's inputs in the same statement.
-                    for (step, inputs) in batch.steps.iter().zip(&batch.inputs) {
+                    for Claim { step, inputs } in &batch.claims {
                         if let std::collections::hash_map::Entry::Vacant(slot) =
                             tasks.entry(step.task_id)
                         {
@@ -1464,7 +1461,7 @@ async fn coordinate(inner: Arc<Inner>) {
                     if bus.has_subscribers() {
                         publish_claimed(&engine, &batch, &tasks, claim_ms, now);
                     }
-                    for (step, inputs) in batch.steps.into_iter().zip(batch.inputs) {
+                    for Claim { step, inputs } in batch.claims {
                         if per_task.get(&step.task_id).copied().unwrap_or(0)
                             < config.max_concurrent_steps_per_task
                         {
@@ -1698,13 +1695,13 @@ fn publish_claimed(
     now: DateTime<Utc>,
 ) {
     let bus = &engine.inner.bus;
-    let task_ids = distinct_tasks(batch.steps.iter().map(|s| s.task_id));
+    let task_ids = distinct_tasks(batch.steps().map(|s| s.task_id));
     bus.publish(Event::new(
         workflow::VIABLE_STEPS_DISCOVERED,
         now,
         Payload::Workflow(WorkflowPayload {
             owner: engine.inner.owner.as_str().into(),
-            step_count: batch.steps.len(),
+            step_count: batch.len(),
             task_ids,
             duration_ms: claim_ms,
         }),
@@ -1720,7 +1717,7 @@ fn publish_claimed(
             .publish(bus, now);
         }
     }
-    for step in &batch.steps {
+    for step in batch.steps() {
         let Some(info) = tasks.get(&step.task_id) else {
             continue;
         };

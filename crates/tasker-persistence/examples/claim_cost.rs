@@ -55,10 +55,9 @@ async fn per_step(store: &Store, n: usize) -> Duration {
             .claim_ready_steps("bench", 100, Duration::from_secs(60), Utc::now())
             .await
             .unwrap();
-        assert!(!batch.steps.is_empty(), "work remains");
+        assert!(!batch.is_empty(), "work remains");
         let outcomes = batch
-            .steps
-            .iter()
+            .steps()
             .map(|s| StepOutcome::Success {
                 step_id: s.step_id,
                 attempt: s.attempt,

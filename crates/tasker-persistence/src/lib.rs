@@ -46,7 +46,7 @@ pub use error::{DatabaseError, StoreError};
 pub use schema_drift::schema_drift;
 pub use store::{
     AnalyticsScope, ApiKeyRecord, Backend, Backlog, BlockingReason, Bottlenecks, ChangedStep,
-    ClaimBatch, ClaimFilter, ClaimedStep, ConnectOptions, CreateTaskOptions, CreatedTask,
+    Claim, ClaimBatch, ClaimFilter, ClaimedStep, ConnectOptions, CreateTaskOptions, CreatedTask,
     DEFAULT_DATABASE_URL, ErrorHotSpot, ExecutionStatus, HealthCounts, HealthStatus, Listener,
     MAX_ANALYTICS_LIMIT, MAX_ANALYTICS_WINDOW, MAX_NOTIFY_PAYLOAD, NamespaceLimit, NewApiKey, Page,
     Performance, PoolStatus, PreparedTask, RecommendedAction, RecordReport, RecordedStep,

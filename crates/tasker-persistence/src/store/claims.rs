@@ -25,8 +25,8 @@ use super::transitions::{
     write_step_transitions, write_task_transitions,
 };
 use super::{
-    ClaimBatch, ClaimFilter, ClaimedStep, RecordReport, RecordedStep, StepFailure, StepInputs,
-    StepOutcome, Store,
+    Claim, ClaimBatch, ClaimFilter, ClaimedStep, RecordReport, RecordedStep, StepFailure,
+    StepInputs, StepOutcome, Store,
 };
 use crate::error::StoreError;
 use crate::time::{from_micros, to_micros};
@@ -334,7 +334,7 @@ impl Store {
     }
 
     /// The task context, inputs and parents' results of each step, for its handler. (A claim
-    /// already returns these for the steps it takes, in [`ClaimBatch::inputs`].)
+    /// already returns these for the steps it takes, in each [`Claim::inputs`].)
     pub async fn step_inputs(&self, steps: &[StepId]) -> Result<Vec<StepInputs>, StoreError> {
         let ids: Vec<Value> = steps.iter().map(|s| Value::from(s.as_uuid())).collect();
         let rows = query_in_chunks(
@@ -597,7 +597,7 @@ async fn claim_in<C: ConnectionTrait>(
     )
     .await?;
     let mut history = Vec::with_capacity(claimed.len() * 2);
-    let mut steps = Vec::with_capacity(claimed.len());
+    let mut claims = Vec::with_capacity(claimed.len());
     let mut task_ids: Vec<Uuid> = Vec::new();
     for row in &claimed {
         let step_id: Uuid = get(row, "workflow_step_id")?;
@@ -636,18 +636,20 @@ async fn claim_in<C: ConnectionTrait>(
             inputs: get(row, "inputs")?,
             parent_results: parse_parent_results(get(row, "parent_results")?)?,
         };
-        steps.push((
+        claims.push((
             get::<i32>(row, "position")?,
-            step_inputs,
-            ClaimedStep {
-                step_id: StepId(step_id),
-                task_id: TaskId(task_id),
-                named_task_id: get(row, "named_task_id")?,
-                name: get(row, "name")?,
-                attempt: u32::try_from(attempt).unwrap_or(0),
-                retry_limit: u32::try_from(get::<i32>(row, "retry_limit")?).unwrap_or(0),
-                retried: was_retry,
-                lease_expires_at: from_micros(lease_until),
+            Claim {
+                inputs: step_inputs,
+                step: ClaimedStep {
+                    step_id: StepId(step_id),
+                    task_id: TaskId(task_id),
+                    named_task_id: get(row, "named_task_id")?,
+                    name: get(row, "name")?,
+                    attempt: u32::try_from(attempt).unwrap_or(0),
+                    retry_limit: u32::try_from(get::<i32>(row, "retry_limit")?).unwrap_or(0),
+                    retried: was_retry,
+                    lease_expires_at: from_micros(lease_until),
+                },
             },
         ));
     }
@@ -677,13 +679,10 @@ async fn claim_in<C: ConnectionTrait>(
     }
     write_task_transitions(txn, task_history, now, true).await?;
     // Grouped by task in template order, for a stable hand-off to the engine.
-    steps.sort_by_key(|(position, _, step)| (step.task_id, *position));
-    let (inputs, steps): (Vec<StepInputs>, Vec<ClaimedStep>) =
-        steps.into_iter().map(|(_, i, s)| (i, s)).unzip();
+    claims.sort_by_key(|(position, claim)| (claim.step.task_id, *position));
     started_tasks.sort();
     Ok(ClaimBatch {
-        steps,
-        inputs,
+        claims: claims.into_iter().map(|(_, claim)| claim).collect(),
         started_tasks,
     })
 }

@@ -34,11 +34,11 @@ pub use revocations::RevokedToken;
 pub use switches::{RuntimeSwitch, SwitchChange, SwitchKind, SwitchTarget};
 pub use transaction::{SqlValue, Transaction};
 pub use types::{
-    Backlog, BlockingReason, ChangedStep, ClaimBatch, ClaimFilter, ClaimedStep, CreateTaskOptions,
-    CreatedTask, ExecutionStatus, HealthCounts, HealthStatus, NamespaceLimit, Page, PoolStatus,
-    RecommendedAction, RecordReport, RecordedStep, RegisteredTemplate, StepFailure, StepInputs,
-    StepOutcome, StepReadiness, StepRecord, TaskExecutionContext, TaskFilter, TaskRecord,
-    TransitionRecord,
+    Backlog, BlockingReason, ChangedStep, Claim, ClaimBatch, ClaimFilter, ClaimedStep,
+    CreateTaskOptions, CreatedTask, ExecutionStatus, HealthCounts, HealthStatus, NamespaceLimit,
+    Page, PoolStatus, RecommendedAction, RecordReport, RecordedStep, RegisteredTemplate,
+    StepFailure, StepInputs, StepOutcome, StepReadiness, StepRecord, TaskExecutionContext,
+    TaskFilter, TaskRecord, TransitionRecord,
 };
 
 use crate::error::{DatabaseError, StoreError};

@@ -101,13 +101,41 @@ pub struct ClaimedStep {
 /// A batch of claimed steps.
 #[derive(Debug, Clone, PartialEq, Default, Serialize)]
 pub struct ClaimBatch {
-    /// The claimed steps, grouped by task in template order.
-    pub steps: Vec<ClaimedStep>,
-    /// What each claimed step's handler needs, read in the claim's own statement:
-    /// `inputs[i]` belongs to `steps[i]`.
-    pub inputs: Vec<StepInputs>,
+    /// The claims, grouped by task in template order.
+    pub claims: Vec<Claim>,
     /// Tasks that moved `pending → in_progress` with this claim.
     pub started_tasks: Vec<TaskId>,
+}
+
+impl ClaimBatch {
+    /// Whether nothing was claimed.
+    pub fn is_empty(&self) -> bool {
+        self.claims.is_empty()
+    }
+
+    /// How many steps were claimed.
+    pub fn len(&self) -> usize {
+        self.claims.len()
+    }
+
+    /// The claimed steps, in the batch's order.
+    pub fn steps(&self) -> impl ExactSizeIterator<Item = &ClaimedStep> {
+        self.claims.iter().map(|claim| &claim.step)
+    }
+
+    /// The claimed steps without their inputs, for a caller that reads those elsewhere.
+    pub fn into_steps(self) -> Vec<ClaimedStep> {
+        self.claims.into_iter().map(|claim| claim.step).collect()
+    }
+}
+
+/// One claimed step with what its handler needs, both from the claim's own statement.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Claim {
+    /// The step and its attempt.
+    pub step: ClaimedStep,
+    /// Its handler's inputs (`inputs.step_id == step.step_id`).
+    pub inputs: StepInputs,
 }
 
 /// What a step handler needs to run.

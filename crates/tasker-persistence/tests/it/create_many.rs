@@ -146,7 +146,7 @@ async fn many_tasks_are_written_together_and_each_bad_request_fails_alone() {
             .claim_ready_steps("w", 1_000, std::time::Duration::from_secs(30), t0())
             .await?;
         assert_eq!(
-            claimed.steps.len(),
+            claimed.len(),
             61,
             "{backend}: each diamond's root and the twin's first step"
         );

@@ -100,7 +100,7 @@ async fn health_counts_come_from_real_rows() {
             let claimed = store
                 .claim_ready_steps("w", 1, Duration::from_secs(30), t0())
                 .await?
-                .steps;
+                .into_steps();
             let outcome = if i == 2 {
                 StepOutcome::Failure(tasker_persistence::StepFailure {
                     step_id: claimed[0].step_id,
@@ -162,7 +162,7 @@ async fn the_backlog_counts_ready_steps_and_steps_in_backoff() {
         let claimed = store
             .claim_ready_steps("w", 1, Duration::from_secs(30), t0())
             .await?
-            .steps;
+            .into_steps();
         assert_eq!(
             store.backlog(t0()).await?.ready,
             1,
@@ -196,7 +196,7 @@ async fn the_backlog_counts_ready_steps_and_steps_in_backoff() {
         let again = store
             .claim_ready_steps("w", 2, Duration::from_secs(30), at(20.0))
             .await?
-            .steps;
+            .into_steps();
         let retried = again
             .iter()
             .find(|s| s.step_id == claimed[0].step_id)
