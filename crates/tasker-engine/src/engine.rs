@@ -14,7 +14,9 @@ use futures::FutureExt;
 use serde_json::Value;
 use tasker_domain::codes;
 use tasker_domain::duration::{MAX_STEP_TIMEOUT, saturating_add};
-use tasker_domain::{StepError, StepErrorKind, StepId, StepState, TaskId, TaskRequest, TaskState};
+use tasker_domain::{
+    StepError, StepErrorKind, StepId, StepState, TaskId, TaskRequest, TaskState, TemplateId,
+};
 use tasker_events::names::{observability, workflow};
 use tasker_events::{
     Category, Event, EventBus, EventStream, Interest, Payload, SwitchAction, TaskLabels,
@@ -216,7 +218,7 @@ struct Inner {
     /// How many finished attempts wait in memory to be recorded again after a failed commit.
     unrecorded: watch::Sender<usize>,
     /// By named task id.
-    templates: DashMap<i64, Known>,
+    templates: DashMap<TemplateId, Known>,
     /// Catalogue rows by `namespace/name@version`.
     stored: DashMap<String, RegisteredTemplate>,
     /// Attempts running in this process.
@@ -1203,7 +1205,7 @@ impl Engine {
         Ok(())
     }
 
-    async fn known(&self, named_task_id: i64) -> Result<Known, EngineError> {
+    async fn known(&self, named_task_id: TemplateId) -> Result<Known, EngineError> {
         if let Some(known) = self.inner.templates.get(&named_task_id) {
             return Ok(known.clone());
         }
@@ -1228,7 +1230,7 @@ impl Engine {
 
     /// Runs the finalization hooks of a task that reached `state` (its event is published by
     /// the caller, which knows its labels).
-    async fn finalized(&self, task_id: TaskId, named_task_id: i64, state: TaskState) {
+    async fn finalized(&self, task_id: TaskId, named_task_id: TemplateId, state: TaskState) {
         if let Ok(Known {
             hooks: Some(hooks), ..
         }) = self.known(named_task_id).await
@@ -1292,7 +1294,7 @@ enum AttemptResult {
 
 /// What the coordinator keeps about a task while it runs steps of it.
 struct TaskInfo {
-    named_task_id: i64,
+    named_task_id: TemplateId,
     labels: TaskLabels,
     created_at: DateTime<Utc>,
     span: Span,
@@ -1593,7 +1595,7 @@ async fn coordinate(inner: Arc<Inner>) {
 /// Which catalogue templates' tasks an engine claims: those whose step handler classes are all
 /// `registered`, in `namespaces` when given. No filter at all when that is every template.
 fn claim_filter(
-    catalogue: &[(i64, TaskTemplate)],
+    catalogue: &[(TemplateId, TaskTemplate)],
     registered: impl Fn(&str) -> bool,
     namespaces: Option<&[String]>,
     switches: &[RuntimeSwitch],
@@ -1625,7 +1627,7 @@ fn claim_filter(
     }
     paused_named_task_ids.sort_unstable();
     paused_named_task_ids.dedup();
-    let allowed: Vec<i64> = catalogue
+    let allowed: Vec<TemplateId> = catalogue
         .iter()
         .filter(|(_, template)| {
             namespaces.is_none_or(|ns| ns.contains(&template.namespace_name))
@@ -2468,17 +2470,17 @@ mod tests {
         let parse = |yaml: &str| TaskTemplate::from_yaml_str(yaml, None).unwrap();
         let catalogue = vec![
             (
-                1,
+                TemplateId(1),
                 parse("name: a\nstep_templates:\n  - name: s\n    handler_class: here\n"),
             ),
             (
-                2,
+                TemplateId(2),
                 parse(
                     "name: b\nstep_templates:\n  - name: s\n    handler_class: here\n  - name: t\n    handler_class: elsewhere\n",
                 ),
             ),
             (
-                3,
+                TemplateId(3),
                 parse(
                     "name: c\nnamespace_name: ops\nstep_templates:\n  - name: s\n    handler_class: here\n",
                 ),
@@ -2487,12 +2489,12 @@ mod tests {
         let here = |class: &str| class == "here";
         assert_eq!(
             claim_filter(&catalogue, here, None, &[]).named_task_ids,
-            Some(vec![1, 3])
+            Some(vec![TemplateId(1), TemplateId(3)])
         );
         let ops = ["ops".to_owned()];
         assert_eq!(
             claim_filter(&catalogue, here, Some(&ops), &[]).named_task_ids,
-            Some(vec![3])
+            Some(vec![TemplateId(3)])
         );
         assert_eq!(
             claim_filter(&catalogue, |_| true, None, &[]),

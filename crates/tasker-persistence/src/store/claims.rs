@@ -13,12 +13,12 @@ use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DbBackend, QueryResult, Value};
 use serde_json::json;
 use tasker_domain::codes;
-use tasker_domain::{StepError, StepId, StepState, TaskId};
+use tasker_domain::{StepError, StepId, StepState, TaskId, TemplateId};
 use uuid::Uuid;
 
 use super::sql::{
     Db, commit, execute_in_chunks, get, lock_tasks, max_params, params, query_in_chunks, retrying,
-    skip_locked, stmt,
+    skip_locked, stmt, template_id,
 };
 use super::transitions::{
     StepFlags, TaskDelta, TransitionRow, add, apply_task_deltas, release_children,
@@ -394,7 +394,7 @@ impl Store {
 /// Claims up to `limit` (> 0) ready steps inside `txn`'s transaction.
 /// ` AND [NOT] EXISTS (...)`: only (or never) steps of tasks of these named tasks. An empty
 /// list allows nothing (or excludes nothing).
-fn named_tasks_clause(ids: &[i64], allowed: bool) -> String {
+fn named_tasks_clause(ids: &[TemplateId], allowed: bool) -> String {
     if ids.is_empty() {
         return if allowed {
             " AND 1 = 0".to_owned()
@@ -407,7 +407,7 @@ fn named_tasks_clause(ids: &[i64], allowed: bool) -> String {
          AND f.named_task_id IN ({}))",
         if allowed { "" } else { "NOT " },
         ids.iter()
-            .map(i64::to_string)
+            .map(TemplateId::to_string)
             .collect::<Vec<_>>()
             .join(", ")
     )
@@ -439,8 +439,8 @@ async fn lock_limits<C: ConnectionTrait>(txn: &C, filter: &ClaimFilter) -> Resul
 async fn running_per_named_task<C: ConnectionTrait>(
     txn: &C,
     filter: &ClaimFilter,
-) -> Result<HashMap<i64, i64>, StoreError> {
-    let ids: Vec<i64> = filter
+) -> Result<HashMap<TemplateId, i64>, StoreError> {
+    let ids: Vec<TemplateId> = filter
         .limits
         .iter()
         .flat_map(|l| l.named_task_ids.iter().copied())
@@ -457,7 +457,7 @@ async fn running_per_named_task<C: ConnectionTrait>(
                  WHERE s.lease_expires_at IS NOT NULL AND s.state = 'in_progress' \
                  AND t.named_task_id IN ({}) GROUP BY t.named_task_id",
                 ids.iter()
-                    .map(i64::to_string)
+                    .map(TemplateId::to_string)
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
@@ -467,7 +467,7 @@ async fn running_per_named_task<C: ConnectionTrait>(
     let mut running = HashMap::with_capacity(rows.len());
     for row in &rows {
         running.insert(
-            get::<i64>(row, "named_task_id")?,
+            template_id(row, "named_task_id")?,
             get::<i64>(row, "running")?,
         );
     }
@@ -643,7 +643,7 @@ async fn claim_in<C: ConnectionTrait>(
                 step: ClaimedStep {
                     step_id: StepId(step_id),
                     task_id: TaskId(task_id),
-                    named_task_id: get(row, "named_task_id")?,
+                    named_task_id: template_id(row, "named_task_id")?,
                     name: get(row, "name")?,
                     attempt: u32::try_from(attempt).unwrap_or(0),
                     retry_limit: u32::try_from(get::<i32>(row, "retry_limit")?).unwrap_or(0),

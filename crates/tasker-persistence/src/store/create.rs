@@ -382,7 +382,7 @@ impl Store {
         };
         let task_row = vec![
             task_id.as_uuid().into(),
-            registered.named_task_id.into(),
+            registered.named_task_id.get().into(),
             state.as_str().into(),
             finished_at_creation.into(),
             to_micros(requested_at).into(),

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::{QueryResult, Value};
 use tasker_domain::{StepId, StepState, TaskId, TaskState};
 
-use super::sql::{Db, commit, get, stmt};
+use super::sql::{Db, commit, get, stmt, template_id};
 use super::{
     Backlog, BlockingReason, ExecutionStatus, HealthCounts, HealthStatus, Page, RecommendedAction,
     StepReadiness, StepRecord, Store, TaskExecutionContext, TaskFilter, TaskRecord,
@@ -83,7 +83,7 @@ fn step_record(row: &QueryResult) -> Result<StepRecord, StoreError> {
 fn task_record(row: &QueryResult) -> Result<TaskRecord, StoreError> {
     Ok(TaskRecord {
         task_id: TaskId(get(row, "task_id")?),
-        named_task_id: get(row, "named_task_id")?,
+        named_task_id: template_id(row, "named_task_id")?,
         namespace: get(row, "namespace")?,
         name: get(row, "name")?,
         version: get(row, "version")?,

@@ -7,6 +7,8 @@ use sea_orm::{
     ConnectionTrait, DatabaseTransaction, DbBackend, ExecResult, QueryResult, Statement, Value,
 };
 
+use tasker_domain::TemplateId;
+
 use crate::error::StoreError;
 
 /// sea-orm's raw statements, answering with this crate's error: the driver's error type never
@@ -231,6 +233,11 @@ pub(crate) async fn execute_in_chunks<C: ConnectionTrait>(
         affected += db.exec(stmt(backend, text, values)).await?.rows_affected();
     }
     Ok(affected)
+}
+
+/// Reads a template id (a `named_task_id` column) from column `col` of `row`.
+pub(crate) fn template_id(row: &QueryResult, col: &str) -> Result<TemplateId, StoreError> {
+    get::<i64>(row, col).map(TemplateId)
 }
 
 /// Reads column `col` of `row`.

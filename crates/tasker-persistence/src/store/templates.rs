@@ -6,9 +6,10 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, Value};
+use tasker_domain::TemplateId;
 use tasker_template::TaskTemplate;
 
-use super::sql::{Db, commit, get, stmt};
+use super::sql::{Db, commit, get, stmt, template_id};
 use super::{RegisteredTemplate, Store};
 use crate::error::StoreError;
 use crate::time::to_micros;
@@ -48,7 +49,7 @@ impl Store {
                 vec![namespace.into(), name.into()],
             ))
             .await?;
-        let mut best: Option<(semver::Version, i64, serde_json::Value)> = None;
+        let mut best: Option<(semver::Version, TemplateId, serde_json::Value)> = None;
         for row in rows {
             let text: String = get(&row, "version")?;
             let Ok(candidate) = semver::Version::parse(&text) else {
@@ -58,7 +59,7 @@ impl Store {
             if wanted && best.as_ref().is_none_or(|(b, _, _)| candidate > *b) {
                 best = Some((
                     candidate,
-                    get(&row, "named_task_id")?,
+                    template_id(&row, "named_task_id")?,
                     get(&row, "configuration")?,
                 ));
             }
@@ -84,7 +85,7 @@ impl Store {
 impl Store {
     /// Every template in the catalogue with its named task id, for an engine deciding which
     /// tasks it can run. A stored template that no longer decodes is left out.
-    pub async fn template_catalogue(&self) -> Result<Vec<(i64, TaskTemplate)>, StoreError> {
+    pub async fn template_catalogue(&self) -> Result<Vec<(TemplateId, TaskTemplate)>, StoreError> {
         let rows = self
             .db
             .rows(stmt(
@@ -97,23 +98,23 @@ impl Store {
         for row in rows {
             let configuration: serde_json::Value = get(&row, "configuration")?;
             if let Ok(template) = serde_json::from_value::<TaskTemplate>(configuration) {
-                templates.push((get(&row, "named_task_id")?, template));
+                templates.push((template_id(&row, "named_task_id")?, template));
             }
         }
         Ok(templates)
     }
 
-    /// The template stored as named task `named_task_id`.
+    /// The template stored as `named_task_id`.
     pub async fn find_template_by_id(
         &self,
-        named_task_id: i64,
+        named_task_id: TemplateId,
     ) -> Result<RegisteredTemplate, StoreError> {
         let row = self
             .db
             .row(stmt(
                 self.db_backend(),
                 "SELECT configuration FROM tasker_named_tasks WHERE named_task_id = $1",
-                vec![named_task_id.into()],
+                vec![named_task_id.get().into()],
             ))
             .await?
             .ok_or_else(|| StoreError::TemplateNotFound {
@@ -134,14 +135,14 @@ impl Store {
 
 async fn named_step_ids<C: ConnectionTrait>(
     db: &C,
-    named_task_id: i64,
+    named_task_id: TemplateId,
 ) -> Result<HashMap<String, i64>, StoreError> {
     let rows = db
         .rows(stmt(
             db.get_database_backend(),
             "SELECT s.named_step_id, s.name FROM tasker_named_tasks_named_steps a \
              JOIN tasker_named_steps s ON s.named_step_id = a.named_step_id WHERE a.named_task_id = $1",
-            vec![named_task_id.into()],
+            vec![named_task_id.get().into()],
         ))
         .await?;
     rows.iter()
@@ -228,7 +229,7 @@ pub(crate) async fn register_in<C: ConnectionTrait>(
         ))
         .await?
         .ok_or_else(|| StoreError::malformed("catalogue", "named task row vanished"))?;
-    let named_task_id: i64 = get(&row, "named_task_id")?;
+    let named_task_id = template_id(&row, "named_task_id")?;
     let mut systems: HashMap<&str, i64> = HashMap::new();
     let mut named_step_ids = HashMap::new();
     for step in &template.step_templates {
@@ -271,7 +272,7 @@ pub(crate) async fn register_in<C: ConnectionTrait>(
              skippable = excluded.skippable, default_retryable = excluded.default_retryable, \
              default_retry_limit = excluded.default_retry_limit",
             vec![
-                named_task_id.into(),
+                named_task_id.get().into(),
                 named_step_id.into(),
                 step.skippable.into(),
                 step.default_retryable.into(),

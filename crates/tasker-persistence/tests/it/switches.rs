@@ -140,7 +140,7 @@ async fn a_paused_template_gets_no_claims_and_a_namespace_limit_caps_what_runs()
         let second = store
             .claim_ready_steps_where("worker-b", 50, LEASE, at(1.0), &filter)
             .await?;
-        let named = |batch: &tasker_persistence::ClaimBatch, id: i64| {
+        let named = |batch: &tasker_persistence::ClaimBatch, id: tasker_domain::TemplateId| {
             batch.steps().filter(|s| s.named_task_id == id).count()
         };
         assert_eq!(
