@@ -29,6 +29,9 @@
 //!   backend, and both databases give the same answers.
 //! - The current state is a column; every state change writes its history row in the same
 //!   transaction, conditional on the expected from-state.
+//! - Statements that move states by themselves take those states from changes declared next
+//!   to them, and a test holds every declared change against `tasker_state_machine`'s tables,
+//!   so the store's SQL and the state machine cannot disagree.
 //! - Readiness is incremental: each step counts its unfinished parents and carries its next
 //!   attempt time, so finding ready work is one index range scan whatever the DAG's size; each
 //!   task counts its done, blocked and active steps, so finalization never scans a task.

@@ -10,12 +10,13 @@
 use std::collections::{BTreeMap, HashSet};
 
 use sea_orm::{ConnectionTrait, Value};
-use tasker_domain::{StepId, TaskId, TaskRequest, TaskState};
+use tasker_domain::{StepId, TaskId, TaskRequest};
 use tasker_template::ContextSchema;
 use uuid::Uuid;
 
+use super::changes::{State, TransitionRow, changes};
 use super::sql::{Db, commit, get, insert_rows, max_params, params, stmt};
-use super::transitions::{TransitionRow, write_step_transitions, write_task_transitions};
+use super::transitions::{write_step_transitions, write_task_transitions};
 use super::{CreateTaskOptions, CreatedTask, RegisteredTemplate, Store, Transaction};
 use crate::error::StoreError;
 use crate::time::to_micros;
@@ -67,6 +68,15 @@ const TASK_COLUMNS: &[&str] = &[
     "completed_at",
     "trace_parent",
 ];
+
+changes! {
+    /// A step the request bypasses is resolved as it is created.
+    step BYPASS: Pending => ResolvedManually;
+    /// A task whose steps are all bypassed starts as it is created...
+    task BYPASSED_START: Pending => InProgress;
+    /// ...and completes at once.
+    task BYPASSED_COMPLETE: InProgress => Complete, guard "every step is bypassed, so done_steps = total_steps";
+}
 
 fn json(value: serde_json::Value) -> Value {
     Value::Json(Some(Box::new(value)))
@@ -333,14 +343,12 @@ impl Store {
                 ]);
             }
             if is_skipped {
-                skip_transitions.push(TransitionRow {
-                    id: step_ids[position].as_uuid(),
-                    from_state: Some("pending"),
-                    to_state: "resolved_manually",
-                    sort_key: 10,
-                    most_recent: true,
-                    metadata: serde_json::json!({"reason": "bypassed", "skipped": true}),
-                });
+                skip_transitions.push(BYPASS.row(
+                    step_ids[position].as_uuid(),
+                    10,
+                    true,
+                    serde_json::json!({"reason": "bypassed", "skipped": true}),
+                ));
             }
             step_rows.push(vec![
                 step_ids[position].as_uuid().into(),
@@ -349,10 +357,11 @@ impl Store {
                 step.name.as_str().into(),
                 i32::try_from(position).unwrap_or(i32::MAX).into(),
                 (if is_skipped {
-                    "resolved_manually"
+                    BYPASS.to()
                 } else {
-                    "pending"
+                    BYPASS.from()
                 })
+                .name()
                 .into(),
                 step.default_retryable.into(),
                 i32::try_from(step.default_retry_limit)
@@ -376,9 +385,9 @@ impl Store {
         }
         let finished_at_creation = done == total;
         let state = if finished_at_creation {
-            TaskState::Complete
+            BYPASSED_COMPLETE.to()
         } else {
-            TaskState::Pending
+            BYPASSED_START.from()
         };
         let task_row = vec![
             task_id.as_uuid().into(),
@@ -411,23 +420,10 @@ impl Store {
         ];
         let step_transitions = skip_transitions;
         let task_transitions = if finished_at_creation {
+            let reason = serde_json::json!({"reason": "all_steps_bypassed"});
             vec![
-                TransitionRow {
-                    id: task_id.as_uuid(),
-                    from_state: Some("pending"),
-                    to_state: "in_progress",
-                    sort_key: 10,
-                    most_recent: false,
-                    metadata: serde_json::json!({"reason": "all_steps_bypassed"}),
-                },
-                TransitionRow {
-                    id: task_id.as_uuid(),
-                    from_state: Some("in_progress"),
-                    to_state: "complete",
-                    sort_key: 20,
-                    most_recent: true,
-                    metadata: serde_json::json!({"reason": "all_steps_bypassed"}),
-                },
+                BYPASSED_START.row(task_id.as_uuid(), 10, false, reason.clone()),
+                BYPASSED_COMPLETE.row(task_id.as_uuid(), 20, true, reason),
             ]
         } else {
             Vec::new()

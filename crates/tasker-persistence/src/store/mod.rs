@@ -2,6 +2,7 @@
 
 mod analytics;
 mod api_keys;
+mod changes;
 mod claims;
 mod create;
 mod nodelay;
