@@ -21,7 +21,7 @@
 //! - the sea-orm entities describing the tables are crate-private: they exist for
 //!   [`schema_drift`], which checks them against freshly migrated databases.
 //!
-//! The `testing` feature adds [`testing`]: fresh SQLite and PostgreSQL databases for test
+//! The `testing` feature adds the `testing` module: fresh SQLite and PostgreSQL databases for test
 //! suites, raw SQL on them, and a statement counter.
 //!
 //! Architecture Invariants:

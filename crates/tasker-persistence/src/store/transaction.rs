@@ -64,7 +64,7 @@ impl Transaction {
         sql: &str,
         params: impl IntoIterator<Item = SqlValue>,
     ) -> Result<u64, StoreError> {
-        let values = params.into_iter().map(Value::from).collect();
+        let values = params.into_iter().map(SqlValue::into_sea_orm).collect();
         Ok(self
             .inner
             .exec(stmt(self.backend.sea_orm(), sql, values))
@@ -105,9 +105,10 @@ pub enum SqlValue {
     Uuid(Option<Uuid>),
 }
 
-impl From<SqlValue> for Value {
-    fn from(value: SqlValue) -> Self {
-        match value {
+impl SqlValue {
+    /// The parameter as sea-orm binds it (crate-private: no sea-orm type is in the API).
+    pub(crate) fn into_sea_orm(self) -> Value {
+        match self {
             SqlValue::Bool(v) => Value::Bool(v),
             SqlValue::Int(v) => Value::Int(v),
             SqlValue::BigInt(v) => Value::BigInt(v),
@@ -167,7 +168,7 @@ mod tests {
         assert_eq!(SqlValue::from(task), SqlValue::Uuid(Some(task.as_uuid())));
         assert_eq!(SqlValue::from(TemplateId(7)), SqlValue::BigInt(Some(7)));
         assert_eq!(
-            Value::from(SqlValue::from(serde_json::json!({"a": 1}))),
+            SqlValue::from(serde_json::json!({"a": 1})).into_sea_orm(),
             Value::Json(Some(Box::new(serde_json::json!({"a": 1}))))
         );
     }
