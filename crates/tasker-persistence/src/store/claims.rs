@@ -609,19 +609,19 @@ async fn claim_in<C: ConnectionTrait>(
     let claimed = query_in_chunks(
         txn,
         &format!(
-        "UPDATE tasker_workflow_steps SET state = {claimed}, in_process = TRUE, claim_owner = $1, \
-         lease_expires_at = $2, attempts = attempts + 1, last_attempted_at = $3, next_attempt_at = NULL, \
-         updated_at = $3, last_sort_key = last_sort_key + (CASE WHEN state = {retried} THEN 20 ELSE 10 END) \
-         WHERE state IN ({ready}, {retried}) AND workflow_step_id IN ({{ids}}) \
-         RETURNING workflow_step_id, task_id, name, attempts, retry_limit, last_sort_key, position, inputs, \
-         (SELECT t.named_task_id FROM tasker_tasks t WHERE t.task_id = tasker_workflow_steps.task_id) AS named_task_id, \
-         (SELECT t.context FROM tasker_tasks t WHERE t.task_id = tasker_workflow_steps.task_id) AS context, \
-         (SELECT t.correlation_id FROM tasker_tasks t WHERE t.task_id = tasker_workflow_steps.task_id) AS correlation_id, \
-         (SELECT t.trace_parent FROM tasker_tasks t WHERE t.task_id = tasker_workflow_steps.task_id) AS trace_parent, \
-         (SELECT t.state FROM tasker_tasks t WHERE t.task_id = tasker_workflow_steps.task_id) AS task_state, \
-         (SELECT t.created_at FROM tasker_tasks t WHERE t.task_id = tasker_workflow_steps.task_id) AS task_created_at, \
-         (SELECT {parents} FROM tasker_workflow_step_edges e JOIN tasker_workflow_steps p \
-         ON p.workflow_step_id = e.from_step_id WHERE e.to_step_id = tasker_workflow_steps.workflow_step_id) AS parent_results",
+            "UPDATE tasker_workflow_steps SET state = {claimed}, in_process = TRUE, claim_owner = $1, \
+             lease_expires_at = $2, attempts = attempts + 1, last_attempted_at = $3, next_attempt_at = NULL, \
+             updated_at = $3, last_sort_key = last_sort_key + (CASE WHEN state = {retried} THEN 20 ELSE 10 END) \
+             WHERE state IN ({ready}, {retried}) AND workflow_step_id IN ({{ids}}) \
+             RETURNING workflow_step_id, task_id, name, attempts, retry_limit, last_sort_key, position, inputs, \
+             (SELECT t.named_task_id FROM tasker_tasks t WHERE t.task_id = tasker_workflow_steps.task_id) AS named_task_id, \
+             (SELECT t.context FROM tasker_tasks t WHERE t.task_id = tasker_workflow_steps.task_id) AS context, \
+             (SELECT t.correlation_id FROM tasker_tasks t WHERE t.task_id = tasker_workflow_steps.task_id) AS correlation_id, \
+             (SELECT t.trace_parent FROM tasker_tasks t WHERE t.task_id = tasker_workflow_steps.task_id) AS trace_parent, \
+             (SELECT t.state FROM tasker_tasks t WHERE t.task_id = tasker_workflow_steps.task_id) AS task_state, \
+             (SELECT t.created_at FROM tasker_tasks t WHERE t.task_id = tasker_workflow_steps.task_id) AS task_created_at, \
+             (SELECT {parents} FROM tasker_workflow_step_edges e JOIN tasker_workflow_steps p \
+             ON p.workflow_step_id = e.from_step_id WHERE e.to_step_id = tasker_workflow_steps.workflow_step_id) AS parent_results",
             claimed = CLAIM.to().sql(),
             ready = CLAIM.from().sql(),
             retried = RETRY.from().sql(),
