@@ -6,10 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
-use sea_orm::{
-    AccessMode, ConnectionTrait, Database, DbBackend, IsolationLevel, SqliteTransactionMode,
-    Statement, TransactionOptions, TransactionTrait,
-};
+use sea_orm::{ConnectionTrait, Database};
 use tasker_domain::{TaskId, TaskRequest, TaskState};
 use tasker_engine::{Engine, EngineConfig, SystemClock};
 use tasker_persistence::{ConnectOptions, Store};
@@ -169,7 +166,7 @@ impl BenchDatabase {
     }
 
     pub(crate) async fn close(self) {
-        self.store.connection().clone().close().await.ok();
+        self.store.close().await;
         if let Some((admin_url, name)) = &self.admin
             && let Ok(admin) = Database::connect(admin_url.as_str()).await
         {
@@ -277,32 +274,22 @@ async fn b0_transaction(
     next_id: &AtomicI64,
     at: i64,
 ) -> Result<Duration> {
-    let db = store.connection();
-    let backend = db.get_database_backend();
     let started = Instant::now();
-    let txn = db
-        .begin_with_options(TransactionOptions {
-            isolation_level: None::<IsolationLevel>,
-            access_mode: None::<AccessMode>,
-            sqlite_transaction_mode: (backend == DbBackend::Sqlite)
-                .then_some(SqliteTransactionMode::Immediate),
-        })
-        .await?;
-    txn.execute_raw(Statement::from_sql_and_values(
-        backend,
+    // The store's own transaction: `BEGIN IMMEDIATE` on SQLite, as every store write.
+    let txn = store.begin().await?;
+    txn.execute(
         "UPDATE bench_b0_counter SET hits = hits + 1, updated_at = $1 WHERE id = $2",
         [at.into(), client.into()],
-    ))
+    )
     .await?;
-    txn.execute_raw(Statement::from_sql_and_values(
-        backend,
+    txn.execute(
         "INSERT INTO bench_b0_log (id, counter_id, at) VALUES ($1, $2, $3)",
         [
             next_id.fetch_add(1, Ordering::Relaxed).into(),
             client.into(),
             at.into(),
         ],
-    ))
+    )
     .await?;
     txn.commit().await?;
     Ok(started.elapsed())
@@ -313,19 +300,15 @@ pub(crate) async fn b0(db: Db, sizes: &Sizes) -> Result<(Ceiling, Figure)> {
     const CLIENTS: i64 = 8;
     let bench = BenchDatabase::open(db).await?;
     let store = bench.store.clone();
-    let conn = store.connection();
-    conn.execute_unprepared(
+    let setup = store.begin().await?;
+    for sql in [
         "CREATE TABLE bench_b0_counter (id BIGINT PRIMARY KEY, hits BIGINT NOT NULL, updated_at BIGINT NOT NULL)",
-    )
-    .await?;
-    conn.execute_unprepared(
         "CREATE TABLE bench_b0_log (id BIGINT PRIMARY KEY, counter_id BIGINT NOT NULL, at BIGINT NOT NULL)",
-    )
-    .await?;
-    conn.execute_unprepared(
         "INSERT INTO bench_b0_counter (id, hits, updated_at) VALUES (0,0,0),(1,0,0),(2,0,0),(3,0,0),(4,0,0),(5,0,0),(6,0,0),(7,0,0)",
-    )
-    .await?;
+    ] {
+        setup.execute(sql, []).await?;
+    }
+    setup.commit().await?;
     let next_id = Arc::new(AtomicI64::new(1));
     let now = || chrono::Utc::now().timestamp_micros();
 

@@ -30,7 +30,7 @@ pub use backoff::{BackoffPolicy, RetryAfterError, parse_retry_after};
 pub use config::ConfigError;
 pub use duration::{InvalidDuration, TimeoutValue};
 pub use identity::{DefaultIdentity, HashIdentity, IdempotencyKey, IdentityStrategy};
-pub use ids::{StepId, TaskId};
+pub use ids::{StepId, TaskId, TemplateId};
 pub use outcome::{StepError, StepErrorKind};
 pub use redact::{REDACTED, Redactor};
 pub use request::{DEFAULT_NAMESPACE, TaskRequest};

@@ -14,14 +14,16 @@ use futures::FutureExt;
 use serde_json::Value;
 use tasker_domain::codes;
 use tasker_domain::duration::{MAX_STEP_TIMEOUT, saturating_add};
-use tasker_domain::{StepError, StepErrorKind, StepId, StepState, TaskId, TaskRequest, TaskState};
+use tasker_domain::{
+    StepError, StepErrorKind, StepId, StepState, TaskId, TaskRequest, TaskState, TemplateId,
+};
 use tasker_events::names::{observability, workflow};
 use tasker_events::{
     Category, Event, EventBus, EventStream, Interest, Payload, SwitchAction, TaskLabels,
     WorkflowPayload,
 };
 use tasker_persistence::{
-    ClaimBatch, ClaimFilter, ClaimedStep, CreateTaskOptions, CreatedTask, NamespaceLimit,
+    Claim, ClaimBatch, ClaimFilter, ClaimedStep, CreateTaskOptions, CreatedTask, NamespaceLimit,
     RecordReport, RegisteredTemplate, RuntimeSwitch, StepFailure, StepInputs, StepOutcome, Store,
     SwitchChange, SwitchKind, SwitchTarget, TaskRecord,
 };
@@ -220,7 +222,7 @@ struct Inner {
     /// How many finished attempts wait in memory to be recorded again after a failed commit.
     unrecorded: watch::Sender<usize>,
     /// By named task id.
-    templates: DashMap<i64, Known>,
+    templates: DashMap<TemplateId, Known>,
     /// Catalogue rows by `namespace/name@version`.
     stored: DashMap<String, RegisteredTemplate>,
     /// Attempts running in this process, by step and attempt number: an attempt that outlived
@@ -1229,7 +1231,7 @@ impl Engine {
         Ok(())
     }
 
-    async fn known(&self, named_task_id: i64) -> Result<Known, EngineError> {
+    async fn known(&self, named_task_id: TemplateId) -> Result<Known, EngineError> {
         if let Some(known) = self.inner.templates.get(&named_task_id) {
             return Ok(known.clone());
         }
@@ -1255,7 +1257,7 @@ impl Engine {
     /// Starts the finalization hooks of a task that reached `state` on a task of their own,
     /// outside the event-order gate (its event is published by the caller, which knows its
     /// labels). Called before that event, so a waiter woken by it finds the run tracked.
-    fn finalized(&self, task_id: TaskId, named_task_id: i64, state: TaskState) {
+    fn finalized(&self, task_id: TaskId, named_task_id: TemplateId, state: TaskState) {
         tracing::info!(%task_id, state = %state, "task finished");
         let engine = self.clone();
         HookRuns::spawn(&self.inner.hook_runs, task_id, async move {
@@ -1326,7 +1328,7 @@ enum AttemptResult {
 
 /// What the coordinator keeps about a task while it runs steps of it.
 struct TaskInfo {
-    named_task_id: i64,
+    named_task_id: TemplateId,
     labels: TaskLabels,
     created_at: DateTime<Utc>,
     span: Span,
@@ -1523,15 +1525,12 @@ async fn coordinate(inner: Arc<Inner>) {
                     .record(claim_started.elapsed().as_secs_f64(), &[]);
             }
             match claimed {
-                Ok(batch) if !batch.steps.is_empty() => {
+                Ok(batch) if !batch.is_empty() => {
                     progressed = true;
-                    inner
-                        .metrics
-                        .claim_steps
-                        .record(batch.steps.len() as u64, &[]);
+                    inner.metrics.claim_steps.record(batch.len() as u64, &[]);
                     let claim_ms = timed.then(|| millis_since(claim_started));
                     // The claim returned each step's inputs in the same statement.
-                    for (step, inputs) in batch.steps.iter().zip(&batch.inputs) {
+                    for Claim { step, inputs } in &batch.claims {
                         if let std::collections::hash_map::Entry::Vacant(slot) =
                             tasks.entry(step.task_id)
                         {
@@ -1541,7 +1540,7 @@ async fn coordinate(inner: Arc<Inner>) {
                     if bus.has_subscribers() {
                         publish_claimed(&engine, &batch, &tasks, claim_ms, now);
                     }
-                    for (step, inputs) in batch.steps.into_iter().zip(batch.inputs) {
+                    for Claim { step, inputs } in batch.claims {
                         if per_task.get(&step.task_id).copied().unwrap_or(0)
                             < config.max_concurrent_steps_per_task
                         {
@@ -1673,7 +1672,7 @@ async fn coordinate(inner: Arc<Inner>) {
 /// Which catalogue templates' tasks an engine claims: those whose step handler classes are all
 /// `registered`, in `namespaces` when given. No filter at all when that is every template.
 fn claim_filter(
-    catalogue: &[(i64, TaskTemplate)],
+    catalogue: &[(TemplateId, TaskTemplate)],
     registered: impl Fn(&str) -> bool,
     namespaces: Option<&[String]>,
     switches: &[RuntimeSwitch],
@@ -1705,7 +1704,7 @@ fn claim_filter(
     }
     paused_named_task_ids.sort_unstable();
     paused_named_task_ids.dedup();
-    let allowed: Vec<i64> = catalogue
+    let allowed: Vec<TemplateId> = catalogue
         .iter()
         .filter(|(_, template)| {
             namespaces.is_none_or(|ns| ns.contains(&template.namespace_name))
@@ -1775,13 +1774,13 @@ fn publish_claimed(
     now: DateTime<Utc>,
 ) {
     let bus = &engine.inner.bus;
-    let task_ids = distinct_tasks(batch.steps.iter().map(|s| s.task_id));
+    let task_ids = distinct_tasks(batch.steps().map(|s| s.task_id));
     bus.publish(Event::new(
         workflow::VIABLE_STEPS_DISCOVERED,
         now,
         Payload::Workflow(WorkflowPayload {
             owner: engine.inner.owner.as_str().into(),
-            step_count: batch.steps.len(),
+            step_count: batch.len(),
             task_ids,
             duration_ms: claim_ms,
         }),
@@ -1797,7 +1796,7 @@ fn publish_claimed(
             .publish(bus, now);
         }
     }
-    for step in &batch.steps {
+    for step in batch.steps() {
         let Some(info) = tasks.get(&step.task_id) else {
             continue;
         };
@@ -2602,17 +2601,17 @@ mod tests {
         let parse = |yaml: &str| TaskTemplate::from_yaml_str(yaml, None).unwrap();
         let catalogue = vec![
             (
-                1,
+                TemplateId(1),
                 parse("name: a\nstep_templates:\n  - name: s\n    handler_class: here\n"),
             ),
             (
-                2,
+                TemplateId(2),
                 parse(
                     "name: b\nstep_templates:\n  - name: s\n    handler_class: here\n  - name: t\n    handler_class: elsewhere\n",
                 ),
             ),
             (
-                3,
+                TemplateId(3),
                 parse(
                     "name: c\nnamespace_name: ops\nstep_templates:\n  - name: s\n    handler_class: here\n",
                 ),
@@ -2621,12 +2620,12 @@ mod tests {
         let here = |class: &str| class == "here";
         assert_eq!(
             claim_filter(&catalogue, here, None, &[]).named_task_ids,
-            Some(vec![1, 3])
+            Some(vec![TemplateId(1), TemplateId(3)])
         );
         let ops = ["ops".to_owned()];
         assert_eq!(
             claim_filter(&catalogue, here, Some(&ops), &[]).named_task_ids,
-            Some(vec![3])
+            Some(vec![TemplateId(3)])
         );
         assert_eq!(
             claim_filter(&catalogue, |_| true, None, &[]),

@@ -55,10 +55,9 @@ async fn per_step(store: &Store, n: usize) -> Duration {
             .claim_ready_steps("bench", 100, Duration::from_secs(60), Utc::now())
             .await
             .unwrap();
-        assert!(!batch.steps.is_empty(), "work remains");
+        assert!(!batch.is_empty(), "work remains");
         let outcomes = batch
-            .steps
-            .iter()
+            .steps()
             .map(|s| StepOutcome::Success {
                 step_id: s.step_id,
                 attempt: s.attempt,
@@ -111,7 +110,7 @@ async fn main() {
             .await
             .unwrap();
         measure("postgres", store.clone()).await;
-        store.connection().clone().close().await.ok();
+        store.close().await;
         admin
             .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
             .await

@@ -1,16 +1,19 @@
-//! sea-orm entities, one module per table. Times are microseconds since the Unix epoch.
+//! sea-orm entities, one module per table: the schema as Rust types. Times are microseconds
+//! since the Unix epoch.
 //!
-//! The store's hot paths use batched SQL; these entities serve reads, catalogue writes and
-//! applications that want typed access to the tables.
+//! Crate-private: the store reads and writes with its own SQL, and these entities exist so
+//! [`crate::schema_drift`] can hold every table and column the migrations create against a
+//! description written by hand (`cargo xtask migrate check`, and a test on both databases).
+//! Applications see the store's own types, never these.
 
 /// The `tasker_task_namespaces` table.
-pub mod task_namespace {
+pub(crate) mod task_namespace {
     use sea_orm::entity::prelude::*;
 
     /// One row of `tasker_task_namespaces`.
     #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
     #[sea_orm(table_name = "tasker_task_namespaces")]
-    pub struct Model {
+    pub(crate) struct Model {
         #[sea_orm(primary_key)]
         #[allow(missing_docs)]
         pub task_namespace_id: i64,
@@ -26,19 +29,19 @@ pub mod task_namespace {
 
     /// Relations are expressed in queries, not here.
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
+    pub(crate) enum Relation {}
 
     impl ActiveModelBehavior for ActiveModel {}
 }
 
 /// The `tasker_named_tasks` table.
-pub mod named_task {
+pub(crate) mod named_task {
     use sea_orm::entity::prelude::*;
 
     /// One row of `tasker_named_tasks`.
     #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
     #[sea_orm(table_name = "tasker_named_tasks")]
-    pub struct Model {
+    pub(crate) struct Model {
         #[sea_orm(primary_key)]
         #[allow(missing_docs)]
         pub named_task_id: i64,
@@ -67,19 +70,19 @@ pub mod named_task {
 
     /// Relations are expressed in queries, not here.
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
+    pub(crate) enum Relation {}
 
     impl ActiveModelBehavior for ActiveModel {}
 }
 
 /// The `tasker_dependent_systems` table.
-pub mod dependent_system {
+pub(crate) mod dependent_system {
     use sea_orm::entity::prelude::*;
 
     /// One row of `tasker_dependent_systems`.
     #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
     #[sea_orm(table_name = "tasker_dependent_systems")]
-    pub struct Model {
+    pub(crate) struct Model {
         #[sea_orm(primary_key)]
         #[allow(missing_docs)]
         pub dependent_system_id: i64,
@@ -95,19 +98,19 @@ pub mod dependent_system {
 
     /// Relations are expressed in queries, not here.
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
+    pub(crate) enum Relation {}
 
     impl ActiveModelBehavior for ActiveModel {}
 }
 
 /// The `tasker_named_steps` table.
-pub mod named_step {
+pub(crate) mod named_step {
     use sea_orm::entity::prelude::*;
 
     /// One row of `tasker_named_steps`.
     #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
     #[sea_orm(table_name = "tasker_named_steps")]
-    pub struct Model {
+    pub(crate) struct Model {
         #[sea_orm(primary_key)]
         #[allow(missing_docs)]
         pub named_step_id: i64,
@@ -125,19 +128,19 @@ pub mod named_step {
 
     /// Relations are expressed in queries, not here.
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
+    pub(crate) enum Relation {}
 
     impl ActiveModelBehavior for ActiveModel {}
 }
 
 /// The `tasker_named_tasks_named_steps` table.
-pub mod named_task_named_step {
+pub(crate) mod named_task_named_step {
     use sea_orm::entity::prelude::*;
 
     /// One row of `tasker_named_tasks_named_steps`.
     #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
     #[sea_orm(table_name = "tasker_named_tasks_named_steps")]
-    pub struct Model {
+    pub(crate) struct Model {
         #[sea_orm(primary_key)]
         #[allow(missing_docs)]
         pub id: i64,
@@ -155,19 +158,19 @@ pub mod named_task_named_step {
 
     /// Relations are expressed in queries, not here.
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
+    pub(crate) enum Relation {}
 
     impl ActiveModelBehavior for ActiveModel {}
 }
 
 /// The `tasker_annotation_types` table.
-pub mod annotation_type {
+pub(crate) mod annotation_type {
     use sea_orm::entity::prelude::*;
 
     /// One row of `tasker_annotation_types`.
     #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
     #[sea_orm(table_name = "tasker_annotation_types")]
-    pub struct Model {
+    pub(crate) struct Model {
         #[sea_orm(primary_key)]
         #[allow(missing_docs)]
         pub annotation_type_id: i64,
@@ -183,19 +186,19 @@ pub mod annotation_type {
 
     /// Relations are expressed in queries, not here.
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
+    pub(crate) enum Relation {}
 
     impl ActiveModelBehavior for ActiveModel {}
 }
 
 /// The `tasker_dependent_system_object_maps` table.
-pub mod dependent_system_object_map {
+pub(crate) mod dependent_system_object_map {
     use sea_orm::entity::prelude::*;
 
     /// One row of `tasker_dependent_system_object_maps`.
     #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
     #[sea_orm(table_name = "tasker_dependent_system_object_maps")]
-    pub struct Model {
+    pub(crate) struct Model {
         #[sea_orm(primary_key)]
         #[allow(missing_docs)]
         pub dependent_system_object_map_id: i64,
@@ -215,19 +218,19 @@ pub mod dependent_system_object_map {
 
     /// Relations are expressed in queries, not here.
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
+    pub(crate) enum Relation {}
 
     impl ActiveModelBehavior for ActiveModel {}
 }
 
 /// The `tasker_tasks` table.
-pub mod task {
+pub(crate) mod task {
     use sea_orm::entity::prelude::*;
 
     /// One row of `tasker_tasks`.
     #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
     #[sea_orm(table_name = "tasker_tasks")]
-    pub struct Model {
+    pub(crate) struct Model {
         #[sea_orm(primary_key, auto_increment = false)]
         #[allow(missing_docs)]
         pub task_id: Uuid,
@@ -280,19 +283,19 @@ pub mod task {
 
     /// Relations are expressed in queries, not here.
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
+    pub(crate) enum Relation {}
 
     impl ActiveModelBehavior for ActiveModel {}
 }
 
 /// The `tasker_workflow_steps` table.
-pub mod workflow_step {
+pub(crate) mod workflow_step {
     use sea_orm::entity::prelude::*;
 
     /// One row of `tasker_workflow_steps`.
     #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
     #[sea_orm(table_name = "tasker_workflow_steps")]
-    pub struct Model {
+    pub(crate) struct Model {
         #[sea_orm(primary_key, auto_increment = false)]
         #[allow(missing_docs)]
         pub workflow_step_id: Uuid,
@@ -355,19 +358,19 @@ pub mod workflow_step {
 
     /// Relations are expressed in queries, not here.
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
+    pub(crate) enum Relation {}
 
     impl ActiveModelBehavior for ActiveModel {}
 }
 
 /// The `tasker_workflow_step_edges` table.
-pub mod workflow_step_edge {
+pub(crate) mod workflow_step_edge {
     use sea_orm::entity::prelude::*;
 
     /// One row of `tasker_workflow_step_edges`.
     #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
     #[sea_orm(table_name = "tasker_workflow_step_edges")]
-    pub struct Model {
+    pub(crate) struct Model {
         #[sea_orm(primary_key)]
         #[allow(missing_docs)]
         pub id: i64,
@@ -381,19 +384,19 @@ pub mod workflow_step_edge {
 
     /// Relations are expressed in queries, not here.
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
+    pub(crate) enum Relation {}
 
     impl ActiveModelBehavior for ActiveModel {}
 }
 
 /// The `tasker_task_transitions` table.
-pub mod task_transition {
+pub(crate) mod task_transition {
     use sea_orm::entity::prelude::*;
 
     /// One row of `tasker_task_transitions`.
     #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
     #[sea_orm(table_name = "tasker_task_transitions")]
-    pub struct Model {
+    pub(crate) struct Model {
         #[sea_orm(primary_key)]
         #[allow(missing_docs)]
         pub id: i64,
@@ -416,19 +419,19 @@ pub mod task_transition {
 
     /// Relations are expressed in queries, not here.
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
+    pub(crate) enum Relation {}
 
     impl ActiveModelBehavior for ActiveModel {}
 }
 
 /// The `tasker_workflow_step_transitions` table.
-pub mod workflow_step_transition {
+pub(crate) mod workflow_step_transition {
     use sea_orm::entity::prelude::*;
 
     /// One row of `tasker_workflow_step_transitions`.
     #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
     #[sea_orm(table_name = "tasker_workflow_step_transitions")]
-    pub struct Model {
+    pub(crate) struct Model {
         #[sea_orm(primary_key)]
         #[allow(missing_docs)]
         pub id: i64,
@@ -451,19 +454,19 @@ pub mod workflow_step_transition {
 
     /// Relations are expressed in queries, not here.
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
+    pub(crate) enum Relation {}
 
     impl ActiveModelBehavior for ActiveModel {}
 }
 
 /// The `tasker_task_annotations` table.
-pub mod task_annotation {
+pub(crate) mod task_annotation {
     use sea_orm::entity::prelude::*;
 
     /// One row of `tasker_task_annotations`.
     #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
     #[sea_orm(table_name = "tasker_task_annotations")]
-    pub struct Model {
+    pub(crate) struct Model {
         #[sea_orm(primary_key)]
         #[allow(missing_docs)]
         pub task_annotation_id: i64,
@@ -482,19 +485,19 @@ pub mod task_annotation {
 
     /// Relations are expressed in queries, not here.
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
+    pub(crate) enum Relation {}
 
     impl ActiveModelBehavior for ActiveModel {}
 }
 
 /// The `tasker_api_keys` table.
-pub mod api_key {
+pub(crate) mod api_key {
     use sea_orm::entity::prelude::*;
 
     /// One row of `tasker_api_keys`: a key's hash (never the key), its grants and times.
     #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
     #[sea_orm(table_name = "tasker_api_keys")]
-    pub struct Model {
+    pub(crate) struct Model {
         #[sea_orm(primary_key)]
         #[allow(missing_docs)]
         pub api_key_id: i64,
@@ -520,20 +523,20 @@ pub mod api_key {
 
     /// Relations are expressed in queries, not here.
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
+    pub(crate) enum Relation {}
 
     impl ActiveModelBehavior for ActiveModel {}
 }
 
 /// The `tasker_revoked_tokens` table.
-pub mod revoked_token {
+pub(crate) mod revoked_token {
     use sea_orm::entity::prelude::*;
 
     /// One row of `tasker_revoked_tokens`: a revoked JWT's `jti`, when it was revoked, the
     /// token's own expiry (for pruning) and why.
     #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
     #[sea_orm(table_name = "tasker_revoked_tokens")]
-    pub struct Model {
+    pub(crate) struct Model {
         #[sea_orm(primary_key, auto_increment = false)]
         #[allow(missing_docs)]
         pub jti: String,
@@ -547,19 +550,19 @@ pub mod revoked_token {
 
     /// Relations are expressed in queries, not here.
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
+    pub(crate) enum Relation {}
 
     impl ActiveModelBehavior for ActiveModel {}
 }
 
 /// The `tasker_runtime_switches` table.
-pub mod runtime_switch {
+pub(crate) mod runtime_switch {
     use sea_orm::entity::prelude::*;
 
     /// One row of `tasker_runtime_switches`: a pause or a namespace limit in force.
     #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
     #[sea_orm(table_name = "tasker_runtime_switches")]
-    pub struct Model {
+    pub(crate) struct Model {
         #[sea_orm(primary_key)]
         #[allow(missing_docs)]
         pub switch_id: i64,
@@ -585,19 +588,19 @@ pub mod runtime_switch {
 
     /// Relations are expressed in queries, not here.
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
+    pub(crate) enum Relation {}
 
     impl ActiveModelBehavior for ActiveModel {}
 }
 
 /// The `tasker_runtime_switch_changes` table.
-pub mod runtime_switch_change {
+pub(crate) mod runtime_switch_change {
     use sea_orm::entity::prelude::*;
 
     /// One row of `tasker_runtime_switch_changes`: an audited change to a switch.
     #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
     #[sea_orm(table_name = "tasker_runtime_switch_changes")]
-    pub struct Model {
+    pub(crate) struct Model {
         #[sea_orm(primary_key)]
         #[allow(missing_docs)]
         pub change_id: i64,
@@ -625,7 +628,7 @@ pub mod runtime_switch_change {
 
     /// Relations are expressed in queries, not here.
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
+    pub(crate) enum Relation {}
 
     impl ActiveModelBehavior for ActiveModel {}
 }

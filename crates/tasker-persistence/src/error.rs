@@ -1,7 +1,36 @@
 //! Store errors: each names what failed and on what.
 
+use std::fmt;
+
 use tasker_domain::{StepId, TaskId};
 use tasker_template::ContextError;
+
+/// A failure reported by the database or its driver. Opaque on purpose: its message, its
+/// [`std::error::Error::source`] chain, and [`StoreError::database_code`],
+/// [`StoreError::is_transient`] and the other classifications are the interface; the driver's
+/// own error type is not, so a driver upgrade never changes this crate's API.
+#[derive(Debug)]
+pub struct DatabaseError(pub(crate) sea_orm::DbErr);
+
+impl DatabaseError {
+    /// An error of Tasker's own about a database operation (a refused payload, a lost
+    /// listener), carrying `message`.
+    pub(crate) fn custom(message: impl Into<String>) -> Self {
+        Self(sea_orm::DbErr::Custom(message.into()))
+    }
+}
+
+impl fmt::Display for DatabaseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for DatabaseError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
 
 /// Why a store operation failed. Nothing was written when one is returned.
 #[derive(Debug, thiserror::Error)]
@@ -13,11 +42,11 @@ pub enum StoreError {
         url: String,
         /// The driver's error.
         #[source]
-        source: sea_orm::DbErr,
+        source: DatabaseError,
     },
     /// A database statement failed.
     #[error("database error: {0}")]
-    Database(#[from] sea_orm::DbErr),
+    Database(#[source] DatabaseError),
     /// No task has this id.
     #[error("task {0} not found")]
     TaskNotFound(TaskId),
@@ -97,12 +126,17 @@ impl StoreError {
     pub fn is_unavailable(&self) -> bool {
         match self {
             StoreError::Connect { .. } => true,
-            StoreError::Database(err) => matches!(
+            StoreError::Database(DatabaseError(err)) => matches!(
                 err,
                 sea_orm::DbErr::ConnectionAcquire(_) | sea_orm::DbErr::Conn(_)
             ),
             _ => false,
         }
+    }
+
+    /// A statement or connection failure reported by sea-orm.
+    pub(crate) fn db(err: sea_orm::DbErr) -> Self {
+        Self::Database(DatabaseError(err))
     }
 
     pub(crate) fn malformed(what: &'static str, err: impl std::fmt::Display) -> Self {
@@ -118,7 +152,12 @@ impl StoreError {
     /// PostgreSQL (`40P01`), the extended result code on SQLite (`5`, `1811`).
     pub fn database_code(&self) -> Option<String> {
         use sea_orm::{DbErr, RuntimeErr};
-        let (StoreError::Database(err) | StoreError::Connect { source: err, .. }) = self else {
+        let (StoreError::Database(DatabaseError(err))
+        | StoreError::Connect {
+            source: DatabaseError(err),
+            ..
+        }) = self
+        else {
             return None;
         };
         match err {
@@ -145,7 +184,7 @@ impl StoreError {
     /// transient.
     pub fn is_transient(&self) -> bool {
         use sea_orm::{DbErr, RuntimeErr};
-        let StoreError::Database(err) = self else {
+        let StoreError::Database(DatabaseError(err)) = self else {
             return false;
         };
         match err {

@@ -6,12 +6,11 @@
 use std::collections::BTreeMap;
 
 use sea_orm::sea_query::ColumnType;
-use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, IdenStatic, Iterable, Statement,
-};
+use sea_orm::{ColumnTrait, EntityTrait, IdenStatic, Iterable, Statement};
 
 use crate::entities;
-use crate::{Store, StoreError};
+use crate::store::sql::{Db, get};
+use crate::{Backend, Store, StoreError};
 
 /// A column as one side describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,20 +147,20 @@ fn entity_tables() -> Tables {
 /// Every Tasker table in the database (`tasker_*`), with its columns.
 async fn database_tables(store: &Store) -> Result<Tables, StoreError> {
     let db = store.connection();
-    let backend = store.backend();
+    let backend = store.db_backend();
     let mut tables = Tables::new();
-    match backend {
-        DbBackend::Sqlite => {
+    match store.backend() {
+        Backend::Sqlite => {
             let names = db
-                .query_all_raw(Statement::from_string(
+                .rows(Statement::from_string(
                     backend,
                     "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'tasker\\_%' ESCAPE '\\'",
                 ))
                 .await?;
             for row in names {
-                let table: String = row.try_get("", "name")?;
+                let table: String = get(&row, "name")?;
                 let columns = db
-                    .query_all_raw(Statement::from_sql_and_values(
+                    .rows(Statement::from_sql_and_values(
                         backend,
                         "SELECT name, type, \"notnull\", pk FROM pragma_table_info(?)",
                         [table.clone().into()],
@@ -169,10 +168,10 @@ async fn database_tables(store: &Store) -> Result<Tables, StoreError> {
                     .await?;
                 let mut described = BTreeMap::new();
                 for column in columns {
-                    let name: String = column.try_get("", "name")?;
-                    let declared: String = column.try_get("", "type")?;
-                    let not_null: i32 = column.try_get("", "notnull")?;
-                    let primary_key: i32 = column.try_get("", "pk")?;
+                    let name: String = get(&column, "name")?;
+                    let declared: String = get(&column, "type")?;
+                    let not_null: i32 = get(&column, "notnull")?;
+                    let primary_key: i32 = get(&column, "pk")?;
                     described.insert(
                         name,
                         Column {
@@ -187,9 +186,9 @@ async fn database_tables(store: &Store) -> Result<Tables, StoreError> {
                 tables.insert(table, described);
             }
         }
-        _ => {
+        Backend::Postgres => {
             let columns = db
-                .query_all_raw(Statement::from_string(
+                .rows(Statement::from_string(
                     backend,
                     "SELECT table_name::text AS table_name, column_name::text AS column_name, \
                      data_type::text AS data_type, is_nullable::text AS is_nullable \
@@ -198,10 +197,10 @@ async fn database_tables(store: &Store) -> Result<Tables, StoreError> {
                 ))
                 .await?;
             for column in columns {
-                let table: String = column.try_get("", "table_name")?;
-                let name: String = column.try_get("", "column_name")?;
-                let declared: String = column.try_get("", "data_type")?;
-                let nullable: String = column.try_get("", "is_nullable")?;
+                let table: String = get(&column, "table_name")?;
+                let name: String = get(&column, "column_name")?;
+                let declared: String = get(&column, "data_type")?;
+                let nullable: String = get(&column, "is_nullable")?;
                 tables.entry(table).or_default().insert(
                     name,
                     Column {
@@ -219,14 +218,10 @@ async fn database_tables(store: &Store) -> Result<Tables, StoreError> {
 /// Compares what the entities describe with what the store's database holds; each returned
 /// line names the table, the column and both sides. Empty when they agree.
 pub async fn schema_drift(store: &Store) -> Result<Vec<String>, StoreError> {
-    let backend = match store.backend() {
-        DbBackend::Sqlite => "sqlite",
-        _ => "postgres",
-    };
     Ok(compare(
         &entity_tables(),
         &database_tables(store).await?,
-        backend,
+        store.backend().as_str(),
     ))
 }
 

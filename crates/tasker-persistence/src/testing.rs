@@ -6,26 +6,12 @@ use std::future::Future;
 
 use sea_orm::{ConnectionTrait, Database};
 
+use crate::store::sql::Db;
 use crate::{ConnectOptions, Store};
 
-/// Which database a test is running on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    /// A SQLite file in a temporary directory.
-    Sqlite,
-    /// A database created for the test on the server `TASKER_TEST_DATABASE_URL` names.
-    Postgres,
-}
-
-impl Backend {
-    /// `sqlite` or `postgres`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Backend::Sqlite => "sqlite",
-            Backend::Postgres => "postgres",
-        }
-    }
-}
+/// Which database a test is running on: a SQLite file in a temporary directory, or a database
+/// created for the test on the server `TASKER_TEST_DATABASE_URL` names.
+pub use crate::Backend;
 
 /// A fresh, migrated database for one test; dropped (PostgreSQL) or deleted (SQLite) on drop.
 pub struct TestDatabase {
@@ -109,7 +95,7 @@ impl TestDatabase {
     pub async fn execute(&self, sql: &str) {
         self.store
             .connection()
-            .execute_unprepared(sql)
+            .exec_unprepared(sql)
             .await
             .unwrap_or_else(|err| panic!("test SQL failed: {err}\n{sql}"));
     }
@@ -133,7 +119,7 @@ impl TestDatabase {
 
     /// Closes the store and drops the PostgreSQL database.
     pub async fn cleanup(self) {
-        self.store.connection().clone().close().await.ok();
+        self.store.close().await;
         if let Some((admin_url, name)) = &self.admin {
             drop_database(admin_url, name).await;
         }
@@ -224,20 +210,20 @@ pub struct Session {
 impl Session {
     /// Runs `sql` (one or more statements without parameters).
     pub async fn execute(&self, sql: &str) -> Result<(), crate::StoreError> {
-        self.store.connection().execute_unprepared(sql).await?;
+        self.store.connection().exec_unprepared(sql).await?;
         Ok(())
     }
 
     /// The single integer `sql` returns in a column named `n`.
     pub async fn count(&self, sql: &str) -> Result<i64, crate::StoreError> {
-        let backend = self.store.backend();
+        let backend = self.store.db_backend();
         let row = self
             .store
             .connection()
-            .query_one_raw(sea_orm::Statement::from_string(backend, sql))
+            .row(sea_orm::Statement::from_string(backend, sql))
             .await?
             .ok_or_else(|| crate::StoreError::malformed("count", "no row"))?;
-        Ok(row.try_get::<i64>("", "n")?)
+        crate::store::sql::get::<i64>(&row, "n")
     }
 }
 

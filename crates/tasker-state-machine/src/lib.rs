@@ -7,8 +7,11 @@
 //! `event`, ready to persist and publish), [`TransitionOutcome::AlreadyInState`] when nothing needs
 //! to change, or a [`TransitionError`] saying why not.
 //!
-//! Who depends on it: `tasker-persistence`, which checks every state change before writing it and
-//! records its `from_state`, and `tasker-engine`, which publishes the event of each transition.
+//! Who depends on it: `tasker-persistence`, which checks an operator's transition here before
+//! writing it, holds the changes its own statements write against these tables in a test, and
+//! records each change's `from_state`; and `tasker-engine`, which publishes the event of each
+//! transition. The store's one change outside the tables, a claim given back unfinished, is
+//! listed here too ([`step::INTERNAL`]) and never granted to a request.
 //!
 //! Architecture Invariant: pure: no I/O, no clock, no async. Depends only on `tasker-domain`
 //! (plus `serde` and `thiserror`). Guards take plain facts ([`TaskGuard`], [`StepGuard`]) that the

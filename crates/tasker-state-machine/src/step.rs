@@ -8,6 +8,9 @@
 //! | complete, cancelled, resolved_manually | — (terminal) |
 //!
 //! Guard: → in_progress only when every parent step is done.
+//!
+//! Not in the table, and never granted by [`transition`]: the changes the store makes on its own
+//! ([`INTERNAL`]), today only a claim given back unfinished (`in_progress → pending`).
 
 use tasker_domain::StepState;
 use tasker_domain::event_names::step as events;
@@ -47,6 +50,18 @@ pub const fn targets(from: StepState) -> &'static [StepState] {
 /// The table allows `from → to`. A same-state pair is never in the table (see [`transition`]).
 pub fn allowed(from: StepState, to: StepState) -> bool {
     targets(from).contains(&to)
+}
+
+/// Changes outside the table that the store makes on its own and nobody may request:
+/// `in_progress → pending` is an engine giving back a claim it will not finish (a graceful
+/// shutdown), which leaves the step as it was before the claim, ready again and its attempt not
+/// counted. [`transition`] refuses them, [`event`] has none for them, and no lifecycle event is
+/// published for them.
+pub const INTERNAL: &[(StepState, StepState)] = &[(StepState::InProgress, StepState::Pending)];
+
+/// `from → to` is one of the store's own changes ([`INTERNAL`]).
+pub fn is_internal(from: StepState, to: StepState) -> bool {
+    INTERNAL.contains(&(from, to))
 }
 
 /// The event `from → to` emits, or `None` when the table does not allow it.
@@ -256,6 +271,21 @@ mod tests {
         for state in StepState::ALL {
             assert_eq!(targets(state).is_empty(), state.is_terminal(), "{state}");
         }
+    }
+
+    #[test]
+    fn internal_changes_are_outside_the_table_and_never_granted() {
+        assert_eq!(INTERNAL, [(InProgress, Pending)]);
+        for &(from, to) in INTERNAL {
+            assert!(is_internal(from, to));
+            assert!(!allowed(from, to), "{from} -> {to} is not requestable");
+            assert_eq!(event(from, to), None);
+            check(from, to, Some(ALL_DONE), Err(Refusal::NotAllowed));
+        }
+        assert!(
+            !is_internal(Error, Pending),
+            "a retry is a table transition"
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
-use tasker_domain::TaskId;
+use tasker_domain::{TaskId, TemplateId};
 use tasker_persistence::StepRecord;
 use tasker_template::DependencyGraph;
 
@@ -58,11 +58,14 @@ impl Loader<TaskId> for StepsOfTask {
 /// A template's dependency graph, by its stored id.
 pub(crate) struct TemplateGraph(pub(crate) Arc<Shared>);
 
-impl Loader<i64> for TemplateGraph {
+impl Loader<TemplateId> for TemplateGraph {
     type Value = Arc<DependencyGraph>;
     type Error = ApiError;
 
-    async fn load(&self, keys: &[i64]) -> Result<HashMap<i64, Self::Value>, Self::Error> {
+    async fn load(
+        &self,
+        keys: &[TemplateId],
+    ) -> Result<HashMap<TemplateId, Self::Value>, Self::Error> {
         let mut graphs = HashMap::with_capacity(keys.len());
         for id in keys {
             let template = self.0.engine.store().find_template_by_id(*id).await?;

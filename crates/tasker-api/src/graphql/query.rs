@@ -3,7 +3,7 @@
 use async_graphql::connection::{Connection, Edge, EmptyFields};
 use async_graphql::{Context, Object, SimpleObject};
 use serde_json::Value;
-use tasker_domain::{StepId, TaskId};
+use tasker_domain::{StepId, TaskId, TemplateId};
 use uuid::Uuid;
 
 use async_graphql::dataloader::Loader as _;
@@ -38,7 +38,7 @@ async fn prime(ctx: &Context<'_>, tasks: &[TaskRecord]) -> async_graphql::Result
         || steps.field("parents").exists()
         || steps.field("children").exists()
     {
-        let templates: Vec<i64> = tasks
+        let templates: Vec<TemplateId> = tasks
             .iter()
             .map(|t| t.named_task_id)
             .collect::<std::collections::BTreeSet<_>>()

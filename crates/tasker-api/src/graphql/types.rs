@@ -6,7 +6,7 @@ use std::sync::Arc;
 use async_graphql::{Context, Enum, ErrorExtensions, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use tasker_domain::{StepState, TaskId, TaskState};
+use tasker_domain::{StepState, TaskId, TaskState, TemplateId};
 use tasker_events::{Event, Payload};
 use tasker_persistence::{StepRecord, TaskRecord};
 use uuid::Uuid;
@@ -332,7 +332,7 @@ async fn steps_of(ctx: &Context<'_>, task: TaskId) -> async_graphql::Result<Arc<
 
 async fn graph_of(
     ctx: &Context<'_>,
-    template: i64,
+    template: TemplateId,
 ) -> async_graphql::Result<Arc<tasker_template::DependencyGraph>> {
     loaders(ctx)
         .graphs
@@ -358,11 +358,11 @@ pub(crate) struct Annotation {
 /// A step of a task.
 pub(crate) struct Step {
     record: StepRecord,
-    template: i64,
+    template: TemplateId,
 }
 
 impl Step {
-    pub(crate) fn new(record: StepRecord, template: i64) -> Self {
+    pub(crate) fn new(record: StepRecord, template: TemplateId) -> Self {
         Self { record, template }
     }
 

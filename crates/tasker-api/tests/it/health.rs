@@ -95,7 +95,7 @@ async fn claims_past_their_lease_beyond_the_threshold_make_the_report_unhealthy(
             .claim_ready_steps("gone", 1, Duration::from_secs(30), now)
             .await
             .unwrap();
-        assert_eq!(claimed.steps.len(), 1);
+        assert_eq!(claimed.len(), 1);
         assert_eq!(server.get("/health/status").await.body["status"], "healthy");
 
         // The claimant stopped renewing: 31 s later its lease has lapsed.

@@ -199,7 +199,7 @@ async fn an_idle_engine_reclaims_a_lease_that_expired_between_upkeeps_and_then_s
             .claim_ready_steps("ghost", 10, Duration::from_secs(5), t0())
             .await
             .unwrap();
-        assert_eq!(ghost.steps.len(), 1);
+        assert_eq!(ghost.len(), 1);
         engine.start();
         engine.wait_until_idle().await;
         // Upkeep ran at t0 and runs next at t0 + 10 s (lease 30 s / 3); the lease expires at

@@ -18,10 +18,10 @@
 //!   `ROW_NUMBER` and `COUNT` over a partition; both give that rank.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait, DbBackend, QueryResult, Value};
+use sea_orm::{DbBackend, QueryResult, Value};
 
 use super::Store;
-use super::sql::{get, stmt};
+use super::sql::{Db, get, stmt};
 use crate::error::StoreError;
 use crate::time::to_micros;
 
@@ -321,7 +321,7 @@ impl Store {
     /// Per-template performance over `scope` (see the module docs for the definitions). One
     /// statement; the result has one row per template.
     pub async fn performance(&self, scope: &AnalyticsScope) -> Result<Performance, StoreError> {
-        let backend = self.backend();
+        let backend = self.db_backend();
         let mut values: Vec<Value> =
             vec![to_micros(scope.since).into(), to_micros(scope.until).into()];
         let scope_sql = scope_cte(scope, &mut values);
@@ -353,7 +353,7 @@ impl Store {
              WHERE c.created IS NOT NULL OR o.completed IS NOT NULL \
              ORDER BY {TEMPLATE_ORDER}"
         );
-        let rows = self.db.query_all_raw(stmt(backend, sql, values)).await?;
+        let rows = self.db.rows(stmt(backend, sql, values)).await?;
         let templates = rows
             .iter()
             .map(|row| {
@@ -385,7 +385,7 @@ impl Store {
         scope: &AnalyticsScope,
         limit: u32,
     ) -> Result<Bottlenecks, StoreError> {
-        let backend = self.backend();
+        let backend = self.db_backend();
         let limit = limit.clamp(1, MAX_ANALYTICS_LIMIT);
         let mut values: Vec<Value> =
             vec![to_micros(scope.since).into(), to_micros(scope.until).into()];
@@ -401,7 +401,7 @@ impl Store {
         );
         let slowest = self
             .db
-            .query_all_raw(stmt(
+            .rows(stmt(
                 backend,
                 format!(
                     "{head}, timings AS ({timings}) \
@@ -430,7 +430,7 @@ impl Store {
 
         let retried = self
             .db
-            .query_all_raw(stmt(
+            .rows(stmt(
                 backend,
                 format!(
                     "{head}, retried AS (SELECT named_task_id, step, COUNT(*) AS n, \
@@ -462,7 +462,7 @@ impl Store {
 
         let errors = self
             .db
-            .query_all_raw(stmt(
+            .rows(stmt(
                 backend,
                 format!(
                     "{head}, per_step AS (SELECT named_task_id, step, COUNT(*) AS n, \

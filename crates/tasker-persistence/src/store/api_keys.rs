@@ -3,10 +3,10 @@
 //! a key may do, and the server adapts these methods to its key-store trait.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait, QueryResult};
+use sea_orm::QueryResult;
 
 use super::Store;
-use super::sql::{get, stmt};
+use super::sql::{Db, get, stmt};
 use crate::error::StoreError;
 use crate::time::{from_micros, to_micros};
 
@@ -62,8 +62,8 @@ impl Store {
             .map_err(|e| StoreError::malformed("api key permissions", e))?;
         let row = self
             .db
-            .query_one_raw(stmt(
-                self.backend(),
+            .row(stmt(
+                self.db_backend(),
                 format!(
                     "INSERT INTO tasker_api_keys (name, key_hash, key_prefix, permissions, created_at, expires_at) \
                      VALUES ($1, $2, $3, $4, $5, $6) RETURNING {COLUMNS}"
@@ -86,8 +86,8 @@ impl Store {
     pub async fn list_api_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError> {
         let rows = self
             .db
-            .query_all_raw(stmt(
-                self.backend(),
+            .rows(stmt(
+                self.db_backend(),
                 format!("SELECT {COLUMNS} FROM tasker_api_keys ORDER BY api_key_id"),
                 vec![],
             ))
@@ -102,8 +102,8 @@ impl Store {
     ) -> Result<Option<ApiKeyRecord>, StoreError> {
         let row = self
             .db
-            .query_one_raw(stmt(
-                self.backend(),
+            .row(stmt(
+                self.db_backend(),
                 format!("SELECT {COLUMNS} FROM tasker_api_keys WHERE key_hash = $1"),
                 vec![key_hash.into()],
             ))
@@ -120,8 +120,8 @@ impl Store {
     ) -> Result<ApiKeyRecord, StoreError> {
         let row = self
             .db
-            .query_one_raw(stmt(
-                self.backend(),
+            .row(stmt(
+                self.db_backend(),
                 format!(
                     "UPDATE tasker_api_keys SET revoked_at = COALESCE(revoked_at, $2) \
                      WHERE api_key_id = $1 RETURNING {COLUMNS}"
@@ -141,8 +141,8 @@ impl Store {
     ) -> Result<(), StoreError> {
         let result = self
             .db
-            .execute_raw(stmt(
-                self.backend(),
+            .exec(stmt(
+                self.db_backend(),
                 "UPDATE tasker_api_keys SET last_used_at = $2 \
                  WHERE api_key_id = $1 AND (last_used_at IS NULL OR last_used_at < $2)",
                 vec![api_key_id.into(), to_micros(at).into()],
@@ -157,8 +157,8 @@ impl Store {
     async fn api_key_exists(&self, api_key_id: i64) -> Result<bool, StoreError> {
         Ok(self
             .db
-            .query_one_raw(stmt(
-                self.backend(),
+            .row(stmt(
+                self.db_backend(),
                 "SELECT api_key_id FROM tasker_api_keys WHERE api_key_id = $1",
                 vec![api_key_id.into()],
             ))

@@ -13,22 +13,41 @@ use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DbBackend, QueryResult, Value};
 use serde_json::json;
 use tasker_domain::codes;
-use tasker_domain::{StepError, StepId, StepState, TaskId};
+use tasker_domain::{StepError, StepId, TaskId, TemplateId};
 use uuid::Uuid;
 
+use super::changes::{State, changes};
 use super::sql::{
-    get, lock_tasks, max_params, params, query_in_chunks, retrying, skip_locked, stmt,
+    Db, commit, get, lock_tasks, max_params, params, query_in_chunks, retrying, skip_locked, stmt,
+    template_id,
 };
 use super::transitions::{
-    StepFlags, TaskDelta, TransitionRow, add, apply_task_deltas, release_children,
-    write_step_transitions, write_task_transitions,
+    StepFlags, TaskDelta, add, apply_task_deltas, release_children, write_step_transitions,
+    write_task_transitions,
 };
 use super::{
-    ClaimBatch, ClaimFilter, ClaimedStep, RecordReport, RecordedStep, StepFailure, StepInputs,
-    StepOutcome, Store,
+    Claim, ClaimBatch, ClaimFilter, ClaimedStep, RecordReport, RecordedStep, StepFailure,
+    StepInputs, StepOutcome, Store,
 };
 use crate::error::StoreError;
 use crate::time::{from_micros, to_micros};
+
+changes! {
+    /// A claim starts an attempt of a ready step.
+    step CLAIM: Pending => InProgress, guard "candidates are selected with unfinished_parents = 0";
+    /// A claim of a step in error whose next attempt is due goes back to pending first (the
+    /// retry), in the same statement.
+    step RETRY: Error => Pending;
+    /// A claim starts the pending tasks of the steps it takes.
+    task START: Pending => InProgress;
+    /// An engine gives back a claim it will not finish (a graceful shutdown): the step is as it
+    /// was before the claim. Not a transition anyone may request; the machine lists it apart.
+    step RELEASE: InProgress => Pending, internal;
+    /// A successful attempt, recorded while its claim holds.
+    step COMPLETE: InProgress => Complete;
+    /// A failed attempt (or an expired lease), recorded while its claim holds.
+    step FAIL: InProgress => Error;
+}
 
 fn micros(duration: Duration) -> i64 {
     i64::try_from(duration.as_micros()).unwrap_or(i64::MAX)
@@ -66,7 +85,7 @@ impl Store {
         retrying(|| async move {
             let txn = self.write_txn().await?;
             let batch = claim_in(&txn, owner, limit, lease, to_micros(now), filter).await?;
-            txn.commit().await?;
+            commit(txn).await?;
             Ok(batch)
         })
         .await
@@ -125,7 +144,7 @@ impl Store {
             } else {
                 claim_in(&txn, owner, claim_limit, lease, now, filter).await?
             };
-            txn.commit().await?;
+            commit(txn).await?;
             Ok((report, batch))
         })
         .await
@@ -139,8 +158,8 @@ impl Store {
     ) -> Result<Option<DateTime<Utc>>, StoreError> {
         let row = self
             .db
-            .query_one_raw(stmt(
-                self.backend(),
+            .row(stmt(
+                self.db_backend(),
                 "SELECT MIN(next_attempt_at) AS due FROM tasker_workflow_steps \
                  WHERE unfinished_parents = 0 AND next_attempt_at IS NOT NULL AND next_attempt_at > $1",
                 vec![to_micros(now).into()],
@@ -156,8 +175,8 @@ impl Store {
     pub async fn next_lease_expiry(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
         let row = self
             .db
-            .query_one_raw(stmt(
-                self.backend(),
+            .row(stmt(
+                self.db_backend(),
                 "SELECT MIN(lease_expires_at) AS due FROM tasker_workflow_steps WHERE lease_expires_at IS NOT NULL",
                 vec![],
             ))
@@ -181,9 +200,12 @@ impl Store {
         let ids: Vec<Value> = steps.iter().map(|s| Value::from(s.as_uuid())).collect();
         let rows = query_in_chunks(
             &self.db,
-            "UPDATE tasker_workflow_steps SET lease_expires_at = $1, updated_at = $2 \
-             WHERE claim_owner = $3 AND state = 'in_progress' AND workflow_step_id IN ({ids}) \
-             RETURNING workflow_step_id",
+            &format!(
+                "UPDATE tasker_workflow_steps SET lease_expires_at = $1, updated_at = $2 \
+                 WHERE claim_owner = $3 AND state = {} AND workflow_step_id IN ({{ids}}) \
+                 RETURNING workflow_step_id",
+                CLAIM.to().sql()
+            ),
             vec![
                 now.saturating_add(micros(lease)).into(),
                 now.into(),
@@ -232,11 +254,15 @@ impl Store {
                 }
                 let rows = query_in_chunks(
                     &txn,
-                    "UPDATE tasker_workflow_steps SET state = 'pending', in_process = FALSE, claim_owner = NULL, \
-                     lease_expires_at = NULL, attempts = attempts - 1, next_attempt_at = $1, updated_at = $1, \
-                     last_sort_key = last_sort_key + 10 \
-                     WHERE claim_owner = $2 AND state = 'in_progress' AND workflow_step_id IN ({ids}) \
-                     RETURNING workflow_step_id, last_sort_key, attempts",
+                    &format!(
+                        "UPDATE tasker_workflow_steps SET state = {to}, in_process = FALSE, claim_owner = NULL, \
+                         lease_expires_at = NULL, attempts = attempts - 1, next_attempt_at = $1, updated_at = $1, \
+                         last_sort_key = last_sort_key + 10 \
+                         WHERE claim_owner = $2 AND state = {from} AND workflow_step_id IN ({{ids}}) \
+                         RETURNING workflow_step_id, last_sort_key, attempts",
+                        from = RELEASE.from().sql(),
+                        to = RELEASE.to().sql(),
+                    ),
                     vec![now.into(), owner.into()],
                     ids,
                 )
@@ -246,17 +272,15 @@ impl Store {
                 for row in &rows {
                     let id: Uuid = get(row, "workflow_step_id")?;
                     released.push(StepId(id));
-                    history.push(TransitionRow {
+                    history.push(RELEASE.row(
                         id,
-                        from_state: Some("in_progress"),
-                        to_state: "pending",
-                        sort_key: get(row, "last_sort_key")?,
-                        most_recent: true,
-                        metadata: json!({"reason": "released", "claim_owner": owner, "attempts": get::<i32>(row, "attempts")?}),
-                    });
+                        get(row, "last_sort_key")?,
+                        true,
+                        json!({"reason": "released", "claim_owner": owner, "attempts": get::<i32>(row, "attempts")?}),
+                    ));
                 }
                 write_step_transitions(&txn, history, now, true).await?;
-                txn.commit().await?;
+                commit(txn).await?;
                 Ok(released)
             }
         })
@@ -276,7 +300,7 @@ impl Store {
             let txn = self.write_txn().await?;
             let claimed = outcomes.iter().map(|o| (owner, o)).collect();
             let report = record_in(&txn, claimed, to_micros(now)).await?;
-            txn.commit().await?;
+            commit(txn).await?;
             Ok(report)
         })
         .await
@@ -289,23 +313,27 @@ impl Store {
     }
 
     async fn reclaim_expired_once(&self, now: DateTime<Utc>) -> Result<RecordReport, StoreError> {
-        let backend = self.backend();
+        let backend = self.db_backend();
         let txn = self.write_txn().await?;
         let now_micros = to_micros(now);
         // The lock order: the tasks of the expired steps first, then the steps.
         lock_tasks(
             &txn,
-            "SELECT task_id FROM tasker_workflow_steps WHERE lease_expires_at IS NOT NULL \
-             AND lease_expires_at < $1 AND state = 'in_progress'",
+            &format!(
+                "SELECT task_id FROM tasker_workflow_steps WHERE lease_expires_at IS NOT NULL \
+                 AND lease_expires_at < $1 AND state = {}",
+                FAIL.from().sql()
+            ),
             vec![now_micros.into()],
         )
         .await?;
         let rows = txn
-            .query_all_raw(stmt(
+            .rows(stmt(
                 backend,
                 format!(
                     "SELECT workflow_step_id, claim_owner, attempts, lease_expires_at FROM tasker_workflow_steps \
-                     WHERE lease_expires_at IS NOT NULL AND lease_expires_at < $1 AND state = 'in_progress'{}",
+                     WHERE lease_expires_at IS NOT NULL AND lease_expires_at < $1 AND state = {}{}",
+                    FAIL.from().sql(),
                     skip_locked(backend)
                 ),
                 vec![now_micros.into()],
@@ -333,12 +361,12 @@ impl Store {
         }
         let pairs = outcomes.iter().map(|(o, s)| (o.as_str(), s)).collect();
         let report = record_in(&txn, pairs, now_micros).await?;
-        txn.commit().await?;
+        commit(txn).await?;
         Ok(report)
     }
 
     /// The task context, inputs and parents' results of each step, for its handler. (A claim
-    /// already returns these for the steps it takes, in [`ClaimBatch::inputs`].)
+    /// already returns these for the steps it takes, in each [`Claim::inputs`].)
     pub async fn step_inputs(&self, steps: &[StepId]) -> Result<Vec<StepInputs>, StoreError> {
         let ids: Vec<Value> = steps.iter().map(|s| Value::from(s.as_uuid())).collect();
         let rows = query_in_chunks(
@@ -398,7 +426,7 @@ impl Store {
 /// Claims up to `limit` (> 0) ready steps inside `txn`'s transaction.
 /// ` AND [NOT] EXISTS (...)`: only (or never) steps of tasks of these named tasks. An empty
 /// list allows nothing (or excludes nothing).
-fn named_tasks_clause(ids: &[i64], allowed: bool) -> String {
+fn named_tasks_clause(ids: &[TemplateId], allowed: bool) -> String {
     if ids.is_empty() {
         return if allowed {
             " AND 1 = 0".to_owned()
@@ -411,7 +439,7 @@ fn named_tasks_clause(ids: &[i64], allowed: bool) -> String {
          AND f.named_task_id IN ({}))",
         if allowed { "" } else { "NOT " },
         ids.iter()
-            .map(i64::to_string)
+            .map(TemplateId::to_string)
             .collect::<Vec<_>>()
             .join(", ")
     )
@@ -429,7 +457,7 @@ async fn lock_limits<C: ConnectionTrait>(txn: &C, filter: &ClaimFilter) -> Resul
     namespaces.sort_unstable();
     namespaces.dedup();
     for namespace in namespaces {
-        txn.execute_raw(stmt(
+        txn.exec(stmt(
             backend,
             "SELECT pg_advisory_xact_lock(hashtext($1))",
             vec![format!("tasker.namespace_limit:{namespace}").into()],
@@ -443,8 +471,8 @@ async fn lock_limits<C: ConnectionTrait>(txn: &C, filter: &ClaimFilter) -> Resul
 async fn running_per_named_task<C: ConnectionTrait>(
     txn: &C,
     filter: &ClaimFilter,
-) -> Result<HashMap<i64, i64>, StoreError> {
-    let ids: Vec<i64> = filter
+) -> Result<HashMap<TemplateId, i64>, StoreError> {
+    let ids: Vec<TemplateId> = filter
         .limits
         .iter()
         .flat_map(|l| l.named_task_ids.iter().copied())
@@ -453,15 +481,16 @@ async fn running_per_named_task<C: ConnectionTrait>(
         return Ok(HashMap::new());
     }
     let rows = txn
-        .query_all_raw(stmt(
+        .rows(stmt(
             txn.get_database_backend(),
             format!(
                 "SELECT t.named_task_id AS named_task_id, COUNT(*) AS running \
                  FROM tasker_workflow_steps s JOIN tasker_tasks t ON t.task_id = s.task_id \
-                 WHERE s.lease_expires_at IS NOT NULL AND s.state = 'in_progress' \
+                 WHERE s.lease_expires_at IS NOT NULL AND s.state = {} \
                  AND t.named_task_id IN ({}) GROUP BY t.named_task_id",
+                CLAIM.to().sql(),
                 ids.iter()
-                    .map(i64::to_string)
+                    .map(TemplateId::to_string)
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
@@ -471,7 +500,7 @@ async fn running_per_named_task<C: ConnectionTrait>(
     let mut running = HashMap::with_capacity(rows.len());
     for row in &rows {
         running.insert(
-            get::<i64>(row, "named_task_id")?,
+            template_id(row, "named_task_id")?,
             get::<i64>(row, "running")?,
         );
     }
@@ -490,30 +519,30 @@ async fn select_candidates<C: ConnectionTrait>(
     // The lock order: a claim that starts a pending task locks that task row before any step
     // row. Tasks already running are not touched by a claim, so their rows are not locked.
     if backend == DbBackend::Postgres {
-        txn.query_all_raw(stmt(
+        txn.rows(stmt(
             backend,
             format!(
-                "SELECT task_id FROM tasker_tasks WHERE state = 'pending' AND task_id IN \
+                "SELECT task_id FROM tasker_tasks WHERE state = {pending} AND task_id IN \
                  (SELECT task_id FROM tasker_workflow_steps WHERE unfinished_parents = 0 \
                  AND next_attempt_at IS NOT NULL AND next_attempt_at <= $1{clause} ORDER BY next_attempt_at LIMIT $2) \
-                 ORDER BY task_id FOR UPDATE"
+                 ORDER BY task_id FOR UPDATE",
+                pending = START.from().sql(),
             ),
             vec![now.into(), i64::try_from(limit).unwrap_or(i64::MAX).into()],
         ))
         .await?;
     }
-    Ok(txn
-        .query_all_raw(stmt(
-            backend,
-            format!(
-                "SELECT workflow_step_id, state FROM tasker_workflow_steps \
-                 WHERE unfinished_parents = 0 AND next_attempt_at IS NOT NULL AND next_attempt_at <= $1{clause} \
-                 ORDER BY next_attempt_at LIMIT $2{}",
-                skip_locked(backend)
-            ),
-            vec![now.into(), i64::try_from(limit).unwrap_or(i64::MAX).into()],
-        ))
-        .await?)
+    txn.rows(stmt(
+        backend,
+        format!(
+            "SELECT workflow_step_id, state FROM tasker_workflow_steps \
+             WHERE unfinished_parents = 0 AND next_attempt_at IS NOT NULL AND next_attempt_at <= $1{clause} \
+             ORDER BY next_attempt_at LIMIT $2{}",
+            skip_locked(backend)
+        ),
+        vec![now.into(), i64::try_from(limit).unwrap_or(i64::MAX).into()],
+    ))
+    .await
 }
 
 async fn claim_in<C: ConnectionTrait>(
@@ -577,32 +606,38 @@ async fn claim_in<C: ConnectionTrait>(
     let mut ids = Vec::with_capacity(candidates.len());
     for row in &candidates {
         let id: Uuid = get(row, "workflow_step_id")?;
-        retried.insert(id, get::<String>(row, "state")? == "error");
+        retried.insert(id, get::<String>(row, "state")? == RETRY.from().name());
         ids.push(Value::from(id));
     }
+    // A candidate is pending, or in error with its next attempt due (a retry, which writes two
+    // history rows, hence its sort key moves by 20). Only those states are claimed.
     let claimed = query_in_chunks(
         txn,
-        "UPDATE tasker_workflow_steps SET state = 'in_progress', in_process = TRUE, claim_owner = $1, \
-         lease_expires_at = $2, attempts = attempts + 1, last_attempted_at = $3, next_attempt_at = NULL, \
-         updated_at = $3, last_sort_key = last_sort_key + (CASE WHEN state = 'error' THEN 20 ELSE 10 END) \
-         WHERE workflow_step_id IN ({ids}) \
-         RETURNING workflow_step_id, task_id, name, attempts, retry_limit, last_sort_key, position, inputs, \
-         (SELECT t.named_task_id FROM tasker_tasks t WHERE t.task_id = tasker_workflow_steps.task_id) AS named_task_id, \
-         (SELECT t.context FROM tasker_tasks t WHERE t.task_id = tasker_workflow_steps.task_id) AS context, \
-         (SELECT t.correlation_id FROM tasker_tasks t WHERE t.task_id = tasker_workflow_steps.task_id) AS correlation_id, \
-         (SELECT t.trace_parent FROM tasker_tasks t WHERE t.task_id = tasker_workflow_steps.task_id) AS trace_parent, \
-         (SELECT t.state FROM tasker_tasks t WHERE t.task_id = tasker_workflow_steps.task_id) AS task_state, \
-         (SELECT t.created_at FROM tasker_tasks t WHERE t.task_id = tasker_workflow_steps.task_id) AS task_created_at, \
-         (SELECT {parents} FROM tasker_workflow_step_edges e JOIN tasker_workflow_steps p \
-         ON p.workflow_step_id = e.from_step_id WHERE e.to_step_id = tasker_workflow_steps.workflow_step_id) AS parent_results"
-            .replace("{parents}", parents_json(backend))
-            .as_str(),
+        &format!(
+            "UPDATE tasker_workflow_steps SET state = {claimed}, in_process = TRUE, claim_owner = $1, \
+             lease_expires_at = $2, attempts = attempts + 1, last_attempted_at = $3, next_attempt_at = NULL, \
+             updated_at = $3, last_sort_key = last_sort_key + (CASE WHEN state = {retried} THEN 20 ELSE 10 END) \
+             WHERE state IN ({ready}, {retried}) AND workflow_step_id IN ({{ids}}) \
+             RETURNING workflow_step_id, task_id, name, attempts, retry_limit, last_sort_key, position, inputs, \
+             (SELECT t.named_task_id FROM tasker_tasks t WHERE t.task_id = tasker_workflow_steps.task_id) AS named_task_id, \
+             (SELECT t.context FROM tasker_tasks t WHERE t.task_id = tasker_workflow_steps.task_id) AS context, \
+             (SELECT t.correlation_id FROM tasker_tasks t WHERE t.task_id = tasker_workflow_steps.task_id) AS correlation_id, \
+             (SELECT t.trace_parent FROM tasker_tasks t WHERE t.task_id = tasker_workflow_steps.task_id) AS trace_parent, \
+             (SELECT t.state FROM tasker_tasks t WHERE t.task_id = tasker_workflow_steps.task_id) AS task_state, \
+             (SELECT t.created_at FROM tasker_tasks t WHERE t.task_id = tasker_workflow_steps.task_id) AS task_created_at, \
+             (SELECT {parents} FROM tasker_workflow_step_edges e JOIN tasker_workflow_steps p \
+             ON p.workflow_step_id = e.from_step_id WHERE e.to_step_id = tasker_workflow_steps.workflow_step_id) AS parent_results",
+            claimed = CLAIM.to().sql(),
+            ready = CLAIM.from().sql(),
+            retried = RETRY.from().sql(),
+            parents = parents_json(backend),
+        ),
         vec![owner.into(), lease_until.into(), now.into()],
         &ids,
     )
     .await?;
     let mut history = Vec::with_capacity(claimed.len() * 2);
-    let mut steps = Vec::with_capacity(claimed.len());
+    let mut claims = Vec::with_capacity(claimed.len());
     let mut task_ids: Vec<Uuid> = Vec::new();
     for row in &claimed {
         let step_id: Uuid = get(row, "workflow_step_id")?;
@@ -611,25 +646,22 @@ async fn claim_in<C: ConnectionTrait>(
         let attempt: i32 = get(row, "attempts")?;
         let was_retry = retried.get(&step_id).copied().unwrap_or(false);
         if was_retry {
-            history.push(TransitionRow {
-                id: step_id,
-                from_state: Some("error"),
-                to_state: "pending",
-                sort_key: sort_key - 10,
-                most_recent: false,
-                metadata: json!({"reason": "retry", "retry_attempt": attempt}),
-            });
+            history.push(RETRY.row(
+                step_id,
+                sort_key - 10,
+                false,
+                json!({"reason": "retry", "retry_attempt": attempt}),
+            ));
         }
-        history.push(TransitionRow {
-            id: step_id,
-            from_state: Some("pending"),
-            to_state: "in_progress",
+        history.push(CLAIM.row(
+            step_id,
             sort_key,
-            most_recent: true,
-            metadata: json!({"attempt_number": attempt, "claim_owner": owner}),
-        });
+            true,
+            json!({"attempt_number": attempt, "claim_owner": owner}),
+        ));
         // Only a pending task needs starting: no statement at all when none is.
-        if get::<String>(row, "task_state")? == "pending" && !task_ids.contains(&task_id) {
+        if get::<String>(row, "task_state")? == START.from().name() && !task_ids.contains(&task_id)
+        {
             task_ids.push(task_id);
         }
         let step_inputs = StepInputs {
@@ -641,18 +673,20 @@ async fn claim_in<C: ConnectionTrait>(
             inputs: get(row, "inputs")?,
             parent_results: parse_parent_results(get(row, "parent_results")?)?,
         };
-        steps.push((
+        claims.push((
             get::<i32>(row, "position")?,
-            step_inputs,
-            ClaimedStep {
-                step_id: StepId(step_id),
-                task_id: TaskId(task_id),
-                named_task_id: get(row, "named_task_id")?,
-                name: get(row, "name")?,
-                attempt: u32::try_from(attempt).unwrap_or(0),
-                retry_limit: u32::try_from(get::<i32>(row, "retry_limit")?).unwrap_or(0),
-                retried: was_retry,
-                lease_expires_at: from_micros(lease_until),
+            Claim {
+                inputs: step_inputs,
+                step: ClaimedStep {
+                    step_id: StepId(step_id),
+                    task_id: TaskId(task_id),
+                    named_task_id: template_id(row, "named_task_id")?,
+                    name: get(row, "name")?,
+                    attempt: u32::try_from(attempt).unwrap_or(0),
+                    retry_limit: u32::try_from(get::<i32>(row, "retry_limit")?).unwrap_or(0),
+                    retried: was_retry,
+                    lease_expires_at: from_micros(lease_until),
+                },
             },
         ));
     }
@@ -660,8 +694,12 @@ async fn claim_in<C: ConnectionTrait>(
     let task_values: Vec<Value> = task_ids.iter().copied().map(Value::from).collect();
     let started = query_in_chunks(
         txn,
-        "UPDATE tasker_tasks SET state = 'in_progress', last_sort_key = last_sort_key + 10, updated_at = $1 \
-         WHERE state = 'pending' AND task_id IN ({ids}) RETURNING task_id, last_sort_key",
+        &format!(
+            "UPDATE tasker_tasks SET state = {to}, last_sort_key = last_sort_key + 10, updated_at = $1 \
+             WHERE state = {from} AND task_id IN ({{ids}}) RETURNING task_id, last_sort_key",
+            from = START.from().sql(),
+            to = START.to().sql(),
+        ),
         vec![now.into()],
         &task_values,
     )
@@ -671,24 +709,19 @@ async fn claim_in<C: ConnectionTrait>(
     for row in started {
         let task_id: Uuid = get(&row, "task_id")?;
         started_tasks.push(TaskId(task_id));
-        task_history.push(TransitionRow {
-            id: task_id,
-            from_state: Some("pending"),
-            to_state: "in_progress",
-            sort_key: get(&row, "last_sort_key")?,
-            most_recent: true,
-            metadata: json!({"reason": "steps_claimed"}),
-        });
+        task_history.push(START.row(
+            task_id,
+            get(&row, "last_sort_key")?,
+            true,
+            json!({"reason": "steps_claimed"}),
+        ));
     }
     write_task_transitions(txn, task_history, now, true).await?;
     // Grouped by task in template order, for a stable hand-off to the engine.
-    steps.sort_by_key(|(position, _, step)| (step.task_id, *position));
-    let (inputs, steps): (Vec<StepInputs>, Vec<ClaimedStep>) =
-        steps.into_iter().map(|(_, i, s)| (i, s)).unzip();
+    claims.sort_by_key(|(position, claim)| (claim.step.task_id, *position));
     started_tasks.sort();
     Ok(ClaimBatch {
-        steps,
-        inputs,
+        claims: claims.into_iter().map(|(_, claim)| claim).collect(),
         started_tasks,
     })
 }
@@ -739,14 +772,16 @@ async fn complete_together<C: ConnectionTrait>(
             values.push(json((*results).clone()));
         }
         let sql = format!(
-            "UPDATE tasker_workflow_steps SET state = 'complete', processed = TRUE, processed_at = $1, \
+            "UPDATE tasker_workflow_steps SET state = {to}, processed = TRUE, processed_at = $1, \
              results = v.column4, in_process = FALSE, claim_owner = NULL, lease_expires_at = NULL, updated_at = $1, \
-             last_sort_key = last_sort_key + 10 FROM (VALUES {}) AS v \
-             WHERE workflow_step_id = v.column1 AND state = 'in_progress' AND attempts = v.column2 AND claim_owner = v.column3 \
+             last_sort_key = last_sort_key + 10 FROM (VALUES {tuples}) AS v \
+             WHERE workflow_step_id = v.column1 AND state = {from} AND attempts = v.column2 AND claim_owner = v.column3 \
              RETURNING workflow_step_id, task_id, last_sort_key, attempts, next_attempt_at",
-            tuples.join(", ")
+            from = COMPLETE.from().sql(),
+            to = COMPLETE.to().sql(),
+            tuples = tuples.join(", "),
         );
-        for row in db.query_all_raw(stmt(backend, sql, values)).await? {
+        for row in db.rows(stmt(backend, sql, values)).await? {
             rows.insert(get(&row, "workflow_step_id")?, row);
         }
     }
@@ -780,7 +815,7 @@ pub(crate) async fn record_in<C: ConnectionTrait>(
     let mut history = Vec::with_capacity(outcomes.len());
     let mut completed = Vec::new();
     let mut deltas: HashMap<Uuid, TaskDelta> = HashMap::new();
-    let running = StepFlags::of(StepState::InProgress, None, 0);
+    let running = StepFlags::of(CLAIM.to(), None, 0);
     // Successes, the bulk of any batch, are written by one statement per chunk; a step named
     // twice in the batch and every failure take the one-row statements below, in order.
     let mut named: HashMap<StepId, usize> = HashMap::with_capacity(outcomes.len());
@@ -806,13 +841,17 @@ pub(crate) async fn record_in<C: ConnectionTrait>(
                 completed_rows.remove(&step_id.as_uuid())
             }
             StepOutcome::Success { step_id, attempt, results } => {
-                db.query_one_raw(stmt(
+                db.row(stmt(
                     backend,
-                    "UPDATE tasker_workflow_steps SET state = 'complete', processed = TRUE, processed_at = $1, \
-                     results = $2, in_process = FALSE, claim_owner = NULL, lease_expires_at = NULL, updated_at = $1, \
-                     last_sort_key = last_sort_key + 10 \
-                     WHERE workflow_step_id = $3 AND state = 'in_progress' AND attempts = $4 AND claim_owner = $5 \
-                     RETURNING task_id, last_sort_key, attempts, next_attempt_at",
+                    format!(
+                        "UPDATE tasker_workflow_steps SET state = {to}, processed = TRUE, processed_at = $1, \
+                         results = $2, in_process = FALSE, claim_owner = NULL, lease_expires_at = NULL, updated_at = $1, \
+                         last_sort_key = last_sort_key + 10 \
+                         WHERE workflow_step_id = $3 AND state = {from} AND attempts = $4 AND claim_owner = $5 \
+                         RETURNING task_id, last_sort_key, attempts, next_attempt_at",
+                        from = COMPLETE.from().sql(),
+                        to = COMPLETE.to().sql(),
+                    ),
                     vec![
                         now.into(),
                         json(results.clone()),
@@ -825,14 +864,18 @@ pub(crate) async fn record_in<C: ConnectionTrait>(
             }
             StepOutcome::Failure(failure) => {
                 let error = serde_json::to_value(&failure.error).map_err(|e| StoreError::malformed("step error", e))?;
-                db.query_one_raw(stmt(
+                db.row(stmt(
                     backend,
-                    "UPDATE tasker_workflow_steps SET state = 'error', in_process = FALSE, claim_owner = NULL, \
-                     lease_expires_at = NULL, last_error = $2, last_failure_at = $1, backoff_request_seconds = $3, \
-                     next_attempt_at = CASE WHEN $4 AND retryable AND attempts < retry_limit THEN $5 ELSE NULL END, \
-                     updated_at = $1, last_sort_key = last_sort_key + 10 \
-                     WHERE workflow_step_id = $6 AND state = 'in_progress' AND attempts = $7 AND claim_owner = $8 \
-                     RETURNING task_id, last_sort_key, attempts, next_attempt_at",
+                    format!(
+                        "UPDATE tasker_workflow_steps SET state = {to}, in_process = FALSE, claim_owner = NULL, \
+                         lease_expires_at = NULL, last_error = $2, last_failure_at = $1, backoff_request_seconds = $3, \
+                         next_attempt_at = CASE WHEN $4 AND retryable AND attempts < retry_limit THEN $5 ELSE NULL END, \
+                         updated_at = $1, last_sort_key = last_sort_key + 10 \
+                         WHERE workflow_step_id = $6 AND state = {from} AND attempts = $7 AND claim_owner = $8 \
+                         RETURNING task_id, last_sort_key, attempts, next_attempt_at",
+                        from = FAIL.from().sql(),
+                        to = FAIL.to().sql(),
+                    ),
                     vec![
                         now.into(),
                         json(error),
@@ -855,13 +898,13 @@ pub(crate) async fn record_in<C: ConnectionTrait>(
         let task_id: Uuid = get(&row, "task_id")?;
         let next: Option<i64> = get(&row, "next_attempt_at")?;
         let attempts = u32::try_from(get::<i32>(&row, "attempts")?).unwrap_or(0);
-        let (state, metadata) = match outcome {
+        let (change, metadata) = match outcome {
             StepOutcome::Success { .. } => {
                 completed.push(step_id.as_uuid());
-                (StepState::Complete, json!({"attempt_number": attempts}))
+                (COMPLETE, json!({"attempt_number": attempts}))
             }
             StepOutcome::Failure(failure) => (
-                StepState::Error,
+                FAIL,
                 json!({
                     "attempt_number": attempts,
                     "error_message": failure.error.message,
@@ -871,19 +914,18 @@ pub(crate) async fn record_in<C: ConnectionTrait>(
                 }),
             ),
         };
+        let state = change.to();
         add(
             &mut deltas,
             task_id,
             running.delta_to(StepFlags::of(state, next, 0)),
         );
-        history.push(TransitionRow {
-            id: step_id.as_uuid(),
-            from_state: Some("in_progress"),
-            to_state: state.as_str(),
-            sort_key: get(&row, "last_sort_key")?,
-            most_recent: true,
+        history.push(change.row(
+            step_id.as_uuid(),
+            get(&row, "last_sort_key")?,
+            true,
             metadata,
-        });
+        ));
         report.recorded.push(RecordedStep {
             step_id,
             task_id: TaskId(task_id),

@@ -10,13 +10,14 @@
 use std::collections::{BTreeMap, HashSet};
 
 use sea_orm::{ConnectionTrait, Value};
-use tasker_domain::{StepId, TaskId, TaskRequest, TaskState};
+use tasker_domain::{StepId, TaskId, TaskRequest};
 use tasker_template::ContextSchema;
 use uuid::Uuid;
 
-use super::sql::{get, insert_rows, max_params, params, stmt};
-use super::transitions::{TransitionRow, write_step_transitions, write_task_transitions};
-use super::{CreateTaskOptions, CreatedTask, RegisteredTemplate, Store};
+use super::changes::{State, TransitionRow, changes};
+use super::sql::{Db, commit, get, insert_rows, max_params, params, stmt};
+use super::transitions::{write_step_transitions, write_task_transitions};
+use super::{CreateTaskOptions, CreatedTask, RegisteredTemplate, Store, Transaction};
 use crate::error::StoreError;
 use crate::time::to_micros;
 
@@ -68,6 +69,15 @@ const TASK_COLUMNS: &[&str] = &[
     "trace_parent",
 ];
 
+changes! {
+    /// A step the request bypasses is resolved as it is created.
+    step BYPASS: Pending => ResolvedManually;
+    /// A task whose steps are all bypassed starts as it is created...
+    task BYPASSED_START: Pending => InProgress;
+    /// ...and completes at once.
+    task BYPASSED_COMPLETE: InProgress => Complete, guard "every step is bypassed, so done_steps = total_steps";
+}
+
 fn json(value: serde_json::Value) -> Value {
     Value::Json(Some(Box::new(value)))
 }
@@ -103,25 +113,47 @@ impl Store {
     ) -> Result<CreatedTask, StoreError> {
         let prepared = Self::prepare_task(registered, request, options)?;
         let txn = self.write_txn().await?;
-        let created = Self::create_prepared_in(&txn, vec![prepared])
+        let created = write_prepared(&txn, vec![prepared])
             .await?
             .pop()
             .expect("one result per prepared task")?;
-        txn.commit().await?;
+        commit(txn).await?;
         Ok(created)
     }
 
-    /// Creates a task inside a transaction the caller holds, so an application can write its
-    /// own rows and a task atomically. Nothing is written when an error is returned, but the
-    /// caller should roll back on error all the same.
-    pub async fn create_task_in<C: ConnectionTrait>(
-        db: &C,
+    /// Creates a task inside a transaction the caller holds ([`Store::begin`]), so an
+    /// application can write its own rows ([`Transaction::execute`]) and a task atomically: the
+    /// task exists once the transaction commits, and not at all if it rolls back. An invalid
+    /// request is refused before anything is written; after any error the caller should roll
+    /// back all the same (on PostgreSQL a failed statement spoils the transaction).
+    ///
+    /// ```no_run
+    /// # async fn example(
+    /// #     store: &tasker_persistence::Store,
+    /// #     registered: &tasker_persistence::RegisteredTemplate,
+    /// #     request: &tasker_domain::TaskRequest,
+    /// #     options: &tasker_persistence::CreateTaskOptions<'_>,
+    /// # ) -> Result<(), tasker_persistence::StoreError> {
+    /// let txn = store.begin().await?;
+    /// txn.execute(
+    ///     "UPDATE orders SET state = $1 WHERE order_id = $2",
+    ///     ["submitted".into(), 42_i64.into()],
+    /// )
+    /// .await?;
+    /// let created = tasker_persistence::Store::create_task_in(&txn, registered, request, options).await?;
+    /// txn.commit().await?; // the order's new state and the task, or neither
+    /// # let _ = created;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn create_task_in(
+        txn: &Transaction,
         registered: &RegisteredTemplate,
         request: &TaskRequest,
         options: &CreateTaskOptions<'_>,
     ) -> Result<CreatedTask, StoreError> {
         let prepared = Self::prepare_task(registered, request, options)?;
-        Self::create_prepared_in(db, vec![prepared])
+        write_prepared(txn.inner(), vec![prepared])
             .await?
             .pop()
             .expect("one result per prepared task")
@@ -188,8 +220,8 @@ impl Store {
         tasks: Vec<PreparedTask>,
     ) -> Result<Vec<Result<CreatedTask, StoreError>>, StoreError> {
         let txn = self.write_txn().await?;
-        let results = Self::create_prepared_in(&txn, tasks).await?;
-        txn.commit().await?;
+        let results = write_prepared(&txn, tasks).await?;
+        commit(txn).await?;
         Ok(results)
     }
 
@@ -203,79 +235,14 @@ impl Store {
             .expect("one result per prepared task")
     }
 
-    /// Writes prepared tasks inside a transaction the caller holds: the outer error is a
-    /// database failure (roll back), the inner ones are tasks whose identity already exists
-    /// (nothing of theirs was written).
-    pub async fn create_prepared_in<C: ConnectionTrait>(
-        db: &C,
+    /// Writes prepared tasks inside a transaction the caller holds ([`Store::begin`]): the
+    /// outer error is a database failure (roll back), the inner ones are tasks whose identity
+    /// already exists (nothing of theirs was written).
+    pub async fn create_prepared_in(
+        txn: &Transaction,
         tasks: Vec<PreparedTask>,
     ) -> Result<Vec<Result<CreatedTask, StoreError>>, StoreError> {
-        let backend = db.get_database_backend();
-        let per_statement = (max_params(backend) / TASK_COLUMNS.len()).max(1);
-        let mut inserted: HashSet<Uuid> = HashSet::with_capacity(tasks.len());
-        for chunk in tasks.chunks(per_statement) {
-            let mut sql = format!(
-                "INSERT INTO tasker_tasks ({}) VALUES ",
-                TASK_COLUMNS.join(", ")
-            );
-            let mut values = Vec::with_capacity(chunk.len() * TASK_COLUMNS.len());
-            for (i, task) in chunk.iter().enumerate() {
-                if i > 0 {
-                    sql.push_str(", ");
-                }
-                sql.push('(');
-                sql.push_str(&params(values.len() + 1, task.task_row.len()));
-                sql.push(')');
-                values.extend(task.task_row.iter().cloned());
-            }
-            sql.push_str(" ON CONFLICT (identity_hash) DO NOTHING RETURNING task_id");
-            for row in db.query_all_raw(stmt(backend, sql, values)).await? {
-                inserted.insert(get(&row, "task_id")?);
-            }
-        }
-        let mut step_rows = Vec::new();
-        let mut edge_rows = Vec::new();
-        let mut step_transitions: BTreeMap<i64, Vec<TransitionRow>> = BTreeMap::new();
-        let mut task_transitions: BTreeMap<i64, Vec<TransitionRow>> = BTreeMap::new();
-        let mut results = Vec::with_capacity(tasks.len());
-        for task in tasks {
-            if !inserted.contains(&task.created.task_id.as_uuid()) {
-                results.push(Err(StoreError::DuplicateTask {
-                    identity_hash: task.created.identity_hash,
-                }));
-                continue;
-            }
-            step_rows.extend(task.step_rows);
-            edge_rows.extend(task.edge_rows);
-            if !task.step_transitions.is_empty() {
-                step_transitions
-                    .entry(task.now)
-                    .or_default()
-                    .extend(task.step_transitions);
-            }
-            if !task.task_transitions.is_empty() {
-                task_transitions
-                    .entry(task.now)
-                    .or_default()
-                    .extend(task.task_transitions);
-            }
-            results.push(Ok(task.created));
-        }
-        insert_rows(db, "tasker_workflow_steps", STEP_COLUMNS, step_rows).await?;
-        insert_rows(
-            db,
-            "tasker_workflow_step_edges",
-            &["from_step_id", "to_step_id", "name"],
-            edge_rows,
-        )
-        .await?;
-        for (now, rows) in step_transitions {
-            write_step_transitions(db, rows, now, false).await?;
-        }
-        for (now, rows) in task_transitions {
-            write_task_transitions(db, rows, now, false).await?;
-        }
-        Ok(results)
+        write_prepared(txn.inner(), tasks).await
     }
 
     /// Validates a request against its template and lays out its rows; touches no database.
@@ -376,14 +343,12 @@ impl Store {
                 ]);
             }
             if is_skipped {
-                skip_transitions.push(TransitionRow {
-                    id: step_ids[position].as_uuid(),
-                    from_state: Some("pending"),
-                    to_state: "resolved_manually",
-                    sort_key: 10,
-                    most_recent: true,
-                    metadata: serde_json::json!({"reason": "bypassed", "skipped": true}),
-                });
+                skip_transitions.push(BYPASS.row(
+                    step_ids[position].as_uuid(),
+                    10,
+                    true,
+                    serde_json::json!({"reason": "bypassed", "skipped": true}),
+                ));
             }
             step_rows.push(vec![
                 step_ids[position].as_uuid().into(),
@@ -392,10 +357,11 @@ impl Store {
                 step.name.as_str().into(),
                 i32::try_from(position).unwrap_or(i32::MAX).into(),
                 (if is_skipped {
-                    "resolved_manually"
+                    BYPASS.to()
                 } else {
-                    "pending"
+                    BYPASS.from()
                 })
+                .name()
                 .into(),
                 step.default_retryable.into(),
                 i32::try_from(step.default_retry_limit)
@@ -419,13 +385,13 @@ impl Store {
         }
         let finished_at_creation = done == total;
         let state = if finished_at_creation {
-            TaskState::Complete
+            BYPASSED_COMPLETE.to()
         } else {
-            TaskState::Pending
+            BYPASSED_START.from()
         };
         let task_row = vec![
             task_id.as_uuid().into(),
-            registered.named_task_id.into(),
+            registered.named_task_id.get().into(),
             state.as_str().into(),
             finished_at_creation.into(),
             to_micros(requested_at).into(),
@@ -454,23 +420,10 @@ impl Store {
         ];
         let step_transitions = skip_transitions;
         let task_transitions = if finished_at_creation {
+            let reason = serde_json::json!({"reason": "all_steps_bypassed"});
             vec![
-                TransitionRow {
-                    id: task_id.as_uuid(),
-                    from_state: Some("pending"),
-                    to_state: "in_progress",
-                    sort_key: 10,
-                    most_recent: false,
-                    metadata: serde_json::json!({"reason": "all_steps_bypassed"}),
-                },
-                TransitionRow {
-                    id: task_id.as_uuid(),
-                    from_state: Some("in_progress"),
-                    to_state: "complete",
-                    sort_key: 20,
-                    most_recent: true,
-                    metadata: serde_json::json!({"reason": "all_steps_bypassed"}),
-                },
+                BYPASSED_START.row(task_id.as_uuid(), 10, false, reason.clone()),
+                BYPASSED_COMPLETE.row(task_id.as_uuid(), 20, true, reason),
             ]
         } else {
             Vec::new()
@@ -501,4 +454,77 @@ impl Store {
             created,
         })
     }
+}
+
+/// Writes prepared tasks inside `db`'s transaction (see [`Store::create_prepared_in`]).
+async fn write_prepared<C: ConnectionTrait>(
+    db: &C,
+    tasks: Vec<PreparedTask>,
+) -> Result<Vec<Result<CreatedTask, StoreError>>, StoreError> {
+    let backend = db.get_database_backend();
+    let per_statement = (max_params(backend) / TASK_COLUMNS.len()).max(1);
+    let mut inserted: HashSet<Uuid> = HashSet::with_capacity(tasks.len());
+    for chunk in tasks.chunks(per_statement) {
+        let mut sql = format!(
+            "INSERT INTO tasker_tasks ({}) VALUES ",
+            TASK_COLUMNS.join(", ")
+        );
+        let mut values = Vec::with_capacity(chunk.len() * TASK_COLUMNS.len());
+        for (i, task) in chunk.iter().enumerate() {
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            sql.push('(');
+            sql.push_str(&params(values.len() + 1, task.task_row.len()));
+            sql.push(')');
+            values.extend(task.task_row.iter().cloned());
+        }
+        sql.push_str(" ON CONFLICT (identity_hash) DO NOTHING RETURNING task_id");
+        for row in db.rows(stmt(backend, sql, values)).await? {
+            inserted.insert(get(&row, "task_id")?);
+        }
+    }
+    let mut step_rows = Vec::new();
+    let mut edge_rows = Vec::new();
+    let mut step_transitions: BTreeMap<i64, Vec<TransitionRow>> = BTreeMap::new();
+    let mut task_transitions: BTreeMap<i64, Vec<TransitionRow>> = BTreeMap::new();
+    let mut results = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        if !inserted.contains(&task.created.task_id.as_uuid()) {
+            results.push(Err(StoreError::DuplicateTask {
+                identity_hash: task.created.identity_hash,
+            }));
+            continue;
+        }
+        step_rows.extend(task.step_rows);
+        edge_rows.extend(task.edge_rows);
+        if !task.step_transitions.is_empty() {
+            step_transitions
+                .entry(task.now)
+                .or_default()
+                .extend(task.step_transitions);
+        }
+        if !task.task_transitions.is_empty() {
+            task_transitions
+                .entry(task.now)
+                .or_default()
+                .extend(task.task_transitions);
+        }
+        results.push(Ok(task.created));
+    }
+    insert_rows(db, "tasker_workflow_steps", STEP_COLUMNS, step_rows).await?;
+    insert_rows(
+        db,
+        "tasker_workflow_step_edges",
+        &["from_step_id", "to_step_id", "name"],
+        edge_rows,
+    )
+    .await?;
+    for (now, rows) in step_transitions {
+        write_step_transitions(db, rows, now, false).await?;
+    }
+    for (now, rows) in task_transitions {
+        write_task_transitions(db, rows, now, false).await?;
+    }
+    Ok(results)
 }

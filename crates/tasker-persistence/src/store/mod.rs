@@ -2,15 +2,17 @@
 
 mod analytics;
 mod api_keys;
+mod changes;
 mod claims;
 mod create;
 mod nodelay;
 mod notify;
 mod queries;
 mod revocations;
-mod sql;
+pub(crate) mod sql;
 mod switches;
 mod templates;
+mod transaction;
 mod transitions;
 mod types;
 
@@ -31,15 +33,49 @@ pub use create::PreparedTask;
 pub use notify::{Listener, MAX_NOTIFY_PAYLOAD};
 pub use revocations::RevokedToken;
 pub use switches::{RuntimeSwitch, SwitchChange, SwitchKind, SwitchTarget};
+pub use transaction::{SqlValue, Transaction};
 pub use types::{
-    Backlog, BlockingReason, ChangedStep, ClaimBatch, ClaimFilter, ClaimedStep, CreateTaskOptions,
-    CreatedTask, ExecutionStatus, HealthCounts, HealthStatus, NamespaceLimit, Page, PoolStatus,
-    RecommendedAction, RecordReport, RecordedStep, RegisteredTemplate, StepFailure, StepInputs,
-    StepOutcome, StepReadiness, StepRecord, TaskExecutionContext, TaskFilter, TaskRecord,
-    TransitionRecord,
+    Backlog, BlockingReason, ChangedStep, Claim, ClaimBatch, ClaimFilter, ClaimedStep,
+    CreateTaskOptions, CreatedTask, ExecutionStatus, HealthCounts, HealthStatus, NamespaceLimit,
+    Page, PoolStatus, RecommendedAction, RecordReport, RecordedStep, RegisteredTemplate,
+    StepFailure, StepInputs, StepOutcome, StepReadiness, StepRecord, TaskExecutionContext,
+    TaskFilter, TaskRecord, TransitionRecord,
 };
 
-use crate::error::StoreError;
+use crate::error::{DatabaseError, StoreError};
+
+/// Which database a store is on. Callers never need it for correctness (the store answers the
+/// same on both); it is for messages, metrics labels and an application's own SQL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Backend {
+    /// SQLite (a file, one writer at a time).
+    Sqlite,
+    /// PostgreSQL.
+    Postgres,
+}
+
+impl Backend {
+    /// `sqlite` or `postgres`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+
+    pub(crate) fn sea_orm(self) -> DbBackend {
+        match self {
+            Backend::Sqlite => DbBackend::Sqlite,
+            Backend::Postgres => DbBackend::Postgres,
+        }
+    }
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// Connection settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -125,7 +161,7 @@ impl Store {
             .await
             .map_err(|source| StoreError::Connect {
                 url: redact_url(url),
-                source,
+                source: DatabaseError(source),
             })?;
         let store = Self { db };
         if options.migrate {
@@ -135,40 +171,64 @@ impl Store {
     }
 
     /// Wraps an open connection (migrations are the caller's business).
-    pub fn from_connection(db: DatabaseConnection) -> Self {
+    #[cfg(feature = "testing")]
+    pub(crate) fn from_connection(db: DatabaseConnection) -> Self {
         Self { db }
     }
 
     /// Applies pending migrations.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        tasker_migrations::Migrator::up(&self.db, None).await?;
-        Ok(())
+        tasker_migrations::Migrator::up(&self.db, None)
+            .await
+            .map_err(StoreError::db)
     }
 
     /// Whether the database answers a trivial query (the readiness probe).
     pub async fn ping(&self) -> Result<(), StoreError> {
-        self.db.ping().await?;
-        Ok(())
+        self.db.ping().await.map_err(StoreError::db)
+    }
+
+    /// Closes the connection pool: open connections are closed once given back, and every
+    /// later operation on this store or its clones fails as unavailable.
+    pub async fn close(&self) {
+        // Closing a pool that is closed already is harmless; nothing else can fail here.
+        self.db.clone().close().await.ok();
     }
 
     /// How the database's schema compares with the migrations this build carries.
     pub async fn schema_status(&self) -> Result<SchemaStatus, StoreError> {
         let pending = tasker_migrations::Migrator::get_pending_migrations(&self.db)
-            .await?
+            .await
+            .map_err(StoreError::db)?
             .iter()
             .map(|m| m.name().to_owned())
             .collect();
         Ok(SchemaStatus { pending })
     }
 
-    /// The underlying connection, for applications that run their own queries.
-    pub fn connection(&self) -> &DatabaseConnection {
+    /// The sea-orm connection pool, for this crate's statements and its `testing` support.
+    pub(crate) fn connection(&self) -> &DatabaseConnection {
         &self.db
     }
 
     /// Which database this is.
-    pub fn backend(&self) -> DbBackend {
+    pub fn backend(&self) -> Backend {
+        match self.db.get_database_backend() {
+            DbBackend::Postgres => Backend::Postgres,
+            _ => Backend::Sqlite,
+        }
+    }
+
+    /// The sea-orm name of [`Store::backend`], for building statements.
+    pub(crate) fn db_backend(&self) -> DbBackend {
         self.db.get_database_backend()
+    }
+
+    /// Begins a read-write transaction for the caller, who writes in it with
+    /// [`Transaction::execute`] and creates tasks in it with [`Store::create_task_in`], then
+    /// commits or rolls back (dropping it rolls back).
+    pub async fn begin(&self) -> Result<Transaction, StoreError> {
+        Ok(Transaction::new(self.write_txn().await?, self.backend()))
     }
 
     /// The connection pool's size and idle connections; `None` for a connection that is not
@@ -222,7 +282,7 @@ impl Store {
             _ => Ok(()),
         };
         acquired.map_err(|err| {
-            StoreError::Database(sea_orm::DbErr::Conn(sea_orm::RuntimeErr::SqlxError(
+            StoreError::db(sea_orm::DbErr::Conn(sea_orm::RuntimeErr::SqlxError(
                 std::sync::Arc::new(err),
             )))
         })?;
@@ -235,10 +295,13 @@ impl Store {
         let options = TransactionOptions {
             isolation_level: None::<IsolationLevel>,
             access_mode: None::<AccessMode>,
-            sqlite_transaction_mode: (self.backend() == DbBackend::Sqlite)
+            sqlite_transaction_mode: (self.backend() == Backend::Sqlite)
                 .then_some(SqliteTransactionMode::Immediate),
         };
-        Ok(self.db.begin_with_options(options).await?)
+        self.db
+            .begin_with_options(options)
+            .await
+            .map_err(StoreError::db)
     }
 }
 

@@ -2,11 +2,12 @@
 //! equivalent (it is embedded: one process), so these report `None` / do nothing there.
 
 use sea_orm::sqlx::postgres::PgListener;
-use sea_orm::{ConnectionTrait, DbBackend, Value};
+use sea_orm::{DbBackend, Value};
 
-use super::Store;
-use super::sql::stmt;
+use super::sql::{Db, stmt};
+use super::{Backend, Store};
 use crate::StoreError;
+use crate::error::DatabaseError;
 
 /// PostgreSQL's limit on a notification payload is 8,000 bytes; stay under it.
 pub const MAX_NOTIFY_PAYLOAD: usize = 7_900;
@@ -21,7 +22,7 @@ impl Listener {
     /// re-established are lost (callers treat notifications as hints, not as a log).
     pub async fn recv(&mut self) -> Result<String, StoreError> {
         let notification = self.inner.recv().await.map_err(|e| {
-            StoreError::Database(sea_orm::DbErr::Custom(format!("LISTEN failed: {e}")))
+            StoreError::Database(DatabaseError::custom(format!("LISTEN failed: {e}")))
         })?;
         Ok(notification.payload().to_owned())
     }
@@ -30,17 +31,17 @@ impl Listener {
 impl Store {
     /// Whether this database relays notifications between processes (PostgreSQL).
     pub fn supports_notify(&self) -> bool {
-        self.backend() == DbBackend::Postgres
+        self.backend() == Backend::Postgres
     }
 
     /// Listens on `channel`; `None` on SQLite.
     pub async fn listen(&self, channel: &str) -> Result<Option<Listener>, StoreError> {
-        if self.backend() != DbBackend::Postgres {
+        if self.backend() != Backend::Postgres {
             return Ok(None);
         }
         let pool = self.connection().get_postgres_connection_pool();
         let failed = |e: sea_orm::sqlx::Error| {
-            StoreError::Database(sea_orm::DbErr::Custom(format!("LISTEN {channel}: {e}")))
+            StoreError::Database(DatabaseError::custom(format!("LISTEN {channel}: {e}")))
         };
         let mut inner = PgListener::connect_with(pool).await.map_err(failed)?;
         inner.listen(channel).await.map_err(failed)?;
@@ -51,11 +52,11 @@ impl Store {
     /// are delivered when it commits). Payloads longer than [`MAX_NOTIFY_PAYLOAD`] are refused.
     /// Does nothing on SQLite.
     pub async fn notify(&self, channel: &str, payloads: &[String]) -> Result<(), StoreError> {
-        if self.backend() != DbBackend::Postgres || payloads.is_empty() {
+        if self.backend() != Backend::Postgres || payloads.is_empty() {
             return Ok(());
         }
         if let Some(long) = payloads.iter().find(|p| p.len() > MAX_NOTIFY_PAYLOAD) {
-            return Err(StoreError::Database(sea_orm::DbErr::Custom(format!(
+            return Err(StoreError::Database(DatabaseError::custom(format!(
                 "a notification of {} bytes exceeds the {MAX_NOTIFY_PAYLOAD}-byte limit",
                 long.len()
             ))));
@@ -66,7 +67,7 @@ impl Store {
         let mut values: Vec<Value> = vec![channel.into()];
         values.extend(payloads.iter().map(|p| Value::from(p.as_str())));
         self.connection()
-            .execute_raw(stmt(
+            .exec(stmt(
                 DbBackend::Postgres,
                 format!("SELECT {}", calls.join(", ")),
                 values,

@@ -2,10 +2,10 @@
 //! health counts, analytics and annotations. Computed from the same rows on both databases.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait, QueryResult, Value};
+use sea_orm::{QueryResult, Value};
 use tasker_domain::{StepId, StepState, TaskId, TaskState};
 
-use super::sql::{get, stmt};
+use super::sql::{Db, commit, get, stmt, template_id};
 use super::{
     Backlog, BlockingReason, ExecutionStatus, HealthCounts, HealthStatus, Page, RecommendedAction,
     StepReadiness, StepRecord, Store, TaskExecutionContext, TaskFilter, TaskRecord,
@@ -83,7 +83,7 @@ fn step_record(row: &QueryResult) -> Result<StepRecord, StoreError> {
 fn task_record(row: &QueryResult) -> Result<TaskRecord, StoreError> {
     Ok(TaskRecord {
         task_id: TaskId(get(row, "task_id")?),
-        named_task_id: get(row, "named_task_id")?,
+        named_task_id: template_id(row, "named_task_id")?,
         namespace: get(row, "namespace")?,
         name: get(row, "name")?,
         version: get(row, "version")?,
@@ -123,8 +123,8 @@ impl Store {
     pub async fn task(&self, task_id: TaskId) -> Result<TaskRecord, StoreError> {
         let row = self
             .db
-            .query_one_raw(stmt(
-                self.backend(),
+            .row(stmt(
+                self.db_backend(),
                 format!("{TASK_SELECT} WHERE t.task_id = $1"),
                 vec![task_id.as_uuid().into()],
             ))
@@ -140,8 +140,8 @@ impl Store {
     ) -> Result<Option<TaskRecord>, StoreError> {
         let row = self
             .db
-            .query_one_raw(stmt(
-                self.backend(),
+            .row(stmt(
+                self.db_backend(),
                 format!("{TASK_SELECT} WHERE t.identity_hash = $1"),
                 vec![identity_hash.into()],
             ))
@@ -171,8 +171,8 @@ impl Store {
         values.push(task_id.as_uuid().into());
         let result = self
             .db
-            .execute_raw(stmt(
-                self.backend(),
+            .exec(stmt(
+                self.db_backend(),
                 format!(
                     "UPDATE tasker_tasks SET {} WHERE task_id = ${}",
                     sets.join(", "),
@@ -198,8 +198,8 @@ impl Store {
         let limit = i32::try_from(retry_limit).unwrap_or(i32::MAX);
         let result = self
             .db
-            .execute_raw(stmt(
-                self.backend(),
+            .exec(stmt(
+                self.db_backend(),
                 "UPDATE tasker_workflow_steps SET retry_limit = $1, updated_at = $2 \
                  WHERE workflow_step_id = $3 AND state = 'pending'",
                 vec![
@@ -225,8 +225,8 @@ impl Store {
     pub async fn steps(&self, task_id: TaskId) -> Result<Vec<StepRecord>, StoreError> {
         let rows = self
             .db
-            .query_all_raw(stmt(
-                self.backend(),
+            .rows(stmt(
+                self.db_backend(),
                 format!("{STEP_SELECT} WHERE task_id = $1 ORDER BY position"),
                 vec![task_id.as_uuid().into()],
             ))
@@ -249,8 +249,8 @@ impl Store {
             let values: Vec<Value> = chunk.iter().map(|id| id.as_uuid().into()).collect();
             rows.extend(
                 self.db
-                    .query_all_raw(stmt(
-                        self.backend(),
+                    .rows(stmt(
+                        self.db_backend(),
                         format!(
                             "{STEP_SELECT} WHERE task_id IN ({}) ORDER BY task_id, position",
                             placeholders.join(", ")
@@ -267,8 +267,8 @@ impl Store {
     pub async fn annotation_types(&self) -> Result<Vec<String>, StoreError> {
         let rows = self
             .db
-            .query_all_raw(stmt(
-                self.backend(),
+            .rows(stmt(
+                self.db_backend(),
                 "SELECT name FROM tasker_annotation_types ORDER BY name",
                 vec![],
             ))
@@ -280,8 +280,8 @@ impl Store {
     pub async fn step(&self, step_id: StepId) -> Result<StepRecord, StoreError> {
         let row = self
             .db
-            .query_one_raw(stmt(
-                self.backend(),
+            .row(stmt(
+                self.db_backend(),
                 format!("{STEP_SELECT} WHERE workflow_step_id = $1"),
                 vec![step_id.as_uuid().into()],
             ))
@@ -299,8 +299,8 @@ impl Store {
         let task = self.task(task_id).await?;
         let rows = self
             .db
-            .query_all_raw(stmt(
-                self.backend(),
+            .rows(stmt(
+                self.db_backend(),
                 format!("{STEP_SELECT} WHERE task_id = $1 ORDER BY position"),
                 vec![task_id.as_uuid().into()],
             ))
@@ -445,8 +445,8 @@ impl Store {
         self.task(task_id).await?;
         let rows = self
             .db
-            .query_all_raw(stmt(
-                self.backend(),
+            .rows(stmt(
+                self.db_backend(),
                 "SELECT from_state, to_state, sort_key, most_recent, metadata, created_at FROM tasker_task_transitions \
                  WHERE task_id = $1 ORDER BY sort_key",
                 vec![task_id.as_uuid().into()],
@@ -463,8 +463,8 @@ impl Store {
         self.step(step_id).await?;
         let rows = self
             .db
-            .query_all_raw(stmt(
-                self.backend(),
+            .rows(stmt(
+                self.db_backend(),
                 "SELECT from_state, to_state, sort_key, most_recent, metadata, created_at FROM tasker_workflow_step_transitions \
                  WHERE workflow_step_id = $1 ORDER BY sort_key",
                 vec![step_id.as_uuid().into()],
@@ -481,8 +481,8 @@ impl Store {
     ) -> Result<Vec<(StepId, TransitionRecord)>, StoreError> {
         let rows = self
             .db
-            .query_all_raw(stmt(
-                self.backend(),
+            .rows(stmt(
+                self.db_backend(),
                 "SELECT t.workflow_step_id, t.from_state, t.to_state, t.sort_key, t.most_recent, t.metadata, t.created_at \
                  FROM tasker_workflow_step_transitions t JOIN tasker_workflow_steps s ON s.workflow_step_id = t.workflow_step_id \
                  WHERE s.task_id = $1 ORDER BY t.workflow_step_id, t.sort_key",
@@ -548,8 +548,8 @@ impl Store {
             // annotations of the type; the page itself is cut by the database.
             let rows = self
                 .db
-                .query_all_raw(stmt(
-                    self.backend(),
+                .rows(stmt(
+                    self.db_backend(),
                     "SELECT a.task_id, a.annotation FROM tasker_task_annotations a JOIN tasker_annotation_types y \
                      ON y.annotation_type_id = a.annotation_type_id WHERE y.name = $1",
                     vec![kind.as_str().into()],
@@ -608,8 +608,8 @@ impl Store {
         }
         let total = self
             .db
-            .query_one_raw(stmt(
-                self.backend(),
+            .row(stmt(
+                self.db_backend(),
                 format!(
                     "SELECT COUNT(*) AS n FROM tasker_tasks t JOIN tasker_named_tasks nt ON nt.named_task_id = t.named_task_id \
                      JOIN tasker_task_namespaces n ON n.task_namespace_id = nt.task_namespace_id{count_clause}"
@@ -630,8 +630,8 @@ impl Store {
         );
         let rows = self
             .db
-            .query_all_raw(stmt(
-                self.backend(),
+            .rows(stmt(
+                self.db_backend(),
                 format!(
                     "{TASK_SELECT}{clause} ORDER BY t.created_at {order}, t.task_id {order}{page_params}"
                 ),
@@ -660,10 +660,10 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let txn = self.write_txn().await?;
-        let backend = self.backend();
+        let backend = self.db_backend();
         let now = to_micros(now);
         let exists = txn
-            .query_one_raw(stmt(
+            .row(stmt(
                 backend,
                 "SELECT task_id FROM tasker_tasks WHERE task_id = $1",
                 vec![task_id.as_uuid().into()],
@@ -672,20 +672,20 @@ impl Store {
         if exists.is_none() {
             return Err(StoreError::TaskNotFound(task_id));
         }
-        txn.execute_raw(stmt(
+        txn.exec(stmt(
             backend,
             "INSERT INTO tasker_annotation_types (name, created_at, updated_at) VALUES ($1, $2, $2) ON CONFLICT (name) DO NOTHING",
             vec![kind.into(), now.into()],
         ))
         .await?;
-        txn.execute_raw(stmt(
+        txn.exec(stmt(
             backend,
             "INSERT INTO tasker_task_annotations (task_id, annotation_type_id, annotation, created_at, updated_at) \
              SELECT $1, annotation_type_id, $2, $3, $3 FROM tasker_annotation_types WHERE name = $4",
             vec![task_id.as_uuid().into(), Value::Json(Some(Box::new(annotation))), now.into(), kind.into()],
         ))
         .await?;
-        txn.commit().await?;
+        commit(txn).await?;
         Ok(())
     }
 
@@ -696,8 +696,8 @@ impl Store {
     ) -> Result<Vec<(String, serde_json::Value)>, StoreError> {
         let rows = self
             .db
-            .query_all_raw(stmt(
-                self.backend(),
+            .rows(stmt(
+                self.db_backend(),
                 "SELECT y.name, a.annotation FROM tasker_task_annotations a JOIN tasker_annotation_types y \
                  ON y.annotation_type_id = a.annotation_type_id WHERE a.task_id = $1 ORDER BY a.task_annotation_id",
                 vec![task_id.as_uuid().into()],
@@ -710,7 +710,7 @@ impl Store {
 
     /// System-wide counts at `now`.
     pub async fn health_counts(&self, now: DateTime<Utc>) -> Result<HealthCounts, StoreError> {
-        let backend = self.backend();
+        let backend = self.db_backend();
         let now = to_micros(now);
         let mut counts = HealthCounts::default();
         for (table, target) in [
@@ -719,7 +719,7 @@ impl Store {
         ] {
             let rows = self
                 .db
-                .query_all_raw(stmt(
+                .rows(stmt(
                     backend,
                     format!("SELECT state, COUNT(*) AS n FROM {table} GROUP BY state"),
                     vec![],
@@ -741,7 +741,7 @@ impl Store {
         };
         counts.ready_steps = scalar(
             self.db
-                .query_one_raw(one(
+                .row(one(
                     "SELECT COUNT(*) AS n FROM tasker_workflow_steps WHERE unfinished_parents = 0 \
                      AND next_attempt_at IS NOT NULL AND next_attempt_at <= $1",
                 ))
@@ -749,18 +749,18 @@ impl Store {
         )?;
         counts.claimed_steps = scalar(
             self.db
-                .query_one_raw(one("SELECT COUNT(*) AS n FROM tasker_workflow_steps WHERE lease_expires_at IS NOT NULL AND lease_expires_at >= $1"))
+                .row(one("SELECT COUNT(*) AS n FROM tasker_workflow_steps WHERE lease_expires_at IS NOT NULL AND lease_expires_at >= $1"))
                 .await?,
         )?;
         counts.expired_claims = scalar(
             self.db
-                .query_one_raw(one("SELECT COUNT(*) AS n FROM tasker_workflow_steps WHERE lease_expires_at IS NOT NULL AND lease_expires_at < $1"))
+                .row(one("SELECT COUNT(*) AS n FROM tasker_workflow_steps WHERE lease_expires_at IS NOT NULL AND lease_expires_at < $1"))
                 .await?,
         )?;
         // A step in `error` keeps `next_attempt_at` exactly while another attempt is due.
         let retries = self
             .db
-            .query_one_raw(stmt(
+            .row(stmt(
                 backend,
                 "SELECT COALESCE(SUM(CASE WHEN state = 'error' AND next_attempt_at IS NOT NULL THEN 1 ELSE 0 END), 0) AS retrying, \
                  COALESCE(SUM(CASE WHEN state = 'error' AND next_attempt_at IS NULL THEN 1 ELSE 0 END), 0) AS exhausted, \
@@ -786,8 +786,8 @@ impl Store {
     pub async fn backlog(&self, now: DateTime<Utc>) -> Result<Backlog, StoreError> {
         let row = self
             .db
-            .query_one_raw(stmt(
-                self.backend(),
+            .row(stmt(
+                self.db_backend(),
                 "SELECT COALESCE(SUM(CASE WHEN next_attempt_at <= $1 THEN 1 ELSE 0 END), 0) AS ready, \
                  COALESCE(SUM(CASE WHEN next_attempt_at > $1 THEN 1 ELSE 0 END), 0) AS waiting \
                  FROM tasker_workflow_steps WHERE unfinished_parents = 0 AND next_attempt_at IS NOT NULL",

@@ -2,10 +2,9 @@
 //! and the server puts a cache in front of the look-up.
 
 use chrono::{DateTime, Utc};
-use sea_orm::ConnectionTrait;
 
 use super::Store;
-use super::sql::{get, stmt};
+use super::sql::{Db, commit, get, stmt};
 use crate::error::StoreError;
 use crate::time::{from_micros, to_micros};
 
@@ -32,15 +31,15 @@ impl Store {
         reason: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<RevokedToken, StoreError> {
-        let backend = self.backend();
+        let backend = self.db_backend();
         let txn = self.write_txn().await?;
-        txn.execute_raw(stmt(
+        txn.exec(stmt(
             backend,
             "DELETE FROM tasker_revoked_tokens WHERE expires_at IS NOT NULL AND expires_at < $1",
             vec![to_micros(now).into()],
         ))
         .await?;
-        txn.execute_raw(stmt(
+        txn.exec(stmt(
             backend,
             "INSERT INTO tasker_revoked_tokens (jti, revoked_at, expires_at, reason) \
              VALUES ($1, $2, $3, $4) ON CONFLICT (jti) DO NOTHING",
@@ -52,7 +51,7 @@ impl Store {
             ],
         ))
         .await?;
-        txn.commit().await?;
+        commit(txn).await?;
         self.revoked_token(jti)
             .await?
             .ok_or_else(|| StoreError::Malformed {
@@ -65,8 +64,8 @@ impl Store {
     pub async fn revoked_token(&self, jti: &str) -> Result<Option<RevokedToken>, StoreError> {
         let row = self
             .db
-            .query_one_raw(stmt(
-                self.backend(),
+            .row(stmt(
+                self.db_backend(),
                 "SELECT jti, revoked_at, expires_at, reason FROM tasker_revoked_tokens WHERE jti = $1",
                 vec![jti.into()],
             ))

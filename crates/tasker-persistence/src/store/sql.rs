@@ -1,9 +1,63 @@
 //! Small helpers for the portable SQL the hot paths use. Placeholders are `$N` on both
 //! databases (sqlx's SQLite driver reads `$N` as position N).
 
-use sea_orm::{ConnectionTrait, DbBackend, QueryResult, Statement, Value};
+use std::future::Future;
+
+use sea_orm::{
+    ConnectionTrait, DatabaseTransaction, DbBackend, ExecResult, QueryResult, Statement, Value,
+};
+
+use tasker_domain::TemplateId;
 
 use crate::error::StoreError;
+
+/// sea-orm's raw statements, answering with this crate's error: the driver's error type never
+/// reaches a caller (see [`crate::DatabaseError`]).
+pub(crate) trait Db: ConnectionTrait {
+    /// Every row `stmt` returns.
+    fn rows(
+        &self,
+        stmt: Statement,
+    ) -> impl Future<Output = Result<Vec<QueryResult>, StoreError>> + Send + '_ {
+        let query = self.query_all_raw(stmt);
+        async move { query.await.map_err(StoreError::db) }
+    }
+
+    /// The first row `stmt` returns, if any.
+    fn row(
+        &self,
+        stmt: Statement,
+    ) -> impl Future<Output = Result<Option<QueryResult>, StoreError>> + Send + '_ {
+        let query = self.query_one_raw(stmt);
+        async move { query.await.map_err(StoreError::db) }
+    }
+
+    /// Runs `stmt`, which returns no rows.
+    fn exec(
+        &self,
+        stmt: Statement,
+    ) -> impl Future<Output = Result<ExecResult, StoreError>> + Send + '_ {
+        let query = self.execute_raw(stmt);
+        async move { query.await.map_err(StoreError::db) }
+    }
+
+    /// Runs `sql` (one or more statements) without parameters or a prepared statement.
+    #[cfg(feature = "testing")]
+    fn exec_unprepared<'a>(
+        &'a self,
+        sql: &'a str,
+    ) -> impl Future<Output = Result<ExecResult, StoreError>> + Send + 'a {
+        let query = self.execute_unprepared(sql);
+        async move { query.await.map_err(StoreError::db) }
+    }
+}
+
+impl<C: ConnectionTrait> Db for C {}
+
+/// Commits `txn`.
+pub(crate) async fn commit(txn: DatabaseTransaction) -> Result<(), StoreError> {
+    txn.commit().await.map_err(StoreError::db)
+}
 
 /// The most bind parameters one statement gets on `backend`. PostgreSQL allows 65,535. SQLite
 /// allows 32,766, but it finds each numbered parameter by a linear search (when preparing, and
@@ -68,7 +122,7 @@ pub(crate) async fn insert_rows<C: ConnectionTrait>(
             if payload.len() > 1 && payload.len() + text.len() + 2 > MAX_MESSAGE_BYTES {
                 payload.push(']');
                 let full = std::mem::replace(&mut payload, String::from("["));
-                db.execute_raw(stmt(backend, sql.clone(), vec![full.into()]))
+                db.exec(stmt(backend, sql.clone(), vec![full.into()]))
                     .await?;
             }
             if payload.len() > 1 {
@@ -77,8 +131,7 @@ pub(crate) async fn insert_rows<C: ConnectionTrait>(
             payload.push_str(&text);
         }
         payload.push(']');
-        db.execute_raw(stmt(backend, sql, vec![payload.into()]))
-            .await?;
+        db.exec(stmt(backend, sql, vec![payload.into()])).await?;
         return Ok(());
     }
     let per_statement = (max_params(backend) / columns.len()).max(1);
@@ -96,7 +149,7 @@ pub(crate) async fn insert_rows<C: ConnectionTrait>(
             sql.push(')');
             values.extend(row);
         }
-        db.execute_raw(stmt(backend, sql, values)).await?;
+        db.exec(stmt(backend, sql, values)).await?;
     }
     Ok(())
 }
@@ -159,7 +212,7 @@ pub(crate) async fn query_in_chunks<C: ConnectionTrait>(
         let text = sql.replace("{ids}", &params(leading.len() + 1, chunk.len()));
         let mut values = leading.clone();
         values.extend(chunk.iter().cloned());
-        rows.extend(db.query_all_raw(stmt(backend, text, values)).await?);
+        rows.extend(db.rows(stmt(backend, text, values)).await?);
     }
     Ok(rows)
 }
@@ -177,17 +230,19 @@ pub(crate) async fn execute_in_chunks<C: ConnectionTrait>(
         let text = sql.replace("{ids}", &params(leading.len() + 1, chunk.len()));
         let mut values = leading.clone();
         values.extend(chunk.iter().cloned());
-        affected += db
-            .execute_raw(stmt(backend, text, values))
-            .await?
-            .rows_affected();
+        affected += db.exec(stmt(backend, text, values)).await?.rows_affected();
     }
     Ok(affected)
 }
 
+/// Reads a template id (a `named_task_id` column) from column `col` of `row`.
+pub(crate) fn template_id(row: &QueryResult, col: &str) -> Result<TemplateId, StoreError> {
+    get::<i64>(row, col).map(TemplateId)
+}
+
 /// Reads column `col` of `row`.
 pub(crate) fn get<T: sea_orm::TryGetable>(row: &QueryResult, col: &str) -> Result<T, StoreError> {
-    row.try_get::<T>("", col).map_err(StoreError::from)
+    row.try_get::<T>("", col).map_err(StoreError::db)
 }
 
 /// `FOR UPDATE SKIP LOCKED` on PostgreSQL; SQLite's single writer needs no row locks.
@@ -235,7 +290,7 @@ pub(crate) async fn lock_tasks<C: ConnectionTrait>(
     if backend != DbBackend::Postgres {
         return Ok(());
     }
-    db.query_all_raw(stmt(
+    db.rows(stmt(
         backend,
         format!(
             "SELECT task_id FROM tasker_tasks WHERE task_id IN ({tasks_sql}) ORDER BY task_id FOR UPDATE"

@@ -8,7 +8,7 @@ use sea_orm::{ConnectionTrait, QueryResult, Value};
 use serde::Serialize;
 
 use super::Store;
-use super::sql::{get, retrying, stmt};
+use super::sql::{Db, commit, get, retrying, stmt};
 use crate::error::StoreError;
 use crate::time::{from_micros, to_micros};
 
@@ -154,8 +154,8 @@ impl Store {
     pub async fn runtime_switches(&self) -> Result<Vec<RuntimeSwitch>, StoreError> {
         let rows = self
             .db
-            .query_all_raw(stmt(
-                self.backend(),
+            .rows(stmt(
+                self.db_backend(),
                 "SELECT kind, namespace, name, version, max_running, reason, set_by, set_at \
                  FROM tasker_runtime_switches ORDER BY kind, target",
                 vec![],
@@ -182,8 +182,8 @@ impl Store {
     ) -> Result<Vec<SwitchChange>, StoreError> {
         let rows = self
             .db
-            .query_all_raw(stmt(
-                self.backend(),
+            .rows(stmt(
+                self.db_backend(),
                 "SELECT change_id, action, kind, namespace, name, version, max_running, reason, \
                  changed_by, changed_at FROM tasker_runtime_switch_changes \
                  ORDER BY change_id DESC LIMIT $1",
@@ -280,13 +280,13 @@ impl Store {
             async move {
                 let txn = self.write_txn().await?;
                 let backend = txn.get_database_backend();
-                txn.execute_raw(stmt(
+                txn.exec(stmt(
                     backend,
                     "DELETE FROM tasker_runtime_switches WHERE kind = $1 AND target = $2",
                     vec![kind.as_str().into(), key.clone().into()],
                 ))
                 .await?;
-                txn.execute_raw(stmt(
+                txn.exec(stmt(
                     backend,
                     "INSERT INTO tasker_runtime_switches (kind, target, namespace, name, version, \
                      max_running, reason, set_by, set_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -305,7 +305,7 @@ impl Store {
                 .await?;
                 let change = log_change(&txn, action, kind, target, max_running, reason, by, now)
                     .await?;
-                txn.commit().await?;
+                commit(txn).await?;
                 Ok(Some(change))
             }
         })
@@ -327,7 +327,7 @@ impl Store {
             async move {
                 let txn = self.write_txn().await?;
                 let removed = txn
-                    .execute_raw(stmt(
+                    .exec(stmt(
                         txn.get_database_backend(),
                         "DELETE FROM tasker_runtime_switches WHERE kind = $1 AND target = $2",
                         vec![kind.as_str().into(), key.into()],
@@ -338,7 +338,7 @@ impl Store {
                     return Ok(None);
                 }
                 let change = log_change(&txn, action, kind, target, None, reason, by, now).await?;
-                txn.commit().await?;
+                commit(txn).await?;
                 Ok(Some(change))
             }
         })
@@ -358,7 +358,7 @@ async fn log_change<C: ConnectionTrait>(
     now: DateTime<Utc>,
 ) -> Result<SwitchChange, StoreError> {
     let row = txn
-        .query_one_raw(stmt(
+        .row(stmt(
             txn.get_database_backend(),
             "INSERT INTO tasker_runtime_switch_changes (action, kind, target, namespace, name, \
              version, max_running, reason, changed_by, changed_at) \

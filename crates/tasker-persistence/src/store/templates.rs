@@ -6,9 +6,10 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, Value};
+use tasker_domain::TemplateId;
 use tasker_template::TaskTemplate;
 
-use super::sql::{get, stmt};
+use super::sql::{Db, commit, get, stmt, template_id};
 use super::{RegisteredTemplate, Store};
 use crate::error::StoreError;
 use crate::time::to_micros;
@@ -27,7 +28,7 @@ impl Store {
     ) -> Result<RegisteredTemplate, StoreError> {
         let txn = self.write_txn().await?;
         let registered = register_in(&txn, template, now).await?;
-        txn.commit().await?;
+        commit(txn).await?;
         Ok(registered)
     }
 
@@ -40,15 +41,15 @@ impl Store {
     ) -> Result<RegisteredTemplate, StoreError> {
         let db = &self.db;
         let rows = db
-            .query_all_raw(stmt(
-                self.backend(),
+            .rows(stmt(
+                self.db_backend(),
                 "SELECT t.named_task_id, t.version, t.configuration FROM tasker_named_tasks t \
                  JOIN tasker_task_namespaces n ON n.task_namespace_id = t.task_namespace_id \
                  WHERE n.name = $1 AND t.name = $2",
                 vec![namespace.into(), name.into()],
             ))
             .await?;
-        let mut best: Option<(semver::Version, i64, serde_json::Value)> = None;
+        let mut best: Option<(semver::Version, TemplateId, serde_json::Value)> = None;
         for row in rows {
             let text: String = get(&row, "version")?;
             let Ok(candidate) = semver::Version::parse(&text) else {
@@ -58,7 +59,7 @@ impl Store {
             if wanted && best.as_ref().is_none_or(|(b, _, _)| candidate > *b) {
                 best = Some((
                     candidate,
-                    get(&row, "named_task_id")?,
+                    template_id(&row, "named_task_id")?,
                     get(&row, "configuration")?,
                 ));
             }
@@ -84,11 +85,11 @@ impl Store {
 impl Store {
     /// Every template in the catalogue with its named task id, for an engine deciding which
     /// tasks it can run. A stored template that no longer decodes is left out.
-    pub async fn template_catalogue(&self) -> Result<Vec<(i64, TaskTemplate)>, StoreError> {
+    pub async fn template_catalogue(&self) -> Result<Vec<(TemplateId, TaskTemplate)>, StoreError> {
         let rows = self
             .db
-            .query_all_raw(stmt(
-                self.backend(),
+            .rows(stmt(
+                self.db_backend(),
                 "SELECT named_task_id, configuration FROM tasker_named_tasks ORDER BY named_task_id",
                 vec![],
             ))
@@ -97,23 +98,23 @@ impl Store {
         for row in rows {
             let configuration: serde_json::Value = get(&row, "configuration")?;
             if let Ok(template) = serde_json::from_value::<TaskTemplate>(configuration) {
-                templates.push((get(&row, "named_task_id")?, template));
+                templates.push((template_id(&row, "named_task_id")?, template));
             }
         }
         Ok(templates)
     }
 
-    /// The template stored as named task `named_task_id`.
+    /// The template stored as `named_task_id`.
     pub async fn find_template_by_id(
         &self,
-        named_task_id: i64,
+        named_task_id: TemplateId,
     ) -> Result<RegisteredTemplate, StoreError> {
         let row = self
             .db
-            .query_one_raw(stmt(
-                self.backend(),
+            .row(stmt(
+                self.db_backend(),
                 "SELECT configuration FROM tasker_named_tasks WHERE named_task_id = $1",
-                vec![named_task_id.into()],
+                vec![named_task_id.get().into()],
             ))
             .await?
             .ok_or_else(|| StoreError::TemplateNotFound {
@@ -134,14 +135,14 @@ impl Store {
 
 async fn named_step_ids<C: ConnectionTrait>(
     db: &C,
-    named_task_id: i64,
+    named_task_id: TemplateId,
 ) -> Result<HashMap<String, i64>, StoreError> {
     let rows = db
-        .query_all_raw(stmt(
+        .rows(stmt(
             db.get_database_backend(),
             "SELECT s.named_step_id, s.name FROM tasker_named_tasks_named_steps a \
              JOIN tasker_named_steps s ON s.named_step_id = a.named_step_id WHERE a.named_task_id = $1",
-            vec![named_task_id.into()],
+            vec![named_task_id.get().into()],
         ))
         .await?;
     rows.iter()
@@ -162,14 +163,14 @@ async fn upsert_named<C: ConnectionTrait>(
     now: i64,
 ) -> Result<i64, StoreError> {
     let backend = db.get_database_backend();
-    db.execute_raw(stmt(
+    db.exec(stmt(
         backend,
         format!("INSERT INTO {table} (name, created_at, updated_at) VALUES ($1, $2, $2) ON CONFLICT (name) DO NOTHING"),
         vec![name.into(), now.into()],
     ))
     .await?;
     let row = db
-        .query_one_raw(stmt(
+        .row(stmt(
             backend,
             format!("SELECT {id_col} FROM {table} WHERE name = $1"),
             vec![name.into()],
@@ -200,7 +201,7 @@ pub(crate) async fn register_in<C: ConnectionTrait>(
         serde_json::to_value(template).map_err(|e| StoreError::malformed("task template", e))?;
     let version = &template.version;
     let as_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
-    db.execute_raw(stmt(
+    db.exec(stmt(
         backend,
         "INSERT INTO tasker_named_tasks (task_namespace_id, name, version, version_major, version_minor, \
          version_patch, description, configuration, created_at, updated_at) \
@@ -221,14 +222,14 @@ pub(crate) async fn register_in<C: ConnectionTrait>(
     ))
     .await?;
     let row = db
-        .query_one_raw(stmt(
+        .row(stmt(
             backend,
             "SELECT named_task_id FROM tasker_named_tasks WHERE task_namespace_id = $1 AND name = $2 AND version = $3",
             vec![namespace_id.into(), template.name.as_str().into(), version.to_string().into()],
         ))
         .await?
         .ok_or_else(|| StoreError::malformed("catalogue", "named task row vanished"))?;
-    let named_task_id: i64 = get(&row, "named_task_id")?;
+    let named_task_id = template_id(&row, "named_task_id")?;
     let mut systems: HashMap<&str, i64> = HashMap::new();
     let mut named_step_ids = HashMap::new();
     for step in &template.step_templates {
@@ -248,7 +249,7 @@ pub(crate) async fn register_in<C: ConnectionTrait>(
                 id
             }
         };
-        db.execute_raw(stmt(
+        db.exec(stmt(
             backend,
             "INSERT INTO tasker_named_steps (dependent_system_id, name, description, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $4) ON CONFLICT (dependent_system_id, name) DO NOTHING",
@@ -256,7 +257,7 @@ pub(crate) async fn register_in<C: ConnectionTrait>(
         ))
         .await?;
         let row = db
-            .query_one_raw(stmt(
+            .row(stmt(
                 backend,
                 "SELECT named_step_id FROM tasker_named_steps WHERE dependent_system_id = $1 AND name = $2",
                 vec![system_id.into(), step.name.as_str().into()],
@@ -264,14 +265,14 @@ pub(crate) async fn register_in<C: ConnectionTrait>(
             .await?
             .ok_or_else(|| StoreError::malformed("catalogue", "named step row vanished"))?;
         let named_step_id: i64 = get(&row, "named_step_id")?;
-        db.execute_raw(stmt(
+        db.exec(stmt(
             backend,
             "INSERT INTO tasker_named_tasks_named_steps (named_task_id, named_step_id, skippable, default_retryable, \
              default_retry_limit) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (named_task_id, named_step_id) DO UPDATE SET \
              skippable = excluded.skippable, default_retryable = excluded.default_retryable, \
              default_retry_limit = excluded.default_retry_limit",
             vec![
-                named_task_id.into(),
+                named_task_id.get().into(),
                 named_step_id.into(),
                 step.skippable.into(),
                 step.default_retryable.into(),

@@ -18,23 +18,45 @@ use tasker_domain::{StepId, StepState, TaskId, TaskState};
 use tasker_state_machine::{StepGuard, TaskGuard, Transition, TransitionOutcome, step, task};
 use uuid::Uuid;
 
+use super::changes::{Change, State, StepChange, TaskChange, TransitionRow, changes};
 use super::sql::{
-    execute_in_chunks, for_update, get, insert_rows, lock_tasks, max_params, params,
+    Db, commit, execute_in_chunks, for_update, get, insert_rows, lock_tasks, max_params, params,
     query_in_chunks, retrying, stmt,
 };
 use super::{ChangedStep, RecordReport, Store};
 use crate::error::StoreError;
 use crate::time::to_micros;
 
-/// One history row to write.
-#[derive(Debug, Clone)]
-pub(crate) struct TransitionRow {
-    pub id: Uuid,
-    pub from_state: Option<&'static str>,
-    pub to_state: &'static str,
-    pub sort_key: i32,
-    pub most_recent: bool,
-    pub metadata: serde_json::Value,
+changes! {
+    /// Finalization of a pending task whose steps are all done (resolved by hand before any
+    /// ran): it starts first, so its history reads like any other task's.
+    task FINALIZE_START: Pending => InProgress;
+    /// Finalization: no step can make progress and every step is done.
+    task FINALIZE_COMPLETE: InProgress => Complete, guard "done_steps = total_steps, read in the same transaction";
+    /// Finalization: no step can make progress and some step is not done.
+    task FINALIZE_ERROR: InProgress => Error;
+    /// Finalization of a task that never started: its only runnable steps failed for good.
+    task FINALIZE_PENDING_ERROR: Pending => Error;
+    /// A task in error sent back to work.
+    task REOPEN: Error => Pending;
+    /// Cancelling a task cancels its steps that have not run.
+    step CANCEL_PENDING: Pending => Cancelled;
+    /// Cancelling a task cancels its running steps (their outcomes are then refused).
+    step CANCEL_RUNNING: InProgress => Cancelled;
+    /// Retrying a task in error gives its exhausted steps a fresh attempt budget.
+    step RESET: Error => Pending;
+}
+
+/// The changes that finalize a task in `from` with no active step: to `complete` when every
+/// step is done, to `error` otherwise. Empty for a task that is not running or waiting.
+pub(super) fn finalization(from: TaskState, all_done: bool) -> &'static [TaskChange] {
+    match (from, all_done) {
+        (TaskState::Pending, true) => &[FINALIZE_START, FINALIZE_COMPLETE],
+        (TaskState::InProgress, true) => &[FINALIZE_COMPLETE],
+        (TaskState::Pending, false) => &[FINALIZE_PENDING_ERROR],
+        (TaskState::InProgress, false) => &[FINALIZE_ERROR],
+        _ => &[],
+    }
 }
 
 async fn write_transitions<C: ConnectionTrait>(
@@ -49,27 +71,14 @@ async fn write_transitions<C: ConnectionTrait>(
         return Ok(());
     }
     if flip {
-        let mut owners: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+        let mut owners: Vec<Uuid> = rows.iter().map(TransitionRow::id).collect();
         owners.sort_unstable();
         owners.dedup();
         let ids: Vec<Value> = owners.into_iter().map(Value::from).collect();
         execute_in_chunks(db, &format!("UPDATE {table} SET most_recent = FALSE WHERE most_recent AND {owner_col} IN ({{ids}})"), vec![], &ids)
             .await?;
     }
-    let values = rows
-        .into_iter()
-        .map(|r| {
-            vec![
-                r.id.into(),
-                r.from_state.map(str::to_owned).into(),
-                r.to_state.into(),
-                r.sort_key.into(),
-                r.most_recent.into(),
-                Value::Json(Some(Box::new(r.metadata))),
-                now.into(),
-            ]
-        })
-        .collect();
+    let values = rows.into_iter().map(|r| r.into_values(now)).collect();
     insert_rows(
         db,
         table,
@@ -265,7 +274,7 @@ pub(crate) async fn apply_task_deltas<C: ConnectionTrait>(
              RETURNING task_id, state, active_steps, done_steps, total_steps, last_sort_key",
             tuples.join(", ")
         );
-        for row in db.query_all_raw(stmt(backend, sql, values)).await? {
+        for row in db.rows(stmt(backend, sql, values)).await? {
             rows.insert(get(&row, "task_id")?, row);
         }
     }
@@ -278,51 +287,52 @@ pub(crate) async fn apply_task_deltas<C: ConnectionTrait>(
         let state: TaskState = state
             .parse()
             .map_err(|e| StoreError::malformed("task state", e))?;
-        if active > 0 || !matches!(state, TaskState::Pending | TaskState::InProgress) {
+        if active > 0 {
             continue;
         }
         let done: i32 = get(&row, "done_steps")?;
         let total: i32 = get(&row, "total_steps")?;
-        let target = if done == total {
-            TaskState::Complete
-        } else {
-            TaskState::Error
+        let path = finalization(state, done == total);
+        let (Some(first), Some(last)) = (path.first(), path.last()) else {
+            continue;
         };
         let mut sort_key: i32 = get(&row, "last_sort_key")?;
-        let mut from = state;
-        if from == TaskState::Pending && target == TaskState::Complete {
+        for (i, change) in path.iter().enumerate() {
             sort_key += 10;
-            history.push(TransitionRow {
-                id: task_id,
-                from_state: Some("pending"),
-                to_state: "in_progress",
-                sort_key,
-                most_recent: false,
-                metadata: json!({"reason": "finalizing"}),
-            });
-            from = TaskState::InProgress;
+            let metadata = match change.to() {
+                TaskState::Complete => json!({"reason": "all_steps_done", "total_steps": total}),
+                TaskState::Error => {
+                    json!({"reason": "steps_in_error", "done_steps": done, "total_steps": total})
+                }
+                _ => json!({"reason": "finalizing"}),
+            };
+            history.push(change.row(task_id, sort_key, i + 1 == path.len(), metadata));
         }
-        sort_key += 10;
-        let metadata = if target == TaskState::Complete {
-            json!({"reason": "all_steps_done", "total_steps": total})
-        } else {
-            json!({"reason": "steps_in_error", "done_steps": done, "total_steps": total})
-        };
-        history.push(TransitionRow {
-            id: task_id,
-            from_state: Some(from.as_str()),
-            to_state: target.as_str(),
-            sort_key,
-            most_recent: true,
-            metadata,
-        });
-        db.execute_raw(stmt(
-            backend,
-            "UPDATE tasker_tasks SET state = $1, complete = $2, completed_at = $3, last_sort_key = $4, updated_at = $3 \
-             WHERE task_id = $5",
-            vec![target.as_str().into(), (target == TaskState::Complete).into(), now.into(), sort_key.into(), task_id.into()],
-        ))
-        .await?;
+        let target = last.to();
+        // Conditional on the state read above, as every state change is.
+        let updated = db
+            .exec(stmt(
+                backend,
+                "UPDATE tasker_tasks SET state = $1, complete = $2, completed_at = $3, last_sort_key = $4, updated_at = $3 \
+                 WHERE task_id = $5 AND state = $6",
+                vec![
+                    target.name().into(),
+                    (target == TaskState::Complete).into(),
+                    now.into(),
+                    sort_key.into(),
+                    task_id.into(),
+                    first.from().name().into(),
+                ],
+            ))
+            .await?;
+        if updated.rows_affected() != 1 {
+            return Err(conflict(
+                "task",
+                task_id.to_string(),
+                first.from().name(),
+                "changed",
+            ));
+        }
         finalized.push((TaskId(task_id), target));
     }
     write_task_transitions(db, history, now, true).await?;
@@ -367,7 +377,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<(TransitionOutcome<StepState>, RecordReport), StoreError> {
         let txn = self.write_txn().await?;
-        let backend = self.backend();
+        let backend = self.db_backend();
         let now = to_micros(now);
         // The lock order: the task row, then the step row. The step's flags and the task's
         // counters are computed from rows no other writer can change until this commits.
@@ -378,7 +388,7 @@ impl Store {
         )
         .await?;
         let row = txn
-            .query_one_raw(stmt(
+            .row(stmt(
                 backend,
                 format!(
                     "SELECT task_id, state, next_attempt_at, unfinished_parents, total_parents, last_sort_key, attempts \
@@ -427,7 +437,7 @@ impl Store {
         let sort_key = get::<i32>(&row, "last_sort_key")? + 10;
         let results_value = results.map(|r| Value::Json(Some(Box::new(r))));
         let updated = txn
-            .execute_raw(stmt(
+            .exec(stmt(
                 backend,
                 "UPDATE tasker_workflow_steps SET state = $1, next_attempt_at = $2, last_sort_key = $3, updated_at = $4, \
                  in_process = $5, claim_owner = CASE WHEN $5 THEN claim_owner ELSE NULL END, \
@@ -460,14 +470,7 @@ impl Store {
         }
         write_step_transitions(
             &txn,
-            vec![TransitionRow {
-                id: step_id.as_uuid(),
-                from_state: Some(expected.as_str()),
-                to_state: to.as_str(),
-                sort_key,
-                most_recent: true,
-                metadata,
-            }],
+            vec![Change::checked(&transition).row(step_id.as_uuid(), sort_key, true, metadata)],
             now,
             true,
         )
@@ -488,7 +491,7 @@ impl Store {
                 release_children(&txn, &[step_id.as_uuid()], now, &mut deltas).await?;
         }
         report.finalized = apply_task_deltas(&txn, deltas, now).await?;
-        txn.commit().await?;
+        commit(txn).await?;
         Ok((TransitionOutcome::Transitioned(transition), report))
     }
 
@@ -532,12 +535,12 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<(TransitionOutcome<TaskState>, Vec<ChangedStep>), StoreError> {
         let txn = self.write_txn().await?;
-        let backend = self.backend();
+        let backend = self.db_backend();
         let now = to_micros(now);
         let id: Value = task_id.as_uuid().into();
         // The lock order: the task row first, then (cancelling or retrying) its steps.
         let row = txn
-            .query_one_raw(stmt(
+            .row(stmt(
                 backend,
                 format!(
                     "SELECT state, done_steps, total_steps, last_sort_key FROM tasker_tasks WHERE task_id = $1{}",
@@ -578,7 +581,7 @@ impl Store {
                 | TaskState::ResolvedManually
         );
         let updated = txn
-            .execute_raw(stmt(
+            .exec(stmt(
                 backend,
                 "UPDATE tasker_tasks SET state = $1, complete = $2, last_sort_key = $3, updated_at = $4, \
                  completed_at = CASE WHEN $5 THEN $4 ELSE NULL END WHERE task_id = $6 AND state = $7",
@@ -603,14 +606,7 @@ impl Store {
         }
         write_task_transitions(
             &txn,
-            vec![TransitionRow {
-                id: task_id.as_uuid(),
-                from_state: Some(expected.as_str()),
-                to_state: to.as_str(),
-                sort_key,
-                most_recent: true,
-                metadata,
-            }],
+            vec![Change::checked(&transition).row(task_id.as_uuid(), sort_key, true, metadata)],
             now,
             true,
         )
@@ -623,10 +619,13 @@ impl Store {
                     // Nothing would run: the task would wait in `pending` forever. Refuse, and
                     // the dropped transaction leaves the task as it was.
                     let cancelled = txn
-                        .query_all_raw(stmt(
+                        .rows(stmt(
                             backend,
-                            "SELECT name FROM tasker_workflow_steps WHERE task_id = $1 AND state = 'cancelled' \
-                             ORDER BY position",
+                            format!(
+                                "SELECT name FROM tasker_workflow_steps WHERE task_id = $1 AND state = {} \
+                                 ORDER BY position",
+                                StepState::Cancelled.sql()
+                            ),
                             vec![id.clone()],
                         ))
                         .await?
@@ -639,7 +638,7 @@ impl Store {
             }
             _ => Vec::new(),
         };
-        txn.commit().await?;
+        commit(txn).await?;
         Ok((TransitionOutcome::Transitioned(transition), steps))
     }
 }
@@ -675,7 +674,7 @@ impl Store {
         let mut deltas = HashMap::new();
         deltas.insert(task_id.as_uuid(), TaskDelta::default());
         let finalized = apply_task_deltas(&txn, deltas, now).await?;
-        txn.commit().await?;
+        commit(txn).await?;
         Ok(finalized
             .first()
             .map_or(TaskState::Pending, |(_, state)| *state))
@@ -690,11 +689,15 @@ async fn reopen_in<C: ConnectionTrait>(
     now: i64,
 ) -> Result<bool, StoreError> {
     let row = db
-        .query_one_raw(stmt(
+        .row(stmt(
             db.get_database_backend(),
-            "UPDATE tasker_tasks SET state = 'pending', complete = FALSE, completed_at = NULL, \
-             last_sort_key = last_sort_key + 10, updated_at = $1 WHERE task_id = $2 AND state = 'error' \
-             RETURNING last_sort_key",
+            format!(
+                "UPDATE tasker_tasks SET state = {to}, complete = FALSE, completed_at = NULL, \
+                 last_sort_key = last_sort_key + 10, updated_at = $1 WHERE task_id = $2 AND state = {from} \
+                 RETURNING last_sort_key",
+                from = REOPEN.from().sql(),
+                to = REOPEN.to().sql(),
+            ),
             vec![now.into(), task_id.as_uuid().into()],
         ))
         .await?;
@@ -703,14 +706,12 @@ async fn reopen_in<C: ConnectionTrait>(
     };
     write_task_transitions(
         db,
-        vec![TransitionRow {
-            id: task_id.as_uuid(),
-            from_state: Some("error"),
-            to_state: "pending",
-            sort_key: get(&row, "last_sort_key")?,
-            most_recent: true,
-            metadata: json!({"reason": "reopened"}),
-        }],
+        vec![REOPEN.row(
+            task_id.as_uuid(),
+            get(&row, "last_sort_key")?,
+            true,
+            json!({"reason": "reopened"}),
+        )],
         now,
         true,
     )
@@ -727,33 +728,39 @@ async fn cancel_steps<C: ConnectionTrait>(
     // One statement per from-state, so each history row states where the step came from.
     let mut history = Vec::new();
     let mut changed = Vec::new();
-    for from in ["pending", "in_progress"] {
+    for change in [CANCEL_PENDING, CANCEL_RUNNING] {
         let rows = db
-            .query_all_raw(stmt(
+            .rows(stmt(
                 backend,
-                "UPDATE tasker_workflow_steps SET state = 'cancelled', next_attempt_at = NULL, in_process = FALSE, \
-                 claim_owner = NULL, lease_expires_at = NULL, last_sort_key = last_sort_key + 10, updated_at = $1 \
-                 WHERE task_id = $2 AND state = $3 \
-                 RETURNING workflow_step_id, last_sort_key, name, attempts, retry_limit, position",
-                vec![now.into(), task_id.as_uuid().into(), from.into()],
+                format!(
+                    "UPDATE tasker_workflow_steps SET state = {to}, next_attempt_at = NULL, in_process = FALSE, \
+                     claim_owner = NULL, lease_expires_at = NULL, last_sort_key = last_sort_key + 10, updated_at = $1 \
+                     WHERE task_id = $2 AND state = {from} \
+                     RETURNING workflow_step_id, last_sort_key, name, attempts, retry_limit, position",
+                    from = change.from().sql(),
+                    to = change.to().sql(),
+                ),
+                vec![now.into(), task_id.as_uuid().into()],
             ))
             .await?;
-        changed.extend(changed_steps(&rows, from, "cancelled")?);
+        changed.extend(changed_steps(&rows, change)?);
         history.extend(history_rows(
             &rows,
-            from,
-            "cancelled",
+            change,
             json!({"reason": "task_cancelled"}),
         )?);
     }
     // Steps in error have no cancelled transition (Rails table); they just lose their schedule.
-    db.execute_raw(stmt(
+    db.exec(stmt(
         backend,
-        "UPDATE tasker_workflow_steps SET next_attempt_at = NULL, updated_at = $1 WHERE task_id = $2 AND state = 'error'",
+        format!(
+            "UPDATE tasker_workflow_steps SET next_attempt_at = NULL, updated_at = $1 WHERE task_id = $2 AND state = {}",
+            StepState::Error.sql()
+        ),
         vec![now.into(), task_id.as_uuid().into()],
     ))
     .await?;
-    db.execute_raw(stmt(
+    db.exec(stmt(
         backend,
         "UPDATE tasker_tasks SET active_steps = 0 WHERE task_id = $1",
         vec![task_id.as_uuid().into()],
@@ -771,17 +778,21 @@ async fn reset_blocked_steps<C: ConnectionTrait>(
 ) -> Result<Vec<ChangedStep>, StoreError> {
     let backend = db.get_database_backend();
     let rows = db
-        .query_all_raw(stmt(
+        .rows(stmt(
             backend,
-            "UPDATE tasker_workflow_steps SET state = 'pending', attempts = 0, next_attempt_at = $1, \
-             last_sort_key = last_sort_key + 10, updated_at = $1 \
-             WHERE task_id = $2 AND state = 'error' AND next_attempt_at IS NULL \
-             RETURNING workflow_step_id, last_sort_key, name, attempts, retry_limit, position",
+            format!(
+                "UPDATE tasker_workflow_steps SET state = {to}, attempts = 0, next_attempt_at = $1, \
+                 last_sort_key = last_sort_key + 10, updated_at = $1 \
+                 WHERE task_id = $2 AND state = {from} AND next_attempt_at IS NULL \
+                 RETURNING workflow_step_id, last_sort_key, name, attempts, retry_limit, position",
+                from = RESET.from().sql(),
+                to = RESET.to().sql(),
+            ),
             vec![now.into(), task_id.as_uuid().into()],
         ))
         .await?;
     let count = i32::try_from(rows.len()).unwrap_or(i32::MAX);
-    db.execute_raw(stmt(
+    db.exec(stmt(
         backend,
         "UPDATE tasker_tasks SET active_steps = active_steps + $1, blocked_steps = blocked_steps - $1 WHERE task_id = $2",
         vec![count.into(), task_id.as_uuid().into()],
@@ -789,34 +800,25 @@ async fn reset_blocked_steps<C: ConnectionTrait>(
     .await?;
     let history = history_rows(
         &rows,
-        "error",
-        "pending",
+        RESET,
         json!({"reason": "task_retry", "retry_attempt": 0}),
     )?;
     write_step_transitions(db, history, now, true).await?;
-    let mut changed = changed_steps(&rows, "error", "pending")?;
+    let mut changed = changed_steps(&rows, RESET)?;
     changed.sort_by_key(|c| c.position);
     Ok(changed)
 }
 
 /// What an UPDATE returned about the steps it moved (`workflow_step_id`, `name`, `attempts`,
 /// `retry_limit`, `position`).
-fn changed_steps(
-    rows: &[QueryResult],
-    from: &str,
-    to: &str,
-) -> Result<Vec<ChangedStep>, StoreError> {
-    let state = |s: &str| {
-        s.parse::<StepState>()
-            .map_err(|e| StoreError::malformed("step state", e))
-    };
+fn changed_steps(rows: &[QueryResult], change: StepChange) -> Result<Vec<ChangedStep>, StoreError> {
     rows.iter()
         .map(|row| {
             Ok(ChangedStep {
                 step_id: StepId(get(row, "workflow_step_id")?),
                 name: get(row, "name")?,
-                from_state: state(from)?,
-                to_state: state(to)?,
+                from_state: change.from(),
+                to_state: change.to(),
                 attempts: u32::try_from(get::<i32>(row, "attempts")?).unwrap_or(0),
                 retry_limit: u32::try_from(get::<i32>(row, "retry_limit")?).unwrap_or(0),
                 position: u32::try_from(get::<i32>(row, "position")?).unwrap_or(0),
@@ -828,20 +830,17 @@ fn changed_steps(
 /// Current history rows for steps an UPDATE returned (`workflow_step_id`, `last_sort_key`).
 fn history_rows(
     rows: &[QueryResult],
-    from: &'static str,
-    to: &'static str,
+    change: StepChange,
     metadata: serde_json::Value,
 ) -> Result<Vec<TransitionRow>, StoreError> {
     rows.iter()
         .map(|row| {
-            Ok(TransitionRow {
-                id: get(row, "workflow_step_id")?,
-                from_state: Some(from),
-                to_state: to,
-                sort_key: get(row, "last_sort_key")?,
-                most_recent: true,
-                metadata: metadata.clone(),
-            })
+            Ok(change.row(
+                get(row, "workflow_step_id")?,
+                get(row, "last_sort_key")?,
+                true,
+                metadata.clone(),
+            ))
         })
         .collect()
 }

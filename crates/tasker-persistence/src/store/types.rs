@@ -7,14 +7,16 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
-use tasker_domain::{IdentityStrategy, StepError, StepId, StepState, TaskId, TaskState};
+use tasker_domain::{
+    IdentityStrategy, StepError, StepId, StepState, TaskId, TaskState, TemplateId,
+};
 use tasker_template::TaskTemplate;
 
 /// A template stored in the catalogue, with the ids task creation needs.
 #[derive(Debug, Clone)]
 pub struct RegisteredTemplate {
-    /// The named task row.
-    pub named_task_id: i64,
+    /// The template's id in the catalogue (its named task row).
+    pub named_task_id: TemplateId,
     /// The validated template.
     pub template: Arc<TaskTemplate>,
     /// Named step ids by step name.
@@ -26,9 +28,9 @@ pub struct RegisteredTemplate {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClaimFilter {
     /// `None`: any task; `Some(ids)`: only tasks of these named tasks (none when empty).
-    pub named_task_ids: Option<Vec<i64>>,
+    pub named_task_ids: Option<Vec<TemplateId>>,
     /// Named tasks whose steps are not claimed at all (paused by a runtime switch).
-    pub paused_named_task_ids: Vec<i64>,
+    pub paused_named_task_ids: Vec<TemplateId>,
     /// Caps on the step attempts of a namespace running at once, across every process: a
     /// claim counts what runs in the database and takes no more than the room left.
     pub limits: Vec<NamespaceLimit>,
@@ -42,7 +44,7 @@ pub struct NamespaceLimit {
     /// Most step attempts of its tasks in progress at once.
     pub max_running: u32,
     /// Its named tasks (templates, every version).
-    pub named_task_ids: Vec<i64>,
+    pub named_task_ids: Vec<TemplateId>,
 }
 
 /// How to create a task.
@@ -84,8 +86,8 @@ pub struct ClaimedStep {
     pub step_id: StepId,
     /// Its task.
     pub task_id: TaskId,
-    /// The task's named task (template) row.
-    pub named_task_id: i64,
+    /// The task's template.
+    pub named_task_id: TemplateId,
     /// The step's name.
     pub name: String,
     /// This attempt's number (1 for the first); outcomes must quote it.
@@ -101,13 +103,41 @@ pub struct ClaimedStep {
 /// A batch of claimed steps.
 #[derive(Debug, Clone, PartialEq, Default, Serialize)]
 pub struct ClaimBatch {
-    /// The claimed steps, grouped by task in template order.
-    pub steps: Vec<ClaimedStep>,
-    /// What each claimed step's handler needs, read in the claim's own statement:
-    /// `inputs[i]` belongs to `steps[i]`.
-    pub inputs: Vec<StepInputs>,
+    /// The claims, grouped by task in template order.
+    pub claims: Vec<Claim>,
     /// Tasks that moved `pending → in_progress` with this claim.
     pub started_tasks: Vec<TaskId>,
+}
+
+impl ClaimBatch {
+    /// Whether nothing was claimed.
+    pub fn is_empty(&self) -> bool {
+        self.claims.is_empty()
+    }
+
+    /// How many steps were claimed.
+    pub fn len(&self) -> usize {
+        self.claims.len()
+    }
+
+    /// The claimed steps, in the batch's order.
+    pub fn steps(&self) -> impl ExactSizeIterator<Item = &ClaimedStep> {
+        self.claims.iter().map(|claim| &claim.step)
+    }
+
+    /// The claimed steps without their inputs, for a caller that reads those elsewhere.
+    pub fn into_steps(self) -> Vec<ClaimedStep> {
+        self.claims.into_iter().map(|claim| claim.step).collect()
+    }
+}
+
+/// One claimed step with what its handler needs, both from the claim's own statement.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Claim {
+    /// The step and its attempt.
+    pub step: ClaimedStep,
+    /// Its handler's inputs (`inputs.step_id == step.step_id`).
+    pub inputs: StepInputs,
 }
 
 /// What a step handler needs to run.
@@ -324,8 +354,8 @@ pub enum HealthStatus {
 pub struct TaskExecutionContext {
     /// The task.
     pub task_id: TaskId,
-    /// Its named task.
-    pub named_task_id: i64,
+    /// Its template.
+    pub named_task_id: TemplateId,
     /// Its state.
     pub status: TaskState,
     /// Steps in all.
@@ -357,8 +387,8 @@ pub struct TaskExecutionContext {
 pub struct TaskRecord {
     /// The task.
     pub task_id: TaskId,
-    /// Its named task row.
-    pub named_task_id: i64,
+    /// Its template.
+    pub named_task_id: TemplateId,
     /// Template namespace.
     pub namespace: String,
     /// Template name.

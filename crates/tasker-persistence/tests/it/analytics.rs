@@ -41,7 +41,7 @@ async fn attempt(
         .claim_ready_steps("w", 10, Duration::from_secs(3600), start)
         .await
         .unwrap()
-        .steps;
+        .into_steps();
     assert_eq!(claimed.len(), 1, "exactly one step is ready at {start}");
     let step = &claimed[0];
     let outcome = match result {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use tasker_domain::{StepState, TaskState};
-use tasker_persistence::{StepOutcome, StoreError};
+use tasker_persistence::{Claim, StepOutcome, StoreError};
 
 use crate::support::*;
 
@@ -20,7 +20,7 @@ async fn a_stale_owner_cannot_record_over_a_newer_attempt() {
         let first = store
             .claim_ready_steps("worker-a", 10, LEASE, t0())
             .await?
-            .steps;
+            .into_steps();
         assert_eq!(first.len(), 1);
         assert_eq!(
             store
@@ -51,7 +51,7 @@ async fn a_stale_owner_cannot_record_over_a_newer_attempt() {
         let second = store
             .claim_ready_steps("worker-b", 10, LEASE, at(41.0))
             .await?
-            .steps;
+            .into_steps();
         assert_eq!((second[0].attempt, second[0].retried), (2, true));
         let stale = StepOutcome::Success {
             step_id: first[0].step_id,
@@ -135,14 +135,14 @@ async fn concurrent_claim_loops_never_share_a_live_claim() {
                         .claim_ready_steps(&owner, 3, LEASE, t0())
                         .await
                         .unwrap();
-                    if batch.steps.is_empty() {
+                    if batch.is_empty() {
                         idle_rounds += 1;
                         tokio::task::yield_now().await;
                         continue;
                     }
                     idle_rounds = 0;
                     let mut outcomes = Vec::new();
-                    for step in batch.steps {
+                    for step in batch.into_steps() {
                         if !seen.lock().unwrap().insert((step.step_id, step.attempt)) {
                             *duplicates.lock().unwrap() += 1;
                         }
@@ -227,7 +227,10 @@ async fn wide_batches_span_several_statements_and_count_every_parent_once() {
             steps.iter().map(|(n, d)| (*n, d.as_slice())).collect();
         let registered = register(&store, &shape("wide", &borrowed, 3)).await;
         let created = create(&store, &registered, request_for(&registered.template)).await;
-        let root = store.claim_ready_steps("w", 10, LEASE, t0()).await?.steps;
+        let root = store
+            .claim_ready_steps("w", 10, LEASE, t0())
+            .await?
+            .into_steps();
         let report = store
             .record_outcomes(
                 "w",
@@ -243,7 +246,7 @@ async fn wide_batches_span_several_statements_and_count_every_parent_once() {
         let claimed = store
             .claim_ready_steps("w", 1_000, LEASE, t0())
             .await?
-            .steps;
+            .into_steps();
         assert_eq!(
             claimed.len(),
             998,
@@ -300,9 +303,8 @@ async fn a_claim_returns_each_steps_context_correlation_id_and_parents_results()
             )
             .await?;
         let roots = store.claim_ready_steps("w", 10, LEASE, t0()).await?;
-        assert_eq!(roots.steps.len(), 4, "{backend}");
-        assert_eq!(roots.inputs.len(), 4);
-        for (step, inputs) in roots.steps.iter().zip(&roots.inputs) {
+        assert_eq!(roots.len(), 4, "{backend}");
+        for Claim { step, inputs } in &roots.claims {
             assert_eq!(inputs.step_id, step.step_id);
             assert!(inputs.parent_results.is_empty());
             assert_eq!(inputs.inputs, json!({}));
@@ -318,14 +320,7 @@ async fn a_claim_returns_each_steps_context_correlation_id_and_parents_results()
         // resolved by hand without any.
         let a = step_id(&first, "a");
         let b = step_id(&first, "b");
-        let attempt = |id| {
-            roots
-                .steps
-                .iter()
-                .find(|s| s.step_id == id)
-                .unwrap()
-                .attempt
-        };
+        let attempt = |id| roots.steps().find(|s| s.step_id == id).unwrap().attempt;
         let report = store
             .record_outcomes(
                 "w",
@@ -357,9 +352,9 @@ async fn a_claim_returns_each_steps_context_correlation_id_and_parents_results()
             )
             .await?;
         let joins = store.claim_ready_steps("w", 10, LEASE, at(1.0)).await?;
-        assert_eq!(joins.steps.len(), 1, "{backend}");
-        assert_eq!(joins.steps[0].step_id, step_id(&first, "c"));
-        let inputs = &joins.inputs[0];
+        assert_eq!(joins.len(), 1, "{backend}");
+        assert_eq!(joins.claims[0].step.step_id, step_id(&first, "c"));
+        let inputs = &joins.claims[0].inputs;
         assert_eq!(inputs.correlation_id, "corr-1");
         assert_eq!(inputs.task_context["order"], 1);
         assert_eq!(
@@ -372,8 +367,8 @@ async fn a_claim_returns_each_steps_context_correlation_id_and_parents_results()
             .collect()
         );
         assert_eq!(
-            joins.inputs,
-            store.step_inputs(&[joins.steps[0].step_id]).await?,
+            vec![joins.claims[0].inputs.clone()],
+            store.step_inputs(&[joins.claims[0].step.step_id]).await?,
             "{backend}: the same as step_inputs"
         );
         Ok(())
@@ -387,7 +382,7 @@ async fn recording_and_claiming_in_one_transaction_hands_off_to_the_released_ste
         let registered = register(&store, &diamond()).await;
         let created = create(&store, &registered, request_for(&registered.template)).await;
         let root = store.claim_ready_steps("w", 10, LEASE, t0()).await?;
-        let a = &root.steps[0];
+        let a = &root.claims[0].step;
         let success =
             |step: &tasker_persistence::ClaimedStep, owner_attempt: u32| StepOutcome::Success {
                 step_id: step.step_id,
@@ -399,46 +394,64 @@ async fn recording_and_claiming_in_one_transaction_hands_off_to_the_released_ste
             .record_outcomes_and_claim("w", vec![success(a, 7)], at(1.0), 10, LEASE)
             .await?;
         assert_eq!(report.rejected, [a.step_id], "{backend}");
-        assert!(batch.steps.is_empty() && batch.inputs.is_empty());
+        assert!(batch.is_empty());
         let (report, batch) = store
             .record_outcomes_and_claim("w", vec![success(a, 1)], at(1.0), 0, LEASE)
             .await?;
         assert_eq!(report.newly_ready.len(), 2);
-        assert!(batch.steps.is_empty(), "{backend}: limit 0");
+        assert!(batch.is_empty(), "{backend}: limit 0");
         // b and c were released by the recorded outcome; the next hand-off records b and claims c
         // and nothing else (d still waits for c).
         let middle = store.claim_ready_steps("w", 1, LEASE, at(2.0)).await?;
-        assert_eq!(middle.steps.len(), 1);
+        assert_eq!(middle.len(), 1);
         let (report, batch) = store
-            .record_outcomes_and_claim("w", vec![success(&middle.steps[0], 1)], at(3.0), 10, LEASE)
+            .record_outcomes_and_claim(
+                "w",
+                vec![success(&middle.claims[0].step, 1)],
+                at(3.0),
+                10,
+                LEASE,
+            )
             .await?;
         assert_eq!(report.recorded.len(), 1, "{backend}");
         assert!(report.newly_ready.is_empty());
-        assert_eq!(batch.steps.len(), 1, "{backend}");
-        assert_ne!(batch.steps[0].step_id, middle.steps[0].step_id);
+        assert_eq!(batch.len(), 1, "{backend}");
+        assert_ne!(batch.claims[0].step.step_id, middle.claims[0].step.step_id);
         assert_eq!(
-            batch.inputs[0].parent_results["a"],
+            batch.claims[0].inputs.parent_results["a"],
             json!({"from": "a"}),
             "{backend}"
         );
         // Recording the last middle step releases d, which the same transaction claims.
         let (report, batch) = store
-            .record_outcomes_and_claim("w", vec![success(&batch.steps[0], 1)], at(4.0), 10, LEASE)
+            .record_outcomes_and_claim(
+                "w",
+                vec![success(&batch.claims[0].step, 1)],
+                at(4.0),
+                10,
+                LEASE,
+            )
             .await?;
         assert_eq!(report.newly_ready, [step_id(&created, "d")], "{backend}");
-        assert_eq!(batch.steps.len(), 1);
-        assert_eq!(batch.steps[0].name, "d");
-        assert_eq!(batch.steps[0].lease_expires_at, at(4.0) + LEASE);
-        assert_eq!(batch.inputs[0].parent_results.len(), 2);
+        assert_eq!(batch.len(), 1);
+        assert_eq!(batch.claims[0].step.name, "d");
+        assert_eq!(batch.claims[0].step.lease_expires_at, at(4.0) + LEASE);
+        assert_eq!(batch.claims[0].inputs.parent_results.len(), 2);
         assert_eq!(
-            store.step(batch.steps[0].step_id).await?.state,
+            store.step(batch.claims[0].step.step_id).await?.state,
             StepState::InProgress
         );
         let (report, batch) = store
-            .record_outcomes_and_claim("w", vec![success(&batch.steps[0], 1)], at(5.0), 10, LEASE)
+            .record_outcomes_and_claim(
+                "w",
+                vec![success(&batch.claims[0].step, 1)],
+                at(5.0),
+                10,
+                LEASE,
+            )
             .await?;
         assert_eq!(report.finalized, [(created.task_id, TaskState::Complete)]);
-        assert!(batch.steps.is_empty());
+        assert!(batch.is_empty());
         Ok(())
     })
     .await;
@@ -454,7 +467,7 @@ async fn a_batch_of_successes_records_each_where_its_claim_holds() {
         let claimed = store
             .claim_ready_steps("w", 1_000, LEASE, t0())
             .await?
-            .steps;
+            .into_steps();
         assert_eq!(claimed.len(), 150);
         let success = |i: usize, attempt: u32| StepOutcome::Success {
             step_id: claimed[i].step_id,

@@ -6,14 +6,6 @@ use tasker_persistence::{CreateTaskOptions, CreatedTask, Store, StoreError};
 
 use crate::support::*;
 
-async fn counts(store: &Store) -> (u64, u64) {
-    let health = store.health_counts(t0()).await.unwrap();
-    (
-        health.tasks_by_state.values().sum(),
-        health.steps_by_state.values().sum(),
-    )
-}
-
 /// The stored steps of `created`, by name in template order, with their parent counts.
 async fn stored_steps(store: &Store, created: &CreatedTask) -> Vec<(String, u32)> {
     store
@@ -154,7 +146,7 @@ async fn many_tasks_are_written_together_and_each_bad_request_fails_alone() {
             .claim_ready_steps("w", 1_000, std::time::Duration::from_secs(30), t0())
             .await?;
         assert_eq!(
-            claimed.steps.len(),
+            claimed.len(),
             61,
             "{backend}: each diamond's root and the twin's first step"
         );

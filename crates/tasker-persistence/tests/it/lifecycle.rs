@@ -40,11 +40,11 @@ async fn claim_names(
     Ok(store
         .claim_ready_steps("w1", 100, LEASE, at(now))
         .await?
-        .steps)
+        .into_steps())
 }
 
-fn names(steps: &[tasker_persistence::ClaimedStep]) -> Vec<&str> {
-    steps.iter().map(|s| s.name.as_str()).collect()
+fn names<'a>(steps: impl IntoIterator<Item = &'a tasker_persistence::ClaimedStep>) -> Vec<&'a str> {
+    steps.into_iter().map(|s| s.name.as_str()).collect()
 }
 
 #[tokio::test]
@@ -74,15 +74,20 @@ async fn a_diamond_runs_in_dependency_order_and_completes() {
         );
 
         let batch = store.claim_ready_steps("w1", 10, LEASE, t0()).await?;
-        assert_eq!(names(&batch.steps), ["a"]);
-        assert_eq!(batch.inputs.len(), 1);
-        assert_eq!(batch.inputs[0].step_id, batch.steps[0].step_id);
-        assert_eq!(batch.inputs[0].correlation_id, created.correlation_id);
-        assert_eq!(batch.inputs[0].task_context, created.context);
-        assert!(batch.inputs[0].parent_results.is_empty(), "a root has none");
+        assert_eq!(names(batch.steps()), ["a"]);
+        assert_eq!(batch.claims[0].inputs.step_id, batch.claims[0].step.step_id);
+        assert_eq!(
+            batch.claims[0].inputs.correlation_id,
+            created.correlation_id
+        );
+        assert_eq!(batch.claims[0].inputs.task_context, created.context);
+        assert!(
+            batch.claims[0].inputs.parent_results.is_empty(),
+            "a root has none"
+        );
         assert_eq!(batch.started_tasks, [created.task_id]);
-        assert_eq!(batch.steps[0].attempt, 1);
-        assert_eq!(batch.steps[0].named_task_id, registered.named_task_id);
+        assert_eq!(batch.claims[0].step.attempt, 1);
+        assert_eq!(batch.claims[0].step.named_task_id, registered.named_task_id);
         assert!(
             claim_names(&store, 0.0).await?.is_empty(),
             "a claimed step is not claimable again"
@@ -91,22 +96,26 @@ async fn a_diamond_runs_in_dependency_order_and_completes() {
         let report = store
             .record_outcomes(
                 "w1",
-                vec![success(&batch.steps[0], json!({"n": 1}))],
+                vec![success(&batch.claims[0].step, json!({"n": 1}))],
                 at(1.0),
             )
             .await?;
         assert_eq!(report.newly_ready.len(), 2);
         let claimed = store.claim_ready_steps("w1", 100, LEASE, at(1.0)).await?;
-        let middle = claimed.steps;
-        assert_eq!(names(&middle), ["b", "c"]);
-        let ids: Vec<_> = middle.iter().map(|s| s.step_id).collect();
+        assert_eq!(names(claimed.steps()), ["b", "c"]);
+        let middle = claimed.clone().into_steps();
+        let ids: Vec<_> = claimed.steps().map(|s| s.step_id).collect();
         assert_eq!(
-            claimed.inputs,
+            claimed
+                .claims
+                .iter()
+                .map(|c| c.inputs.clone())
+                .collect::<Vec<_>>(),
             store.step_inputs(&ids).await?,
             "the claim returns what step_inputs reads, in the same order"
         );
         assert_eq!(
-            claimed.inputs[0].parent_results.get("a"),
+            claimed.claims[0].inputs.parent_results.get("a"),
             Some(&json!({"n": 1}))
         );
 
@@ -216,7 +225,7 @@ async fn retryable_failures_back_off_then_retry_until_attempts_run_out() {
         let second = store
             .claim_ready_steps("w1", 10, LEASE, at(11.0))
             .await?
-            .steps;
+            .into_steps();
         assert_eq!((second[0].attempt, second[0].retried), (2, true));
         let report = store
             .record_outcomes(

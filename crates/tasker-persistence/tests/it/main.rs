@@ -11,3 +11,4 @@ mod queries;
 mod schema;
 mod support;
 mod switches;
+mod transactions;

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use tasker_domain::TaskState;
-use tasker_persistence::{StepOutcome, TaskFilter};
+use tasker_persistence::{ConnectOptions, StepOutcome, Store, TaskFilter};
 
 use crate::support::*;
 
@@ -100,7 +100,7 @@ async fn health_counts_come_from_real_rows() {
             let claimed = store
                 .claim_ready_steps("w", 1, Duration::from_secs(30), t0())
                 .await?
-                .steps;
+                .into_steps();
             let outcome = if i == 2 {
                 StepOutcome::Failure(tasker_persistence::StepFailure {
                     step_id: claimed[0].step_id,
@@ -130,13 +130,19 @@ async fn health_counts_come_from_real_rows() {
 
 #[tokio::test]
 async fn migrations_roll_down_and_up_again() {
-    on_each_database(|store, _| async move {
-        use tasker_migrations::MigratorTrait;
-        use tasker_persistence::Migrator;
-        Migrator::down(store.connection(), None).await?;
+    on_each_database_url(|url, _| async move {
+        use tasker_migrations::{Migrator, MigratorTrait};
+        let store = Store::connect(&url, &ConnectOptions::default()).await?;
+        assert!(store.schema_status().await?.is_current());
+        let migrator = sea_orm::Database::connect(url.as_str()).await?;
+        Migrator::down(&migrator, None).await?;
         assert!(store.find_template("default", "x", None).await.is_err());
-        Migrator::up(store.connection(), None).await?;
+        assert!(!store.schema_status().await?.is_current());
+        Migrator::up(&migrator, None).await?;
+        assert!(store.schema_status().await?.is_current());
         register(&store, &diamond()).await;
+        migrator.close().await?;
+        store.close().await;
         Ok(())
     })
     .await;
@@ -156,7 +162,7 @@ async fn the_backlog_counts_ready_steps_and_steps_in_backoff() {
         let claimed = store
             .claim_ready_steps("w", 1, Duration::from_secs(30), t0())
             .await?
-            .steps;
+            .into_steps();
         assert_eq!(
             store.backlog(t0()).await?.ready,
             1,
@@ -190,7 +196,7 @@ async fn the_backlog_counts_ready_steps_and_steps_in_backoff() {
         let again = store
             .claim_ready_steps("w", 2, Duration::from_secs(30), at(20.0))
             .await?
-            .steps;
+            .into_steps();
         let retried = again
             .iter()
             .find(|s| s.step_id == claimed[0].step_id)

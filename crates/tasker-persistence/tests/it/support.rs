@@ -27,15 +27,38 @@ where
     F: Fn(Store, &'static str) -> Fut,
     Fut: Future<Output = anyhow::Result<()>>,
 {
+    on_each_database_url(|url, backend| {
+        let test = &test;
+        async move {
+            let options = match backend {
+                "postgres" => ConnectOptions {
+                    max_connections: 12,
+                    ..Default::default()
+                },
+                _ => ConnectOptions::default(),
+            };
+            let store = Store::connect(&url, &options).await?;
+            let result = test(store.clone(), backend).await;
+            store.close().await;
+            result
+        }
+    })
+    .await;
+}
+
+/// [`on_each_database`] for a test that opens its own connections: it gets the URL of a fresh
+/// database with no schema yet.
+pub(crate) async fn on_each_database_url<F, Fut>(test: F)
+where
+    F: Fn(String, &'static str) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
     let dir = tempfile::tempdir().unwrap();
     let url = format!(
         "sqlite://{}?mode=rwc",
         dir.path().join("tasker.db").display()
     );
-    let store = Store::connect(&url, &ConnectOptions::default())
-        .await
-        .unwrap();
-    test(store, "sqlite")
+    test(url, "sqlite")
         .await
         .unwrap_or_else(|e| panic!("sqlite: {e:?}"));
     if let Ok(admin_url) = std::env::var("TASKER_TEST_DATABASE_URL") {
@@ -46,23 +69,22 @@ where
             .await
             .unwrap();
         let base = admin_url.rsplit_once('/').map(|(b, _)| b).unwrap();
-        let store = Store::connect(
-            &format!("{base}/{name}"),
-            &ConnectOptions {
-                max_connections: 12,
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
-        let result = test(store.clone(), "postgres").await;
-        store.connection().clone().close().await.ok();
+        let result = test(format!("{base}/{name}"), "postgres").await;
         admin
             .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
             .await
             .ok();
         result.unwrap_or_else(|e| panic!("postgres: {e:?}"));
     }
+}
+
+/// Tasks and steps stored, in all.
+pub(crate) async fn counts(store: &Store) -> (u64, u64) {
+    let health = store.health_counts(t0()).await.unwrap();
+    (
+        health.tasks_by_state.values().sum(),
+        health.steps_by_state.values().sum(),
+    )
 }
 
 pub(crate) fn template(yaml: &str) -> TaskTemplate {

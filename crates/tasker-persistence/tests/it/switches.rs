@@ -140,8 +140,8 @@ async fn a_paused_template_gets_no_claims_and_a_namespace_limit_caps_what_runs()
         let second = store
             .claim_ready_steps_where("worker-b", 50, LEASE, at(1.0), &filter)
             .await?;
-        let named = |batch: &tasker_persistence::ClaimBatch, id: i64| {
-            batch.steps.iter().filter(|s| s.named_task_id == id).count()
+        let named = |batch: &tasker_persistence::ClaimBatch, id: tasker_domain::TemplateId| {
+            batch.steps().filter(|s| s.named_task_id == id).count()
         };
         assert_eq!(
             named(&first, limited.named_task_id) + named(&second, limited.named_task_id),
@@ -163,13 +163,12 @@ async fn a_paused_template_gets_no_claims_and_a_namespace_limit_caps_what_runs()
 
         // One limited attempt finishes: exactly one more may start, in the same transaction.
         let running = first
-            .steps
-            .iter()
-            .chain(&second.steps)
+            .steps()
+            .chain(second.steps())
             .find(|s| s.named_task_id == limited.named_task_id)
             .unwrap()
             .clone();
-        let owner = if first.steps.iter().any(|s| s.step_id == running.step_id) {
+        let owner = if first.steps().any(|s| s.step_id == running.step_id) {
             "worker-a"
         } else {
             "worker-b"
@@ -197,7 +196,7 @@ async fn a_paused_template_gets_no_claims_and_a_namespace_limit_caps_what_runs()
             store
                 .claim_ready_steps_where("worker-b", 50, LEASE, at(2.0), &filter)
                 .await?
-                .steps
+                .into_steps()
                 .is_empty()
         );
 
@@ -248,7 +247,7 @@ async fn concurrent_claimers_never_exceed_a_namespace_limit() {
                 store
                     .claim_ready_steps_where(&format!("worker-{i}"), 10, LEASE, at(1.0), &filter)
                     .await
-                    .map(|batch| batch.steps.len())
+                    .map(|batch| batch.len())
             })
         });
         let mut total = 0;
