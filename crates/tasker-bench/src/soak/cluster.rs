@@ -66,9 +66,16 @@ impl Cluster {
     }
 
     /// Restarts the server (`pg_ctlcluster … restart`: a fast shutdown, every connection cut)
-    /// and waits until it accepts connections again.
-    pub(crate) fn restart(&self) -> Result<()> {
-        self.ctl("restart")?;
+    /// and waits until it accepts connections again. With a non-zero `down`, stops it, keeps it
+    /// down that long, then starts it: an outage longer than a lease.
+    pub(crate) fn restart(&self, down: Duration) -> Result<()> {
+        if down.is_zero() {
+            self.ctl("restart")?;
+        } else {
+            self.ctl("stop")?;
+            std::thread::sleep(down);
+            self.ctl("start")?;
+        }
         self.wait_ready(Duration::from_secs(60))
     }
 

@@ -52,6 +52,10 @@ struct Cli {
     /// Restart the PostgreSQL cluster once, halfway through (always on with --quick)
     #[arg(long)]
     pg_restart: bool,
+    /// With --pg-restart: keep PostgreSQL stopped this many seconds instead of restarting it at
+    /// once (an outage longer than the 2 s lease)
+    #[arg(long, default_value_t = 0.0)]
+    pg_outage: f64,
     /// A short run for CI: 2 workers, 75 s, a kill every 5 s, one restart; under 3 minutes
     #[arg(long)]
     quick: bool,
@@ -79,6 +83,7 @@ struct Plan {
     duration: Duration,
     kill_every: Option<Duration>,
     pg_restart: bool,
+    pg_outage: Duration,
     rate: f64,
     settle: Duration,
 }
@@ -98,6 +103,12 @@ impl Plan {
         if !kill_every.is_finite() || kill_every < 0.0 {
             bail!("--kill-every must be a number of seconds, 0 or more (got {kill_every})");
         }
+        if !cli.pg_outage.is_finite() || !(0.0..=600.0).contains(&cli.pg_outage) {
+            bail!(
+                "--pg-outage must be 0 to 600 seconds (got {})",
+                cli.pg_outage
+            );
+        }
         if !cli.rate.is_finite() || cli.rate <= 0.0 || cli.rate > 100.0 {
             bail!(
                 "--rate must be more than 0 and at most 100 rounds a second (got {})",
@@ -109,6 +120,7 @@ impl Plan {
             duration: Duration::from_secs(duration),
             kill_every: (kill_every > 0.0).then(|| Duration::from_secs_f64(kill_every)),
             pg_restart: cli.pg_restart || cli.quick,
+            pg_outage: Duration::from_secs_f64(cli.pg_outage),
             rate: cli.rate,
             settle: Duration::from_secs(cli.settle),
         })
@@ -148,6 +160,14 @@ fn run(cli: &Cli) -> Result<bool> {
             tasker.display()
         );
     }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    // From here on Ctrl-C and SIGTERM end the run through the error path, so that the workers
+    // are killed and the cluster dropped (their guards' Drop) rather than left behind.
+    let interrupted = runtime.block_on(interruption())?;
     let cluster = Arc::new(Cluster::create()?);
     let dir = std::env::temp_dir().join(format!("tasker-soak-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -183,11 +203,6 @@ fn run(cli: &Cli) -> Result<bool> {
             String::from_utf8_lossy(&migrate.stderr).trim()
         );
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("starting the runtime")?;
     let workers = Workers {
         tasker,
         config,
@@ -196,7 +211,7 @@ fn run(cli: &Cli) -> Result<bool> {
         running: Vec::new(),
         started: 0,
     };
-    let outcome = runtime.block_on(soak(&plan, cli, &cluster, workers, &url));
+    let outcome = runtime.block_on(soak(&plan, cli, &cluster, workers, &url, &interrupted));
     let ok = match &outcome {
         Ok(report) => {
             report.print();
@@ -218,6 +233,24 @@ fn run(cli: &Cli) -> Result<bool> {
         );
     }
     outcome.map(|_| ok)
+}
+
+/// A flag raised at the first Ctrl-C or SIGTERM, listened for from now on.
+async fn interruption() -> Result<Arc<AtomicBool>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let mut interrupt = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
+    let mut terminate = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+    let flag = interrupted.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+        eprintln!("soak: interrupted; cleaning up");
+        flag.store(true, Ordering::Relaxed);
+    });
+    Ok(interrupted)
 }
 
 /// The worker processes; every one still running is killed when this is dropped.
@@ -272,9 +305,12 @@ impl Workers {
         gone
     }
 
+    fn log(&self, n: usize) -> String {
+        std::fs::read_to_string(self.dir.join(format!("worker-{n}.log"))).unwrap_or_default()
+    }
+
     fn log_tail(&self, n: usize) -> String {
-        let text =
-            std::fs::read_to_string(self.dir.join(format!("worker-{n}.log"))).unwrap_or_default();
+        let text = self.log(n);
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(5)..].join("\n")
     }
@@ -401,6 +437,7 @@ impl Report {
             "duration_s": self.plan.duration.as_secs_f64(),
             "kill_every_s": self.plan.kill_every.map(|d| d.as_secs_f64()),
             "pg_restart": self.plan.pg_restart,
+            "pg_outage_s": self.plan.pg_outage.as_secs_f64(),
             "seed": self.seed,
             "tasks": self.tasks,
             "tasks_by_state": self.tasks_by_state,
@@ -432,7 +469,11 @@ async fn soak(
     cluster: &Arc<Cluster>,
     mut workers: Workers,
     url: &str,
+    interrupted: &AtomicBool,
 ) -> Result<Report> {
+    if interrupted.load(Ordering::Relaxed) {
+        bail!("interrupted before the workers started");
+    }
     let origin = Instant::now();
     let ledger = Ledger::start(origin).await?;
     let store = Store::connect(
@@ -531,6 +572,9 @@ async fn soak(
     let mut progress = started + Duration::from_secs(15);
     while started.elapsed() < plan.duration {
         tokio::time::sleep(Duration::from_millis(50)).await;
+        if interrupted.load(Ordering::Relaxed) {
+            bail!("interrupted: the workers are killed and the cluster dropped");
+        }
         let now = Instant::now();
         replace_exited(&mut workers, &mut unplanned_exits, &mut start_failures)?;
         if let Some(at) = next_kill
@@ -556,7 +600,8 @@ async fn soak(
                 started.elapsed().as_secs_f64()
             );
             let cluster = cluster.clone();
-            restart = Some(tokio::task::spawn_blocking(move || cluster.restart()));
+            let down = plan.pg_outage;
+            restart = Some(tokio::task::spawn_blocking(move || cluster.restart(down)));
         }
         if let Some(handle) = &restart
             && handle.is_finished()
@@ -601,6 +646,9 @@ async fn soak(
         .unwrap_or(i64::MAX);
         if open == 0 {
             break true;
+        }
+        if interrupted.load(Ordering::Relaxed) {
+            bail!("interrupted: the workers are killed and the cluster dropped");
         }
         if Instant::now() > settle_deadline {
             eprintln!(
@@ -664,7 +712,7 @@ fn replace_exited(
 ) -> Result<()> {
     for (n, status) in workers.exited() {
         let tail = workers.log_tail(n);
-        if is_start_failure(&tail) {
+        if is_start_failure(&workers.log(n)) {
             *start_failures += 1;
         } else {
             let line = format!("worker {n} ({status}): {tail}");
@@ -676,9 +724,15 @@ fn replace_exited(
     Ok(())
 }
 
-/// Whether a worker's last words say it could not open the database at start-up.
-fn is_start_failure(log_tail: &str) -> bool {
-    log_tail.lines().count() == 1 && log_tail.starts_with("error: cannot open database")
+/// Whether a worker's log says it stopped with an error before it was running (it prints
+/// `worker <owner> running (…)` once started): it could not reach the database at start-up.
+fn is_start_failure(log: &str) -> bool {
+    !log.lines()
+        .any(|l| l.starts_with("worker ") && l.contains(" running ("))
+        && log
+            .lines()
+            .last()
+            .is_some_and(|l| l.to_ascii_lowercase().starts_with("error: "))
 }
 
 async fn query(db: &impl ConnectionTrait, sql: &str) -> Result<Vec<QueryResult>> {
@@ -867,17 +921,29 @@ mod tests {
             error.to_string().starts_with("--kill-every must be"),
             "{error}"
         );
+        let error = Plan::from_cli(&cli(&["--pg-outage", "601"])).unwrap_err();
+        assert!(
+            error.to_string().starts_with("--pg-outage must be"),
+            "{error}"
+        );
         let error = Plan::from_cli(&cli(&["--rate", "0"])).unwrap_err();
         assert!(error.to_string().starts_with("--rate must be"), "{error}");
     }
 
     #[test]
-    fn only_a_worker_that_could_not_open_the_database_is_a_start_failure() {
+    fn only_a_worker_that_stopped_before_running_is_a_start_failure() {
         assert!(is_start_failure(
             "error: cannot open database `postgres://postgres@127.0.0.1:1/x`: Connection refused"
         ));
+        assert!(is_start_failure(
+            "Error: database error: Connection Error: Connection reset by peer (os error 104)"
+        ));
+        // Once running, any exit is a failure of the run.
         assert!(!is_start_failure(
-            "worker w running\nthread 'main' panicked at src/engine.rs:1:1"
+            "worker w1 running (namespaces soak); SIGTERM or Ctrl-C drains and stops\nerror: database error"
+        ));
+        assert!(!is_start_failure(
+            "thread 'main' panicked at src/engine.rs:1:1"
         ));
         assert!(!is_start_failure(""));
     }
