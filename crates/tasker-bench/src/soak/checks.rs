@@ -64,6 +64,8 @@ pub(crate) struct Transition {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct Finding {
     pub kind: Kind,
+    /// The step (or, for a task's final state, the task) it is about.
+    pub subject: String,
     pub detail: String,
 }
 
@@ -85,6 +87,7 @@ pub(crate) fn unexpected_tasks(tasks: &[Task]) -> Vec<Finding> {
         .filter(|t| t.state != t.expected)
         .map(|t| Finding {
             kind: Kind::Lost,
+            subject: t.task.clone(),
             detail: format!(
                 "task {} ({}) ended {}, expected {}",
                 t.task, t.template, t.state, t.expected
@@ -107,6 +110,7 @@ pub(crate) fn overlaps(calls: &[Call]) -> Vec<Finding> {
                 }
                 findings.push(Finding {
                     kind: Kind::Overlap,
+                    subject: step.to_owned(),
                     detail: format!(
                         "step {step}: call {} ({}..{} ms, {}) and call {} ({}..{} ms, {}) ran at once, both delivered",
                         earlier.number,
@@ -139,6 +143,7 @@ pub(crate) fn lost_successes(calls: &[Call], steps: &[Step]) -> Vec<Finding> {
             if !calls.iter().any(|c| c.delivered_success()) {
                 findings.push(Finding {
                     kind: Kind::Lost,
+                    subject: step.step.clone(),
                     detail: format!(
                         "step {} ({}) of task {} is complete but the ledger delivered no success for it ({} calls)",
                         step.step,
@@ -154,6 +159,7 @@ pub(crate) fn lost_successes(calls: &[Call], steps: &[Step]) -> Vec<Finding> {
             if !calls.iter().any(|c| c.begin_ms >= success.end_ms) {
                 findings.push(Finding {
                     kind: Kind::Lost,
+                    subject: step.step.clone(),
                     detail: format!(
                         "step {} ({}) of task {}: call {} delivered {} at {} ms, but the step ended {} and never ran again",
                         step.step,
@@ -193,6 +199,7 @@ pub(crate) fn duplicate_attempts(transitions: &[Transition]) -> Vec<Finding> {
                     if !started.insert(n) {
                         findings.push(Finding {
                             kind: Kind::Duplicate,
+                            subject: step.to_owned(),
                             detail: format!(
                                 "step {step}: attempt {n} started twice (sort key {})",
                                 row.sort_key
@@ -210,6 +217,7 @@ pub(crate) fn duplicate_attempts(transitions: &[Transition]) -> Vec<Finding> {
                     if !ended.insert(n) {
                         findings.push(Finding {
                             kind: Kind::Duplicate,
+                            subject: step.to_owned(),
                             detail: format!(
                                 "step {step}: attempt {n} ended twice (sort key {}, {})",
                                 row.sort_key, row.to_state

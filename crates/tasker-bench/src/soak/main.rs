@@ -356,6 +356,8 @@ struct Report {
     settled: bool,
     elapsed: Duration,
     findings: Vec<Finding>,
+    /// The transition history of the steps behind the first findings.
+    evidence: Vec<String>,
     refused_requests: Vec<String>,
 }
 
@@ -458,6 +460,7 @@ impl Report {
             "settled": self.settled,
             "elapsed_s": self.elapsed.as_secs_f64(),
             "violations": self.findings.iter().map(|f| format!("{:?}: {}", f.kind, f.detail)).collect::<Vec<_>>(),
+            "evidence": self.evidence,
             "passed": self.passed(),
         })
     }
@@ -675,6 +678,10 @@ async fn soak(
     findings.extend(checks::duplicate_attempts(&transitions.0));
     findings.extend(checks::overlaps(&calls));
     findings.sort();
+    let evidence = evidence(db, &findings, origin).await?;
+    for line in &evidence {
+        println!("soak: evidence: {line}");
+    }
     let mut tasks_by_state: HashMap<String, usize> = HashMap::new();
     for task in &tasks {
         *tasks_by_state.entry(task.state.clone()).or_default() += 1;
@@ -698,6 +705,7 @@ async fn soak(
         settled,
         elapsed,
         findings,
+        evidence,
         refused_requests,
     })
 }
@@ -839,6 +847,48 @@ async fn read_transitions(db: &impl ConnectionTrait) -> Result<(Vec<checks::Tran
         });
     }
     Ok((transitions, reclaims))
+}
+
+/// The transition history (time on the ledger's clock, attempt, owner, error) of the steps the
+/// first ten findings are about, read before the cluster is dropped.
+async fn evidence(
+    db: &impl ConnectionTrait,
+    findings: &[Finding],
+    origin: Instant,
+) -> Result<Vec<String>> {
+    // The ledger's clock started at `origin`; the database's is wall time.
+    let origin_micros = chrono::Utc::now().timestamp_micros()
+        - i64::try_from(origin.elapsed().as_micros()).unwrap_or(0);
+    let mut subjects: Vec<&str> = findings.iter().map(|f| f.subject.as_str()).collect();
+    subjects.dedup();
+    let mut lines = Vec::new();
+    for subject in subjects.into_iter().take(10) {
+        // Ids come from the database; anything else is not put into SQL.
+        if !subject.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+            continue;
+        }
+        let rows = query(
+            db,
+            &format!(
+                "SELECT s.workflow_step_id::text AS step_id, s.name, x.sort_key,                  COALESCE(x.from_state, '') AS from_state, x.to_state, x.created_at, x.metadata::text AS metadata                  FROM tasker_workflow_step_transitions x                  JOIN tasker_workflow_steps s ON s.workflow_step_id = x.workflow_step_id                  WHERE s.workflow_step_id::text = '{subject}' OR s.task_id::text = '{subject}'                  ORDER BY s.workflow_step_id, x.sort_key"
+            ),
+        )
+        .await?;
+        for row in &rows {
+            let at = row.try_get::<i64>("", "created_at")? - origin_micros;
+            lines.push(format!(
+                "step {} ({}) #{} at {} ms: {} -> {} {}",
+                text(row, "step_id")?,
+                text(row, "name")?,
+                row.try_get::<i32>("", "sort_key")?,
+                at / 1000,
+                text(row, "from_state")?,
+                text(row, "to_state")?,
+                text(row, "metadata")?
+            ));
+        }
+    }
+    Ok(lines)
 }
 
 /// Prints the tasks that did not finish and their unfinished steps (at most 20 tasks).
