@@ -8,7 +8,7 @@ use std::process::Command;
 
 use anyhow::Context as _;
 
-use crate::{codegen, deploy, docs, fuzz, layers, tidy};
+use crate::{codegen, deploy, docs, fuzz, layers, soak, tidy};
 
 enum Step {
     /// `cargo` with these arguments, inheriting stdout, stderr and the environment.
@@ -29,6 +29,8 @@ enum Step {
     GeneratorsSelftest,
     /// `fuzz-api --db DB`, run in this process.
     FuzzApi(fuzz::Db),
+    /// `soak --quick`: on the debug binaries the tests built.
+    SoakQuick,
 }
 
 const STEPS: &[Step] = &[
@@ -45,6 +47,7 @@ const STEPS: &[Step] = &[
     Step::CodegenCheck,
     Step::Tidy,
     Step::Cargo(&["test", "--workspace"]),
+    Step::SoakQuick,
     Step::MigrateCheck,
     Step::GeneratorsSelftest,
     Step::ValidateDocs,
@@ -65,6 +68,7 @@ impl fmt::Display for Step {
             Step::MigrateCheck => write!(f, "cargo xtask migrate check"),
             Step::GeneratorsSelftest => write!(f, "cargo xtask new --selftest"),
             Step::FuzzApi(db) => write!(f, "cargo xtask fuzz-api --db {}", db.name()),
+            Step::SoakQuick => write!(f, "cargo xtask soak --quick"),
         }
     }
 }
@@ -95,6 +99,7 @@ impl Step {
                 max_examples: fuzz::DEFAULT_EXAMPLES,
                 seed: 1,
             }),
+            Step::SoakQuick => soak::run(&["--quick".to_owned()]),
         }
     }
 }
@@ -129,6 +134,7 @@ mod tests {
                 "cargo xtask codegen --check",
                 "cargo xtask tidy",
                 "cargo test --workspace",
+                "cargo xtask soak --quick",
                 "cargo xtask migrate check",
                 "cargo xtask new --selftest",
                 "cargo xtask validate-docs",

@@ -281,7 +281,7 @@ pub(crate) const LAYERS: &[Layer] = &[
     layer(
         BENCH,
         "crates/tasker-bench",
-        "the benchmark workloads behind `cargo xtask bench`",
+        "the benchmark workloads behind `cargo xtask bench` and the soak behind `cargo xtask soak`",
         MayDependOn::AnyExcept(&[TESTS, XTASK]),
     ),
     layer(

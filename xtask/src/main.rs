@@ -13,6 +13,7 @@ mod layers;
 mod migrate;
 mod new;
 mod reference;
+mod soak;
 mod template_schema;
 mod tidy;
 
@@ -67,6 +68,14 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// The soak on PostgreSQL: workers killed and the database restarted under load, then
+    /// checks that no work was lost or run twice at once (docs/soak.md); `cargo xtask soak --help`
+    #[command(disable_help_flag = true)]
+    Soak {
+        /// Passed to the soak binary: [--workers N] [--duration S] [--kill-every S] [--pg-restart] [--quick] [--json FILE]
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 /// The root of the checkout this run was started in. `cargo run` and `cargo test` set
@@ -92,6 +101,7 @@ fn main() -> ExitCode {
         Task::Ci => ci::run(),
         Task::Migrate { action } => migrate::run(action),
         Task::Bench { args } => bench::run(&args),
+        Task::Soak { args } => soak::run(&args),
         Task::ValidateDocs => docs::run(),
         Task::LintDeploy => deploy::run(),
         Task::FuzzApi(args) => fuzz::run(&args),
