@@ -639,7 +639,12 @@ async fn soak(
 
     // Settle: every task finished, within a bound.
     let settle_deadline = Instant::now() + plan.settle;
-    let db = store.connection();
+    // The verdicts read the database through a connection of their own: the store keeps its
+    // connection to itself.
+    let connection = sea_orm::Database::connect(url)
+        .await
+        .context("connecting to read the verdicts")?;
+    let db = &connection;
     let settled = loop {
         let open = scalar(
             db,
