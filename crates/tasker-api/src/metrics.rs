@@ -16,7 +16,7 @@ use opentelemetry::metrics::{Counter, Histogram, Meter};
 use serde::{Deserialize, Serialize};
 use tasker_events::SECONDS_BOUNDARIES;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::state::Shared;
 
 /// The content type of the Prometheus text exposition format.
@@ -151,8 +151,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, exporter: Arc<dyn MetricsExporter
     match exporter.render() {
         Ok(text) => ([(header::CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE)], text).into_response(),
         Err(err) => ApiError::new(
-            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
+            ErrorCode::Internal,
             format!("the metrics could not be rendered: {err}"),
         )
         .into_response(),

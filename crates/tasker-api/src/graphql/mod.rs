@@ -24,13 +24,13 @@ use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State, WebSocketUpgrade};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{Html, IntoResponse, Response};
 use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 use tasker_auth::{Principal, Profile};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::state::Shared;
 
 pub(crate) use gate::Gate;
@@ -237,8 +237,7 @@ async fn post(
         && !content_type.starts_with("application/graphql-response+json")
     {
         return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
+            ErrorCode::UnsupportedMediaType,
             "send the GraphQL request as application/json",
         ));
     }
@@ -365,7 +364,7 @@ impl Executor for Connection {
                     )
                     .await
             }
-            None => gate::refusal("unauthorized", "valid credentials are required"),
+            None => gate::refusal(ErrorCode::Unauthorized, "valid credentials are required"),
         }
     }
 
@@ -382,7 +381,7 @@ impl Executor for Connection {
                 session_data,
             ),
             None => Box::pin(futures::stream::once(async {
-                gate::refusal("unauthorized", "valid credentials are required")
+                gate::refusal(ErrorCode::Unauthorized, "valid credentials are required")
             })),
         }
     }
