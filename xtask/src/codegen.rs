@@ -44,6 +44,10 @@ const ARTIFACTS: &[Artifact] = &[
         path: crate::reference::EVENTS_PATH,
         render: crate::reference::events_page,
     },
+    Artifact {
+        path: crate::reference::PERMISSIONS_PATH,
+        render: crate::reference::permissions_page,
+    },
 ];
 
 fn root() -> PathBuf {
@@ -265,6 +269,23 @@ mod tests {
             std::fs::copy(root().join(path), to).unwrap();
         }
         scratch
+    }
+
+    #[test]
+    fn a_reference_page_that_differs_is_named_stale() {
+        let scratch = scratch_copy();
+        assert!(stale(scratch.path()).unwrap().is_empty());
+        let page = scratch.path().join(crate::reference::PERMISSIONS_PATH);
+        let text = std::fs::read_to_string(&page).unwrap();
+        std::fs::write(
+            &page,
+            text.replace("`tasker.task:cancel`", "`tasker.task:halt`"),
+        )
+        .unwrap();
+        let stale = stale(scratch.path()).unwrap();
+        let names: Vec<&str> = stale.iter().map(|(path, _)| *path).collect();
+        assert_eq!(names, [crate::reference::PERMISSIONS_PATH]);
+        assert_eq!(stale[0].1, text);
     }
 
     #[test]
