@@ -58,7 +58,8 @@ pub use error::{ApiError, ErrorBody, ErrorCode, ErrorEnvelope};
 pub use graphql::{GraphqlSettings, sdl as graphql_sdl, validate_document as validate_graphql};
 pub use keys::{DatabaseApiKeys, DatabaseRevocations};
 pub use metrics::{
-    EndpointAuth, MetricsExporter, PROMETHEUS_CONTENT_TYPE, UNMATCHED_ROUTE, track_requests,
+    EndpointAuth, HTTP_INSTRUMENTS, MetricsExporter, PROMETHEUS_CONTENT_TYPE, UNMATCHED_ROUTE,
+    track_requests,
 };
 pub use routes::analytics::{
     BottlenecksQuery, BottlenecksView, DEFAULT_LIMIT as DEFAULT_ANALYTICS_LIMIT,
