@@ -136,15 +136,23 @@ struct CrateArtifacts {
     paths: &'static [&'static str],
 }
 
-const CRATE_ARTIFACTS: &[CrateArtifacts] = &[CrateArtifacts {
-    package: "tasker-api",
-    target: &["--test", "it"],
-    paths: &[
-        "docs/openapi.json",
-        "docs/schema.graphql",
-        "docs/reference/api-errors.md",
-    ],
-}];
+const CRATE_ARTIFACTS: &[CrateArtifacts] = &[
+    CrateArtifacts {
+        package: "tasker-api",
+        target: &["--test", "it"],
+        paths: &[
+            "docs/openapi.json",
+            "docs/schema.graphql",
+            "docs/reference/api-errors.md",
+        ],
+    },
+    // The binary's unit tests: they alone see every instrument list and the private settings.
+    CrateArtifacts {
+        package: "tasker-server",
+        target: &["--bin", "tasker"],
+        paths: &["docs/reference/metrics.md"],
+    },
+];
 
 /// Runs the crates' `the_committed_*` tests with their output going to a scratch folder, and
 /// returns the files whose committed contents differ from what the tests produced.

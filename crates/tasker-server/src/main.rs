@@ -10,6 +10,8 @@ mod init;
 mod jwks;
 mod logging;
 mod metrics;
+#[cfg(test)]
+mod reference;
 mod render;
 mod run;
 mod serve;
