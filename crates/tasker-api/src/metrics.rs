@@ -39,6 +39,7 @@ pub trait MetricsExporter: Send + Sync + 'static {
 
 /// Who may read an endpoint served at the root beside the probes (`/metrics`,
 /// `/health/status`): the settings `metrics.auth` and `health.status_auth`.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EndpointAuth {

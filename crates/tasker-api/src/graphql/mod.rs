@@ -40,6 +40,7 @@ pub(crate) type TaskerSchema =
     Schema<query::QueryRoot, mutation::MutationRoot, subscription::SubscriptionRoot>;
 
 /// The `[graphql]` section of `tasker.toml`.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GraphqlSettings {
@@ -66,6 +67,7 @@ pub struct GraphqlSettings {
     pub max_batch: usize,
     /// Seconds a query or mutation may run before it is answered with a `timeout` error
     /// (subscriptions are not timed).
+    #[cfg_attr(feature = "schema", schemars(extend("x-unit" = "seconds")))]
     pub timeout: f64,
 }
 
