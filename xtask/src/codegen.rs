@@ -150,7 +150,10 @@ const CRATE_ARTIFACTS: &[CrateArtifacts] = &[
     CrateArtifacts {
         package: "tasker-server",
         target: &["--bin", "tasker"],
-        paths: &["docs/reference/metrics.md"],
+        paths: &[
+            "docs/reference/metrics.md",
+            "docs/reference/configuration.md",
+        ],
     },
 ];
 

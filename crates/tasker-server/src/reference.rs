@@ -5,9 +5,14 @@
 //! copy. They are generated here because this crate alone sees every instrument list and the
 //! server's settings (which are private to the binary).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use serde_json::Value;
+use tasker_auth::Profile;
 use tasker_events::InstrumentSpec;
+
+use crate::settings::{Settings, json_schema};
 
 /// Checks the committed file at `path` (relative to the repository root) against `current`,
 /// or writes `current` under `TASKER_CODEGEN_OUT` when that is set.
@@ -168,4 +173,358 @@ fn every_instrument_is_listed_once_under_a_unique_family() {
         "| `tasker_tasks_created_total` | `tasker.tasks.created` | counter | tasks | `namespace`, `task_name`, `version` | on first task |"
     ));
     assert!(page.contains("| `tasker_db_pool_acquire_wait_seconds` | `tasker.db.pool.acquire_wait` | gauge | seconds | none | at start |"));
+}
+
+/// The profiles, in the order the page lists them.
+const PROFILES: [Profile; 3] = [Profile::Development, Profile::Test, Profile::Production];
+
+/// One key of `tasker.toml`.
+struct Key {
+    path: String,
+    kind: String,
+    /// The default per profile; `None` when unset (or, in an array of tables, required).
+    defaults: [Option<Value>; 3],
+    required: bool,
+    description: String,
+}
+
+/// `schema` with `$ref`s to `#/$defs/...` followed.
+fn resolve<'a>(root: &'a Value, mut schema: &'a Value) -> &'a Value {
+    while let Some(name) = schema["$ref"]
+        .as_str()
+        .and_then(|r| r.strip_prefix("#/$defs/"))
+    {
+        schema = &root["$defs"][name];
+    }
+    schema
+}
+
+/// A key's type in words: `integer`, `number (seconds)`, `string: "text", "json"`,
+/// `array of strings`.
+fn type_of(root: &Value, schema: &Value) -> String {
+    let schema = resolve(root, schema);
+    if let Some(values) = schema["enum"].as_array() {
+        let values: Vec<String> = values.iter().map(|v| format!("`{v}`")).collect();
+        return format!("one of {}", values.join(", "));
+    }
+    // A Rust enum of unit variants, each with its doc comment: `oneOf` of constants.
+    let constants: Option<Vec<String>> = schema["oneOf"].as_array().and_then(|list| {
+        list.iter()
+            .map(|v| resolve(root, v).get("const").map(|c| format!("`{c}`")))
+            .collect()
+    });
+    if let Some(values) = constants {
+        return format!("one of {}", values.join(", "));
+    }
+    if let Some(list) = schema["anyOf"].as_array().or(schema["oneOf"].as_array()) {
+        let kinds: Vec<String> = list
+            .iter()
+            .filter(|v| v["type"] != "null")
+            .map(|v| type_of(root, v))
+            .collect();
+        return kinds.join(" or ");
+    }
+    let kind = match &schema["type"] {
+        Value::Array(kinds) => kinds
+            .iter()
+            .find(|k| *k != "null")
+            .and_then(Value::as_str)
+            .unwrap_or("any"),
+        Value::String(kind) => kind,
+        _ => "any",
+    };
+    match kind {
+        "number" if schema["x-unit"] == "seconds" => "number (seconds)".to_owned(),
+        "array" => format!("array of {}", plural(&type_of(root, &schema["items"]))),
+        "object" if schema.get("properties").is_some() => "table".to_owned(),
+        "object" => format!(
+            "table of {}",
+            plural(&type_of(root, &schema["additionalProperties"]))
+        ),
+        other => other.to_owned(),
+    }
+}
+
+/// What a list or table holds: `strings`, `arrays of strings`, `"open"`, `"jwt"`.
+fn plural(kind: &str) -> String {
+    if let Some(items) = kind.strip_prefix("array of ") {
+        return format!("arrays of {items}");
+    }
+    match kind {
+        "string" | "integer" | "number" | "boolean" | "table" => format!("{kind}s"),
+        _ => kind.strip_prefix("one of ").unwrap_or(kind).to_owned(),
+    }
+}
+
+/// Leaves of a serialized settings document, by dotted key.
+fn leaves(prefix: &str, value: &Value, out: &mut BTreeMap<String, Value>) {
+    match value {
+        Value::Object(map) if !map.is_empty() => {
+            for (key, value) in map {
+                leaves(&format!("{prefix}{key}."), value, out);
+            }
+        }
+        _ => {
+            out.insert(prefix.trim_end_matches('.').to_owned(), value.clone());
+        }
+    }
+}
+
+/// Every key under `schema` (an object with properties), sorted, into `out`.
+fn keys(
+    root: &Value,
+    schema: &Value,
+    prefix: &str,
+    defaults: &[BTreeMap<String, Value>; 3],
+    out: &mut Vec<Key>,
+) {
+    let schema = resolve(root, schema);
+    let required: Vec<&str> = schema["required"]
+        .as_array()
+        .map(|r| r.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let Some(properties) = schema["properties"].as_object() else {
+        return;
+    };
+    let mut names: Vec<&String> = properties.keys().collect();
+    names.sort();
+    for name in names {
+        let property = &properties[name.as_str()];
+        let resolved = resolve(root, property);
+        let path = format!("{prefix}{name}");
+        let description = property["description"]
+            .as_str()
+            .or(resolved["description"].as_str())
+            .unwrap_or("")
+            .replace('\n', " ");
+        if resolved.get("properties").is_some() {
+            keys(root, resolved, &format!("{path}."), defaults, out);
+            continue;
+        }
+        // Keys inside an array of tables have no value in the settings; their schema says
+        // what a missing one means.
+        let default = |profile: usize| {
+            defaults[profile]
+                .get(&path)
+                .or(property.get("default"))
+                .filter(|v| !v.is_null())
+                .cloned()
+        };
+        out.push(Key {
+            kind: type_of(root, property),
+            defaults: [default(0), default(1), default(2)],
+            required: required.contains(&name.as_str()),
+            description,
+            path: path.clone(),
+        });
+        let items = resolve(root, &resolved["items"]);
+        if items.get("properties").is_some() {
+            keys(root, items, &format!("{path}[]."), defaults, out);
+        }
+    }
+}
+
+/// A default as written in `tasker.toml`.
+fn toml(value: &Value) -> String {
+    fn written(value: &Value) -> String {
+        match value {
+            Value::Array(items) => format!(
+                "[{}]",
+                items.iter().map(written).collect::<Vec<_>>().join(", ")
+            ),
+            Value::Object(map) if map.is_empty() => "{}".to_owned(),
+            other => other.to_string(),
+        }
+    }
+    format!("`{}`", written(value))
+}
+
+/// docs/reference/configuration.md: every key of `tasker.toml`, from the JSON Schema of the
+/// settings and the profiles' defaults.
+fn configuration_page() -> String {
+    let schema = json_schema();
+    let defaults = PROFILES.map(|profile| {
+        let mut out = BTreeMap::new();
+        leaves(
+            "",
+            &serde_json::to_value(Settings::for_profile(profile)).unwrap(),
+            &mut out,
+        );
+        out
+    });
+    let mut page = String::from(
+        "<!-- generated by cargo xtask codegen from the server's settings types; do not edit -->\n\
+         # Configuration reference\n\n\
+         Every key of `tasker.toml`, by section, with its type, its default and what it does.\n\
+         docs/configuration.md explains the layers (defaults, the file, `TASKER_*` variables,\n\
+         flags) and the profiles; any key can also come from the environment as\n\
+         `TASKER_<SECTION>__<KEY>` (`engine.backoff.base` is `TASKER_ENGINE__BACKOFF__BASE`).\n\
+         Unknown keys are refused. A default that depends on `server.profile` names the profiles\n\
+         where it differs; *unset* means the key has no value unless given one. `tasker config\n\
+         schema` prints the same as a JSON Schema, for editors.\n",
+    );
+    let sections = schema["properties"].as_object().expect("sections");
+    let mut names: Vec<&String> = sections.keys().collect();
+    names.sort();
+    let mut differing = Vec::new();
+    for name in names {
+        let section = &sections[name.as_str()];
+        let mut rows = Vec::new();
+        keys(&schema, section, &format!("{name}."), &defaults, &mut rows);
+        page.push_str(&format!(
+            "\n## `[{name}]`\n\n{}\n\n| Key | Type | Default | Description |\n|---|---|---|---|\n",
+            section["description"]
+                .as_str()
+                .unwrap_or("")
+                .replace('\n', " ")
+        ));
+        for key in rows {
+            let [development, test, production] = &key.defaults;
+            let mut default = match development {
+                Some(value) => toml(value),
+                None if key.required => "required".to_owned(),
+                None => "unset".to_owned(),
+            };
+            // The profile picks the defaults; its own key is not one of them.
+            let by_profile = key.path != "server.profile";
+            for (profile, value) in [(Profile::Test, test), (Profile::Production, production)] {
+                if by_profile && value != development {
+                    default.push_str(&format!(
+                        "; {profile}: {}",
+                        value.as_ref().map_or("unset".to_owned(), toml)
+                    ));
+                }
+            }
+            if by_profile && (test != development || production != development) {
+                differing.push((key.path.clone(), key.defaults.clone()));
+            }
+            page.push_str(&format!(
+                "| `{}` | {} | {} | {} |\n",
+                key.path,
+                cell(&key.kind),
+                cell(&default),
+                cell(&key.description)
+            ));
+        }
+    }
+    page.push_str(
+        "\n## Defaults by profile\n\nThe keys whose default depends on `server.profile`; a \
+         value set in the file, the environment or a flag wins over any of them.\n\n\
+         | Key | development | test | production |\n|---|---|---|---|\n",
+    );
+    for (path, defaults) in differing {
+        let shown: Vec<String> = defaults
+            .iter()
+            .map(|v| v.as_ref().map_or("unset".to_owned(), toml))
+            .collect();
+        page.push_str(&format!("| `{path}` | {} |\n", shown.join(" | ")));
+    }
+    page
+}
+
+#[test]
+fn the_committed_configuration_reference_is_current() {
+    committed("docs/reference/configuration.md", &configuration_page());
+}
+
+#[test]
+fn the_configuration_reference_lists_every_key_with_its_profile_defaults() {
+    let page = configuration_page();
+    let mut settings = BTreeMap::new();
+    leaves(
+        "",
+        &serde_json::to_value(Settings::for_profile(Profile::Production)).unwrap(),
+        &mut settings,
+    );
+    assert!(settings.len() > 70, "{}", settings.len());
+    for key in settings.keys() {
+        assert!(page.contains(&format!("| `{key}` |")), "{key} is missing");
+    }
+    // Keys left out of the serialized settings when unset are listed too.
+    for key in [
+        "metrics.auth",
+        "health.status_auth",
+        "graphql.graphiql",
+        "cache.redis_url",
+    ] {
+        assert!(page.contains(&format!("| `{key}` |")), "{key} is missing");
+    }
+    assert!(page.contains(
+        "| `log.format` | one of `\"text\"`, `\"json\"` | `\"text\"`; production: `\"json\"` |"
+    ));
+    assert!(page.contains("| `engine.lease` | number (seconds) | `30.0` |"));
+    assert!(page.contains("| `engine.backoff.jitter` | `0.1` | `0.0` | `0.1` |"));
+    assert!(page.contains("| `auth.api_keys.keys[].hash` | string | required |"));
+}
+
+/// Each profile's defaults, and every configuration the repository ships or documents, are
+/// valid against the schema `tasker config schema` prints; a misspelt key or a wrong value is
+/// not.
+#[test]
+fn the_schema_accepts_real_configurations_and_refuses_typos() {
+    use figment::Figment;
+    use figment::providers::{Format, Toml};
+
+    let validator = jsonschema::validator_for(&json_schema()).expect("a valid JSON Schema");
+    let errors = |instance: &Value| -> Vec<String> {
+        validator
+            .iter_errors(instance)
+            .map(|e| format!("{e} at {}", e.instance_path()))
+            .collect()
+    };
+    for profile in PROFILES {
+        let defaults = serde_json::to_value(Settings::for_profile(profile)).unwrap();
+        assert_eq!(errors(&defaults), Vec::<String>::new(), "{profile}");
+    }
+    let mut sources = Vec::new();
+    for doc in [
+        "configuration.md",
+        "auth.md",
+        "observability.md",
+        "deployment.md",
+    ] {
+        let text = std::fs::read_to_string(root().join("docs").join(doc)).unwrap();
+        for (line, block) in crate::auth_cli::docs::toml_blocks(&text) {
+            sources.push((format!("docs/{doc}:{line}"), block));
+        }
+    }
+    for file in [
+        "deploy/compose/tasker.toml",
+        "deploy/k8s/base/tasker.toml",
+        "crates/tasker-server/src/init/tasker.toml",
+    ] {
+        sources.push((
+            file.to_owned(),
+            std::fs::read_to_string(root().join(file)).unwrap(),
+        ));
+    }
+    assert!(sources.len() >= 14, "{}", sources.len());
+    for (origin, text) in &sources {
+        let value: Value = Figment::from(Toml::string(text))
+            .extract()
+            .unwrap_or_else(|err| panic!("{origin}: {err}"));
+        assert_eq!(errors(&value), Vec::<String>::new(), "{origin}");
+    }
+    for (bad, at) in [
+        (serde_json::json!({"engine": {"leese": 1}}), "/engine"),
+        (
+            serde_json::json!({"log": {"format": "yaml"}}),
+            "/log/format",
+        ),
+        (
+            serde_json::json!({"database": {"max_connections": "many"}}),
+            "/database/max_connections",
+        ),
+        (
+            serde_json::json!({"auth": {"authenticators": ["basic"]}}),
+            "/auth/authenticators/0",
+        ),
+        (serde_json::json!({"serve": {}}), ""),
+    ] {
+        let found = errors(&bad);
+        assert!(
+            found.iter().any(|e| e.ends_with(&format!(" at {at}"))),
+            "{bad}: expected an error at `{at}`, got {found:?}"
+        );
+    }
 }

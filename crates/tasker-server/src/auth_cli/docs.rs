@@ -23,7 +23,7 @@ fn test_keys(name: &str) -> Vec<u8> {
 }
 
 /// The ```toml blocks of a markdown file, each with the line its fence is on.
-fn toml_blocks(markdown: &str) -> Vec<(usize, String)> {
+pub(crate) fn toml_blocks(markdown: &str) -> Vec<(usize, String)> {
     let mut blocks = Vec::new();
     let mut lines = markdown.lines().enumerate();
     while let Some((number, line)) = lines.next() {
