@@ -1,14 +1,24 @@
 //! `cargo xtask codegen [--check]`: writes every generated artifact, or with `--check` fails
-//! naming each one that is stale. Nothing generated is edited by hand; the `#[test]` below runs
-//! the check, so `cargo test` catches a stale file too.
+//! naming each one that is stale. Nothing generated is edited by hand. `cargo test` catches a
+//! stale file too: the `#[test]` below checks the artifacts xtask renders itself, and each
+//! crate's `the_committed_*` tests check the ones that crate produces.
 //!
-//! Artifacts:
+//! Rendered here ([`ARTIFACTS`]):
 //! - ARCHITECTURE.md's layer table, between its generated-region markers, from
 //!   [`crate::layers::LAYERS`];
 //! - `docs/errors.md`, from `tasker_domain::codes::ALL`;
 //! - `schemas/task-template.schema.json`, from `tasker_template::json_schema`;
 //! - `docs/reference/events.md`, from `tasker_events::catalog`;
-//! - `docs/openapi.json` and `docs/schema.graphql`, from tasker-api (written by its own tests).
+//! - `docs/reference/permissions.md`, from `tasker_auth::Operation::TABLE`.
+//!
+//! Produced by a crate's tests, which codegen runs with `TASKER_CODEGEN_OUT` so that xtask
+//! links neither axum nor the binary ([`CRATE_ARTIFACTS`]):
+//! - `docs/openapi.json`, `docs/schema.graphql` and `docs/reference/api-errors.md`, by
+//!   tasker-api's `it` tests, from `Api::openapi`, the GraphQL schema and `ErrorCode::ALL`;
+//! - `docs/reference/metrics.md` and `docs/reference/configuration.md`, by the `tasker`
+//!   binary's unit tests, from the instrument lists (`EVENT_INSTRUMENTS`,
+//!   `ENGINE_INSTRUMENTS`, `HTTP_INSTRUMENTS`) and from the settings' JSON Schema with each
+//!   profile's defaults.
 
 use std::path::{Path, PathBuf};
 
