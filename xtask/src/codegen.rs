@@ -1,14 +1,24 @@
 //! `cargo xtask codegen [--check]`: writes every generated artifact, or with `--check` fails
-//! naming each one that is stale. Nothing generated is edited by hand; the `#[test]` below runs
-//! the check, so `cargo test` catches a stale file too.
+//! naming each one that is stale. Nothing generated is edited by hand. `cargo test` catches a
+//! stale file too: the `#[test]` below checks the artifacts xtask renders itself, and each
+//! crate's `the_committed_*` tests check the ones that crate produces.
 //!
-//! Artifacts:
+//! Rendered here ([`ARTIFACTS`]):
 //! - ARCHITECTURE.md's layer table, between its generated-region markers, from
 //!   [`crate::layers::LAYERS`];
 //! - `docs/errors.md`, from `tasker_domain::codes::ALL`;
 //! - `schemas/task-template.schema.json`, from `tasker_template::json_schema`;
 //! - `docs/reference/events.md`, from `tasker_events::catalog`;
-//! - `docs/openapi.json` and `docs/schema.graphql`, from tasker-api (written by its own tests).
+//! - `docs/reference/permissions.md`, from `tasker_auth::Operation::TABLE`.
+//!
+//! Produced by a crate's tests, which codegen runs with `TASKER_CODEGEN_OUT` so that xtask
+//! links neither axum nor the binary ([`CRATE_ARTIFACTS`]):
+//! - `docs/openapi.json`, `docs/schema.graphql` and `docs/reference/api-errors.md`, by
+//!   tasker-api's `it` tests, from `Api::openapi`, the GraphQL schema and `ErrorCode::ALL`;
+//! - `docs/reference/metrics.md` and `docs/reference/configuration.md`, by the `tasker`
+//!   binary's unit tests, from the instrument lists (`EVENT_INSTRUMENTS`,
+//!   `ENGINE_INSTRUMENTS`, `HTTP_INSTRUMENTS`) and from the settings' JSON Schema with each
+//!   profile's defaults.
 
 use std::path::{Path, PathBuf};
 
@@ -43,6 +53,10 @@ const ARTIFACTS: &[Artifact] = &[
     Artifact {
         path: crate::reference::EVENTS_PATH,
         render: crate::reference::events_page,
+    },
+    Artifact {
+        path: crate::reference::PERMISSIONS_PATH,
+        render: crate::reference::permissions_page,
     },
 ];
 
@@ -119,15 +133,108 @@ fn stale(root: &Path) -> anyhow::Result<Vec<(&'static str, String)>> {
     Ok(out)
 }
 
+/// Files a crate's own tests produce, because xtask does not link that crate (the API, the
+/// binary). Each `the_committed_*` test checks its committed file in `cargo test`; run with
+/// `TASKER_CODEGEN_OUT=<dir>` it writes what it produces under `<dir>` instead, at the same
+/// relative path, and codegen compares that with the committed file or copies it over.
+struct CrateArtifacts {
+    /// The package whose tests produce them.
+    package: &'static str,
+    /// The test target holding the `the_committed_*` tests.
+    target: &'static [&'static str],
+    /// The files, relative to the repository root.
+    paths: &'static [&'static str],
+}
+
+const CRATE_ARTIFACTS: &[CrateArtifacts] = &[
+    CrateArtifacts {
+        package: "tasker-api",
+        target: &["--test", "it"],
+        paths: &[
+            "docs/openapi.json",
+            "docs/schema.graphql",
+            "docs/reference/api-errors.md",
+        ],
+    },
+    // The binary's unit tests: they alone see every instrument list and the private settings.
+    CrateArtifacts {
+        package: "tasker-server",
+        target: &["--bin", "tasker"],
+        paths: &[
+            "docs/reference/metrics.md",
+            "docs/reference/configuration.md",
+        ],
+    },
+];
+
+/// Runs the crates' `the_committed_*` tests with their output going to a scratch folder, and
+/// returns the files whose committed contents differ from what the tests produced.
+fn stale_crate_artifacts(root: &Path) -> anyhow::Result<Vec<(&'static str, String)>> {
+    let out = std::env::temp_dir().join(format!("tasker-codegen-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let result = run_crate_tests(root, &out).and_then(|()| compare_crate_outputs(root, &out));
+    let _ = std::fs::remove_dir_all(&out);
+    result
+}
+
+fn run_crate_tests(root: &Path, out: &Path) -> anyhow::Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    for set in CRATE_ARTIFACTS {
+        let status = std::process::Command::new(&cargo)
+            .current_dir(root)
+            .args(["test", "-q", "-p", set.package])
+            .args(set.target)
+            .arg("the_committed_")
+            .env("TASKER_CODEGEN_OUT", out)
+            .status()
+            .with_context(|| format!("running the tests of {}", set.package))?;
+        if !status.success() {
+            bail!(
+                "the tests of {} that produce {} failed",
+                set.package,
+                set.paths.join(", ")
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The files under `out` that differ from their committed copies under `root`.
+fn compare_crate_outputs(root: &Path, out: &Path) -> anyhow::Result<Vec<(&'static str, String)>> {
+    let mut stale = Vec::new();
+    for set in CRATE_ARTIFACTS {
+        for path in set.paths {
+            let produced = std::fs::read_to_string(out.join(path)).with_context(|| {
+                format!(
+                    "the tests of {} did not produce {path} (a `the_committed_` test writes it)",
+                    set.package
+                )
+            })?;
+            let committed = std::fs::read_to_string(root.join(path)).unwrap_or_default();
+            if produced != committed {
+                stale.push((*path, produced));
+            }
+        }
+    }
+    Ok(stale)
+}
+
 /// `cargo xtask codegen [--check]`.
 pub(crate) fn run(check: bool) -> anyhow::Result<()> {
     let root = root();
-    let stale = stale(&root)?;
+    let mut stale = stale(&root)?;
+    stale.extend(stale_crate_artifacts(&root)?);
+    let total = ARTIFACTS.len()
+        + CRATE_ARTIFACTS
+            .iter()
+            .map(|set| set.paths.len())
+            .sum::<usize>();
+    if stale.is_empty() {
+        println!("codegen: {total} artifacts up to date");
+        return Ok(());
+    }
     if check {
-        if stale.is_empty() {
-            println!("codegen: {} artifacts up to date", ARTIFACTS.len());
-            return Ok(());
-        }
         let names: Vec<&str> = stale.iter().map(|(path, _)| *path).collect();
         bail!(
             "stale generated files: {} (run `cargo xtask codegen`)",
@@ -140,32 +247,6 @@ pub(crate) fn run(check: bool) -> anyhow::Result<()> {
         }
         std::fs::write(root.join(path), contents).with_context(|| format!("writing {path}"))?;
         println!("codegen: wrote {path}");
-    }
-    // The OpenAPI document and the GraphQL SDL come from the API crate: its own tests write them
-    // when asked, and check them (in `cargo test --workspace`) otherwise, so xtask need not link
-    // axum or async-graphql.
-    let status =
-        std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .current_dir(&root)
-            .args([
-                "test",
-                "-q",
-                "-p",
-                "tasker-api",
-                "--test",
-                "it",
-                // docs/openapi.json and docs/schema.graphql
-                "the_committed_",
-            ])
-            .env("TASKER_WRITE_OPENAPI", "1")
-            .status()
-            .context("running cargo test to write docs/openapi.json and docs/schema.graphql")?;
-    if !status.success() {
-        bail!("writing docs/openapi.json and docs/schema.graphql failed");
-    }
-    println!("codegen: wrote docs/openapi.json and docs/schema.graphql");
-    if stale.is_empty() {
-        println!("codegen: {} artifacts up to date", ARTIFACTS.len());
     }
     Ok(())
 }
@@ -193,6 +274,71 @@ mod tests {
         assert!(out.contains("| `tasker-engine` (crates/tasker-engine) |"));
         assert!(!out.contains("old table"));
         assert!(architecture("# no markers").is_err());
+    }
+
+    /// A copy of every committed file codegen manages, under a scratch root.
+    fn scratch_copy() -> tempfile::TempDir {
+        let scratch = tempfile::tempdir().unwrap();
+        let paths = ARTIFACTS.iter().map(|a| a.path).chain(
+            CRATE_ARTIFACTS
+                .iter()
+                .flat_map(|set| set.paths.iter().copied()),
+        );
+        for path in paths {
+            let to = scratch.path().join(path);
+            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+            std::fs::copy(root().join(path), to).unwrap();
+        }
+        scratch
+    }
+
+    #[test]
+    fn a_reference_page_that_differs_is_named_stale() {
+        let scratch = scratch_copy();
+        assert!(stale(scratch.path()).unwrap().is_empty());
+        let page = scratch.path().join(crate::reference::PERMISSIONS_PATH);
+        let text = std::fs::read_to_string(&page).unwrap();
+        std::fs::write(
+            &page,
+            text.replace("`tasker.task:cancel`", "`tasker.task:halt`"),
+        )
+        .unwrap();
+        let stale = stale(scratch.path()).unwrap();
+        let names: Vec<&str> = stale.iter().map(|(path, _)| *path).collect();
+        assert_eq!(names, [crate::reference::PERMISSIONS_PATH]);
+        assert_eq!(stale[0].1, text);
+    }
+
+    #[test]
+    fn a_crate_artifact_that_differs_is_named_and_a_missing_one_is_an_error() {
+        let committed = scratch_copy();
+        let produced = scratch_copy();
+        assert!(
+            compare_crate_outputs(committed.path(), produced.path())
+                .unwrap()
+                .is_empty()
+        );
+        let page = committed.path().join("docs/reference/api-errors.md");
+        let text = std::fs::read_to_string(&page).unwrap();
+        std::fs::write(
+            &page,
+            text.replace("| `conflict` | 409", "| `conflict` | 400"),
+        )
+        .unwrap();
+        let stale = compare_crate_outputs(committed.path(), produced.path()).unwrap();
+        let names: Vec<&str> = stale.iter().map(|(path, _)| *path).collect();
+        assert_eq!(names, ["docs/reference/api-errors.md"]);
+        assert_eq!(
+            stale[0].1, text,
+            "what the tests produced is what gets written"
+        );
+        std::fs::remove_file(produced.path().join("docs/schema.graphql")).unwrap();
+        let err = compare_crate_outputs(committed.path(), produced.path()).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("the tests of tasker-api did not produce docs/schema.graphql"),
+            "{err}"
+        );
     }
 
     #[test]

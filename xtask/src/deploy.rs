@@ -7,7 +7,7 @@
 //!    rendering validated by `kubernetes-validate --strict`.
 //! 4. `deploy/grafana/dashboards/*.json`: every panel has a query, every query reads the
 //!    Prometheus data source the provisioning declares, and every `tasker_*` family a query
-//!    names is one the metrics reference in docs/observability.md documents (so a renamed
+//!    names is one the metrics reference, docs/reference/metrics.md, documents (so a renamed
 //!    metric cannot leave a dashboard silently empty).
 //!
 //! The tools are not Rust crates: `.ci/run` installs pinned versions into a venv and puts it on
@@ -50,7 +50,7 @@ const COMPOSE_FILE: &str = "deploy/compose/compose.yaml";
 const K8S_BASE: &str = "deploy/k8s/base";
 const K8S_OVERLAYS: &str = "deploy/k8s/overlays";
 const DASHBOARDS: &str = "deploy/grafana/dashboards";
-const METRICS_REFERENCE: &str = "docs/observability.md";
+const METRICS_REFERENCE: &str = "docs/reference/metrics.md";
 /// The data source uid of deploy/grafana/provisioning/datasources/prometheus.yaml.
 const DATASOURCE_UID: &str = "prometheus";
 
@@ -182,7 +182,8 @@ fn problems(root: &Path) -> anyhow::Result<Vec<String>> {
     Ok(problems)
 }
 
-/// The metric families the reference table documents: each row's first cell.
+/// The metric families the metrics reference documents: the first cell of each table row that
+/// names one.
 fn documented_metrics(root: &Path) -> anyhow::Result<Vec<String>> {
     let text = std::fs::read_to_string(root.join(METRICS_REFERENCE))
         .with_context(|| format!("reading {METRICS_REFERENCE}"))?;
@@ -324,7 +325,7 @@ mod tests {
         assert_eq!(
             dashboard_problems("d.json", text, &documented),
             [
-                "d.json: panel `renamed` queries `tasker_gone_seconds_bucket`, which docs/observability.md does not document",
+                "d.json: panel `renamed` queries `tasker_gone_seconds_bucket`, which docs/reference/metrics.md does not document",
                 "d.json: panel `elsewhere` reads data source \"influx\", not the provisioned `prometheus`",
                 "d.json: panel `empty` has no query",
             ]

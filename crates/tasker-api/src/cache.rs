@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use tasker_handler::{Clock, SystemClock};
 
 /// The `[cache]` section of `tasker.toml`.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CacheSettings {

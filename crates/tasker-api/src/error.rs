@@ -22,8 +22,11 @@ pub struct ErrorEnvelope {
 /// What went wrong, for people and for programs.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ErrorBody {
-    /// A stable machine-readable code, e.g. `not_found` or `invalid_transition`.
-    #[schema(example = "invalid_transition")]
+    /// A stable machine-readable code, e.g. `not_found` or `invalid_transition`
+    /// (docs/reference/api-errors.md lists them).
+    // Declared as `ErrorCode` in the document but read as a string, so that a client built
+    // before a code was added still reads the error; `ErrorCode` parses it.
+    #[schema(value_type = ErrorCode, example = "invalid_transition")]
     pub code: String,
     /// A sentence for people.
     pub message: String,
@@ -34,25 +37,280 @@ pub struct ErrorBody {
     pub correlation_id: String,
 }
 
+/// Every `error.code` the API answers with, REST and GraphQL alike (GraphQL puts it in
+/// `extensions.code`). Each has the HTTP status it is sent with and a one-line meaning;
+/// docs/reference/api-errors.md lists them. On the wire a code is its snake_case name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// 400: malformed JSON, id, query parameter or header.
+    BadRequest,
+    /// 401: no valid credentials.
+    Unauthorized,
+    /// 403: the credentials lack the permission.
+    Forbidden,
+    /// 404: no such task, step, handler, API key or route.
+    NotFound,
+    /// 404: no such template.
+    TemplateNotFound,
+    /// 405: the route does not take that method.
+    MethodNotAllowed,
+    /// 408: the request took longer than the configured timeout.
+    Timeout,
+    /// 409: the task's or step's state refuses the action.
+    InvalidTransition,
+    /// 409: another writer changed the row between read and write.
+    Conflict,
+    /// 409: a template or handler of that name is already registered.
+    AlreadyRegistered,
+    /// 409: a template version exists with different content.
+    TemplateVersionExists,
+    /// 409: the task in error has no failed step to retry.
+    NothingToRetry,
+    /// 409: a task with this identity already exists.
+    DuplicateTask,
+    /// 413: a body, context, result or query over its size limit.
+    PayloadTooLarge,
+    /// 415: the body's content type is not accepted.
+    UnsupportedMediaType,
+    /// 422: the body is JSON of the wrong shape or with invalid values.
+    InvalidBody,
+    /// 422: the template does not parse or validate.
+    InvalidTemplate,
+    /// 422: a step names a handler class that is not registered.
+    UnknownHandler,
+    /// 422: task hooks or the custom-event registry refused the request.
+    Refused,
+    /// 422: the template has more steps than the server accepts.
+    TooManySteps,
+    /// 422: a value the database cannot store (a NUL character).
+    UnstorableValue,
+    /// 422: the task's context does not match the template's schema.
+    InvalidContext,
+    /// 422: a step to bypass is not in the template.
+    InvalidBypass,
+    /// 400: a GraphQL query nests deeper than `graphql.max_depth`.
+    TooDeep,
+    /// 400: a GraphQL query is more complex than `graphql.max_complexity`.
+    TooComplex,
+    /// 400: a GraphQL document has more aliases than `graphql.max_aliases`.
+    TooManyAliases,
+    /// 500: the server failed; its log has the details.
+    Internal,
+    /// 503: the database (or the engine) is unavailable.
+    Unavailable,
+}
+
+impl ErrorCode {
+    /// Every code, in the order the reference lists them.
+    pub const ALL: &'static [ErrorCode] = &[
+        ErrorCode::BadRequest,
+        ErrorCode::Unauthorized,
+        ErrorCode::Forbidden,
+        ErrorCode::NotFound,
+        ErrorCode::TemplateNotFound,
+        ErrorCode::MethodNotAllowed,
+        ErrorCode::Timeout,
+        ErrorCode::InvalidTransition,
+        ErrorCode::Conflict,
+        ErrorCode::AlreadyRegistered,
+        ErrorCode::TemplateVersionExists,
+        ErrorCode::NothingToRetry,
+        ErrorCode::DuplicateTask,
+        ErrorCode::PayloadTooLarge,
+        ErrorCode::UnsupportedMediaType,
+        ErrorCode::InvalidBody,
+        ErrorCode::InvalidTemplate,
+        ErrorCode::UnknownHandler,
+        ErrorCode::Refused,
+        ErrorCode::TooManySteps,
+        ErrorCode::UnstorableValue,
+        ErrorCode::InvalidContext,
+        ErrorCode::InvalidBypass,
+        ErrorCode::TooDeep,
+        ErrorCode::TooComplex,
+        ErrorCode::TooManyAliases,
+        ErrorCode::Internal,
+        ErrorCode::Unavailable,
+    ];
+
+    /// The code on the wire: `invalid_transition`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
+            ErrorCode::Timeout => "timeout",
+            ErrorCode::InvalidTransition => "invalid_transition",
+            ErrorCode::Conflict => "conflict",
+            ErrorCode::AlreadyRegistered => "already_registered",
+            ErrorCode::TemplateVersionExists => "template_version_exists",
+            ErrorCode::NothingToRetry => "nothing_to_retry",
+            ErrorCode::DuplicateTask => "duplicate_task",
+            ErrorCode::TemplateNotFound => "template_not_found",
+            ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::UnsupportedMediaType => "unsupported_media_type",
+            ErrorCode::InvalidBody => "invalid_body",
+            ErrorCode::InvalidTemplate => "invalid_template",
+            ErrorCode::UnknownHandler => "unknown_handler",
+            ErrorCode::Refused => "refused",
+            ErrorCode::TooManySteps => "too_many_steps",
+            ErrorCode::UnstorableValue => "unstorable_value",
+            ErrorCode::InvalidContext => "invalid_context",
+            ErrorCode::InvalidBypass => "invalid_bypass",
+            ErrorCode::TooDeep => "too_deep",
+            ErrorCode::TooComplex => "too_complex",
+            ErrorCode::TooManyAliases => "too_many_aliases",
+            ErrorCode::Internal => "internal",
+            ErrorCode::Unavailable => "unavailable",
+        }
+    }
+
+    /// The HTTP status REST answers with (GraphQL puts it in `extensions.status`).
+    pub const fn status(self) -> StatusCode {
+        match self {
+            ErrorCode::BadRequest
+            | ErrorCode::TooDeep
+            | ErrorCode::TooComplex
+            | ErrorCode::TooManyAliases => StatusCode::BAD_REQUEST,
+            ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
+            ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+            ErrorCode::NotFound | ErrorCode::TemplateNotFound => StatusCode::NOT_FOUND,
+            ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::Timeout => StatusCode::REQUEST_TIMEOUT,
+            ErrorCode::InvalidTransition
+            | ErrorCode::Conflict
+            | ErrorCode::AlreadyRegistered
+            | ErrorCode::TemplateVersionExists
+            | ErrorCode::NothingToRetry
+            | ErrorCode::DuplicateTask => StatusCode::CONFLICT,
+            ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorCode::InvalidBody
+            | ErrorCode::InvalidTemplate
+            | ErrorCode::UnknownHandler
+            | ErrorCode::Refused
+            | ErrorCode::TooManySteps
+            | ErrorCode::UnstorableValue
+            | ErrorCode::InvalidContext
+            | ErrorCode::InvalidBypass => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// What it means, in one line.
+    pub const fn meaning(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => {
+                "The request is malformed: JSON syntax, an id, a query parameter or a header."
+            }
+            ErrorCode::Unauthorized => {
+                "No valid credentials were sent (the response carries `WWW-Authenticate: Bearer`)."
+            }
+            ErrorCode::Forbidden => "The credentials lack the permission the operation needs.",
+            ErrorCode::NotFound => "No such task, step, handler, API key or route.",
+            ErrorCode::TemplateNotFound => "No template of that namespace, name and version.",
+            ErrorCode::MethodNotAllowed => {
+                "The route does not take that method (GraphQL: GET runs queries only)."
+            }
+            ErrorCode::Timeout => {
+                "The request took longer than `api.request_timeout` (GraphQL: `graphql.timeout`)."
+            }
+            ErrorCode::InvalidTransition => {
+                "The task's or step's state refuses the action; `details` names the states it needs."
+            }
+            ErrorCode::Conflict => {
+                "Another writer changed the task or step between the read and the write: read it again."
+            }
+            ErrorCode::AlreadyRegistered => {
+                "A template or handler of that name is already registered in this process."
+            }
+            ErrorCode::TemplateVersionExists => {
+                "That template version is registered with different content; versions are immutable."
+            }
+            ErrorCode::NothingToRetry => {
+                "The task is in error only because steps were cancelled: no failed step to retry."
+            }
+            ErrorCode::DuplicateTask => "A task with the same identity already exists.",
+            ErrorCode::PayloadTooLarge => {
+                "A body, context, result or GraphQL query is over its size limit; `details` names the setting."
+            }
+            ErrorCode::UnsupportedMediaType => {
+                "The body's content type is not accepted (JSON; YAML or JSON for templates)."
+            }
+            ErrorCode::InvalidBody => {
+                "The body is well-formed JSON with the wrong shape or an invalid value."
+            }
+            ErrorCode::InvalidTemplate => {
+                "The template does not parse or validate; `details` holds each error's line and column."
+            }
+            ErrorCode::UnknownHandler => "A step names a handler class that is not registered.",
+            ErrorCode::Refused => {
+                "Task hooks refused the request, or a custom event is not declared."
+            }
+            ErrorCode::TooManySteps => {
+                "The template has more steps than `engine.max_steps_per_template`."
+            }
+            ErrorCode::UnstorableValue => {
+                "A value the database cannot store (a NUL character); `details.path` says where."
+            }
+            ErrorCode::InvalidContext => {
+                "The context does not match the template's schema; `details` holds a JSON path per error."
+            }
+            ErrorCode::InvalidBypass => "A step named to bypass is not in the template.",
+            ErrorCode::TooDeep => "A GraphQL query nests deeper than `graphql.max_depth`.",
+            ErrorCode::TooComplex => {
+                "A GraphQL query is more complex than `graphql.max_complexity`."
+            }
+            ErrorCode::TooManyAliases => {
+                "A GraphQL document has more aliased fields than `graphql.max_aliases`."
+            }
+            ErrorCode::Internal => {
+                "The server failed (misconfiguration, unreadable stored data); its log has the details."
+            }
+            ErrorCode::Unavailable => {
+                "The database is unavailable, or the engine is shutting down; try again."
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// An API error: a status, a code and a message. Built from the engine's and store's errors
 /// by [`From`], so handlers use `?`.
 #[derive(Debug, Clone)]
 pub struct ApiError {
     status: StatusCode,
-    code: &'static str,
+    code: ErrorCode,
     message: String,
     details: Value,
 }
 
 impl ApiError {
-    /// An error with no details.
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    /// An error with no details, answered with the code's status.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
-            status,
+            status: code.status(),
             code,
             message: message.into(),
             details: Value::Null,
         }
+    }
+
+    /// The same error answered with `status`: only for a framework's or a layer's bare status
+    /// put into the envelope, which keeps the status it had.
+    pub(crate) fn with_status(mut self, status: StatusCode) -> Self {
+        self.status = status;
+        self
     }
 
     /// Adds structured details.
@@ -63,36 +321,27 @@ impl ApiError {
 
     /// 400: the request is malformed.
     pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+        Self::new(ErrorCode::BadRequest, message)
     }
 
     /// 401: no valid credentials. Why is logged, never sent.
     pub fn unauthorized() -> Self {
-        Self::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "valid credentials are required",
-        )
+        Self::new(ErrorCode::Unauthorized, "valid credentials are required")
     }
 
     /// 403: the caller may not do this.
     pub fn forbidden(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+        Self::new(ErrorCode::Forbidden, message)
     }
 
     /// 404.
     pub fn not_found(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", message)
-    }
-
-    /// 422: well-formed but invalid.
-    pub fn unprocessable(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+        Self::new(ErrorCode::NotFound, message)
     }
 
     /// 503: a dependency (the database) is unavailable.
     pub fn unavailable(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+        Self::new(ErrorCode::Unavailable, message)
     }
 
     /// The status.
@@ -101,8 +350,13 @@ impl ApiError {
     }
 
     /// The code.
-    pub fn code(&self) -> &'static str {
+    pub fn error_code(&self) -> ErrorCode {
         self.code
+    }
+
+    /// The code as sent: `invalid_transition`.
+    pub fn code(&self) -> &'static str {
+        self.code.as_str()
     }
 
     /// The message.
@@ -119,11 +373,11 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if self.status.is_server_error() {
-            tracing::error!(code = self.code, message = %self.message, "request failed");
+            tracing::error!(code = self.code.as_str(), message = %self.message, "request failed");
         }
         let body = ErrorEnvelope {
             error: ErrorBody {
-                code: self.code.to_owned(),
+                code: self.code.as_str().to_owned(),
                 message: self.message,
                 details: self.details,
                 correlation_id: correlation::current(),
@@ -154,46 +408,41 @@ impl From<EngineError> for ApiError {
                         })
                     })
                     .collect();
-                Self::unprocessable("invalid_template", message).with_details(Value::Array(details))
+                Self::new(ErrorCode::InvalidTemplate, message).with_details(Value::Array(details))
             }
-            EngineError::UnknownHandler { .. } => Self::unprocessable("unknown_handler", message),
+            EngineError::UnknownHandler { .. } => Self::new(ErrorCode::UnknownHandler, message),
             EngineError::DuplicateTemplate(_) | EngineError::DuplicateHandler(_) => {
-                Self::new(StatusCode::CONFLICT, "already_registered", message)
+                Self::new(ErrorCode::AlreadyRegistered, message)
             }
-            EngineError::UnknownTemplate { .. } => {
-                Self::new(StatusCode::NOT_FOUND, "template_not_found", message)
-            }
+            EngineError::UnknownTemplate { .. } => Self::new(ErrorCode::TemplateNotFound, message),
             EngineError::RefusedByHooks { .. } | EngineError::InvalidCustomEvent { .. } => {
-                Self::unprocessable("refused", message)
+                Self::new(ErrorCode::Refused, message)
             }
             EngineError::TaskNotFound(_) | EngineError::StepNotFound(_) => Self::not_found(message),
             EngineError::TooManySteps { steps, limit, .. } => {
-                Self::unprocessable("too_many_steps", message)
+                Self::new(ErrorCode::TooManySteps, message)
                     .with_details(json!({"steps": steps, "limit": limit}))
             }
             EngineError::TooLarge {
                 size, limit, key, ..
-            } => Self::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", message)
-                .with_details(
-                    json!({"size": size, "limit": limit, "setting": format!("engine.{key}")}),
-                ),
+            } => Self::new(ErrorCode::PayloadTooLarge, message).with_details(
+                json!({"size": size, "limit": limit, "setting": format!("engine.{key}")}),
+            ),
             EngineError::Unstorable { path, .. } => {
-                Self::unprocessable("unstorable_value", message).with_details(json!({"path": path}))
+                Self::new(ErrorCode::UnstorableValue, message).with_details(json!({"path": path}))
             }
             EngineError::InvalidConfig(_) => {
                 tracing::error!(error = %message, "engine configuration");
                 Self::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
+                    ErrorCode::Internal,
                     "the server is misconfigured; the server log has the details",
                 )
             }
-            EngineError::ActionRefused(refusal) => {
-                Self::new(StatusCode::CONFLICT, "invalid_transition", message).with_details(json!({
+            EngineError::ActionRefused(refusal) => Self::new(ErrorCode::InvalidTransition, message)
+                .with_details(json!({
                     "entity": refusal.entity, "id": refusal.id, "state": refusal.state,
                     "action": refusal.action, "allowed_states": refusal.allowed,
-                }))
-            }
+                })),
             EngineError::Store(err) => err.into(),
             EngineError::Relay(_) | EngineError::ShutDown => Self::unavailable(message),
         }
@@ -212,8 +461,7 @@ impl From<StoreError> for ApiError {
                 } else {
                     tracing::error!(error = %db, "database statement failed");
                     Self::new(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "internal",
+                        ErrorCode::Internal,
                         "the database refused a statement; the server log has the details",
                     )
                 }
@@ -221,19 +469,17 @@ impl From<StoreError> for ApiError {
             StoreError::TaskNotFound(_)
             | StoreError::StepNotFound(_)
             | StoreError::ApiKeyNotFound(_) => Self::not_found(message),
-            StoreError::TemplateNotFound { .. } => {
-                Self::new(StatusCode::NOT_FOUND, "template_not_found", message)
-            }
+            StoreError::TemplateNotFound { .. } => Self::new(ErrorCode::TemplateNotFound, message),
             StoreError::InvalidTransition(transition) => {
                 let details = serde_json::to_value(transition).unwrap_or(Value::Null);
-                Self::new(StatusCode::CONFLICT, "invalid_transition", message).with_details(details)
+                Self::new(ErrorCode::InvalidTransition, message).with_details(details)
             }
             StoreError::Conflict {
                 entity,
                 id,
                 expected,
                 actual,
-            } => Self::new(StatusCode::CONFLICT, "conflict", message).with_details(json!({
+            } => Self::new(ErrorCode::Conflict, message).with_details(json!({
                 "entity": entity, "id": id, "expected": expected, "actual": actual,
             })),
             StoreError::InvalidContext(errors) => {
@@ -241,22 +487,17 @@ impl From<StoreError> for ApiError {
                     .iter()
                     .map(|e| json!({"path": e.path, "message": e.message}))
                     .collect();
-                Self::unprocessable("invalid_context", message).with_details(Value::Array(details))
+                Self::new(ErrorCode::InvalidContext, message).with_details(Value::Array(details))
             }
             StoreError::InvalidBypass { step, .. } => {
-                Self::unprocessable("invalid_bypass", message).with_details(json!({"step": step}))
+                Self::new(ErrorCode::InvalidBypass, message).with_details(json!({"step": step}))
             }
-            StoreError::NothingToRetry { .. } => {
-                Self::new(StatusCode::CONFLICT, "nothing_to_retry", message)
-            }
-            StoreError::DuplicateTask { .. } => {
-                Self::new(StatusCode::CONFLICT, "duplicate_task", message)
-            }
+            StoreError::NothingToRetry { .. } => Self::new(ErrorCode::NothingToRetry, message),
+            StoreError::DuplicateTask { .. } => Self::new(ErrorCode::DuplicateTask, message),
             StoreError::Malformed { .. } => {
                 tracing::error!(error = %message, "stored data is malformed");
                 Self::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
+                    ErrorCode::Internal,
                     "stored data could not be read; the server log has the details",
                 )
             }
@@ -268,19 +509,15 @@ impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
         match rejection {
             JsonRejection::MissingJsonContentType(_) => Self::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
+                ErrorCode::UnsupportedMediaType,
                 "the body must be JSON (Content-Type: application/json)",
             ),
-            JsonRejection::JsonDataError(err) => {
-                Self::unprocessable("invalid_body", err.body_text())
-            }
+            JsonRejection::JsonDataError(err) => Self::new(ErrorCode::InvalidBody, err.body_text()),
             JsonRejection::JsonSyntaxError(err) => Self::bad_request(err.body_text()),
             JsonRejection::BytesRejection(err) => {
                 if err.status() == StatusCode::PAYLOAD_TOO_LARGE {
                     Self::new(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "payload_too_large",
+                        ErrorCode::PayloadTooLarge,
                         "the body is larger than the server accepts",
                     )
                 } else {

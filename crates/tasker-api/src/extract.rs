@@ -6,7 +6,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 
 /// A JSON object body; malformed JSON is 400, the wrong content type 415, well-formed JSON of
 /// the wrong shape (an array or a scalar included) 422, too large 413.
@@ -30,21 +30,21 @@ where
 /// a struct from an array of its fields, which no client means.
 fn object<T: DeserializeOwned>(value: Value) -> Result<T, ApiError> {
     if !value.is_object() {
-        return Err(ApiError::unprocessable(
-            "invalid_body",
+        return Err(ApiError::new(
+            ErrorCode::InvalidBody,
             format!("the body must be a JSON object, got {}", kind(&value)),
         ));
     }
     if let Some(at) = nul_at(&value, String::new()) {
-        return Err(ApiError::unprocessable(
-            "invalid_body",
+        return Err(ApiError::new(
+            ErrorCode::InvalidBody,
             format!(
                 "invalid body: text may not contain the NUL character (\\u0000), found at `{at}`"
             ),
         ));
     }
     serde_json::from_value(value)
-        .map_err(|err| ApiError::unprocessable("invalid_body", format!("invalid body: {err}")))
+        .map_err(|err| ApiError::new(ErrorCode::InvalidBody, format!("invalid body: {err}")))
 }
 
 /// Where the first string or key holding a NUL character is (`tags[1]`, `context.a`): stored
@@ -136,8 +136,7 @@ pub(crate) fn optional_json<T: DeserializeOwned + Default>(
         });
     if !json {
         return Err(ApiError::new(
-            axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
+            ErrorCode::UnsupportedMediaType,
             "the body must be JSON (Content-Type: application/json)",
         ));
     }

@@ -54,11 +54,12 @@ use utoipa_axum::router::OpenApiRouter;
 
 pub use cache::{Cache, CacheBackend, CacheCounters, CacheError, CacheSettings, MemoryCache};
 pub use correlation::{CorrelationId, HEADER as CORRELATION_HEADER};
-pub use error::{ApiError, ErrorBody, ErrorEnvelope};
+pub use error::{ApiError, ErrorBody, ErrorCode, ErrorEnvelope};
 pub use graphql::{GraphqlSettings, sdl as graphql_sdl, validate_document as validate_graphql};
 pub use keys::{DatabaseApiKeys, DatabaseRevocations};
 pub use metrics::{
-    EndpointAuth, MetricsExporter, PROMETHEUS_CONTENT_TYPE, UNMATCHED_ROUTE, track_requests,
+    EndpointAuth, HTTP_INSTRUMENTS, MetricsExporter, PROMETHEUS_CONTENT_TYPE, UNMATCHED_ROUTE,
+    track_requests,
 };
 pub use routes::analytics::{
     BottlenecksQuery, BottlenecksView, DEFAULT_LIMIT as DEFAULT_ANALYTICS_LIMIT,
@@ -276,8 +277,7 @@ impl Api {
             .fallback(|| async { ApiError::not_found("no such route") })
             .method_not_allowed_fallback(|| async {
                 ApiError::new(
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    "method_not_allowed",
+                    ErrorCode::MethodNotAllowed,
                     "this route does not take that method",
                 )
             })
@@ -300,8 +300,7 @@ async fn time_limit(limit: std::time::Duration, request: Request, next: Next) ->
     match tokio::time::timeout(limit, next.run(request)).await {
         Ok(response) => response,
         Err(_) => ApiError::new(
-            StatusCode::REQUEST_TIMEOUT,
-            "timeout",
+            ErrorCode::Timeout,
             format!("the request took longer than {} s", limit.as_secs_f64()),
         )
         .into_response(),
@@ -324,20 +323,24 @@ async fn envelope(request: Request, next: Next) -> Response {
         return response;
     }
     let code = match status {
-        StatusCode::BAD_REQUEST => "bad_request",
-        StatusCode::UNAUTHORIZED => "unauthorized",
-        StatusCode::FORBIDDEN => "forbidden",
-        StatusCode::NOT_FOUND => "not_found",
-        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
-        StatusCode::REQUEST_TIMEOUT => "timeout",
-        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
-        StatusCode::UNPROCESSABLE_ENTITY => "invalid_body",
-        s if s.is_server_error() => "internal",
-        _ => "bad_request",
+        StatusCode::BAD_REQUEST => ErrorCode::BadRequest,
+        StatusCode::UNAUTHORIZED => ErrorCode::Unauthorized,
+        StatusCode::FORBIDDEN => ErrorCode::Forbidden,
+        StatusCode::NOT_FOUND => ErrorCode::NotFound,
+        StatusCode::METHOD_NOT_ALLOWED => ErrorCode::MethodNotAllowed,
+        StatusCode::REQUEST_TIMEOUT => ErrorCode::Timeout,
+        StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::PayloadTooLarge,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ErrorCode::UnsupportedMediaType,
+        StatusCode::UNPROCESSABLE_ENTITY => ErrorCode::InvalidBody,
+        s if s.is_server_error() => ErrorCode::Internal,
+        _ => ErrorCode::BadRequest,
     };
     let message = status.canonical_reason().unwrap_or("error").to_owned();
-    let mut rebuilt = ApiError::new(status, code, message).into_response();
+    // The status stays as the framework or layer chose it (a 502 is `internal`, a 429
+    // `bad_request`).
+    let mut rebuilt = ApiError::new(code, message)
+        .with_status(status)
+        .into_response();
     for name in [header::ALLOW, header::VARY] {
         if let Some(value) = response.headers().get(&name) {
             rebuilt.headers_mut().insert(name, value.clone());

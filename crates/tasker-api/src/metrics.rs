@@ -14,9 +14,9 @@ use axum::response::{IntoResponse, Response};
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, Histogram, Meter};
 use serde::{Deserialize, Serialize};
-use tasker_events::SECONDS_BOUNDARIES;
+use tasker_events::{Appears, InstrumentKind, InstrumentSpec, InstrumentUnit, SECONDS_BOUNDARIES};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::state::Shared;
 
 /// The content type of the Prometheus text exposition format.
@@ -39,6 +39,7 @@ pub trait MetricsExporter: Send + Sync + 'static {
 
 /// Who may read an endpoint served at the root beside the probes (`/metrics`,
 /// `/health/status`): the settings `metrics.auth` and `health.status_auth`.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EndpointAuth {
@@ -60,6 +61,33 @@ impl EndpointAuth {
     }
 }
 
+const LABELS: &[&str] = &["method", "route", "status"];
+
+const REQUESTS: InstrumentSpec = InstrumentSpec {
+    name: "tasker.http.requests",
+    kind: InstrumentKind::Counter,
+    unit: InstrumentUnit::Count("requests"),
+    labels: LABELS,
+    description: "HTTP requests answered, by method, route template and status",
+    notes: "`route` is the matched route template (`/v1/tasks/{task_id}`), never the raw path; `unmatched` when no route matched. Methods outside the standard set are `_OTHER`.",
+    appears: Appears::OnFirst("request"),
+    boundaries: &[],
+};
+
+const DURATION: InstrumentSpec = InstrumentSpec {
+    name: "tasker.http.request.duration",
+    kind: InstrumentKind::Histogram,
+    unit: InstrumentUnit::Seconds,
+    labels: LABELS,
+    description: "HTTP request duration until the response head (event streams: until the stream opens)",
+    notes: "",
+    appears: Appears::OnFirst("request"),
+    boundaries: SECONDS_BOUNDARIES,
+};
+
+/// The instruments of [`track_requests`], each created from its entry here.
+pub const HTTP_INSTRUMENTS: &[InstrumentSpec] = &[REQUESTS, DURATION];
+
 /// Counts and times requests by method, matched route template and status.
 #[derive(Clone)]
 pub(crate) struct HttpMetrics {
@@ -70,18 +98,8 @@ pub(crate) struct HttpMetrics {
 impl HttpMetrics {
     fn new(meter: &Meter) -> Self {
         Self {
-            requests: meter
-                .u64_counter("tasker.http.requests")
-                .with_description("HTTP requests answered, by method, route template and status")
-                .build(),
-            duration: meter
-                .f64_histogram("tasker.http.request.duration")
-                .with_unit("s")
-                .with_description(
-                    "HTTP request duration until the response head (event streams: until the stream opens)",
-                )
-                .with_boundaries(SECONDS_BOUNDARIES.to_vec())
-                .build(),
+            requests: REQUESTS.u64_counter(meter),
+            duration: DURATION.f64_histogram(meter),
         }
     }
 }
@@ -151,8 +169,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, exporter: Arc<dyn MetricsExporter
     match exporter.render() {
         Ok(text) => ([(header::CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE)], text).into_response(),
         Err(err) => ApiError::new(
-            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
+            ErrorCode::Internal,
             format!("the metrics could not be rendered: {err}"),
         )
         .into_response(),

@@ -8,12 +8,14 @@ use tasker_auth::AccessControl;
 use tasker_engine::Engine;
 
 /// The `[api]` section of `tasker.toml`.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ApiSettings {
     /// Largest request body, in bytes (413 above it).
     pub body_limit: usize,
     /// Seconds a request may take before it is answered with 408 (event streams excepted).
+    #[cfg_attr(feature = "schema", schemars(extend("x-unit" = "seconds")))]
     pub request_timeout: f64,
     /// Origins allowed to call the API from a browser (CORS); empty (the default) turns CORS
     /// off. `*` allows any origin.
@@ -88,6 +90,7 @@ impl ApiSettings {
 
 /// The `[health]` section of `tasker.toml`: who reads `/health/status` at the server's root,
 /// and the thresholds of its verdict.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HealthSettings {

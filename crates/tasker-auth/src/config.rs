@@ -25,6 +25,7 @@ use crate::permission::{Grant, Permission, PermissionError};
 
 /// Which rules apply: development and test allow open access, production refuses it unless
 /// `auth.allow_open_in_production` says otherwise.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Profile {
@@ -55,6 +56,7 @@ impl fmt::Display for Profile {
 }
 
 /// An authenticator named in `auth.authenticators`.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AuthenticatorKind {
@@ -77,6 +79,7 @@ impl fmt::Display for AuthenticatorKind {
 }
 
 /// A secret string: `Debug` never prints it.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Secret(String);
@@ -100,6 +103,7 @@ impl fmt::Debug for Secret {
 }
 
 /// `[auth]`.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
@@ -131,6 +135,7 @@ impl Default for AuthConfig {
 }
 
 /// `[auth.jwt]`.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct JwtConfig {
@@ -155,6 +160,7 @@ pub struct JwtConfig {
     /// The audience that must be in `aud`.
     pub audience: Option<String>,
     /// Seconds of clock skew tolerated on `exp`, `nbf` and `iat`.
+    #[cfg_attr(feature = "schema", schemars(extend("x-unit" = "seconds")))]
     pub leeway: f64,
     /// Longer tokens are refused unparsed.
     pub max_token_bytes: usize,
@@ -196,6 +202,27 @@ pub const DEFAULT_JWKS_MAX_STALENESS: Duration = Duration::from_secs(3600);
 /// (`"90s"`, `"5m"`, `"1h 30m"`, `"30d"`). Written back as seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ConfigDuration(pub Duration);
+
+/// A number of seconds or a written duration, as [`ConfigDuration`] reads them.
+#[cfg(feature = "schema")]
+impl schemars::JsonSchema for ConfigDuration {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ConfigDuration".into()
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "anyOf": [
+                { "type": "number", "minimum": 0, "x-unit": "seconds" },
+                { "type": "string", "description": "a duration such as `90s`, `5m` or `1h 30m`" }
+            ]
+        })
+    }
+}
 
 impl Serialize for ConfigDuration {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -278,6 +305,7 @@ pub struct JwksUrlSettings {
 }
 
 /// `[auth.api_keys]`.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ApiKeysConfig {
@@ -297,6 +325,7 @@ impl Default for ApiKeysConfig {
 }
 
 /// `[[auth.api_keys.keys]]`.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConfiguredKey {
@@ -309,6 +338,7 @@ pub struct ConfiguredKey {
     pub permissions: Vec<String>,
     /// When it stops working (RFC 3339).
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<String>"))]
     pub expires_at: Option<DateTime<Utc>>,
 }
 

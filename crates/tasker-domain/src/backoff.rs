@@ -13,16 +13,25 @@ use serde::{Deserialize, Serialize};
 pub const MAX_BACKOFF: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// How long to wait before the next attempt of a failed step.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BackoffPolicy {
     /// Delay after the first failure.
     #[serde(with = "crate::serde_secs::secs")]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(schema_with = "crate::serde_secs::secs::schema")
+    )]
     pub base: Duration,
     /// Growth factor per further failure.
     pub multiplier: f64,
     /// No delay exceeds this, explicit `retry_after` included.
     #[serde(with = "crate::serde_secs::secs")]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(schema_with = "crate::serde_secs::secs::schema")
+    )]
     pub max: Duration,
     /// Jitter as a fraction of the delay: 0.1 spreads delays over ±10%.
     pub jitter: f64,

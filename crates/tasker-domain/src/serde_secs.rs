@@ -21,6 +21,13 @@ pub mod secs {
             ))
         })
     }
+
+    /// The JSON Schema of such a field (`#[schemars(schema_with = "...::secs::schema")]`): a
+    /// non-negative number, annotated `"x-unit": "seconds"`.
+    #[cfg(feature = "schema")]
+    pub fn schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({ "type": "number", "minimum": 0, "x-unit": "seconds" })
+    }
 }
 
 /// An `Option<Duration>` as seconds or null.

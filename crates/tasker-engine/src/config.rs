@@ -16,6 +16,7 @@ pub const MAX_SHUTDOWN_GRACE: Duration = Duration::from_secs(60 * 60);
 pub const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// How an engine claims, runs and records work.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EngineConfig {
@@ -29,20 +30,40 @@ pub struct EngineConfig {
     pub record_batch_size: usize,
     /// How long a claim holds before another engine may take the step over.
     #[serde(with = "tasker_domain::serde_secs::secs")]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(schema_with = "tasker_domain::serde_secs::secs::schema")
+    )]
     pub lease: Duration,
     /// Fallback wake-up for work created by other processes.
     #[serde(with = "tasker_domain::serde_secs::secs")]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(schema_with = "tasker_domain::serde_secs::secs::schema")
+    )]
     pub poll_interval: Duration,
     /// How often the runtime switches (pauses, namespace limits) are read from the database:
     /// every process honours a change within this (at most 1 min).
     #[serde(with = "tasker_domain::serde_secs::secs")]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(schema_with = "tasker_domain::serde_secs::secs::schema")
+    )]
     pub switch_refresh: Duration,
     /// Timeout for steps whose template sets none (at most 24 h).
     #[serde(with = "tasker_domain::serde_secs::secs")]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(schema_with = "tasker_domain::serde_secs::secs::schema")
+    )]
     pub default_step_timeout: Duration,
     /// How long a draining engine lets running attempts finish before it gives their claims
     /// back (at most 1 h; 0 gives them back at once).
     #[serde(with = "tasker_domain::serde_secs::secs")]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(schema_with = "tasker_domain::serde_secs::secs::schema")
+    )]
     pub shutdown_grace: Duration,
     /// Backoff between attempts.
     pub backoff: BackoffPolicy,

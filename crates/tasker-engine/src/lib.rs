@@ -37,6 +37,7 @@ pub use config::{
 pub use engine::{BULK_BATCH, Engine, EngineBuilder};
 pub use error::{ActionRefusal, EngineError};
 pub use hooks::HOOK_TIMEOUT;
+pub use metrics::ENGINE_INSTRUMENTS;
 pub use operator::{CreateOptions, Operator};
 pub use registry::{RegisteredTask, Registry};
 pub use relay::{CHANNEL as RELAY_CHANNEL, Relay, RelayStats};

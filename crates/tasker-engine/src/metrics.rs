@@ -1,28 +1,154 @@
 //! The coordinator's own instruments, through the OpenTelemetry metrics API (no SDK here: the
 //! process that builds the engine attaches a reader, such as `tasker serve`'s Prometheus
 //! exporter, to the meter provider it passes to [`crate::EngineBuilder::meter`]).
-//!
-//! | Instrument | Kind | What |
-//! |---|---|---|
-//! | `tasker.engine.steps.running` | gauge | attempts running in this process |
-//! | `tasker.engine.steps.held` | gauge | claimed steps held back by `max_concurrent_steps_per_task` |
-//! | `tasker.engine.outcomes.unrecorded` | gauge | finished attempts waiting to be recorded again |
-//! | `tasker.engine.claim.steps` | histogram | steps per claim that returned any |
-//! | `tasker.engine.claim.duration` | histogram (s) | a claim's own transaction |
-//! | `tasker.engine.record.duration` | histogram (s) | a group commit (outcomes and the next claim) |
-//! | `tasker.engine.leases.renewed` | counter | leases of running attempts extended |
-//! | `tasker.engine.leases.reclaimed` | counter | expired attempts failed by this process's upkeep |
-//! | `tasker.steps.ready` | gauge | steps ready to claim, database-wide ([`crate::Engine::observe_backlog`]) |
-//! | `tasker.steps.in_backoff` | gauge | steps waiting for their next attempt, database-wide |
-//! | `tasker.db.pool.connections` | gauge (`state`: `in_use`, `idle`) | the store's connection pool |
+//! [`ENGINE_INSTRUMENTS`] lists them; each is created from its entry there.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, Histogram, Meter, ObservableGauge};
-use tasker_events::SECONDS_BOUNDARIES;
+use tasker_events::{
+    Appears, BATCH_BOUNDARIES, InstrumentKind, InstrumentSpec, InstrumentUnit, SECONDS_BOUNDARIES,
+};
 use tasker_persistence::Store;
+
+/// An observable gauge of a count.
+const fn gauge(
+    name: &'static str,
+    unit: &'static str,
+    description: &'static str,
+    notes: &'static str,
+) -> InstrumentSpec {
+    InstrumentSpec {
+        name,
+        kind: InstrumentKind::ObservableGauge,
+        unit: InstrumentUnit::Count(unit),
+        labels: &[],
+        description,
+        notes,
+        appears: Appears::AtStart,
+        boundaries: &[],
+    }
+}
+
+const STEPS_RUNNING: InstrumentSpec = gauge(
+    "tasker.engine.steps.running",
+    "attempts",
+    "Step attempts running in this process",
+    "",
+);
+const STEPS_HELD: InstrumentSpec = gauge(
+    "tasker.engine.steps.held",
+    "steps",
+    "Claimed steps held back by the per-task concurrency limit",
+    "The limit is `engine.max_concurrent_steps_per_task`.",
+);
+const OUTCOMES_UNRECORDED: InstrumentSpec = gauge(
+    "tasker.engine.outcomes.unrecorded",
+    "outcomes",
+    "Finished attempts waiting to be recorded again after a failed commit",
+    "They are kept in memory and recorded again with backoff.",
+);
+const CLAIM_STEPS: InstrumentSpec = InstrumentSpec {
+    name: "tasker.engine.claim.steps",
+    kind: InstrumentKind::Histogram,
+    unit: InstrumentUnit::Count("steps"),
+    labels: &[],
+    description: "Steps per claim that returned any",
+    notes: "A claim of its own or the one in a group commit.",
+    appears: Appears::OnFirst("attempt"),
+    boundaries: BATCH_BOUNDARIES,
+};
+const CLAIM_DURATION: InstrumentSpec = InstrumentSpec {
+    name: "tasker.engine.claim.duration",
+    kind: InstrumentKind::Histogram,
+    unit: InstrumentUnit::Seconds,
+    labels: &[],
+    description: "Duration of a claim's own transaction",
+    notes: "",
+    appears: Appears::WithCoordinator,
+    boundaries: SECONDS_BOUNDARIES,
+};
+const RECORD_DURATION: InstrumentSpec = InstrumentSpec {
+    name: "tasker.engine.record.duration",
+    kind: InstrumentKind::Histogram,
+    unit: InstrumentUnit::Seconds,
+    labels: &[],
+    description: "Duration of a group commit: outcomes recorded and the next claim",
+    notes: "Children released and tasks finalized included.",
+    appears: Appears::OnFirst("attempt"),
+    boundaries: SECONDS_BOUNDARIES,
+};
+const LEASES_RENEWED: InstrumentSpec = InstrumentSpec {
+    name: "tasker.engine.leases.renewed",
+    kind: InstrumentKind::Counter,
+    unit: InstrumentUnit::Count("leases"),
+    labels: &[],
+    description: "Leases of running attempts extended",
+    notes: "By upkeep, every `engine.lease / 3`.",
+    appears: Appears::OnFirst("renewal"),
+    boundaries: &[],
+};
+const LEASES_RECLAIMED: InstrumentSpec = InstrumentSpec {
+    name: "tasker.engine.leases.reclaimed",
+    kind: InstrumentKind::Counter,
+    unit: InstrumentUnit::Count("attempts"),
+    labels: &[],
+    description: "Expired attempts failed by this process's lease upkeep",
+    notes: "Their lease expired (a crashed or stalled process); they run again.",
+    appears: Appears::OnFirst("reclaim"),
+    boundaries: &[],
+};
+const STEPS_READY: InstrumentSpec = gauge(
+    "tasker.steps.ready",
+    "steps",
+    "Steps ready to claim now, in the whole database",
+    "Read by `Engine::observe_backlog`, before each scrape; the same in every process.",
+);
+const STEPS_IN_BACKOFF: InstrumentSpec = gauge(
+    "tasker.steps.in_backoff",
+    "steps",
+    "Steps waiting for their next attempt (retry backoff), in the whole database",
+    "Their parents are done but their next attempt is later (backoff, `Retry-After`); the same in every process.",
+);
+const POOL_CONNECTIONS: InstrumentSpec = InstrumentSpec {
+    name: "tasker.db.pool.connections",
+    kind: InstrumentKind::ObservableGauge,
+    unit: InstrumentUnit::Count("connections"),
+    labels: &["state"],
+    description: "Open database connections, in use or idle",
+    notes: "`state` is `in_use` or `idle`.",
+    appears: Appears::AtStart,
+    boundaries: &[],
+};
+const POOL_ACQUIRE_WAIT: InstrumentSpec = InstrumentSpec {
+    name: "tasker.db.pool.acquire_wait",
+    kind: InstrumentKind::ObservableGauge,
+    unit: InstrumentUnit::Seconds,
+    labels: &[],
+    description: "How long taking a pooled connection waited, measured when metrics are read",
+    notes: "Once per scrape, one connection is taken and given back at once.",
+    appears: Appears::AtStart,
+    boundaries: &[],
+};
+
+/// The coordinator's instruments (and the store's pool and backlog, which it reads), each
+/// created from its entry here.
+pub const ENGINE_INSTRUMENTS: &[InstrumentSpec] = &[
+    STEPS_RUNNING,
+    STEPS_HELD,
+    OUTCOMES_UNRECORDED,
+    CLAIM_STEPS,
+    CLAIM_DURATION,
+    RECORD_DURATION,
+    LEASES_RENEWED,
+    LEASES_RECLAIMED,
+    STEPS_READY,
+    STEPS_IN_BACKOFF,
+    POOL_CONNECTIONS,
+    POOL_ACQUIRE_WAIT,
+];
 
 /// Numbers the coordinator and [`crate::Engine::observe_backlog`] keep for the observable
 /// gauges, which read them when the meter provider is collected.
@@ -63,28 +189,21 @@ impl EngineMetrics {
     /// Instruments on `meter`; the pool gauges read `store`'s pool when collected.
     pub(crate) fn new(meter: &Meter, store: &Store) -> Self {
         let gauges = Arc::new(Gauges::default());
-        let gauge =
-            |name: &'static str, description: &'static str, read: fn(&Gauges) -> Option<u64>| {
-                let gauges = gauges.clone();
-                meter
-                    .u64_observable_gauge(name)
-                    .with_description(description)
-                    .with_callback(move |observer| {
-                        if let Some(value) = read(&gauges) {
-                            observer.observe(value, &[]);
-                        }
-                    })
-                    .build()
-            };
+        let gauge = |spec: &InstrumentSpec, read: fn(&Gauges) -> Option<u64>| {
+            let gauges = gauges.clone();
+            spec.u64_observable_gauge(meter)
+                .with_callback(move |observer| {
+                    if let Some(value) = read(&gauges) {
+                        observer.observe(value, &[]);
+                    }
+                })
+                .build()
+        };
         let pool_store = store.clone();
         let acquire_wait = {
             let gauges = gauges.clone();
-            meter
-                .f64_observable_gauge("tasker.db.pool.acquire_wait")
-                .with_unit("s")
-                .with_description(
-                    "How long taking a pooled connection waited, measured when metrics are read",
-                )
+            POOL_ACQUIRE_WAIT
+                .f64_observable_gauge(meter)
                 .with_callback(move |observer| {
                     if let Some(micros) = backlog(&gauges, &gauges.acquire_wait_micros) {
                         observer.observe(micros as f64 / 1e6, &[]);
@@ -93,34 +212,15 @@ impl EngineMetrics {
                 .build()
         };
         let observed = vec![
-            gauge(
-                "tasker.engine.steps.running",
-                "Step attempts running in this process",
-                |g| Some(g.running.load(Ordering::Relaxed)),
-            ),
-            gauge(
-                "tasker.engine.steps.held",
-                "Claimed steps held back by the per-task concurrency limit",
-                |g| Some(g.held.load(Ordering::Relaxed)),
-            ),
-            gauge(
-                "tasker.engine.outcomes.unrecorded",
-                "Finished attempts waiting to be recorded again after a failed commit",
-                |g| Some(g.unrecorded.load(Ordering::Relaxed)),
-            ),
-            gauge(
-                "tasker.steps.ready",
-                "Steps ready to claim now, in the whole database",
-                |g| backlog(g, &g.ready),
-            ),
-            gauge(
-                "tasker.steps.in_backoff",
-                "Steps waiting for their next attempt (retry backoff), in the whole database",
-                |g| backlog(g, &g.in_backoff),
-            ),
-            meter
-                .u64_observable_gauge("tasker.db.pool.connections")
-                .with_description("Open database connections, in use or idle")
+            gauge(&STEPS_RUNNING, |g| Some(g.running.load(Ordering::Relaxed))),
+            gauge(&STEPS_HELD, |g| Some(g.held.load(Ordering::Relaxed))),
+            gauge(&OUTCOMES_UNRECORDED, |g| {
+                Some(g.unrecorded.load(Ordering::Relaxed))
+            }),
+            gauge(&STEPS_READY, |g| backlog(g, &g.ready)),
+            gauge(&STEPS_IN_BACKOFF, |g| backlog(g, &g.in_backoff)),
+            POOL_CONNECTIONS
+                .u64_observable_gauge(meter)
                 .with_callback(move |observer| {
                     if let Some(pool) = pool_store.pool_status() {
                         observer.observe(
@@ -134,33 +234,11 @@ impl EngineMetrics {
         ];
         Self {
             gauges,
-            claim_steps: meter
-                .u64_histogram("tasker.engine.claim.steps")
-                .with_description("Steps per claim that returned any")
-                .with_boundaries(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0])
-                .build(),
-            claim_duration: meter
-                .f64_histogram("tasker.engine.claim.duration")
-                .with_unit("s")
-                .with_description("Duration of a claim's own transaction")
-                .with_boundaries(SECONDS_BOUNDARIES.to_vec())
-                .build(),
-            record_duration: meter
-                .f64_histogram("tasker.engine.record.duration")
-                .with_unit("s")
-                .with_description(
-                    "Duration of a group commit: outcomes recorded and the next claim",
-                )
-                .with_boundaries(SECONDS_BOUNDARIES.to_vec())
-                .build(),
-            leases_renewed: meter
-                .u64_counter("tasker.engine.leases.renewed")
-                .with_description("Leases of running attempts extended")
-                .build(),
-            leases_reclaimed: meter
-                .u64_counter("tasker.engine.leases.reclaimed")
-                .with_description("Expired attempts failed by this process's lease upkeep")
-                .build(),
+            claim_steps: CLAIM_STEPS.u64_histogram(meter),
+            claim_duration: CLAIM_DURATION.f64_histogram(meter),
+            record_duration: RECORD_DURATION.f64_histogram(meter),
+            leases_renewed: LEASES_RENEWED.u64_counter(meter),
+            leases_reclaimed: LEASES_RECLAIMED.u64_counter(meter),
             _observed: observed,
             _acquire_wait: acquire_wait,
         }

@@ -9,7 +9,8 @@
 //!   each with its own bounded queue and worker (a slow or panicking subscriber harms only
 //!   itself; drops are counted); [`EventStream`]s for readers that pull; custom events
 //!   registered by templates or code and published under exactly the name subscribed to.
-//! - [`MetricsSubscriber`] (OpenTelemetry metrics API) and [`LogSubscriber`] (`tracing`).
+//! - [`MetricsSubscriber`] (OpenTelemetry metrics API) and [`LogSubscriber`] (`tracing`);
+//!   [`InstrumentSpec`], an instrument as data, from which every Tasker instrument is created.
 //!
 //! Who depends on it: the engine publishes through it, the API streams it, the blog examples
 //! subscribe to it. Applications subscribe to lifecycle events here.
@@ -21,6 +22,7 @@
 pub mod bus;
 pub mod catalog;
 pub mod event;
+pub mod instrument;
 pub mod log;
 pub mod metrics;
 pub mod names;
@@ -34,6 +36,9 @@ pub use event::{
     CustomPayload, Event, Payload, StepPayload, SwitchAction, SwitchPayload, SwitchScope,
     TaskLabels, TaskPayload, WorkflowPayload,
 };
+pub use instrument::{
+    Appears, BATCH_BOUNDARIES, InstrumentKind, InstrumentSpec, InstrumentUnit, SECONDS_BOUNDARIES,
+};
 pub use log::LogSubscriber;
-pub use metrics::{MetricsSubscriber, SECONDS_BOUNDARIES};
+pub use metrics::{EVENT_INSTRUMENTS, MetricsSubscriber};
 pub use tasker_domain::event_names;

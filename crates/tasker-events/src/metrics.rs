@@ -1,21 +1,7 @@
 //! Metrics derived from events, through the OpenTelemetry metrics API (the one facade: a
 //! Prometheus or OTLP reader is attached to the meter provider by whoever builds the server).
-//!
-//! | Event | Instrument |
-//! |---|---|
-//! | `task.initialize_requested` | counter `tasker.tasks.created` |
-//! | `task.start_requested` | counter `tasker.tasks.started` |
-//! | `task.completed` / `failed` / `cancelled` / `resolved_manually` | counter `tasker.tasks.<state>`, histogram `tasker.task.duration` (s, attribute `state`) |
-//! | `task.retry_requested` | counter `tasker.tasks.retried` |
-//! | `step.execution_requested` | counter `tasker.steps.started` |
-//! | `step.completed` | counter `tasker.steps.completed`, histogram `tasker.step.duration` (s) |
-//! | `step.failed` | counter `tasker.steps.failed` (attributes `error_kind`, `error_code`), histogram `tasker.step.duration` |
-//! | `step.retry_requested` | counter `tasker.steps.retried` |
-//! | `step.cancelled` | counter `tasker.steps.cancelled` |
-//! | `observability.step.max_retries_reached` | counter `tasker.steps.exhausted` |
-//! | `workflow.steps_execution_completed` | histogram `tasker.commit.steps` (outcomes per group commit) |
-//! | custom events | counter `tasker.custom_events` (attribute `event`) |
-//! | the bus's queue drops | observable counter `tasker.events.dropped` |
+//! [`EVENT_INSTRUMENTS`] lists them, with the events that record each; every instrument is
+//! created from its entry there (docs/reference/metrics.md is generated from it).
 //!
 //! Task and step instruments carry `namespace`, `task_name` and `version`; step instruments add
 //! `step`.
@@ -27,13 +13,215 @@ use opentelemetry::metrics::{Counter, Histogram, Meter, ObservableCounter};
 use crate::bus::{EventBus, Interest, Subscriber};
 use crate::catalog::Category;
 use crate::event::{Event, Payload, TaskLabels};
+use crate::instrument::{
+    Appears, BATCH_BOUNDARIES, InstrumentKind, InstrumentSpec, InstrumentUnit, SECONDS_BOUNDARIES,
+};
 use crate::names::{observability, step, task, workflow};
 
-/// Histogram boundaries for durations in seconds, 1 ms to 1 h: the SDK's default boundaries
-/// (0 to 10,000) suit milliseconds, not seconds. Every Tasker duration histogram uses them.
-pub const SECONDS_BOUNDARIES: &[f64] = &[
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
-    300.0, 900.0, 3600.0,
+const TASK: &[&str] = &["namespace", "task_name", "version"];
+const STEP: &[&str] = &["namespace", "task_name", "version", "step"];
+
+/// A counter of tasks or steps.
+const fn counter(
+    name: &'static str,
+    unit: &'static str,
+    labels: &'static [&'static str],
+    description: &'static str,
+    notes: &'static str,
+    first: &'static str,
+) -> InstrumentSpec {
+    InstrumentSpec {
+        name,
+        kind: InstrumentKind::Counter,
+        unit: InstrumentUnit::Count(unit),
+        labels,
+        description,
+        notes,
+        appears: Appears::OnFirst(first),
+        boundaries: &[],
+    }
+}
+
+const TASKS_CREATED: InstrumentSpec = counter(
+    "tasker.tasks.created",
+    "tasks",
+    TASK,
+    "Tasks created",
+    "Recorded on `task.initialize_requested`.",
+    "task",
+);
+const TASKS_STARTED: InstrumentSpec = counter(
+    "tasker.tasks.started",
+    "tasks",
+    TASK,
+    "Tasks started",
+    "A task starts when its first step is claimed (`task.start_requested`).",
+    "task",
+);
+const TASKS_COMPLETED: InstrumentSpec = counter(
+    "tasker.tasks.completed",
+    "tasks",
+    TASK,
+    "Tasks completed",
+    "",
+    "completion",
+);
+const TASKS_FAILED: InstrumentSpec = counter(
+    "tasker.tasks.failed",
+    "tasks",
+    TASK,
+    "Tasks ended in error",
+    "",
+    "task error",
+);
+const TASKS_CANCELLED: InstrumentSpec = counter(
+    "tasker.tasks.cancelled",
+    "tasks",
+    TASK,
+    "Tasks cancelled",
+    "",
+    "cancellation",
+);
+const TASKS_RESOLVED: InstrumentSpec = counter(
+    "tasker.tasks.resolved_manually",
+    "tasks",
+    TASK,
+    "Tasks resolved by hand",
+    "An operator resolved the task.",
+    "manual resolution",
+);
+const TASKS_RETRIED: InstrumentSpec = counter(
+    "tasker.tasks.retried",
+    "tasks",
+    TASK,
+    "Tasks sent back to work",
+    "An operator retried a task in error.",
+    "task retry",
+);
+const TASK_DURATION: InstrumentSpec = InstrumentSpec {
+    name: "tasker.task.duration",
+    kind: InstrumentKind::Histogram,
+    unit: InstrumentUnit::Seconds,
+    labels: &["namespace", "task_name", "version", "state"],
+    description: "Task creation to final state",
+    notes: "`state` is the final state: `complete`, `error`, `cancelled` or `resolved_manually`.",
+    appears: Appears::OnFirst("finished task"),
+    boundaries: SECONDS_BOUNDARIES,
+};
+const STEPS_STARTED: InstrumentSpec = counter(
+    "tasker.steps.started",
+    "attempts",
+    STEP,
+    "Step attempts started",
+    "",
+    "attempt",
+);
+const STEPS_COMPLETED: InstrumentSpec = counter(
+    "tasker.steps.completed",
+    "attempts",
+    STEP,
+    "Step attempts succeeded",
+    "",
+    "attempt",
+);
+const STEPS_FAILED: InstrumentSpec = counter(
+    "tasker.steps.failed",
+    "attempts",
+    &[
+        "namespace",
+        "task_name",
+        "version",
+        "step",
+        "error_kind",
+        "error_code",
+    ],
+    "Step attempts failed",
+    "`error_kind` is `retryable` or `permanent`, `error_code` the code from docs/errors.md (empty when none).",
+    "failed attempt",
+);
+const STEPS_RETRIED: InstrumentSpec = counter(
+    "tasker.steps.retried",
+    "attempts",
+    STEP,
+    "Step retries started",
+    "A failed step claimed again.",
+    "retry",
+);
+const STEPS_CANCELLED: InstrumentSpec = counter(
+    "tasker.steps.cancelled",
+    "steps",
+    STEP,
+    "Steps cancelled",
+    "",
+    "step cancellation",
+);
+const STEPS_EXHAUSTED: InstrumentSpec = counter(
+    "tasker.steps.exhausted",
+    "steps",
+    STEP,
+    "Steps out of attempts",
+    "The step failed its last allowed attempt (`observability.step.max_retries_reached`).",
+    "exhausted step",
+);
+const STEP_DURATION: InstrumentSpec = InstrumentSpec {
+    name: "tasker.step.duration",
+    kind: InstrumentKind::Histogram,
+    unit: InstrumentUnit::Seconds,
+    labels: STEPS_FAILED.labels,
+    description: "Step attempt duration",
+    notes: "One attempt, from its start to its outcome; failed attempts add `error_kind` and `error_code`.",
+    appears: Appears::OnFirst("attempt"),
+    boundaries: SECONDS_BOUNDARIES,
+};
+const COMMIT_STEPS: InstrumentSpec = InstrumentSpec {
+    name: "tasker.commit.steps",
+    kind: InstrumentKind::Histogram,
+    unit: InstrumentUnit::Count("outcomes"),
+    labels: &[],
+    description: "Attempt outcomes recorded per group commit",
+    notes: "Recorded on `workflow.steps_execution_completed`.",
+    appears: Appears::OnFirst("attempt"),
+    boundaries: BATCH_BOUNDARIES,
+};
+const CUSTOM_EVENTS: InstrumentSpec = counter(
+    "tasker.custom_events",
+    "events",
+    &["event"],
+    "Custom events published",
+    "Published by step handlers; `event` is the event's name.",
+    "custom event",
+);
+const EVENTS_DROPPED: InstrumentSpec = InstrumentSpec {
+    name: "tasker.events.dropped",
+    kind: InstrumentKind::ObservableCounter,
+    unit: InstrumentUnit::Count("events"),
+    labels: &[],
+    description: "Events dropped because a subscriber's queue was full",
+    notes: "",
+    appears: Appears::AtStart,
+    boundaries: &[],
+};
+
+/// The instruments [`MetricsSubscriber`] records, each created from its entry here.
+pub const EVENT_INSTRUMENTS: &[InstrumentSpec] = &[
+    TASKS_CREATED,
+    TASKS_STARTED,
+    TASKS_COMPLETED,
+    TASKS_FAILED,
+    TASKS_CANCELLED,
+    TASKS_RESOLVED,
+    TASKS_RETRIED,
+    TASK_DURATION,
+    STEPS_STARTED,
+    STEPS_COMPLETED,
+    STEPS_FAILED,
+    STEPS_RETRIED,
+    STEPS_CANCELLED,
+    STEPS_EXHAUSTED,
+    STEP_DURATION,
+    COMMIT_STEPS,
+    CUSTOM_EVENTS,
+    EVENTS_DROPPED,
 ];
 
 /// Derives metrics from events. Register it on the bus whose events it should count; events
@@ -68,46 +256,27 @@ impl std::fmt::Debug for MetricsSubscriber {
 impl MetricsSubscriber {
     /// Instruments on `meter`; `bus` is observed for its drop count.
     pub fn new(meter: &Meter, bus: &EventBus) -> Self {
-        let counter = |name: &'static str, description: &'static str| {
-            meter
-                .u64_counter(name)
-                .with_description(description)
-                .build()
-        };
-        let seconds = |name: &'static str, description: &'static str| {
-            meter
-                .f64_histogram(name)
-                .with_unit("s")
-                .with_description(description)
-                .with_boundaries(SECONDS_BOUNDARIES.to_vec())
-                .build()
-        };
         let observed = bus.clone();
         Self {
-            tasks_created: counter("tasker.tasks.created", "Tasks created"),
-            tasks_started: counter("tasker.tasks.started", "Tasks started"),
-            tasks_completed: counter("tasker.tasks.completed", "Tasks completed"),
-            tasks_failed: counter("tasker.tasks.failed", "Tasks ended in error"),
-            tasks_cancelled: counter("tasker.tasks.cancelled", "Tasks cancelled"),
-            tasks_resolved: counter("tasker.tasks.resolved_manually", "Tasks resolved by hand"),
-            tasks_retried: counter("tasker.tasks.retried", "Tasks sent back to work"),
-            task_duration: seconds("tasker.task.duration", "Task creation to final state"),
-            steps_started: counter("tasker.steps.started", "Step attempts started"),
-            steps_completed: counter("tasker.steps.completed", "Step attempts succeeded"),
-            steps_failed: counter("tasker.steps.failed", "Step attempts failed"),
-            steps_retried: counter("tasker.steps.retried", "Step retries started"),
-            steps_cancelled: counter("tasker.steps.cancelled", "Steps cancelled"),
-            steps_exhausted: counter("tasker.steps.exhausted", "Steps out of attempts"),
-            step_duration: seconds("tasker.step.duration", "Step attempt duration"),
-            commit_steps: meter
-                .f64_histogram("tasker.commit.steps")
-                .with_description("Attempt outcomes recorded per group commit")
-                .with_boundaries(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0])
-                .build(),
-            custom_events: counter("tasker.custom_events", "Custom events published"),
-            _dropped: meter
-                .u64_observable_counter("tasker.events.dropped")
-                .with_description("Events dropped because a subscriber's queue was full")
+            tasks_created: TASKS_CREATED.u64_counter(meter),
+            tasks_started: TASKS_STARTED.u64_counter(meter),
+            tasks_completed: TASKS_COMPLETED.u64_counter(meter),
+            tasks_failed: TASKS_FAILED.u64_counter(meter),
+            tasks_cancelled: TASKS_CANCELLED.u64_counter(meter),
+            tasks_resolved: TASKS_RESOLVED.u64_counter(meter),
+            tasks_retried: TASKS_RETRIED.u64_counter(meter),
+            task_duration: TASK_DURATION.f64_histogram(meter),
+            steps_started: STEPS_STARTED.u64_counter(meter),
+            steps_completed: STEPS_COMPLETED.u64_counter(meter),
+            steps_failed: STEPS_FAILED.u64_counter(meter),
+            steps_retried: STEPS_RETRIED.u64_counter(meter),
+            steps_cancelled: STEPS_CANCELLED.u64_counter(meter),
+            steps_exhausted: STEPS_EXHAUSTED.u64_counter(meter),
+            step_duration: STEP_DURATION.f64_histogram(meter),
+            commit_steps: COMMIT_STEPS.f64_histogram(meter),
+            custom_events: CUSTOM_EVENTS.u64_counter(meter),
+            _dropped: EVENTS_DROPPED
+                .u64_observable_counter(meter)
                 .with_callback(move |observer| observer.observe(observed.dropped(), &[]))
                 .build(),
         }

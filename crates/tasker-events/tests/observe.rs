@@ -12,8 +12,8 @@ use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMete
 use tasker_domain::{StepError, StepId, StepState, TaskId, TaskState};
 use tasker_events::names::{observability, step, task};
 use tasker_events::{
-    Event, EventBus, LogSubscriber, MetricsSubscriber, Payload, StepPayload, TaskLabels,
-    TaskPayload,
+    EVENT_INSTRUMENTS, Event, EventBus, LogSubscriber, MetricsSubscriber, Payload, StepPayload,
+    TaskLabels, TaskPayload,
 };
 
 fn at(ms: i64) -> DateTime<Utc> {
@@ -64,6 +64,63 @@ fn step_event(name: &'static str, id: TaskId, attempt: u32, error: Option<StepEr
             reason: None,
         }),
     )
+}
+
+/// Every exported instrument is in [`EVENT_INSTRUMENTS`] with the unit, description and
+/// boundaries it was created with, and carries only the labels listed there. Returns how many
+/// instruments were checked.
+fn check_against_the_list(exporter: &InMemoryMetricExporter) -> usize {
+    let mut checked = std::collections::BTreeSet::new();
+    for resource in exporter.get_finished_metrics().unwrap() {
+        for scope in resource.scope_metrics() {
+            for metric in scope.metrics() {
+                let spec = EVENT_INSTRUMENTS
+                    .iter()
+                    .find(|spec| spec.name == metric.name())
+                    .unwrap_or_else(|| panic!("{} is not in EVENT_INSTRUMENTS", metric.name()));
+                assert_eq!(
+                    metric.unit(),
+                    spec.unit.otel().unwrap_or(""),
+                    "{}",
+                    spec.name
+                );
+                assert_eq!(metric.description(), spec.description, "{}", spec.name);
+                let labels_ok = |keys: Vec<String>| {
+                    for key in keys {
+                        assert!(
+                            spec.labels.contains(&key.as_str()),
+                            "{} carries `{key}`, not in its labels {:?}",
+                            spec.name,
+                            spec.labels
+                        );
+                    }
+                };
+                match metric.data() {
+                    AggregatedMetrics::U64(MetricData::Sum(sum)) => {
+                        assert_eq!(spec.kind.prometheus_type(), "counter", "{}", spec.name);
+                        for p in sum.data_points() {
+                            labels_ok(p.attributes().map(|kv| kv.key.to_string()).collect());
+                        }
+                    }
+                    AggregatedMetrics::F64(MetricData::Histogram(h)) => {
+                        assert_eq!(spec.kind.prometheus_type(), "histogram", "{}", spec.name);
+                        for p in h.data_points() {
+                            labels_ok(p.attributes().map(|kv| kv.key.to_string()).collect());
+                            assert_eq!(
+                                p.bounds().collect::<Vec<_>>(),
+                                spec.boundaries,
+                                "{}",
+                                spec.name
+                            );
+                        }
+                    }
+                    other => panic!("{}: unexpected data {other:?}", spec.name),
+                }
+                checked.insert(spec.name);
+            }
+        }
+    }
+    checked.len()
 }
 
 /// `name{attr=value,...}` → value (counters) or count/sum (histograms).
@@ -181,6 +238,11 @@ async fn metrics_are_derived_from_events() {
         "only completed and failed attempts have a duration"
     );
     assert_eq!(get("tasker.events.dropped{}"), 8.0);
+    assert_eq!(
+        check_against_the_list(&exporter),
+        10,
+        "created, started, failed, task and step duration, steps started, failed, retried and exhausted, dropped"
+    );
 }
 
 #[derive(Clone, Default)]

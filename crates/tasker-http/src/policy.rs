@@ -22,6 +22,7 @@ pub const DEFAULT_MAX_REDIRECTS: usize = 10;
 
 /// Where `tasker::http` may connect and how much it reads (`[http_handler]` in `tasker.toml`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpPolicy {
     /// Whether calls may reach loopback, private, link-local and other non-public addresses

@@ -18,7 +18,7 @@ use crate::jwks::JwksFetcher;
 use crate::settings::Settings;
 
 #[cfg(test)]
-mod docs;
+pub(crate) mod docs;
 
 /// `tasker token ...`.
 #[derive(Subcommand)]

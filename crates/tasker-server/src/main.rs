@@ -10,6 +10,8 @@ mod init;
 mod jwks;
 mod logging;
 mod metrics;
+#[cfg(test)]
+mod reference;
 mod render;
 mod run;
 mod serve;
@@ -153,7 +155,8 @@ enum Command {
         command: auth_cli::KeysCommand,
     },
     /// Check the configuration: print the effective settings with where each came from
-    /// (secrets redacted); exit 0 when valid, 2 with the reasons when not
+    /// (secrets redacted); exit 0 when valid, 2 with the reasons when not. Or print the JSON
+    /// Schema of tasker.toml
     Config {
         #[command(subcommand)]
         command: ConfigCommand,
@@ -176,6 +179,9 @@ enum ConfigCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Print the JSON Schema of tasker.toml (every key, its type, default and description),
+    /// for editors and tools
+    Schema,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -255,6 +261,15 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 command,
                 json,
             )))
+        }
+        Command::Config {
+            command: ConfigCommand::Schema,
+        } => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&settings::json_schema())?
+            );
+            Ok(ExitCode::SUCCESS)
         }
         command => {
             let mut settings = settings::load(cli.config.as_deref())?;

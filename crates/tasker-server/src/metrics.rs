@@ -14,7 +14,7 @@ use tasker_api::{EndpointAuth, MetricsExporter};
 use tasker_auth::Profile;
 
 /// `[metrics]`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct MetricsSettings {
     /// Serve `GET /metrics` (Prometheus text) beside `/health/*`.

@@ -14,14 +14,14 @@ use tasker_engine::EngineConfig;
 use tasker_persistence::ConnectOptions;
 
 /// Everything the binary reads from configuration.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct Settings {
     /// Where tasks are stored.
     pub database: DatabaseSettings,
-    /// How the engine runs them.
+    /// How the engine claims, runs and records steps.
     pub engine: EngineConfig,
-    /// Logging.
+    /// Log lines: the filter, the format and what is redacted.
     pub log: LogSettings,
     /// `tasker serve`: where it listens and which profile's rules apply.
     pub server: ServerSettings,
@@ -48,7 +48,7 @@ pub(crate) struct Settings {
 }
 
 /// `[templates]`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct TemplatesSettings {
     /// A folder whose `.yaml`, `.yml` and `.json` templates `tasker run`, `tasker serve` and
@@ -64,7 +64,7 @@ pub(crate) const DEFAULT_TEMPLATES_DIR: &str = "templates";
 pub(crate) const DEFAULT_SERVER: &str = "http://127.0.0.1:8080";
 
 /// `[client]`. `Debug` never prints the credentials.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct ClientSettings {
     /// The server's base URL (`--server` overrides it).
@@ -86,14 +86,14 @@ impl Default for ClientSettings {
 }
 
 /// `[server]`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct ServerSettings {
     /// The address `tasker serve` listens on (`--bind` overrides it).
     pub bind: String,
-    /// `development` (the default), `test` or `production`: each has its own defaults (see
-    /// [`Settings::for_profile`]), and production refuses open access unless
-    /// `auth.allow_open_in_production` says otherwise. `TASKER_PROFILE` sets it too.
+    /// `development` (the default), `test` or `production`: each has its own defaults, and
+    /// production refuses open access unless `auth.allow_open_in_production` says otherwise.
+    /// `TASKER_PROFILE` sets it too.
     pub profile: tasker_auth::Profile,
     /// How many `tasker` processes the deployment runs on this database (1 unless set). The
     /// profile rules use it: several replicas need a database they can share.
@@ -214,7 +214,7 @@ impl Settings {
 }
 
 /// `[database]`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct DatabaseSettings {
     /// `sqlite://tasker.db?mode=rwc` (the default) or `postgres://...`.
@@ -223,7 +223,8 @@ pub(crate) struct DatabaseSettings {
     pub max_connections: u32,
     /// Connections kept open.
     pub min_connections: u32,
-    /// Seconds to wait for a pooled connection.
+    /// Seconds to wait for a pooled connection (at most 3600).
+    #[schemars(extend("x-unit" = "seconds"))]
     pub acquire_timeout: f64,
 }
 
@@ -272,7 +273,7 @@ impl DatabaseSettings {
 }
 
 /// `[log]`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct LogSettings {
     /// A tracing filter (`warn`, `tasker_engine=debug`, ...); `RUST_LOG` wins when set.
@@ -307,13 +308,21 @@ impl LogSettings {
 }
 
 /// Log line format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum LogFormat {
     /// Human-readable.
     Text,
     /// JSON lines.
     Json,
+}
+
+/// The JSON Schema (draft 2020-12) of `tasker.toml`, from the settings types and their doc
+/// comments: unknown keys are refused, as the loader refuses them, and each key's default is
+/// the development profile's. `tasker config schema` prints it; docs/reference/configuration.md
+/// is generated from it.
+pub(crate) fn json_schema() -> serde_json::Value {
+    schemars::schema_for!(Settings).to_value()
 }
 
 /// Loads settings from `config` (or `./tasker.toml` when present) and the environment.

@@ -24,7 +24,7 @@ use opentelemetry_sdk::trace::{Sampler, SdkTracer, SdkTracerProvider};
 use serde::{Deserialize, Serialize};
 
 /// `[telemetry]`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct TelemetrySettings {
     /// Export traces (and metrics) over OTLP/HTTP. Also on when an OTLP endpoint variable is set.

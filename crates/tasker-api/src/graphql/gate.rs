@@ -20,6 +20,7 @@ use tasker_auth::{AuthorizationContext, Operation, Principal};
 
 use super::TaskerSchema;
 use super::loaders::Loaders;
+use crate::error::ErrorCode;
 use crate::state::Shared;
 
 /// The correlation id of the HTTP request a GraphQL operation came in (empty over WebSocket:
@@ -30,9 +31,9 @@ pub(crate) struct RequestCorrelation(pub(crate) String);
 /// Whose side an error is on, in the classification Spring for GraphQL (and the tools that
 /// read it) use: `BAD_REQUEST` for what the caller can fix (REST's 4xx other than 401 and
 /// 403), `UNAUTHORIZED`, `FORBIDDEN`, or `INTERNAL_ERROR` for the server's own failures (5xx).
-pub(crate) fn classification(code: &str, status: u16) -> Option<&'static str> {
+pub(crate) fn classification(code: ErrorCode, status: u16) -> Option<&'static str> {
     match (code, status) {
-        ("timeout", _) => None,
+        (ErrorCode::Timeout, _) => None,
         (_, 401) => Some("UNAUTHORIZED"),
         (_, 403) => Some("FORBIDDEN"),
         (_, 400..=499) => Some("BAD_REQUEST"),
@@ -41,25 +42,13 @@ pub(crate) fn classification(code: &str, status: u16) -> Option<&'static str> {
     }
 }
 
-/// The status REST would answer a gate refusal with.
-fn status_of(code: &str) -> u16 {
-    match code {
-        "unauthorized" => 401,
-        "forbidden" => 403,
-        "method_not_allowed" => 405,
-        "timeout" => 408,
-        "payload_too_large" => 413,
-        _ => 400,
-    }
-}
-
 /// An error with a stable code in `extensions.code`, as REST puts it in `error.code`, the
 /// status REST would answer with, and its classification.
-pub(crate) fn error(code: &str, message: impl Into<String>) -> ServerError {
+pub(crate) fn error(code: ErrorCode, message: impl Into<String>) -> ServerError {
     let mut error = ServerError::new(message, None);
     let mut extensions = ErrorExtensionValues::default();
-    let status = status_of(code);
-    extensions.set("code", code);
+    let status = code.status().as_u16();
+    extensions.set("code", code.as_str());
     extensions.set("status", status);
     if let Some(classification) = classification(code, status) {
         extensions.set("classification", classification);
@@ -69,7 +58,7 @@ pub(crate) fn error(code: &str, message: impl Into<String>) -> ServerError {
 }
 
 /// A response that is one such error.
-pub(crate) fn refusal(code: &str, message: impl Into<String>) -> Response {
+pub(crate) fn refusal(code: ErrorCode, message: impl Into<String>) -> Response {
     Response::from_errors(vec![error(code, message)])
 }
 
@@ -119,7 +108,7 @@ impl Gate {
         };
         if kind == OperationType::Subscription {
             return refusal(
-                "bad_request",
+                ErrorCode::BadRequest,
                 "subscriptions run over the WebSocket at /graphql/ws",
             );
         }
@@ -130,7 +119,7 @@ impl Gate {
         match tokio::time::timeout(self.timeout, schema.execute(request)).await {
             Ok(response) => self.explain(response),
             Err(_) => refusal(
-                "timeout",
+                ErrorCode::Timeout,
                 format!(
                     "the operation took longer than {} s (graphql.timeout)",
                     self.timeout.as_secs_f64()
@@ -174,7 +163,7 @@ impl Gate {
                 || err.message.starts_with("The recursion depth")
             {
                 (
-                    "too_deep",
+                    ErrorCode::TooDeep,
                     format!(
                         "the query nests deeper than {} levels (graphql.max_depth)",
                         self.max_depth
@@ -182,7 +171,7 @@ impl Gate {
                 )
             } else if err.message.starts_with("Query is too complex") {
                 (
-                    "too_complex",
+                    ErrorCode::TooComplex,
                     format!(
                         "the query is more complex than {} (graphql.max_complexity): ask for fewer items or fewer fields",
                         self.max_complexity
@@ -205,13 +194,13 @@ impl Gate {
     ) -> Result<OperationType, ServerError> {
         if request.query.trim().is_empty() {
             return Err(error(
-                "bad_request",
+                ErrorCode::BadRequest,
                 "the request has no `query` (a GraphQL request is `query`, `operationName` and `variables`)",
             ));
         }
         if request.query.len() > self.max_query_bytes {
             return Err(error(
-                "payload_too_large",
+                ErrorCode::PayloadTooLarge,
                 format!(
                     "the query is {} bytes; at most {} are allowed (graphql.max_query_bytes)",
                     request.query.len(),
@@ -228,7 +217,7 @@ impl Gate {
         let aliases = count_aliases(&document);
         if aliases > self.max_aliases {
             return Err(error(
-                "too_many_aliases",
+                ErrorCode::TooManyAliases,
                 format!(
                     "the document has {aliases} aliased fields; at most {} are allowed (graphql.max_aliases)",
                     self.max_aliases
@@ -242,7 +231,7 @@ impl Gate {
         };
         if get && operation.ty != OperationType::Query {
             return Err(error(
-                "method_not_allowed",
+                ErrorCode::MethodNotAllowed,
                 "GET runs queries only; send mutations with POST and subscriptions over /graphql/ws",
             ));
         }
@@ -261,7 +250,7 @@ impl Gate {
             if field == "__schema" || field == "__type" {
                 if !self.introspection {
                     return Err(error(
-                        "forbidden",
+                        ErrorCode::Forbidden,
                         format!(
                             "introspection (`{field}`) is switched off on this server (graphql.introspection)"
                         ),
@@ -271,7 +260,7 @@ impl Gate {
             }
             let Some(op) = Operation::for_graphql_field(&field) else {
                 return Err(error(
-                    "forbidden",
+                    ErrorCode::Forbidden,
                     format!("`{field}` is not in the permission table"),
                 ));
             };
@@ -285,7 +274,7 @@ impl Gate {
             let decision = self.shared.access.authorize(principal, op, context).await;
             if !decision.is_allowed() {
                 return Err(error(
-                    "forbidden",
+                    ErrorCode::Forbidden,
                     format!("`{field}` needs the `{permission}` permission"),
                 ));
             }

@@ -25,13 +25,13 @@ use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State, WebSocketUpgrade};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{Html, IntoResponse, Response};
 use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 use tasker_auth::{Principal, Profile};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::state::Shared;
 
 pub(crate) use gate::Gate;
@@ -41,6 +41,7 @@ pub(crate) type TaskerSchema =
     Schema<query::QueryRoot, mutation::MutationRoot, subscription::SubscriptionRoot>;
 
 /// The `[graphql]` section of `tasker.toml`.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GraphqlSettings {
@@ -67,6 +68,7 @@ pub struct GraphqlSettings {
     pub max_batch: usize,
     /// Seconds a query or mutation may run before it is answered with a `timeout` error
     /// (subscriptions are not timed).
+    #[cfg_attr(feature = "schema", schemars(extend("x-unit" = "seconds")))]
     pub timeout: f64,
 }
 
@@ -242,8 +244,7 @@ async fn post(
         && !content_type.starts_with("application/graphql-response+json")
     {
         return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
+            ErrorCode::UnsupportedMediaType,
             "send the GraphQL request as application/json",
         ));
     }
@@ -370,7 +371,7 @@ impl Executor for Connection {
                     )
                     .await
             }
-            None => gate::refusal("unauthorized", "valid credentials are required"),
+            None => gate::refusal(ErrorCode::Unauthorized, "valid credentials are required"),
         }
     }
 
@@ -387,7 +388,7 @@ impl Executor for Connection {
                 session_data,
             ),
             None => Box::pin(futures::stream::once(async {
-                gate::refusal("unauthorized", "valid credentials are required")
+                gate::refusal(ErrorCode::Unauthorized, "valid credentials are required")
             })),
         }
     }

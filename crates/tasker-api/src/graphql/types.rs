@@ -19,11 +19,11 @@ use crate::views::{GraphView, TransitionView};
 /// Turns the API's errors into GraphQL errors carrying the REST code, HTTP status and
 /// details in `extensions`.
 pub(crate) fn gql(err: ApiError) -> async_graphql::Error {
-    let code = err.code();
+    let code = err.error_code();
     let status = err.status().as_u16();
     let details = async_graphql::Value::from_json(err.details().clone()).unwrap_or_default();
     async_graphql::Error::new(err.message().to_owned()).extend_with(move |_, e| {
-        e.set("code", code);
+        e.set("code", code.as_str());
         e.set("status", status);
         if let Some(classification) = super::gate::classification(code, status) {
             e.set("classification", classification);

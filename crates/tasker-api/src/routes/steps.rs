@@ -16,7 +16,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::tasks::operator;
-use crate::error::{ApiError, ReadErrors, WriteErrors};
+use crate::error::{ApiError, ErrorCode, ReadErrors, WriteErrors};
 use crate::extract::{Json, Path, optional_json};
 use crate::state::Shared;
 use crate::views::{ActionBody, ResolveStepBody, StepView, UpdateStepBody, step_views};
@@ -111,8 +111,8 @@ pub(crate) async fn update(
     body: UpdateStepBody,
 ) -> Result<Json<StepView>, ApiError> {
     if !(1..=100).contains(&body.retry_limit) {
-        return Err(ApiError::unprocessable(
-            "invalid_body",
+        return Err(ApiError::new(
+            ErrorCode::InvalidBody,
             format!("retry_limit must be 1 to 100, got {}", body.retry_limit),
         ));
     }

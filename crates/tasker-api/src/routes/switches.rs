@@ -14,7 +14,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::error::{ApiError, ReadErrors, WriteErrors};
+use crate::error::{ApiError, ErrorCode, ReadErrors, WriteErrors};
 use crate::extract::{Json, Path};
 use crate::routes::tasks::operator;
 use crate::state::Shared;
@@ -169,14 +169,14 @@ impl From<SwitchChange> for SwitchChangeView {
 
 fn text(field: &str, value: &str) -> Result<(), ApiError> {
     if value.is_empty() {
-        return Err(ApiError::unprocessable(
-            "invalid_body",
+        return Err(ApiError::new(
+            ErrorCode::InvalidBody,
             format!("{field} must not be empty"),
         ));
     }
     if value.chars().count() > MAX_TEXT || value.contains('\0') {
-        return Err(ApiError::unprocessable(
-            "invalid_body",
+        return Err(ApiError::new(
+            ErrorCode::InvalidBody,
             format!("{field} must be at most {MAX_TEXT} characters with no NUL character"),
         ));
     }
@@ -192,8 +192,8 @@ fn target(body: &PauseBody) -> Result<SwitchTarget, ApiError> {
             text("name", name)?;
             if let Some(version) = version {
                 semver::Version::parse(version).map_err(|e| {
-                    ApiError::unprocessable(
-                        "invalid_body",
+                    ApiError::new(
+                        ErrorCode::InvalidBody,
                         format!("version `{version}` is not a semantic version: {e}"),
                     )
                 })?;
@@ -291,14 +291,14 @@ pub(crate) async fn limit_namespace(
     text("namespace", &namespace)?;
     text("reason", &body.reason)?;
     if body.max_running == Some(0) {
-        return Err(ApiError::unprocessable(
-            "invalid_body",
+        return Err(ApiError::new(
+            ErrorCode::InvalidBody,
             "max_running must be at least 1 (to stop the namespace, pause it)",
         ));
     }
     if body.max_running.is_some_and(|n| n > i32::MAX as u32) {
-        return Err(ApiError::unprocessable(
-            "invalid_body",
+        return Err(ApiError::new(
+            ErrorCode::InvalidBody,
             format!("max_running must be at most {}", i32::MAX),
         ));
     }

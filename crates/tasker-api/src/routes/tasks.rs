@@ -19,7 +19,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::correlation::CorrelationId;
-use crate::error::{ApiError, ReadErrors, WriteErrors};
+use crate::error::{ApiError, ErrorCode, ReadErrors, WriteErrors};
 use crate::extract::{Json, Path, Query, optional_json};
 use crate::state::Shared;
 use crate::views::{
@@ -118,7 +118,10 @@ pub(crate) async fn create(
     }
     if let Some(version) = body.version {
         let version = semver::Version::parse(&version).map_err(|err| {
-            ApiError::unprocessable("invalid_body", format!("version `{version}`: {err}"))
+            ApiError::new(
+                ErrorCode::InvalidBody,
+                format!("version `{version}`: {err}"),
+            )
         })?;
         request = request.version(version);
     }
@@ -155,8 +158,7 @@ pub(crate) async fn create(
                 .await?
                 .ok_or_else(|| {
                     ApiError::new(
-                        StatusCode::CONFLICT,
-                        "duplicate_task",
+                        ErrorCode::DuplicateTask,
                         "a task with this identity exists but could not be read back",
                     )
                 })?;
@@ -357,8 +359,8 @@ pub(crate) async fn update(
     if let Some(tags) = &body.tags
         && tags.len() > 100
     {
-        return Err(ApiError::unprocessable(
-            "invalid_body",
+        return Err(ApiError::new(
+            ErrorCode::InvalidBody,
             "a task has at most 100 tags",
         ));
     }

@@ -13,7 +13,7 @@ use tasker_template::{TaskTemplate, TemplateErrors};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::error::{ApiError, ReadErrors, WriteErrors};
+use crate::error::{ApiError, ErrorCode, ReadErrors, WriteErrors};
 use crate::extract::{Json, Path, Query};
 use crate::state::Shared;
 use crate::views::{
@@ -57,8 +57,7 @@ fn parse_body(
     ];
     if !accepted.contains(&content_type.as_str()) {
         return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
+            ErrorCode::UnsupportedMediaType,
             "send the template as application/yaml or application/json",
         ));
     }
@@ -249,8 +248,7 @@ pub(crate) async fn register(
         Some(existing) if *existing == template => (StatusCode::OK, existing),
         Some(_) => {
             return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "template_version_exists",
+                ErrorCode::TemplateVersionExists,
                 format!(
                     "{} is already registered with different content; versions are immutable, register a new version",
                     template.full_name()

@@ -4,6 +4,7 @@
 mod analytics;
 mod auth;
 mod events;
+mod generated;
 mod graphql;
 mod health;
 mod props;

@@ -1,16 +1,11 @@
-//! docs/auth.md cannot drift: its permission table is generated from `Operation::TABLE`, and
-//! each of its TOML examples (and docs/configuration.md's) loads with the server's settings
-//! loader and passes `AuthConfig` validation.
+//! The TOML examples of docs/auth.md, docs/configuration.md and docs/observability.md cannot
+//! drift: each loads with the server's settings loader and passes `AuthConfig` validation.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use chrono::Utc;
 use tasker_auth::jwt::{FetchedKeySet, KeySet};
-use tasker_auth::{Operation, Permission};
-
-const BEGIN: &str = "<!-- BEGIN GENERATED: permission table -->";
-const END: &str = "<!-- END GENERATED: permission table -->";
 
 fn docs(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -27,64 +22,8 @@ fn test_keys(name: &str) -> Vec<u8> {
     .unwrap()
 }
 
-/// One row per registered permission: the REST routes and GraphQL fields that need it.
-fn permission_table() -> String {
-    let mut table = String::from("| Permission | REST (under `/v1`) | GraphQL |\n|---|---|---|\n");
-    for permission in Permission::all() {
-        let specs: Vec<_> = Operation::TABLE
-            .iter()
-            .filter(|spec| spec.permission == Some(permission))
-            .collect();
-        let rest: Vec<String> = specs
-            .iter()
-            .flat_map(|spec| spec.rest)
-            .map(|route| format!("`{} {}`", route.method.to_http(), route.path))
-            .collect();
-        let graphql: Vec<String> = specs
-            .iter()
-            .flat_map(|spec| spec.graphql)
-            .map(|field| format!("`{field}`"))
-            .collect();
-        let (rest, graphql) = if specs.is_empty() {
-            (
-                "none (accepted for compatibility)".to_owned(),
-                String::new(),
-            )
-        } else {
-            (rest.join(", "), graphql.join(", "))
-        };
-        table.push_str(&format!("| `{permission}` | {rest} | {graphql} |\n"));
-    }
-    table
-}
-
-#[test]
-fn the_permission_table_is_generated_from_the_operation_table() {
-    let path = docs("auth.md");
-    let text = std::fs::read_to_string(&path).unwrap();
-    let start = text.find(BEGIN).expect("the BEGIN marker") + BEGIN.len();
-    let end = text.find(END).expect("the END marker");
-    let expected = format!("\n{}", permission_table());
-    if std::env::var_os("TASKER_UPDATE_DOCS").is_some() {
-        let updated = format!("{}{expected}{}", &text[..start], &text[end..]);
-        std::fs::write(&path, updated).unwrap();
-        return;
-    }
-    assert_eq!(
-        &text[start..end],
-        expected,
-        "docs/auth.md's permission table is stale: run `TASKER_UPDATE_DOCS=1 cargo test -p tasker-server permission_table`"
-    );
-    // Every operation that needs a permission appears in it.
-    for spec in Operation::TABLE.iter().filter(|s| s.permission.is_some()) {
-        for route in spec.rest {
-            assert!(expected.contains(&format!("`{} {}`", route.method.to_http(), route.path)));
-        }
-    }
-}
-
 /// The ```toml blocks of a markdown file, each with the line its fence is on.
-fn toml_blocks(markdown: &str) -> Vec<(usize, String)> {
+pub(crate) fn toml_blocks(markdown: &str) -> Vec<(usize, String)> {
     let mut blocks = Vec::new();
     let mut lines = markdown.lines().enumerate();
     while let Some((number, line)) = lines.next() {

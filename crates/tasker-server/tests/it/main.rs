@@ -105,6 +105,44 @@ fn config_check_exits_0_when_valid_and_2_with_the_reasons_when_not() {
 }
 
 #[test]
+fn config_schema_prints_the_json_schema_of_tasker_toml_without_reading_any_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    // A broken configuration file does not stop it: the schema is not about this file.
+    let config = write(dir.path(), "tasker.toml", "[engine]\nleese = 1\n");
+    let out = Command::new(env!("CARGO_BIN_EXE_tasker"))
+        .args(["config", "schema", "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let schema: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        schema["$schema"],
+        "https://json-schema.org/draft/2020-12/schema"
+    );
+    assert_eq!(schema["additionalProperties"], false);
+    let engine = &schema["$defs"]["EngineConfig"];
+    assert_eq!(engine["additionalProperties"], false);
+    assert_eq!(engine["properties"]["lease"]["default"], 30.0);
+    assert_eq!(engine["properties"]["lease"]["x-unit"], "seconds");
+    assert!(
+        engine["properties"]["lease"]["description"]
+            .as_str()
+            .unwrap()
+            .contains("claim"),
+        "{engine}"
+    );
+    let sections: Vec<&String> = schema["properties"].as_object().unwrap().keys().collect();
+    for section in [
+        "database", "engine", "log", "server", "api", "auth", "client", "metrics",
+    ] {
+        assert!(
+            sections.contains(&&section.to_owned()),
+            "{section}: {sections:?}"
+        );
+    }
+}
+
+#[test]
 fn validate_reports_every_error_with_file_line_and_step() {
     let dir = tempfile::tempdir().unwrap();
     let good = tasker(&["validate", DIAMOND]);

@@ -1,6 +1,7 @@
 //! `GET /metrics` of a real `tasker serve`: a workflow runs to completion (with a retry) and
 //! another to an error, then every line of the scrape is parsed strictly and the counters are
-//! compared with what happened; the families are compared with docs/observability.md; and
+//! compared with what happened; the families are compared with the instrument lists that
+//! docs/reference/metrics.md is generated from; and
 //! `[metrics] auth = "api"` puts the endpoint behind the API's authenticators.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -15,8 +16,6 @@ use crate::text;
 const MEASURED: &str = "name: measured\nnamespace_name: metrics\nversion: 1.0.0\nstep_templates:\n  - name: a\n    handler_class: tasker::noop\n  - name: b\n    handler_class: tasker::fail\n    handler_config: { times: 1 }\n    depends_on_step: a\n  - name: c\n    handler_class: tasker::echo\n    depends_on_step: b\n";
 
 const DOOMED: &str = "name: doomed\nnamespace_name: metrics\nversion: 1.0.0\nstep_templates:\n  - name: x\n    handler_class: tasker::fail\n    handler_config: { times: 100 }\n    default_retry_limit: 2\n";
-
-const OBSERVABILITY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/observability.md");
 
 /// One sample line.
 #[derive(Debug, Clone)]
@@ -262,25 +261,19 @@ impl Scrape {
     }
 }
 
-/// The reference table of docs/observability.md: family name to (type, when it appears).
-fn documented() -> BTreeMap<String, (String, String)> {
-    let doc = std::fs::read_to_string(OBSERVABILITY).unwrap();
-    let table = doc
-        .split("<!-- BEGIN metrics reference -->")
-        .nth(1)
-        .and_then(|rest| rest.split("<!-- END metrics reference -->").next())
-        .expect("docs/observability.md has the metrics reference markers");
+/// Every instrument of every list, by Prometheus family name.
+fn documented() -> BTreeMap<String, tasker_events::InstrumentSpec> {
     let mut rows = BTreeMap::new();
-    for line in table.lines().filter(|l| l.starts_with("| `")) {
-        let cells: Vec<&str> = line.split(" | ").collect();
-        let name = cells[0]
-            .trim_start_matches("| ")
-            .trim_matches('`')
-            .to_owned();
-        let previous = rows.insert(name.clone(), (cells[1].to_owned(), cells[4].to_owned()));
-        assert!(previous.is_none(), "`{name}` is documented twice");
+    for list in [
+        tasker_events::EVENT_INSTRUMENTS,
+        tasker_engine::ENGINE_INSTRUMENTS,
+        tasker_api::HTTP_INSTRUMENTS,
+    ] {
+        for spec in list {
+            let previous = rows.insert(spec.prometheus_name(), *spec);
+            assert!(previous.is_none(), "`{}` is listed twice", spec.name);
+        }
     }
-    assert!(rows.len() > 20, "the table was not found: {rows:?}");
     rows
 }
 
@@ -519,24 +512,39 @@ async fn a_scrape_after_a_workflow_counts_it_and_matches_the_reference() {
             "counted after it answers"
         );
 
-        // The reference table: every exported family documented with its type, and every
-        // family documented as present from the start exported.
+        // The instrument lists: every exported family listed with its type and with only the
+        // labels listed (histograms add `le`), and every family listed as present from the
+        // start exported.
         let documented = documented();
         for (name, family) in &first.0 {
-            let (kind, _) = documented
+            let spec = documented
                 .get(name)
-                .unwrap_or_else(|| panic!("`{name}` is exported but not in docs/observability.md"));
-            assert_eq!(kind, &family.kind, "`{name}`: the documented type");
+                .unwrap_or_else(|| panic!("`{name}` is exported but in no instrument list"));
+            assert_eq!(
+                spec.kind.prometheus_type(),
+                family.kind,
+                "`{name}`: the listed type"
+            );
+            for sample in &family.samples {
+                for label in sample.labels.keys() {
+                    assert!(
+                        spec.labels.contains(&label.as_str())
+                            || (label == "le" && family.kind == "histogram"),
+                        "`{name}` carries `{label}`, not in its listed labels {:?}",
+                        spec.labels
+                    );
+                }
+            }
         }
-        for (name, (_, appears)) in &documented {
-            let expected = appears == "at start" || appears == "with the coordinator";
-            assert!(
-                !expected || first.0.contains_key(name),
-                "`{name}` is documented `{appears}` but not exported"
+        for (name, spec) in &documented {
+            let expected = matches!(
+                spec.appears,
+                tasker_events::Appears::AtStart | tasker_events::Appears::WithCoordinator
             );
             assert!(
-                expected || appears.starts_with("on first "),
-                "`{name}`: `{appears}` is not a documented appearance"
+                !expected || first.0.contains_key(name),
+                "`{name}` is listed `{}` but not exported",
+                spec.appears
             );
         }
 
