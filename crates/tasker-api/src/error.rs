@@ -445,6 +445,14 @@ impl From<EngineError> for ApiError {
                 })),
             EngineError::Store(err) => err.into(),
             EngineError::Relay(_) | EngineError::ShutDown => Self::unavailable(message),
+            // A variant added to the engine after this mapping: internal until it is mapped.
+            _ => {
+                tracing::error!(error = %message, "an engine error without an API mapping");
+                Self::new(
+                    ErrorCode::Internal,
+                    "the request failed inside the server; the server log has the details",
+                )
+            }
         }
     }
 }
@@ -499,6 +507,14 @@ impl From<StoreError> for ApiError {
                 Self::new(
                     ErrorCode::Internal,
                     "stored data could not be read; the server log has the details",
+                )
+            }
+            // A variant added to the store after this mapping: internal until it is mapped.
+            _ => {
+                tracing::error!(error = %message, "a store error without an API mapping");
+                Self::new(
+                    ErrorCode::Internal,
+                    "the request failed inside the server; the server log has the details",
                 )
             }
         }

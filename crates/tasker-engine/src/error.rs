@@ -6,6 +6,7 @@ use tasker_template::TemplateErrors;
 
 /// Why an engine operation failed. Nothing was stored when one is returned from creation.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum EngineError {
     /// The template is invalid.
     #[error("invalid task template:\n{0}")]

@@ -34,6 +34,7 @@ impl std::error::Error for DatabaseError {
 
 /// Why a store operation failed. Nothing was written when one is returned.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StoreError {
     /// The database URL cannot be opened.
     #[error("cannot open database `{url}`: {source}")]
