@@ -1259,6 +1259,15 @@ impl Engine {
     /// labels). Called before that event, so a waiter woken by it finds the run tracked.
     fn finalized(&self, task_id: TaskId, named_task_id: TemplateId, state: TaskState) {
         tracing::info!(%task_id, state = %state, "task finished");
+        // Most templates have no hooks: when the cache already says so, nothing is spawned.
+        if self
+            .inner
+            .templates
+            .get(&named_task_id)
+            .is_some_and(|known| known.hooks.is_none())
+        {
+            return;
+        }
         let engine = self.clone();
         HookRuns::spawn(&self.inner.hook_runs, task_id, async move {
             let Ok(Known {
