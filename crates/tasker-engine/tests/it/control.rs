@@ -331,9 +331,12 @@ async fn operator_step_calls_lock_the_task_row_before_the_step_row() {
                 let engine = engine.clone();
                 async move { engine.cancel_step(a).await }
             });
+            // Watched from a session of its own: inside the holder's transaction,
+            // pg_stat_activity would show one snapshot for the whole transaction.
+            let watcher = db.session().await;
             let mut waiting = 0;
             for _ in 0..100_000 {
-                waiting = session
+                waiting = watcher
                     .count(
                         "SELECT count(*)::bigint AS n FROM pg_stat_activity \
                          WHERE datname = current_database() AND wait_event_type = 'Lock'",
