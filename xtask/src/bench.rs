@@ -1,13 +1,10 @@
 //! `cargo xtask bench [ARGS]`: builds the `tasker-bench` package in release mode and runs it
 //! with ARGS; its table goes to stdout. The workloads live in `crates/tasker-bench`.
 
-use std::process::Command;
-
 use anyhow::{Context, Result, bail};
 
 pub(crate) fn run(args: &[String]) -> Result<()> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
+    let status = crate::cargo()
         .args([
             "run",
             "--release",

@@ -1,10 +1,8 @@
 //! `cargo xtask ci`: the checks CI runs, in order, stopping at the first failure.
 
-use std::ffi::OsString;
 use std::fmt;
 use std::io::Write as _;
 use std::path::Path;
-use std::process::Command;
 
 use anyhow::Context as _;
 
@@ -77,9 +75,7 @@ impl Step {
     fn run(&self, workspace_root: &Path) -> anyhow::Result<()> {
         match self {
             Step::Cargo(args) => {
-                // Under `cargo xtask`, `CARGO` is the cargo that started us: same toolchain.
-                let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
-                let status = Command::new(&cargo)
+                let status = crate::cargo()
                     .args(*args)
                     .current_dir(workspace_root)
                     .status()

@@ -179,9 +179,8 @@ fn stale_crate_artifacts(root: &Path) -> anyhow::Result<Vec<(&'static str, Strin
 }
 
 fn run_crate_tests(root: &Path, out: &Path) -> anyhow::Result<()> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     for set in CRATE_ARTIFACTS {
-        let status = std::process::Command::new(&cargo)
+        let status = crate::cargo()
             .current_dir(root)
             .args(["test", "-q", "-p", set.package])
             .args(set.target)

@@ -224,8 +224,7 @@ fn is_tool_error_only(report: &str) -> bool {
 
 /// Builds the `tasker` binary (a no-op after `cargo test --workspace`) and returns its path.
 fn build_tasker(root: &Path) -> anyhow::Result<PathBuf> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(&cargo)
+    let status = crate::cargo()
         .current_dir(root)
         .args(["build", "--quiet", "-p", "tasker-server", "--bin", "tasker"])
         .status()

@@ -92,6 +92,28 @@ pub(crate) fn workspace_root() -> std::path::PathBuf {
         .unwrap_or(xtask)
 }
 
+/// A `cargo` command for a nested build or test, with the cargo that started this xtask (the
+/// same toolchain). The variables `cargo run` set for the xtask itself are removed: a build
+/// script that watches one of them (ring's watches `CARGO_PKG_NAME`, among others) would see
+/// it change and rebuild on every nested run, costing a minute of a warm check.
+pub(crate) fn cargo() -> std::process::Command {
+    let program = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = std::process::Command::new(program);
+    for (name, _) in std::env::vars_os() {
+        let Some(name) = name.to_str() else { continue };
+        let inherited = name.starts_with("CARGO_PKG_")
+            || name.starts_with("CARGO_MANIFEST_")
+            || matches!(
+                name,
+                "CARGO_CRATE_NAME" | "CARGO_BIN_NAME" | "CARGO_PRIMARY_PACKAGE"
+            );
+        if inherited {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
 fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Task::LintLayers => layers::run(),

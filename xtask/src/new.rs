@@ -689,7 +689,6 @@ pub(crate) fn selftest() -> anyhow::Result<()> {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"));
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     for args in [
         // Not `--all`: that also checks the path dependencies' whole workspace.
         &[
@@ -713,7 +712,7 @@ pub(crate) fn selftest() -> anyhow::Result<()> {
         &["test", "--workspace"][..],
     ] {
         println!("+ cargo {} (in {})", args.join(" "), scratch.display());
-        let status = Command::new(&cargo)
+        let status = crate::cargo()
             .args(args)
             .current_dir(&scratch)
             .env("CARGO_TARGET_DIR", &target)

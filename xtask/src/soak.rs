@@ -10,9 +10,8 @@ use anyhow::{Context, Result, bail};
 
 pub(crate) fn run(args: &[String]) -> Result<()> {
     let root = crate::workspace_root();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     for (package, bin) in [("tasker-server", "tasker"), ("tasker-bench", "soak")] {
-        let status = Command::new(&cargo)
+        let status = crate::cargo()
             .current_dir(&root)
             .args(["build", "--quiet", "--package", package, "--bin", bin])
             .status()
