@@ -22,10 +22,14 @@ use crate::emit::{StepEvent, StepIdentity, TaskEvent, TemplateNames, distinct_ta
 use crate::trace_context;
 
 mod attempt;
+mod decide;
 mod record;
+mod upkeep;
 
-use attempt::spawn_attempt;
-use record::{Unrecorded, after_record, record};
+use decide::{
+    DrainStep, DueTimes, IdleState, Schedule, Unrecorded, Wake, WakeInputs, admit, claim_room,
+    drain_step, wake_at,
+};
 
 /// An attempt's end, sent from its task to the coordinator.
 struct Finished {
@@ -105,207 +109,311 @@ pub(crate) async fn supervise(inner: Arc<Inner>) {
     }
 }
 
+/// The coordinator's state: one per running coordinator, owned by its loop.
+pub(crate) struct Coordinator {
+    engine: Engine,
+    /// Finished attempts report here.
+    tx: mpsc::UnboundedSender<Finished>,
+    rx: mpsc::UnboundedReceiver<Finished>,
+    /// Attempts running here, per task (for `engine.max_concurrent_steps_per_task`).
+    per_task: HashMap<TaskId, usize>,
+    /// Claimed steps held back by the per-task limit, in claim order.
+    held: VecDeque<(ClaimedStep, StepInputs)>,
+    /// Finished attempts received, not yet recorded.
+    finished: Vec<Finished>,
+    /// What the events of the tasks with attempts here need.
+    tasks: HashMap<TaskId, TaskInfo>,
+    /// When upkeep and the switch refresh are due.
+    schedule: Schedule,
+    idle: IdleState,
+    /// Next-attempt times of the failures this engine recorded.
+    known_due: DueTimes,
+    /// Outcomes a failed commit could not record, kept to try again.
+    unrecorded: Unrecorded<Finished>,
+}
+
+/// What one pass did.
+#[derive(Default)]
+struct Pass {
+    progressed: bool,
+    /// Steps claimed in the same transaction that recorded outcomes (one commit per hand-off).
+    claimed_with_record: Option<ClaimBatch>,
+}
+
+/// How a sleep ended.
+enum Woke {
+    /// By a finished attempt, a wake-up or the clock: run a pass.
+    Pass,
+    /// A lease expired since the last upkeep: run a pass with upkeep, without sleeping.
+    Upkeep,
+    /// The engine shut down.
+    Shutdown,
+}
+
 async fn coordinate(inner: Arc<Inner>) {
-    let engine = Engine {
-        inner: inner.clone(),
-    };
-    let config = &inner.config;
-    let bus = &inner.bus;
-    let (tx, mut rx) = mpsc::unbounded_channel::<Finished>();
-    let mut per_task: HashMap<TaskId, usize> = HashMap::new();
-    let mut held: VecDeque<(ClaimedStep, StepInputs)> = VecDeque::new();
-    let mut finished: Vec<Finished> = Vec::new();
-    let mut tasks: HashMap<TaskId, TaskInfo> = HashMap::new();
-    let mut next_upkeep = inner.clock.now();
-    let mut next_switch_refresh = saturating_add(inner.clock.now(), config.switch_refresh);
-    let mut last_upkeep: Option<DateTime<Utc>> = None;
-    // When leases were last renewed (or there were none to renew).
-    let mut last_renewed = inner.clock.now();
-    // Continues a restarted coordinator's count, so waiters compare against later reports.
-    let mut epoch = inner.idle.borrow().epoch;
-    let mut was_idle = true;
-    // Next-attempt times of the failures this engine recorded.
-    let mut known_due: std::collections::BinaryHeap<std::cmp::Reverse<DateTime<Utc>>> =
-        Default::default();
-    let mut unrecorded = Unrecorded::default();
-    engine.refresh_claim_filter().await;
-    loop {
-        if inner.shutdown.is_cancelled() {
-            break;
+    Coordinator::new(inner).run().await;
+}
+
+impl Coordinator {
+    fn new(inner: Arc<Inner>) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let now = inner.clock.now();
+        let schedule = Schedule::new(now, inner.config.lease, inner.config.switch_refresh);
+        // Continues a restarted coordinator's count, so waiters compare against later reports.
+        let epoch = inner.idle.borrow().epoch;
+        Self {
+            schedule,
+            idle: IdleState::new(epoch),
+            engine: Engine { inner },
+            tx,
+            rx,
+            per_task: HashMap::new(),
+            held: VecDeque::new(),
+            finished: Vec::new(),
+            tasks: HashMap::new(),
+            known_due: DueTimes::default(),
+            unrecorded: Unrecorded::default(),
         }
-        let mut progressed = false;
-        let draining = inner.drain.is_cancelled();
-        if draining && !held.is_empty() {
-            // Claimed but never started: given back at once.
-            let ids: Vec<StepId> = held.drain(..).map(|(step, _)| step.step_id).collect();
-            release_claims(&inner, &ids).await;
+    }
+
+    fn inner(&self) -> &Inner {
+        &self.engine.inner
+    }
+
+    /// The loop: a pass records what finished (and claims in the same transaction), runs
+    /// upkeep when due, starts held steps with room, and claims; a pass that did nothing
+    /// sleeps until the next wake-up.
+    async fn run(&mut self) {
+        self.engine.refresh_claim_filter().await;
+        let inner = self.engine.inner.clone();
+        while !inner.shutdown.is_cancelled() {
+            let draining = inner.drain.is_cancelled();
+            if draining {
+                self.give_back_held().await;
+            }
+            let gate = inner.gate.lock().await;
+            let mut pass = Pass::default();
+            self.record(&mut pass).await;
+            let now = inner.clock.now();
+            self.upkeep_if_due(now).await;
+            self.start_held(&mut pass).await;
+            if !draining {
+                self.claim(&mut pass, now).await;
+            }
+            drop(gate);
+            self.publish_gauges();
+            let drain_deadline = if draining {
+                match self.drain_step(now).await {
+                    Some(deadline) => Some(deadline),
+                    None => break,
+                }
+            } else {
+                None
+            };
+            if pass.progressed {
+                self.idle.busy();
+                tokio::task::yield_now().await;
+                continue;
+            }
+            match self.sleep(now, drain_deadline).await {
+                Woke::Pass => {}
+                Woke::Upkeep => self.schedule.upkeep_now(now),
+                Woke::Shutdown => break,
+            }
         }
-        let gate = inner.gate.lock().await;
-        // Steps claimed in the same transaction that recorded outcomes (one commit per hand-off).
-        let mut claimed_with_record = None;
-        let retried = unrecorded.take_due(inner.clock.now());
+        self.stop();
+    }
+
+    /// Records what finished (up to `engine.record_batch_size`, with kept outcomes whose retry
+    /// is due) in one transaction that also claims what there is room for; outcomes the
+    /// database could not take are kept to try again with backoff.
+    async fn record(&mut self, pass: &mut Pass) {
+        let retried = self.unrecorded.take_due(self.inner().clock.now());
         let retrying = !retried.is_empty();
-        finished.extend(retried);
-        while finished.len() < config.record_batch_size {
-            match rx.try_recv() {
-                Ok(f) => finished.push(f),
+        self.finished.extend(retried);
+        let batch_size = self.inner().config.record_batch_size;
+        while self.finished.len() < batch_size {
+            match self.rx.try_recv() {
+                Ok(finished) => self.finished.push(finished),
                 Err(_) => break,
             }
         }
-        if !finished.is_empty() {
-            progressed = true;
-            let batch = std::mem::take(&mut finished);
-            let recorded = record(
-                &engine,
-                batch,
-                &mut per_task,
-                &mut tasks,
-                held.len(),
-                &mut claimed_with_record,
-            )
+        if self.finished.is_empty() {
+            return;
+        }
+        pass.progressed = true;
+        let batch = std::mem::take(&mut self.finished);
+        let recorded = self
+            .record_batch(batch, &mut pass.claimed_with_record)
             .await;
-            known_due.extend(recorded.due.into_iter().map(std::cmp::Reverse));
-            if recorded.kept.is_empty() {
-                if retrying {
-                    unrecorded.recorded();
-                }
-            } else {
-                unrecorded.keep(recorded.kept, inner.clock.now());
+        self.known_due.extend(recorded.due);
+        if recorded.kept.is_empty() {
+            if retrying {
+                self.unrecorded.recorded();
             }
-            inner.unrecorded.send_replace(unrecorded.finished.len());
+        } else {
+            let now = self.inner().clock.now();
+            self.unrecorded.keep(recorded.kept, now);
         }
-        let now = inner.clock.now();
-        if now >= next_upkeep {
-            let held_ids: Vec<StepId> = held.iter().map(|(step, _)| step.step_id).collect();
-            let lost = upkeep(&engine, &mut tasks, &held_ids, &mut last_renewed, now).await;
-            if !lost.is_empty() {
-                held.retain(|(step, _)| !lost.contains(&step.step_id));
-            }
-            inner.revoked.retain(|id, _| held_ids.contains(id));
-            engine.refresh_claim_filter().await;
-            last_upkeep = Some(now);
-            next_upkeep = saturating_add(now, config.lease / 3);
-            next_switch_refresh = saturating_add(now, config.switch_refresh);
-            // What the events of a task need is kept only while it has attempts here (a claim
-            // rebuilds it), so tasks finished elsewhere or by an operator do not accumulate.
-            tasks.retain(|id, _| {
-                per_task.contains_key(id) || held.iter().any(|(step, _)| step.task_id == *id)
-            });
-        } else if now >= next_switch_refresh {
-            engine.refresh_switches().await;
-            next_switch_refresh = saturating_add(now, config.switch_refresh);
-        }
-        // Start held steps whose task has room now.
-        let mut still_held = VecDeque::new();
-        while let Some((step, inputs)) = held.pop_front() {
-            if per_task.get(&step.task_id).copied().unwrap_or(0)
-                < config.max_concurrent_steps_per_task
-            {
-                spawn_attempt(&engine, step, inputs, &tx, &mut per_task, &tasks).await;
-                progressed = true;
-            } else {
-                still_held.push_back((step, inputs));
-            }
-        }
-        held = still_held;
-        let capacity = config
-            .max_concurrent_steps
-            .saturating_sub(inner.running.len() + held.len());
-        if !draining && (capacity > 0 || claimed_with_record.is_some()) {
-            let limit = capacity.min(config.claim_batch_size);
-            let claim_started = std::time::Instant::now();
-            // A batch claimed in the record's own transaction has no claim time of its own.
-            let piggybacked = claimed_with_record.take();
-            let timed = piggybacked.is_none();
-            let claimed = match piggybacked {
-                Some(batch) => Ok(batch),
-                None => {
-                    inner
-                        .store
-                        .claim_ready_steps_where(
-                            &inner.owner,
-                            limit,
-                            config.lease,
-                            now,
-                            &engine.current_claim_filter(),
-                        )
-                        .await
-                }
-            };
-            if timed {
-                inner
-                    .metrics
-                    .claim_duration
-                    .record(claim_started.elapsed().as_secs_f64(), &[]);
-            }
-            match claimed {
-                Ok(batch) if !batch.is_empty() => {
-                    progressed = true;
-                    inner.metrics.claim_steps.record(batch.len() as u64, &[]);
-                    let claim_ms = timed.then(|| millis_since(claim_started));
-                    // The claim returned each step's inputs in the same statement.
-                    for Claim { step, inputs } in &batch.claims {
-                        if let std::collections::hash_map::Entry::Vacant(slot) =
-                            tasks.entry(step.task_id)
-                        {
-                            slot.insert(task_info(&engine, step, inputs).await);
-                        }
-                    }
-                    if bus.has_subscribers() {
-                        publish_claimed(&engine, &batch, &tasks, claim_ms, now);
-                    }
-                    for Claim { step, inputs } in batch.claims {
-                        if per_task.get(&step.task_id).copied().unwrap_or(0)
-                            < config.max_concurrent_steps_per_task
-                        {
-                            spawn_attempt(&engine, step, inputs, &tx, &mut per_task, &tasks).await;
-                        } else {
-                            held.push_back((step, inputs));
-                        }
-                    }
-                }
-                Ok(_) => {}
-                Err(err) => tracing::error!(error = %err, "claiming steps failed"),
-            }
-        }
-        drop(gate);
-        let gauges = &inner.metrics.gauges;
-        gauges
-            .running
-            .store(inner.running.len() as u64, Ordering::Relaxed);
-        gauges.held.store(held.len() as u64, Ordering::Relaxed);
-        gauges
+        self.inner()
             .unrecorded
-            .store(unrecorded.finished.len() as u64, Ordering::Relaxed);
-        let mut drain_deadline = None;
-        if draining {
-            let deadline = inner
-                .drain_deadline
-                .lock()
-                .expect("drain lock")
-                .unwrap_or(now);
-            if inner.running.is_empty() {
-                break;
+            .send_replace(self.unrecorded.finished.len());
+    }
+
+    /// Starts the held steps whose task has room now.
+    async fn start_held(&mut self, pass: &mut Pass) {
+        let held = std::mem::take(&mut self.held);
+        let started = self.admit(held, pass).await;
+        self.held = started;
+    }
+
+    /// Starts the steps of `queue` that `decide::admit` lets start; returns those held back.
+    async fn admit(
+        &mut self,
+        queue: impl IntoIterator<Item = (ClaimedStep, StepInputs)>,
+        pass: &mut Pass,
+    ) -> VecDeque<(ClaimedStep, StepInputs)> {
+        let inner = self.engine.inner.clone();
+        let admission = admit(
+            queue,
+            |(step, _)| (step.task_id, step.step_id),
+            &self.per_task,
+            inner.config.max_concurrent_steps_per_task,
+            |step_id| inner.revoked.remove(&step_id).is_some(),
+        );
+        for (step, _) in &admission.revoked {
+            // Cancelled by an operator while it was held back: the store has the final word.
+            tracing::debug!(task_id = %step.task_id, step = %step.name, "a cancelled step is not started");
+            pass.progressed = true;
+        }
+        for (step, inputs) in admission.start {
+            self.spawn_attempt(step, inputs).await;
+            pass.progressed = true;
+        }
+        admission.held
+    }
+
+    /// Claims up to the room left (or takes the batch claimed with the record), publishes the
+    /// claim's events, and starts what the per-task limit lets start, holding back the rest.
+    async fn claim(&mut self, pass: &mut Pass, now: DateTime<Utc>) {
+        let inner = self.engine.inner.clone();
+        let config = &inner.config;
+        let room = claim_room(
+            config.max_concurrent_steps,
+            config.claim_batch_size,
+            inner.running.len() + self.held.len(),
+            false,
+        );
+        // A batch claimed in the record's own transaction has no claim time of its own.
+        let piggybacked = pass.claimed_with_record.take();
+        if room == 0 && piggybacked.is_none() {
+            return;
+        }
+        let claim_started = std::time::Instant::now();
+        let timed = piggybacked.is_none();
+        let claimed = match piggybacked {
+            Some(batch) => Ok(batch),
+            None => {
+                inner
+                    .store
+                    .claim_ready_steps_where(
+                        &inner.owner,
+                        room,
+                        config.lease,
+                        now,
+                        &self.engine.current_claim_filter(),
+                    )
+                    .await
             }
-            if inner.clock.now() >= deadline {
+        };
+        if timed {
+            inner
+                .metrics
+                .claim_duration
+                .record(claim_started.elapsed().as_secs_f64(), &[]);
+        }
+        let batch = match claimed {
+            Ok(batch) if !batch.is_empty() => batch,
+            Ok(_) => return,
+            Err(err) => {
+                tracing::error!(error = %err, "claiming steps failed");
+                return;
+            }
+        };
+        pass.progressed = true;
+        inner.metrics.claim_steps.record(batch.len() as u64, &[]);
+        let claim_ms = timed.then(|| millis_since(claim_started));
+        // The claim returned each step's inputs in the same statement.
+        for Claim { step, inputs } in &batch.claims {
+            if !self.tasks.contains_key(&step.task_id) {
+                let info = self.task_info(step, inputs).await;
+                self.tasks.insert(step.task_id, info);
+            }
+        }
+        if inner.bus.has_subscribers() {
+            self.publish_claimed(&batch, claim_ms, now);
+        }
+        let claims = batch
+            .claims
+            .into_iter()
+            .map(|Claim { step, inputs }| (step, inputs));
+        let held = self.admit(claims, pass).await;
+        self.held.extend(held);
+    }
+
+    /// Draining: the claims held back and never started are given back at once.
+    async fn give_back_held(&mut self) {
+        if self.held.is_empty() {
+            return;
+        }
+        let ids: Vec<StepId> = self.held.drain(..).map(|(step, _)| step.step_id).collect();
+        self.release_claims(&ids).await;
+    }
+
+    /// Draining, after a pass: `None` to stop (nothing runs, or the grace is over and what ran
+    /// was cancelled and its claims given back), else the deadline to wake at.
+    async fn drain_step(&mut self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let inner = self.engine.inner.clone();
+        let deadline = inner
+            .drain_deadline
+            .lock()
+            .expect("drain lock")
+            .unwrap_or(now);
+        match drain_step(inner.running.len(), inner.clock.now(), deadline) {
+            DrainStep::Done => None,
+            DrainStep::GraceOver => {
                 // The grace is over: stop the attempts still running and give their claims back.
                 let ids: Vec<StepId> = inner.running.iter().map(|e| e.key().0).collect();
                 for entry in inner.running.iter() {
                     entry.value().1.cancel();
                 }
-                release_claims(&inner, &ids).await;
-                break;
+                self.release_claims(&ids).await;
+                None
             }
-            drain_deadline = Some(deadline);
+            DrainStep::Wait(deadline) => Some(deadline),
         }
-        if progressed {
-            was_idle = false;
-            tokio::task::yield_now().await;
-            continue;
-        }
-        let idle = inner.running.is_empty() && held.is_empty();
-        if idle && !was_idle {
-            bus.publish(Event::new(
+    }
+
+    fn publish_gauges(&self) {
+        let inner = self.inner();
+        let gauges = &inner.metrics.gauges;
+        gauges
+            .running
+            .store(inner.running.len() as u64, Ordering::Relaxed);
+        gauges.held.store(self.held.len() as u64, Ordering::Relaxed);
+        gauges
+            .unrecorded
+            .store(self.unrecorded.finished.len() as u64, Ordering::Relaxed);
+    }
+
+    /// After a pass that did nothing: publishes `workflow.no_viable_steps` when the engine just
+    /// became idle, reports when it wakes by itself (`Engine::next_wake_up`,
+    /// `Engine::wait_until_idle`), and sleeps until then or until something happens.
+    async fn sleep(&mut self, now: DateTime<Utc>, drain_deadline: Option<DateTime<Utc>>) -> Woke {
+        let inner = self.engine.inner.clone();
+        let (idle, became_idle) = self.idle.settle(inner.running.len(), self.held.len());
+        if became_idle {
+            inner.bus.publish(Event::new(
                 workflow::NO_VIABLE_STEPS,
                 now,
                 Payload::Workflow(WorkflowPayload {
@@ -316,293 +424,150 @@ async fn coordinate(inner: Arc<Inner>) {
                 }),
             ));
         }
-        was_idle = idle;
-        let mut wake_at = saturating_add(now, config.poll_interval);
-        while known_due
-            .peek()
-            .is_some_and(|std::cmp::Reverse(at)| *at <= now)
-        {
-            known_due.pop();
-        }
-        if let Some(std::cmp::Reverse(at)) = known_due.peek() {
-            wake_at = wake_at.min(*at);
-        }
-        if let Some(at) = unrecorded.retry_at {
-            wake_at = wake_at.min(at);
-        }
-        if let Some(at) = drain_deadline {
-            wake_at = wake_at.min(at);
-        }
-        if inner.switches_active.load(Ordering::Relaxed) {
-            // A pause or limit may be hiding ready work: look again when it may have changed.
-            wake_at = wake_at.min(next_switch_refresh);
-        }
+        let (mut next_attempt_due, mut next_lease_expiry) = (None, None);
         if idle {
             // Nothing of ours is running: ask the database what comes next, which also covers
-            // backoffs and leases of other processes.
-            if let Ok(Some(due)) = inner.store.next_attempt_due(now).await {
-                wake_at = wake_at.min(due);
-            }
-            if let Ok(Some(expiry)) = inner.store.next_lease_expiry().await {
-                let at = lease_wake(expiry, now, last_upkeep, next_upkeep);
-                if at <= now {
-                    // Expired since the last upkeep: reclaim it now rather than wake every
-                    // millisecond until the next upkeep.
-                    next_upkeep = now;
-                    continue;
-                }
-                wake_at = wake_at.min(at);
-            }
-        } else {
-            // A finished attempt wakes us; our own backoffs are known from what we recorded, and
-            // upkeep covers leases. No queries on the hand-off path.
-            wake_at = wake_at.min(next_upkeep);
+            // backoffs and leases of other processes. (When busy, a finished attempt wakes us,
+            // our own backoffs are known from what we recorded, and upkeep covers leases: no
+            // queries on the hand-off path.)
+            next_attempt_due = inner.store.next_attempt_due(now).await.ok().flatten();
+            next_lease_expiry = inner.store.next_lease_expiry().await.ok().flatten();
         }
-        epoch += 1;
+        let wake = wake_at(&WakeInputs {
+            now,
+            poll_interval: inner.config.poll_interval,
+            known_due: self.known_due.next_after(now),
+            record_retry: self.unrecorded.retry_at,
+            drain_deadline,
+            switch_refresh: inner
+                .switches_active
+                .load(Ordering::Relaxed)
+                .then_some(self.schedule.next_switch_refresh),
+            idle,
+            next_attempt_due,
+            next_lease_expiry,
+            schedule: self.schedule,
+        });
+        let wake_at = match wake {
+            Wake::At(at) => at,
+            // Expired since the last upkeep: reclaim it now rather than wake every millisecond
+            // until the next upkeep.
+            Wake::UpkeepNow => return Woke::Upkeep,
+        };
+        let epoch = self.idle.next_epoch();
         inner.idle.send_replace(IdleReport {
             epoch,
             idle,
             wake_at: Some(wake_at),
         });
-        tokio::select! {
-            received = rx.recv() => if let Some(f) = received { finished.push(f) },
-            () = inner.wake.notified() => {}
-            () = inner.clock.sleep_until(wake_at) => {}
-            () = inner.shutdown.cancelled() => break,
+        let woke = tokio::select! {
+            received = self.rx.recv() => {
+                if let Some(finished) = received {
+                    self.finished.push(finished);
+                }
+                Woke::Pass
+            }
+            () = inner.wake.notified() => Woke::Pass,
+            () = inner.clock.sleep_until(wake_at) => Woke::Pass,
+            () = inner.shutdown.cancelled() => Woke::Shutdown,
+        };
+        if !matches!(woke, Woke::Shutdown) {
+            inner.idle.send_replace(IdleReport {
+                epoch,
+                idle: false,
+                wake_at: None,
+            });
         }
-        inner.idle.send_replace(IdleReport {
-            epoch,
-            idle: false,
-            wake_at: None,
-        });
+        woke
     }
-    for entry in inner.running.iter() {
-        entry.value().1.cancel();
-    }
-    inner.metrics.gauges.running.store(0, Ordering::Relaxed);
-    inner.metrics.gauges.held.store(0, Ordering::Relaxed);
-}
 
-/// Gives back this engine's claims on `steps` without using up their attempts (a drain).
-async fn release_claims(inner: &Inner, steps: &[StepId]) {
-    match inner
-        .store
-        .release_claims(&inner.owner, steps, inner.clock.now())
-        .await
-    {
-        Ok(released) => {
-            if !released.is_empty() {
-                tracing::info!(
-                    steps = released.len(),
-                    "gave back claims on shutdown; the steps are ready again"
-                );
+    /// The loop ended: the attempts still running here are cancelled.
+    fn stop(&self) {
+        let inner = self.inner();
+        for entry in inner.running.iter() {
+            entry.value().1.cancel();
+        }
+        inner.metrics.gauges.running.store(0, Ordering::Relaxed);
+        inner.metrics.gauges.held.store(0, Ordering::Relaxed);
+    }
+
+    /// Publishes a claim's events: `workflow.viable_steps_discovered`, `task.start_requested` for
+    /// tasks the claim started, then per step `step.retry_requested` (retries) and
+    /// `step.execution_requested`.
+    fn publish_claimed(&self, batch: &ClaimBatch, claim_ms: Option<f64>, now: DateTime<Utc>) {
+        let engine = &self.engine;
+        let tasks = &self.tasks;
+        let bus = &engine.inner.bus;
+        let task_ids = distinct_tasks(batch.steps().map(|s| s.task_id));
+        bus.publish(Event::new(
+            workflow::VIABLE_STEPS_DISCOVERED,
+            now,
+            Payload::Workflow(WorkflowPayload {
+                owner: engine.inner.owner.as_str().into(),
+                step_count: batch.len(),
+                task_ids,
+                duration_ms: claim_ms,
+            }),
+        ));
+        for task_id in &batch.started_tasks {
+            if let Some(info) = tasks.get(task_id) {
+                TaskEvent::new(
+                    *task_id,
+                    &info.labels,
+                    Some(TaskState::Pending),
+                    TaskState::InProgress,
+                )
+                .publish(bus, now);
             }
         }
-        // The claims lapse at their lease expiry instead (the attempt then counts).
-        Err(err) => tracing::warn!(error = %err, "giving back claims on shutdown failed"),
-    }
-}
-
-/// When an idle coordinator should next look at the earliest lease, which expires at `expiry`:
-/// just after it expires (`reclaim_expired` takes leases that expired strictly before its
-/// "now"); at once (`now`) when it has become reclaimable since the last upkeep; otherwise at the
-/// next upkeep, so a lease the last upkeep could not reclaim is no reason to wake any sooner.
-fn lease_wake(
-    expiry: DateTime<Utc>,
-    now: DateTime<Utc>,
-    last_upkeep: Option<DateTime<Utc>>,
-    next_upkeep: DateTime<Utc>,
-) -> DateTime<Utc> {
-    let reclaimable = saturating_add(expiry, Duration::from_millis(1));
-    if reclaimable > now {
-        reclaimable
-    } else if last_upkeep.is_none_or(|at| at < reclaimable) {
-        now
-    } else {
-        next_upkeep.max(saturating_add(now, Duration::from_millis(1)))
-    }
-}
-
-/// Publishes a claim's events: `workflow.viable_steps_discovered`, `task.start_requested` for
-/// tasks the claim started, then per step `step.retry_requested` (retries) and
-/// `step.execution_requested`.
-fn publish_claimed(
-    engine: &Engine,
-    batch: &ClaimBatch,
-    tasks: &HashMap<TaskId, TaskInfo>,
-    claim_ms: Option<f64>,
-    now: DateTime<Utc>,
-) {
-    let bus = &engine.inner.bus;
-    let task_ids = distinct_tasks(batch.steps().map(|s| s.task_id));
-    bus.publish(Event::new(
-        workflow::VIABLE_STEPS_DISCOVERED,
-        now,
-        Payload::Workflow(WorkflowPayload {
-            owner: engine.inner.owner.as_str().into(),
-            step_count: batch.len(),
-            task_ids,
-            duration_ms: claim_ms,
-        }),
-    ));
-    for task_id in &batch.started_tasks {
-        if let Some(info) = tasks.get(task_id) {
-            TaskEvent::new(
-                *task_id,
-                &info.labels,
-                Some(TaskState::Pending),
-                TaskState::InProgress,
+        for step in batch.steps() {
+            let Some(info) = tasks.get(&step.task_id) else {
+                continue;
+            };
+            let who = identity(step, &info.labels);
+            if step.retried {
+                StepEvent::transition(&who, step.attempt, StepState::Error, StepState::Pending)
+                    .publish(bus, now);
+            }
+            StepEvent::transition(
+                &who,
+                step.attempt,
+                StepState::Pending,
+                StepState::InProgress,
             )
             .publish(bus, now);
         }
     }
-    for step in batch.steps() {
-        let Some(info) = tasks.get(&step.task_id) else {
-            continue;
+
+    /// What the events and spans of a task's attempts need, built when a claim brings the task.
+    async fn task_info(&self, step: &ClaimedStep, inputs: &StepInputs) -> TaskInfo {
+        let names = match self.engine.known(step.named_task_id).await {
+            Ok(known) => known.names,
+            Err(_) => TemplateNames {
+                namespace: "".into(),
+                name: "".into(),
+                version: "".into(),
+            },
         };
-        let who = identity(step, &info.labels);
-        if step.retried {
-            StepEvent::transition(&who, step.attempt, StepState::Error, StepState::Pending)
-                .publish(bus, now);
-        }
-        StepEvent::transition(
-            &who,
-            step.attempt,
-            StepState::Pending,
-            StepState::InProgress,
-        )
-        .publish(bus, now);
-    }
-}
-
-async fn task_info(engine: &Engine, step: &ClaimedStep, inputs: &StepInputs) -> TaskInfo {
-    let names = match engine.known(step.named_task_id).await {
-        Ok(known) => known.names,
-        Err(_) => TemplateNames {
-            namespace: "".into(),
-            name: "".into(),
-            version: "".into(),
-        },
-    };
-    let span = tracing::info_span!(
-        "task",
-        task_id = %step.task_id,
-        namespace = %names.namespace,
-        template = %names.name,
-        version = %names.version,
-        correlation_id = %inputs.correlation_id,
-        trace_id = tracing::field::Empty,
-        span_id = tracing::field::Empty,
-    );
-    if let Some(parent) = &inputs.trace_parent {
-        trace_context::set_parent(&span, parent);
-    }
-    trace_context::record_ids(&span);
-    TaskInfo {
-        named_task_id: step.named_task_id,
-        labels: names.labels(&inputs.correlation_id),
-        created_at: inputs.task_created_at,
-        span,
-    }
-}
-
-/// Extends the leases of running attempts and fails expired ones (any owner's).
-/// Lease upkeep: renews the leases of the attempts running here and of the steps claimed but
-/// held back by the per-task limit, and reclaims expired leases. An attempt whose claim is gone
-/// (reclaimed, or finished by an operator) or whose lease lapsed while renewal failed (the
-/// database unreachable for a whole lease since `last_renewed`) is cancelled here, so its
-/// outcome is never recorded; returns the held steps whose claims are gone in the same way
-/// (never to be started).
-async fn upkeep(
-    engine: &Engine,
-    tasks: &mut HashMap<TaskId, TaskInfo>,
-    held: &[StepId],
-    last_renewed: &mut DateTime<Utc>,
-    now: DateTime<Utc>,
-) -> std::collections::HashSet<StepId> {
-    let inner = &engine.inner;
-    let running: Vec<(StepId, u32)> = inner.running.iter().map(|e| *e.key()).collect();
-    let ids: Vec<StepId> = running
-        .iter()
-        .map(|(id, _)| *id)
-        .chain(held.iter().copied())
-        .collect();
-    let mut lost = std::collections::HashSet::new();
-    if ids.is_empty() {
-        *last_renewed = now;
-    } else {
-        match inner
-            .store
-            .extend_leases(&inner.owner, &ids, inner.config.lease, now)
-            .await
-        {
-            Ok(kept) => {
-                *last_renewed = now;
-                inner.metrics.leases_renewed.add(kept.len() as u64, &[]);
-                let kept: std::collections::HashSet<StepId> = kept.into_iter().collect();
-                lost.extend(ids.iter().filter(|id| !kept.contains(id)).copied());
-            }
-            Err(err) => {
-                tracing::warn!(error = %err, "extending leases failed");
-                if now >= saturating_add(*last_renewed, inner.config.lease) {
-                    lost.extend(ids.iter().copied());
-                }
-            }
-        }
-    }
-    if !lost.is_empty() {
-        let mut cancelled = 0usize;
-        for key in &running {
-            if lost.contains(&key.0)
-                && let Some(entry) = inner.running.get(key)
-            {
-                entry.value().1.cancel();
-                cancelled += 1;
-            }
-        }
-        tracing::warn!(
-            running = cancelled,
-            held = lost.len() - cancelled,
-            "claims lost or leases lapsed: those attempts are cancelled here and not recorded"
+        let span = tracing::info_span!(
+            "task",
+            task_id = %step.task_id,
+            namespace = %names.namespace,
+            template = %names.name,
+            version = %names.version,
+            correlation_id = %inputs.correlation_id,
+            trace_id = tracing::field::Empty,
+            span_id = tracing::field::Empty,
         );
-    }
-    match inner.store.reclaim_expired(now).await {
-        Ok(report) if !report.recorded.is_empty() => {
-            inner
-                .metrics
-                .leases_reclaimed
-                .add(report.recorded.len() as u64, &[]);
-            tracing::warn!(
-                steps = report.recorded.len(),
-                "reclaimed attempts whose lease expired"
-            );
-            after_record(engine, &report, &HashMap::new(), tasks, now).await;
+        if let Some(parent) = &inputs.trace_parent {
+            trace_context::set_parent(&span, parent);
         }
-        Ok(_) => {}
-        Err(err) => tracing::warn!(error = %err, "reclaiming expired leases failed"),
-    }
-    lost.retain(|id| held.contains(id));
-    lost
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_expired_lease_wakes_the_coordinator_once_not_every_millisecond() {
-        let t = |secs: i64| DateTime::from_timestamp(1_000 + secs, 0).unwrap();
-        let ms = Duration::from_millis(1);
-        // Not expired yet: wake just after it expires.
-        assert_eq!(
-            lease_wake(t(5), t(1), Some(t(0)), t(10)),
-            saturating_add(t(5), ms)
-        );
-        // Expired since the last upkeep: reclaim now.
-        assert_eq!(lease_wake(t(5), t(6), Some(t(0)), t(10)), t(6));
-        assert_eq!(lease_wake(t(5), t(6), None, t(10)), t(6));
-        // The last upkeep already ran after it expired (and left it): the next upkeep, not now.
-        assert_eq!(lease_wake(t(5), t(7), Some(t(6)), t(16)), t(16));
-        assert!(lease_wake(t(5), t(7), Some(t(6)), t(7)) > t(7));
+        trace_context::record_ids(&span);
+        TaskInfo {
+            named_task_id: step.named_task_id,
+            labels: names.labels(&inputs.correlation_id),
+            created_at: inputs.task_created_at,
+            span,
+        }
     }
 }
