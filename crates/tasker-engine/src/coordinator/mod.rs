@@ -542,7 +542,7 @@ impl Coordinator {
     /// What the events and spans of a task's attempts need, built when a claim brings the task.
     async fn task_info(&self, step: &ClaimedStep, inputs: &StepInputs) -> TaskInfo {
         let names = match self.engine.known(step.named_task_id).await {
-            Ok(known) => known.names,
+            Ok(known) => known.names.clone(),
             Err(_) => TemplateNames {
                 namespace: "".into(),
                 name: "".into(),

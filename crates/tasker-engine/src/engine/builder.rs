@@ -1,6 +1,6 @@
 //! Building an [`Engine`].
 
-use super::{Engine, IdleReport, Inner};
+use super::{Engine, IdleReport, Inner, TemplateCache};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
@@ -112,8 +112,7 @@ impl EngineBuilder {
                 gate: tokio::sync::Mutex::new(()),
                 idle,
                 unrecorded: watch::channel(0).0,
-                templates: DashMap::new(),
-                stored: DashMap::new(),
+                templates: TemplateCache::default(),
                 running: DashMap::new(),
                 random: Mutex::new(self.random),
                 coordinator: Mutex::new(None),

@@ -130,17 +130,24 @@ impl Engine {
             self.inner.config.max_context_bytes,
             "max_context_bytes",
         )?;
-        let full_name = registered.template.full_name();
-        let stored = match self.inner.stored.get(&full_name) {
-            Some(stored) => stored.clone(),
+        let cached = match self
+            .inner
+            .templates
+            .by_name(&registered.template.full_name())
+        {
+            Some(cached) => cached,
             None => {
                 let stored = self
                     .inner
                     .store
                     .register_template(&registered.template, now)
                     .await?;
-                self.inner.stored.insert(full_name, stored.clone());
-                stored
+                // A template registered in the registry directly (not through the engine)
+                // still has its custom events.
+                if let Err(err) = self.register_custom_events(&registered.template) {
+                    tracing::warn!(error = %err, "registering a template's custom events failed");
+                }
+                self.inner.templates.stored(stored, &registered)
             }
         };
         let keyed;
@@ -158,7 +165,7 @@ impl Engine {
             correlation_id: creation.correlation_id.clone(),
             trace_parent: trace_context::traceparent(&span),
         };
-        let prepared = Store::prepare_task(&stored, &request, &options)?;
+        let prepared = Store::prepare_task(&cached.stored, &request, &options)?;
         span.record(
             "task_id",
             tracing::field::display(prepared.created().task_id),

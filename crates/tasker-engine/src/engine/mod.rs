@@ -10,7 +10,7 @@ use dashmap::DashMap;
 use tasker_domain::duration::saturating_add;
 use tasker_domain::{StepId, TaskId, TaskRequest, TaskState, TemplateId};
 use tasker_events::{Category, EventBus, EventStream, Interest, Payload};
-use tasker_persistence::{ClaimFilter, RegisteredTemplate, Store, TaskRecord};
+use tasker_persistence::{ClaimFilter, Store, TaskRecord};
 use tasker_template::TaskTemplate;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
@@ -18,20 +18,21 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::EngineConfig;
 use crate::creator::Creator;
-use crate::emit::TemplateNames;
 use crate::error::EngineError;
 use crate::hooks::HookRuns;
 use crate::metrics::EngineMetrics;
 use crate::registry::{RegisteredTask, Registry};
-use tasker_handler::{Clock, TaskHooks};
+use tasker_handler::Clock;
 
 mod builder;
 mod claim_filter;
 mod create;
 mod operate;
+mod templates;
 
 pub use builder::EngineBuilder;
 use create::check_json;
+pub(crate) use templates::{CachedTemplate, TemplateCache};
 
 /// The most tasks [`Engine::create_tasks`] writes in one transaction.
 pub const BULK_BATCH: usize = 64;
@@ -42,25 +43,6 @@ pub(crate) struct IdleReport {
     pub(crate) idle: bool,
     /// When the coordinator, asleep between passes, wakes by itself.
     pub(crate) wake_at: Option<DateTime<Utc>>,
-}
-
-/// A template as the coordinator needs it.
-#[derive(Clone)]
-pub(crate) struct Known {
-    pub(crate) template: Arc<TaskTemplate>,
-    pub(crate) hooks: Option<Arc<dyn TaskHooks>>,
-    pub(crate) names: TemplateNames,
-}
-
-impl Known {
-    fn new(template: Arc<TaskTemplate>, hooks: Option<Arc<dyn TaskHooks>>) -> Self {
-        let names = TemplateNames::of(&template);
-        Self {
-            template,
-            hooks,
-            names,
-        }
-    }
 }
 
 pub(crate) struct Inner {
@@ -83,10 +65,8 @@ pub(crate) struct Inner {
     pub(crate) idle: watch::Sender<IdleReport>,
     /// How many finished attempts wait in memory to be recorded again after a failed commit.
     pub(crate) unrecorded: watch::Sender<usize>,
-    /// By named task id.
-    pub(crate) templates: DashMap<TemplateId, Known>,
-    /// Catalogue rows by `namespace/name@version`.
-    pub(crate) stored: DashMap<String, RegisteredTemplate>,
+    /// The catalogue templates this engine has met, by id and by name.
+    pub(crate) templates: TemplateCache,
     /// Attempts running in this process, by step and attempt number: an attempt that outlived
     /// its claim (its handler ignoring its cancellation) never stands for the step's next one.
     pub(crate) running: DashMap<(StepId, u32), (TaskId, CancellationToken)>,
@@ -186,13 +166,7 @@ impl Engine {
             .register_template(&registered.template, self.inner.clock.now())
             .await?;
         self.register_custom_events(&registered.template)?;
-        self.inner.templates.insert(
-            stored.named_task_id,
-            Known::new(registered.template.clone(), registered.hooks.clone()),
-        );
-        self.inner
-            .stored
-            .insert(registered.template.full_name(), stored);
+        self.inner.templates.stored(stored, &registered);
         self.refresh_claim_filter().await;
         Ok(registered)
     }
@@ -389,26 +363,27 @@ impl Engine {
         self.inner.hook_runs.settled().await;
     }
 
-    pub(crate) async fn known(&self, named_task_id: TemplateId) -> Result<Known, EngineError> {
-        if let Some(known) = self.inner.templates.get(&named_task_id) {
-            return Ok(known.clone());
+    /// The template stored as `named_task_id`, from the cache or else the catalogue (then the
+    /// one registered here under its name and version, with its hooks, when there is one).
+    pub(crate) async fn known(
+        &self,
+        named_task_id: TemplateId,
+    ) -> Result<Arc<CachedTemplate>, EngineError> {
+        if let Some(known) = self.inner.templates.by_id(named_task_id) {
+            return Ok(known);
         }
         let stored = self.inner.store.find_template_by_id(named_task_id).await?;
         let t = &stored.template;
-        let known = match self
+        let registered = self
             .inner
             .registry
-            .resolve(&t.namespace_name, &t.name, Some(&t.version))
-        {
-            Some(registered) => Known::new(registered.template, registered.hooks),
-            None => Known::new(stored.template.clone(), None),
-        };
+            .resolve(&t.namespace_name, &t.name, Some(&t.version));
+        let known = self.inner.templates.learned(stored, registered.as_ref());
         // A template this process did not register itself (registered by another process, or
         // given in a prepared registry) still has its custom events.
         if let Err(err) = self.register_custom_events(&known.template) {
             tracing::warn!(error = %err, "registering a template's custom events failed");
         }
-        self.inner.templates.insert(named_task_id, known.clone());
         Ok(known)
     }
 
@@ -418,19 +393,16 @@ impl Engine {
     pub(crate) fn finalized(&self, task_id: TaskId, named_task_id: TemplateId, state: TaskState) {
         tracing::info!(%task_id, state = %state, "task finished");
         // Most templates have no hooks: when the cache already says so, nothing is spawned.
-        if self
-            .inner
-            .templates
-            .get(&named_task_id)
-            .is_some_and(|known| known.hooks.is_none())
-        {
+        if self.inner.templates.known_without_hooks(named_task_id) {
             return;
         }
         let engine = self.clone();
         HookRuns::spawn(&self.inner.hook_runs, task_id, async move {
-            let Ok(Known {
-                hooks: Some(hooks), ..
-            }) = engine.known(named_task_id).await
+            let Some(hooks) = engine
+                .known(named_task_id)
+                .await
+                .ok()
+                .and_then(|known| known.hooks.clone())
             else {
                 return;
             };
