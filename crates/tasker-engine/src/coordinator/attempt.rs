@@ -1,8 +1,5 @@
 //! Starting one attempt: its handler, context, span and deadline, on a task of its own.
 
-use super::Coordinator;
-use super::{AttemptResult, Finished, TaskInfo, identity};
-use crate::engine::Engine;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -19,6 +16,10 @@ use tracing::{Instrument, Span};
 use crate::emit::{BusSink, StepEvent};
 use crate::trace_context;
 use tasker_handler::{StepContext, StepEvents, StepHandler};
+
+use super::Coordinator;
+use super::{AttemptResult, Finished, TaskInfo, identity};
+use crate::engine::Engine;
 
 impl Coordinator {
     /// Starts an attempt of a claimed step on a task of its own; its end comes back on the

@@ -1,8 +1,12 @@
 //! The coordinator: claim ready steps in batches, run them concurrently under limits, record
 //! outcomes in batches (group commit), and sleep until the next wake-up: a new task, a finished
 //! attempt, the next backoff expiry, lease upkeep, or the poll fallback for other processes.
+//!
+//! Its state is one [`Coordinator`]; a pass calls its methods in turn: recording
+//! (`record.rs`), upkeep (`upkeep.rs`), starting held steps and claiming (here, with attempts
+//! started in `attempt.rs`), and sleeping. The decisions that need no database are in
+//! `decide.rs`.
 
-use crate::engine::{Engine, IdleReport, Inner};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -20,6 +24,8 @@ use tracing::Span;
 
 use crate::emit::{StepEvent, StepIdentity, TaskEvent, TemplateNames, distinct_tasks};
 use crate::trace_context;
+
+use crate::engine::{Engine, IdleReport, Inner};
 
 mod attempt;
 mod decide;

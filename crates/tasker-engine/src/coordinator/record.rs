@@ -1,9 +1,6 @@
 //! Recording finished attempts (group commit, one by one after a failed batch, kept with
 //! backoff while the database is unavailable) and publishing their events.
 
-use super::Coordinator;
-use super::decide::claim_room;
-use super::{AttemptInfo, AttemptResult, Finished, identity, millis_since};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -19,12 +16,17 @@ use tasker_persistence::{
 
 use crate::emit::{StepEvent, StepIdentity, TaskEvent, distinct_tasks, labels_of};
 
+use super::Coordinator;
+use super::decide::claim_room;
+use super::{AttemptInfo, AttemptResult, Finished, identity, millis_since};
+
 impl Coordinator {
     /// After a commit that recorded outcomes: publishes their events (`step.completed` /
-    /// `step.failed`, with `observability.step.backoff` or `observability.step.max_retries_reached`,
-    /// then the final event of each task the commit finalized), then runs the finalization hooks of
-    /// those tasks and forgets them. Attempts and tasks this engine does not know (a reclaimed lease
-    /// of another process) are looked up once and shared by both.
+    /// `step.failed`, with `observability.step.backoff` or
+    /// `observability.step.max_retries_reached`, then the final event of each task the commit
+    /// finalized), then runs the finalization hooks of those tasks and forgets them. Attempts
+    /// and tasks this engine does not know (a reclaimed lease of another process) are looked up
+    /// once and shared by both.
     pub(super) async fn after_record(
         &mut self,
         report: &RecordReport,
@@ -170,7 +172,8 @@ impl Coordinator {
     pub(super) fn release(&mut self, step: &ClaimedStep) {
         let inner = &self.engine.inner;
         inner.running.remove(&(step.step_id, step.attempt));
-        // Before the recorded outcome's events are published, so a scrape that follows them sees it.
+        // Before the recorded outcome's events are published, so a scrape that follows them
+        // sees it.
         inner
             .metrics
             .gauges

@@ -1,6 +1,5 @@
 //! Building an [`Engine`].
 
-use super::{Engine, IdleReport, Inner, TemplateCache};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
@@ -17,6 +16,8 @@ use crate::hooks::HookRuns;
 use crate::metrics::EngineMetrics;
 use crate::registry::Registry;
 use tasker_handler::{Clock, SystemClock};
+
+use super::{Engine, IdleReport, Inner, TemplateCache};
 
 /// Builds an [`Engine`].
 pub struct EngineBuilder {

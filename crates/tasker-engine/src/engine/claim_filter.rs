@@ -1,12 +1,13 @@
 //! Which tasks' steps an engine claims: the claim filter, from the catalogue, the registry,
 //! the engine's namespaces and the runtime switches.
 
-use super::Engine;
 use std::sync::atomic::Ordering;
 
 use tasker_domain::TemplateId;
 use tasker_persistence::{ClaimFilter, NamespaceLimit, RuntimeSwitch, SwitchKind};
 use tasker_template::TaskTemplate;
+
+use super::Engine;
 
 impl Engine {
     /// Recomputes which templates' tasks this engine claims, from the catalogue and the

@@ -1,6 +1,5 @@
 //! Task creation: one task, or many at once.
 
-use super::{BULK_BATCH, Engine};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -15,6 +14,8 @@ use crate::emit::{StepEvent, StepIdentity, TaskEvent, TemplateNames};
 use crate::error::EngineError;
 use crate::operator::CreateOptions;
 use crate::trace_context;
+
+use super::{BULK_BATCH, Engine};
 
 impl Engine {
     /// Creates a task from a registered template (the latest version when the request names

@@ -1,6 +1,7 @@
 //! The engine facade: [`Engine`] and its shared state. Its builder is in `builder.rs`, task
 //! creation in `create.rs`, operator calls in `operate.rs`, the claim filter in
-//! `claim_filter.rs`; the coordinator loop is `crate::coordinator`.
+//! `claim_filter.rs`, the template cache in `templates.rs`; the coordinator loop is
+//! `crate::coordinator`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};

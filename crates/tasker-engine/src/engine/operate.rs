@@ -1,7 +1,5 @@
 //! Operator calls: cancel, resolve and retry tasks and steps; pause, resume and limit.
 
-use super::Engine;
-
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use tasker_domain::{StepId, StepState, TaskId, TaskState};
@@ -12,6 +10,8 @@ use tasker_state_machine::{TransitionOutcome, step as step_machine, task as task
 use crate::emit::{StepEvent, StepIdentity, TaskEvent, labels_of};
 use crate::error::EngineError;
 use crate::operator::{Operator, refuse_step, refuse_step_of_finished_task, refuse_task};
+
+use super::Engine;
 
 impl Engine {
     /// Cancels a task and its unfinished steps; running handlers see their cancellation token.
