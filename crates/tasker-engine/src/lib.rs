@@ -17,6 +17,7 @@
 
 mod builtin;
 mod config;
+mod coordinator;
 mod creator;
 mod emit;
 mod engine;
