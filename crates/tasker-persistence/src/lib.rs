@@ -35,7 +35,8 @@
 //! - Readiness is incremental: each step counts its unfinished parents and carries its next
 //!   attempt time, so finding ready work is one index range scan whatever the DAG's size; each
 //!   task counts its done, blocked and active steps, so finalization never scans a task.
-//! - Times are microseconds since the Unix epoch (BIGINT) and "now" is always an argument.
+//! - Times are microseconds since the Unix epoch (BIGINT) and "now" is always an argument,
+//!   except for lease expiry, which by default runs on the database's clock ([`LeaseClock`]).
 
 mod entities;
 mod error;
@@ -50,11 +51,11 @@ pub use schema_drift::schema_drift;
 pub use store::{
     AnalyticsScope, ApiKeyRecord, Backend, Backlog, BlockingReason, Bottlenecks, ChangedStep,
     Claim, ClaimBatch, ClaimFilter, ClaimedStep, ConnectOptions, CreateTaskOptions, CreatedTask,
-    DEFAULT_DATABASE_URL, ErrorHotSpot, ExecutionStatus, HealthCounts, HealthStatus, Listener,
-    MAX_ANALYTICS_LIMIT, MAX_ANALYTICS_WINDOW, MAX_NOTIFY_PAYLOAD, NamespaceLimit, NewApiKey, Page,
-    Performance, PoolStatus, PreparedTask, RecommendedAction, RecordReport, RecordedStep,
-    RegisteredTemplate, RetriedStep, RevokedToken, RuntimeSwitch, SchemaStatus, SqlValue,
-    StepFailure, StepInputs, StepOutcome, StepReadiness, StepRecord, StepTiming, Store,
+    DEFAULT_DATABASE_URL, ErrorHotSpot, ExecutionStatus, HealthCounts, HealthStatus, LeaseClock,
+    Listener, MAX_ANALYTICS_LIMIT, MAX_ANALYTICS_WINDOW, MAX_NOTIFY_PAYLOAD, NamespaceLimit,
+    NewApiKey, Page, Performance, PoolStatus, PreparedTask, RecommendedAction, RecordReport,
+    RecordedStep, RegisteredTemplate, RetriedStep, RevokedToken, RuntimeSwitch, SchemaStatus,
+    SqlValue, StepFailure, StepInputs, StepOutcome, StepReadiness, StepRecord, StepTiming, Store,
     SwitchChange, SwitchKind, SwitchTarget, TaskExecutionContext, TaskFilter, TaskRecord,
     TemplatePerformance, Transaction, TransitionRecord, redact_url,
 };

@@ -7,13 +7,17 @@ use std::future::Future;
 use sea_orm::{ConnectionTrait, Database};
 
 use crate::store::sql::Db;
-use crate::{ConnectOptions, Store};
+use crate::{ConnectOptions, LeaseClock, Store};
 
 /// Which database a test is running on: a SQLite file in a temporary directory, or a database
 /// created for the test on the server `TASKER_TEST_DATABASE_URL` names.
 pub use crate::Backend;
 
 /// A fresh, migrated database for one test; dropped (PostgreSQL) or deleted (SQLite) on drop.
+///
+/// Its store's leases run on the caller's clock ([`LeaseClock::Caller`]), so a test expires them
+/// by moving its own clock; `store.clone().with_lease_clock(LeaseClock::Database)` gives a store
+/// on the database's clock, as a deployment has.
 pub struct TestDatabase {
     /// The store on it.
     pub store: Store,
@@ -39,6 +43,7 @@ impl TestDatabase {
         );
         let options = ConnectOptions {
             migrate: schema == Schema::Migrated,
+            lease_clock: LeaseClock::Caller,
             ..ConnectOptions::default()
         };
         let store = Store::connect(&url, &options).await.expect("open sqlite");
@@ -76,6 +81,7 @@ impl TestDatabase {
             &ConnectOptions {
                 max_connections: 12,
                 migrate: schema == Schema::Migrated,
+                lease_clock: LeaseClock::Caller,
                 ..Default::default()
             },
         )
@@ -237,5 +243,8 @@ pub fn counting(store: &Store) -> (Store, std::sync::Arc<std::sync::atomic::Atom
     connection.set_metric_callback(move |_| {
         count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     });
-    (Store::from_connection(connection), counter)
+    (
+        Store::from_connection(connection, store.lease_clock()),
+        counter,
+    )
 }

@@ -11,7 +11,7 @@ use figment::Figment;
 use figment::providers::{Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 use tasker_engine::EngineConfig;
-use tasker_persistence::ConnectOptions;
+use tasker_persistence::{ConnectOptions, LeaseClock};
 
 /// Everything the binary reads from configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default, schemars::JsonSchema)]
@@ -151,6 +151,15 @@ impl Settings {
         }
         if self.server.profile == tasker_auth::Profile::Production
             && self.server.replicas > 1
+            && self.database.lease_clock == LeaseClockSetting::Process
+        {
+            errors.push(format!(
+                "server.replicas = {} in the production profile needs database.lease_clock = \"database\": on each process's own clock, a replica whose clock is ahead takes back the others' live claims; remove database.lease_clock = \"process\"",
+                self.server.replicas
+            ));
+        }
+        if self.server.profile == tasker_auth::Profile::Production
+            && self.server.replicas > 1
             && self.cache.redis().is_none()
         {
             errors.push(format!(
@@ -226,6 +235,30 @@ pub(crate) struct DatabaseSettings {
     /// Seconds to wait for a pooled connection (at most 3600).
     #[schemars(extend("x-unit" = "seconds"))]
     pub acquire_timeout: f64,
+    /// Whose clock decides when a claim's lease expires: `database` (the default; every process
+    /// on the database agrees, whatever its own clock says) or `process` (each process's own
+    /// clock: only for a single process, since one with a skewed clock would take back the
+    /// others' live claims or leave lapsed ones).
+    pub lease_clock: LeaseClockSetting,
+}
+
+/// `database.lease_clock`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum LeaseClockSetting {
+    /// The database's clock.
+    Database,
+    /// This process's clock.
+    Process,
+}
+
+impl From<LeaseClockSetting> for LeaseClock {
+    fn from(setting: LeaseClockSetting) -> Self {
+        match setting {
+            LeaseClockSetting::Database => LeaseClock::Database,
+            LeaseClockSetting::Process => LeaseClock::Caller,
+        }
+    }
 }
 
 impl Default for DatabaseSettings {
@@ -235,6 +268,7 @@ impl Default for DatabaseSettings {
             max_connections: 16,
             min_connections: 1,
             acquire_timeout: 30.0,
+            lease_clock: LeaseClockSetting::Database,
         }
     }
 }
@@ -267,6 +301,7 @@ impl DatabaseSettings {
             max_connections: self.max_connections,
             min_connections: self.min_connections.min(self.max_connections),
             acquire_timeout,
+            lease_clock: self.lease_clock.into(),
             ..ConnectOptions::default()
         })
     }
@@ -787,6 +822,58 @@ mod tests {
             bad.iter()
                 .any(|e| e.starts_with("health.max_pool_utilisation")),
             "{bad:?}"
+        );
+    }
+
+    #[test]
+    fn the_lease_clock_is_the_database_s_unless_set_and_a_bad_one_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("tasker.toml");
+        std::fs::write(&config, "[database]\nurl = \"postgres://db/tasker\"\n").unwrap();
+        let settings = load_layers(Some(&config), &[]).unwrap().settings;
+        assert_eq!(settings.database.lease_clock, LeaseClockSetting::Database);
+        assert_eq!(
+            settings.database.connect_options().unwrap().lease_clock,
+            LeaseClock::Database
+        );
+        let settings = load_layers(
+            Some(&config),
+            &env(&[("TASKER_DATABASE__LEASE_CLOCK", "process")]),
+        )
+        .unwrap()
+        .settings;
+        assert_eq!(
+            settings.database.connect_options().unwrap().lease_clock,
+            LeaseClock::Caller
+        );
+        let err = load_layers(
+            Some(&config),
+            &env(&[("TASKER_DATABASE__LEASE_CLOCK", "wall")]),
+        )
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(
+            err.contains("wall") && err.contains("database.lease_clock"),
+            "{err}"
+        );
+
+        // Several production replicas on their own clocks are refused.
+        std::fs::write(
+            &config,
+            "[server]\nprofile = \"production\"\nreplicas = 2\n[database]\nurl = \"postgres://db/tasker\"\nlease_clock = \"process\"\n[cache]\nredis_url = \"redis://cache:6379/0\"\n",
+        )
+        .unwrap();
+        let rules = load_layers(Some(&config), &[])
+            .unwrap()
+            .settings
+            .profile_rules();
+        assert_eq!(rules.len(), 1, "{rules:?}");
+        assert!(
+            rules[0].starts_with(
+                "server.replicas = 2 in the production profile needs database.lease_clock = \"database\""
+            ),
+            "{rules:?}"
         );
     }
 

@@ -193,7 +193,12 @@ impl Server {
         access: AccessControl,
         configure: impl FnOnce(Api) -> Api,
     ) -> Server {
-        let store = tasker_persistence::Store::connect(&self.url, &Default::default())
+        // Leases on the callers' clocks, as on the first server's test database.
+        let options = tasker_persistence::ConnectOptions {
+            lease_clock: tasker_persistence::LeaseClock::Caller,
+            ..Default::default()
+        };
+        let store = tasker_persistence::Store::connect(&self.url, &options)
             .await
             .expect("a second pool on the test database");
         serve_store(store, self.url.clone(), None, access, configure).await

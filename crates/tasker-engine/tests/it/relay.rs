@@ -10,7 +10,7 @@ use tasker_engine::tasker_events::{Category, Interest};
 use tasker_engine::testing::task_sequence;
 use tasker_engine::{Engine, ManualClock};
 use tasker_persistence::testing::{Backend, on_each_database};
-use tasker_persistence::{ConnectOptions, Store};
+use tasker_persistence::{ConnectOptions, LeaseClock, Store};
 
 use crate::support::*;
 
@@ -21,6 +21,8 @@ async fn watcher(url: &str, clock: &ManualClock) -> Engine {
         url,
         &ConnectOptions {
             max_connections: 4,
+            // Leases on the test's manual clock, as on the first engine's store.
+            lease_clock: LeaseClock::Caller,
             ..Default::default()
         },
     )

@@ -26,8 +26,8 @@ use super::transitions::{
     write_task_transitions,
 };
 use super::{
-    Claim, ClaimBatch, ClaimFilter, ClaimedStep, RecordReport, RecordedStep, StepFailure,
-    StepInputs, StepOutcome, Store,
+    Claim, ClaimBatch, ClaimFilter, ClaimedStep, LeaseClock, RecordReport, RecordedStep,
+    StepFailure, StepInputs, StepOutcome, Store,
 };
 use crate::error::StoreError;
 use crate::time::{from_micros, to_micros};
@@ -84,7 +84,16 @@ impl Store {
         }
         retrying(|| async move {
             let txn = self.write_txn().await?;
-            let batch = claim_in(&txn, owner, limit, lease, to_micros(now), filter).await?;
+            let batch = claim_in(
+                &txn,
+                self.lease_clock,
+                owner,
+                limit,
+                lease,
+                to_micros(now),
+                filter,
+            )
+            .await?;
             commit(txn).await?;
             Ok(batch)
         })
@@ -142,7 +151,16 @@ impl Store {
             let batch = if claim_limit == 0 {
                 ClaimBatch::default()
             } else {
-                claim_in(&txn, owner, claim_limit, lease, now, filter).await?
+                claim_in(
+                    &txn,
+                    self.lease_clock,
+                    owner,
+                    claim_limit,
+                    lease,
+                    now,
+                    filter,
+                )
+                .await?
             };
             commit(txn).await?;
             Ok((report, batch))
@@ -198,19 +216,18 @@ impl Store {
     ) -> Result<Vec<StepId>, StoreError> {
         let now = to_micros(now);
         let ids: Vec<Value> = steps.iter().map(|s| Value::from(s.as_uuid())).collect();
+        let (expiry, lease) = self
+            .lease_clock
+            .expiry(self.db_backend(), 1, now, micros(lease));
         let rows = query_in_chunks(
             &self.db,
             &format!(
-                "UPDATE tasker_workflow_steps SET lease_expires_at = $1, updated_at = $2 \
+                "UPDATE tasker_workflow_steps SET lease_expires_at = {expiry}, updated_at = $2 \
                  WHERE claim_owner = $3 AND state = {} AND workflow_step_id IN ({{ids}}) \
                  RETURNING workflow_step_id",
                 CLAIM.to().sql()
             ),
-            vec![
-                now.saturating_add(micros(lease)).into(),
-                now.into(),
-                owner.into(),
-            ],
+            vec![lease, now.into(), owner.into()],
             &ids,
         )
         .await?;
@@ -316,15 +333,17 @@ impl Store {
         let backend = self.db_backend();
         let txn = self.write_txn().await?;
         let now_micros = to_micros(now);
+        let (lease_now, values) = self.lease_clock.now(backend, 1, now_micros);
+        let values: Vec<Value> = values.into_iter().collect();
         // The lock order: the tasks of the expired steps first, then the steps.
         lock_tasks(
             &txn,
             &format!(
                 "SELECT task_id FROM tasker_workflow_steps WHERE lease_expires_at IS NOT NULL \
-                 AND lease_expires_at < $1 AND state = {}",
+                 AND lease_expires_at < {lease_now} AND state = {}",
                 FAIL.from().sql()
             ),
-            vec![now_micros.into()],
+            values.clone(),
         )
         .await?;
         let rows = txn
@@ -332,11 +351,11 @@ impl Store {
                 backend,
                 format!(
                     "SELECT workflow_step_id, claim_owner, attempts, lease_expires_at FROM tasker_workflow_steps \
-                     WHERE lease_expires_at IS NOT NULL AND lease_expires_at < $1 AND state = {}{}",
+                     WHERE lease_expires_at IS NOT NULL AND lease_expires_at < {lease_now} AND state = {}{}",
                     FAIL.from().sql(),
                     skip_locked(backend)
                 ),
-                vec![now_micros.into()],
+                values,
             ))
             .await?;
         let mut outcomes = Vec::with_capacity(rows.len());
@@ -423,7 +442,6 @@ impl Store {
     }
 }
 
-/// Claims up to `limit` (> 0) ready steps inside `txn`'s transaction.
 /// ` AND [NOT] EXISTS (...)`: only (or never) steps of tasks of these named tasks. An empty
 /// list allows nothing (or excludes nothing).
 fn named_tasks_clause(ids: &[TemplateId], allowed: bool) -> String {
@@ -545,8 +563,10 @@ async fn select_candidates<C: ConnectionTrait>(
     .await
 }
 
+/// Claims up to `limit` (> 0) ready steps inside `txn`'s transaction, with leases on `clock`.
 async fn claim_in<C: ConnectionTrait>(
     txn: &C,
+    clock: LeaseClock,
     owner: &str,
     limit: usize,
     lease: Duration,
@@ -554,7 +574,7 @@ async fn claim_in<C: ConnectionTrait>(
     filter: &ClaimFilter,
 ) -> Result<ClaimBatch, StoreError> {
     let backend = txn.get_database_backend();
-    let lease_until = now.saturating_add(micros(lease));
+    let (expiry, lease) = clock.expiry(backend, 2, now, micros(lease));
     // Named task ids are integers the engine read from the catalogue, written inline so the
     // statement's parameters stay the same.
     let mut only = match &filter.named_task_ids {
@@ -615,10 +635,10 @@ async fn claim_in<C: ConnectionTrait>(
         txn,
         &format!(
             "UPDATE tasker_workflow_steps SET state = {claimed}, in_process = TRUE, claim_owner = $1, \
-             lease_expires_at = $2, attempts = attempts + 1, last_attempted_at = $3, next_attempt_at = NULL, \
+             lease_expires_at = {expiry}, attempts = attempts + 1, last_attempted_at = $3, next_attempt_at = NULL, \
              updated_at = $3, last_sort_key = last_sort_key + (CASE WHEN state = {retried} THEN 20 ELSE 10 END) \
              WHERE state IN ({ready}, {retried}) AND workflow_step_id IN ({{ids}}) \
-             RETURNING workflow_step_id, task_id, name, attempts, retry_limit, last_sort_key, position, inputs, \
+             RETURNING workflow_step_id, task_id, name, attempts, retry_limit, last_sort_key, position, inputs, lease_expires_at, \
              (SELECT t.named_task_id FROM tasker_tasks t WHERE t.task_id = tasker_workflow_steps.task_id) AS named_task_id, \
              (SELECT t.context FROM tasker_tasks t WHERE t.task_id = tasker_workflow_steps.task_id) AS context, \
              (SELECT t.correlation_id FROM tasker_tasks t WHERE t.task_id = tasker_workflow_steps.task_id) AS correlation_id, \
@@ -632,7 +652,7 @@ async fn claim_in<C: ConnectionTrait>(
             retried = RETRY.from().sql(),
             parents = parents_json(backend),
         ),
-        vec![owner.into(), lease_until.into(), now.into()],
+        vec![owner.into(), lease, now.into()],
         &ids,
     )
     .await?;
@@ -685,7 +705,7 @@ async fn claim_in<C: ConnectionTrait>(
                     attempt: u32::try_from(attempt).unwrap_or(0),
                     retry_limit: u32::try_from(get::<i32>(row, "retry_limit")?).unwrap_or(0),
                     retried: was_retry,
-                    lease_expires_at: from_micros(lease_until),
+                    lease_expires_at: from_micros(get(row, "lease_expires_at")?),
                 },
             },
         ));

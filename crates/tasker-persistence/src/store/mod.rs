@@ -90,6 +90,23 @@ pub struct ConnectOptions {
     pub sqlite_busy_timeout: Duration,
     /// Run pending migrations on connect.
     pub migrate: bool,
+    /// Whose clock lease expiry is computed and compared with.
+    pub lease_clock: LeaseClock,
+}
+
+/// Whose clock sets and checks lease expiry (`lease_expires_at`): the time a claim's lease runs
+/// to, whether it has lapsed, and which claims [`Store::reclaim_expired`] takes back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum LeaseClock {
+    /// The database's clock (PostgreSQL's `clock_timestamp()`, SQLite's `julianday('now')`):
+    /// processes on one database agree on every lease whatever their own clocks say, so a
+    /// process with a skewed clock neither takes back live claims of others nor keeps lapsed
+    /// ones. The `now` a call is given still stamps everything else (history, retry times).
+    #[default]
+    Database,
+    /// The `now` each call is given: for tests that move a fake clock to expire leases, and a
+    /// single process whose clock is the only one.
+    Caller,
 }
 
 impl Default for ConnectOptions {
@@ -100,6 +117,7 @@ impl Default for ConnectOptions {
             acquire_timeout: Duration::from_secs(30),
             sqlite_busy_timeout: Duration::from_secs(30),
             migrate: true,
+            lease_clock: LeaseClock::Database,
         }
     }
 }
@@ -111,6 +129,7 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://tasker.db?mode=rwc";
 #[derive(Debug, Clone)]
 pub struct Store {
     db: DatabaseConnection,
+    lease_clock: LeaseClock,
 }
 
 /// How the database's schema compares with this build's migrations.
@@ -163,7 +182,10 @@ impl Store {
                 url: redact_url(url),
                 source: DatabaseError(source),
             })?;
-        let store = Self { db };
+        let store = Self {
+            db,
+            lease_clock: options.lease_clock,
+        };
         if options.migrate {
             store.migrate().await?;
         }
@@ -172,8 +194,20 @@ impl Store {
 
     /// Wraps an open connection (migrations are the caller's business).
     #[cfg(feature = "testing")]
-    pub(crate) fn from_connection(db: DatabaseConnection) -> Self {
-        Self { db }
+    pub(crate) fn from_connection(db: DatabaseConnection, lease_clock: LeaseClock) -> Self {
+        Self { db, lease_clock }
+    }
+
+    /// This store on the same connection pool with leases on `clock`.
+    #[must_use]
+    pub fn with_lease_clock(mut self, clock: LeaseClock) -> Self {
+        self.lease_clock = clock;
+        self
+    }
+
+    /// Whose clock this store's leases run on.
+    pub fn lease_clock(&self) -> LeaseClock {
+        self.lease_clock
     }
 
     /// Applies pending migrations.

@@ -747,16 +747,20 @@ impl Store {
                 ))
                 .await?,
         )?;
-        counts.claimed_steps = scalar(
-            self.db
-                .row(one("SELECT COUNT(*) AS n FROM tasker_workflow_steps WHERE lease_expires_at IS NOT NULL AND lease_expires_at >= $1"))
-                .await?,
-        )?;
-        counts.expired_claims = scalar(
-            self.db
-                .row(one("SELECT COUNT(*) AS n FROM tasker_workflow_steps WHERE lease_expires_at IS NOT NULL AND lease_expires_at < $1"))
-                .await?,
-        )?;
+        // Leases are live or lapsed by the store's lease clock.
+        let (lease_now, values) = self.lease_clock.now(backend, 1, now);
+        let leases = |compare: &str| {
+            stmt(
+                backend,
+                format!(
+                    "SELECT COUNT(*) AS n FROM tasker_workflow_steps WHERE lease_expires_at IS NOT NULL \
+                     AND lease_expires_at {compare} {lease_now}"
+                ),
+                values.clone().into_iter().collect(),
+            )
+        };
+        counts.claimed_steps = scalar(self.db.row(leases(">=")).await?)?;
+        counts.expired_claims = scalar(self.db.row(leases("<")).await?)?;
         // A step in `error` keeps `next_attempt_at` exactly while another attempt is due.
         let retries = self
             .db

@@ -9,6 +9,7 @@ use sea_orm::{
 
 use tasker_domain::TemplateId;
 
+use super::LeaseClock;
 use crate::error::StoreError;
 
 /// sea-orm's raw statements, answering with this crate's error: the driver's error type never
@@ -57,6 +58,52 @@ impl<C: ConnectionTrait> Db for C {}
 /// Commits `txn`.
 pub(crate) async fn commit(txn: DatabaseTransaction) -> Result<(), StoreError> {
     txn.commit().await.map_err(StoreError::db)
+}
+
+/// The database's clock as stored times are (microseconds since the Unix epoch): the one place
+/// each backend's current time is read. PostgreSQL's `clock_timestamp()` is the time of the
+/// statement, not of the transaction's start (`now()`), so a claim that waited for a lock still
+/// gets its full lease; as an uncorrelated scalar subquery it is read once per statement, so a
+/// batch shares one expiry and a comparison with it can use `idx_steps_lease` (a bare volatile
+/// call could not). SQLite's `julianday('now')` is fixed for one statement step.
+pub(crate) fn database_now(backend: DbBackend) -> &'static str {
+    match backend {
+        DbBackend::Postgres => "(SELECT (extract(epoch from clock_timestamp()) * 1000000)::bigint)",
+        _ => "CAST(round((julianday('now') - 2440587.5) * 86400000000.0) AS INTEGER)",
+    }
+}
+
+/// The longest lease added to the database's clock, in microseconds (about 146,000 years), so
+/// that the sum never overflows a BIGINT.
+const MAX_LEASE_MICROS: i64 = i64::MAX / 2;
+
+impl LeaseClock {
+    /// "Now" in a statement that compares `lease_expires_at` with it: the SQL, and the value to
+    /// bind at `$param` (the caller's `now`), if the SQL has one.
+    pub(crate) fn now(self, backend: DbBackend, param: usize, now: i64) -> (String, Option<Value>) {
+        match self {
+            LeaseClock::Database => (database_now(backend).to_owned(), None),
+            LeaseClock::Caller => (format!("${param}"), Some(now.into())),
+        }
+    }
+
+    /// The expiry of a lease of `lease` microseconds starting now: the SQL that sets
+    /// `lease_expires_at`, and the value to bind at `$param`.
+    pub(crate) fn expiry(
+        self,
+        backend: DbBackend,
+        param: usize,
+        now: i64,
+        lease: i64,
+    ) -> (String, Value) {
+        match self {
+            LeaseClock::Database => (
+                format!("({} + ${param})", database_now(backend)),
+                lease.min(MAX_LEASE_MICROS).into(),
+            ),
+            LeaseClock::Caller => (format!("${param}"), now.saturating_add(lease).into()),
+        }
+    }
 }
 
 /// The most bind parameters one statement gets on `backend`. PostgreSQL allows 65,535. SQLite

@@ -6,6 +6,7 @@ mod api_keys;
 mod bad_input;
 mod claims;
 mod create_many;
+mod lease_clock;
 mod lifecycle;
 mod queries;
 mod schema;

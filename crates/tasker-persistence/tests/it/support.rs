@@ -7,7 +7,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use sea_orm::{ConnectionTrait, Database};
 use tasker_domain::{DefaultIdentity, TaskRequest};
 use tasker_persistence::{
-    ConnectOptions, CreateTaskOptions, CreatedTask, RegisteredTemplate, Store,
+    ConnectOptions, CreateTaskOptions, CreatedTask, LeaseClock, RegisteredTemplate, Store,
 };
 use tasker_template::TaskTemplate;
 
@@ -21,7 +21,8 @@ pub(crate) fn at(secs: f64) -> DateTime<Utc> {
 }
 
 /// Runs `test` against a fresh SQLite database, then a fresh PostgreSQL database when
-/// `TASKER_TEST_DATABASE_URL` is set. The label names the backend in assertion messages.
+/// `TASKER_TEST_DATABASE_URL` is set. The label names the backend in assertion messages. The
+/// store's leases run on the tests' fixed clock ([`LeaseClock::Caller`]).
 pub(crate) async fn on_each_database<F, Fut>(test: F)
 where
     F: Fn(Store, &'static str) -> Fut,
@@ -30,13 +31,13 @@ where
     on_each_database_url(|url, backend| {
         let test = &test;
         async move {
-            let options = match backend {
-                "postgres" => ConnectOptions {
-                    max_connections: 12,
-                    ..Default::default()
-                },
-                _ => ConnectOptions::default(),
+            let mut options = ConnectOptions {
+                lease_clock: LeaseClock::Caller,
+                ..Default::default()
             };
+            if backend == "postgres" {
+                options.max_connections = 12;
+            }
             let store = Store::connect(&url, &options).await?;
             let result = test(store.clone(), backend).await;
             store.close().await;
