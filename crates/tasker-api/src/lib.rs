@@ -35,6 +35,7 @@ mod metrics;
 mod openapi;
 mod routes;
 mod schemas;
+mod session;
 mod state;
 mod views;
 
@@ -72,6 +73,7 @@ pub use routes::switches::{
     LimitBody, PauseBody, SwitchChangeView, SwitchView, SwitchesView, TemplateRef,
 };
 pub use routes::tasks::IDEMPOTENCY_KEY;
+pub use session::{COOKIE as SESSION_COOKIE, CSRF_HEADER};
 pub use state::{ApiSettings, HealthSettings};
 pub use views::{
     ActionBody, BacklogView, CacheView, CreateTaskBody, EventFilter, GraphView, HandlerNamespace,
@@ -251,6 +253,7 @@ impl Api {
             .request_timeout()
             .unwrap_or(std::time::Duration::from_secs(30));
         let mut router = routes
+            .merge(routes::session::router())
             .route_layer(middleware::from_fn_with_state(shared.clone(), guard::guard))
             .layer(middleware::from_fn(move |request: Request, next: Next| {
                 time_limit(timeout, request, next)
