@@ -37,6 +37,7 @@ mod routes;
 mod schemas;
 mod session;
 mod state;
+mod ui;
 mod views;
 
 use std::sync::Arc;
@@ -241,6 +242,18 @@ impl Api {
         router
             .layer(middleware::from_fn(envelope))
             .layer(middleware::from_fn(correlation::correlate))
+    }
+
+    /// The web dashboard at `/ui` (docs/dashboard.md), for the root of a server whose API is
+    /// mounted at `api_prefix` (`/v1` under `tasker serve`); an empty router when
+    /// `api.ui = false`. Its files are embedded in the binary; it signs in through the API's
+    /// `/session` route and then calls the API with the session cookie.
+    pub fn ui(&self, api_prefix: &str) -> Router {
+        if self.settings.ui {
+            ui::router(api_prefix)
+        } else {
+            Router::new()
+        }
     }
 
     /// The router: every route, the OpenAPI document at `/openapi.json`, and Swagger UI at
