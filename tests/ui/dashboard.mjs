@@ -122,7 +122,6 @@ try {
     assert.equal(session.sameSite, 'Strict');
     assert.equal(await page.evaluate(() => document.cookie.includes('tasker_session')), false);
     await page.locator('#counts a.card[data-state="complete"]').waitFor();
-    await shot(page, 'overview');
   });
 
   await check('pausing the template from its page holds a new task at pending', async () => {
@@ -261,6 +260,15 @@ try {
     await viewer.page.locator('#dag svg').waitFor();
     await shot(viewer.page, 'viewer-task');
     await viewer.context.close();
+  });
+
+  await check('the overview counts the tasks by state and charts the last hour', async () => {
+    await page.goto(`${BASE}/ui/#/`);
+    await page.locator('#throughput svg').waitFor({ timeout: WAIT });
+    const complete = await page.locator('#counts a.card[data-state="complete"] .n').textContent();
+    assert.ok(Number(complete) >= 2, `two tasks complete: ${complete}`);
+    await page.locator('#slowest tbody tr').first().waitFor();
+    await shot(page, 'overview');
   });
 
   await check('signing out revokes the session', async () => {

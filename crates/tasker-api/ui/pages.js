@@ -48,7 +48,11 @@ function stepTable(id, caption, columns, rows) {
 }
 
 async function bottlenecks() {
-  const report = await api.get(`/analytics/bottlenecks${api.query({ window: '1h', limit: 5 })}`);
+  const until = new Date();
+  const since = new Date(until.getTime() - 3600e3);
+  const report = await api.get(`/analytics/bottlenecks${api.query({
+    since: since.toISOString(), until: until.toISOString(), limit: 5,
+  })}`);
   const where = (r) => `${r.namespace}/${r.name} · ${r.step}`;
   return h('div', { class: 'grid2' },
     stepTable('slowest', 'Slowest steps (mean attempt)', [
