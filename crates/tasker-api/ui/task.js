@@ -57,7 +57,9 @@ function historyTable(transitions) {
 function taskActions(task) {
   const id = task.task_id;
   const buttons = [];
-  if (!FINAL.includes(task.state)) {
+  // Shown only where the engine allows them (docs/api.md): cancel while pending or running,
+  // retry and resolve in error.
+  if (['pending', 'in_progress'].includes(task.state)) {
     buttons.push(actionButton('tasker.task:cancel', 'Cancel task', {
       id: 'cancel-task', title: 'Cancel this task', text: 'Unfinished steps are cancelled.', danger: true,
     }, (reason) => api.post(`/tasks/${id}/cancel`, { reason })));
@@ -76,7 +78,7 @@ function taskActions(task) {
 function stepActions(step) {
   const path = `/tasks/${step.task_id}/workflow_steps/${step.step_id}`;
   const buttons = [];
-  if (['pending', 'error', 'in_progress'].includes(step.state)) {
+  if (['pending', 'error'].includes(step.state)) {
     buttons.push(actionButton('tasker.workflow_step:resolve', 'Resolve', {
       id: `resolve-step-${step.name}`, title: `Resolve ${step.name} by hand`,
       text: 'Give the results its dependants will see.', withResults: true,
@@ -87,7 +89,7 @@ function stepActions(step) {
       id: `retry-step-${step.name}`, title: `Retry ${step.name}`, text: 'The step gets another attempt.',
     }, (reason) => api.post(`${path}/retry`, { reason })));
   }
-  if (['pending', 'error'].includes(step.state)) {
+  if (['pending', 'in_progress'].includes(step.state)) {
     buttons.push(actionButton('tasker.workflow_step:cancel', 'Cancel', {
       id: `cancel-step-${step.name}`, title: `Cancel ${step.name}`, text: 'A cancelled step is final.', danger: true,
     }, (reason) => api.post(`${path}/cancel`, { reason })));
