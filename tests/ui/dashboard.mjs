@@ -271,10 +271,24 @@ try {
     await shot(page, 'overview');
   });
 
+  await check('the task list pages through every task and finds one by its correlation id', async () => {
+    await page.goto(`${BASE}/ui/#/tasks`);
+    await page.locator('#task-table tbody tr').first().waitFor();
+    assert.equal(await page.locator('#task-table tbody tr').count(), 2);
+    await shot(page, 'task-list');
+    const task = await page.evaluate(async (id) => (await fetch(`/v1/tasks/${id}`)).json(), watched);
+    await page.locator('#f-correlation').fill(task.correlation_id);
+    await page.locator('#f-apply').click();
+    await page.waitForFunction((id) => {
+      const rows = document.querySelectorAll('#task-table tbody tr');
+      return rows.length === 1 && rows[0].dataset.taskId === id;
+    }, watched, { timeout: WAIT });
+    assert.ok(page.url().includes(`correlation_id=${task.correlation_id}`), 'the filter is in the address');
+  });
+
   await check('signing out revokes the session', async () => {
     await page.goto(`${BASE}/ui/#/tasks`);
     await page.locator('#task-table').waitFor();
-    await shot(page, 'task-list');
     await page.locator('#sign-out').click();
     await page.locator('#signin-secret').waitFor({ timeout: WAIT });
     const after = await page.evaluate(async () => (await fetch('/v1/tasks')).status);

@@ -1,5 +1,6 @@
-// The task list: filters in the address (so a view can be linked), keyset pages of at most
-// 50 tasks, refreshed as task events arrive.
+// The task list: filters (namespace, template, state, creation time, correlation id) in the
+// address, so a view can be linked; keyset pages of at most 50 tasks, refreshed as task events
+// arrive.
 
 import * as api from './api.js';
 import { h, onLeave, stateBadge, when } from './dom.js';
@@ -29,6 +30,7 @@ function listQuery(params) {
     namespace: params.get('namespace'),
     name: params.get('name'),
     state: params.get('state'),
+    correlation_id: params.get('correlation_id'),
     created_after: RANGE_MS[range] ? new Date(Date.now() - RANGE_MS[range]).toISOString() : '',
     limit: PAGE_SIZE,
     cursor: params.get('cursor'),
@@ -52,12 +54,15 @@ export async function taskListPage(params) {
   const name = h('input', { id: 'f-name', value: params.get('name') || '' });
   const state = select('f-state', STATES.map((s) => [s, s || 'Any state']), params.get('state') || '');
   const range = select('f-range', Object.entries(RANGES), params.get('range') || '');
+  const correlation = h('input', {
+    id: 'f-correlation', value: params.get('correlation_id') || '', pattern: '[A-Za-z0-9_-]{1,100}',
+  });
   const filters = h('form', {
     class: 'filters', role: 'search', 'aria-label': 'Filter tasks',
     onsubmit: (event) => {
       event.preventDefault();
       const next = new URLSearchParams();
-      for (const [key, control] of [['namespace', namespace], ['name', name], ['state', state], ['range', range]]) {
+      for (const [key, control] of [['namespace', namespace], ['name', name], ['state', state], ['range', range], ['correlation_id', correlation]]) {
         if (control.value.trim()) next.set(key, control.value.trim());
       }
       location.hash = `#/tasks?${next}`;
@@ -67,6 +72,7 @@ export async function taskListPage(params) {
   field('f-name', 'Template', name),
   field('f-state', 'State', state),
   field('f-range', 'Created', range),
+  field('f-correlation', 'Correlation id', correlation),
   h('div', {}, h('button', { type: 'submit', id: 'f-apply' }, 'Filter')));
   const body = h('tbody', {}, page.items.map(row));
   const table = h('table', { id: 'task-table' },
