@@ -102,6 +102,12 @@ async fn sign_in(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     sessions_enabled(&shared)?;
+    // Another site must not sign the browser in (to an account of its choosing).
+    if session::is_cross_site(&headers) {
+        return Err(ApiError::forbidden(
+            "a cross-site request cannot start a dashboard session",
+        ));
+    }
     let body: SignInBody = optional_json(&headers, &body)?;
     let mut credentials = HeaderMap::new();
     match (body.token, body.api_key) {

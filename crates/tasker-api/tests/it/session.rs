@@ -385,6 +385,16 @@ async fn sign_in_takes_a_token_or_an_api_key_and_refuses_bad_ones() {
             assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "{bad}");
             assert!(refused.headers.get("set-cookie").is_none());
         }
+        let cross_site = server
+            .call(
+                Method::POST,
+                "/session",
+                Some(json!({"api_key": key})),
+                &[("sec-fetch-site", "cross-site")],
+            )
+            .await;
+        assert_eq!(cross_site.status, StatusCode::FORBIDDEN);
+        assert!(cross_site.headers.get("set-cookie").is_none());
         let both = server
             .post("/session", json!({"token": "a", "api_key": "b"}))
             .await;
