@@ -6,7 +6,7 @@ use std::path::Path;
 
 use anyhow::Context as _;
 
-use crate::{codegen, deploy, docs, fuzz, layers, soak, tidy};
+use crate::{codegen, deploy, docs, fuzz, layers, soak, tidy, ui_test};
 
 enum Step {
     /// `cargo` with these arguments, inheriting stdout, stderr and the environment.
@@ -29,6 +29,8 @@ enum Step {
     FuzzApi(fuzz::Db),
     /// `soak --quick`: on the debug binaries the tests built.
     SoakQuick,
+    /// `ui-test --db both`, run in this process.
+    UiTest,
 }
 
 const STEPS: &[Step] = &[
@@ -52,6 +54,7 @@ const STEPS: &[Step] = &[
     Step::LintDeploy,
     Step::FuzzApi(fuzz::Db::Sqlite),
     Step::FuzzApi(fuzz::Db::Postgres),
+    Step::UiTest,
 ];
 
 impl fmt::Display for Step {
@@ -67,6 +70,7 @@ impl fmt::Display for Step {
             Step::GeneratorsSelftest => write!(f, "cargo xtask new --selftest"),
             Step::FuzzApi(db) => write!(f, "cargo xtask fuzz-api --db {}", db.name()),
             Step::SoakQuick => write!(f, "cargo xtask soak --quick"),
+            Step::UiTest => write!(f, "cargo xtask ui-test --db both"),
         }
     }
 }
@@ -96,6 +100,9 @@ impl Step {
                 seed: 1,
             }),
             Step::SoakQuick => soak::run(&["--quick".to_owned()]),
+            Step::UiTest => ui_test::run(&ui_test::UiTestArgs {
+                db: ui_test::Dbs::Both,
+            }),
         }
     }
 }
@@ -137,6 +144,7 @@ mod tests {
                 "cargo xtask lint-deploy",
                 "cargo xtask fuzz-api --db sqlite",
                 "cargo xtask fuzz-api --db postgres",
+                "cargo xtask ui-test --db both",
             ]
         );
     }

@@ -68,28 +68,14 @@ pub(crate) fn run(args: &FuzzArgs) -> anyhow::Result<()> {
         )
     })?;
     let tasker = build_tasker(&root)?;
-    let dir = TempDir::new()?;
-    let database = Database::create(args.db, &dir.0)?;
     let secret = format!("fuzz-secret-of-one-run-{}", uuid_like());
-    let config = dir.0.join("tasker.toml");
-    std::fs::write(
-        &config,
-        format!(
+    let instance = Instance::create(
+        args.db,
+        &format!(
             "[auth]\nauthenticators = [\"jwt\"]\nallow_global_wildcard = true\n\n[auth.jwt]\nalgorithms = [\"HS256\"]\nsecret = \"{secret}\"\n"
         ),
-    )
-    .context("writing the server's configuration")?;
-    let tasker_cmd = |args: &[&str]| {
-        let mut command = Command::new(&tasker);
-        command
-            .arg("--config")
-            .arg(&config)
-            .arg("--database")
-            .arg(&database.url)
-            .args(args)
-            .env_remove("TASKER_DATABASE_URL");
-        command
-    };
+    )?;
+    let tasker_cmd = |args: &[&str]| instance.command(&tasker, args);
     // The coordinator stays off: the target task stays pending, so its steps can be changed,
     // and its event stream stays open like a running task's.
     let server = Server::start(tasker_cmd(&[
@@ -195,7 +181,7 @@ pub(crate) fn run(args: &FuzzArgs) -> anyhow::Result<()> {
         anyhow::Ok(graphql.status)
     })();
     let log = server.stop();
-    database.drop();
+    instance.database.drop();
     let status: ExitStatus = outcome?;
     if let Some(line) = log.lines().find(|l| l.contains("panicked")) {
         bail!("the server panicked during the run: {line}");
@@ -223,7 +209,7 @@ fn is_tool_error_only(report: &str) -> bool {
 }
 
 /// Builds the `tasker` binary (a no-op after `cargo test --workspace`) and returns its path.
-fn build_tasker(root: &Path) -> anyhow::Result<PathBuf> {
+pub(crate) fn build_tasker(root: &Path) -> anyhow::Result<PathBuf> {
     let status = crate::cargo()
         .current_dir(root)
         .args(["build", "--quiet", "-p", "tasker-server", "--bin", "tasker"])
@@ -242,7 +228,7 @@ fn build_tasker(root: &Path) -> anyhow::Result<PathBuf> {
     Ok(tasker)
 }
 
-fn which(program: &str) -> anyhow::Result<PathBuf> {
+pub(crate) fn which(program: &str) -> anyhow::Result<PathBuf> {
     let path = std::env::var_os("PATH").context("PATH is not set")?;
     std::env::split_paths(&path)
         .map(|dir| dir.join(program))
@@ -251,7 +237,7 @@ fn which(program: &str) -> anyhow::Result<PathBuf> {
 }
 
 /// Runs `command` and returns its trimmed stdout; a failure carries its stderr.
-fn stdout_of(mut command: Command) -> anyhow::Result<String> {
+pub(crate) fn stdout_of(mut command: Command) -> anyhow::Result<String> {
     let output = command
         .output()
         .with_context(|| format!("running {command:?}"))?;
@@ -267,7 +253,7 @@ fn stdout_of(mut command: Command) -> anyhow::Result<String> {
 }
 
 /// A unique-enough suffix for names and secrets of one run.
-fn uuid_like() -> String {
+pub(crate) fn uuid_like() -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
@@ -275,10 +261,10 @@ fn uuid_like() -> String {
 }
 
 /// A directory removed when dropped.
-struct TempDir(PathBuf);
+pub(crate) struct TempDir(pub(crate) PathBuf);
 
 impl TempDir {
-    fn new() -> anyhow::Result<Self> {
+    pub(crate) fn new() -> anyhow::Result<Self> {
         let dir = std::env::temp_dir().join(format!("tasker-fuzz-{}", uuid_like()));
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         Ok(Self(dir))
@@ -291,15 +277,54 @@ impl Drop for TempDir {
     }
 }
 
-/// The fuzzed server's database.
-struct Database {
-    url: String,
+/// A fresh database and a configuration file in a temporary directory: what one run's
+/// server uses.
+pub(crate) struct Instance {
+    /// Removed when the instance is dropped.
+    pub(crate) dir: TempDir,
+    /// Drop it (`Database::drop`) when done.
+    pub(crate) database: Database,
+    config: PathBuf,
+}
+
+impl Instance {
+    /// A database on `db` and `tasker.toml` holding `config`.
+    pub(crate) fn create(db: Db, config: &str) -> anyhow::Result<Self> {
+        let dir = TempDir::new()?;
+        let database = Database::create(db, &dir.0)?;
+        let path = dir.0.join("tasker.toml");
+        std::fs::write(&path, config).context("writing the server's configuration")?;
+        Ok(Self {
+            dir,
+            database,
+            config: path,
+        })
+    }
+
+    /// `tasker ARGS` on this instance's configuration and database, run in its directory.
+    pub(crate) fn command(&self, tasker: &Path, args: &[&str]) -> Command {
+        let mut command = Command::new(tasker);
+        command
+            .current_dir(&self.dir.0)
+            .arg("--config")
+            .arg(&self.config)
+            .arg("--database")
+            .arg(&self.database.url)
+            .args(args)
+            .env_remove("TASKER_DATABASE_URL");
+        command
+    }
+}
+
+/// The server's database.
+pub(crate) struct Database {
+    pub(crate) url: String,
     /// PostgreSQL: the admin URL and the database to drop afterwards.
     postgres: Option<(String, String)>,
 }
 
 impl Database {
-    fn create(db: Db, dir: &Path) -> anyhow::Result<Self> {
+    pub(crate) fn create(db: Db, dir: &Path) -> anyhow::Result<Self> {
         match db {
             Db::Sqlite => Ok(Self {
                 url: format!("sqlite://{}?mode=rwc", dir.join("fuzz.db").display()),
@@ -320,7 +345,7 @@ impl Database {
         }
     }
 
-    fn drop(self) {
+    pub(crate) fn drop(self) {
         if let Some((admin, name)) = &self.postgres
             && let Err(error) = psql(
                 admin,
@@ -347,14 +372,14 @@ fn psql(url: &str, sql: &str) -> anyhow::Result<()> {
 }
 
 /// A running `tasker serve`, its base URL read from its first line of output.
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    base: String,
+    pub(crate) base: String,
     log: std::sync::mpsc::Receiver<String>,
 }
 
 impl Server {
-    fn start(mut command: Command) -> anyhow::Result<Self> {
+    pub(crate) fn start(mut command: Command) -> anyhow::Result<Self> {
         let mut child = command
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -386,7 +411,7 @@ impl Server {
     }
 
     /// Stops the server and returns what it logged.
-    fn stop(mut self) -> String {
+    pub(crate) fn stop(mut self) -> String {
         self.child.kill().ok();
         self.child.wait().ok();
         self.log.recv().unwrap_or_default()

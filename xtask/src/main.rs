@@ -16,6 +16,7 @@ mod reference;
 mod soak;
 mod template_schema;
 mod tidy;
+mod ui_test;
 
 use std::process::ExitCode;
 
@@ -61,6 +62,9 @@ enum Task {
     LintDeploy,
     /// Fuzz the REST API of a live `tasker serve` with schemathesis, every check on
     FuzzApi(fuzz::FuzzArgs),
+    /// Test the web dashboard in headless Chromium (playwright-core) against a live `tasker
+    /// serve` on SQLite and PostgreSQL; screenshots under the target directory
+    UiTest(ui_test::UiTestArgs),
     /// Benchmarks B0–B7 in release mode (docs/performance.md); `cargo xtask bench --help` for options
     #[command(disable_help_flag = true)]
     Bench {
@@ -127,6 +131,7 @@ fn main() -> ExitCode {
         Task::ValidateDocs => docs::run(),
         Task::LintDeploy => deploy::run(),
         Task::FuzzApi(args) => fuzz::run(&args),
+        Task::UiTest(args) => ui_test::run(&args),
     };
     // `{:#}` prints the context chain on one line, without anyhow's backtrace.
     match result {

@@ -331,6 +331,26 @@ impl Cache {
             .await;
     }
 
+    /// Stores `value` as JSON under `key` for `ttl`, saying whether the backend took it (for
+    /// entries that must not be lost silently, such as sessions).
+    pub(crate) async fn put_json<T: Serialize>(&self, key: &str, value: &T, ttl: Duration) -> bool {
+        let key = self.key(key);
+        let Ok(bytes) = serde_json::to_vec(value) else {
+            return false;
+        };
+        self.limited("write", &key, self.backend.set(&key, &bytes, ttl))
+            .await
+            .is_some()
+    }
+
+    /// Removes `key`, saying whether the backend confirmed it.
+    pub(crate) async fn remove(&self, key: &str) -> bool {
+        let key = self.key(key);
+        self.limited("delete", &key, self.backend.delete(&key))
+            .await
+            .is_some()
+    }
+
     /// Removes `key`; a failure is logged and ignored.
     pub async fn delete(&self, key: &str) {
         let key = self.key(key);

@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use tasker_auth::{AuthorizationContext, Operation};
 
 use crate::error::ApiError;
+use crate::session;
 use crate::state::Shared;
 
 /// The operation a request performs: its matched route, relative to wherever the API is
@@ -39,13 +40,18 @@ pub(crate) async fn guard(
         return next.run(request).await;
     }
     let now = chrono::Utc::now();
-    let principal = match shared.access.authenticate(request.headers(), now).await {
-        Ok(principal) => principal,
-        Err(err) if err.is_unavailable() => {
-            return ApiError::unavailable("credentials cannot be checked right now")
-                .into_response();
-        }
-        Err(_) => return ApiError::unauthorized().into_response(),
+    let method = request.method().clone();
+    let principal = match session_principal(&shared, &method, request.headers()).await {
+        Some(Ok(principal)) => principal,
+        Some(Err(refused)) => return refused.into_response(),
+        None => match shared.access.authenticate(request.headers(), now).await {
+            Ok(principal) => principal,
+            Err(err) if err.is_unavailable() => {
+                return ApiError::unavailable("credentials cannot be checked right now")
+                    .into_response();
+            }
+            Err(_) => return ApiError::unauthorized().into_response(),
+        },
     };
     let mut context = AuthorizationContext::new().operation(operation);
     if let Some(id) = resource_id(request.uri().path()) {
@@ -65,6 +71,26 @@ pub(crate) async fn guard(
     }
     request.extensions_mut().insert(principal);
     next.run(request).await
+}
+
+/// The principal of the dashboard session the request's cookie names, when the request
+/// carries the cookie and no credentials of its own: `None` when it does not, an error when
+/// the session is unknown or expired (401) or a change lacks the CSRF token or comes from
+/// another site (403).
+async fn session_principal(
+    shared: &Shared,
+    method: &axum::http::Method,
+    headers: &axum::http::HeaderMap,
+) -> Option<Result<tasker_auth::Principal, ApiError>> {
+    if !shared.settings.ui || session::has_credentials(headers) {
+        return None;
+    }
+    let id = session::cookie_id(headers)?;
+    let now = shared.engine.clock_handle().now();
+    let Some(record) = session::find(shared, &id, now).await else {
+        return Some(Err(ApiError::unauthorized()));
+    };
+    Some(session::check_change(&record, method, headers).map(|()| record.principal()))
 }
 
 /// The first id-like path segment after `tasks`, `templates`, `handlers` or `api_keys`.

@@ -35,7 +35,9 @@ mod metrics;
 mod openapi;
 mod routes;
 mod schemas;
+mod session;
 mod state;
+mod ui;
 mod views;
 
 use std::sync::Arc;
@@ -72,6 +74,7 @@ pub use routes::switches::{
     LimitBody, PauseBody, SwitchChangeView, SwitchView, SwitchesView, TemplateRef,
 };
 pub use routes::tasks::IDEMPOTENCY_KEY;
+pub use session::{COOKIE as SESSION_COOKIE, CSRF_HEADER};
 pub use state::{ApiSettings, HealthSettings};
 pub use views::{
     ActionBody, BacklogView, CacheView, CreateTaskBody, EventFilter, GraphView, HandlerNamespace,
@@ -241,6 +244,18 @@ impl Api {
             .layer(middleware::from_fn(correlation::correlate))
     }
 
+    /// The web dashboard at `/ui` (docs/dashboard.md), for the root of a server whose API is
+    /// mounted at `api_prefix` (`/v1` under `tasker serve`); an empty router when
+    /// `api.ui = false`. Its files are embedded in the binary; it signs in through the API's
+    /// `/session` route and then calls the API with the session cookie.
+    pub fn ui(&self, api_prefix: &str) -> Router {
+        if self.settings.ui {
+            ui::router(api_prefix)
+        } else {
+            Router::new()
+        }
+    }
+
     /// The router: every route, the OpenAPI document at `/openapi.json`, and Swagger UI at
     /// `/docs` when enabled.
     pub fn router(&self) -> Router {
@@ -251,6 +266,7 @@ impl Api {
             .request_timeout()
             .unwrap_or(std::time::Duration::from_secs(30));
         let mut router = routes
+            .merge(routes::session::router())
             .route_layer(middleware::from_fn_with_state(shared.clone(), guard::guard))
             .layer(middleware::from_fn(move |request: Request, next: Next| {
                 time_limit(timeout, request, next)

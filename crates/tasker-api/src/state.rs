@@ -26,6 +26,15 @@ pub struct ApiSettings {
     pub swagger_ui: bool,
     /// Gzip responses when the client accepts it.
     pub compression: bool,
+    /// Serve the web dashboard at `/ui` (docs/dashboard.md) and accept its sign-in sessions.
+    pub ui: bool,
+    /// Seconds a dashboard session lasts after sign-in (never longer than the token it was
+    /// made from).
+    #[cfg_attr(feature = "schema", schemars(extend("x-unit" = "seconds")))]
+    pub session_ttl: f64,
+    /// Mark the session cookie `Secure` on every response; when off it is marked `Secure`
+    /// only when the request came over TLS (`X-Forwarded-Proto: https` from a proxy).
+    pub secure_cookies: bool,
 }
 
 impl Default for ApiSettings {
@@ -37,6 +46,9 @@ impl Default for ApiSettings {
             max_page_size: 200,
             swagger_ui: true,
             compression: true,
+            ui: true,
+            session_ttl: 8.0 * 3600.0,
+            secure_cookies: false,
         }
     }
 }
@@ -58,9 +70,26 @@ impl ApiSettings {
             })
     }
 
+    /// How long a dashboard session lasts; errors name the key.
+    pub fn session_ttl(&self) -> Result<Duration, ConfigError> {
+        Duration::try_from_secs_f64(self.session_ttl)
+            .ok()
+            .filter(|d| *d >= Duration::from_secs(60) && *d <= Duration::from_secs(30 * 86_400))
+            .ok_or_else(|| {
+                ConfigError::new(
+                    "api.session_ttl",
+                    format!(
+                        "api.session_ttl must be between 60 seconds and 30 days, got {}",
+                        self.session_ttl
+                    ),
+                )
+            })
+    }
+
     /// Checks every value; errors name the key.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.request_timeout()?;
+        self.session_ttl()?;
         if self.body_limit < 1024 {
             return Err(ConfigError::new(
                 "api.body_limit",

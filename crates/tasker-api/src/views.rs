@@ -670,6 +670,9 @@ pub struct ListTasksQuery {
     /// Current state.
     #[param(value_type = Option<schemas::TaskStateName>, inline)]
     pub state: Option<String>,
+    /// Only tasks carrying this correlation id.
+    #[param(value_type = Option<schemas::CorrelationIdText>, inline)]
+    pub correlation_id: Option<String>,
     /// Annotation filter `type:key=value` (the value is JSON, or a string when it is not).
     #[param(value_type = Option<schemas::Annotation>, inline)]
     pub annotation: Option<String>,

@@ -101,6 +101,9 @@ pub enum Operation {
     ListApiKeys,
     CreateApiKey,
     RevokeApiKey,
+    SignIn,
+    ShowSession,
+    SignOut,
 }
 
 /// One row of [`Operation::TABLE`].
@@ -109,7 +112,8 @@ pub struct OperationSpec {
     /// The operation.
     pub operation: Operation,
     /// The permission it requires; `None` for the liveness and readiness probes, which are
-    /// never authenticated.
+    /// never authenticated, and for the dashboard's session routes, which check the
+    /// credentials or session they are given themselves and need no permission.
     pub permission: Option<Permission>,
     /// Its REST routes.
     pub rest: &'static [RestRoute],
@@ -397,6 +401,11 @@ impl Operation {
             &[delete("/api_keys/{key_id}")],
             &[],
         ),
+        // The dashboard's sessions: signing in checks the token or key it is given, showing
+        // and ending one check the session; any authenticated principal may do all three.
+        row(Op::SignIn, None, &[post("/session")], &[]),
+        row(Op::ShowSession, None, &[get("/session")], &[]),
+        row(Op::SignOut, None, &[delete("/session")], &[]),
     ];
 
     /// This operation's row of [`Operation::TABLE`].
@@ -462,7 +471,7 @@ mod tests {
                 );
             }
         }
-        assert_eq!(seen.len(), 37);
+        assert_eq!(seen.len(), 40);
         for operation in every_variant() {
             assert!(seen.contains(&operation), "{operation:?} has no row");
         }
@@ -509,6 +518,9 @@ mod tests {
             Op::ListApiKeys,
             Op::CreateApiKey,
             Op::RevokeApiKey,
+            Op::SignIn,
+            Op::ShowSession,
+            Op::SignOut,
         ];
         for operation in all {
             match operation {
@@ -548,7 +560,10 @@ mod tests {
                 | Op::AnalyticsBottlenecks
                 | Op::ListApiKeys
                 | Op::CreateApiKey
-                | Op::RevokeApiKey => {}
+                | Op::RevokeApiKey
+                | Op::SignIn
+                | Op::ShowSession
+                | Op::SignOut => {}
             }
         }
         all.to_vec()
@@ -602,13 +617,22 @@ mod tests {
     }
 
     #[test]
-    fn only_the_probes_are_public() {
+    fn only_the_probes_and_the_session_routes_skip_the_guard() {
         let public: Vec<Operation> = Operation::TABLE
             .iter()
             .filter(|spec| spec.permission.is_none())
             .map(|spec| spec.operation)
             .collect();
-        assert_eq!(public, [Operation::HealthLive, Operation::HealthReady]);
+        assert_eq!(
+            public,
+            [
+                Operation::HealthLive,
+                Operation::HealthReady,
+                Operation::SignIn,
+                Operation::ShowSession,
+                Operation::SignOut,
+            ]
+        );
     }
 
     #[test]

@@ -140,7 +140,8 @@ pub(crate) async fn run(
     let mut app = axum::Router::new()
         .nest("/v1", api.router())
         .merge(api.probes())
-        .merge(api.status(status_auth));
+        .merge(api.status(status_auth))
+        .merge(api.ui("/v1"));
     if let Some(telemetry) = &telemetry {
         let auth = settings.metrics.auth(settings.server.profile);
         app = app.merge(api.metrics(telemetry.exporter(), auth));
@@ -155,7 +156,12 @@ pub(crate) async fn run(
         engine.start();
     }
     eprintln!(
-        "tasker serve: listening on http://{address} (API under /v1, docs at /v1/docs, GraphQL at /v1/graphql{}){}",
+        "tasker serve: listening on http://{address} (API under /v1, docs at /v1/docs, GraphQL at /v1/graphql{}{}){}",
+        if settings.api.ui {
+            ", dashboard at /ui/"
+        } else {
+            ""
+        },
         if telemetry.is_some() {
             ", metrics at /metrics"
         } else {

@@ -100,6 +100,7 @@ impl QueryRoot {
             name: filter.name,
             version: filter.version,
             state: filter.state.map(|s| s.as_str().to_owned()),
+            correlation_id: None,
             annotation: filter.annotation,
             created_after: filter.created_after,
             created_before: filter.created_before,

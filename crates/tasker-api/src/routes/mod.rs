@@ -3,6 +3,7 @@
 pub(crate) mod analytics;
 pub(crate) mod events;
 pub(crate) mod health;
+pub(crate) mod session;
 pub(crate) mod steps;
 pub(crate) mod switches;
 pub(crate) mod tasks;

@@ -271,6 +271,18 @@ pub(crate) fn filter_of(
         name: query.name,
         version: query.version,
         state: query.state.as_deref().map(parse_state).transpose()?,
+        correlation_id: query
+            .correlation_id
+            .map(|id| {
+                if crate::correlation::is_valid(&id) {
+                    Ok(id)
+                } else {
+                    Err(ApiError::bad_request(
+                        "`correlation_id` must be 1 to 100 characters of [A-Za-z0-9_-]",
+                    ))
+                }
+            })
+            .transpose()?,
         annotation: query
             .annotation
             .as_deref()

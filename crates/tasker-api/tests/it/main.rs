@@ -8,6 +8,7 @@ mod generated;
 mod graphql;
 mod health;
 mod props;
+mod session;
 mod steps;
 mod support;
 mod switches;

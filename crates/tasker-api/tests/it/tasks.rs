@@ -304,6 +304,39 @@ async fn filters_select_by_template_state_and_time() {
 }
 
 #[tokio::test]
+async fn the_correlation_id_filter_finds_a_task_by_its_id_and_refuses_a_bad_one() {
+    on_each_database(|db| async move {
+        let server = serve(db, open_access()).await;
+        let body = json!({"namespace": "shop", "name": "order", "context": {"order_id": 1}});
+        let mut created = Vec::new();
+        for id in ["order-1", "order-2"] {
+            let reply = server
+                .call(
+                    Method::POST,
+                    "/tasks",
+                    Some(body.clone()),
+                    &[("x-correlation-id", id)],
+                )
+                .await;
+            assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+            created.push(reply.body["task_id"].as_str().unwrap().to_owned());
+        }
+        let found = server.get("/tasks?correlation_id=order-2").await;
+        assert_eq!(found.status, StatusCode::OK);
+        assert_eq!(found.body["total"], 1);
+        assert_eq!(found.body["items"][0]["task_id"], created[1].as_str());
+        let none = server
+            .get("/tasks?correlation_id=order-3&namespace=shop")
+            .await;
+        assert_eq!(none.body["total"], 0);
+        let bad = server.get("/tasks?correlation_id=not%20valid").await;
+        assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+        assert_eq!(bad.code(), "bad_request");
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn operator_actions_record_who_and_why_and_refused_transitions_are_409() {
     on_each_database(|db| async move {
         let server = serve(db, open_access()).await;

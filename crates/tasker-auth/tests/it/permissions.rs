@@ -272,6 +272,9 @@ fn every_operation_against_the_principals() {
             ListApiKeys             . . . . . . Y
             CreateApiKey            . . . . . . Y
             RevokeApiKey            . . . . . . Y
+            SignIn                  Y Y Y Y Y Y Y
+            ShowSession             Y Y Y Y Y Y Y
+            SignOut                 Y Y Y Y Y Y Y
         "#]],
     );
 }

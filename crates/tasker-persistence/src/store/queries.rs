@@ -529,6 +529,12 @@ impl Store {
                 bind(state.as_str().into(), &mut values)
             ));
         }
+        if let Some(correlation_id) = &filter.correlation_id {
+            conditions.push(format!(
+                "t.correlation_id = {}",
+                bind(correlation_id.as_str().into(), &mut values)
+            ));
+        }
         let times = [
             ("t.created_at >=", filter.created_after),
             ("t.created_at <", filter.created_before),

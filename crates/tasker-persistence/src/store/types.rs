@@ -511,6 +511,8 @@ pub struct TaskFilter {
     pub version: Option<String>,
     /// Current state.
     pub state: Option<TaskState>,
+    /// The correlation id the task carries (exactly).
+    pub correlation_id: Option<String>,
     /// Annotation `(type name, key, value)`: tasks with an annotation of that type whose JSON
     /// has `key` equal to `value`.
     pub annotation: Option<(String, String, Value)>,
