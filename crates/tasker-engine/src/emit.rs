@@ -16,7 +16,7 @@ use tasker_persistence::{SwitchChange, TaskRecord};
 use tasker_template::TaskTemplate;
 
 /// A template's names, shared by every event of its tasks.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct TemplateNames {
     pub namespace: Arc<str>,
     pub name: Arc<str>,

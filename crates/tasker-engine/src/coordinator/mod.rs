@@ -549,11 +549,7 @@ impl Coordinator {
     async fn task_info(&self, step: &ClaimedStep, inputs: &StepInputs) -> TaskInfo {
         let names = match self.engine.known(step.named_task_id).await {
             Ok(known) => known.names.clone(),
-            Err(_) => TemplateNames {
-                namespace: "".into(),
-                name: "".into(),
-                version: "".into(),
-            },
+            Err(_) => TemplateNames::default(),
         };
         let span = tracing::info_span!(
             "task",

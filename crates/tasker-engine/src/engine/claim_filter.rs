@@ -14,15 +14,21 @@ impl Engine {
     /// runtime switches: those whose step handler classes are all registered here, in the
     /// configured namespaces, not paused, with the namespace limits in force.
     pub(crate) async fn refresh_claim_filter(&self) {
-        let inner = &self.inner;
-        let switches = match inner.store.runtime_switches().await {
-            Ok(switches) => switches,
+        if let Some(switches) = self.read_switches().await {
+            self.refresh_claim_filter_with(&switches).await;
+        }
+    }
+
+    /// The runtime switches, or `None` (logged) when they could not be read: then the claim
+    /// filter stays as it is.
+    async fn read_switches(&self) -> Option<Vec<RuntimeSwitch>> {
+        match self.inner.store.runtime_switches().await {
+            Ok(switches) => Some(switches),
             Err(err) => {
                 tracing::warn!(error = %err, "reading the runtime switches failed; the claim filter is unchanged");
-                return;
+                None
             }
-        };
-        self.refresh_claim_filter_with(&switches).await;
+        }
     }
 
     pub(crate) async fn refresh_claim_filter_with(&self, switches: &[RuntimeSwitch]) {
@@ -50,15 +56,10 @@ impl Engine {
     /// the claim filter is rebuilt while any are in force and once after the last is lifted,
     /// so without switches this costs one small query.
     pub(crate) async fn refresh_switches(&self) {
-        let inner = &self.inner;
-        let switches = match inner.store.runtime_switches().await {
-            Ok(switches) => switches,
-            Err(err) => {
-                tracing::warn!(error = %err, "reading the runtime switches failed; the claim filter is unchanged");
-                return;
-            }
+        let Some(switches) = self.read_switches().await else {
+            return;
         };
-        if !switches.is_empty() || inner.switches_active.load(Ordering::Relaxed) {
+        if !switches.is_empty() || self.inner.switches_active.load(Ordering::Relaxed) {
             self.refresh_claim_filter_with(&switches).await;
         }
     }
