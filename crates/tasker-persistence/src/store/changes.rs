@@ -118,6 +118,11 @@ impl TransitionRow {
         self.id
     }
 
+    /// Marks the row as its owner's current one, or not.
+    pub(crate) fn set_most_recent(&mut self, most_recent: bool) {
+        self.most_recent = most_recent;
+    }
+
     /// The row's values in the order `owner, from_state, to_state, sort_key, most_recent,
     /// metadata, created_at`.
     pub(crate) fn into_values(self, now: i64) -> Vec<sea_orm::Value> {

@@ -22,8 +22,7 @@ use super::sql::{
     template_id,
 };
 use super::transitions::{
-    StepFlags, TaskDelta, add, apply_task_deltas, release_children, write_step_transitions,
-    write_task_transitions,
+    History, StepFlags, TaskDelta, add, apply_task_deltas, release_children, write_step_transitions,
 };
 use super::{
     Claim, ClaimBatch, ClaimFilter, ClaimedStep, LeaseClock, RecordReport, RecordedStep,
@@ -84,16 +83,20 @@ impl Store {
         }
         retrying(|| async move {
             let txn = self.write_txn().await?;
+            let now = to_micros(now);
+            let mut history = History::default();
             let batch = claim_in(
                 &txn,
                 self.lease_clock,
                 owner,
                 limit,
                 lease,
-                to_micros(now),
+                now,
                 filter,
+                &mut history,
             )
             .await?;
+            history.write(&txn, now).await?;
             commit(txn).await?;
             Ok(batch)
         })
@@ -147,7 +150,9 @@ impl Store {
                 lock_limits(&txn, filter).await?;
             }
             let claimed = outcomes.iter().map(|o| (owner, o)).collect();
-            let report = record_in(&txn, claimed, now).await?;
+            // The history of the outcomes, the finalizations and the claims: written once.
+            let mut history = History::default();
+            let report = record_in(&txn, claimed, now, &mut history).await?;
             let batch = if claim_limit == 0 {
                 ClaimBatch::default()
             } else {
@@ -159,9 +164,11 @@ impl Store {
                     lease,
                     now,
                     filter,
+                    &mut history,
                 )
                 .await?
             };
+            history.write(&txn, now).await?;
             commit(txn).await?;
             Ok((report, batch))
         })
@@ -316,7 +323,10 @@ impl Store {
         retrying(|| async move {
             let txn = self.write_txn().await?;
             let claimed = outcomes.iter().map(|o| (owner, o)).collect();
-            let report = record_in(&txn, claimed, to_micros(now)).await?;
+            let now = to_micros(now);
+            let mut history = History::default();
+            let report = record_in(&txn, claimed, now, &mut history).await?;
+            history.write(&txn, now).await?;
             commit(txn).await?;
             Ok(report)
         })
@@ -379,7 +389,9 @@ impl Store {
             ));
         }
         let pairs = outcomes.iter().map(|(o, s)| (o.as_str(), s)).collect();
-        let report = record_in(&txn, pairs, now_micros).await?;
+        let mut history = History::default();
+        let report = record_in(&txn, pairs, now_micros, &mut history).await?;
+        history.write(&txn, now_micros).await?;
         commit(txn).await?;
         Ok(report)
     }
@@ -563,7 +575,31 @@ async fn select_candidates<C: ConnectionTrait>(
     .await
 }
 
-/// Claims up to `limit` (> 0) ready steps inside `txn`'s transaction, with leases on `clock`.
+/// What a claim returns of each step it takes (after `RETURNING`).
+const CLAIM_RETURNING: &str = "workflow_step_id, task_id, name, attempts, retry_limit, last_sort_key, position, inputs, lease_expires_at, \
+     (SELECT t.named_task_id FROM tasker_tasks t WHERE t.task_id = tasker_workflow_steps.task_id) AS named_task_id, \
+     (SELECT t.context FROM tasker_tasks t WHERE t.task_id = tasker_workflow_steps.task_id) AS context, \
+     (SELECT t.correlation_id FROM tasker_tasks t WHERE t.task_id = tasker_workflow_steps.task_id) AS correlation_id, \
+     (SELECT t.trace_parent FROM tasker_tasks t WHERE t.task_id = tasker_workflow_steps.task_id) AS trace_parent, \
+     (SELECT t.state FROM tasker_tasks t WHERE t.task_id = tasker_workflow_steps.task_id) AS task_state, \
+     (SELECT t.created_at FROM tasker_tasks t WHERE t.task_id = tasker_workflow_steps.task_id) AS task_created_at";
+
+/// The `UPDATE … SET` that starts an attempt of each claimed step, parameters `$1` owner, `$2`
+/// lease (as `expiry` uses it) and `$3` now. A candidate is pending, or in error with its next
+/// attempt due (a retry, which writes two history rows, hence its sort key moves by 20).
+fn claim_set(expiry: &str) -> String {
+    format!(
+        "UPDATE tasker_workflow_steps SET state = {claimed}, in_process = TRUE, claim_owner = $1, \
+         lease_expires_at = {expiry}, attempts = attempts + 1, last_attempted_at = $3, next_attempt_at = NULL, \
+         updated_at = $3, last_sort_key = last_sort_key + (CASE WHEN state = {retried} THEN 20 ELSE 10 END)",
+        claimed = CLAIM.to().sql(),
+        retried = RETRY.from().sql(),
+    )
+}
+
+/// Claims up to `limit` (> 0) ready steps inside `txn`'s transaction, with leases on `clock`;
+/// their history rows (and those of the tasks they start) join `history`.
+#[allow(clippy::too_many_arguments)]
 async fn claim_in<C: ConnectionTrait>(
     txn: &C,
     clock: LeaseClock,
@@ -572,6 +608,7 @@ async fn claim_in<C: ConnectionTrait>(
     lease: Duration,
     now: i64,
     filter: &ClaimFilter,
+    history: &mut History,
 ) -> Result<ClaimBatch, StoreError> {
     let backend = txn.get_database_backend();
     let (expiry, lease) = clock.expiry(backend, 2, now, micros(lease));
@@ -581,82 +618,75 @@ async fn claim_in<C: ConnectionTrait>(
         None => String::new(),
         Some(ids) => named_tasks_clause(ids, true),
     };
-    let candidates = if filter.limits.is_empty() {
+    let parents = format!(
+        "(SELECT {} FROM tasker_workflow_step_edges e JOIN tasker_workflow_steps p \
+         ON p.workflow_step_id = e.from_step_id WHERE e.to_step_id = tasker_workflow_steps.workflow_step_id) AS parent_results",
+        parents_json(backend)
+    );
+    // The state each candidate had, where the candidates were read apart from the claim.
+    let mut retried: HashMap<Uuid, bool> = HashMap::new();
+    let claimed = if filter.limits.is_empty() && backend == DbBackend::Postgres {
         only.push_str(&named_tasks_clause(&filter.paused_named_task_ids, false));
-        select_candidates(txn, &only, now, limit).await?
+        // One statement: lock the pending tasks of the candidates (the lock order: task rows
+        // before step rows; the candidates' one-time filter waits for it), take the candidates
+        // with SKIP LOCKED, and start their attempts.
+        let ready = format!(
+            "unfinished_parents = 0 AND next_attempt_at IS NOT NULL AND next_attempt_at <= $3{only}"
+        );
+        txn.rows(stmt(
+            backend,
+            format!(
+                "WITH locked AS (SELECT task_id FROM tasker_tasks WHERE state = {pending} AND task_id IN \
+                 (SELECT task_id FROM tasker_workflow_steps WHERE {ready} ORDER BY next_attempt_at LIMIT $4) \
+                 ORDER BY task_id FOR UPDATE), \
+                 candidates AS (SELECT workflow_step_id AS candidate_id, state AS candidate_state \
+                 FROM tasker_workflow_steps WHERE {ready} AND (SELECT COUNT(*) FROM locked) >= 0 \
+                 ORDER BY next_attempt_at LIMIT $4 FOR UPDATE SKIP LOCKED) \
+                 {set} FROM candidates WHERE workflow_step_id = candidate_id AND state IN ({pending_step}, {retried}) \
+                 RETURNING {CLAIM_RETURNING}, {parents}, candidate_state",
+                pending = START.from().sql(),
+                set = claim_set(&expiry),
+                pending_step = CLAIM.from().sql(),
+                retried = RETRY.from().sql(),
+            ),
+            vec![
+                owner.into(),
+                lease,
+                now.into(),
+                i64::try_from(limit).unwrap_or(i64::MAX).into(),
+            ],
+        ))
+        .await?
     } else {
-        lock_limits(txn, filter).await?;
-        let running = running_per_named_task(txn, filter).await?;
-        let mut excluded = filter.paused_named_task_ids.clone();
-        let mut with_room = Vec::new();
-        for cap in &filter.limits {
-            let used: i64 = cap
-                .named_task_ids
-                .iter()
-                .filter_map(|id| running.get(id))
-                .sum();
-            let room = i64::from(cap.max_running).saturating_sub(used);
-            excluded.extend(&cap.named_task_ids);
-            if room > 0 {
-                with_room.push((&cap.named_task_ids, usize::try_from(room).unwrap_or(0)));
-            }
+        let candidates = if filter.limits.is_empty() {
+            only.push_str(&named_tasks_clause(&filter.paused_named_task_ids, false));
+            select_candidates(txn, &only, now, limit).await?
+        } else {
+            limited_candidates(txn, filter, &only, now, limit).await?
+        };
+        if candidates.is_empty() {
+            return Ok(ClaimBatch::default());
         }
-        let paused = named_tasks_clause(&filter.paused_named_task_ids, false);
-        let mut candidates = Vec::new();
-        // Each limited namespace takes at most its room; then the rest take what is left.
-        for (ids, room) in with_room {
-            let wanted = room.min(limit - candidates.len());
-            if wanted == 0 || ids.is_empty() {
-                continue;
-            }
-            let clause = format!("{only}{paused}{}", named_tasks_clause(ids, true));
-            candidates.extend(select_candidates(txn, &clause, now, wanted).await?);
+        let mut ids = Vec::with_capacity(candidates.len());
+        for row in &candidates {
+            let id: Uuid = get(row, "workflow_step_id")?;
+            retried.insert(id, get::<String>(row, "state")? == RETRY.from().name());
+            ids.push(Value::from(id));
         }
-        let rest = limit - candidates.len();
-        if rest > 0 {
-            let clause = format!("{only}{}", named_tasks_clause(&excluded, false));
-            candidates.extend(select_candidates(txn, &clause, now, rest).await?);
-        }
-        candidates
+        query_in_chunks(
+            txn,
+            &format!(
+                "{set} WHERE state IN ({ready}, {retried}) AND workflow_step_id IN ({{ids}}) \
+                 RETURNING {CLAIM_RETURNING}, {parents}",
+                set = claim_set(&expiry),
+                ready = CLAIM.from().sql(),
+                retried = RETRY.from().sql(),
+            ),
+            vec![owner.into(), lease, now.into()],
+            &ids,
+        )
+        .await?
     };
-    if candidates.is_empty() {
-        return Ok(ClaimBatch::default());
-    }
-    let mut retried: HashMap<Uuid, bool> = HashMap::with_capacity(candidates.len());
-    let mut ids = Vec::with_capacity(candidates.len());
-    for row in &candidates {
-        let id: Uuid = get(row, "workflow_step_id")?;
-        retried.insert(id, get::<String>(row, "state")? == RETRY.from().name());
-        ids.push(Value::from(id));
-    }
-    // A candidate is pending, or in error with its next attempt due (a retry, which writes two
-    // history rows, hence its sort key moves by 20). Only those states are claimed.
-    let claimed = query_in_chunks(
-        txn,
-        &format!(
-            "UPDATE tasker_workflow_steps SET state = {claimed}, in_process = TRUE, claim_owner = $1, \
-             lease_expires_at = {expiry}, attempts = attempts + 1, last_attempted_at = $3, next_attempt_at = NULL, \
-             updated_at = $3, last_sort_key = last_sort_key + (CASE WHEN state = {retried} THEN 20 ELSE 10 END) \
-             WHERE state IN ({ready}, {retried}) AND workflow_step_id IN ({{ids}}) \
-             RETURNING workflow_step_id, task_id, name, attempts, retry_limit, last_sort_key, position, inputs, lease_expires_at, \
-             (SELECT t.named_task_id FROM tasker_tasks t WHERE t.task_id = tasker_workflow_steps.task_id) AS named_task_id, \
-             (SELECT t.context FROM tasker_tasks t WHERE t.task_id = tasker_workflow_steps.task_id) AS context, \
-             (SELECT t.correlation_id FROM tasker_tasks t WHERE t.task_id = tasker_workflow_steps.task_id) AS correlation_id, \
-             (SELECT t.trace_parent FROM tasker_tasks t WHERE t.task_id = tasker_workflow_steps.task_id) AS trace_parent, \
-             (SELECT t.state FROM tasker_tasks t WHERE t.task_id = tasker_workflow_steps.task_id) AS task_state, \
-             (SELECT t.created_at FROM tasker_tasks t WHERE t.task_id = tasker_workflow_steps.task_id) AS task_created_at, \
-             (SELECT {parents} FROM tasker_workflow_step_edges e JOIN tasker_workflow_steps p \
-             ON p.workflow_step_id = e.from_step_id WHERE e.to_step_id = tasker_workflow_steps.workflow_step_id) AS parent_results",
-            claimed = CLAIM.to().sql(),
-            ready = CLAIM.from().sql(),
-            retried = RETRY.from().sql(),
-            parents = parents_json(backend),
-        ),
-        vec![owner.into(), lease, now.into()],
-        &ids,
-    )
-    .await?;
-    let mut history = Vec::with_capacity(claimed.len() * 2);
     let mut claims = Vec::with_capacity(claimed.len());
     let mut task_ids: Vec<Uuid> = Vec::new();
     for row in &claimed {
@@ -664,21 +694,24 @@ async fn claim_in<C: ConnectionTrait>(
         let task_id: Uuid = get(row, "task_id")?;
         let sort_key: i32 = get(row, "last_sort_key")?;
         let attempt: i32 = get(row, "attempts")?;
-        let was_retry = retried.get(&step_id).copied().unwrap_or(false);
+        let was_retry = match retried.get(&step_id) {
+            Some(was) => *was,
+            None => get::<String>(row, "candidate_state")? == RETRY.from().name(),
+        };
         if was_retry {
-            history.push(RETRY.row(
+            history.steps([RETRY.row(
                 step_id,
                 sort_key - 10,
                 false,
                 json!({"reason": "retry", "retry_attempt": attempt}),
-            ));
+            )]);
         }
-        history.push(CLAIM.row(
+        history.steps([CLAIM.row(
             step_id,
             sort_key,
             true,
             json!({"attempt_number": attempt, "claim_owner": owner}),
-        ));
+        )]);
         // Only a pending task needs starting: no statement at all when none is.
         if get::<String>(row, "task_state")? == START.from().name() && !task_ids.contains(&task_id)
         {
@@ -710,7 +743,6 @@ async fn claim_in<C: ConnectionTrait>(
             },
         ));
     }
-    write_step_transitions(txn, history, now, true).await?;
     let task_values: Vec<Value> = task_ids.iter().copied().map(Value::from).collect();
     let started = query_in_chunks(
         txn,
@@ -725,18 +757,16 @@ async fn claim_in<C: ConnectionTrait>(
     )
     .await?;
     let mut started_tasks = Vec::with_capacity(started.len());
-    let mut task_history = Vec::with_capacity(started.len());
     for row in started {
         let task_id: Uuid = get(&row, "task_id")?;
         started_tasks.push(TaskId(task_id));
-        task_history.push(START.row(
+        history.tasks([START.row(
             task_id,
             get(&row, "last_sort_key")?,
             true,
             json!({"reason": "steps_claimed"}),
-        ));
+        )]);
     }
-    write_task_transitions(txn, task_history, now, true).await?;
     // Grouped by task in template order, for a stable hand-off to the engine.
     claims.sort_by_key(|(position, claim)| (claim.step.task_id, *position));
     started_tasks.sort();
@@ -744,6 +774,49 @@ async fn claim_in<C: ConnectionTrait>(
         claims: claims.into_iter().map(|(_, claim)| claim).collect(),
         started_tasks,
     })
+}
+
+/// The candidates of a claim when some namespaces have a limit on running attempts: each
+/// limited namespace takes at most its room, then the rest take what is left.
+async fn limited_candidates<C: ConnectionTrait>(
+    txn: &C,
+    filter: &ClaimFilter,
+    only: &str,
+    now: i64,
+    limit: usize,
+) -> Result<Vec<QueryResult>, StoreError> {
+    lock_limits(txn, filter).await?;
+    let running = running_per_named_task(txn, filter).await?;
+    let mut excluded = filter.paused_named_task_ids.clone();
+    let mut with_room = Vec::new();
+    for cap in &filter.limits {
+        let used: i64 = cap
+            .named_task_ids
+            .iter()
+            .filter_map(|id| running.get(id))
+            .sum();
+        let room = i64::from(cap.max_running).saturating_sub(used);
+        excluded.extend(&cap.named_task_ids);
+        if room > 0 {
+            with_room.push((&cap.named_task_ids, usize::try_from(room).unwrap_or(0)));
+        }
+    }
+    let paused = named_tasks_clause(&filter.paused_named_task_ids, false);
+    let mut candidates = Vec::new();
+    for (ids, room) in with_room {
+        let wanted = room.min(limit - candidates.len());
+        if wanted == 0 || ids.is_empty() {
+            continue;
+        }
+        let clause = format!("{only}{paused}{}", named_tasks_clause(ids, true));
+        candidates.extend(select_candidates(txn, &clause, now, wanted).await?);
+    }
+    let rest = limit - candidates.len();
+    if rest > 0 {
+        let clause = format!("{only}{}", named_tasks_clause(&excluded, false));
+        candidates.extend(select_candidates(txn, &clause, now, rest).await?);
+    }
+    Ok(candidates)
 }
 
 /// The claim's scalar subquery over a step's parents (`p`): a JSON array of `[name, results]`
@@ -769,18 +842,25 @@ fn parse_parent_results(
     Ok(pairs.into_iter().collect())
 }
 
+/// How many outcomes one [`complete_together`] statement carries on `backend`.
+fn completions_per_statement(backend: DbBackend) -> usize {
+    ((max_params(backend) - 1) / 4).max(1)
+}
+
 /// Completes `(owner, step, attempt, results)` where the claim still holds, with one
 /// `UPDATE … FROM (VALUES …)` per chunk; returns the updated rows by step id (a refused outcome
-/// has none).
+/// has none). With `lock_tasks` (PostgreSQL, one chunk) the statement first locks the steps'
+/// task rows in id order (the lock order: tasks before steps), in a CTE its one-time filter
+/// waits for.
 async fn complete_together<C: ConnectionTrait>(
     db: &C,
     successes: &[(&str, StepId, u32, &serde_json::Value)],
     now: i64,
+    lock_tasks: bool,
 ) -> Result<HashMap<Uuid, QueryResult>, StoreError> {
     let backend = db.get_database_backend();
     let mut rows = HashMap::with_capacity(successes.len());
-    let per_statement = ((max_params(backend) - 1) / 4).max(1);
-    for chunk in successes.chunks(per_statement) {
+    for chunk in successes.chunks(completions_per_statement(backend)) {
         let mut values: Vec<Value> = Vec::with_capacity(1 + chunk.len() * 4);
         values.push(now.into());
         let mut tuples = Vec::with_capacity(chunk.len());
@@ -791,15 +871,30 @@ async fn complete_together<C: ConnectionTrait>(
             values.push((*owner).into());
             values.push(json((*results).clone()));
         }
+        let mut with = vec![format!(
+            "v (column1, column2, column3, column4) AS (VALUES {})",
+            tuples.join(", ")
+        )];
+        let mut locked = "";
+        if lock_tasks {
+            with.push(
+                "locked AS (SELECT task_id FROM tasker_tasks WHERE task_id IN \
+                 (SELECT s.task_id FROM tasker_workflow_steps s JOIN v ON s.workflow_step_id = v.column1) \
+                 ORDER BY task_id FOR UPDATE)"
+                    .to_owned(),
+            );
+            locked = " AND (SELECT COUNT(*) FROM locked) >= 0";
+        }
         let sql = format!(
-            "UPDATE tasker_workflow_steps SET state = {to}, processed = TRUE, processed_at = $1, \
+            "WITH {with} \
+             UPDATE tasker_workflow_steps SET state = {to}, processed = TRUE, processed_at = $1, \
              results = v.column4, in_process = FALSE, claim_owner = NULL, lease_expires_at = NULL, updated_at = $1, \
-             last_sort_key = last_sort_key + 10 FROM (VALUES {tuples}) AS v \
-             WHERE workflow_step_id = v.column1 AND state = {from} AND attempts = v.column2 AND claim_owner = v.column3 \
+             last_sort_key = last_sort_key + 10 FROM v \
+             WHERE workflow_step_id = v.column1 AND state = {from} AND attempts = v.column2 AND claim_owner = v.column3{locked} \
              RETURNING workflow_step_id, task_id, last_sort_key, attempts, next_attempt_at",
+            with = with.join(", "),
             from = COMPLETE.from().sql(),
             to = COMPLETE.to().sql(),
-            tuples = tuples.join(", "),
         );
         for row in db.rows(stmt(backend, sql, values)).await? {
             rows.insert(get(&row, "workflow_step_id")?, row);
@@ -813,29 +908,9 @@ pub(crate) async fn record_in<C: ConnectionTrait>(
     db: &C,
     outcomes: Vec<(&str, &StepOutcome)>,
     now: i64,
+    history: &mut History,
 ) -> Result<RecordReport, StoreError> {
     let backend = db.get_database_backend();
-    // The lock order: the outcomes' task rows first (their counters move below), then the steps.
-    if backend == DbBackend::Postgres && !outcomes.is_empty() {
-        let ids: Vec<Value> = outcomes
-            .iter()
-            .map(|(_, o)| Value::from(o.step_id().as_uuid()))
-            .collect();
-        query_in_chunks(
-            db,
-            "SELECT task_id FROM tasker_tasks WHERE task_id IN \
-             (SELECT task_id FROM tasker_workflow_steps WHERE workflow_step_id IN ({ids})) \
-             ORDER BY task_id FOR UPDATE",
-            vec![],
-            &ids,
-        )
-        .await?;
-    }
-    let mut report = RecordReport::default();
-    let mut history = Vec::with_capacity(outcomes.len());
-    let mut completed = Vec::new();
-    let mut deltas: HashMap<Uuid, TaskDelta> = HashMap::new();
-    let running = StepFlags::of(CLAIM.to(), None, 0);
     // Successes, the bulk of any batch, are written by one statement per chunk; a step named
     // twice in the batch and every failure take the one-row statements below, in order.
     let mut named: HashMap<StepId, usize> = HashMap::with_capacity(outcomes.len());
@@ -853,7 +928,32 @@ pub(crate) async fn record_in<C: ConnectionTrait>(
             _ => None,
         })
         .collect();
-    let mut completed_rows = complete_together(db, &together, now).await?;
+    // The lock order: the outcomes' task rows first (their counters move below), then the
+    // steps. When every outcome completes together in one statement, that statement takes the
+    // locks itself.
+    let lock_within = backend == DbBackend::Postgres
+        && together.len() == outcomes.len()
+        && together.len() <= completions_per_statement(backend);
+    if backend == DbBackend::Postgres && !outcomes.is_empty() && !lock_within {
+        let ids: Vec<Value> = outcomes
+            .iter()
+            .map(|(_, o)| Value::from(o.step_id().as_uuid()))
+            .collect();
+        query_in_chunks(
+            db,
+            "SELECT task_id FROM tasker_tasks WHERE task_id IN \
+             (SELECT task_id FROM tasker_workflow_steps WHERE workflow_step_id IN ({ids})) \
+             ORDER BY task_id FOR UPDATE",
+            vec![],
+            &ids,
+        )
+        .await?;
+    }
+    let mut report = RecordReport::default();
+    let mut completed = Vec::new();
+    let mut deltas: HashMap<Uuid, TaskDelta> = HashMap::new();
+    let running = StepFlags::of(CLAIM.to(), None, 0);
+    let mut completed_rows = complete_together(db, &together, now, lock_within).await?;
     drop(together);
     for (owner, outcome) in outcomes {
         let row = match outcome {
@@ -940,12 +1040,12 @@ pub(crate) async fn record_in<C: ConnectionTrait>(
             task_id,
             running.delta_to(StepFlags::of(state, next, 0)),
         );
-        history.push(change.row(
+        history.steps([change.row(
             step_id.as_uuid(),
             get(&row, "last_sort_key")?,
             true,
             metadata,
-        ));
+        )]);
         report.recorded.push(RecordedStep {
             step_id,
             task_id: TaskId(task_id),
@@ -954,8 +1054,8 @@ pub(crate) async fn record_in<C: ConnectionTrait>(
             next_attempt_at: next.map(from_micros),
         });
     }
-    write_step_transitions(db, history, now, true).await?;
     report.newly_ready = release_children(db, &completed, now, &mut deltas).await?;
-    report.finalized = apply_task_deltas(db, deltas, now).await?;
+    // The outcomes' tasks were locked above; the deltas are theirs.
+    report.finalized = apply_task_deltas(db, deltas, now, history, true).await?;
     Ok(report)
 }

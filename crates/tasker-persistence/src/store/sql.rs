@@ -142,7 +142,26 @@ pub(crate) async fn insert_rows<C: ConnectionTrait>(
     columns: &[&str],
     rows: Vec<Vec<Value>>,
 ) -> Result<(), StoreError> {
+    insert_rows_flipping(db, table, columns, rows, None).await
+}
+
+/// [`insert_rows`] into a history table; with `flip` (the owner column, first of `columns`),
+/// the owners' current `most_recent` rows are cleared first. On PostgreSQL the clearing and the
+/// insert are one statement per payload: the `UPDATE` runs as a CTE that the insert waits for
+/// (its one-time filter reads the CTE's count), so the partial unique index on the current rows
+/// never sees two at once. On SQLite (and for values with no JSON form) the clearing is a
+/// statement of its own.
+pub(crate) async fn insert_rows_flipping<C: ConnectionTrait>(
+    db: &C,
+    table: &str,
+    columns: &[&str],
+    rows: Vec<Vec<Value>>,
+    flip: Option<&str>,
+) -> Result<(), StoreError> {
     let backend = db.get_database_backend();
+    if rows.is_empty() {
+        return Ok(());
+    }
     if backend == DbBackend::Postgres
         && let Some(first) = rows.first()
         && let Some(types) = first.iter().map(pg_type).collect::<Option<Vec<_>>>()
@@ -156,11 +175,19 @@ pub(crate) async fn insert_rows<C: ConnectionTrait>(
             .zip(&types)
             .map(|(column, ty)| format!("{column} {ty}"))
             .collect();
-        let sql = format!(
+        let insert = format!(
             "INSERT INTO {table} ({columns}) SELECT {columns} FROM jsonb_to_recordset($1::jsonb) AS x({definition})",
             columns = columns.join(", "),
             definition = definition.join(", "),
         );
+        let sql = match flip {
+            None => insert,
+            Some(owner) => format!(
+                "WITH flipped AS (UPDATE {table} SET most_recent = FALSE WHERE most_recent AND {owner} IN \
+                 (SELECT o.{owner} FROM jsonb_to_recordset($1::jsonb) AS o({owner} uuid)) RETURNING 1) \
+                 {insert} WHERE (SELECT COUNT(*) FROM flipped) >= 0"
+            ),
+        };
         // Statements stay under one TCP segment: sqlx does not set TCP_NODELAY, so a message
         // split across segments waits for the server's delayed ACK (about 40 ms on Linux).
         let mut payload = String::from("[");
@@ -180,6 +207,19 @@ pub(crate) async fn insert_rows<C: ConnectionTrait>(
         payload.push(']');
         db.exec(stmt(backend, sql, vec![payload.into()])).await?;
         return Ok(());
+    }
+    if let Some(owner) = flip {
+        let mut owners: Vec<Value> = rows.iter().filter_map(|row| row.first().cloned()).collect();
+        owners.dedup();
+        execute_in_chunks(
+            db,
+            &format!(
+                "UPDATE {table} SET most_recent = FALSE WHERE most_recent AND {owner} IN ({{ids}})"
+            ),
+            vec![],
+            &owners,
+        )
+        .await?;
     }
     let per_statement = (max_params(backend) / columns.len()).max(1);
     let mut rows = rows.into_iter().peekable();

@@ -20,7 +20,7 @@ use uuid::Uuid;
 
 use super::changes::{Change, State, StepChange, TaskChange, TransitionRow, changes};
 use super::sql::{
-    Db, commit, execute_in_chunks, for_update, get, insert_rows, lock_tasks, max_params, params,
+    Db, commit, for_update, get, insert_rows_flipping, lock_tasks, max_params, params,
     query_in_chunks, retrying, stmt,
 };
 use super::{ChangedStep, RecordReport, Store};
@@ -67,19 +67,8 @@ async fn write_transitions<C: ConnectionTrait>(
     now: i64,
     flip: bool,
 ) -> Result<(), StoreError> {
-    if rows.is_empty() {
-        return Ok(());
-    }
-    if flip {
-        let mut owners: Vec<Uuid> = rows.iter().map(TransitionRow::id).collect();
-        owners.sort_unstable();
-        owners.dedup();
-        let ids: Vec<Value> = owners.into_iter().map(Value::from).collect();
-        execute_in_chunks(db, &format!("UPDATE {table} SET most_recent = FALSE WHERE most_recent AND {owner_col} IN ({{ids}})"), vec![], &ids)
-            .await?;
-    }
     let values = rows.into_iter().map(|r| r.into_values(now)).collect();
-    insert_rows(
+    insert_rows_flipping(
         db,
         table,
         &[
@@ -92,8 +81,52 @@ async fn write_transitions<C: ConnectionTrait>(
             "created_at",
         ],
         values,
+        flip.then_some(owner_col),
     )
     .await
+}
+
+/// The history rows of one transaction, gathered as its changes are made and written at its
+/// end: one statement per table on PostgreSQL (two on SQLite) however many phases (outcomes,
+/// finalization, claims, task starts) added rows. Each owner's last row becomes its current
+/// one (`most_recent`), whatever its phase said, so a step failed and claimed again in one
+/// transaction keeps one current row.
+#[derive(Debug, Default)]
+pub(crate) struct History {
+    steps: Vec<TransitionRow>,
+    tasks: Vec<TransitionRow>,
+}
+
+impl History {
+    /// Adds step history rows, oldest first.
+    pub(crate) fn steps(&mut self, rows: impl IntoIterator<Item = TransitionRow>) {
+        self.steps.extend(rows);
+    }
+
+    /// Adds task history rows, oldest first.
+    pub(crate) fn tasks(&mut self, rows: impl IntoIterator<Item = TransitionRow>) {
+        self.tasks.extend(rows);
+    }
+
+    /// Writes every row gathered, clearing the owners' earlier current rows.
+    pub(crate) async fn write<C: ConnectionTrait>(
+        self,
+        db: &C,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        write_step_transitions(db, current_last(self.steps), now, true).await?;
+        write_task_transitions(db, current_last(self.tasks), now, true).await
+    }
+}
+
+/// `rows` with only each owner's last row marked current.
+fn current_last(mut rows: Vec<TransitionRow>) -> Vec<TransitionRow> {
+    let mut seen = std::collections::HashSet::with_capacity(rows.len());
+    for row in rows.iter_mut().rev() {
+        let last = seen.insert(row.id());
+        row.set_most_recent(last);
+    }
+    rows
 }
 
 /// Writes step history rows; `flip` first clears the steps' current `most_recent` rows.
@@ -231,21 +264,23 @@ pub(crate) async fn release_children<C: ConnectionTrait>(
     Ok(ready)
 }
 
-/// Applies counter deltas and finalizes tasks left with no active step.
+/// Applies counter deltas and finalizes tasks left with no active step; the finalizations'
+/// history rows join `history`. `locked`: the caller already holds the tasks' row locks
+/// (recording takes them first), so they are not taken again.
 pub(crate) async fn apply_task_deltas<C: ConnectionTrait>(
     db: &C,
     deltas: HashMap<Uuid, TaskDelta>,
     now: i64,
+    history: &mut History,
+    locked: bool,
 ) -> Result<Vec<(TaskId, TaskState)>, StoreError> {
     let backend = db.get_database_backend();
-    let mut finalized = Vec::new();
-    let mut history = Vec::new();
     let mut tasks: Vec<(Uuid, TaskDelta)> = deltas.into_iter().collect();
     tasks.sort_unstable_by_key(|(id, _)| *id);
     // The counters of every task in the batch move in one statement per chunk. On PostgreSQL
     // the rows are first locked in id order, so two engines updating overlapping tasks queue
     // instead of deadlocking (a set UPDATE locks in no particular order); SQLite has one writer.
-    if backend == DbBackend::Postgres && tasks.len() > 1 {
+    if backend == DbBackend::Postgres && tasks.len() > 1 && !locked {
         let ids: Vec<Value> = tasks.iter().map(|(id, _)| Value::from(*id)).collect();
         query_in_chunks(
             db,
@@ -278,6 +313,7 @@ pub(crate) async fn apply_task_deltas<C: ConnectionTrait>(
             rows.insert(get(&row, "task_id")?, row);
         }
     }
+    let mut finals: Vec<Final> = Vec::new();
     for (task_id, _) in tasks {
         let row = rows
             .remove(&task_id)
@@ -297,7 +333,7 @@ pub(crate) async fn apply_task_deltas<C: ConnectionTrait>(
             continue;
         };
         let mut sort_key: i32 = get(&row, "last_sort_key")?;
-        for (i, change) in path.iter().enumerate() {
+        for change in path {
             sort_key += 10;
             let metadata = match change.to() {
                 TaskState::Complete => json!({"reason": "all_steps_done", "total_steps": total}),
@@ -306,37 +342,73 @@ pub(crate) async fn apply_task_deltas<C: ConnectionTrait>(
                 }
                 _ => json!({"reason": "finalizing"}),
             };
-            history.push(change.row(task_id, sort_key, i + 1 == path.len(), metadata));
+            history.tasks([change.row(task_id, sort_key, true, metadata)]);
         }
-        let target = last.to();
-        // Conditional on the state read above, as every state change is.
-        let updated = db
-            .exec(stmt(
-                backend,
-                "UPDATE tasker_tasks SET state = $1, complete = $2, completed_at = $3, last_sort_key = $4, updated_at = $3 \
-                 WHERE task_id = $5 AND state = $6",
-                vec![
-                    target.name().into(),
-                    (target == TaskState::Complete).into(),
-                    now.into(),
-                    sort_key.into(),
-                    task_id.into(),
-                    first.from().name().into(),
-                ],
-            ))
-            .await?;
-        if updated.rows_affected() != 1 {
+        finals.push(Final {
+            task_id,
+            from: first.from(),
+            to: last.to(),
+            sort_key,
+        });
+    }
+    finalize_together(db, &finals, now).await?;
+    Ok(finals
+        .into_iter()
+        .map(|f| (TaskId(f.task_id), f.to))
+        .collect())
+}
+
+/// A task [`apply_task_deltas`] finalizes: from the state it read to its final one.
+struct Final {
+    task_id: Uuid,
+    from: TaskState,
+    to: TaskState,
+    sort_key: i32,
+}
+
+/// Moves every task of `finals` to its final state, one statement per chunk, each conditional
+/// on the state read before (as every state change is): a task that changed meanwhile is a
+/// conflict and the transaction is rolled back.
+async fn finalize_together<C: ConnectionTrait>(
+    db: &C,
+    finals: &[Final],
+    now: i64,
+) -> Result<(), StoreError> {
+    let backend = db.get_database_backend();
+    for chunk in finals.chunks(((max_params(backend) - 1) / 4).max(1)) {
+        let mut values: Vec<Value> = Vec::with_capacity(1 + chunk.len() * 4);
+        values.push(now.into());
+        let mut tuples = Vec::with_capacity(chunk.len());
+        for f in chunk {
+            tuples.push(format!("({})", params(values.len() + 1, 4)));
+            values.push(f.task_id.into());
+            values.push(f.from.name().into());
+            values.push(f.to.name().into());
+            values.push(f.sort_key.into());
+        }
+        let sql = format!(
+            "UPDATE tasker_tasks SET state = v.column3, complete = (v.column3 = {complete}), completed_at = $1, \
+             last_sort_key = v.column4, updated_at = $1 FROM (VALUES {tuples}) AS v \
+             WHERE task_id = v.column1 AND state = v.column2 RETURNING task_id",
+            complete = TaskState::Complete.sql(),
+            tuples = tuples.join(", "),
+        );
+        let updated: std::collections::HashSet<Uuid> = db
+            .rows(stmt(backend, sql, values))
+            .await?
+            .iter()
+            .map(|row| get::<Uuid>(row, "task_id"))
+            .collect::<Result<_, _>>()?;
+        if let Some(lost) = chunk.iter().find(|f| !updated.contains(&f.task_id)) {
             return Err(conflict(
                 "task",
-                task_id.to_string(),
-                first.from().name(),
+                lost.task_id.to_string(),
+                lost.from.name(),
                 "changed",
             ));
         }
-        finalized.push((TaskId(task_id), target));
     }
-    write_task_transitions(db, history, now, true).await?;
-    Ok(finalized)
+    Ok(())
 }
 
 impl Store {
@@ -490,7 +562,9 @@ impl Store {
             report.newly_ready =
                 release_children(&txn, &[step_id.as_uuid()], now, &mut deltas).await?;
         }
-        report.finalized = apply_task_deltas(&txn, deltas, now).await?;
+        let mut history = History::default();
+        report.finalized = apply_task_deltas(&txn, deltas, now, &mut history, true).await?;
+        history.write(&txn, now).await?;
         commit(txn).await?;
         Ok((TransitionOutcome::Transitioned(transition), report))
     }
@@ -673,7 +747,9 @@ impl Store {
         }
         let mut deltas = HashMap::new();
         deltas.insert(task_id.as_uuid(), TaskDelta::default());
-        let finalized = apply_task_deltas(&txn, deltas, now).await?;
+        let mut history = History::default();
+        let finalized = apply_task_deltas(&txn, deltas, now, &mut history, true).await?;
+        history.write(&txn, now).await?;
         commit(txn).await?;
         Ok(finalized
             .first()

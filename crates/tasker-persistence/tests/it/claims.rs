@@ -518,3 +518,106 @@ async fn a_batch_of_successes_records_each_where_its_claim_holds() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_failure_due_at_once_is_claimed_again_in_its_own_transaction_with_one_current_row() {
+    on_each_database(|store, backend| async move {
+        let registered = register(&store, &shape("again", &[("flaky", &[])], 3)).await;
+        create(&store, &registered, request_for(&registered.template)).await;
+        let first = store
+            .claim_ready_steps("w", 10, LEASE, t0())
+            .await?
+            .into_steps();
+        assert_eq!(first.len(), 1, "{backend}");
+        let failure = StepOutcome::Failure(tasker_persistence::StepFailure {
+            step_id: first[0].step_id,
+            attempt: 1,
+            error: tasker_domain::StepError::retryable("try again"),
+            retry_delay: Duration::ZERO,
+        });
+        let (report, batch) = store
+            .record_outcomes_and_claim("w", vec![failure], at(1.0), 10, LEASE)
+            .await?;
+        assert_eq!(report.recorded.len(), 1, "{backend}");
+        let again = batch.into_steps();
+        assert_eq!(again.len(), 1, "{backend}: the retry is due at once");
+        assert_eq!(
+            (again[0].step_id, again[0].attempt, again[0].retried),
+            (first[0].step_id, 2, true),
+            "{backend}"
+        );
+        let history = store.step_transitions(first[0].step_id).await?;
+        let path: Vec<(Option<String>, String, bool)> = history
+            .iter()
+            .map(|t| (t.from_state.clone(), t.to_state.clone(), t.most_recent))
+            .collect();
+        let step =
+            |from: &str, to: &str, current: bool| (Some(from.to_owned()), to.to_owned(), current);
+        assert_eq!(
+            path,
+            [
+                step("pending", "in_progress", false),
+                step("in_progress", "error", false),
+                step("error", "pending", false),
+                step("pending", "in_progress", true),
+            ],
+            "{backend}: one history write, only its last row current"
+        );
+        assert!(
+            history.windows(2).all(|w| w[0].sort_key < w[1].sort_key),
+            "{backend}: sort keys rise"
+        );
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn tasks_finished_by_one_batch_are_finalized_together_each_with_one_current_row() {
+    on_each_database(|store, backend| async move {
+        let registered = register(&store, &shape("pair", &[("only", &[])], 1)).await;
+        let mut tasks = Vec::new();
+        for _ in 0..3 {
+            tasks.push(create(&store, &registered, request_for(&registered.template)).await);
+        }
+        let claimed = store
+            .claim_ready_steps("w", 10, LEASE, t0())
+            .await?
+            .into_steps();
+        assert_eq!(claimed.len(), 3, "{backend}");
+        let outcomes: Vec<StepOutcome> = claimed
+            .iter()
+            .map(|step| StepOutcome::Success {
+                step_id: step.step_id,
+                attempt: 1,
+                results: json!({}),
+            })
+            .collect();
+        let report = store.record_outcomes("w", outcomes, at(1.0)).await?;
+        let mut finalized = report.finalized.clone();
+        finalized.sort();
+        let mut expected: Vec<_> = tasks
+            .iter()
+            .map(|t| (t.task_id, TaskState::Complete))
+            .collect();
+        expected.sort();
+        assert_eq!(finalized, expected, "{backend}");
+        for created in &tasks {
+            let task = store.task(created.task_id).await?;
+            assert_eq!(
+                (task.state, task.completed_at),
+                (TaskState::Complete, Some(at(1.0))),
+                "{backend}"
+            );
+            let history = store.task_transitions(created.task_id).await?;
+            let current: Vec<&str> = history
+                .iter()
+                .filter(|t| t.most_recent)
+                .map(|t| t.to_state.as_str())
+                .collect();
+            assert_eq!(current, ["complete"], "{backend}");
+        }
+        Ok(())
+    })
+    .await;
+}
