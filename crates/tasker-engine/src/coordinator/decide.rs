@@ -25,6 +25,39 @@ pub(crate) fn claim_room(
     max_concurrent.saturating_sub(busy).min(batch)
 }
 
+/// Whether a claim of its own is worth a transaction. A claim that took fewer steps than it
+/// asked for saw nothing else ready, and the steps our own outcomes release are claimed in the
+/// outcomes' transaction; so after such a claim another is wanted only once something may have
+/// made steps ready that no claim of ours saw: a wake-up (a new task, an operator, the clock:
+/// the poll for other processes, a backoff expiring), upkeep (reclaimed leases, a refreshed
+/// claim filter), a failed claim, or a claim cut short by the room it had.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ClaimNeed {
+    wanted: bool,
+}
+
+impl Default for ClaimNeed {
+    fn default() -> Self {
+        Self { wanted: true }
+    }
+}
+
+impl ClaimNeed {
+    pub(crate) fn wanted(self) -> bool {
+        self.wanted
+    }
+
+    /// A claim asked for `asked` steps and took `took`.
+    pub(crate) fn claimed(&mut self, took: usize, asked: usize) {
+        self.wanted = took >= asked;
+    }
+
+    /// Steps may have become ready unseen.
+    pub(crate) fn maybe_ready(&mut self) {
+        self.wanted = true;
+    }
+}
+
 /// Which of `queue` (claimed steps, in claim order) start now: a step starts while its task has
 /// fewer than `per_task_limit` attempts running (counting the ones started before it in this
 /// call); a step that would start but was cancelled by an operator meanwhile (`revoked`, which
@@ -620,5 +653,19 @@ mod tests {
         assert_eq!(drain_step(2, t(5), t(10)), DrainStep::Wait(t(10)));
         assert_eq!(drain_step(2, t(10), t(10)), DrainStep::GraceOver);
         assert_eq!(drain_step(0, t(11), t(10)), DrainStep::Done);
+    }
+
+    #[test]
+    fn a_claim_is_wanted_until_one_comes_back_short_and_again_after_a_wake_up() {
+        let mut need = ClaimNeed::default();
+        assert!(need.wanted(), "a new coordinator claims");
+        need.claimed(3, 8);
+        assert!(!need.wanted(), "nothing else was ready");
+        need.maybe_ready();
+        assert!(need.wanted(), "a wake-up may have brought work");
+        need.claimed(8, 8);
+        assert!(need.wanted(), "a full claim may have left more");
+        need.claimed(0, 0);
+        assert!(need.wanted(), "a claim with no room saw nothing");
     }
 }

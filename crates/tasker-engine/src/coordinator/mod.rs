@@ -33,8 +33,8 @@ mod record;
 mod upkeep;
 
 use decide::{
-    DrainStep, DueTimes, IdleState, Schedule, Unrecorded, Wake, WakeInputs, admit, claim_room,
-    drain_step, wake_at,
+    ClaimNeed, DrainStep, DueTimes, IdleState, Schedule, Unrecorded, Wake, WakeInputs, admit,
+    claim_room, drain_step, wake_at,
 };
 
 /// An attempt's end, sent from its task to the coordinator.
@@ -136,14 +136,17 @@ pub(crate) struct Coordinator {
     known_due: DueTimes,
     /// Outcomes a failed commit could not record, kept to try again.
     unrecorded: Unrecorded<Finished>,
+    /// Whether a claim of its own is worth a transaction.
+    claim_need: ClaimNeed,
 }
 
 /// What one pass did.
 #[derive(Default)]
 struct Pass {
     progressed: bool,
-    /// Steps claimed in the same transaction that recorded outcomes (one commit per hand-off).
-    claimed_with_record: Option<ClaimBatch>,
+    /// Steps claimed in the same transaction that recorded outcomes (one commit per hand-off),
+    /// with how many that claim asked for.
+    claimed_with_record: Option<(ClaimBatch, usize)>,
 }
 
 /// How a sleep ended.
@@ -179,6 +182,7 @@ impl Coordinator {
             tasks: HashMap::new(),
             known_due: DueTimes::default(),
             unrecorded: Unrecorded::default(),
+            claim_need: ClaimNeed::default(),
         }
     }
 
@@ -312,13 +316,14 @@ impl Coordinator {
         );
         // A batch claimed in the record's own transaction has no claim time of its own.
         let piggybacked = pass.claimed_with_record.take();
-        if room == 0 && piggybacked.is_none() {
+        if piggybacked.is_none() && (room == 0 || !self.claim_need.wanted()) {
             return;
         }
         let claim_started = std::time::Instant::now();
         let timed = piggybacked.is_none();
+        let asked = piggybacked.as_ref().map_or(room, |(_, asked)| *asked);
         let claimed = match piggybacked {
-            Some(batch) => Ok(batch),
+            Some((batch, _)) => Ok(batch),
             None => {
                 inner
                     .store
@@ -337,6 +342,10 @@ impl Coordinator {
                 .metrics
                 .claim_duration
                 .record(claim_started.elapsed().as_secs_f64(), &[]);
+        }
+        match &claimed {
+            Ok(batch) => self.claim_need.claimed(batch.len(), asked),
+            Err(_) => self.claim_need.maybe_ready(),
         }
         let batch = match claimed {
             Ok(batch) if !batch.is_empty() => batch,
@@ -473,8 +482,14 @@ impl Coordinator {
                 }
                 Woke::Pass
             }
-            () = inner.wake.notified() => Woke::Pass,
-            () = inner.clock.sleep_until(wake_at) => Woke::Pass,
+            () = inner.wake.notified() => {
+                self.claim_need.maybe_ready();
+                Woke::Pass
+            }
+            () = inner.clock.sleep_until(wake_at) => {
+                self.claim_need.maybe_ready();
+                Woke::Pass
+            }
             () = inner.shutdown.cancelled() => Woke::Shutdown,
         };
         if !matches!(woke, Woke::Shutdown) {

@@ -195,7 +195,7 @@ impl Coordinator {
     pub(super) async fn record_batch(
         &mut self,
         batch: Vec<Finished>,
-        claimed: &mut Option<ClaimBatch>,
+        claimed: &mut Option<(ClaimBatch, usize)>,
     ) -> Recorded {
         let engine = &self.engine.clone();
         let inner = &engine.inner;
@@ -300,7 +300,7 @@ impl Coordinator {
                 for (step, _) in &steps {
                     self.release(step);
                 }
-                *claimed = (room > 0).then_some(batch);
+                *claimed = (room > 0).then_some((batch, room));
                 (report, Vec::new())
             }
             Err(err) => {

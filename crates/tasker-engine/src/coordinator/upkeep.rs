@@ -15,7 +15,12 @@ use super::decide::{Due, lost_claims};
 impl Coordinator {
     /// Runs upkeep or the switch refresh when due at `now`.
     pub(super) async fn upkeep_if_due(&mut self, now: DateTime<Utc>) {
-        match self.schedule.due(now) {
+        let due = self.schedule.due(now);
+        if !matches!(due, Due::Nothing) {
+            // Reclaimed leases and a changed claim filter can make steps ready.
+            self.claim_need.maybe_ready();
+        }
+        match due {
             Due::Upkeep => {
                 let held_ids: Vec<StepId> =
                     self.held.iter().map(|(step, _)| step.step_id).collect();
