@@ -445,8 +445,9 @@ impl Coordinator {
             // backoffs and leases of other processes. (When busy, a finished attempt wakes us,
             // our own backoffs are known from what we recorded, and upkeep covers leases: no
             // queries on the hand-off path.)
-            next_attempt_due = inner.store.next_attempt_due(now).await.ok().flatten();
-            next_lease_expiry = inner.store.next_lease_expiry().await.ok().flatten();
+            if let Ok((due, expiry)) = inner.store.next_wake_times(now).await {
+                (next_attempt_due, next_lease_expiry) = (due, expiry);
+            }
         }
         let wake = wake_at(&WakeInputs {
             now,

@@ -212,6 +212,31 @@ impl Store {
         })
     }
 
+    /// [`Store::next_attempt_due`] and [`Store::next_lease_expiry`] in one statement, for an
+    /// engine about to sleep: `(next attempt due, next lease expiry)`.
+    pub async fn next_wake_times(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<(Option<DateTime<Utc>>, Option<DateTime<Utc>>), StoreError> {
+        let row = self
+            .db
+            .row(stmt(
+                self.db_backend(),
+                "SELECT (SELECT MIN(next_attempt_at) FROM tasker_workflow_steps \
+                 WHERE unfinished_parents = 0 AND next_attempt_at IS NOT NULL AND next_attempt_at > $1) AS due, \
+                 (SELECT MIN(lease_expires_at) FROM tasker_workflow_steps WHERE lease_expires_at IS NOT NULL) AS expiry",
+                vec![to_micros(now).into()],
+            ))
+            .await?;
+        let Some(row) = row else {
+            return Ok((None, None));
+        };
+        Ok((
+            get::<Option<i64>>(&row, "due")?.map(from_micros),
+            get::<Option<i64>>(&row, "expiry")?.map(from_micros),
+        ))
+    }
+
     /// Extends the leases `owner` holds on `steps`; returns the steps it still held (the others
     /// were reclaimed, finished by an operator, or never claimed by `owner`).
     pub async fn extend_leases(

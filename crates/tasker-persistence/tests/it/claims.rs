@@ -621,3 +621,45 @@ async fn tasks_finished_by_one_batch_are_finalized_together_each_with_one_curren
     })
     .await;
 }
+
+#[tokio::test]
+async fn the_next_wake_times_are_the_earliest_backoff_and_lease_in_one_read() {
+    on_each_database(|store, backend| async move {
+        assert_eq!(
+            store.next_wake_times(t0()).await?,
+            (None, None),
+            "{backend}"
+        );
+        let registered = register(&store, &shape("timers", &[("a", &[]), ("b", &[])], 3)).await;
+        create(&store, &registered, request_for(&registered.template)).await;
+        let claimed = store
+            .claim_ready_steps("w", 10, LEASE, t0())
+            .await?
+            .into_steps();
+        assert_eq!(claimed.len(), 2, "{backend}");
+        assert_eq!(
+            store.next_wake_times(t0()).await?,
+            (None, Some(at(LEASE.as_secs_f64()))),
+            "{backend}: two leases, no backoff"
+        );
+        let failure = StepOutcome::Failure(tasker_persistence::StepFailure {
+            step_id: claimed[0].step_id,
+            attempt: 1,
+            error: tasker_domain::StepError::retryable("later"),
+            retry_delay: Duration::from_secs(7),
+        });
+        store.record_outcomes("w", vec![failure], at(1.0)).await?;
+        assert_eq!(
+            store.next_wake_times(at(1.0)).await?,
+            (Some(at(8.0)), Some(at(LEASE.as_secs_f64()))),
+            "{backend}: the backoff ends at 8 s, the other lease still runs"
+        );
+        assert_eq!(
+            store.next_wake_times(at(9.0)).await?.0,
+            None,
+            "{backend}: a step already due is not a future wake-up"
+        );
+        Ok(())
+    })
+    .await;
+}
