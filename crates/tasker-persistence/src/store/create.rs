@@ -2,8 +2,10 @@
 //! validated before anything is written.
 //!
 //! Creation is two phases: [`Store::prepare_task`] validates a request and lays out its rows
-//! without touching the database, and the write stores any number of prepared tasks in one
-//! transaction with multi-row INSERTs (group commit). A task whose identity already exists is
+//! without touching the database, and the write stores any number of prepared tasks at once
+//! (group commit). On PostgreSQL that is one statement (see `one_statement`), which needs no
+//! transaction around it; on SQLite, and for tasks with bypassed steps (whose transitions are
+//! written too), one transaction of multi-row INSERTs. A task whose identity already exists is
 //! skipped by `ON CONFLICT DO NOTHING` and reported as [`StoreError::DuplicateTask`] while the
 //! others are stored.
 
