@@ -57,6 +57,47 @@ async fn a_task_is_created_run_and_shown_with_steps_analysis_and_graph() {
     .await;
 }
 
+/// The task a creation answers with (built from what was written, not read back) is exactly
+/// what showing it right after gives: with and without bypassed steps.
+#[tokio::test]
+async fn a_created_task_is_answered_as_showing_it_then_does() {
+    on_each_database(|db| async move {
+        let server = serve(db, open_access()).await;
+        let body = json!({
+            "namespace": "shop",
+            "name": "order",
+            "version": "1.0.0",
+            "context": {"order_id": 7, "z": {"y": [1, 2.5, "ü"], "x": null}, "a": 0.1},
+            "tags": ["vip", "eu"],
+            "initiator": "alice",
+            "source_system": "shop-web",
+            "reason": "checkout",
+        });
+        let mut bypassing = body.clone();
+        bypassing["bypass_steps"] = json!(["notify"]);
+        for body in [body, bypassing] {
+            let created = server
+                .call(
+                    Method::POST,
+                    "/tasks",
+                    Some(body.clone()),
+                    &[("x-correlation-id", "order-7")],
+                )
+                .await;
+            assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+            let id = created.body["task_id"].as_str().unwrap();
+            let shown = server.get(&format!("/tasks/{id}")).await;
+            assert_eq!(shown.status, StatusCode::OK, "{}", shown.body);
+            assert_eq!(created.body, shown.body, "for {body}");
+            assert_eq!(created.body["state"], "pending");
+            assert_eq!(created.body["correlation_id"], "order-7");
+            let bypassed = body.get("bypass_steps").cloned().unwrap_or(json!([]));
+            assert_eq!(created.body["bypass_steps"], bypassed);
+        }
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn invalid_requests_get_the_envelope_and_store_nothing() {
     on_each_database(|db| async move {

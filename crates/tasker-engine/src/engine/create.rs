@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use tasker_domain::{StepState, TaskRequest, TaskState};
 use tasker_events::names::observability;
-use tasker_persistence::{CreateTaskOptions, CreatedTask, Store};
+use tasker_persistence::{CreateTaskOptions, CreatedTask, PreparedTask, Store, TaskRecord};
 use tasker_template::TaskTemplate;
 use tracing::{Instrument, Span};
 
@@ -34,15 +34,43 @@ impl Engine {
         request: TaskRequest,
         options: &CreateOptions,
     ) -> Result<CreatedTask, EngineError> {
+        self.create_one(request, options, |_| ())
+            .await
+            .map(|(created, ())| created)
+    }
+
+    /// [`create_task_with`](Self::create_task_with), answering with the new task as
+    /// [`Store::task`] would read it right after creation, without reading it back: every
+    /// field is known before the write. (A read-back could already show the coordinator's
+    /// first changes; this is the task as created.)
+    pub async fn create_task_record(
+        &self,
+        request: TaskRequest,
+        options: &CreateOptions,
+    ) -> Result<TaskRecord, EngineError> {
+        self.create_one(request, options, PreparedTask::record)
+            .await
+            .map(|(_, record)| record)
+    }
+
+    /// Creates one task; `describe` takes what the caller wants of the prepared task before it
+    /// is handed to the batch.
+    async fn create_one<T>(
+        &self,
+        request: TaskRequest,
+        options: &CreateOptions,
+        describe: impl FnOnce(&PreparedTask) -> T,
+    ) -> Result<(CreatedTask, T), EngineError> {
         let now = self.inner.clock.now();
         let span = creation_span(&request);
         async {
             let (template, prepared) = self.prepare_task(request, options, now).await?;
+            let described = describe(&prepared);
             // Validated above, before it joins a batch: a bad request fails alone.
             let created = self.inner.creator.create(prepared).await?;
             self.created(&template, &created, now);
             self.inner.wake.notify_one();
-            Ok(created)
+            Ok((created, described))
         }
         .instrument(span)
         .await

@@ -2,24 +2,27 @@
 //! validated before anything is written.
 //!
 //! Creation is two phases: [`Store::prepare_task`] validates a request and lays out its rows
-//! without touching the database, and the write stores any number of prepared tasks in one
-//! transaction with multi-row INSERTs (group commit). A task whose identity already exists is
+//! without touching the database, and the write stores any number of prepared tasks at once
+//! (group commit). On PostgreSQL that is one statement (see `one_statement`), which needs no
+//! transaction around it; on SQLite, and for tasks with bypassed steps (whose transitions are
+//! written too), one transaction of multi-row INSERTs. A task whose identity already exists is
 //! skipped by `ON CONFLICT DO NOTHING` and reported as [`StoreError::DuplicateTask`] while the
 //! others are stored.
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 
-use sea_orm::{ConnectionTrait, Value};
-use tasker_domain::{StepId, TaskId, TaskRequest};
-use tasker_template::ContextSchema;
+use sea_orm::{ConnectionTrait, DbBackend, Statement, Value};
+use tasker_domain::{StepId, TaskId, TaskRequest, TemplateId};
+use tasker_template::{ContextSchema, TaskTemplate};
 use uuid::Uuid;
 
 use super::changes::{State, TransitionRow, changes};
-use super::sql::{Db, commit, get, insert_rows, max_params, params, stmt};
+use super::sql::{Db, commit, get, insert_rows, max_params, params, recordset, stmt};
 use super::transitions::{write_step_transitions, write_task_transitions};
-use super::{CreateTaskOptions, CreatedTask, RegisteredTemplate, Store, Transaction};
+use super::{CreateTaskOptions, CreatedTask, RegisteredTemplate, Store, TaskRecord, Transaction};
 use crate::error::StoreError;
-use crate::time::to_micros;
+use crate::time::{from_micros, to_micros};
 
 const STEP_COLUMNS: &[&str] = &[
     "workflow_step_id",
@@ -43,6 +46,11 @@ const STEP_COLUMNS: &[&str] = &[
     "created_at",
     "updated_at",
 ];
+
+const EDGE_COLUMNS: &[&str] = &["from_step_id", "to_step_id", "name"];
+
+/// An edge as [`one_statement`] sends it: its columns and its task's id.
+const EDGE_RECORD_COLUMNS: &[&str] = &["from_step_id", "to_step_id", "name", "task_id"];
 
 const TASK_COLUMNS: &[&str] = &[
     "task_id",
@@ -94,12 +102,63 @@ pub struct PreparedTask {
     task_transitions: Vec<TransitionRow>,
     now: i64,
     created: CreatedTask,
+    /// What [`PreparedTask::record`] needs beyond `created`.
+    described: Described,
+}
+
+/// The task row's fields a [`TaskRecord`] shows, kept as values (the row holds them as bind
+/// parameters).
+#[derive(Debug, Clone)]
+struct Described {
+    named_task_id: TemplateId,
+    template: Arc<TaskTemplate>,
+    tags: Vec<String>,
+    bypass_steps: Vec<String>,
+    initiator: String,
+    source_system: String,
+    reason: String,
+    requested_at: i64,
+    done_steps: u32,
+    active_steps: u32,
 }
 
 impl PreparedTask {
     /// What creation returns once the task is stored (its ids are fixed already).
     pub fn created(&self) -> &CreatedTask {
         &self.created
+    }
+
+    /// The task as [`Store::task`] reads it right after this task is stored: every field is
+    /// known before the write, so a caller that answers with the new task need not read it
+    /// back. Times are whole microseconds, as stored.
+    pub fn record(&self) -> TaskRecord {
+        let described = &self.described;
+        let template = &described.template;
+        let finished = self.created.state.is_finished();
+        TaskRecord {
+            task_id: self.created.task_id,
+            named_task_id: described.named_task_id,
+            namespace: template.namespace_name.clone(),
+            name: template.name.clone(),
+            version: template.version.to_string(),
+            state: self.created.state,
+            context: self.created.context.clone(),
+            tags: described.tags.clone(),
+            bypass_steps: described.bypass_steps.clone(),
+            initiator: described.initiator.clone(),
+            source_system: described.source_system.clone(),
+            reason: described.reason.clone(),
+            identity_hash: self.created.identity_hash.clone(),
+            correlation_id: self.created.correlation_id.clone(),
+            total_steps: u32::try_from(self.created.steps.len()).unwrap_or(u32::MAX),
+            done_steps: described.done_steps,
+            blocked_steps: 0,
+            active_steps: described.active_steps,
+            requested_at: from_micros(described.requested_at),
+            created_at: from_micros(self.now),
+            updated_at: from_micros(self.now),
+            completed_at: finished.then(|| from_micros(self.now)),
+        }
     }
 }
 
@@ -219,6 +278,11 @@ impl Store {
         &self,
         tasks: Vec<PreparedTask>,
     ) -> Result<Vec<Result<CreatedTask, StoreError>>, StoreError> {
+        // One statement is atomic on its own: no BEGIN and COMMIT round trips around it, and
+        // with `synchronous_commit` on it is durable when PostgreSQL answers.
+        if let Some(statement) = one_statement(self.db_backend(), &tasks) {
+            return finish(tasks, inserted_ids(&self.db, statement).await?);
+        }
         let txn = self.write_txn().await?;
         let results = write_prepared(&txn, tasks).await?;
         commit(txn).await?;
@@ -444,6 +508,18 @@ impl Store {
             identity_hash,
             correlation_id,
         };
+        let described = Described {
+            named_task_id: registered.named_task_id,
+            template: template.clone(),
+            tags: request.tags.clone(),
+            bypass_steps: request.bypass_steps.clone(),
+            initiator: request.initiator.clone(),
+            source_system: request.source_system.clone(),
+            reason: request.reason.clone(),
+            requested_at: to_micros(requested_at),
+            done_steps: u32::try_from(done).unwrap_or(u32::MAX),
+            active_steps: u32::try_from(active).unwrap_or(u32::MAX),
+        };
         Ok(PreparedTask {
             task_row,
             step_rows,
@@ -452,6 +528,7 @@ impl Store {
             task_transitions,
             now,
             created,
+            described,
         })
     }
 }
@@ -462,26 +539,41 @@ async fn write_prepared<C: ConnectionTrait>(
     tasks: Vec<PreparedTask>,
 ) -> Result<Vec<Result<CreatedTask, StoreError>>, StoreError> {
     let backend = db.get_database_backend();
-    let per_statement = (max_params(backend) / TASK_COLUMNS.len()).max(1);
+    if let Some(statement) = one_statement(backend, &tasks) {
+        let inserted = inserted_ids(db, statement).await?;
+        return finish(tasks, inserted);
+    }
+    let sqlite = backend == DbBackend::Sqlite;
     let mut inserted: HashSet<Uuid> = HashSet::with_capacity(tasks.len());
-    for chunk in tasks.chunks(per_statement) {
-        let mut sql = format!(
-            "INSERT INTO tasker_tasks ({}) VALUES ",
-            TASK_COLUMNS.join(", ")
-        );
-        let mut values = Vec::with_capacity(chunk.len() * TASK_COLUMNS.len());
-        for (i, task) in chunk.iter().enumerate() {
-            if i > 0 {
-                sql.push_str(", ");
+    if sqlite {
+        let rows: Vec<Vec<Value>> = tasks.iter().map(|t| t.task_row.clone()).collect();
+        let suffix = " ON CONFLICT (identity_hash) DO NOTHING RETURNING task_id";
+        for statement in anonymous_inserts("tasker_tasks", TASK_COLUMNS, rows, suffix) {
+            for row in db.rows(statement).await? {
+                inserted.insert(get(&row, "task_id")?);
             }
-            sql.push('(');
-            sql.push_str(&params(values.len() + 1, task.task_row.len()));
-            sql.push(')');
-            values.extend(task.task_row.iter().cloned());
         }
-        sql.push_str(" ON CONFLICT (identity_hash) DO NOTHING RETURNING task_id");
-        for row in db.rows(stmt(backend, sql, values)).await? {
-            inserted.insert(get(&row, "task_id")?);
+    } else {
+        let per_statement = (max_params(backend) / TASK_COLUMNS.len()).max(1);
+        for chunk in tasks.chunks(per_statement) {
+            let mut sql = format!(
+                "INSERT INTO tasker_tasks ({}) VALUES ",
+                TASK_COLUMNS.join(", ")
+            );
+            let mut values = Vec::with_capacity(chunk.len() * TASK_COLUMNS.len());
+            for (i, task) in chunk.iter().enumerate() {
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push('(');
+                sql.push_str(&params(values.len() + 1, task.task_row.len()));
+                sql.push(')');
+                values.extend(task.task_row.iter().cloned());
+            }
+            sql.push_str(" ON CONFLICT (identity_hash) DO NOTHING RETURNING task_id");
+            for row in db.rows(stmt(backend, sql, values)).await? {
+                inserted.insert(get(&row, "task_id")?);
+            }
         }
     }
     let mut step_rows = Vec::new();
@@ -512,14 +604,18 @@ async fn write_prepared<C: ConnectionTrait>(
         }
         results.push(Ok(task.created));
     }
-    insert_rows(db, "tasker_workflow_steps", STEP_COLUMNS, step_rows).await?;
-    insert_rows(
-        db,
-        "tasker_workflow_step_edges",
-        &["from_step_id", "to_step_id", "name"],
-        edge_rows,
-    )
-    .await?;
+    if sqlite {
+        let statements =
+            anonymous_inserts("tasker_workflow_steps", STEP_COLUMNS, step_rows, "").chain(
+                anonymous_inserts("tasker_workflow_step_edges", EDGE_COLUMNS, edge_rows, ""),
+            );
+        for statement in statements {
+            db.exec(statement).await?;
+        }
+    } else {
+        insert_rows(db, "tasker_workflow_steps", STEP_COLUMNS, step_rows).await?;
+        insert_rows(db, "tasker_workflow_step_edges", EDGE_COLUMNS, edge_rows).await?;
+    }
     for (now, rows) in step_transitions {
         write_step_transitions(db, rows, now, false).await?;
     }
@@ -527,4 +623,128 @@ async fn write_prepared<C: ConnectionTrait>(
         write_task_transitions(db, rows, now, false).await?;
     }
     Ok(results)
+}
+
+/// On PostgreSQL, the whole write of `tasks` as one statement: the task rows (a task whose
+/// identity exists is skipped by `ON CONFLICT DO NOTHING`), and the steps and edges of the tasks
+/// that were inserted, each table's rows as one `jsonb_to_recordset` parameter. The foreign keys
+/// from steps to tasks and from edges to steps are checked at the end of the statement, when
+/// every row is in. It answers the inserted task ids. `None` on SQLite, and for tasks with
+/// bypassed steps (their transitions are written by the transaction path).
+fn one_statement(backend: DbBackend, tasks: &[PreparedTask]) -> Option<Statement> {
+    if backend != DbBackend::Postgres
+        || tasks.is_empty()
+        || tasks
+            .iter()
+            .any(|t| !t.step_transitions.is_empty() || !t.task_transitions.is_empty())
+    {
+        return None;
+    }
+    let (task_definition, task_payload) =
+        recordset(TASK_COLUMNS, tasks.iter().map(|t| &t.task_row))?;
+    let (step_definition, step_payload) =
+        recordset(STEP_COLUMNS, tasks.iter().flat_map(|t| &t.step_rows))?;
+    // Each edge carries its task's id, so the edges of a skipped task are left out.
+    let edge_rows: Vec<Vec<Value>> = tasks
+        .iter()
+        .flat_map(|t| {
+            let task_id: Value = t.created.task_id.as_uuid().into();
+            t.edge_rows.iter().map(move |edge| {
+                let mut row = edge.clone();
+                row.push(task_id.clone());
+                row
+            })
+        })
+        .collect();
+    let tasks_cte = format!(
+        "WITH t AS (INSERT INTO tasker_tasks ({columns}) SELECT {columns} \
+         FROM jsonb_to_recordset($1::jsonb) AS x({task_definition}) \
+         ON CONFLICT (identity_hash) DO NOTHING RETURNING task_id), \
+         s AS (INSERT INTO tasker_workflow_steps ({steps}) SELECT {steps} \
+         FROM jsonb_to_recordset($2::jsonb) AS x({step_definition}) \
+         WHERE x.task_id IN (SELECT task_id FROM t))",
+        columns = TASK_COLUMNS.join(", "),
+        steps = STEP_COLUMNS.join(", "),
+    );
+    let mut values: Vec<Value> = vec![task_payload.into(), step_payload.into()];
+    let sql = match recordset(EDGE_RECORD_COLUMNS, &edge_rows) {
+        Some((edge_definition, edge_payload)) => {
+            values.push(edge_payload.into());
+            format!(
+                "{tasks_cte}, e AS (INSERT INTO tasker_workflow_step_edges ({edges}) \
+                 SELECT {edges} FROM jsonb_to_recordset($3::jsonb) AS x({edge_definition}) \
+                 WHERE x.task_id IN (SELECT task_id FROM t)) SELECT task_id FROM t",
+                edges = EDGE_COLUMNS.join(", "),
+            )
+        }
+        None if edge_rows.is_empty() => format!("{tasks_cte} SELECT task_id FROM t"),
+        None => return None,
+    };
+    Some(stmt(backend, sql, values))
+}
+
+/// Runs a statement that answers `task_id` rows: the ids of the tasks it inserted.
+async fn inserted_ids<C: ConnectionTrait>(
+    db: &C,
+    statement: Statement,
+) -> Result<HashSet<Uuid>, StoreError> {
+    let rows = db.rows(statement).await?;
+    let mut inserted = HashSet::with_capacity(rows.len());
+    for row in rows {
+        inserted.insert(get(&row, "task_id")?);
+    }
+    Ok(inserted)
+}
+
+/// Each task's result once its rows are written: a task not in `inserted` was skipped because
+/// its identity exists.
+fn finish(
+    tasks: Vec<PreparedTask>,
+    inserted: HashSet<Uuid>,
+) -> Result<Vec<Result<CreatedTask, StoreError>>, StoreError> {
+    Ok(tasks
+        .into_iter()
+        .map(|task| {
+            if inserted.contains(&task.created.task_id.as_uuid()) {
+                Ok(task.created)
+            } else {
+                Err(StoreError::DuplicateTask {
+                    identity_hash: task.created.identity_hash,
+                })
+            }
+        })
+        .collect())
+}
+
+/// The most parameters one SQLite creation statement takes (SQLite allows 32,766).
+const SQLITE_PARAMS: usize = 4_000;
+
+/// SQLite multi-row INSERTs of `rows` into `table`, each ending in `suffix`, with anonymous `?`
+/// placeholders bound in order. SQLite finds a numbered parameter (`$N`) by a linear search
+/// when it prepares a statement and again when sqlx binds it, so a statement's cost grows with
+/// the square of its numbered parameters; anonymous ones cost the same each, so one statement
+/// can take a whole batch's rows.
+fn anonymous_inserts<'a>(
+    table: &'a str,
+    columns: &'a [&'a str],
+    rows: Vec<Vec<Value>>,
+    suffix: &'a str,
+) -> impl Iterator<Item = Statement> + 'a {
+    let per_statement = (SQLITE_PARAMS / columns.len()).max(1);
+    let group = format!("({})", vec!["?"; columns.len()].join(", "));
+    let mut rows = rows.into_iter().peekable();
+    std::iter::from_fn(move || {
+        rows.peek()?;
+        let mut sql = format!("INSERT INTO {table} ({}) VALUES ", columns.join(", "));
+        let mut values = Vec::with_capacity(per_statement * columns.len());
+        for (i, row) in rows.by_ref().take(per_statement).enumerate() {
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&group);
+            values.extend(row);
+        }
+        sql.push_str(suffix);
+        Some(stmt(DbBackend::Sqlite, sql, values))
+    })
 }

@@ -241,6 +241,36 @@ pub(crate) async fn insert_rows_flipping<C: ConnectionTrait>(
     Ok(())
 }
 
+/// Rows as one `jsonb_to_recordset` parameter for PostgreSQL: the column definition list
+/// (`name type, ...`, typed by the first row) and the JSON array text. `None` when there are
+/// no rows or a value has no JSON form.
+pub(crate) fn recordset<R: AsRef<[Value]>>(
+    columns: &[&str],
+    rows: impl IntoIterator<Item = R>,
+) -> Option<(String, String)> {
+    let mut rows = rows.into_iter().peekable();
+    let types = rows
+        .peek()?
+        .as_ref()
+        .iter()
+        .map(pg_type)
+        .collect::<Option<Vec<_>>>()?;
+    let definition: Vec<String> = columns
+        .iter()
+        .zip(&types)
+        .map(|(column, ty)| format!("{column} {ty}"))
+        .collect();
+    let mut payload = String::from("[");
+    for row in rows {
+        if payload.len() > 1 {
+            payload.push(',');
+        }
+        payload.push_str(&row_object(columns, row.as_ref())?.to_string());
+    }
+    payload.push(']');
+    Some((definition.join(", "), payload))
+}
+
 /// The largest JSON payload one statement sends (well under a 64 KiB loopback segment).
 pub(crate) const MAX_MESSAGE_BYTES: usize = 48 * 1024;
 

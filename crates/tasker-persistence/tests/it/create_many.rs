@@ -197,3 +197,132 @@ async fn a_task_the_database_refuses_fails_alone_and_the_others_are_stored() {
     })
     .await;
 }
+
+/// Edges stored in all: an UPDATE that changes nothing counts them.
+async fn edge_count(store: &Store) -> u64 {
+    let txn = store.begin().await.unwrap();
+    let edges = txn
+        .execute(
+            "UPDATE tasker_workflow_step_edges SET name = name",
+            Vec::<tasker_persistence::SqlValue>::new(),
+        )
+        .await
+        .unwrap();
+    txn.rollback().await.unwrap();
+    edges
+}
+
+/// A batch with no bypassed step (on PostgreSQL one statement writes it all): a task whose
+/// identity exists, before the batch or earlier in it, is reported and leaves no row, step or
+/// edge, and every other task is stored whole.
+#[tokio::test]
+async fn a_batch_reports_each_duplicate_and_stores_the_others_whole() {
+    on_each_database(|store, backend| async move {
+        let diamond = register(&store, &diamond()).await;
+        let hashed = HashIdentity::new();
+        let options = |now| CreateTaskOptions {
+            now,
+            identity: &hashed,
+            correlation_id: None,
+            trace_parent: None,
+        };
+        let existing = request_for(&diamond.template).context(json!({"n": 0}));
+        store
+            .create_task(&diamond, &existing, &options(t0()))
+            .await?;
+        let fresh: Vec<TaskRequest> = (1..=5)
+            .map(|n| request_for(&diamond.template).context(json!({"n": n})))
+            .collect();
+        let mut requests: Vec<(&_, &TaskRequest, CreateTaskOptions<'_>)> = fresh
+            .iter()
+            .map(|request| (&diamond, request, options(at(1.0))))
+            .collect();
+        // The existing identity, and the first fresh request again.
+        requests.insert(2, (&diamond, &existing, options(t0())));
+        requests.push((&diamond, &fresh[0], options(at(1.0))));
+        let results = store.create_tasks(&requests).await;
+        assert_eq!(results.len(), 7, "{backend}");
+        for duplicate in [2, 6] {
+            assert!(
+                matches!(&results[duplicate], Err(StoreError::DuplicateTask { .. })),
+                "{backend}: {duplicate}: {:?}",
+                results[duplicate]
+            );
+        }
+        let first = results[0].as_ref().unwrap();
+        match &results[6] {
+            Err(StoreError::DuplicateTask { identity_hash }) => {
+                assert_eq!(identity_hash, &first.identity_hash, "{backend}")
+            }
+            other => panic!("{backend}: expected DuplicateTask, got {other:?}"),
+        }
+        for i in [0, 1, 3, 4, 5] {
+            let created = results[i].as_ref().unwrap();
+            assert_eq!(
+                stored_steps(&store, created).await,
+                [
+                    ("a".to_owned(), 0),
+                    ("b".to_owned(), 1),
+                    ("c".to_owned(), 1),
+                    ("d".to_owned(), 2)
+                ],
+                "{backend}"
+            );
+        }
+        // The existing task and five new ones; four edges per diamond.
+        assert_eq!(counts(&store).await, (6, 24), "{backend}");
+        assert_eq!(edge_count(&store).await, 24, "{backend}");
+        Ok(())
+    })
+    .await;
+}
+
+/// What a prepared task says it will be once stored is what reading it back gives: pending,
+/// partly bypassed, and complete at creation.
+#[tokio::test]
+async fn a_prepared_tasks_record_is_the_task_as_stored() {
+    on_each_database(|store, backend| async move {
+        let typed = register(
+            &store,
+            &template(
+                "name: typed\nnamespace_name: shop\nversion: 2.1.0\nschema:\n  type: object\n  \
+                 properties:\n    n: { type: integer, default: 5 }\nstep_templates:\n  \
+                 - name: a\n    handler_class: X\n    skippable: true\n  \
+                 - name: b\n    handler_class: X\n    depends_on_steps: [a]\n    skippable: true\n  \
+                 - name: c\n    handler_class: X\n",
+            ),
+        )
+        .await;
+        let base = || {
+            let mut request = request_for(&typed.template)
+                .context(json!({"z": {"y": [1, 2.5, "ü"], "x": null}, "big": u64::MAX}));
+            request.tags = vec!["vip".into(), "eu".into()];
+            request.initiator = "alice".into();
+            request.source_system = "shop-web".into();
+            request.reason = "checkout".into();
+            request.requested_at = Some(t0() + chrono::Duration::nanoseconds(1_234_567));
+            request
+        };
+        let requests = [
+            base(),
+            base().bypass_steps(["a"]),
+            base().bypass_steps(["a", "b"]),
+        ];
+        for request in &requests {
+            let options = CreateTaskOptions {
+                now: at(3.5) + chrono::Duration::nanoseconds(999),
+                identity: &DefaultIdentity,
+                correlation_id: Some("order-1".into()),
+                trace_parent: None,
+            };
+            let prepared = Store::prepare_task(&typed, request, &options)?;
+            let record = prepared.record();
+            let created = store.create_prepared(vec![prepared]).await.remove(0)?;
+            assert_eq!(record.task_id, created.task_id);
+            assert_eq!(record.context["n"], 5, "{backend}: the schema's default");
+            assert_eq!(record, store.task(created.task_id).await?, "{backend}");
+        }
+        Ok(())
+    })
+    .await;
+}
