@@ -62,6 +62,13 @@ pub(crate) async fn run(settings: &Settings, namespaces: Vec<String>) -> anyhow:
     if let Some(relay) = relay {
         relay.stop().await;
     }
+    // What this worker cost the database, from the store's own counters (the benchmarks read it).
+    let store = engine.store();
+    eprintln!(
+        "sent {} SQL statements in {} transactions",
+        store.statements(),
+        store.transactions()
+    );
     eprintln!("drained; stopped");
     Ok(ExitCode::SUCCESS)
 }
