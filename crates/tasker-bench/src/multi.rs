@@ -366,7 +366,7 @@ impl Workers {
             let text = std::fs::read_to_string(&log)
                 .with_context(|| format!("reading {}", log.display()))?;
             let (s, t) = sent(&text)
-                .with_context(|| format!("no `sent … statements` line in {}", log.display()))?;
+                .with_context(|| format!("no `sent … SQL statements` line in {}", log.display()))?;
             statements += s;
             transactions += t;
         }
@@ -383,12 +383,13 @@ impl Drop for Workers {
     }
 }
 
-/// `sent N SQL statements in M transactions`, the line `tasker worker` writes when it stops.
+/// `sent N SQL statements in M transactions while running`, the line `tasker worker` writes
+/// when it stops: its store's counts from when its coordinator started.
 fn sent(log: &str) -> Option<(u64, u64)> {
     log.lines().find_map(|line| {
         let rest = line.strip_prefix("sent ")?;
         let (statements, rest) = rest.split_once(" SQL statements in ")?;
-        let transactions = rest.strip_suffix(" transactions")?;
+        let transactions = rest.strip_suffix(" transactions while running")?;
         Some((statements.parse().ok()?, transactions.parse().ok()?))
     })
 }
@@ -412,10 +413,13 @@ mod tests {
     fn a_workers_counts_are_read_from_its_last_words() {
         let log = "worker w1 running (namespaces default); SIGTERM or Ctrl-C drains and stops\n\
                    draining: running attempts may finish for up to 30s\n\
-                   sent 1234 SQL statements in 56 transactions\n\
+                   sent 1234 SQL statements in 56 transactions while running\n\
                    drained; stopped\n";
         assert_eq!(sent(log), Some((1234, 56)));
-        assert_eq!(sent("sent many SQL statements in 5 transactions\n"), None);
+        assert_eq!(
+            sent("sent many SQL statements in 5 transactions while running\n"),
+            None
+        );
         assert_eq!(sent("drained; stopped\n"), None);
     }
 

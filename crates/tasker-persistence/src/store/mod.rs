@@ -234,11 +234,12 @@ impl Store {
 
     /// SQL statements this store and its clones have sent to the database since
     /// [`Store::connect`] opened it: every query and write, inside a transaction or not, each
-    /// chunk of a chunked write apart, failed ones included, and the statements of migrations
-    /// run by `connect`. Not counted: `BEGIN`, `COMMIT` and `ROLLBACK` (see
-    /// [`Store::transactions`]), the pool's connection set-up, and a listener's `LISTEN`
-    /// ([`Store::listen`]). Costs one relaxed atomic add per statement; take the difference of
-    /// two readings around the work to measure.
+    /// chunk of a chunked write apart, failed ones included. Not counted: `BEGIN`, `COMMIT` and
+    /// `ROLLBACK` (see [`Store::transactions`]), SQL sent unprepared (as migrations partly
+    /// are), the pool's connection set-up, and a listener's `LISTEN` ([`Store::listen`]).
+    /// Costs one relaxed atomic add per statement (plus the two clock reads sea-orm makes
+    /// around a statement once anything observes it); take the difference of two readings
+    /// around the work to measure.
     pub fn statements(&self) -> u64 {
         self.counters.statements.load(Ordering::Relaxed)
     }
