@@ -65,7 +65,7 @@ enum Task {
     /// Test the web dashboard in headless Chromium (playwright-core) against a live `tasker
     /// serve` on SQLite and PostgreSQL; screenshots under the target directory
     UiTest(ui_test::UiTestArgs),
-    /// Benchmarks B0–B7 in release mode (docs/performance.md); `cargo xtask bench --help` for options
+    /// Benchmarks B0–B8 in release mode (docs/performance.md); `cargo xtask bench --help` for options
     #[command(disable_help_flag = true)]
     Bench {
         /// Passed to the bench binary: [--db sqlite|postgres|both] [--quick] [--only B1,B2] [--json FILE]

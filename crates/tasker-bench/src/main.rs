@@ -1,12 +1,14 @@
-//! Tasker's benchmark workloads (B0–B6, B6H over HTTP, plus B7: resident memory; docs/performance.md defines
-//! each and its target) on SQLite and PostgreSQL with no-op step handlers, printed as a table and
-//! saved as JSON.
+//! Tasker's benchmark workloads (B0–B6, B6H over HTTP, B7: resident memory, B8: several
+//! `tasker worker` processes on PostgreSQL; docs/performance.md defines each and its target) on
+//! SQLite and PostgreSQL with no-op step handlers, printed as a table and saved as JSON.
 //!
 //! Built in release mode by `cargo xtask bench`, which runs this binary; run it directly with
 //! `cargo run --release -p tasker-bench -- --help`. A package of its own, so that xtask's checks
 //! never compile the engine. Figures are never asserted: the
 //! machine is shared, so each target is judged against B0 measured in the same run where it can be.
 
+mod cost;
+mod multi;
 mod report;
 mod workloads;
 
@@ -16,13 +18,17 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, ValueEnum};
 
-use report::Figure;
+use report::{Figure, Skipped};
 use workloads::{Db, Sizes};
 
 /// Figures that cannot be measured yet.
 const PENDING: &[&str] = &[];
 
-const ALL: [&str; 9] = ["B0", "B1", "B2", "B3", "B4", "B5", "B6", "B6H", "B7"];
+const ALL: [&str; 10] = ["B0", "B1", "B2", "B3", "B4", "B5", "B6", "B6H", "B7", "B8"];
+
+/// Why B8 does not run on SQLite.
+const B8_ON_SQLITE: &str =
+    "several worker processes need PostgreSQL: SQLite lets one process at a time run the engine";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum DbChoice {
@@ -35,7 +41,7 @@ enum DbChoice {
 #[command(
     name = "bench",
     bin_name = "cargo xtask bench",
-    about = "Tasker benchmarks B0–B7 and B6H (docs/performance.md) on SQLite and PostgreSQL"
+    about = "Tasker benchmarks B0–B8 and B6H (docs/performance.md) on SQLite and PostgreSQL"
 )]
 struct Cli {
     /// Which database; PostgreSQL from TASKER_BENCH_DATABASE_URL, else TASKER_TEST_DATABASE_URL,
@@ -51,6 +57,10 @@ struct Cli {
     /// Where to write the JSON (default: target/bench/latest.json in the workspace)
     #[arg(long)]
     json: Option<PathBuf>,
+    /// The `tasker` binary B8 starts as worker processes (default: next to this binary;
+    /// `cargo xtask bench` builds it in release mode and passes it)
+    #[arg(long)]
+    tasker: Option<PathBuf>,
 }
 
 /// What one run does.
@@ -59,6 +69,7 @@ struct Plan {
     dbs: Vec<Db>,
     sizes: Sizes,
     only: Vec<&'static str>,
+    tasker: PathBuf,
 }
 
 impl Plan {
@@ -90,6 +101,7 @@ impl Plan {
                 Sizes::full()
             },
             only,
+            tasker: cli.tasker.clone().unwrap_or_else(multi::default_tasker),
         })
     }
 
@@ -102,10 +114,11 @@ fn progress(db: Db, id: &str) {
     eprintln!("bench: {} {id}", db.name());
 }
 
-/// Runs the plan; figures in the order B0, B1, … per database.
-async fn run(plan: &Plan) -> Result<Vec<Figure>> {
+/// Runs the plan; figures in the order B0, B1, … per database, and the workloads skipped.
+async fn run(plan: &Plan) -> Result<(Vec<Figure>, Vec<Skipped>)> {
     use workloads::*;
     let mut figures = Vec::new();
+    let mut skipped = Vec::new();
     for &db in &plan.dbs {
         let mut mine = Vec::new();
         // B7 first: its resident figure should carry as little of the other workloads as can be.
@@ -153,10 +166,20 @@ async fn run(plan: &Plan) -> Result<Vec<Figure>> {
             progress(db, "B6H");
             mine.push(b6_http(db, &plan.sizes).await?);
         }
+        if plan.wants("B8") {
+            match db {
+                Db::Postgres => mine.push(multi::b8(&plan.sizes, &plan.tasker).await?),
+                Db::Sqlite => skipped.push(Skipped {
+                    id: "B8",
+                    db: db.name(),
+                    reason: B8_ON_SQLITE,
+                }),
+            }
+        }
         mine.sort_by_key(|f| f.id);
         figures.extend(mine);
     }
-    Ok(figures)
+    Ok((figures, skipped))
 }
 
 fn cores() -> usize {
@@ -175,8 +198,8 @@ fn default_json_path() -> PathBuf {
 
 async fn main_inner(cli: Cli) -> Result<()> {
     let plan = Plan::from_cli(&cli)?;
-    let figures = run(&plan).await?;
-    let json = report::to_json(&figures, cores(), cli.quick, PENDING);
+    let (figures, skipped) = run(&plan).await?;
+    let json = report::to_json(&figures, cores(), cli.quick, PENDING, &skipped);
     let path = cli.json.clone().unwrap_or_else(default_json_path);
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)
@@ -196,6 +219,9 @@ async fn main_inner(cli: Cli) -> Result<()> {
     print!("{}", report::table(&figures));
     for pending in PENDING {
         println!("{pending}");
+    }
+    for skip in &skipped {
+        println!("{} {}: skipped: {}", skip.id, skip.db, skip.reason);
     }
     println!("JSON: {}", path.display());
     Ok(())
@@ -237,27 +263,21 @@ mod tests {
         let cli = Cli::parse_from(["bench", "--only", "B9"]);
         assert_eq!(
             Plan::from_cli(&cli).unwrap_err().to_string(),
-            "unknown workload `B9`: expected one of B0, B1, B2, B3, B4, B5, B6, B6H, B7"
+            "unknown workload `B9`: expected one of B0, B1, B2, B3, B4, B5, B6, B6H, B7, B8"
         );
     }
 
-    /// Behaviour, not timings: every workload runs on SQLite and reports finite positive numbers.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn every_workload_reports_a_well_formed_figure_on_sqlite() {
-        let plan = Plan {
-            dbs: vec![Db::Sqlite],
-            sizes: Sizes::tiny(),
-            only: ALL.to_vec(),
-        };
-        let figures = run(&plan).await.unwrap();
-        let json = report::to_json(&figures, cores(), true, PENDING);
+    /// Checks one database's results: the workloads in `ids`, in order, each with finite
+    /// positive numbers, and the CPU, statement and transaction costs of its timed part.
+    fn check_shape(json: &serde_json::Value, db: &str, ids: &[&str]) {
         assert!(json["cores"].as_u64().unwrap() >= 1);
         let results = json["results"].as_array().unwrap();
-        let ids: Vec<(&str, &str)> = results
+        let found: Vec<(&str, &str)> = results
             .iter()
             .map(|r| (r["id"].as_str().unwrap(), r["db"].as_str().unwrap()))
             .collect();
-        assert_eq!(ids, ALL.map(|id| (id, "sqlite")));
+        let expected: Vec<(&str, &str)> = ids.iter().map(|id| (*id, db)).collect();
+        assert_eq!(found, expected);
         let positive = |v: &serde_json::Value, what: &str| {
             let n = v
                 .as_f64()
@@ -283,6 +303,73 @@ mod tests {
             if ["B1", "B2"].contains(&id) {
                 positive(&result["ratio_to_b0"], &format!("{id}.ratio_to_b0"));
             }
+            // Every workload but B0 reports its costs, per task where it creates tasks.
+            let per = match id {
+                "B0" => continue,
+                "B6" | "B6H" => "task",
+                _ => "step",
+            };
+            for cost in ["cpu_us", "statements", "transactions"] {
+                let name = format!("{cost}_per_{per}");
+                assert!(
+                    result["extra"][&name].is_number(),
+                    "{id} {db} has no extra.{name}: {result}"
+                );
+            }
         }
+    }
+
+    /// Behaviour, not timings: every workload runs on SQLite and reports finite positive
+    /// numbers; B8 is skipped there, with its reason.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_workload_reports_a_well_formed_figure_on_sqlite() {
+        let plan = Plan {
+            dbs: vec![Db::Sqlite],
+            sizes: Sizes::tiny(),
+            only: ALL.to_vec(),
+            tasker: multi::default_tasker(),
+        };
+        let (figures, skipped) = run(&plan).await.unwrap();
+        let json = report::to_json(&figures, cores(), true, PENDING, &skipped);
+        check_shape(&json, "sqlite", &ALL[..9]);
+        assert_eq!(
+            json["skipped"],
+            serde_json::json!([{"id": "B8", "db": "sqlite", "reason": B8_ON_SQLITE}])
+        );
+    }
+
+    /// The same on PostgreSQL (when `TASKER_TEST_DATABASE_URL` names a server), B8 included: it
+    /// starts the debug `tasker` binary that `cargo test --workspace` builds as workers.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_workload_reports_a_well_formed_figure_on_postgres() {
+        if std::env::var("TASKER_TEST_DATABASE_URL").is_err() {
+            return;
+        }
+        let plan = Plan {
+            dbs: vec![Db::Postgres],
+            sizes: Sizes::tiny(),
+            only: ALL.to_vec(),
+            tasker: multi::default_tasker(),
+        };
+        let (figures, skipped) = run(&plan).await.unwrap();
+        let json = report::to_json(&figures, cores(), true, PENDING, &skipped);
+        check_shape(&json, "postgres", &ALL);
+        assert_eq!(json["skipped"], serde_json::json!([]));
+        let b8 = &json["results"].as_array().unwrap()[9];
+        assert_eq!(b8["unit"], "×");
+        assert_eq!(b8["target"], "2 processes ≥ 0.9 × 1 process");
+        for processes in ["1_process", "2_processes", "4_processes"] {
+            for figure in [
+                "steps_per_s",
+                "seconds",
+                "cpu_us_per_step",
+                "statements_per_step",
+                "transactions_per_step",
+            ] {
+                let name = format!("{figure}_{processes}");
+                assert!(b8["extra"][&name].is_number(), "no B8 extra.{name}: {b8}");
+            }
+        }
+        assert!(b8["extra"]["ratio_4_over_1_process"].is_number(), "{b8}");
     }
 }

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 
+use crate::cost::Cost;
+
 /// How a figure is judged.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum Target {
@@ -70,6 +72,9 @@ pub(crate) struct Figure {
     pub extra: Vec<(&'static str, f64)>,
     /// A further condition that must hold for the target to be met (B2: p99 ≤ 3 × p50).
     pub also_required: Option<bool>,
+    /// CPU time, statements and transactions per step (or task) of the timed part; in JSON
+    /// under `extra`, in the table as its own column.
+    pub cost: Option<Cost>,
 }
 
 impl Figure {
@@ -92,7 +97,13 @@ impl Figure {
             latency: None,
             extra: Vec::new(),
             also_required: None,
+            cost: None,
         }
+    }
+
+    pub(crate) fn cost(mut self, cost: Cost) -> Self {
+        self.cost = Some(cost);
+        self
     }
 
     pub(crate) fn target(mut self, target: Target, text: impl Into<String>) -> Self {
@@ -146,7 +157,9 @@ impl Figure {
         let extra: Map<String, Value> = self
             .extra
             .iter()
-            .map(|(name, value)| ((*name).to_owned(), json!(value)))
+            .copied()
+            .chain(self.cost.iter().flat_map(Cost::extras))
+            .map(|(name, value)| (name.to_owned(), json!(value)))
             .collect();
         object.insert("extra".into(), Value::Object(extra));
         object.insert("cores".into(), json!(cores));
@@ -154,15 +167,30 @@ impl Figure {
     }
 }
 
-/// The whole run as JSON.
-pub(crate) fn to_json(figures: &[Figure], cores: usize, quick: bool, pending: &[&str]) -> Value {
+/// The whole run as JSON; `skipped` says which workloads did not run on which database, and why.
+pub(crate) fn to_json(
+    figures: &[Figure],
+    cores: usize,
+    quick: bool,
+    pending: &[&str],
+    skipped: &[Skipped],
+) -> Value {
     json!({
         "date": chrono::Utc::now().to_rfc3339(),
         "cores": cores,
         "quick": quick,
         "pending": pending,
+        "skipped": skipped.iter().map(|s| json!({"id": s.id, "db": s.db, "reason": s.reason})).collect::<Vec<_>>(),
         "results": figures.iter().map(|f| f.to_json(cores)).collect::<Vec<_>>(),
     })
+}
+
+/// A workload that does not run on a database.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Skipped {
+    pub id: &'static str,
+    pub db: &'static str,
+    pub reason: &'static str,
 }
 
 fn number(value: f64) -> String {
@@ -186,7 +214,7 @@ fn number(value: f64) -> String {
 
 /// The table printed at the end of a run.
 pub(crate) fn table(figures: &[Figure]) -> String {
-    let rows: Vec<[String; 8]> = figures
+    let rows: Vec<[String; 9]> = figures
         .iter()
         .map(|f| {
             let latency = f.latency.map_or(String::new(), |p| {
@@ -212,11 +240,12 @@ pub(crate) fn table(figures: &[Figure]) -> String {
                     Some(true) => format!("met; {latency}"),
                     Some(false) => format!("MISSED; {latency}"),
                 },
+                f.cost.map_or(String::new(), |c| c.text()),
             ]
         })
         .collect();
     let header = [
-        "id", "db", "metric", "figure", "unit", "target", "ratio", "verdict",
+        "id", "db", "metric", "figure", "unit", "target", "ratio", "verdict", "cost",
     ];
     let mut widths = header.map(|h| h.chars().count());
     for row in &rows {
@@ -281,6 +310,34 @@ mod tests {
         assert_eq!(
             [1234567.8, 123.4, 12.34, 1.2345].map(number),
             ["1,234,568", "123", "12.3", "1.234"]
+        );
+    }
+
+    #[test]
+    fn a_cost_is_a_column_of_the_table_and_extras_in_json() {
+        let cost = Cost {
+            cpu_us: 80.0,
+            statements: 2.5,
+            transactions: 0.5,
+            per: crate::cost::Per::Step,
+        };
+        let figure = Figure::new("B1", "sqlite", "steps_per_s", 900.0, "steps/s")
+            .extra("seconds", 1.0)
+            .cost(cost);
+        let table = table(std::slice::from_ref(&figure));
+        assert!(table.lines().next().unwrap().ends_with("cost"), "{table}");
+        assert!(
+            table
+                .lines()
+                .nth(1)
+                .unwrap()
+                .ends_with("cpu 80 µs, 2.50 stmt, 0.50 txn /step"),
+            "{table}"
+        );
+        let json = figure.to_json(2);
+        assert_eq!(
+            json["extra"],
+            json!({"seconds": 1.0, "cpu_us_per_step": 80.0, "statements_per_step": 2.5, "transactions_per_step": 0.5})
         );
     }
 

@@ -1,5 +1,7 @@
-//! The workloads B0–B6, B6H (task creation over HTTP) and B7 (resident memory) that docs/performance.md defines, each on a
-//! fresh database.
+//! The workloads B0–B6, B6H (task creation over HTTP) and B7 (resident memory) that
+//! docs/performance.md defines, each on a fresh database (B8, several worker processes, is in
+//! `multi.rs`). Each reports the CPU time, statements and transactions of its timed part per
+//! step (or task) beside its figure (`cost.rs`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -12,6 +14,7 @@ use tasker_engine::{Engine, EngineConfig, SystemClock};
 use tasker_persistence::{ConnectOptions, Store};
 use tasker_template::{StepTemplate, TaskTemplate};
 
+use crate::cost::{Meter, Per};
 use crate::report::{Figure, Percentiles, Target, millis};
 
 /// How big each workload is.
@@ -37,6 +40,8 @@ pub(crate) struct Sizes {
     pub b6_tasks: usize,
     /// B7: tasks in flight.
     pub b7_tasks: usize,
+    /// B8: diamond tasks run by each number of worker processes.
+    pub b8_tasks: usize,
 }
 
 impl Sizes {
@@ -54,6 +59,7 @@ impl Sizes {
             b5_large: 10_000,
             b6_tasks: 2000,
             b7_tasks: 10_000,
+            b8_tasks: 2000,
         }
     }
 
@@ -71,6 +77,7 @@ impl Sizes {
             b5_large: 2000,
             b6_tasks: 300,
             b7_tasks: 2000,
+            b8_tasks: 300,
         }
     }
 
@@ -89,6 +96,7 @@ impl Sizes {
             b5_large: 20,
             b6_tasks: 5,
             b7_tasks: 10,
+            b8_tasks: 5,
         }
     }
 }
@@ -119,6 +127,8 @@ pub(crate) fn postgres_admin_url() -> String {
 /// A fresh, migrated database for one workload; deleted or dropped by [`close`](Self::close).
 pub(crate) struct BenchDatabase {
     pub store: Store,
+    /// The database's URL, for other connections and processes.
+    pub url: String,
     _dir: Option<tempfile::TempDir>,
     admin: Option<(String, String)>,
 }
@@ -136,6 +146,7 @@ impl BenchDatabase {
                 let store = Store::connect(&url, &ConnectOptions::default()).await?;
                 Ok(Self {
                     store,
+                    url,
                     _dir: Some(dir),
                     admin: None,
                 })
@@ -154,10 +165,11 @@ impl BenchDatabase {
                 let base = admin_url
                     .rsplit_once('/')
                     .map_or(admin_url.as_str(), |(b, _)| b);
-                let store =
-                    Store::connect(&format!("{base}/{name}"), &ConnectOptions::default()).await?;
+                let url = format!("{base}/{name}");
+                let store = Store::connect(&url, &ConnectOptions::default()).await?;
                 Ok(Self {
                     store,
+                    url,
                     _dir: None,
                     admin: Some((admin_url, name)),
                 })
@@ -240,7 +252,7 @@ pub(crate) fn wide(width: usize) -> TaskTemplate {
     template(&format!("bench_wide_{width}"), steps)
 }
 
-fn request(template: &TaskTemplate) -> TaskRequest {
+pub(crate) fn request(template: &TaskTemplate) -> TaskRequest {
     TaskRequest::new(template.name.clone()).namespace(template.namespace_name.clone())
 }
 
@@ -367,14 +379,17 @@ pub(crate) async fn b1(db: Db, sizes: &Sizes, ceiling: &Ceiling) -> Result<Figur
     for _ in 0..sizes.b1_tasks {
         tasks.push(engine.create_task(request(&template)).await?.task_id);
     }
+    let meter = Meter::start(&bench.store)?;
     let started = Instant::now();
     run_to_completion(&engine, &tasks).await?;
     let elapsed = started.elapsed();
+    let steps = sizes.b1_tasks * 4;
+    let cost = meter.per(&bench.store, steps, Per::Step)?;
     engine.shutdown().await;
     bench.close().await;
-    let steps = sizes.b1_tasks * 4;
     let rate = steps as f64 / elapsed.as_secs_f64();
     let figure = Figure::new("B1", db.name(), "steps_per_s", rate, "steps/s")
+        .cost(cost)
         .extra("seconds", elapsed.as_secs_f64())
         .extra("steps", steps as f64);
     Ok(match db {
@@ -404,6 +419,7 @@ pub(crate) async fn b2(db: Db, sizes: &Sizes, ceiling: &Ceiling) -> Result<Figur
         engine.wait_for_task(created.task_id).await?;
     }
     let mut samples = Vec::with_capacity(sizes.b2_runs);
+    let meter = Meter::start(&bench.store)?;
     for _ in 0..sizes.b2_runs {
         let started = Instant::now();
         let created = engine.create_task(request(&template)).await?;
@@ -415,11 +431,13 @@ pub(crate) async fn b2(db: Db, sizes: &Sizes, ceiling: &Ceiling) -> Result<Figur
             task.state
         );
     }
+    let cost = meter.per(&bench.store, sizes.b2_runs * 4, Per::Step)?;
     engine.shutdown().await;
     bench.close().await;
     let latency = Percentiles::of(&samples).context("no B2 samples")?;
     let mut figure = Figure::new("B2", db.name(), "end_to_end_p50", latency.p50, "ms")
         .latency(Some(latency))
+        .cost(cost)
         .extra("p99_over_p50", latency.p99 / latency.p50);
     figure.also_required = Some(latency.p99 <= 3.0 * latency.p50);
     Ok(match db {
@@ -442,11 +460,13 @@ pub(crate) async fn b3(db: Db, sizes: &Sizes) -> Result<Figure> {
     let template = wide(sizes.b3_width);
     engine.register_template(template.clone(), false).await?;
     engine.start();
+    let meter = Meter::start(&bench.store)?;
     let started = Instant::now();
     let created = engine.create_task(request(&template)).await?;
     let created_in = started.elapsed();
     let task = engine.wait_for_task(created.task_id).await?;
     let elapsed = started.elapsed();
+    let cost = meter.per(&bench.store, sizes.b3_width + 2, Per::Step)?;
     ensure!(
         task.state == TaskState::Complete,
         "B3 task ended {}",
@@ -461,6 +481,7 @@ pub(crate) async fn b3(db: Db, sizes: &Sizes) -> Result<Figure> {
     Ok(
         Figure::new("B3", db.name(), "total_time", elapsed.as_secs_f64(), "s")
             .target(Target::AtMost(bound), text)
+            .cost(cost)
             .extra("steps", (sizes.b3_width + 2) as f64)
             .extra("creation_s", created_in.as_secs_f64()),
     )
@@ -474,9 +495,11 @@ pub(crate) async fn b4(db: Db, sizes: &Sizes) -> Result<Figure> {
     engine.register_template(template.clone(), false).await?;
     engine.start();
     let created = engine.create_task(request(&template)).await?;
+    let meter = Meter::start(&bench.store)?;
     let started = Instant::now();
     let task = engine.wait_for_task(created.task_id).await?;
     let elapsed = started.elapsed();
+    let cost = meter.per(&bench.store, sizes.b4_chain, Per::Step)?;
     ensure!(
         task.state == TaskState::Complete,
         "B4 task ended {}",
@@ -510,6 +533,7 @@ pub(crate) async fn b4(db: Db, sizes: &Sizes) -> Result<Figure> {
         Figure::new("B4", db.name(), "hand_off_p50", latency.p50, "ms")
             .latency(Some(latency))
             .target(Target::AtMost(bound), text)
+            .cost(cost)
             .extra("total_over_hand_offs_ms", millis(per_hand_off))
             .extra("total_s", elapsed.as_secs_f64()),
     )
@@ -540,7 +564,9 @@ pub(crate) async fn b5(db: Db, sizes: &Sizes) -> Result<Figure> {
     for _ in 0..sizes.b5_small_runs {
         small_costs.push(per_step_cost(&engine, &small).await?);
     }
+    let meter = Meter::start(&bench.store)?;
     let large_cost = per_step_cost(&engine, &large).await?;
+    let cost = meter.per(&bench.store, sizes.b5_large, Per::Step)?;
     engine.shutdown().await;
     bench.close().await;
     let small_cost =
@@ -549,6 +575,7 @@ pub(crate) async fn b5(db: Db, sizes: &Sizes) -> Result<Figure> {
     Ok(
         Figure::new("B5", db.name(), "per_step_cost_ratio", ratio, "×")
             .target(Target::AtMost(1.5), "≤ 1.5")
+            .cost(cost)
             .extra("small_us_per_step", small_cost.as_secs_f64() * 1e6)
             .extra("large_us_per_step", large_cost.as_secs_f64() * 1e6)
             .extra("small_steps", sizes.b5_small as f64)
@@ -570,6 +597,7 @@ pub(crate) async fn b6(db: Db, sizes: &Sizes) -> Result<Figure> {
     }
     let one_caller = sizes.b6_tasks as f64 / started.elapsed().as_secs_f64();
     let per_caller = sizes.b6_tasks.div_ceil(CALLERS);
+    let meter = Meter::start(&bench.store)?;
     let started = Instant::now();
     let callers: Vec<_> = (0..CALLERS)
         .map(|_| {
@@ -587,6 +615,7 @@ pub(crate) async fn b6(db: Db, sizes: &Sizes) -> Result<Figure> {
         caller.await??;
     }
     let eight_callers = (per_caller * CALLERS) as f64 / started.elapsed().as_secs_f64();
+    let cost = meter.per(&bench.store, per_caller * CALLERS, Per::Task)?;
     // Bulk submission: one caller hands over all its requests at once.
     let requests: Vec<_> = (0..sizes.b6_tasks).map(|_| request(&template)).collect();
     let started = Instant::now();
@@ -603,6 +632,7 @@ pub(crate) async fn b6(db: Db, sizes: &Sizes) -> Result<Figure> {
         "tasks/s",
     )
     .target(Target::AtLeast(5000.0), "≥ 5,000/s")
+    .cost(cost)
     .extra("tasks_per_s_1_caller", one_caller)
     .extra("tasks_per_s_bulk", bulk))
 }
@@ -647,15 +677,19 @@ pub(crate) async fn b7(db: Db, sizes: &Sizes) -> Result<Figure> {
             }
         })
     };
+    let meter = Meter::start(&bench.store)?;
     let outcome = run_to_completion(&engine, &tasks).await;
+    let cost = meter.per(&bench.store, sizes.b7_tasks * 4, Per::Step);
     done.store(true, Ordering::Relaxed);
     sampler.await.ok();
     outcome?;
+    let cost = cost?;
     engine.shutdown().await;
     bench.close().await;
     let peak = *sampling.lock().expect("peak lock");
     Ok(Figure::new("B7", db.name(), "resident_peak", peak, "MB")
         .target(Target::AtMost(200.0), "< 200 MB")
+        .cost(cost)
         .extra("tasks", sizes.b7_tasks as f64)
         .extra("rss_before_mb", baseline)
         .extra("rss_all_created_mb", created))
@@ -704,11 +738,14 @@ pub(crate) async fn b6_http(db: Db, sizes: &Sizes) -> Result<Figure> {
     // Warm the connection and the template cache.
     post_task(&client, &url, &token, &body).await?;
     let mut samples = Vec::with_capacity(sizes.b6_tasks);
+    let meter = Meter::start(&bench.store)?;
     for _ in 0..sizes.b6_tasks {
         let started = Instant::now();
         post_task(&client, &url, &token, &body).await?;
         samples.push(started.elapsed());
     }
+    // The server, the client and the store all run in this process.
+    let cost = meter.per(&bench.store, sizes.b6_tasks, Per::Task)?;
     let latency = Percentiles::of(&samples).context("no samples")?;
     let per_client = sizes.b6_tasks.div_ceil(CLIENTS);
     let started = Instant::now();
@@ -733,6 +770,7 @@ pub(crate) async fn b6_http(db: Db, sizes: &Sizes) -> Result<Figure> {
     let mut figure = Figure::new("B6H", db.name(), "http_create_p50", latency.p50, "ms")
         .target(Target::AtMost(3.0), "p50 ≤ 3 ms; ≥ 2,000/s with 8 clients")
         .latency(Some(latency))
+        .cost(cost)
         .extra("tasks_per_s_8_clients", eight_clients);
     figure.also_required = Some(eight_clients >= 2000.0);
     Ok(figure)

@@ -16,6 +16,8 @@ mod transaction;
 mod transitions;
 mod types;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use sea_orm::{
@@ -130,6 +132,15 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://tasker.db?mode=rwc";
 pub struct Store {
     db: DatabaseConnection,
     lease_clock: LeaseClock,
+    counters: Arc<Counters>,
+}
+
+/// What a store has sent to its database, shared by its clones: one relaxed atomic add per
+/// statement or transaction, read by [`Store::statements`] and [`Store::transactions`].
+#[derive(Debug, Default)]
+struct Counters {
+    statements: AtomicU64,
+    transactions: AtomicU64,
 }
 
 /// How the database's schema compares with this build's migrations.
@@ -176,15 +187,22 @@ impl Store {
                 .busy_timeout(busy)
                 .foreign_keys(true)
         });
-        let db = Database::connect(opts)
+        let mut db = Database::connect(opts)
             .await
             .map_err(|source| StoreError::Connect {
                 url: redact_url(url),
                 source: DatabaseError(source),
             })?;
+        let counters = Arc::new(Counters::default());
+        let counted = counters.clone();
+        // sea-orm calls this once per statement it executes (in a transaction or not).
+        db.set_metric_callback(move |_| {
+            counted.statements.fetch_add(1, Ordering::Relaxed);
+        });
         let store = Self {
             db,
             lease_clock: options.lease_clock,
+            counters,
         };
         if options.migrate {
             store.migrate().await?;
@@ -195,7 +213,11 @@ impl Store {
     /// Wraps an open connection (migrations are the caller's business).
     #[cfg(feature = "testing")]
     pub(crate) fn from_connection(db: DatabaseConnection, lease_clock: LeaseClock) -> Self {
-        Self { db, lease_clock }
+        Self {
+            db,
+            lease_clock,
+            counters: Arc::default(),
+        }
     }
 
     /// This store on the same connection pool with leases on `clock`.
@@ -208,6 +230,25 @@ impl Store {
     /// Whose clock this store's leases run on.
     pub fn lease_clock(&self) -> LeaseClock {
         self.lease_clock
+    }
+
+    /// SQL statements this store and its clones have sent to the database since
+    /// [`Store::connect`] opened it: every query and write, inside a transaction or not, each
+    /// chunk of a chunked write apart, failed ones included. Not counted: `BEGIN`, `COMMIT` and
+    /// `ROLLBACK` (see [`Store::transactions`]), SQL sent unprepared (as migrations partly
+    /// are), the pool's connection set-up, and a listener's `LISTEN` ([`Store::listen`]).
+    /// Costs one relaxed atomic add per statement (plus the two clock reads sea-orm makes
+    /// around a statement once anything observes it); take the difference of two readings
+    /// around the work to measure.
+    pub fn statements(&self) -> u64 {
+        self.counters.statements.load(Ordering::Relaxed)
+    }
+
+    /// Read-write transactions this store and its clones have begun since it was opened (each
+    /// ends in one `COMMIT` or `ROLLBACK`); every store write and [`Store::begin`] is one. The
+    /// store's reads run outside transactions and are not counted here.
+    pub fn transactions(&self) -> u64 {
+        self.counters.transactions.load(Ordering::Relaxed)
     }
 
     /// Applies pending migrations.
@@ -332,10 +373,13 @@ impl Store {
             sqlite_transaction_mode: (self.backend() == Backend::Sqlite)
                 .then_some(SqliteTransactionMode::Immediate),
         };
-        self.db
+        let txn = self
+            .db
             .begin_with_options(options)
             .await
-            .map_err(StoreError::db)
+            .map_err(StoreError::db)?;
+        self.counters.transactions.fetch_add(1, Ordering::Relaxed);
+        Ok(txn)
     }
 }
 

@@ -5,6 +5,7 @@ mod analytics;
 mod api_keys;
 mod bad_input;
 mod claims;
+mod counters;
 mod create_many;
 mod lease_clock;
 mod lifecycle;

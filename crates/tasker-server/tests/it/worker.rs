@@ -69,6 +69,20 @@ async fn worker_runs_tasks_created_elsewhere_and_drains_on_sigterm() {
         assert_eq!(out.status.code(), Some(0), "{stderr}");
         assert!(stderr.contains("(namespaces remote)"), "{stderr}");
         assert!(stderr.contains("drained; stopped"), "{stderr}");
+        // The store's counters: it claimed and completed a task, so it sent statements.
+        let sent: Vec<u64> = stderr
+            .lines()
+            .find_map(|l| l.strip_prefix("sent "))
+            .map(|rest| {
+                rest.split_whitespace()
+                    .filter_map(|w| w.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert!(
+            sent.len() == 2 && sent[0] > sent[1] && sent[1] > 0,
+            "{stderr}"
+        );
     })
     .await;
 }
