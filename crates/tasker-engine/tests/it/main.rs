@@ -7,6 +7,7 @@ mod control;
 mod creation;
 mod drain;
 mod events;
+mod handoff;
 mod isolation;
 mod leases;
 mod limits;
