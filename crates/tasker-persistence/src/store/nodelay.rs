@@ -15,8 +15,9 @@
 //! To delete it: once Cargo.lock holds a sqlx release with the upstream fix, remove this module,
 //! the `after_connect` hook in `Store::connect` that calls it, and the `libc` dependency.
 
-// The one place the workspace allows unsafe code: getsockopt on descriptors of this process and a
-// never-dropped TcpStream view of one, each call with its SAFETY argument below.
+// One of the two places the workspace allows unsafe code (the other is the bench's getrusage):
+// getsockopt on descriptors of this process and a never-dropped TcpStream view of one, each call
+// with its SAFETY argument below.
 #![allow(unsafe_code)]
 
 use std::net::{SocketAddr, ToSocketAddrs};
