@@ -394,10 +394,10 @@ pub(crate) async fn b1(db: Db, sizes: &Sizes, ceiling: &Ceiling) -> Result<Figur
         .extra("steps", steps as f64);
     Ok(match db {
         Db::Postgres => figure
-            .target(Target::RatioAtLeast(1.0), "≥ 1.0 × B0 8-client rate")
+            .target(Target::RatioAtLeast(2.5), "≥ 2.5 × B0 8-client rate")
             .ratio(rate / ceiling.rate_8),
         Db::Sqlite => figure
-            .target(Target::RatioAtLeast(1.25), "≥ 1.25 × B0 1-client rate")
+            .target(Target::RatioAtLeast(3.0), "≥ 3 × B0 1-client rate")
             .ratio(rate / ceiling.rate_1),
     })
 }
@@ -439,16 +439,19 @@ pub(crate) async fn b2(db: Db, sizes: &Sizes, ceiling: &Ceiling) -> Result<Figur
         .latency(Some(latency))
         .cost(cost)
         .extra("p99_over_p50", latency.p99 / latency.p50);
-    figure.also_required = Some(latency.p99 <= 3.0 * latency.p50);
+    figure.also_required = Some(latency.p99 <= 2.0 * latency.p50);
     Ok(match db {
         Db::Postgres => figure
             .target(
                 Target::RatioAtMost(10.0),
-                "p50 ≤ 10 × B0 1-client p50; p99 ≤ 3 × p50",
+                "p50 ≤ 10 × B0 1-client p50; p99 ≤ 2 × p50",
             )
             .ratio(latency.p50 / ceiling.latency.p50),
         Db::Sqlite => figure
-            .target(Target::AtMost(5.0), "p50 ≤ 5 ms; p99 ≤ 3 × p50")
+            .target(
+                Target::RatioAtMost(8.0),
+                "p50 ≤ 8 × B0 1-client p50; p99 ≤ 2 × p50",
+            )
             .ratio(latency.p50 / ceiling.latency.p50),
     })
 }
