@@ -900,14 +900,19 @@ async fn complete_together<C: ConnectionTrait>(
             "v (column1, column2, column3, column4) AS (VALUES {})",
             tuples.join(", ")
         )];
+        // The step ids again as a list of their parameters: an indexable condition, so the
+        // statement reads the steps by primary key whatever the planner estimates of `v`.
+        let ids = (0..chunk.len())
+            .map(|i| format!("${}", 2 + 4 * i))
+            .collect::<Vec<_>>()
+            .join(", ");
         let mut locked = "";
         if lock_tasks {
-            with.push(
+            with.push(format!(
                 "locked AS (SELECT task_id FROM tasker_tasks WHERE task_id IN \
-                 (SELECT s.task_id FROM tasker_workflow_steps s JOIN v ON s.workflow_step_id = v.column1) \
+                 (SELECT task_id FROM tasker_workflow_steps WHERE workflow_step_id IN ({ids})) \
                  ORDER BY task_id FOR UPDATE)"
-                    .to_owned(),
-            );
+            ));
             locked = " AND (SELECT COUNT(*) FROM locked) >= 0";
         }
         let sql = format!(
@@ -915,7 +920,8 @@ async fn complete_together<C: ConnectionTrait>(
              UPDATE tasker_workflow_steps SET state = {to}, processed = TRUE, processed_at = $1, \
              results = v.column4, in_process = FALSE, claim_owner = NULL, lease_expires_at = NULL, updated_at = $1, \
              last_sort_key = last_sort_key + 10 FROM v \
-             WHERE workflow_step_id = v.column1 AND state = {from} AND attempts = v.column2 AND claim_owner = v.column3{locked} \
+             WHERE workflow_step_id IN ({ids}) AND workflow_step_id = v.column1 AND state = {from} \
+             AND attempts = v.column2 AND claim_owner = v.column3{locked} \
              RETURNING workflow_step_id, task_id, last_sort_key, attempts, next_attempt_at",
             with = with.join(", "),
             from = COMPLETE.from().sql(),

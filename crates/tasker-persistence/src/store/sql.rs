@@ -180,32 +180,60 @@ pub(crate) async fn insert_rows_flipping<C: ConnectionTrait>(
             columns = columns.join(", "),
             definition = definition.join(", "),
         );
-        let sql = match flip {
-            None => insert,
-            Some(owner) => format!(
-                "WITH flipped AS (UPDATE {table} SET most_recent = FALSE WHERE most_recent AND {owner} IN \
-                 (SELECT o.{owner} FROM jsonb_to_recordset($1::jsonb) AS o({owner} uuid)) RETURNING 1) \
-                 {insert} WHERE (SELECT COUNT(*) FROM flipped) >= 0"
-            ),
-        };
         // Statements stay under one TCP segment: sqlx does not set TCP_NODELAY, so a message
         // split across segments waits for the server's delayed ACK (about 40 ms on Linux).
+        let mut chunks: Vec<(String, Vec<Value>)> = Vec::new();
         let mut payload = String::from("[");
-        for object in objects {
+        let mut owners: Vec<Value> = Vec::new();
+        for (object, row) in objects.iter().zip(&rows) {
             let text = object.to_string();
             if payload.len() > 1 && payload.len() + text.len() + 2 > MAX_MESSAGE_BYTES {
                 payload.push(']');
-                let full = std::mem::replace(&mut payload, String::from("["));
-                db.exec(stmt(backend, sql.clone(), vec![full.into()]))
-                    .await?;
+                chunks.push((
+                    std::mem::replace(&mut payload, String::from("[")),
+                    std::mem::take(&mut owners),
+                ));
             }
             if payload.len() > 1 {
                 payload.push(',');
             }
             payload.push_str(&text);
+            if let Some(owner) = row.first()
+                && !owners.contains(owner)
+            {
+                owners.push(owner.clone());
+            }
         }
         payload.push(']');
-        db.exec(stmt(backend, sql, vec![payload.into()])).await?;
+        chunks.push((payload, owners));
+        for (payload, owners) in chunks {
+            let mut values = vec![Value::from(payload)];
+            let sql = match flip {
+                // The owners as a parameter list, so the flip finds their current rows through
+                // the partial unique index whatever the planner guesses of the payload.
+                Some(owner) if owners.len() < max_params(backend) => {
+                    let list = params(2, owners.len());
+                    values.extend(owners);
+                    format!(
+                        "WITH flipped AS (UPDATE {table} SET most_recent = FALSE WHERE most_recent \
+                         AND {owner} IN ({list}) RETURNING 1) \
+                         {insert} WHERE (SELECT COUNT(*) FROM flipped) >= 0"
+                    )
+                }
+                Some(owner) => {
+                    execute_in_chunks(
+                        db,
+                        &format!("UPDATE {table} SET most_recent = FALSE WHERE most_recent AND {owner} IN ({{ids}})"),
+                        vec![],
+                        &owners,
+                    )
+                    .await?;
+                    insert.clone()
+                }
+                None => insert.clone(),
+            };
+            db.exec(stmt(backend, sql, values)).await?;
+        }
         return Ok(());
     }
     if let Some(owner) = flip {
