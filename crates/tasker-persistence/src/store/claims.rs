@@ -181,19 +181,7 @@ impl Store {
         &self,
         now: DateTime<Utc>,
     ) -> Result<Option<DateTime<Utc>>, StoreError> {
-        let row = self
-            .db
-            .row(stmt(
-                self.db_backend(),
-                "SELECT MIN(next_attempt_at) AS due FROM tasker_workflow_steps \
-                 WHERE unfinished_parents = 0 AND next_attempt_at IS NOT NULL AND next_attempt_at > $1",
-                vec![to_micros(now).into()],
-            ))
-            .await?;
-        Ok(match row {
-            Some(row) => get::<Option<i64>>(&row, "due")?.map(from_micros),
-            None => None,
-        })
+        Ok(self.next_wake_times(now).await?.0)
     }
 
     /// The earliest lease expiry among live claims, for the engine's reclaim timer.
