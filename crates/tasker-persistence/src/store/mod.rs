@@ -7,6 +7,7 @@ mod claims;
 mod create;
 mod nodelay;
 mod notify;
+mod outcomes;
 mod queries;
 mod revocations;
 pub(crate) mod sql;
