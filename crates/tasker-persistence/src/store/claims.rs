@@ -532,8 +532,8 @@ async fn claim_in<C: ConnectionTrait>(
         Some(ids) => named_tasks_clause(ids, true),
     };
     let parents = format!(
-        "(SELECT {} FROM tasker_workflow_step_edges e JOIN tasker_workflow_steps p \
-         ON p.workflow_step_id = e.from_step_id WHERE e.to_step_id = tasker_workflow_steps.workflow_step_id) AS parent_results",
+        "(SELECT {} FROM tasker_workflow_step_edges e \
+         WHERE e.to_step_id = tasker_workflow_steps.workflow_step_id) AS parent_results",
         parents_json(backend)
     );
     // The state each candidate had, where the candidates were read apart from the claim.
@@ -542,16 +542,19 @@ async fn claim_in<C: ConnectionTrait>(
         only.push_str(&named_tasks_clause(&filter.paused_named_task_ids, false));
         // One statement: lock the pending tasks of the candidates (the lock order: task rows
         // before step rows; the candidates' one-time filter waits for it), take the candidates
-        // with SKIP LOCKED, and start their attempts.
+        // with SKIP LOCKED, and start their attempts. The tasks are found by the candidates'
+        // task ids, read once into an array; their state is only a filter (`|| ''` keeps it
+        // from being an index condition). The statement's generic plan then cannot walk every
+        // pending task once per candidate, as a semi-join planned on small tables did.
         let ready = format!(
             "unfinished_parents = 0 AND next_attempt_at IS NOT NULL AND next_attempt_at <= $3{only}"
         );
         txn.rows(stmt(
             backend,
             format!(
-                "WITH locked AS (SELECT task_id FROM tasker_tasks WHERE state = {pending} AND task_id IN \
-                 (SELECT task_id FROM tasker_workflow_steps WHERE {ready} ORDER BY next_attempt_at LIMIT $4) \
-                 ORDER BY task_id FOR UPDATE), \
+                "WITH locked AS (SELECT task_id FROM tasker_tasks WHERE task_id = ANY (ARRAY \
+                 (SELECT task_id FROM tasker_workflow_steps WHERE {ready} ORDER BY next_attempt_at LIMIT $4)) \
+                 AND state || '' = {pending} ORDER BY task_id FOR UPDATE), \
                  candidates AS (SELECT workflow_step_id AS candidate_id, state AS candidate_state \
                  FROM tasker_workflow_steps WHERE {ready} AND (SELECT COUNT(*) FROM locked) >= 0 \
                  ORDER BY next_attempt_at LIMIT $4 FOR UPDATE SKIP LOCKED) \
@@ -732,13 +735,22 @@ async fn limited_candidates<C: ConnectionTrait>(
     Ok(candidates)
 }
 
-/// The claim's scalar subquery over a step's parents (`p`): a JSON array of `[name, results]`
-/// pairs as text, so both databases hand back the same thing. PostgreSQL's `json_agg` gives
-/// NULL for no parents, SQLite's `json_group_array` gives `[]`.
+/// The claim's aggregate over a step's edges from its parents (`e`): a JSON array of
+/// `[name, results]` pairs as text, so both databases hand back the same thing. PostgreSQL's
+/// `json_agg` gives NULL for no parents, SQLite's `json_group_array` gives `[]`. Each parent is
+/// read by its own subquery on the primary key rather than by a join: PostgreSQL keeps a
+/// prepared statement's generic plan, and one made while the steps table was small joined by
+/// reading the whole table once per claimed step.
 fn parents_json(backend: DbBackend) -> &'static str {
     match backend {
-        DbBackend::Postgres => "json_agg(json_build_array(p.name, p.results))::text",
-        _ => "json_group_array(json_array(p.name, json(p.results)))",
+        DbBackend::Postgres => {
+            "json_agg((SELECT json_build_array(p.name, p.results) FROM tasker_workflow_steps p \
+             WHERE p.workflow_step_id = e.from_step_id))::text"
+        }
+        _ => {
+            "json_group_array((SELECT json_array(p.name, json(p.results)) FROM tasker_workflow_steps p \
+             WHERE p.workflow_step_id = e.from_step_id))"
+        }
     }
 }
 
