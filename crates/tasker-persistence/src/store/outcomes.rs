@@ -10,16 +10,18 @@ use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DbBackend, QueryResult, Value};
 use serde_json::json;
 use tasker_domain::codes;
-use tasker_domain::{StepError, StepId, TaskId};
+use tasker_domain::{StepError, StepId, StepState, TaskId};
 use uuid::Uuid;
 
-use super::changes::{State, changes};
+use super::changes::{State, StepChange, changes};
 use super::claims::CLAIM;
 use super::sql::{
     Db, commit, get, json, lock_tasks, max_params, micros, params, query_in_chunks, retrying,
     skip_locked, stmt,
 };
-use super::transitions::{History, StepFlags, TaskDelta, add, apply_task_deltas, release_children};
+use super::transitions::{
+    History, StepFlags, TaskDelta, add, apply_task_deltas, finalize_idle, release_children,
+};
 use super::{RecordReport, RecordedStep, StepFailure, StepOutcome, Store};
 use crate::error::StoreError;
 use crate::time::{from_micros, to_micros};
@@ -118,71 +120,216 @@ impl Store {
     }
 }
 
-/// How many outcomes one [`complete_together`] statement carries on `backend`.
+/// How many outcomes one completion statement carries on `backend`.
 fn completions_per_statement(backend: DbBackend) -> usize {
     ((max_params(backend) - 1) / 4).max(1)
 }
 
-/// Completes `(owner, step, attempt, results)` where the claim still holds, with one
-/// `UPDATE … FROM (VALUES …)` per chunk; returns the updated rows by step id (a refused outcome
-/// has none). With `lock_tasks` (PostgreSQL, one chunk) the statement first locks the steps'
-/// task rows in id order (the lock order: tasks before steps), in a CTE its one-time filter
-/// waits for.
+/// A success to record: `(owner, step, attempt, results)`.
+type Success<'a> = (&'a str, StepId, u32, &'a serde_json::Value);
+
+/// One completion statement's parts for `chunk`: its parameters (`$1` now, then four per
+/// success), the `v` CTE of the successes, and the `UPDATE` that completes the steps whose
+/// claims hold, with `and` added to its condition and returning the completed rows.
+fn completion(chunk: &[Success<'_>], now: i64, and: &str) -> (Vec<Value>, String, String) {
+    let mut values: Vec<Value> = Vec::with_capacity(1 + chunk.len() * 4);
+    values.push(now.into());
+    let mut tuples = Vec::with_capacity(chunk.len());
+    for (owner, step_id, attempt, results) in chunk {
+        tuples.push(format!("({})", params(values.len() + 1, 4)));
+        values.push(step_id.as_uuid().into());
+        values.push(i32::try_from(*attempt).unwrap_or(i32::MAX).into());
+        values.push((*owner).into());
+        values.push(json((*results).clone()));
+    }
+    let v = format!(
+        "v (column1, column2, column3, column4) AS (VALUES {})",
+        tuples.join(", ")
+    );
+    // The step ids again as a list of their parameters: an indexable condition, so the
+    // statement reads the steps by primary key whatever the planner estimates of `v`.
+    let ids = step_ids(chunk.len());
+    let update = format!(
+        "UPDATE tasker_workflow_steps SET state = {to}, processed = TRUE, processed_at = $1, \
+         results = v.column4, in_process = FALSE, claim_owner = NULL, lease_expires_at = NULL, updated_at = $1, \
+         last_sort_key = last_sort_key + 10 FROM v \
+         WHERE workflow_step_id IN ({ids}) AND workflow_step_id = v.column1 AND state = {from} \
+         AND attempts = v.column2 AND claim_owner = v.column3{and} \
+         RETURNING workflow_step_id, task_id, last_sort_key, attempts, next_attempt_at",
+        from = COMPLETE.from().sql(),
+        to = COMPLETE.to().sql(),
+    );
+    (values, v, update)
+}
+
+/// The parameters of [`completion`]'s step ids, as a list (`$2, $6, …`).
+fn step_ids(n: usize) -> String {
+    (0..n)
+        .map(|i| format!("${}", 2 + 4 * i))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Completes `successes` where their claims hold, one statement per chunk; returns the updated
+/// rows by step id (a refused outcome has none).
 async fn complete_together<C: ConnectionTrait>(
     db: &C,
-    successes: &[(&str, StepId, u32, &serde_json::Value)],
+    successes: &[Success<'_>],
     now: i64,
-    lock_tasks: bool,
 ) -> Result<HashMap<Uuid, QueryResult>, StoreError> {
     let backend = db.get_database_backend();
     let mut rows = HashMap::with_capacity(successes.len());
     for chunk in successes.chunks(completions_per_statement(backend)) {
-        let mut values: Vec<Value> = Vec::with_capacity(1 + chunk.len() * 4);
-        values.push(now.into());
-        let mut tuples = Vec::with_capacity(chunk.len());
-        for (owner, step_id, attempt, results) in chunk {
-            tuples.push(format!("({})", params(values.len() + 1, 4)));
-            values.push(step_id.as_uuid().into());
-            values.push(i32::try_from(*attempt).unwrap_or(i32::MAX).into());
-            values.push((*owner).into());
-            values.push(json((*results).clone()));
-        }
-        let mut with = vec![format!(
-            "v (column1, column2, column3, column4) AS (VALUES {})",
-            tuples.join(", ")
-        )];
-        // The step ids again as a list of their parameters: an indexable condition, so the
-        // statement reads the steps by primary key whatever the planner estimates of `v`.
-        let ids = (0..chunk.len())
-            .map(|i| format!("${}", 2 + 4 * i))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let mut locked = "";
-        if lock_tasks {
-            with.push(format!(
-                "locked AS (SELECT task_id FROM tasker_tasks WHERE task_id IN \
-                 (SELECT task_id FROM tasker_workflow_steps WHERE workflow_step_id IN ({ids})) \
-                 ORDER BY task_id FOR UPDATE)"
-            ));
-            locked = " AND (SELECT COUNT(*) FROM locked) >= 0";
-        }
-        let sql = format!(
-            "WITH {with} \
-             UPDATE tasker_workflow_steps SET state = {to}, processed = TRUE, processed_at = $1, \
-             results = v.column4, in_process = FALSE, claim_owner = NULL, lease_expires_at = NULL, updated_at = $1, \
-             last_sort_key = last_sort_key + 10 FROM v \
-             WHERE workflow_step_id IN ({ids}) AND workflow_step_id = v.column1 AND state = {from} \
-             AND attempts = v.column2 AND claim_owner = v.column3{locked} \
-             RETURNING workflow_step_id, task_id, last_sort_key, attempts, next_attempt_at",
-            with = with.join(", "),
-            from = COMPLETE.from().sql(),
-            to = COMPLETE.to().sql(),
-        );
-        for row in db.rows(stmt(backend, sql, values)).await? {
+        let (values, v, update) = completion(chunk, now, "");
+        for row in db
+            .rows(stmt(backend, format!("WITH {v} {update}"), values))
+            .await?
+        {
             rows.insert(get(&row, "workflow_step_id")?, row);
         }
     }
     Ok(rows)
+}
+
+/// What [`complete_release_count`] returns, by `kind`.
+const DONE: i32 = 0;
+const READY: i32 = 1;
+const COUNTED: i32 = 2;
+
+/// PostgreSQL, a batch of successes that fits one statement: the whole of recording but the
+/// finalization and the history, in one statement. It locks the steps' task rows in id order
+/// (the lock order: tasks before steps; the completion's one-time filter waits for it),
+/// completes the steps whose claims hold, decrements their children's unfinished parents and
+/// moves each task's counters: a completed step leaves `active` for `done`, a child it made
+/// ready joins `active` (children are always of their parent's task). The answer is the
+/// completed rows (`kind` 0), the children made ready (1) and the tasks' counted rows (2).
+async fn complete_release_count<C: ConnectionTrait>(
+    db: &C,
+    successes: &[Success<'_>],
+    now: i64,
+) -> Result<Vec<QueryResult>, StoreError> {
+    let ids = step_ids(successes.len());
+    let (values, v, update) = completion(successes, now, " AND (SELECT COUNT(*) FROM locked) >= 0");
+    let waiting = [StepState::Pending.sql(), StepState::Error.sql()].join(", ");
+    let sql = format!(
+        "WITH {v}, \
+         locked AS (SELECT task_id FROM tasker_tasks WHERE task_id IN \
+         (SELECT task_id FROM tasker_workflow_steps WHERE workflow_step_id IN ({ids})) \
+         ORDER BY task_id FOR UPDATE), \
+         done AS ({update}), \
+         released AS (UPDATE tasker_workflow_steps SET updated_at = $1, unfinished_parents = unfinished_parents - c.n \
+         FROM (SELECT to_step_id, COUNT(*) AS n FROM tasker_workflow_step_edges WHERE from_step_id IN ({ids}) \
+         AND from_step_id IN (SELECT workflow_step_id FROM done) GROUP BY to_step_id) AS c \
+         WHERE workflow_step_id = c.to_step_id \
+         RETURNING workflow_step_id, task_id, \
+         (unfinished_parents = 0 AND next_attempt_at IS NOT NULL AND state IN ({waiting})) AS ready), \
+         finished AS (SELECT task_id, COUNT(*) AS n FROM done GROUP BY task_id), \
+         woken AS (SELECT task_id, COUNT(*) AS n FROM released WHERE ready GROUP BY task_id), \
+         counted AS (UPDATE tasker_tasks SET active_steps = active_steps - f.n + COALESCE(w.n, 0), \
+         done_steps = done_steps + f.n, updated_at = $1 \
+         FROM finished f LEFT JOIN woken w ON w.task_id = f.task_id \
+         WHERE tasker_tasks.task_id IN (SELECT task_id FROM locked) AND tasker_tasks.task_id = f.task_id \
+         RETURNING tasker_tasks.task_id, state, active_steps, done_steps, total_steps, last_sort_key) \
+         SELECT {DONE} AS kind, workflow_step_id AS id, task_id, last_sort_key, attempts, next_attempt_at, \
+         NULL::text AS state, NULL::integer AS active_steps, NULL::integer AS done_steps, NULL::integer AS total_steps FROM done \
+         UNION ALL SELECT {READY}, workflow_step_id, task_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM released WHERE ready \
+         UNION ALL SELECT {COUNTED}, task_id, task_id, last_sort_key, NULL, NULL, state, active_steps, done_steps, total_steps FROM counted"
+    );
+    db.rows(stmt(DbBackend::Postgres, sql, values)).await
+}
+
+/// [`record_in`] for a batch that [`complete_release_count`] records in one statement.
+async fn record_successes<C: ConnectionTrait>(
+    db: &C,
+    successes: &[Success<'_>],
+    now: i64,
+    history: &mut History,
+) -> Result<RecordReport, StoreError> {
+    let mut done = HashMap::with_capacity(successes.len());
+    let mut ready = Vec::new();
+    let mut counted = Vec::new();
+    for row in complete_release_count(db, successes, now).await? {
+        let id: Uuid = get(&row, "id")?;
+        match get::<i32>(&row, "kind")? {
+            DONE => {
+                done.insert(id, row);
+            }
+            READY => ready.push(StepId(id)),
+            _ => counted.push((id, row)),
+        }
+    }
+    let mut report = RecordReport::default();
+    for (_, step_id, _, _) in successes {
+        match done.remove(&step_id.as_uuid()) {
+            Some(row) => {
+                recorded(
+                    &mut report,
+                    history,
+                    *step_id,
+                    &row,
+                    COMPLETE,
+                    |attempts, _| success_metadata(attempts),
+                )?;
+            }
+            None => report.rejected.push(*step_id),
+        }
+    }
+    // A stable order, as the statement's is not.
+    ready.sort();
+    report.newly_ready = ready;
+    counted.sort_by_key(|(id, _)| *id);
+    report.finalized = finalize_idle(db, counted, now, history).await?;
+    Ok(report)
+}
+
+/// The history metadata of a recorded success.
+fn success_metadata(attempts: u32) -> serde_json::Value {
+    json!({"attempt_number": attempts})
+}
+
+/// The history metadata of a recorded `outcome`, after `attempts` attempts, with its next
+/// attempt due at `next`.
+fn metadata(outcome: &StepOutcome, attempts: u32, next: Option<i64>) -> serde_json::Value {
+    match outcome {
+        StepOutcome::Success { .. } => success_metadata(attempts),
+        StepOutcome::Failure(failure) => json!({
+            "attempt_number": attempts,
+            "error_message": failure.error.message,
+            "error_code": failure.error.error_code,
+            "retry_available": next.is_some(),
+            "backoff_until": next.map(from_micros),
+        }),
+    }
+}
+
+/// Notes an outcome recorded as `row` (`task_id, last_sort_key, attempts, next_attempt_at`):
+/// its history row (`metadata` from the attempts and the next attempt's time) and its place in
+/// `report`. Returns its task and the next attempt's time.
+fn recorded(
+    report: &mut RecordReport,
+    history: &mut History,
+    step_id: StepId,
+    row: &QueryResult,
+    change: StepChange,
+    metadata: impl FnOnce(u32, Option<i64>) -> serde_json::Value,
+) -> Result<(Uuid, Option<i64>), StoreError> {
+    let task_id: Uuid = get(row, "task_id")?;
+    let next: Option<i64> = get(row, "next_attempt_at")?;
+    let attempts = u32::try_from(get::<i32>(row, "attempts")?).unwrap_or(0);
+    history.steps([change.row(
+        step_id.as_uuid(),
+        get(row, "last_sort_key")?,
+        true,
+        metadata(attempts, next),
+    )]);
+    report.recorded.push(RecordedStep {
+        step_id,
+        task_id: TaskId(task_id),
+        state: change.to(),
+        attempts,
+        next_attempt_at: next.map(from_micros),
+    });
+    Ok((task_id, next))
 }
 
 /// Records `(owner, outcome)` pairs inside `db`'s transaction.
@@ -199,7 +346,7 @@ pub(crate) async fn record_in<C: ConnectionTrait>(
     for (_, outcome) in &outcomes {
         *named.entry(outcome.step_id()).or_default() += 1;
     }
-    let together: Vec<(&str, StepId, u32, &serde_json::Value)> = outcomes
+    let together: Vec<Success<'_>> = outcomes
         .iter()
         .filter_map(|(owner, outcome)| match outcome {
             StepOutcome::Success {
@@ -210,13 +357,16 @@ pub(crate) async fn record_in<C: ConnectionTrait>(
             _ => None,
         })
         .collect();
-    // The lock order: the outcomes' task rows first (their counters move below), then the
-    // steps. When every outcome completes together in one statement, that statement takes the
-    // locks itself.
-    let lock_within = backend == DbBackend::Postgres
+    if backend == DbBackend::Postgres
+        && !together.is_empty()
         && together.len() == outcomes.len()
-        && together.len() <= completions_per_statement(backend);
-    if backend == DbBackend::Postgres && !outcomes.is_empty() && !lock_within {
+        && together.len() <= completions_per_statement(backend)
+    {
+        return record_successes(db, &together, now, history).await;
+    }
+    // The lock order: the outcomes' task rows first (their counters move below), then the
+    // steps.
+    if backend == DbBackend::Postgres && !outcomes.is_empty() {
         let ids: Vec<Value> = outcomes
             .iter()
             .map(|(_, o)| Value::from(o.step_id().as_uuid()))
@@ -235,7 +385,7 @@ pub(crate) async fn record_in<C: ConnectionTrait>(
     let mut completed = Vec::new();
     let mut deltas: HashMap<Uuid, TaskDelta> = HashMap::new();
     let running = StepFlags::of(CLAIM.to(), None, 0);
-    let mut completed_rows = complete_together(db, &together, now, lock_within).await?;
+    let mut completed_rows = complete_together(db, &together, now).await?;
     drop(together);
     for (owner, outcome) in outcomes {
         let row = match outcome {
@@ -297,44 +447,21 @@ pub(crate) async fn record_in<C: ConnectionTrait>(
             report.rejected.push(step_id);
             continue;
         };
-        let task_id: Uuid = get(&row, "task_id")?;
-        let next: Option<i64> = get(&row, "next_attempt_at")?;
-        let attempts = u32::try_from(get::<i32>(&row, "attempts")?).unwrap_or(0);
-        let (change, metadata) = match outcome {
+        let change = match outcome {
             StepOutcome::Success { .. } => {
                 completed.push(step_id.as_uuid());
-                (COMPLETE, json!({"attempt_number": attempts}))
+                COMPLETE
             }
-            StepOutcome::Failure(failure) => (
-                FAIL,
-                json!({
-                    "attempt_number": attempts,
-                    "error_message": failure.error.message,
-                    "error_code": failure.error.error_code,
-                    "retry_available": next.is_some(),
-                    "backoff_until": next.map(from_micros),
-                }),
-            ),
+            StepOutcome::Failure(_) => FAIL,
         };
-        let state = change.to();
+        let (task_id, next) = recorded(&mut report, history, step_id, &row, change, |a, n| {
+            metadata(outcome, a, n)
+        })?;
         add(
             &mut deltas,
             task_id,
-            running.delta_to(StepFlags::of(state, next, 0)),
+            running.delta_to(StepFlags::of(change.to(), next, 0)),
         );
-        history.steps([change.row(
-            step_id.as_uuid(),
-            get(&row, "last_sort_key")?,
-            true,
-            metadata,
-        )]);
-        report.recorded.push(RecordedStep {
-            step_id,
-            task_id: TaskId(task_id),
-            state,
-            attempts,
-            next_attempt_at: next.map(from_micros),
-        });
     }
     report.newly_ready = release_children(db, &completed, now, &mut deltas).await?;
     // The outcomes' tasks were locked above; the deltas are theirs.
