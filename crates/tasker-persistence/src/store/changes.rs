@@ -212,12 +212,13 @@ mod tests {
     use tasker_state_machine::{step, task};
 
     use super::*;
-    use crate::store::{claims, create, transitions};
+    use crate::store::{claims, create, outcomes, transitions};
 
     /// Every file that declares changes, with its list.
     const FILES: &[(&str, &[Declared])] = &[
         ("claims.rs", claims::DECLARED),
         ("create.rs", create::DECLARED),
+        ("outcomes.rs", outcomes::DECLARED),
         ("transitions.rs", transitions::DECLARED),
     ];
 

@@ -1,10 +1,10 @@
-//! Claims, leases and outcomes: the engine's hot path.
+//! Claims and leases: the engine's hot path, with the outcomes of `outcomes.rs`.
 //!
 //! A claim takes up to N ready steps across all tasks in one transaction (PostgreSQL
 //! `FOR UPDATE SKIP LOCKED`; SQLite's single writer under `BEGIN IMMEDIATE`), moving each
 //! `pending → in_progress` (or `error → pending → in_progress` for a retry) and setting the
-//! owner and lease. An outcome is recorded only while that claim still holds — same owner,
-//! same attempt, still in progress — so a stale worker cannot overwrite a newer attempt.
+//! owner and lease. The coordinator's hand-off records outcomes and claims again in one
+//! transaction ([`Store::record_outcomes_and_claim`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -12,21 +12,18 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DbBackend, QueryResult, Value};
 use serde_json::json;
-use tasker_domain::codes;
-use tasker_domain::{StepError, StepId, TaskId, TemplateId};
+use tasker_domain::{StepId, TaskId, TemplateId};
 use uuid::Uuid;
 
 use super::changes::{State, changes};
+use super::outcomes::record_in;
 use super::sql::{
-    Db, commit, get, lock_tasks, max_params, params, query_in_chunks, retrying, skip_locked, stmt,
-    template_id,
+    Db, commit, get, micros, query_in_chunks, retrying, skip_locked, stmt, template_id,
 };
-use super::transitions::{
-    History, StepFlags, TaskDelta, add, apply_task_deltas, release_children, write_step_transitions,
-};
+use super::transitions::{History, write_step_transitions};
 use super::{
-    Claim, ClaimBatch, ClaimFilter, ClaimedStep, LeaseClock, RecordReport, RecordedStep,
-    StepFailure, StepInputs, StepOutcome, Store,
+    Claim, ClaimBatch, ClaimFilter, ClaimedStep, LeaseClock, RecordReport, StepInputs, StepOutcome,
+    Store,
 };
 use crate::error::StoreError;
 use crate::time::{from_micros, to_micros};
@@ -42,18 +39,6 @@ changes! {
     /// An engine gives back a claim it will not finish (a graceful shutdown): the step is as it
     /// was before the claim. Not a transition anyone may request; the machine lists it apart.
     step RELEASE: InProgress => Pending, internal;
-    /// A successful attempt, recorded while its claim holds.
-    step COMPLETE: InProgress => Complete;
-    /// A failed attempt (or an expired lease), recorded while its claim holds.
-    step FAIL: InProgress => Error;
-}
-
-fn micros(duration: Duration) -> i64 {
-    i64::try_from(duration.as_micros()).unwrap_or(i64::MAX)
-}
-
-fn json(value: serde_json::Value) -> Value {
-    Value::Json(Some(Box::new(value)))
 }
 
 impl Store {
@@ -324,91 +309,6 @@ impl Store {
         .await
     }
 
-    /// Records a batch of outcomes in one transaction, each only where `owner`'s claim on that
-    /// attempt still holds; the others come back in [`RecordReport::rejected`].
-    pub async fn record_outcomes(
-        &self,
-        owner: &str,
-        outcomes: impl AsRef<[StepOutcome]>,
-        now: DateTime<Utc>,
-    ) -> Result<RecordReport, StoreError> {
-        let outcomes = outcomes.as_ref();
-        retrying(|| async move {
-            let txn = self.write_txn().await?;
-            let claimed = outcomes.iter().map(|o| (owner, o)).collect();
-            let now = to_micros(now);
-            let mut history = History::default();
-            let report = record_in(&txn, claimed, now, &mut history).await?;
-            history.write(&txn, now).await?;
-            commit(txn).await?;
-            Ok(report)
-        })
-        .await
-    }
-
-    /// Fails every attempt whose lease has expired (a crashed or stalled worker) as a retryable
-    /// `LEASE_EXPIRED` error, so the step runs again while attempts remain.
-    pub async fn reclaim_expired(&self, now: DateTime<Utc>) -> Result<RecordReport, StoreError> {
-        retrying(|| self.reclaim_expired_once(now)).await
-    }
-
-    async fn reclaim_expired_once(&self, now: DateTime<Utc>) -> Result<RecordReport, StoreError> {
-        let backend = self.db_backend();
-        let txn = self.write_txn().await?;
-        let now_micros = to_micros(now);
-        let (lease_now, values) = self.lease_clock.now(backend, 1, now_micros);
-        let values: Vec<Value> = values.into_iter().collect();
-        // The lock order: the tasks of the expired steps first, then the steps.
-        lock_tasks(
-            &txn,
-            &format!(
-                "SELECT task_id FROM tasker_workflow_steps WHERE lease_expires_at IS NOT NULL \
-                 AND lease_expires_at < {lease_now} AND state = {}",
-                FAIL.from().sql()
-            ),
-            values.clone(),
-        )
-        .await?;
-        let rows = txn
-            .rows(stmt(
-                backend,
-                format!(
-                    "SELECT workflow_step_id, claim_owner, attempts, lease_expires_at FROM tasker_workflow_steps \
-                     WHERE lease_expires_at IS NOT NULL AND lease_expires_at < {lease_now} AND state = {}{}",
-                    FAIL.from().sql(),
-                    skip_locked(backend)
-                ),
-                values,
-            ))
-            .await?;
-        let mut outcomes = Vec::with_capacity(rows.len());
-        for row in rows {
-            let owner: Option<String> = get(&row, "claim_owner")?;
-            let expired: i64 = get(&row, "lease_expires_at")?;
-            let error =
-                StepError::retryable("lease expired before the attempt reported an outcome")
-                    .with_code(codes::LEASE_EXPIRED)
-                    .with_context(
-                        json!({"claim_owner": owner, "lease_expired_at": from_micros(expired)}),
-                    );
-            outcomes.push((
-                owner.unwrap_or_default(),
-                StepOutcome::Failure(StepFailure {
-                    step_id: StepId(get(&row, "workflow_step_id")?),
-                    attempt: u32::try_from(get::<i32>(&row, "attempts")?).unwrap_or(0),
-                    error,
-                    retry_delay: Duration::ZERO,
-                }),
-            ));
-        }
-        let pairs = outcomes.iter().map(|(o, s)| (o.as_str(), s)).collect();
-        let mut history = History::default();
-        let report = record_in(&txn, pairs, now_micros, &mut history).await?;
-        history.write(&txn, now_micros).await?;
-        commit(txn).await?;
-        Ok(report)
-    }
-
     /// The task context, inputs and parents' results of each step, for its handler. (A claim
     /// already returns these for the steps it takes, in each [`Claim::inputs`].)
     pub async fn step_inputs(&self, steps: &[StepId]) -> Result<Vec<StepInputs>, StoreError> {
@@ -632,8 +532,8 @@ async fn claim_in<C: ConnectionTrait>(
         Some(ids) => named_tasks_clause(ids, true),
     };
     let parents = format!(
-        "(SELECT {} FROM tasker_workflow_step_edges e JOIN tasker_workflow_steps p \
-         ON p.workflow_step_id = e.from_step_id WHERE e.to_step_id = tasker_workflow_steps.workflow_step_id) AS parent_results",
+        "(SELECT {} FROM tasker_workflow_step_edges e \
+         WHERE e.to_step_id = tasker_workflow_steps.workflow_step_id) AS parent_results",
         parents_json(backend)
     );
     // The state each candidate had, where the candidates were read apart from the claim.
@@ -642,16 +542,19 @@ async fn claim_in<C: ConnectionTrait>(
         only.push_str(&named_tasks_clause(&filter.paused_named_task_ids, false));
         // One statement: lock the pending tasks of the candidates (the lock order: task rows
         // before step rows; the candidates' one-time filter waits for it), take the candidates
-        // with SKIP LOCKED, and start their attempts.
+        // with SKIP LOCKED, and start their attempts. The tasks are found by the candidates'
+        // task ids, read once into an array; their state is only a filter (`|| ''` keeps it
+        // from being an index condition). The statement's generic plan then cannot walk every
+        // pending task once per candidate, as a semi-join planned on small tables did.
         let ready = format!(
             "unfinished_parents = 0 AND next_attempt_at IS NOT NULL AND next_attempt_at <= $3{only}"
         );
         txn.rows(stmt(
             backend,
             format!(
-                "WITH locked AS (SELECT task_id FROM tasker_tasks WHERE state = {pending} AND task_id IN \
-                 (SELECT task_id FROM tasker_workflow_steps WHERE {ready} ORDER BY next_attempt_at LIMIT $4) \
-                 ORDER BY task_id FOR UPDATE), \
+                "WITH locked AS (SELECT task_id FROM tasker_tasks WHERE task_id = ANY (ARRAY \
+                 (SELECT task_id FROM tasker_workflow_steps WHERE {ready} ORDER BY next_attempt_at LIMIT $4)) \
+                 AND state || '' = {pending} ORDER BY task_id FOR UPDATE), \
                  candidates AS (SELECT workflow_step_id AS candidate_id, state AS candidate_state \
                  FROM tasker_workflow_steps WHERE {ready} AND (SELECT COUNT(*) FROM locked) >= 0 \
                  ORDER BY next_attempt_at LIMIT $4 FOR UPDATE SKIP LOCKED) \
@@ -832,13 +735,22 @@ async fn limited_candidates<C: ConnectionTrait>(
     Ok(candidates)
 }
 
-/// The claim's scalar subquery over a step's parents (`p`): a JSON array of `[name, results]`
-/// pairs as text, so both databases hand back the same thing. PostgreSQL's `json_agg` gives
-/// NULL for no parents, SQLite's `json_group_array` gives `[]`.
+/// The claim's aggregate over a step's edges from its parents (`e`): a JSON array of
+/// `[name, results]` pairs as text, so both databases hand back the same thing. PostgreSQL's
+/// `json_agg` gives NULL for no parents, SQLite's `json_group_array` gives `[]`. Each parent is
+/// read by its own subquery on the primary key rather than by a join: PostgreSQL keeps a
+/// prepared statement's generic plan, and one made while the steps table was small joined by
+/// reading the whole table once per claimed step.
 fn parents_json(backend: DbBackend) -> &'static str {
     match backend {
-        DbBackend::Postgres => "json_agg(json_build_array(p.name, p.results))::text",
-        _ => "json_group_array(json_array(p.name, json(p.results)))",
+        DbBackend::Postgres => {
+            "json_agg((SELECT json_build_array(p.name, p.results) FROM tasker_workflow_steps p \
+             WHERE p.workflow_step_id = e.from_step_id))::text"
+        }
+        _ => {
+            "json_group_array((SELECT json_array(p.name, json(p.results)) FROM tasker_workflow_steps p \
+             WHERE p.workflow_step_id = e.from_step_id))"
+        }
     }
 }
 
@@ -853,228 +765,4 @@ fn parse_parent_results(
     let pairs: Vec<(String, serde_json::Value)> =
         serde_json::from_str(&text).map_err(|e| StoreError::malformed("parents' results", e))?;
     Ok(pairs.into_iter().collect())
-}
-
-/// How many outcomes one [`complete_together`] statement carries on `backend`.
-fn completions_per_statement(backend: DbBackend) -> usize {
-    ((max_params(backend) - 1) / 4).max(1)
-}
-
-/// Completes `(owner, step, attempt, results)` where the claim still holds, with one
-/// `UPDATE … FROM (VALUES …)` per chunk; returns the updated rows by step id (a refused outcome
-/// has none). With `lock_tasks` (PostgreSQL, one chunk) the statement first locks the steps'
-/// task rows in id order (the lock order: tasks before steps), in a CTE its one-time filter
-/// waits for.
-async fn complete_together<C: ConnectionTrait>(
-    db: &C,
-    successes: &[(&str, StepId, u32, &serde_json::Value)],
-    now: i64,
-    lock_tasks: bool,
-) -> Result<HashMap<Uuid, QueryResult>, StoreError> {
-    let backend = db.get_database_backend();
-    let mut rows = HashMap::with_capacity(successes.len());
-    for chunk in successes.chunks(completions_per_statement(backend)) {
-        let mut values: Vec<Value> = Vec::with_capacity(1 + chunk.len() * 4);
-        values.push(now.into());
-        let mut tuples = Vec::with_capacity(chunk.len());
-        for (owner, step_id, attempt, results) in chunk {
-            tuples.push(format!("({})", params(values.len() + 1, 4)));
-            values.push(step_id.as_uuid().into());
-            values.push(i32::try_from(*attempt).unwrap_or(i32::MAX).into());
-            values.push((*owner).into());
-            values.push(json((*results).clone()));
-        }
-        let mut with = vec![format!(
-            "v (column1, column2, column3, column4) AS (VALUES {})",
-            tuples.join(", ")
-        )];
-        // The step ids again as a list of their parameters: an indexable condition, so the
-        // statement reads the steps by primary key whatever the planner estimates of `v`.
-        let ids = (0..chunk.len())
-            .map(|i| format!("${}", 2 + 4 * i))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let mut locked = "";
-        if lock_tasks {
-            with.push(format!(
-                "locked AS (SELECT task_id FROM tasker_tasks WHERE task_id IN \
-                 (SELECT task_id FROM tasker_workflow_steps WHERE workflow_step_id IN ({ids})) \
-                 ORDER BY task_id FOR UPDATE)"
-            ));
-            locked = " AND (SELECT COUNT(*) FROM locked) >= 0";
-        }
-        let sql = format!(
-            "WITH {with} \
-             UPDATE tasker_workflow_steps SET state = {to}, processed = TRUE, processed_at = $1, \
-             results = v.column4, in_process = FALSE, claim_owner = NULL, lease_expires_at = NULL, updated_at = $1, \
-             last_sort_key = last_sort_key + 10 FROM v \
-             WHERE workflow_step_id IN ({ids}) AND workflow_step_id = v.column1 AND state = {from} \
-             AND attempts = v.column2 AND claim_owner = v.column3{locked} \
-             RETURNING workflow_step_id, task_id, last_sort_key, attempts, next_attempt_at",
-            with = with.join(", "),
-            from = COMPLETE.from().sql(),
-            to = COMPLETE.to().sql(),
-        );
-        for row in db.rows(stmt(backend, sql, values)).await? {
-            rows.insert(get(&row, "workflow_step_id")?, row);
-        }
-    }
-    Ok(rows)
-}
-
-/// Records `(owner, outcome)` pairs inside `db`'s transaction.
-pub(crate) async fn record_in<C: ConnectionTrait>(
-    db: &C,
-    outcomes: Vec<(&str, &StepOutcome)>,
-    now: i64,
-    history: &mut History,
-) -> Result<RecordReport, StoreError> {
-    let backend = db.get_database_backend();
-    // Successes, the bulk of any batch, are written by one statement per chunk; a step named
-    // twice in the batch and every failure take the one-row statements below, in order.
-    let mut named: HashMap<StepId, usize> = HashMap::with_capacity(outcomes.len());
-    for (_, outcome) in &outcomes {
-        *named.entry(outcome.step_id()).or_default() += 1;
-    }
-    let together: Vec<(&str, StepId, u32, &serde_json::Value)> = outcomes
-        .iter()
-        .filter_map(|(owner, outcome)| match outcome {
-            StepOutcome::Success {
-                step_id,
-                attempt,
-                results,
-            } if named[step_id] == 1 => Some((*owner, *step_id, *attempt, results)),
-            _ => None,
-        })
-        .collect();
-    // The lock order: the outcomes' task rows first (their counters move below), then the
-    // steps. When every outcome completes together in one statement, that statement takes the
-    // locks itself.
-    let lock_within = backend == DbBackend::Postgres
-        && together.len() == outcomes.len()
-        && together.len() <= completions_per_statement(backend);
-    if backend == DbBackend::Postgres && !outcomes.is_empty() && !lock_within {
-        let ids: Vec<Value> = outcomes
-            .iter()
-            .map(|(_, o)| Value::from(o.step_id().as_uuid()))
-            .collect();
-        query_in_chunks(
-            db,
-            "SELECT task_id FROM tasker_tasks WHERE task_id IN \
-             (SELECT task_id FROM tasker_workflow_steps WHERE workflow_step_id IN ({ids})) \
-             ORDER BY task_id FOR UPDATE",
-            vec![],
-            &ids,
-        )
-        .await?;
-    }
-    let mut report = RecordReport::default();
-    let mut completed = Vec::new();
-    let mut deltas: HashMap<Uuid, TaskDelta> = HashMap::new();
-    let running = StepFlags::of(CLAIM.to(), None, 0);
-    let mut completed_rows = complete_together(db, &together, now, lock_within).await?;
-    drop(together);
-    for (owner, outcome) in outcomes {
-        let row = match outcome {
-            StepOutcome::Success { step_id, .. } if named[step_id] == 1 => {
-                completed_rows.remove(&step_id.as_uuid())
-            }
-            StepOutcome::Success { step_id, attempt, results } => {
-                db.row(stmt(
-                    backend,
-                    format!(
-                        "UPDATE tasker_workflow_steps SET state = {to}, processed = TRUE, processed_at = $1, \
-                         results = $2, in_process = FALSE, claim_owner = NULL, lease_expires_at = NULL, updated_at = $1, \
-                         last_sort_key = last_sort_key + 10 \
-                         WHERE workflow_step_id = $3 AND state = {from} AND attempts = $4 AND claim_owner = $5 \
-                         RETURNING task_id, last_sort_key, attempts, next_attempt_at",
-                        from = COMPLETE.from().sql(),
-                        to = COMPLETE.to().sql(),
-                    ),
-                    vec![
-                        now.into(),
-                        json(results.clone()),
-                        step_id.as_uuid().into(),
-                        i32::try_from(*attempt).unwrap_or(i32::MAX).into(),
-                        owner.into(),
-                    ],
-                ))
-                .await?
-            }
-            StepOutcome::Failure(failure) => {
-                let error = serde_json::to_value(&failure.error).map_err(|e| StoreError::malformed("step error", e))?;
-                db.row(stmt(
-                    backend,
-                    format!(
-                        "UPDATE tasker_workflow_steps SET state = {to}, in_process = FALSE, claim_owner = NULL, \
-                         lease_expires_at = NULL, last_error = $2, last_failure_at = $1, backoff_request_seconds = $3, \
-                         next_attempt_at = CASE WHEN $4 AND retryable AND attempts < retry_limit THEN $5 ELSE NULL END, \
-                         updated_at = $1, last_sort_key = last_sort_key + 10 \
-                         WHERE workflow_step_id = $6 AND state = {from} AND attempts = $7 AND claim_owner = $8 \
-                         RETURNING task_id, last_sort_key, attempts, next_attempt_at",
-                        from = FAIL.from().sql(),
-                        to = FAIL.to().sql(),
-                    ),
-                    vec![
-                        now.into(),
-                        json(error),
-                        failure.retry_delay.as_secs_f64().into(),
-                        (!failure.error.is_permanent()).into(),
-                        now.saturating_add(micros(failure.retry_delay)).into(),
-                        failure.step_id.as_uuid().into(),
-                        i32::try_from(failure.attempt).unwrap_or(i32::MAX).into(),
-                        owner.into(),
-                    ],
-                ))
-                .await?
-            }
-        };
-        let step_id = outcome.step_id();
-        let Some(row) = row else {
-            report.rejected.push(step_id);
-            continue;
-        };
-        let task_id: Uuid = get(&row, "task_id")?;
-        let next: Option<i64> = get(&row, "next_attempt_at")?;
-        let attempts = u32::try_from(get::<i32>(&row, "attempts")?).unwrap_or(0);
-        let (change, metadata) = match outcome {
-            StepOutcome::Success { .. } => {
-                completed.push(step_id.as_uuid());
-                (COMPLETE, json!({"attempt_number": attempts}))
-            }
-            StepOutcome::Failure(failure) => (
-                FAIL,
-                json!({
-                    "attempt_number": attempts,
-                    "error_message": failure.error.message,
-                    "error_code": failure.error.error_code,
-                    "retry_available": next.is_some(),
-                    "backoff_until": next.map(from_micros),
-                }),
-            ),
-        };
-        let state = change.to();
-        add(
-            &mut deltas,
-            task_id,
-            running.delta_to(StepFlags::of(state, next, 0)),
-        );
-        history.steps([change.row(
-            step_id.as_uuid(),
-            get(&row, "last_sort_key")?,
-            true,
-            metadata,
-        )]);
-        report.recorded.push(RecordedStep {
-            step_id,
-            task_id: TaskId(task_id),
-            state,
-            attempts,
-            next_attempt_at: next.map(from_micros),
-        });
-    }
-    report.newly_ready = release_children(db, &completed, now, &mut deltas).await?;
-    // The outcomes' tasks were locked above; the deltas are theirs.
-    report.finalized = apply_task_deltas(db, deltas, now, history, true).await?;
-    Ok(report)
 }

@@ -18,7 +18,7 @@ use tasker_template::{ContextSchema, TaskTemplate};
 use uuid::Uuid;
 
 use super::changes::{State, TransitionRow, changes};
-use super::sql::{Db, commit, get, insert_rows, max_params, params, recordset, stmt};
+use super::sql::{Db, commit, get, insert_rows, json, max_params, params, recordset, stmt};
 use super::transitions::{write_step_transitions, write_task_transitions};
 use super::{CreateTaskOptions, CreatedTask, RegisteredTemplate, Store, TaskRecord, Transaction};
 use crate::error::StoreError;
@@ -84,10 +84,6 @@ changes! {
     task BYPASSED_START: Pending => InProgress;
     /// ...and completes at once.
     task BYPASSED_COMPLETE: InProgress => Complete, guard "every step is bypassed, so done_steps = total_steps";
-}
-
-fn json(value: serde_json::Value) -> Value {
-    Value::Json(Some(Box::new(value)))
 }
 
 /// A task validated and laid out as rows, not yet stored: made by [`Store::prepare_task`],

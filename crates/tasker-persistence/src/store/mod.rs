@@ -7,6 +7,7 @@ mod claims;
 mod create;
 mod nodelay;
 mod notify;
+mod outcomes;
 mod queries;
 mod revocations;
 pub(crate) mod sql;
@@ -181,12 +182,10 @@ impl Store {
                 })
             });
         }
-        // Hot statements keep one text while the tables grow from empty (a claim, a history
-        // write), and PostgreSQL would switch a prepared statement to a generic plan after five
-        // runs, chosen from the table sizes of those first runs: a claim planned on a young
-        // table kept reading a 10,000-step table in full per claimed row. Planning each run
-        // with its parameters and the table's current size keeps the index plans.
-        opts.map_sqlx_postgres_opts(|o| o.options([("plan_cache_mode", "force_custom_plan")]));
+        // PostgreSQL plans a prepared statement once and, after five runs, may keep a generic
+        // plan made from the table sizes of that moment, however the tables grow after. The hot
+        // statements are written so that their generic plans stay on the indexes (each planned
+        // run costs about as much server time as running it); see the claim's statement.
         opts.map_sqlx_sqlite_opts(move |o| {
             o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
                 .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)

@@ -60,6 +60,16 @@ pub(crate) async fn commit(txn: DatabaseTransaction) -> Result<(), StoreError> {
     txn.commit().await.map_err(StoreError::db)
 }
 
+/// A JSON value as a statement parameter.
+pub(crate) fn json(value: serde_json::Value) -> Value {
+    Value::Json(Some(Box::new(value)))
+}
+
+/// A duration in whole microseconds, the stored unit (saturating).
+pub(crate) fn micros(duration: std::time::Duration) -> i64 {
+    i64::try_from(duration.as_micros()).unwrap_or(i64::MAX)
+}
+
 /// The database's clock as stored times are (microseconds since the Unix epoch): the one place
 /// each backend's current time is read. PostgreSQL's `clock_timestamp()` is the time of the
 /// statement, not of the transaction's start (`now()`), so a claim that waited for a lock still

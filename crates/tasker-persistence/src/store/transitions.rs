@@ -313,11 +313,27 @@ pub(crate) async fn apply_task_deltas<C: ConnectionTrait>(
             rows.insert(get(&row, "task_id")?, row);
         }
     }
-    let mut finals: Vec<Final> = Vec::new();
+    let mut ordered = Vec::with_capacity(tasks.len());
     for (task_id, _) in tasks {
         let row = rows
             .remove(&task_id)
             .ok_or(StoreError::TaskNotFound(TaskId(task_id)))?;
+        ordered.push((task_id, row));
+    }
+    finalize_idle(db, ordered, now, history).await
+}
+
+/// Finalizes the tasks of `counted` (each with its row as the counters' update returned it:
+/// `state, active_steps, done_steps, total_steps, last_sort_key`) left with no active step,
+/// in the order given; their history rows join `history`. Returns the tasks finalized.
+pub(crate) async fn finalize_idle<C: ConnectionTrait>(
+    db: &C,
+    counted: Vec<(Uuid, QueryResult)>,
+    now: i64,
+    history: &mut History,
+) -> Result<Vec<(TaskId, TaskState)>, StoreError> {
+    let mut finals: Vec<Final> = Vec::new();
+    for (task_id, row) in counted {
         let active: i32 = get(&row, "active_steps")?;
         let state: String = get(&row, "state")?;
         let state: TaskState = state

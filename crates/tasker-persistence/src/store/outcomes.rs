@@ -1,0 +1,470 @@
+//! Outcomes: what an attempt did, recorded only while its claim still holds — same owner, same
+//! attempt, still in progress — so a stale worker cannot overwrite a newer attempt. Recording
+//! also releases the children of completed steps, moves the tasks' counters and finalizes the
+//! tasks left with nothing to run.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sea_orm::{ConnectionTrait, DbBackend, QueryResult, Value};
+use serde_json::json;
+use tasker_domain::codes;
+use tasker_domain::{StepError, StepId, StepState, TaskId};
+use uuid::Uuid;
+
+use super::changes::{State, StepChange, changes};
+use super::claims::CLAIM;
+use super::sql::{
+    Db, commit, get, json, lock_tasks, max_params, micros, params, query_in_chunks, retrying,
+    skip_locked, stmt,
+};
+use super::transitions::{
+    History, StepFlags, TaskDelta, add, apply_task_deltas, finalize_idle, release_children,
+};
+use super::{RecordReport, RecordedStep, StepFailure, StepOutcome, Store};
+use crate::error::StoreError;
+use crate::time::{from_micros, to_micros};
+
+changes! {
+    /// A successful attempt, recorded while its claim holds.
+    step COMPLETE: InProgress => Complete;
+    /// A failed attempt (or an expired lease), recorded while its claim holds.
+    step FAIL: InProgress => Error;
+}
+
+impl Store {
+    /// Records a batch of outcomes in one transaction, each only where `owner`'s claim on that
+    /// attempt still holds; the others come back in [`RecordReport::rejected`].
+    pub async fn record_outcomes(
+        &self,
+        owner: &str,
+        outcomes: impl AsRef<[StepOutcome]>,
+        now: DateTime<Utc>,
+    ) -> Result<RecordReport, StoreError> {
+        let outcomes = outcomes.as_ref();
+        retrying(|| async move {
+            let txn = self.write_txn().await?;
+            let claimed = outcomes.iter().map(|o| (owner, o)).collect();
+            let now = to_micros(now);
+            let mut history = History::default();
+            let report = record_in(&txn, claimed, now, &mut history).await?;
+            history.write(&txn, now).await?;
+            commit(txn).await?;
+            Ok(report)
+        })
+        .await
+    }
+
+    /// Fails every attempt whose lease has expired (a crashed or stalled worker) as a retryable
+    /// `LEASE_EXPIRED` error, so the step runs again while attempts remain.
+    pub async fn reclaim_expired(&self, now: DateTime<Utc>) -> Result<RecordReport, StoreError> {
+        retrying(|| self.reclaim_expired_once(now)).await
+    }
+
+    async fn reclaim_expired_once(&self, now: DateTime<Utc>) -> Result<RecordReport, StoreError> {
+        let backend = self.db_backend();
+        let txn = self.write_txn().await?;
+        let now_micros = to_micros(now);
+        let (lease_now, values) = self.lease_clock.now(backend, 1, now_micros);
+        let values: Vec<Value> = values.into_iter().collect();
+        // The lock order: the tasks of the expired steps first, then the steps.
+        lock_tasks(
+            &txn,
+            &format!(
+                "SELECT task_id FROM tasker_workflow_steps WHERE lease_expires_at IS NOT NULL \
+                 AND lease_expires_at < {lease_now} AND state = {}",
+                FAIL.from().sql()
+            ),
+            values.clone(),
+        )
+        .await?;
+        let rows = txn
+            .rows(stmt(
+                backend,
+                format!(
+                    "SELECT workflow_step_id, claim_owner, attempts, lease_expires_at FROM tasker_workflow_steps \
+                     WHERE lease_expires_at IS NOT NULL AND lease_expires_at < {lease_now} AND state = {}{}",
+                    FAIL.from().sql(),
+                    skip_locked(backend)
+                ),
+                values,
+            ))
+            .await?;
+        let mut outcomes = Vec::with_capacity(rows.len());
+        for row in rows {
+            let owner: Option<String> = get(&row, "claim_owner")?;
+            let expired: i64 = get(&row, "lease_expires_at")?;
+            let error =
+                StepError::retryable("lease expired before the attempt reported an outcome")
+                    .with_code(codes::LEASE_EXPIRED)
+                    .with_context(
+                        json!({"claim_owner": owner, "lease_expired_at": from_micros(expired)}),
+                    );
+            outcomes.push((
+                owner.unwrap_or_default(),
+                StepOutcome::Failure(StepFailure {
+                    step_id: StepId(get(&row, "workflow_step_id")?),
+                    attempt: u32::try_from(get::<i32>(&row, "attempts")?).unwrap_or(0),
+                    error,
+                    retry_delay: Duration::ZERO,
+                }),
+            ));
+        }
+        let pairs = outcomes.iter().map(|(o, s)| (o.as_str(), s)).collect();
+        let mut history = History::default();
+        let report = record_in(&txn, pairs, now_micros, &mut history).await?;
+        history.write(&txn, now_micros).await?;
+        commit(txn).await?;
+        Ok(report)
+    }
+}
+
+/// How many outcomes one completion statement carries on `backend`.
+fn completions_per_statement(backend: DbBackend) -> usize {
+    ((max_params(backend) - 1) / 4).max(1)
+}
+
+/// A success to record: `(owner, step, attempt, results)`.
+type Success<'a> = (&'a str, StepId, u32, &'a serde_json::Value);
+
+/// One completion statement's parts for `chunk`: its parameters (`$1` now, then four per
+/// success), the `v` CTE of the successes, and the `UPDATE` that completes the steps whose
+/// claims hold, with `and` added to its condition and returning the completed rows.
+fn completion(chunk: &[Success<'_>], now: i64, and: &str) -> (Vec<Value>, String, String) {
+    let mut values: Vec<Value> = Vec::with_capacity(1 + chunk.len() * 4);
+    values.push(now.into());
+    let mut tuples = Vec::with_capacity(chunk.len());
+    for (owner, step_id, attempt, results) in chunk {
+        tuples.push(format!("({})", params(values.len() + 1, 4)));
+        values.push(step_id.as_uuid().into());
+        values.push(i32::try_from(*attempt).unwrap_or(i32::MAX).into());
+        values.push((*owner).into());
+        values.push(json((*results).clone()));
+    }
+    let v = format!(
+        "v (column1, column2, column3, column4) AS (VALUES {})",
+        tuples.join(", ")
+    );
+    // The step ids again as a list of their parameters: an indexable condition, so the
+    // statement reads the steps by primary key whatever the planner estimates of `v`.
+    let ids = step_ids(chunk.len());
+    let update = format!(
+        "UPDATE tasker_workflow_steps SET state = {to}, processed = TRUE, processed_at = $1, \
+         results = v.column4, in_process = FALSE, claim_owner = NULL, lease_expires_at = NULL, updated_at = $1, \
+         last_sort_key = last_sort_key + 10 FROM v \
+         WHERE workflow_step_id IN ({ids}) AND workflow_step_id = v.column1 AND state = {from} \
+         AND attempts = v.column2 AND claim_owner = v.column3{and} \
+         RETURNING workflow_step_id, task_id, last_sort_key, attempts, next_attempt_at",
+        from = COMPLETE.from().sql(),
+        to = COMPLETE.to().sql(),
+    );
+    (values, v, update)
+}
+
+/// The parameters of [`completion`]'s step ids, as a list (`$2, $6, …`).
+fn step_ids(n: usize) -> String {
+    (0..n)
+        .map(|i| format!("${}", 2 + 4 * i))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Completes `successes` where their claims hold, one statement per chunk; returns the updated
+/// rows by step id (a refused outcome has none).
+async fn complete_together<C: ConnectionTrait>(
+    db: &C,
+    successes: &[Success<'_>],
+    now: i64,
+) -> Result<HashMap<Uuid, QueryResult>, StoreError> {
+    let backend = db.get_database_backend();
+    let mut rows = HashMap::with_capacity(successes.len());
+    for chunk in successes.chunks(completions_per_statement(backend)) {
+        let (values, v, update) = completion(chunk, now, "");
+        for row in db
+            .rows(stmt(backend, format!("WITH {v} {update}"), values))
+            .await?
+        {
+            rows.insert(get(&row, "workflow_step_id")?, row);
+        }
+    }
+    Ok(rows)
+}
+
+/// What [`complete_release_count`] returns, by `kind`.
+const DONE: i32 = 0;
+const READY: i32 = 1;
+const COUNTED: i32 = 2;
+
+/// PostgreSQL, a batch of successes that fits one statement: the whole of recording but the
+/// finalization and the history, in one statement. It locks the steps' task rows in id order
+/// (the lock order: tasks before steps; the completion's one-time filter waits for it),
+/// completes the steps whose claims hold, decrements their children's unfinished parents and
+/// moves each task's counters: a completed step leaves `active` for `done`, a child it made
+/// ready joins `active` (children are always of their parent's task). The answer is the
+/// completed rows (`kind` 0), the children made ready (1) and the tasks' counted rows (2).
+async fn complete_release_count<C: ConnectionTrait>(
+    db: &C,
+    successes: &[Success<'_>],
+    now: i64,
+) -> Result<Vec<QueryResult>, StoreError> {
+    let ids = step_ids(successes.len());
+    let (values, v, update) = completion(successes, now, " AND (SELECT COUNT(*) FROM locked) >= 0");
+    let waiting = [StepState::Pending.sql(), StepState::Error.sql()].join(", ");
+    let sql = format!(
+        "WITH {v}, \
+         locked AS (SELECT task_id FROM tasker_tasks WHERE task_id IN \
+         (SELECT task_id FROM tasker_workflow_steps WHERE workflow_step_id IN ({ids})) \
+         ORDER BY task_id FOR UPDATE), \
+         done AS ({update}), \
+         released AS (UPDATE tasker_workflow_steps SET updated_at = $1, unfinished_parents = unfinished_parents - c.n \
+         FROM (SELECT to_step_id, COUNT(*) AS n FROM tasker_workflow_step_edges WHERE from_step_id IN ({ids}) \
+         AND from_step_id IN (SELECT workflow_step_id FROM done) GROUP BY to_step_id) AS c \
+         WHERE workflow_step_id = c.to_step_id \
+         RETURNING workflow_step_id, task_id, \
+         (unfinished_parents = 0 AND next_attempt_at IS NOT NULL AND state IN ({waiting})) AS ready), \
+         finished AS (SELECT task_id, COUNT(*) AS n FROM done GROUP BY task_id), \
+         woken AS (SELECT task_id, COUNT(*) AS n FROM released WHERE ready GROUP BY task_id), \
+         counted AS (UPDATE tasker_tasks SET active_steps = active_steps - f.n + COALESCE(w.n, 0), \
+         done_steps = done_steps + f.n, updated_at = $1 \
+         FROM finished f LEFT JOIN woken w ON w.task_id = f.task_id \
+         WHERE tasker_tasks.task_id IN (SELECT task_id FROM locked) AND tasker_tasks.task_id = f.task_id \
+         RETURNING tasker_tasks.task_id, state, active_steps, done_steps, total_steps, last_sort_key) \
+         SELECT {DONE} AS kind, workflow_step_id AS id, task_id, last_sort_key, attempts, next_attempt_at, \
+         NULL::text AS state, NULL::integer AS active_steps, NULL::integer AS done_steps, NULL::integer AS total_steps FROM done \
+         UNION ALL SELECT {READY}, workflow_step_id, task_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM released WHERE ready \
+         UNION ALL SELECT {COUNTED}, task_id, task_id, last_sort_key, NULL, NULL, state, active_steps, done_steps, total_steps FROM counted"
+    );
+    db.rows(stmt(DbBackend::Postgres, sql, values)).await
+}
+
+/// [`record_in`] for a batch that [`complete_release_count`] records in one statement.
+async fn record_successes<C: ConnectionTrait>(
+    db: &C,
+    successes: &[Success<'_>],
+    now: i64,
+    history: &mut History,
+) -> Result<RecordReport, StoreError> {
+    let mut done = HashMap::with_capacity(successes.len());
+    let mut ready = Vec::new();
+    let mut counted = Vec::new();
+    for row in complete_release_count(db, successes, now).await? {
+        let id: Uuid = get(&row, "id")?;
+        match get::<i32>(&row, "kind")? {
+            DONE => {
+                done.insert(id, row);
+            }
+            READY => ready.push(StepId(id)),
+            _ => counted.push((id, row)),
+        }
+    }
+    let mut report = RecordReport::default();
+    for (_, step_id, _, _) in successes {
+        match done.remove(&step_id.as_uuid()) {
+            Some(row) => {
+                recorded(
+                    &mut report,
+                    history,
+                    *step_id,
+                    &row,
+                    COMPLETE,
+                    |attempts, _| success_metadata(attempts),
+                )?;
+            }
+            None => report.rejected.push(*step_id),
+        }
+    }
+    // A stable order, as the statement's is not.
+    ready.sort();
+    report.newly_ready = ready;
+    counted.sort_by_key(|(id, _)| *id);
+    report.finalized = finalize_idle(db, counted, now, history).await?;
+    Ok(report)
+}
+
+/// The history metadata of a recorded success.
+fn success_metadata(attempts: u32) -> serde_json::Value {
+    json!({"attempt_number": attempts})
+}
+
+/// The history metadata of a recorded `outcome`, after `attempts` attempts, with its next
+/// attempt due at `next`.
+fn metadata(outcome: &StepOutcome, attempts: u32, next: Option<i64>) -> serde_json::Value {
+    match outcome {
+        StepOutcome::Success { .. } => success_metadata(attempts),
+        StepOutcome::Failure(failure) => json!({
+            "attempt_number": attempts,
+            "error_message": failure.error.message,
+            "error_code": failure.error.error_code,
+            "retry_available": next.is_some(),
+            "backoff_until": next.map(from_micros),
+        }),
+    }
+}
+
+/// Notes an outcome recorded as `row` (`task_id, last_sort_key, attempts, next_attempt_at`):
+/// its history row (`metadata` from the attempts and the next attempt's time) and its place in
+/// `report`. Returns its task and the next attempt's time.
+fn recorded(
+    report: &mut RecordReport,
+    history: &mut History,
+    step_id: StepId,
+    row: &QueryResult,
+    change: StepChange,
+    metadata: impl FnOnce(u32, Option<i64>) -> serde_json::Value,
+) -> Result<(Uuid, Option<i64>), StoreError> {
+    let task_id: Uuid = get(row, "task_id")?;
+    let next: Option<i64> = get(row, "next_attempt_at")?;
+    let attempts = u32::try_from(get::<i32>(row, "attempts")?).unwrap_or(0);
+    history.steps([change.row(
+        step_id.as_uuid(),
+        get(row, "last_sort_key")?,
+        true,
+        metadata(attempts, next),
+    )]);
+    report.recorded.push(RecordedStep {
+        step_id,
+        task_id: TaskId(task_id),
+        state: change.to(),
+        attempts,
+        next_attempt_at: next.map(from_micros),
+    });
+    Ok((task_id, next))
+}
+
+/// Records `(owner, outcome)` pairs inside `db`'s transaction.
+pub(crate) async fn record_in<C: ConnectionTrait>(
+    db: &C,
+    outcomes: Vec<(&str, &StepOutcome)>,
+    now: i64,
+    history: &mut History,
+) -> Result<RecordReport, StoreError> {
+    let backend = db.get_database_backend();
+    // Successes, the bulk of any batch, are written by one statement per chunk; a step named
+    // twice in the batch and every failure take the one-row statements below, in order.
+    let mut named: HashMap<StepId, usize> = HashMap::with_capacity(outcomes.len());
+    for (_, outcome) in &outcomes {
+        *named.entry(outcome.step_id()).or_default() += 1;
+    }
+    let together: Vec<Success<'_>> = outcomes
+        .iter()
+        .filter_map(|(owner, outcome)| match outcome {
+            StepOutcome::Success {
+                step_id,
+                attempt,
+                results,
+            } if named[step_id] == 1 => Some((*owner, *step_id, *attempt, results)),
+            _ => None,
+        })
+        .collect();
+    if backend == DbBackend::Postgres
+        && !together.is_empty()
+        && together.len() == outcomes.len()
+        && together.len() <= completions_per_statement(backend)
+    {
+        return record_successes(db, &together, now, history).await;
+    }
+    // The lock order: the outcomes' task rows first (their counters move below), then the
+    // steps.
+    if backend == DbBackend::Postgres && !outcomes.is_empty() {
+        let ids: Vec<Value> = outcomes
+            .iter()
+            .map(|(_, o)| Value::from(o.step_id().as_uuid()))
+            .collect();
+        query_in_chunks(
+            db,
+            "SELECT task_id FROM tasker_tasks WHERE task_id IN \
+             (SELECT task_id FROM tasker_workflow_steps WHERE workflow_step_id IN ({ids})) \
+             ORDER BY task_id FOR UPDATE",
+            vec![],
+            &ids,
+        )
+        .await?;
+    }
+    let mut report = RecordReport::default();
+    let mut completed = Vec::new();
+    let mut deltas: HashMap<Uuid, TaskDelta> = HashMap::new();
+    let running = StepFlags::of(CLAIM.to(), None, 0);
+    let mut completed_rows = complete_together(db, &together, now).await?;
+    drop(together);
+    for (owner, outcome) in outcomes {
+        let row = match outcome {
+            StepOutcome::Success { step_id, .. } if named[step_id] == 1 => {
+                completed_rows.remove(&step_id.as_uuid())
+            }
+            StepOutcome::Success { step_id, attempt, results } => {
+                db.row(stmt(
+                    backend,
+                    format!(
+                        "UPDATE tasker_workflow_steps SET state = {to}, processed = TRUE, processed_at = $1, \
+                         results = $2, in_process = FALSE, claim_owner = NULL, lease_expires_at = NULL, updated_at = $1, \
+                         last_sort_key = last_sort_key + 10 \
+                         WHERE workflow_step_id = $3 AND state = {from} AND attempts = $4 AND claim_owner = $5 \
+                         RETURNING task_id, last_sort_key, attempts, next_attempt_at",
+                        from = COMPLETE.from().sql(),
+                        to = COMPLETE.to().sql(),
+                    ),
+                    vec![
+                        now.into(),
+                        json(results.clone()),
+                        step_id.as_uuid().into(),
+                        i32::try_from(*attempt).unwrap_or(i32::MAX).into(),
+                        owner.into(),
+                    ],
+                ))
+                .await?
+            }
+            StepOutcome::Failure(failure) => {
+                let error = serde_json::to_value(&failure.error).map_err(|e| StoreError::malformed("step error", e))?;
+                db.row(stmt(
+                    backend,
+                    format!(
+                        "UPDATE tasker_workflow_steps SET state = {to}, in_process = FALSE, claim_owner = NULL, \
+                         lease_expires_at = NULL, last_error = $2, last_failure_at = $1, backoff_request_seconds = $3, \
+                         next_attempt_at = CASE WHEN $4 AND retryable AND attempts < retry_limit THEN $5 ELSE NULL END, \
+                         updated_at = $1, last_sort_key = last_sort_key + 10 \
+                         WHERE workflow_step_id = $6 AND state = {from} AND attempts = $7 AND claim_owner = $8 \
+                         RETURNING task_id, last_sort_key, attempts, next_attempt_at",
+                        from = FAIL.from().sql(),
+                        to = FAIL.to().sql(),
+                    ),
+                    vec![
+                        now.into(),
+                        json(error),
+                        failure.retry_delay.as_secs_f64().into(),
+                        (!failure.error.is_permanent()).into(),
+                        now.saturating_add(micros(failure.retry_delay)).into(),
+                        failure.step_id.as_uuid().into(),
+                        i32::try_from(failure.attempt).unwrap_or(i32::MAX).into(),
+                        owner.into(),
+                    ],
+                ))
+                .await?
+            }
+        };
+        let step_id = outcome.step_id();
+        let Some(row) = row else {
+            report.rejected.push(step_id);
+            continue;
+        };
+        let change = match outcome {
+            StepOutcome::Success { .. } => {
+                completed.push(step_id.as_uuid());
+                COMPLETE
+            }
+            StepOutcome::Failure(_) => FAIL,
+        };
+        let (task_id, next) = recorded(&mut report, history, step_id, &row, change, |a, n| {
+            metadata(outcome, a, n)
+        })?;
+        add(
+            &mut deltas,
+            task_id,
+            running.delta_to(StepFlags::of(change.to(), next, 0)),
+        );
+    }
+    report.newly_ready = release_children(db, &completed, now, &mut deltas).await?;
+    // The outcomes' tasks were locked above; the deltas are theirs.
+    report.finalized = apply_task_deltas(db, deltas, now, history, true).await?;
+    Ok(report)
+}
