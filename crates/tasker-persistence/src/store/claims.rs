@@ -544,8 +544,15 @@ async fn claim_in<C: ConnectionTrait>(
         // before step rows; the candidates' one-time filter waits for it), take the candidates
         // with SKIP LOCKED, and start their attempts. The tasks are found by the candidates'
         // task ids, read once into an array; their state is only a filter (`|| ''` keeps it
-        // from being an index condition). The statement's generic plan then cannot walk every
+        // from being an index condition), so the statement's generic plan cannot walk every
         // pending task once per candidate, as a semi-join planned on small tables did.
+        //
+        // The tasks are locked with SKIP LOCKED too, and a candidate of a task pending in the
+        // statement's snapshot must be of one `locked` holds. A claim that waited for a task
+        // row could wait for one started since its snapshot and now held by another engine's
+        // recording, while that engine's claim waited for a row this claim held: two claims
+        // deadlocked so. And a task found past the first `$4` candidates (those skipped make
+        // the scan read on) would be locked by its start, after step rows.
         let ready = format!(
             "unfinished_parents = 0 AND next_attempt_at IS NOT NULL AND next_attempt_at <= $3{only}"
         );
@@ -554,9 +561,11 @@ async fn claim_in<C: ConnectionTrait>(
             format!(
                 "WITH locked AS (SELECT task_id FROM tasker_tasks WHERE task_id = ANY (ARRAY \
                  (SELECT task_id FROM tasker_workflow_steps WHERE {ready} ORDER BY next_attempt_at LIMIT $4)) \
-                 AND state || '' = {pending} ORDER BY task_id FOR UPDATE), \
+                 AND state || '' = {pending} ORDER BY task_id FOR UPDATE SKIP LOCKED), \
                  candidates AS (SELECT workflow_step_id AS candidate_id, state AS candidate_state \
                  FROM tasker_workflow_steps WHERE {ready} AND (SELECT COUNT(*) FROM locked) >= 0 \
+                 AND (task_id IN (SELECT task_id FROM locked) OR (SELECT p.state FROM tasker_tasks p \
+                 WHERE p.task_id = tasker_workflow_steps.task_id) <> {pending}) \
                  ORDER BY next_attempt_at LIMIT $4 FOR UPDATE SKIP LOCKED) \
                  {set} FROM candidates WHERE workflow_step_id = candidate_id AND state IN ({pending_step}, {retried}) \
                  RETURNING {CLAIM_RETURNING}, {parents}, candidate_state",

@@ -6,11 +6,70 @@ use std::time::Duration;
 
 use serde_json::json;
 use tasker_domain::{StepState, TaskState};
-use tasker_persistence::{Claim, StepOutcome, StoreError};
+use tasker_persistence::{Claim, SqlValue, StepOutcome, StoreError};
 
 use crate::support::*;
 
 const LEASE: Duration = Duration::from_secs(30);
+
+/// On PostgreSQL a claim never waits for the row of a pending task that another transaction
+/// holds: it takes the other tasks' steps and leaves that task's to a later claim. (A claim
+/// that waited could wait for a task another engine's recording holds while that engine's
+/// claim waited for one this claim held.) SQLite has one writer at a time.
+#[tokio::test]
+async fn a_claim_passes_over_a_pending_task_whose_row_is_held() {
+    on_each_database(|store, backend| async move {
+        if backend != "postgres" {
+            return Ok(());
+        }
+        let registered = register(&store, &shape("held", &[("only", &[])], 3)).await;
+        let held = create(
+            &store,
+            &registered,
+            request_for(&registered.template).context(json!({"n": 1})),
+        )
+        .await;
+        let free = create(
+            &store,
+            &registered,
+            request_for(&registered.template).context(json!({"n": 2})),
+        )
+        .await;
+        let holder = store.begin().await?;
+        let locked = holder
+            .execute(
+                "SELECT task_id FROM tasker_tasks WHERE task_id = $1 FOR UPDATE",
+                [SqlValue::from(held.task_id.as_uuid())],
+            )
+            .await?;
+        assert_eq!(locked, 1);
+        // Bounded only so that a claim that waited fails the test instead of hanging it.
+        let claimed = tokio::time::timeout(
+            Duration::from_secs(60),
+            store.claim_ready_steps("worker", 10, LEASE, t0()),
+        )
+        .await
+        .expect("the claim waited for the held task's row")?
+        .into_steps();
+        assert_eq!(
+            claimed.iter().map(|s| s.task_id).collect::<Vec<_>>(),
+            [free.task_id]
+        );
+        assert_eq!(store.task(held.task_id).await?.state, TaskState::Pending);
+        holder.rollback().await?;
+        let later = store
+            .claim_ready_steps("worker", 10, LEASE, at(1.0))
+            .await?
+            .into_steps();
+        assert_eq!(
+            later.iter().map(|s| s.task_id).collect::<Vec<_>>(),
+            [held.task_id]
+        );
+        assert_eq!(store.task(held.task_id).await?.state, TaskState::InProgress);
+        Ok(())
+    })
+    .await;
+}
 
 #[tokio::test]
 async fn a_stale_owner_cannot_record_over_a_newer_attempt() {
