@@ -392,30 +392,18 @@ pub(crate) async fn record_in<C: ConnectionTrait>(
             StepOutcome::Success { step_id, .. } if named[step_id] == 1 => {
                 completed_rows.remove(&step_id.as_uuid())
             }
-            StepOutcome::Success { step_id, attempt, results } => {
-                db.row(stmt(
-                    backend,
-                    format!(
-                        "UPDATE tasker_workflow_steps SET state = {to}, processed = TRUE, processed_at = $1, \
-                         results = $2, in_process = FALSE, claim_owner = NULL, lease_expires_at = NULL, updated_at = $1, \
-                         last_sort_key = last_sort_key + 10 \
-                         WHERE workflow_step_id = $3 AND state = {from} AND attempts = $4 AND claim_owner = $5 \
-                         RETURNING task_id, last_sort_key, attempts, next_attempt_at",
-                        from = COMPLETE.from().sql(),
-                        to = COMPLETE.to().sql(),
-                    ),
-                    vec![
-                        now.into(),
-                        json(results.clone()),
-                        step_id.as_uuid().into(),
-                        i32::try_from(*attempt).unwrap_or(i32::MAX).into(),
-                        owner.into(),
-                    ],
-                ))
+            // A step named again in the batch: in order, one statement each (the first success
+            // leaves the step complete, so a later one is refused).
+            StepOutcome::Success {
+                step_id,
+                attempt,
+                results,
+            } => complete_together(db, &[(owner, *step_id, *attempt, results)], now)
                 .await?
-            }
+                .remove(&step_id.as_uuid()),
             StepOutcome::Failure(failure) => {
-                let error = serde_json::to_value(&failure.error).map_err(|e| StoreError::malformed("step error", e))?;
+                let error = serde_json::to_value(&failure.error)
+                    .map_err(|e| StoreError::malformed("step error", e))?;
                 db.row(stmt(
                     backend,
                     format!(
