@@ -459,31 +459,56 @@ async fn select_candidates<C: ConnectionTrait>(
     limit: usize,
 ) -> Result<Vec<QueryResult>, StoreError> {
     let backend = txn.get_database_backend();
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let ready = format!(
+        "unfinished_parents = 0 AND next_attempt_at IS NOT NULL AND next_attempt_at <= $1{clause}"
+    );
+    if backend != DbBackend::Postgres {
+        return txn
+            .rows(stmt(
+                backend,
+                format!("SELECT workflow_step_id, state FROM tasker_workflow_steps WHERE {ready} ORDER BY next_attempt_at LIMIT $2"),
+                vec![now.into(), limit.into()],
+            ))
+            .await;
+    }
     // The lock order: a claim that starts a pending task locks that task row before any step
-    // row. Tasks already running are not touched by a claim, so their rows are not locked.
-    if backend == DbBackend::Postgres {
-        txn.rows(stmt(
+    // row. Tasks already running are not touched by a claim, so their rows are not locked. As
+    // in the one-statement claim, no lock is waited for, and a candidate of a task pending in
+    // this snapshot must be of one locked here.
+    let locked = txn
+        .rows(stmt(
             backend,
             format!(
-                "SELECT task_id FROM tasker_tasks WHERE state = {pending} AND task_id IN \
-                 (SELECT task_id FROM tasker_workflow_steps WHERE unfinished_parents = 0 \
-                 AND next_attempt_at IS NOT NULL AND next_attempt_at <= $1{clause} ORDER BY next_attempt_at LIMIT $2) \
-                 ORDER BY task_id FOR UPDATE",
+                "SELECT task_id FROM tasker_tasks WHERE task_id = ANY (ARRAY \
+                 (SELECT task_id FROM tasker_workflow_steps WHERE {ready} ORDER BY next_attempt_at LIMIT $2)) \
+                 AND state || '' = {pending} ORDER BY task_id FOR UPDATE SKIP LOCKED",
                 pending = START.from().sql(),
             ),
-            vec![now.into(), i64::try_from(limit).unwrap_or(i64::MAX).into()],
+            vec![now.into(), limit.into()],
         ))
         .await?;
+    // The locked tasks as one array parameter (`{id,id,…}`), however many there are.
+    let mut ids = Vec::with_capacity(locked.len());
+    for row in &locked {
+        ids.push(get::<Uuid>(row, "task_id")?.to_string());
     }
+    let values: Vec<Value> = vec![
+        now.into(),
+        limit.into(),
+        format!("{{{}}}", ids.join(",")).into(),
+    ];
     txn.rows(stmt(
         backend,
         format!(
-            "SELECT workflow_step_id, state FROM tasker_workflow_steps \
-             WHERE unfinished_parents = 0 AND next_attempt_at IS NOT NULL AND next_attempt_at <= $1{clause} \
+            "SELECT workflow_step_id, state FROM tasker_workflow_steps WHERE {ready} \
+             AND (task_id = ANY (CAST($3 AS uuid[])) OR (SELECT p.state FROM tasker_tasks p \
+             WHERE p.task_id = tasker_workflow_steps.task_id) <> {pending}) \
              ORDER BY next_attempt_at LIMIT $2{}",
-            skip_locked(backend)
+            skip_locked(backend),
+            pending = START.from().sql(),
         ),
-        vec![now.into(), i64::try_from(limit).unwrap_or(i64::MAX).into()],
+        values,
     ))
     .await
 }

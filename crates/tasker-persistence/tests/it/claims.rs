@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use tasker_domain::{StepState, TaskState};
-use tasker_persistence::{Claim, SqlValue, StepOutcome, StoreError};
+use tasker_persistence::{Claim, ClaimFilter, NamespaceLimit, SqlValue, StepOutcome, StoreError};
 
 use crate::support::*;
 
@@ -15,7 +15,8 @@ const LEASE: Duration = Duration::from_secs(30);
 /// On PostgreSQL a claim never waits for the row of a pending task that another transaction
 /// holds: it takes the other tasks' steps and leaves that task's to a later claim. (A claim
 /// that waited could wait for a task another engine's recording holds while that engine's
-/// claim waited for one this claim held.) SQLite has one writer at a time.
+/// claim waited for one this claim held.) Both claims: the one statement, and the one that
+/// reads candidates first because a namespace has a limit. SQLite has one writer at a time.
 #[tokio::test]
 async fn a_claim_passes_over_a_pending_task_whose_row_is_held() {
     on_each_database(|store, backend| async move {
@@ -23,49 +24,51 @@ async fn a_claim_passes_over_a_pending_task_whose_row_is_held() {
             return Ok(());
         }
         let registered = register(&store, &shape("held", &[("only", &[])], 3)).await;
-        let held = create(
-            &store,
-            &registered,
-            request_for(&registered.template).context(json!({"n": 1})),
-        )
-        .await;
-        let free = create(
-            &store,
-            &registered,
-            request_for(&registered.template).context(json!({"n": 2})),
-        )
-        .await;
-        let holder = store.begin().await?;
-        let locked = holder
-            .execute(
-                "SELECT task_id FROM tasker_tasks WHERE task_id = $1 FOR UPDATE",
-                [SqlValue::from(held.task_id.as_uuid())],
+        let unlimited = ClaimFilter::default();
+        let limited = ClaimFilter {
+            limits: vec![NamespaceLimit {
+                namespace: registered.template.namespace_name.clone(),
+                max_running: 10,
+                named_task_ids: vec![registered.named_task_id],
+            }],
+            ..ClaimFilter::default()
+        };
+        for (round, filter) in [unlimited, limited].iter().enumerate() {
+            let mut tasks = Vec::new();
+            for n in 0..2 {
+                let request =
+                    request_for(&registered.template).context(json!({"round": round, "n": n}));
+                tasks.push(create(&store, &registered, request).await.task_id);
+            }
+            let (held, free) = (tasks[0], tasks[1]);
+            let holder = store.begin().await?;
+            let locked = holder
+                .execute(
+                    "SELECT task_id FROM tasker_tasks WHERE task_id = $1 FOR UPDATE",
+                    [SqlValue::from(held.as_uuid())],
+                )
+                .await?;
+            assert_eq!(locked, 1);
+            // Bounded only so that a claim that waited fails the test instead of hanging it.
+            let claimed = tokio::time::timeout(
+                Duration::from_secs(60),
+                store.claim_ready_steps_where("worker", 10, LEASE, t0(), filter),
             )
-            .await?;
-        assert_eq!(locked, 1);
-        // Bounded only so that a claim that waited fails the test instead of hanging it.
-        let claimed = tokio::time::timeout(
-            Duration::from_secs(60),
-            store.claim_ready_steps("worker", 10, LEASE, t0()),
-        )
-        .await
-        .expect("the claim waited for the held task's row")?
-        .into_steps();
-        assert_eq!(
-            claimed.iter().map(|s| s.task_id).collect::<Vec<_>>(),
-            [free.task_id]
-        );
-        assert_eq!(store.task(held.task_id).await?.state, TaskState::Pending);
-        holder.rollback().await?;
-        let later = store
-            .claim_ready_steps("worker", 10, LEASE, at(1.0))
-            .await?
+            .await
+            .expect("the claim waited for the held task's row")?
             .into_steps();
-        assert_eq!(
-            later.iter().map(|s| s.task_id).collect::<Vec<_>>(),
-            [held.task_id]
-        );
-        assert_eq!(store.task(held.task_id).await?.state, TaskState::InProgress);
+            let claimed: Vec<_> = claimed.iter().map(|s| s.task_id).collect();
+            assert_eq!(claimed, [free], "round {round}");
+            assert_eq!(store.task(held).await?.state, TaskState::Pending);
+            holder.rollback().await?;
+            let later = store
+                .claim_ready_steps_where("worker", 10, LEASE, at(1.0), filter)
+                .await?
+                .into_steps();
+            let later: Vec<_> = later.iter().map(|s| s.task_id).collect();
+            assert_eq!(later, [held], "round {round}");
+            assert_eq!(store.task(held).await?.state, TaskState::InProgress);
+        }
         Ok(())
     })
     .await;
