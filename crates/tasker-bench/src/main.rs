@@ -186,11 +186,14 @@ fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
 }
 
+/// `target/bench/latest.json` in the workspace, two levels above this crate
+/// (`crates/tasker-bench`).
 fn default_json_path() -> PathBuf {
-    let xtask = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    xtask
-        .parent()
-        .unwrap_or(xtask)
+    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest
+        .ancestors()
+        .nth(2)
+        .unwrap_or(manifest)
         .join("target")
         .join("bench")
         .join("latest.json")
@@ -265,6 +268,19 @@ mod tests {
             Plan::from_cli(&cli).unwrap_err().to_string(),
             "unknown workload `B9`: expected one of B0, B1, B2, B3, B4, B5, B6, B6H, B7, B8"
         );
+    }
+
+    #[test]
+    fn the_default_json_goes_to_the_workspace_target() {
+        let path = default_json_path();
+        assert!(
+            path.ends_with("target/bench/latest.json"),
+            "{}",
+            path.display()
+        );
+        let workspace = path.ancestors().nth(3).unwrap();
+        let manifest = std::fs::read_to_string(workspace.join("Cargo.toml")).unwrap();
+        assert!(manifest.contains("[workspace]"), "{}", workspace.display());
     }
 
     /// Checks one database's results: the workloads in `ids`, in order, each with finite
