@@ -341,18 +341,23 @@ mod tests {
         }
     }
 
-    /// Behaviour, not timings: every workload runs on SQLite and reports finite positive
-    /// numbers; B8 is skipped there, with its reason.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn every_workload_reports_a_well_formed_figure_on_sqlite() {
+    /// Every workload at tiny sizes on `db`, as the JSON report.
+    async fn run_tiny(db: Db) -> serde_json::Value {
         let plan = Plan {
-            dbs: vec![Db::Sqlite],
+            dbs: vec![db],
             sizes: Sizes::tiny(),
             only: ALL.to_vec(),
             tasker: multi::default_tasker(),
         };
         let (figures, skipped) = run(&plan).await.unwrap();
-        let json = report::to_json(&figures, cores(), true, PENDING, &skipped);
+        report::to_json(&figures, cores(), true, PENDING, &skipped)
+    }
+
+    /// Behaviour, not timings: every workload runs on SQLite and reports finite positive
+    /// numbers; B8 is skipped there, with its reason.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_workload_reports_a_well_formed_figure_on_sqlite() {
+        let json = run_tiny(Db::Sqlite).await;
         check_shape(&json, "sqlite", &ALL[..9]);
         assert_eq!(
             json["skipped"],
@@ -367,14 +372,7 @@ mod tests {
         if std::env::var("TASKER_TEST_DATABASE_URL").is_err() {
             return;
         }
-        let plan = Plan {
-            dbs: vec![Db::Postgres],
-            sizes: Sizes::tiny(),
-            only: ALL.to_vec(),
-            tasker: multi::default_tasker(),
-        };
-        let (figures, skipped) = run(&plan).await.unwrap();
-        let json = report::to_json(&figures, cores(), true, PENDING, &skipped);
+        let json = run_tiny(Db::Postgres).await;
         check_shape(&json, "postgres", &ALL);
         assert_eq!(json["skipped"], serde_json::json!([]));
         let b8 = &json["results"].as_array().unwrap()[9];

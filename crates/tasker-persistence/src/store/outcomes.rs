@@ -128,14 +128,27 @@ fn completions_per_statement(backend: DbBackend) -> usize {
 /// A success to record: `(owner, step, attempt, results)`.
 type Success<'a> = (&'a str, StepId, u32, &'a serde_json::Value);
 
-/// One completion statement's parts for `chunk`: its parameters (`$1` now, then four per
-/// success), the `v` CTE of the successes, and the `UPDATE` that completes the steps whose
-/// claims hold, with `and` added to its condition and returning the completed rows.
-fn completion(chunk: &[Success<'_>], now: i64, and: &str) -> (Vec<Value>, String, String) {
+/// One completion statement's parts.
+struct Completion {
+    /// Its parameters: `$1` now, then four per success.
+    values: Vec<Value>,
+    /// The `v` CTE of the successes.
+    v: String,
+    /// The step ids as a list of their parameters (`$2, $6, …`): an indexable condition, so
+    /// the statement reads the steps by primary key whatever the planner estimates of `v`.
+    ids: String,
+    /// The `UPDATE` that completes the steps whose claims hold, returning the completed rows.
+    update: String,
+}
+
+/// The [`Completion`] of `chunk`, with `and` added to the update's condition.
+fn completion(chunk: &[Success<'_>], now: i64, and: &str) -> Completion {
     let mut values: Vec<Value> = Vec::with_capacity(1 + chunk.len() * 4);
     values.push(now.into());
     let mut tuples = Vec::with_capacity(chunk.len());
+    let mut ids = Vec::with_capacity(chunk.len());
     for (owner, step_id, attempt, results) in chunk {
+        ids.push(format!("${}", values.len() + 1));
         tuples.push(format!("({})", params(values.len() + 1, 4)));
         values.push(step_id.as_uuid().into());
         values.push(i32::try_from(*attempt).unwrap_or(i32::MAX).into());
@@ -146,9 +159,7 @@ fn completion(chunk: &[Success<'_>], now: i64, and: &str) -> (Vec<Value>, String
         "v (column1, column2, column3, column4) AS (VALUES {})",
         tuples.join(", ")
     );
-    // The step ids again as a list of their parameters: an indexable condition, so the
-    // statement reads the steps by primary key whatever the planner estimates of `v`.
-    let ids = step_ids(chunk.len());
+    let ids = ids.join(", ");
     let update = format!(
         "UPDATE tasker_workflow_steps SET state = {to}, processed = TRUE, processed_at = $1, \
          results = v.column4, in_process = FALSE, claim_owner = NULL, lease_expires_at = NULL, updated_at = $1, \
@@ -159,15 +170,12 @@ fn completion(chunk: &[Success<'_>], now: i64, and: &str) -> (Vec<Value>, String
         from = COMPLETE.from().sql(),
         to = COMPLETE.to().sql(),
     );
-    (values, v, update)
-}
-
-/// The parameters of [`completion`]'s step ids, as a list (`$2, $6, …`).
-fn step_ids(n: usize) -> String {
-    (0..n)
-        .map(|i| format!("${}", 2 + 4 * i))
-        .collect::<Vec<_>>()
-        .join(", ")
+    Completion {
+        values,
+        v,
+        ids,
+        update,
+    }
 }
 
 /// Completes `successes` where their claims hold, one statement per chunk; returns the updated
@@ -180,7 +188,9 @@ async fn complete_together<C: ConnectionTrait>(
     let backend = db.get_database_backend();
     let mut rows = HashMap::with_capacity(successes.len());
     for chunk in successes.chunks(completions_per_statement(backend)) {
-        let (values, v, update) = completion(chunk, now, "");
+        let Completion {
+            values, v, update, ..
+        } = completion(chunk, now, "");
         for row in db
             .rows(stmt(backend, format!("WITH {v} {update}"), values))
             .await?
@@ -208,8 +218,12 @@ async fn complete_release_count<C: ConnectionTrait>(
     successes: &[Success<'_>],
     now: i64,
 ) -> Result<Vec<QueryResult>, StoreError> {
-    let ids = step_ids(successes.len());
-    let (values, v, update) = completion(successes, now, " AND (SELECT COUNT(*) FROM locked) >= 0");
+    let Completion {
+        values,
+        v,
+        ids,
+        update,
+    } = completion(successes, now, " AND (SELECT COUNT(*) FROM locked) >= 0");
     let waiting = [StepState::Pending.sql(), StepState::Error.sql()].join(", ");
     let sql = format!(
         "WITH {v}, \
