@@ -280,18 +280,37 @@ impl Coordinator {
             busy,
             inner.drain.is_cancelled(),
         );
-        let (report, kept) = match inner
-            .store
-            .record_outcomes_and_claim_where(
-                &inner.owner,
-                &outcomes,
-                inner.clock.now(),
-                room,
-                config.lease,
-                &engine.current_claim_filter(),
-            )
-            .await
-        {
+        let filter = engine.current_claim_filter();
+        let now = inner.clock.now();
+        let recorded = if self.claim_need.wanted() {
+            inner
+                .store
+                .record_outcomes_and_claim_where(
+                    &inner.owner,
+                    &outcomes,
+                    now,
+                    room,
+                    config.lease,
+                    &filter,
+                )
+                .await
+        } else {
+            // The last claim found nothing more ready and nothing woke this coordinator since:
+            // only these outcomes can have readied a step, so the store claims only if they did
+            // (the last outcome of a task is recorded without a claim that would find nothing).
+            inner
+                .store
+                .record_outcomes_and_claim_if_readied(
+                    &inner.owner,
+                    &outcomes,
+                    now,
+                    room,
+                    config.lease,
+                    &filter,
+                )
+                .await
+        };
+        let (report, kept) = match recorded {
             Ok((report, batch)) => {
                 inner
                     .metrics

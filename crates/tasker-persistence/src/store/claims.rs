@@ -41,6 +41,15 @@ changes! {
     step RELEASE: InProgress => Pending, internal;
 }
 
+/// The claim a recording transaction makes after its outcomes.
+struct FollowingClaim<'a> {
+    limit: usize,
+    lease: Duration,
+    filter: &'a ClaimFilter,
+    /// Claim only if the outcomes may have readied a step.
+    only_if_readied: bool,
+}
+
 impl Store {
     /// Claims up to `limit` ready steps for `owner` with a lease of `lease`, oldest first.
     pub async fn claim_ready_steps(
@@ -121,13 +130,62 @@ impl Store {
         lease: Duration,
         filter: &ClaimFilter,
     ) -> Result<(RecordReport, ClaimBatch), StoreError> {
+        let claim = FollowingClaim {
+            limit: claim_limit,
+            lease,
+            filter,
+            only_if_readied: false,
+        };
+        self.record_and_claim(owner, outcomes.as_ref(), now, claim)
+            .await
+    }
+
+    /// [`Store::record_outcomes_and_claim_where`] for a caller that knows nothing else is
+    /// ready: the claim is made only if these outcomes may have readied a step (a child
+    /// released, a task sent back to work, a failure whose retry may already be due, or room
+    /// freed in a namespace whose running steps are capped).
+    /// Otherwise the transaction is the recording alone, one statement shorter.
+    pub async fn record_outcomes_and_claim_if_readied(
+        &self,
+        owner: &str,
+        outcomes: impl AsRef<[StepOutcome]>,
+        now: DateTime<Utc>,
+        claim_limit: usize,
+        lease: Duration,
+        filter: &ClaimFilter,
+    ) -> Result<(RecordReport, ClaimBatch), StoreError> {
+        let claim = FollowingClaim {
+            limit: claim_limit,
+            lease,
+            filter,
+            only_if_readied: true,
+        };
+        self.record_and_claim(owner, outcomes.as_ref(), now, claim)
+            .await
+    }
+
+    async fn record_and_claim(
+        &self,
+        owner: &str,
+        outcomes: &[StepOutcome],
+        now: DateTime<Utc>,
+        claim: FollowingClaim<'_>,
+    ) -> Result<(RecordReport, ClaimBatch), StoreError> {
+        let FollowingClaim {
+            limit,
+            lease,
+            filter,
+            only_if_readied,
+        } = claim;
         let claim_limit = if filter.named_task_ids.as_ref().is_some_and(Vec::is_empty) {
             0
         } else {
-            claim_limit
+            limit
         };
         let now = to_micros(now);
-        let outcomes = outcomes.as_ref();
+        let failed = outcomes
+            .iter()
+            .any(|outcome| matches!(outcome, StepOutcome::Failure(_)));
         retrying(|| async move {
             let txn = self.write_txn().await?;
             if claim_limit > 0 {
@@ -138,7 +196,12 @@ impl Store {
             // The history of the outcomes, the finalizations and the claims: written once.
             let mut history = History::default();
             let report = record_in(&txn, claimed, now, &mut history).await?;
-            let batch = if claim_limit == 0 {
+            // A capped namespace may have room now: its ready steps were left by a full claim.
+            let readied = failed
+                || !filter.limits.is_empty()
+                || !report.newly_ready.is_empty()
+                || !report.reopened.is_empty();
+            let batch = if claim_limit == 0 || (only_if_readied && !readied) {
                 ClaimBatch::default()
             } else {
                 claim_in(

@@ -581,6 +581,101 @@ async fn a_batch_of_successes_records_each_where_its_claim_holds() {
     .await;
 }
 
+/// A recording told that nothing else is ready claims only when its own outcomes may have
+/// readied a step: a released child, or a failure whose retry may be due. The last outcome of a
+/// task readies nothing, so that transaction makes no claim, even if the caller was wrong and
+/// another step is ready (an ordinary hand-off then takes it).
+#[tokio::test]
+async fn a_recording_claims_only_if_its_outcomes_readied_a_step_when_asked_to() {
+    on_each_database(|store, backend| async move {
+        let chain = register(
+            &store,
+            &shape("pair_chain", &[("first", &[]), ("last", &["first"])], 3),
+        )
+        .await;
+        let single = register(&store, &shape("single", &[("only", &[])], 3)).await;
+        let created = create(&store, &chain, request_for(&chain.template)).await;
+        let success = |step: &tasker_persistence::ClaimedStep| StepOutcome::Success {
+            step_id: step.step_id,
+            attempt: step.attempt,
+            results: json!({}),
+        };
+        let first = store
+            .claim_ready_steps("w", 10, LEASE, t0())
+            .await?
+            .into_steps();
+        assert_eq!(first.len(), 1, "{backend}");
+        let filter = ClaimFilter::default();
+        // `first` releases `last`: claimed in the same transaction.
+        let (report, batch) = store
+            .record_outcomes_and_claim_if_readied(
+                "w",
+                [success(&first[0])],
+                at(1.0),
+                10,
+                LEASE,
+                &filter,
+            )
+            .await?;
+        assert_eq!(report.newly_ready, [step_id(&created, "last")], "{backend}");
+        let last = batch.into_steps();
+        assert_eq!(last.len(), 1, "{backend}: a released child is claimed");
+        // Another task's step becomes ready meanwhile; recording `last` (a leaf) readies nothing,
+        // so this transaction leaves it.
+        let other = create(&store, &single, request_for(&single.template)).await;
+        let (report, batch) = store
+            .record_outcomes_and_claim_if_readied(
+                "w",
+                [success(&last[0])],
+                at(2.0),
+                10,
+                LEASE,
+                &filter,
+            )
+            .await?;
+        assert_eq!(
+            report.finalized,
+            [(created.task_id, TaskState::Complete)],
+            "{backend}"
+        );
+        assert!(
+            batch.is_empty(),
+            "{backend}: no claim after a task's last outcome"
+        );
+        assert_eq!(
+            store.step(step_id(&other, "only")).await?.state,
+            StepState::Pending
+        );
+        // A failure may be due at once: the claim is made and takes the retry.
+        let again = create(
+            &store,
+            &chain,
+            request_for(&chain.template).context(json!({"n": 2})),
+        )
+        .await;
+        let claimed = store
+            .claim_ready_steps("w", 10, LEASE, at(3.0))
+            .await?
+            .into_steps();
+        assert_eq!(claimed.len(), 2, "{backend}");
+        let flaky = claimed.iter().find(|s| s.task_id == again.task_id).unwrap();
+        let failure = StepOutcome::Failure(tasker_persistence::StepFailure {
+            step_id: flaky.step_id,
+            attempt: flaky.attempt,
+            error: tasker_domain::StepError::retryable("try again"),
+            retry_delay: Duration::ZERO,
+        });
+        let (_, batch) = store
+            .record_outcomes_and_claim_if_readied("w", [failure], at(4.0), 10, LEASE, &filter)
+            .await?;
+        let retried = batch.into_steps();
+        assert_eq!(retried.len(), 1, "{backend}: the retry is claimed");
+        assert_eq!((retried[0].step_id, retried[0].attempt), (flaky.step_id, 2));
+        Ok(())
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn a_failure_due_at_once_is_claimed_again_in_its_own_transaction_with_one_current_row() {
     on_each_database(|store, backend| async move {
