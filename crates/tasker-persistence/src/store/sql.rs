@@ -173,49 +173,8 @@ pub(crate) async fn insert_rows_flipping<C: ConnectionTrait>(
         return Ok(());
     }
     if backend == DbBackend::Postgres
-        && let Some(first) = rows.first()
-        && let Some(types) = first.iter().map(pg_type).collect::<Option<Vec<_>>>()
-        && let Some(objects) = rows
-            .iter()
-            .map(|row| row_object(columns, row))
-            .collect::<Option<Vec<_>>>()
+        && let Some((insert, chunks)) = json_chunks(table, columns, &rows, 1)
     {
-        let definition: Vec<String> = columns
-            .iter()
-            .zip(&types)
-            .map(|(column, ty)| format!("{column} {ty}"))
-            .collect();
-        let insert = format!(
-            "INSERT INTO {table} ({columns}) SELECT {columns} FROM jsonb_to_recordset($1::jsonb) AS x({definition})",
-            columns = columns.join(", "),
-            definition = definition.join(", "),
-        );
-        // Statements stay under one TCP segment: sqlx does not set TCP_NODELAY, so a message
-        // split across segments waits for the server's delayed ACK (about 40 ms on Linux).
-        let mut chunks: Vec<(String, Vec<Value>)> = Vec::new();
-        let mut payload = String::from("[");
-        let mut owners: Vec<Value> = Vec::new();
-        for (object, row) in objects.iter().zip(&rows) {
-            let text = object.to_string();
-            if payload.len() > 1 && payload.len() + text.len() + 2 > MAX_MESSAGE_BYTES {
-                payload.push(']');
-                chunks.push((
-                    std::mem::replace(&mut payload, String::from("[")),
-                    std::mem::take(&mut owners),
-                ));
-            }
-            if payload.len() > 1 {
-                payload.push(',');
-            }
-            payload.push_str(&text);
-            if let Some(owner) = row.first()
-                && !owners.contains(owner)
-            {
-                owners.push(owner.clone());
-            }
-        }
-        payload.push(']');
-        chunks.push((payload, owners));
         for (payload, owners) in chunks {
             let mut values = vec![Value::from(payload)];
             let sql = match flip {
@@ -277,6 +236,140 @@ pub(crate) async fn insert_rows_flipping<C: ConnectionTrait>(
         db.exec(stmt(backend, sql, values)).await?;
     }
     Ok(())
+}
+
+/// One JSON payload of rows, with the distinct owners (first column) of its rows.
+type JsonChunk = (String, Vec<Value>);
+
+/// PostgreSQL: the `INSERT ... SELECT ... FROM jsonb_to_recordset($param::jsonb)` for `rows`, and
+/// the rows as JSON payloads, each under [`MAX_MESSAGE_BYTES`], with the distinct owners (first
+/// column) of each. `None` when there are no rows or a value has no JSON form.
+fn json_chunks(
+    table: &str,
+    columns: &[&str],
+    rows: &[Vec<Value>],
+    param: usize,
+) -> Option<(String, Vec<JsonChunk>)> {
+    let types = rows
+        .first()?
+        .iter()
+        .map(pg_type)
+        .collect::<Option<Vec<_>>>()?;
+    let objects = rows
+        .iter()
+        .map(|row| row_object(columns, row))
+        .collect::<Option<Vec<_>>>()?;
+    let definition: Vec<String> = columns
+        .iter()
+        .zip(&types)
+        .map(|(column, ty)| format!("{column} {ty}"))
+        .collect();
+    let insert = format!(
+        "INSERT INTO {table} ({columns}) SELECT {columns} FROM jsonb_to_recordset(${param}::jsonb) AS x({definition})",
+        columns = columns.join(", "),
+        definition = definition.join(", "),
+    );
+    // Statements stay under one TCP segment: sqlx does not set TCP_NODELAY, so a message split
+    // across segments waits for the server's delayed ACK (about 40 ms on Linux).
+    let mut chunks: Vec<JsonChunk> = Vec::new();
+    let mut payload = String::from("[");
+    let mut owners: Vec<Value> = Vec::new();
+    for (object, row) in objects.iter().zip(rows) {
+        let text = object.to_string();
+        if payload.len() > 1 && payload.len() + text.len() + 2 > MAX_MESSAGE_BYTES {
+            payload.push(']');
+            chunks.push((
+                std::mem::replace(&mut payload, String::from("[")),
+                std::mem::take(&mut owners),
+            ));
+        }
+        if payload.len() > 1 {
+            payload.push(',');
+        }
+        payload.push_str(&text);
+        if let Some(owner) = row.first()
+            && !owners.contains(owner)
+        {
+            owners.push(owner.clone());
+        }
+    }
+    payload.push(']');
+    chunks.push((payload, owners));
+    Some((insert, chunks))
+}
+
+/// Rows for one history table: the table, its owner column (first of `columns`) and the rows.
+pub(crate) struct HistoryRows<'a> {
+    pub(crate) table: &'a str,
+    pub(crate) columns: &'a [&'a str],
+    pub(crate) rows: Vec<Vec<Value>>,
+}
+
+/// Writes the rows of several history tables, each owner's current row cleared first as
+/// [`insert_rows_flipping`] does. On PostgreSQL, when every table's rows fit one payload and
+/// together one message, that is one statement for all of them (a flip and an insert per
+/// table as data-modifying CTEs, each insert waiting for its flip); otherwise each table is
+/// written on its own.
+pub(crate) async fn insert_history<C: ConnectionTrait>(
+    db: &C,
+    tables: Vec<HistoryRows<'_>>,
+) -> Result<(), StoreError> {
+    let tables: Vec<HistoryRows<'_>> = tables.into_iter().filter(|t| !t.rows.is_empty()).collect();
+    let backend = db.get_database_backend();
+    if backend == DbBackend::Postgres
+        && tables.len() > 1
+        && let Some(statement) = one_history_statement(&tables)
+    {
+        db.exec(statement).await?;
+        return Ok(());
+    }
+    for HistoryRows {
+        table,
+        columns,
+        rows,
+    } in tables
+    {
+        insert_rows_flipping(db, table, columns, rows, Some(columns[0])).await?;
+    }
+    Ok(())
+}
+
+fn one_history_statement(tables: &[HistoryRows<'_>]) -> Option<Statement> {
+    let mut ctes = Vec::with_capacity(tables.len() * 2);
+    let mut values: Vec<Value> = Vec::new();
+    let mut bytes = 0;
+    for (
+        i,
+        HistoryRows {
+            table,
+            columns,
+            rows,
+        },
+    ) in tables.iter().enumerate()
+    {
+        let (insert, mut chunks) = json_chunks(table, columns, rows, values.len() + 1)?;
+        let (payload, owners) = chunks.pop()?;
+        bytes += payload.len();
+        if !chunks.is_empty() || bytes > MAX_MESSAGE_BYTES {
+            return None;
+        }
+        values.push(Value::from(payload));
+        let list = params(values.len() + 1, owners.len());
+        values.extend(owners);
+        if values.len() > max_params(DbBackend::Postgres) {
+            return None;
+        }
+        let owner = columns[0];
+        ctes.push(format!(
+            "flipped{i} AS (UPDATE {table} SET most_recent = FALSE WHERE most_recent AND {owner} IN ({list}) RETURNING 1)"
+        ));
+        ctes.push(format!(
+            "inserted{i} AS ({insert} WHERE (SELECT COUNT(*) FROM flipped{i}) >= 0 RETURNING 1)"
+        ));
+    }
+    // Data-modifying CTEs run to completion whether or not the main query reads them.
+    let sql = format!("WITH {} SELECT 1", ctes.join(", "));
+    Some(stmt(DbBackend::Postgres, sql, values))
 }
 
 /// Rows as one `jsonb_to_recordset` parameter for PostgreSQL: the column definition list

@@ -20,8 +20,8 @@ use uuid::Uuid;
 
 use super::changes::{Change, State, StepChange, TaskChange, TransitionRow, changes};
 use super::sql::{
-    Db, commit, for_update, get, insert_rows_flipping, lock_tasks, max_params, params,
-    query_in_chunks, retrying, stmt,
+    Db, HistoryRows, commit, for_update, get, insert_history, insert_rows_flipping, lock_tasks,
+    max_params, params, query_in_chunks, retrying, stmt,
 };
 use super::{ChangedStep, RecordReport, Store};
 use crate::error::StoreError;
@@ -59,36 +59,32 @@ pub(super) fn finalization(from: TaskState, all_done: bool) -> &'static [TaskCha
     }
 }
 
-async fn write_transitions<C: ConnectionTrait>(
-    db: &C,
-    table: &str,
-    owner_col: &str,
-    rows: Vec<TransitionRow>,
-    now: i64,
-    flip: bool,
-) -> Result<(), StoreError> {
-    let values = rows.into_iter().map(|r| r.into_values(now)).collect();
-    insert_rows_flipping(
-        db,
-        table,
-        &[
-            owner_col,
-            "from_state",
-            "to_state",
-            "sort_key",
-            "most_recent",
-            "metadata",
-            "created_at",
-        ],
-        values,
-        flip.then_some(owner_col),
-    )
-    .await
+/// The columns of a history table whose owner column is `owner`.
+const fn transition_columns(owner: &'static str) -> [&'static str; 7] {
+    [
+        owner,
+        "from_state",
+        "to_state",
+        "sort_key",
+        "most_recent",
+        "metadata",
+        "created_at",
+    ]
+}
+
+const STEP_TRANSITIONS: &str = "tasker_workflow_step_transitions";
+const STEP_COLUMNS: [&str; 7] = transition_columns("workflow_step_id");
+const TASK_TRANSITIONS: &str = "tasker_task_transitions";
+const TASK_COLUMNS: [&str; 7] = transition_columns("task_id");
+
+fn transition_values(rows: Vec<TransitionRow>, now: i64) -> Vec<Vec<Value>> {
+    rows.into_iter().map(|r| r.into_values(now)).collect()
 }
 
 /// The history rows of one transaction, gathered as its changes are made and written at its
-/// end: one statement per table on PostgreSQL (two on SQLite) however many phases (outcomes,
-/// finalization, claims, task starts) added rows. Each owner's last row becomes its current
+/// end however many phases (outcomes, finalization, claims, task starts) added rows: one
+/// statement for both tables on PostgreSQL (step and task rows together), two per table on
+/// SQLite. Each owner's last row becomes its current
 /// one (`most_recent`), whatever its phase said, so a step failed and claimed again in one
 /// transaction keeps one current row.
 #[derive(Debug, Default)]
@@ -114,8 +110,22 @@ impl History {
         db: &C,
         now: i64,
     ) -> Result<(), StoreError> {
-        write_step_transitions(db, current_last(self.steps), now, true).await?;
-        write_task_transitions(db, current_last(self.tasks), now, true).await
+        insert_history(
+            db,
+            vec![
+                HistoryRows {
+                    table: STEP_TRANSITIONS,
+                    columns: &STEP_COLUMNS,
+                    rows: transition_values(current_last(self.steps), now),
+                },
+                HistoryRows {
+                    table: TASK_TRANSITIONS,
+                    columns: &TASK_COLUMNS,
+                    rows: transition_values(current_last(self.tasks), now),
+                },
+            ],
+        )
+        .await
     }
 }
 
@@ -136,13 +146,13 @@ pub(crate) async fn write_step_transitions<C: ConnectionTrait>(
     now: i64,
     flip: bool,
 ) -> Result<(), StoreError> {
-    write_transitions(
+    let rows = transition_values(rows, now);
+    insert_rows_flipping(
         db,
-        "tasker_workflow_step_transitions",
-        "workflow_step_id",
+        STEP_TRANSITIONS,
+        &STEP_COLUMNS,
         rows,
-        now,
-        flip,
+        flip.then_some(STEP_COLUMNS[0]),
     )
     .await
 }
@@ -154,7 +164,15 @@ pub(crate) async fn write_task_transitions<C: ConnectionTrait>(
     now: i64,
     flip: bool,
 ) -> Result<(), StoreError> {
-    write_transitions(db, "tasker_task_transitions", "task_id", rows, now, flip).await
+    let rows = transition_values(rows, now);
+    insert_rows_flipping(
+        db,
+        TASK_TRANSITIONS,
+        &TASK_COLUMNS,
+        rows,
+        flip.then_some(TASK_COLUMNS[0]),
+    )
+    .await
 }
 
 /// Changes to one task's counters.
