@@ -626,7 +626,9 @@ async fn claim_in<C: ConnectionTrait>(
     );
     // The state each candidate had, where the candidates were read apart from the claim.
     let mut retried: HashMap<Uuid, bool> = HashMap::new();
-    let claimed = if filter.limits.is_empty() && backend == DbBackend::Postgres {
+    // One statement claims and starts the tasks: PostgreSQL without namespace limits.
+    let one_statement = filter.limits.is_empty() && backend == DbBackend::Postgres;
+    let claimed = if one_statement {
         only.push_str(&named_tasks_clause(&filter.paused_named_task_ids, false));
         // One statement: lock the pending tasks of the candidates (the lock order: task rows
         // before step rows; the candidates' one-time filter waits for it), take the candidates
@@ -641,6 +643,9 @@ async fn claim_in<C: ConnectionTrait>(
         // recording, while that engine's claim waited for a row this claim held: two claims
         // deadlocked so. And a task found past the first `$4` candidates (those skipped make
         // the scan read on) would be locked by its start, after step rows.
+        //
+        // The tasks of the claimed steps that `locked` holds (those pending) start in the same
+        // statement; each claimed row carries its task's new sort key when it started it.
         let ready = format!(
             "unfinished_parents = 0 AND next_attempt_at IS NOT NULL AND next_attempt_at <= $3{only}"
         );
@@ -654,10 +659,15 @@ async fn claim_in<C: ConnectionTrait>(
                  FROM tasker_workflow_steps WHERE {ready} AND (SELECT COUNT(*) FROM locked) >= 0 \
                  AND (task_id IN (SELECT task_id FROM locked) OR (SELECT p.state FROM tasker_tasks p \
                  WHERE p.task_id = tasker_workflow_steps.task_id) <> {pending}) \
-                 ORDER BY next_attempt_at LIMIT $4 FOR UPDATE SKIP LOCKED) \
-                 {set} FROM candidates WHERE workflow_step_id = candidate_id AND state IN ({pending_step}, {retried}) \
-                 RETURNING {CLAIM_RETURNING}, {parents}, candidate_state",
+                 ORDER BY next_attempt_at LIMIT $4 FOR UPDATE SKIP LOCKED), \
+                 claimed AS ({set} FROM candidates WHERE workflow_step_id = candidate_id AND state IN ({pending_step}, {retried}) \
+                 RETURNING {CLAIM_RETURNING}, {parents}, candidate_state), \
+                 started AS (UPDATE tasker_tasks SET state = {running}, last_sort_key = last_sort_key + 10, updated_at = $3 \
+                 WHERE task_id IN (SELECT task_id FROM locked) AND task_id IN (SELECT task_id FROM claimed) \
+                 AND state = {pending} RETURNING task_id, last_sort_key) \
+                 SELECT c.*, s.last_sort_key AS started_sort_key FROM claimed c LEFT JOIN started s ON s.task_id = c.task_id",
                 pending = START.from().sql(),
+                running = START.to().sql(),
                 set = claim_set(&expiry),
                 pending_step = CLAIM.from().sql(),
                 retried = RETRY.from().sql(),
@@ -702,6 +712,8 @@ async fn claim_in<C: ConnectionTrait>(
     };
     let mut claims = Vec::with_capacity(claimed.len());
     let mut task_ids: Vec<Uuid> = Vec::new();
+    // Tasks the claim statement started, with their new sort keys.
+    let mut started: Vec<(Uuid, i32)> = Vec::new();
     for row in &claimed {
         let step_id: Uuid = get(row, "workflow_step_id")?;
         let task_id: Uuid = get(row, "task_id")?;
@@ -725,9 +737,16 @@ async fn claim_in<C: ConnectionTrait>(
             true,
             json!({"attempt_number": attempt, "claim_owner": owner}),
         )]);
-        // Only a pending task needs starting: no statement at all when none is.
-        if get::<String>(row, "task_state")? == START.from().name() && !task_ids.contains(&task_id)
+        if one_statement {
+            if let Some(sort_key) = get::<Option<i32>>(row, "started_sort_key")?
+                && !started.iter().any(|(id, _)| *id == task_id)
+            {
+                started.push((task_id, sort_key));
+            }
+        } else if get::<String>(row, "task_state")? == START.from().name()
+            && !task_ids.contains(&task_id)
         {
+            // Only a pending task needs starting: no statement at all when none is.
             task_ids.push(task_id);
         }
         let step_inputs = StepInputs {
@@ -757,7 +776,7 @@ async fn claim_in<C: ConnectionTrait>(
         ));
     }
     let task_values: Vec<Value> = task_ids.iter().copied().map(Value::from).collect();
-    let started = query_in_chunks(
+    let started_apart = query_in_chunks(
         txn,
         &format!(
             "UPDATE tasker_tasks SET state = {to}, last_sort_key = last_sort_key + 10, updated_at = $1 \
@@ -769,16 +788,13 @@ async fn claim_in<C: ConnectionTrait>(
         &task_values,
     )
     .await?;
+    for row in started_apart {
+        started.push((get(&row, "task_id")?, get(&row, "last_sort_key")?));
+    }
     let mut started_tasks = Vec::with_capacity(started.len());
-    for row in started {
-        let task_id: Uuid = get(&row, "task_id")?;
+    for (task_id, sort_key) in started {
         started_tasks.push(TaskId(task_id));
-        history.tasks([START.row(
-            task_id,
-            get(&row, "last_sort_key")?,
-            true,
-            json!({"reason": "steps_claimed"}),
-        )]);
+        history.tasks([START.row(task_id, sort_key, true, json!({"reason": "steps_claimed"}))]);
     }
     // Grouped by task in template order, for a stable hand-off to the engine.
     claims.sort_by_key(|(position, claim)| (claim.step.task_id, *position));
