@@ -51,12 +51,12 @@ pub use schema_drift::schema_drift;
 pub use store::{
     AnalyticsScope, ApiKeyRecord, Backend, Backlog, BlockingReason, Bottlenecks, ChangedStep,
     Claim, ClaimBatch, ClaimFilter, ClaimedStep, ConnectOptions, CreateTaskOptions, CreatedTask,
-    DEFAULT_DATABASE_URL, ErrorHotSpot, ExecutionStatus, HealthCounts, HealthStatus, LeaseClock,
-    Listener, MAX_ANALYTICS_LIMIT, MAX_ANALYTICS_WINDOW, MAX_NOTIFY_PAYLOAD, NamespaceLimit,
-    NewApiKey, Page, Performance, PoolStatus, PreparedTask, RecommendedAction, RecordReport,
-    RecordedStep, RegisteredTemplate, RetriedStep, RevokedToken, RuntimeSwitch, SchemaStatus,
-    SqlValue, StepFailure, StepInputs, StepOutcome, StepReadiness, StepRecord, StepTiming, Store,
-    SwitchChange, SwitchKind, SwitchTarget, TaskExecutionContext, TaskFilter, TaskRecord,
-    TemplatePerformance, Transaction, TransitionRecord, redact_url,
+    DEFAULT_DATABASE_URL, ErrorHotSpot, ExecutionStatus, FollowingClaim, HealthCounts,
+    HealthStatus, LeaseClock, Listener, MAX_ANALYTICS_LIMIT, MAX_ANALYTICS_WINDOW,
+    MAX_NOTIFY_PAYLOAD, NamespaceLimit, NewApiKey, Page, Performance, PoolStatus, PreparedTask,
+    RecommendedAction, RecordReport, RecordedStep, RegisteredTemplate, RetriedStep, RevokedToken,
+    RuntimeSwitch, SchemaStatus, SqlValue, StepFailure, StepInputs, StepOutcome, StepReadiness,
+    StepRecord, StepTiming, Store, SwitchChange, SwitchKind, SwitchTarget, TaskExecutionContext,
+    TaskFilter, TaskRecord, TemplatePerformance, Transaction, TransitionRecord, redact_url,
 };
 pub use time::{from_micros, to_micros};

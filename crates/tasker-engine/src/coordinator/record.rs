@@ -11,7 +11,7 @@ use tasker_domain::{StepError, StepErrorKind, StepId, StepState, TaskId, TaskSta
 use tasker_events::names::{observability, workflow};
 use tasker_events::{Event, Payload, TaskLabels, WorkflowPayload};
 use tasker_persistence::{
-    ClaimBatch, ClaimedStep, RecordReport, StepFailure, StepOutcome, TaskRecord,
+    ClaimBatch, ClaimedStep, FollowingClaim, RecordReport, StepFailure, StepOutcome, TaskRecord,
 };
 
 use crate::emit::{StepEvent, StepIdentity, TaskEvent, distinct_tasks, labels_of};
@@ -281,35 +281,19 @@ impl Coordinator {
             inner.drain.is_cancelled(),
         );
         let filter = engine.current_claim_filter();
-        let now = inner.clock.now();
-        let recorded = if self.claim_need.wanted() {
-            inner
-                .store
-                .record_outcomes_and_claim_where(
-                    &inner.owner,
-                    &outcomes,
-                    now,
-                    room,
-                    config.lease,
-                    &filter,
-                )
-                .await
-        } else {
+        let claim = FollowingClaim {
+            limit: room,
+            lease: config.lease,
+            filter: &filter,
             // The last claim found nothing more ready and nothing woke this coordinator since:
-            // only these outcomes can have readied a step, so the store claims only if they did
-            // (the last outcome of a task is recorded without a claim that would find nothing).
-            inner
-                .store
-                .record_outcomes_and_claim_if_readied(
-                    &inner.owner,
-                    &outcomes,
-                    now,
-                    room,
-                    config.lease,
-                    &filter,
-                )
-                .await
+            // only these outcomes can have readied a step, so the store claims only if they
+            // did (a task's last outcome is recorded without a claim that would find nothing).
+            only_if_readied: !self.claim_need.wanted(),
         };
+        let recorded = inner
+            .store
+            .record_outcomes_and_claim_with(&inner.owner, &outcomes, inner.clock.now(), claim)
+            .await;
         let (report, kept) = match recorded {
             Ok((report, batch)) => {
                 inner

@@ -22,8 +22,8 @@ use super::sql::{
 };
 use super::transitions::{History, write_step_transitions};
 use super::{
-    Claim, ClaimBatch, ClaimFilter, ClaimedStep, LeaseClock, RecordReport, StepInputs, StepOutcome,
-    Store,
+    Claim, ClaimBatch, ClaimFilter, ClaimedStep, FollowingClaim, LeaseClock, RecordReport,
+    StepInputs, StepOutcome, Store,
 };
 use crate::error::StoreError;
 use crate::time::{from_micros, to_micros};
@@ -39,15 +39,6 @@ changes! {
     /// An engine gives back a claim it will not finish (a graceful shutdown): the step is as it
     /// was before the claim. Not a transition anyone may request; the machine lists it apart.
     step RELEASE: InProgress => Pending, internal;
-}
-
-/// The claim a recording transaction makes after its outcomes.
-struct FollowingClaim<'a> {
-    limit: usize,
-    lease: Duration,
-    filter: &'a ClaimFilter,
-    /// Claim only if the outcomes may have readied a step.
-    only_if_readied: bool,
 }
 
 impl Store {
@@ -136,41 +127,21 @@ impl Store {
             filter,
             only_if_readied: false,
         };
-        self.record_and_claim(owner, outcomes.as_ref(), now, claim)
+        self.record_outcomes_and_claim_with(owner, outcomes, now, claim)
             .await
     }
 
-    /// [`Store::record_outcomes_and_claim_where`] for a caller that knows nothing else is
-    /// ready: the claim is made only if these outcomes may have readied a step (a child
-    /// released, a task sent back to work, a failure whose retry may already be due, or room
-    /// freed in a namespace whose running steps are capped).
-    /// Otherwise the transaction is the recording alone, one statement shorter.
-    pub async fn record_outcomes_and_claim_if_readied(
+    /// Records `outcomes` and makes `claim` in one transaction, as
+    /// [`Store::record_outcomes_and_claim`] does; with [`FollowingClaim::only_if_readied`] the
+    /// claim is made only if the outcomes may have readied a step.
+    pub async fn record_outcomes_and_claim_with(
         &self,
         owner: &str,
         outcomes: impl AsRef<[StepOutcome]>,
         now: DateTime<Utc>,
-        claim_limit: usize,
-        lease: Duration,
-        filter: &ClaimFilter,
-    ) -> Result<(RecordReport, ClaimBatch), StoreError> {
-        let claim = FollowingClaim {
-            limit: claim_limit,
-            lease,
-            filter,
-            only_if_readied: true,
-        };
-        self.record_and_claim(owner, outcomes.as_ref(), now, claim)
-            .await
-    }
-
-    async fn record_and_claim(
-        &self,
-        owner: &str,
-        outcomes: &[StepOutcome],
-        now: DateTime<Utc>,
         claim: FollowingClaim<'_>,
     ) -> Result<(RecordReport, ClaimBatch), StoreError> {
+        let outcomes = outcomes.as_ref();
         let FollowingClaim {
             limit,
             lease,

@@ -39,10 +39,10 @@ pub use switches::{RuntimeSwitch, SwitchChange, SwitchKind, SwitchTarget};
 pub use transaction::{SqlValue, Transaction};
 pub use types::{
     Backlog, BlockingReason, ChangedStep, Claim, ClaimBatch, ClaimFilter, ClaimedStep,
-    CreateTaskOptions, CreatedTask, ExecutionStatus, HealthCounts, HealthStatus, NamespaceLimit,
-    Page, PoolStatus, RecommendedAction, RecordReport, RecordedStep, RegisteredTemplate,
-    StepFailure, StepInputs, StepOutcome, StepReadiness, StepRecord, TaskExecutionContext,
-    TaskFilter, TaskRecord, TransitionRecord,
+    CreateTaskOptions, CreatedTask, ExecutionStatus, FollowingClaim, HealthCounts, HealthStatus,
+    NamespaceLimit, Page, PoolStatus, RecommendedAction, RecordReport, RecordedStep,
+    RegisteredTemplate, StepFailure, StepInputs, StepOutcome, StepReadiness, StepRecord,
+    TaskExecutionContext, TaskFilter, TaskRecord, TransitionRecord,
 };
 
 use crate::error::{DatabaseError, StoreError};

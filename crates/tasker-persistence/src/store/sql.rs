@@ -250,24 +250,14 @@ fn json_chunks(
     rows: &[Vec<Value>],
     param: usize,
 ) -> Option<(String, Vec<JsonChunk>)> {
-    let types = rows
-        .first()?
-        .iter()
-        .map(pg_type)
-        .collect::<Option<Vec<_>>>()?;
+    let definition = definition(columns, rows.first()?)?;
     let objects = rows
         .iter()
         .map(|row| row_object(columns, row))
         .collect::<Option<Vec<_>>>()?;
-    let definition: Vec<String> = columns
-        .iter()
-        .zip(&types)
-        .map(|(column, ty)| format!("{column} {ty}"))
-        .collect();
     let insert = format!(
         "INSERT INTO {table} ({columns}) SELECT {columns} FROM jsonb_to_recordset(${param}::jsonb) AS x({definition})",
         columns = columns.join(", "),
-        definition = definition.join(", "),
     );
     // Statements stay under one TCP segment: sqlx does not set TCP_NODELAY, so a message split
     // across segments waits for the server's delayed ACK (about 40 ms on Linux).
@@ -372,6 +362,17 @@ fn one_history_statement(tables: &[HistoryRows<'_>]) -> Option<Statement> {
     Some(stmt(DbBackend::Postgres, sql, values))
 }
 
+/// The column definition list of a `jsonb_to_recordset` (`name type, ...`), typed by `first`.
+/// `None` when a value has no JSON form.
+fn definition(columns: &[&str], first: &[Value]) -> Option<String> {
+    let definition: Option<Vec<String>> = columns
+        .iter()
+        .zip(first)
+        .map(|(column, value)| Some(format!("{column} {}", pg_type(value)?)))
+        .collect();
+    Some(definition?.join(", "))
+}
+
 /// Rows as one `jsonb_to_recordset` parameter for PostgreSQL: the column definition list
 /// (`name type, ...`, typed by the first row) and the JSON array text. `None` when there are
 /// no rows or a value has no JSON form.
@@ -380,17 +381,7 @@ pub(crate) fn recordset<R: AsRef<[Value]>>(
     rows: impl IntoIterator<Item = R>,
 ) -> Option<(String, String)> {
     let mut rows = rows.into_iter().peekable();
-    let types = rows
-        .peek()?
-        .as_ref()
-        .iter()
-        .map(pg_type)
-        .collect::<Option<Vec<_>>>()?;
-    let definition: Vec<String> = columns
-        .iter()
-        .zip(&types)
-        .map(|(column, ty)| format!("{column} {ty}"))
-        .collect();
+    let definition = definition(columns, rows.peek()?.as_ref())?;
     let mut payload = String::from("[");
     for row in rows {
         if payload.len() > 1 {
@@ -399,7 +390,7 @@ pub(crate) fn recordset<R: AsRef<[Value]>>(
         payload.push_str(&row_object(columns, row.as_ref())?.to_string());
     }
     payload.push(']');
-    Some((definition.join(", "), payload))
+    Some((definition, payload))
 }
 
 /// The largest JSON payload one statement sends (well under a 64 KiB loopback segment).

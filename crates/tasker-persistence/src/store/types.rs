@@ -36,6 +36,23 @@ pub struct ClaimFilter {
     pub limits: Vec<NamespaceLimit>,
 }
 
+/// The claim a recording transaction makes after its outcomes
+/// ([`crate::Store::record_outcomes_and_claim_with`]).
+#[derive(Debug, Clone, Copy)]
+pub struct FollowingClaim<'a> {
+    /// The most steps to claim (0: none).
+    pub limit: usize,
+    /// The lease of each claim.
+    pub lease: std::time::Duration,
+    /// Which steps may be claimed.
+    pub filter: &'a ClaimFilter,
+    /// Claim only if the outcomes may have readied a step: a child released, a task sent back
+    /// to work, a failure whose retry may already be due, or room freed in a namespace whose
+    /// running steps are capped. For a caller that knows nothing else is ready; the
+    /// transaction is then the recording alone, one statement shorter.
+    pub only_if_readied: bool,
+}
+
 /// One namespace's cap on running step attempts, with the named tasks it covers.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NamespaceLimit {

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use serde_json::json;
 use tasker_domain::{StepState, TaskState};
-use tasker_persistence::{Claim, ClaimFilter, NamespaceLimit, SqlValue, StepOutcome, StoreError};
+use tasker_persistence::{
+    Claim, ClaimFilter, FollowingClaim, NamespaceLimit, SqlValue, StepOutcome, StoreError,
+};
 
 use crate::support::*;
 
@@ -606,16 +608,15 @@ async fn a_recording_claims_only_if_its_outcomes_readied_a_step_when_asked_to() 
             .into_steps();
         assert_eq!(first.len(), 1, "{backend}");
         let filter = ClaimFilter::default();
+        let readied_only = FollowingClaim {
+            limit: 10,
+            lease: LEASE,
+            filter: &filter,
+            only_if_readied: true,
+        };
         // `first` releases `last`: claimed in the same transaction.
         let (report, batch) = store
-            .record_outcomes_and_claim_if_readied(
-                "w",
-                [success(&first[0])],
-                at(1.0),
-                10,
-                LEASE,
-                &filter,
-            )
+            .record_outcomes_and_claim_with("w", [success(&first[0])], at(1.0), readied_only)
             .await?;
         assert_eq!(report.newly_ready, [step_id(&created, "last")], "{backend}");
         let last = batch.into_steps();
@@ -624,14 +625,7 @@ async fn a_recording_claims_only_if_its_outcomes_readied_a_step_when_asked_to() 
         // so this transaction leaves it.
         let other = create(&store, &single, request_for(&single.template)).await;
         let (report, batch) = store
-            .record_outcomes_and_claim_if_readied(
-                "w",
-                [success(&last[0])],
-                at(2.0),
-                10,
-                LEASE,
-                &filter,
-            )
+            .record_outcomes_and_claim_with("w", [success(&last[0])], at(2.0), readied_only)
             .await?;
         assert_eq!(
             report.finalized,
@@ -666,7 +660,7 @@ async fn a_recording_claims_only_if_its_outcomes_readied_a_step_when_asked_to() 
             retry_delay: Duration::ZERO,
         });
         let (_, batch) = store
-            .record_outcomes_and_claim_if_readied("w", [failure], at(4.0), 10, LEASE, &filter)
+            .record_outcomes_and_claim_with("w", [failure], at(4.0), readied_only)
             .await?;
         let retried = batch.into_steps();
         assert_eq!(retried.len(), 1, "{backend}: the retry is claimed");
