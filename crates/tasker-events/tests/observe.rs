@@ -267,6 +267,10 @@ fn the_log_subscriber_writes_one_json_line_per_event_with_its_correlation_id() {
         .with_writer(move || writer.clone())
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
+    // Callsite interest is cached process-wide: a callsite another test
+    // thread registered while this subscriber was being set may be cached
+    // as unwanted. Recompute it.
+    tracing::callsite::rebuild_interest_cache();
     // One thread: the subscriber's worker logs under the default set above.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()

@@ -598,6 +598,10 @@ mod tests {
         let subscriber = tracing_subscriber::registry()
             .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
         let _guard = tracing::subscriber::set_default(subscriber);
+        // Callsite interest is cached process-wide: a callsite another test
+        // thread registered while this subscriber was being set may be cached
+        // as unwanted. Recompute it.
+        tracing::callsite::rebuild_interest_cache();
 
         let (url, server) = serve_once(200, "", "").await;
         let url = format!("{url}?token=secret");

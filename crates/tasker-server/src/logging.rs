@@ -322,6 +322,10 @@ mod tests {
             buffer.clone(),
         );
         tracing::subscriber::with_default(subscriber, || {
+            // Callsite interest is cached process-wide: a callsite another test
+            // thread registered while this subscriber was being set may be cached
+            // as unwanted. Recompute it.
+            tracing::callsite::rebuild_interest_cache();
             let span = tracing::info_span!(
                 "step_attempt",
                 correlation_id = %"req-7",
@@ -375,6 +379,10 @@ mod tests {
             let filter = level_filter(level).unwrap();
             let subscriber = layers(LogFormat::Text, Redactor::default(), filter, buffer.clone());
             tracing::subscriber::with_default(subscriber, || {
+                // Callsite interest is cached process-wide: a callsite another test
+                // thread registered while this subscriber was being set may be cached
+                // as unwanted. Recompute it.
+                tracing::callsite::rebuild_interest_cache();
                 tracing::info!(target: "sqlx::postgres::notice", "relation already exists, skipping");
                 tracing::warn!(target: "sqlx::postgres::notice", "a warning from the server");
                 tracing::info!(target: "tasker_engine", "an engine line");

@@ -216,7 +216,7 @@ fn decisions_and_rejections_reach_the_audit_log_without_secrets() {
             c.insert("exp".into(), serde_json::json!(t0().timestamp() - 3600));
         }))
         .unwrap();
-    tracing::subscriber::with_default(subscriber, || {
+    let act = || {
         let err = run(access.authenticate(&bearer(&token), t0())).unwrap_err();
         assert!(err.to_string().starts_with("token expired at"));
         let principal = service("payments", &["tasker.task:cancel"]);
@@ -228,7 +228,13 @@ fn decisions_and_rejections_reach_the_audit_log_without_secrets() {
                 .resource_id("9"),
         ));
         assert!(!decision.is_allowed());
-    });
+    };
+    // Interest in a callsite is cached process-wide, and a callsite first reached on another
+    // test's thread while this subscriber is the only one set is judged by that thread's
+    // (absent) subscriber. Reached here first, the audit callsites are registered before this
+    // subscriber is set, and setting it recomputes their interest.
+    act();
+    tracing::subscriber::with_default(subscriber, act);
     let lines = captured.0.lock().unwrap().clone();
     assert_eq!(
         lines,
