@@ -553,7 +553,6 @@ const CLAIM_RETURNING: &str = "workflow_step_id, task_id, name, attempts, retry_
      (SELECT t.context FROM tasker_tasks t WHERE t.task_id = tasker_workflow_steps.task_id) AS context, \
      (SELECT t.correlation_id FROM tasker_tasks t WHERE t.task_id = tasker_workflow_steps.task_id) AS correlation_id, \
      (SELECT t.trace_parent FROM tasker_tasks t WHERE t.task_id = tasker_workflow_steps.task_id) AS trace_parent, \
-     (SELECT t.state FROM tasker_tasks t WHERE t.task_id = tasker_workflow_steps.task_id) AS task_state, \
      (SELECT t.created_at FROM tasker_tasks t WHERE t.task_id = tasker_workflow_steps.task_id) AS task_created_at";
 
 /// The `UPDATE … SET` that starts an attempt of each claimed step, parameters `$1` owner, `$2`
@@ -671,7 +670,8 @@ async fn claim_in<C: ConnectionTrait>(
             txn,
             &format!(
                 "{set} WHERE state IN ({ready}, {retried}) AND workflow_step_id IN ({{ids}}) \
-                 RETURNING {CLAIM_RETURNING}, {parents}",
+                 RETURNING {CLAIM_RETURNING}, {parents}, \
+                 (SELECT t.state FROM tasker_tasks t WHERE t.task_id = tasker_workflow_steps.task_id) AS task_state",
                 set = claim_set(&expiry),
                 ready = CLAIM.from().sql(),
                 retried = RETRY.from().sql(),

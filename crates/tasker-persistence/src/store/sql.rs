@@ -157,8 +157,8 @@ pub(crate) async fn insert_rows<C: ConnectionTrait>(
 
 /// [`insert_rows`] into a history table; with `flip` (the owner column, first of `columns`),
 /// the owners' current `most_recent` rows are cleared first. On PostgreSQL the clearing and the
-/// insert are one statement per payload: the `UPDATE` runs as a CTE that the insert waits for
-/// (its one-time filter reads the CTE's count), so the partial unique index on the current rows
+/// insert are one statement per payload ([`flip_then_insert`]: the insert waits for the flip's
+/// CTE), so the partial unique index on the current rows
 /// never sees two at once. On SQLite (and for values with no JSON form) the clearing is a
 /// statement of its own.
 pub(crate) async fn insert_rows_flipping<C: ConnectionTrait>(
@@ -178,15 +178,12 @@ pub(crate) async fn insert_rows_flipping<C: ConnectionTrait>(
         for (payload, owners) in chunks {
             let mut values = vec![Value::from(payload)];
             let sql = match flip {
-                // The owners as a parameter list, so the flip finds their current rows through
-                // the partial unique index whatever the planner guesses of the payload.
                 Some(owner) if owners.len() < max_params(backend) => {
                     let list = params(2, owners.len());
                     values.extend(owners);
                     format!(
-                        "WITH flipped AS (UPDATE {table} SET most_recent = FALSE WHERE most_recent \
-                         AND {owner} IN ({list}) RETURNING 1) \
-                         {insert} WHERE (SELECT COUNT(*) FROM flipped) >= 0"
+                        "WITH {} SELECT 1",
+                        flip_then_insert("inserted", table, owner, &list, &insert)
                     )
                 }
                 Some(owner) => {
@@ -325,7 +322,7 @@ pub(crate) async fn insert_history<C: ConnectionTrait>(
 }
 
 fn one_history_statement(tables: &[HistoryRows<'_>]) -> Option<Statement> {
-    let mut ctes = Vec::with_capacity(tables.len() * 2);
+    let mut ctes = Vec::with_capacity(tables.len());
     let mut values: Vec<Value> = Vec::new();
     let mut bytes = 0;
     for (
@@ -349,17 +346,30 @@ fn one_history_statement(tables: &[HistoryRows<'_>]) -> Option<Statement> {
         if values.len() > max_params(DbBackend::Postgres) {
             return None;
         }
-        let owner = columns[0];
-        ctes.push(format!(
-            "flipped{i} AS (UPDATE {table} SET most_recent = FALSE WHERE most_recent AND {owner} IN ({list}) RETURNING 1)"
-        ));
-        ctes.push(format!(
-            "inserted{i} AS ({insert} WHERE (SELECT COUNT(*) FROM flipped{i}) >= 0 RETURNING 1)"
+        ctes.push(flip_then_insert(
+            &format!("inserted{i}"),
+            table,
+            columns[0],
+            &list,
+            &insert,
         ));
     }
-    // Data-modifying CTEs run to completion whether or not the main query reads them.
     let sql = format!("WITH {} SELECT 1", ctes.join(", "));
     Some(stmt(DbBackend::Postgres, sql, values))
+}
+
+/// Two data-modifying CTEs, `{name}_flip` and `{name}`: the first clears the current
+/// (`most_recent`) rows in `table` of the owners whose parameters `list` names (a parameter
+/// list, so the flip finds them through the partial unique index whatever the planner guesses
+/// of the payload), the second runs `insert` after it (its one-time filter reads the flip's
+/// count), so the partial unique index never sees two current rows. Data-modifying CTEs run to
+/// completion whether or not the main query reads them.
+fn flip_then_insert(name: &str, table: &str, owner: &str, list: &str, insert: &str) -> String {
+    format!(
+        "{name}_flip AS (UPDATE {table} SET most_recent = FALSE WHERE most_recent \
+         AND {owner} IN ({list}) RETURNING 1), \
+         {name} AS ({insert} WHERE (SELECT COUNT(*) FROM {name}_flip) >= 0 RETURNING 1)"
+    )
 }
 
 /// The column definition list of a `jsonb_to_recordset` (`name type, ...`), typed by `first`.

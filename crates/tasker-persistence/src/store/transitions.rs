@@ -84,9 +84,8 @@ fn transition_values(rows: Vec<TransitionRow>, now: i64) -> Vec<Vec<Value>> {
 /// The history rows of one transaction, gathered as its changes are made and written at its
 /// end however many phases (outcomes, finalization, claims, task starts) added rows: one
 /// statement for both tables on PostgreSQL (step and task rows together), two per table on
-/// SQLite. Each owner's last row becomes its current
-/// one (`most_recent`), whatever its phase said, so a step failed and claimed again in one
-/// transaction keeps one current row.
+/// SQLite. Each owner's last row becomes its current one (`most_recent`), whatever its phase
+/// said, so a step failed and claimed again in one transaction keeps one current row.
 #[derive(Debug, Default)]
 pub(crate) struct History {
     steps: Vec<TransitionRow>,
