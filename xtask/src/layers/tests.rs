@@ -1,3 +1,5 @@
+//! Tests of the layer rules: the checks on a made-up and the real workspace, and the table.
+
 use super::*;
 use DepKind::{Build, Dev, Normal};
 

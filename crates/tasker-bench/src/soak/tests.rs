@@ -1,3 +1,5 @@
+//! Tests of the soak harness: its command line, its reading of worker output, its kill choice.
+
 use super::*;
 
 fn cli(args: &[&str]) -> Cli {
