@@ -99,6 +99,24 @@ impl<S: State> Change<S> {
             metadata,
         }
     }
+
+    /// The history row of this change as an SQL select list, for a statement that writes its
+    /// history itself: `owner`, `sort_key`, `metadata` and `now` are SQL expressions over the
+    /// rows the statement changed, in the column order of [`TransitionRow::into_values`].
+    pub(crate) fn select(
+        self,
+        owner: &str,
+        sort_key: &str,
+        most_recent: bool,
+        metadata: &str,
+        now: &str,
+    ) -> String {
+        format!(
+            "SELECT {owner}, {}, {}, {sort_key}, {most_recent}, {metadata}, {now}",
+            self.from.sql(),
+            self.to.sql()
+        )
+    }
 }
 
 /// One history row to write, made only by [`Change::row`].

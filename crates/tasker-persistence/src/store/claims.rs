@@ -20,7 +20,7 @@ use super::outcomes::record_in;
 use super::sql::{
     Db, commit, get, micros, query_in_chunks, retrying, skip_locked, stmt, template_id,
 };
-use super::transitions::{History, write_step_transitions};
+use super::transitions::{History, Owners, history_ctes, write_step_transitions};
 use super::{
     Claim, ClaimBatch, ClaimFilter, ClaimedStep, FollowingClaim, LeaseClock, RecordReport,
     StepInputs, StepOutcome, Store,
@@ -616,8 +616,51 @@ async fn claim_in<C: ConnectionTrait>(
         //
         // The tasks of the claimed steps that `locked` holds (those pending) start in the same
         // statement; each claimed row carries its task's new sort key when it started it.
+        //
+        // The statement writes the history of its claims and starts too (after the rows gathered
+        // earlier in the transaction, written first): a retried step's error → pending row, then
+        // each claimed step's pending → in_progress row, and each started task's row.
+        history.flush(txn, now).await?;
         let ready = format!(
             "unfinished_parents = 0 AND next_attempt_at IS NOT NULL AND next_attempt_at <= $3{only}"
+        );
+        let step_history = history_ctes(
+            "claim_history",
+            Owners::Steps,
+            "SELECT workflow_step_id FROM claimed",
+            &format!(
+                "{} FROM claimed WHERE candidate_state = {retried} UNION ALL {} FROM claimed",
+                RETRY.select(
+                    "workflow_step_id",
+                    "last_sort_key - 10",
+                    false,
+                    "jsonb_build_object('reason', 'retry', 'retry_attempt', attempts)",
+                    "$3"
+                ),
+                CLAIM.select(
+                    "workflow_step_id",
+                    "last_sort_key",
+                    true,
+                    "jsonb_build_object('attempt_number', attempts, 'claim_owner', $1::text)",
+                    "$3"
+                ),
+                retried = RETRY.from().sql(),
+            ),
+        );
+        let task_history = history_ctes(
+            "start_history",
+            Owners::Tasks,
+            "SELECT task_id FROM started",
+            &format!(
+                "{} FROM started",
+                START.select(
+                    "task_id",
+                    "last_sort_key",
+                    true,
+                    "jsonb_build_object('reason', 'steps_claimed')",
+                    "$3"
+                )
+            ),
         );
         txn.rows(stmt(
             backend,
@@ -634,7 +677,8 @@ async fn claim_in<C: ConnectionTrait>(
                  RETURNING {CLAIM_RETURNING}, {parents}, candidate_state), \
                  started AS (UPDATE tasker_tasks SET state = {running}, last_sort_key = last_sort_key + 10, updated_at = $3 \
                  WHERE task_id IN (SELECT task_id FROM locked) AND task_id IN (SELECT task_id FROM claimed) \
-                 AND state = {pending} RETURNING task_id, last_sort_key) \
+                 AND state = {pending} RETURNING task_id, last_sort_key), \
+                 {step_history}, {task_history} \
                  SELECT c.*, s.last_sort_key AS started_sort_key FROM claimed c LEFT JOIN started s ON s.task_id = c.task_id",
                 pending = START.from().sql(),
                 running = START.to().sql(),
@@ -694,7 +738,8 @@ async fn claim_in<C: ConnectionTrait>(
             Some(was) => *was,
             None => get::<String>(row, "candidate_state")? == RETRY.from().name(),
         };
-        if was_retry {
+        // The one-statement claim wrote its history rows itself.
+        if was_retry && !one_statement {
             history.steps([RETRY.row(
                 step_id,
                 sort_key - 10,
@@ -702,12 +747,14 @@ async fn claim_in<C: ConnectionTrait>(
                 json!({"reason": "retry", "retry_attempt": attempt}),
             )]);
         }
-        history.steps([CLAIM.row(
-            step_id,
-            sort_key,
-            true,
-            json!({"attempt_number": attempt, "claim_owner": owner}),
-        )]);
+        if !one_statement {
+            history.steps([CLAIM.row(
+                step_id,
+                sort_key,
+                true,
+                json!({"attempt_number": attempt, "claim_owner": owner}),
+            )]);
+        }
         if one_statement {
             if let Some(sort_key) = get::<Option<i32>>(row, "started_sort_key")?
                 && !started.iter().any(|(id, _)| *id == task_id)
@@ -765,7 +812,9 @@ async fn claim_in<C: ConnectionTrait>(
     let mut started_tasks = Vec::with_capacity(started.len());
     for (task_id, sort_key) in started {
         started_tasks.push(TaskId(task_id));
-        history.tasks([START.row(task_id, sort_key, true, json!({"reason": "steps_claimed"}))]);
+        if !one_statement {
+            history.tasks([START.row(task_id, sort_key, true, json!({"reason": "steps_claimed"}))]);
+        }
     }
     // Grouped by task in template order, for a stable hand-off to the engine.
     claims.sort_by_key(|(position, claim)| (claim.step.task_id, *position));

@@ -20,7 +20,8 @@ use super::sql::{
     skip_locked, stmt,
 };
 use super::transitions::{
-    History, StepFlags, TaskDelta, add, apply_task_deltas, finalize_idle, release_children,
+    History, Owners, StepFlags, TaskDelta, add, apply_task_deltas, finalize_idle, history_ctes,
+    release_children,
 };
 use super::{RecordReport, RecordedStep, StepFailure, StepOutcome, Store};
 use crate::error::StoreError;
@@ -207,11 +208,12 @@ const READY: i32 = 1;
 const COUNTED: i32 = 2;
 
 /// PostgreSQL, a batch of successes that fits one statement: the whole of recording but the
-/// finalization and the history, in one statement. It locks the steps' task rows in id order
+/// finalization, in one statement, history included. It locks the steps' task rows in id order
 /// (the lock order: tasks before steps; the completion's one-time filter waits for it),
 /// completes the steps whose claims hold, decrements their children's unfinished parents and
 /// moves each task's counters: a completed step leaves `active` for `done`, a child it made
-/// ready joins `active` (children are always of their parent's task). The answer is the
+/// ready joins `active` (children are always of their parent's task), and writes the completed
+/// steps' history rows (`done_history`). The answer is the
 /// completed rows (`kind` 0), the children made ready (1) and the tasks' counted rows (2).
 async fn complete_release_count<C: ConnectionTrait>(
     db: &C,
@@ -225,6 +227,21 @@ async fn complete_release_count<C: ConnectionTrait>(
         update,
     } = completion(successes, now, " AND (SELECT COUNT(*) FROM locked) >= 0");
     let waiting = [StepState::Pending.sql(), StepState::Error.sql()].join(", ");
+    let history = history_ctes(
+        "done_history",
+        Owners::Steps,
+        "SELECT workflow_step_id FROM done",
+        &format!(
+            "{} FROM done",
+            COMPLETE.select(
+                "workflow_step_id",
+                "last_sort_key",
+                true,
+                SUCCESS_METADATA,
+                "$1"
+            )
+        ),
+    );
     let sql = format!(
         "WITH {v}, \
          locked AS (SELECT task_id FROM tasker_tasks WHERE task_id IN \
@@ -243,7 +260,8 @@ async fn complete_release_count<C: ConnectionTrait>(
          done_steps = done_steps + f.n, updated_at = $1 \
          FROM finished f LEFT JOIN woken w ON w.task_id = f.task_id \
          WHERE tasker_tasks.task_id IN (SELECT task_id FROM locked) AND tasker_tasks.task_id = f.task_id \
-         RETURNING tasker_tasks.task_id, state, active_steps, done_steps, total_steps, last_sort_key) \
+         RETURNING tasker_tasks.task_id, state, active_steps, done_steps, total_steps, last_sort_key), \
+         {history} \
          SELECT {DONE} AS kind, workflow_step_id AS id, task_id, last_sort_key, attempts, next_attempt_at, \
          NULL::text AS state, NULL::integer AS active_steps, NULL::integer AS done_steps, NULL::integer AS total_steps FROM done \
          UNION ALL SELECT {READY}, workflow_step_id, task_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM released WHERE ready \
@@ -259,6 +277,8 @@ async fn record_successes<C: ConnectionTrait>(
     now: i64,
     history: &mut History,
 ) -> Result<RecordReport, StoreError> {
+    // Rows gathered earlier in the transaction come before the statement's own.
+    history.flush(db, now).await?;
     let mut done = HashMap::with_capacity(successes.len());
     let mut ready = Vec::new();
     let mut counted = Vec::new();
@@ -275,10 +295,11 @@ async fn record_successes<C: ConnectionTrait>(
     let mut report = RecordReport::default();
     for (_, step_id, _, _) in successes {
         match done.remove(&step_id.as_uuid()) {
+            // The statement wrote the history row.
             Some(row) => {
                 recorded(
                     &mut report,
-                    history,
+                    None,
                     *step_id,
                     &row,
                     COMPLETE,
@@ -301,6 +322,9 @@ fn success_metadata(attempts: u32) -> serde_json::Value {
     json!({"attempt_number": attempts})
 }
 
+/// [`success_metadata`] in SQL, over a completed row's `attempts`.
+const SUCCESS_METADATA: &str = "jsonb_build_object('attempt_number', attempts)";
+
 /// The history metadata of a recorded `outcome`, after `attempts` attempts, with its next
 /// attempt due at `next`.
 fn metadata(outcome: &StepOutcome, attempts: u32, next: Option<i64>) -> serde_json::Value {
@@ -317,11 +341,12 @@ fn metadata(outcome: &StepOutcome, attempts: u32, next: Option<i64>) -> serde_js
 }
 
 /// Notes an outcome recorded as `row` (`task_id, last_sort_key, attempts, next_attempt_at`):
-/// its history row (`metadata` from the attempts and the next attempt's time) and its place in
-/// `report`. Returns its task and the next attempt's time.
+/// its history row (`metadata` from the attempts and the next attempt's time), unless the
+/// statement wrote it (`history` is `None`), and its place in `report`. Returns its task and
+/// the next attempt's time.
 fn recorded(
     report: &mut RecordReport,
-    history: &mut History,
+    history: Option<&mut History>,
     step_id: StepId,
     row: &QueryResult,
     change: StepChange,
@@ -330,12 +355,14 @@ fn recorded(
     let task_id: Uuid = get(row, "task_id")?;
     let next: Option<i64> = get(row, "next_attempt_at")?;
     let attempts = u32::try_from(get::<i32>(row, "attempts")?).unwrap_or(0);
-    history.steps([change.row(
-        step_id.as_uuid(),
-        get(row, "last_sort_key")?,
-        true,
-        metadata(attempts, next),
-    )]);
+    if let Some(history) = history {
+        history.steps([change.row(
+            step_id.as_uuid(),
+            get(row, "last_sort_key")?,
+            true,
+            metadata(attempts, next),
+        )]);
+    }
     report.recorded.push(RecordedStep {
         step_id,
         task_id: TaskId(task_id),
@@ -456,9 +483,10 @@ pub(crate) async fn record_in<C: ConnectionTrait>(
             }
             StepOutcome::Failure(_) => FAIL,
         };
-        let (task_id, next) = recorded(&mut report, history, step_id, &row, change, |a, n| {
-            metadata(outcome, a, n)
-        })?;
+        let (task_id, next) =
+            recorded(&mut report, Some(history), step_id, &row, change, |a, n| {
+                metadata(outcome, a, n)
+            })?;
         add(
             &mut deltas,
             task_id,

@@ -359,12 +359,18 @@ fn one_history_statement(tables: &[HistoryRows<'_>]) -> Option<Statement> {
 }
 
 /// Two data-modifying CTEs, `{name}_flip` and `{name}`: the first clears the current
-/// (`most_recent`) rows in `table` of the owners whose parameters `list` names (a parameter
-/// list, so the flip finds them through the partial unique index whatever the planner guesses
-/// of the payload), the second runs `insert` after it (its one-time filter reads the flip's
+/// (`most_recent`) rows in `table` of the owners `list` names (a parameter list, so the flip
+/// finds them through the partial unique index whatever the planner guesses of the payload; or
+/// a subquery over the rows a sibling CTE changed), the second runs `insert` after it (its one-time filter reads the flip's
 /// count), so the partial unique index never sees two current rows. Data-modifying CTEs run to
 /// completion whether or not the main query reads them.
-fn flip_then_insert(name: &str, table: &str, owner: &str, list: &str, insert: &str) -> String {
+pub(crate) fn flip_then_insert(
+    name: &str,
+    table: &str,
+    owner: &str,
+    list: &str,
+    insert: &str,
+) -> String {
     format!(
         "{name}_flip AS (UPDATE {table} SET most_recent = FALSE WHERE most_recent \
          AND {owner} IN ({list}) RETURNING 1), \

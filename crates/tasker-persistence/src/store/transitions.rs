@@ -20,8 +20,8 @@ use uuid::Uuid;
 
 use super::changes::{Change, State, StepChange, TaskChange, TransitionRow, changes};
 use super::sql::{
-    Db, HistoryRows, commit, for_update, get, insert_history, insert_rows_flipping, lock_tasks,
-    max_params, params, query_in_chunks, retrying, stmt,
+    Db, HistoryRows, commit, flip_then_insert, for_update, get, insert_history,
+    insert_rows_flipping, lock_tasks, max_params, params, query_in_chunks, retrying, stmt,
 };
 use super::{ChangedStep, RecordReport, Store};
 use crate::error::StoreError;
@@ -126,6 +126,48 @@ impl History {
         )
         .await
     }
+
+    /// Whether no row was gathered.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.steps.is_empty() && self.tasks.is_empty()
+    }
+
+    /// Writes the rows gathered so far and starts afresh, before a statement that writes
+    /// history of its own (whose rows must come after these). No statement when empty.
+    pub(crate) async fn flush<C: ConnectionTrait>(
+        &mut self,
+        db: &C,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        if self.is_empty() {
+            return Ok(());
+        }
+        std::mem::take(self).write(db, now).await
+    }
+}
+
+/// Whose history a statement writes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Owners {
+    Steps,
+    Tasks,
+}
+
+/// PostgreSQL: two data-modifying CTEs, `{name}_flip` and `{name}`, that write history rows
+/// inside the statement making the changes, which saves the statement [`History::write`]
+/// would cost. `rows` yields the rows (unions of [`Change::select`](super::changes::Change::select)
+/// lists over the changed rows' CTE); `owners` is a subquery naming their owners, whose
+/// current rows are cleared first.
+pub(crate) fn history_ctes(name: &str, of: Owners, owners: &str, rows: &str) -> String {
+    let (table, columns) = match of {
+        Owners::Steps => (STEP_TRANSITIONS, &STEP_COLUMNS),
+        Owners::Tasks => (TASK_TRANSITIONS, &TASK_COLUMNS),
+    };
+    let insert = format!(
+        "INSERT INTO {table} ({}) SELECT * FROM ({rows}) AS r",
+        columns.join(", ")
+    );
+    flip_then_insert(name, table, columns[0], owners, &insert)
 }
 
 /// `rows` with only each owner's last row marked current.

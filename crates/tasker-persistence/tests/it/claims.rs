@@ -723,6 +723,130 @@ async fn a_failure_due_at_once_is_claimed_again_in_its_own_transaction_with_one_
     .await;
 }
 
+/// Whether a statement writes its own history rows (PostgreSQL's claim and recording) or the
+/// transaction writes them at its end (SQLite), the rows say the same: who claimed which
+/// attempt, the retry, the completion, the task's start and finish, each at its time.
+#[tokio::test]
+async fn claims_retries_and_completions_write_the_same_history_on_both_databases() {
+    on_each_database(|store, backend| async move {
+        let registered = register(&store, &shape("told", &[("flaky", &[])], 3)).await;
+        let created = create(&store, &registered, request_for(&registered.template)).await;
+        let first = store
+            .claim_ready_steps("w1", 10, LEASE, at(1.0))
+            .await?
+            .into_steps();
+        assert_eq!(first.len(), 1, "{backend}");
+        let failure = StepOutcome::Failure(tasker_persistence::StepFailure {
+            step_id: first[0].step_id,
+            attempt: 1,
+            error: tasker_domain::StepError::retryable("try again"),
+            retry_delay: Duration::ZERO,
+        });
+        let (_, batch) = store
+            .record_outcomes_and_claim("w1", vec![failure], at(2.0), 10, LEASE)
+            .await?;
+        let again = batch.into_steps();
+        assert_eq!(again.len(), 1, "{backend}");
+        let success = StepOutcome::Success {
+            step_id: again[0].step_id,
+            attempt: again[0].attempt,
+            results: json!({"ok": true}),
+        };
+        store.record_outcomes("w1", vec![success], at(3.0)).await?;
+
+        let rows = |history: Vec<tasker_persistence::TransitionRecord>| {
+            history
+                .into_iter()
+                .map(|t| {
+                    (
+                        t.from_state.unwrap_or_default(),
+                        t.to_state,
+                        t.sort_key,
+                        t.most_recent,
+                        t.metadata,
+                        t.created_at,
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        let row = |from: &str, to: &str, key: i32, current: bool, metadata, secs| {
+            (
+                from.to_owned(),
+                to.to_owned(),
+                key,
+                current,
+                metadata,
+                at(secs),
+            )
+        };
+        let steps = rows(store.step_transitions(first[0].step_id).await?);
+        let failed = json!({
+            "attempt_number": 1,
+            "error_message": "try again",
+            "error_code": null,
+            "retry_available": true,
+            "backoff_until": at(2.0),
+        });
+        assert_eq!(
+            steps,
+            [
+                row(
+                    "pending",
+                    "in_progress",
+                    10,
+                    false,
+                    json!({"attempt_number": 1, "claim_owner": "w1"}),
+                    1.0
+                ),
+                row("in_progress", "error", 20, false, failed, 2.0),
+                row(
+                    "error",
+                    "pending",
+                    30,
+                    false,
+                    json!({"reason": "retry", "retry_attempt": 2}),
+                    2.0
+                ),
+                row(
+                    "pending",
+                    "in_progress",
+                    40,
+                    false,
+                    json!({"attempt_number": 2, "claim_owner": "w1"}),
+                    2.0
+                ),
+                row(
+                    "in_progress",
+                    "complete",
+                    50,
+                    true,
+                    json!({"attempt_number": 2}),
+                    3.0
+                ),
+            ],
+            "{backend}"
+        );
+        let tasks = rows(store.task_transitions(created.task_id).await?);
+        assert_eq!(
+            tasks,
+            [
+                row(
+                    "pending",
+                    "in_progress",
+                    10,
+                    false,
+                    json!({"reason": "steps_claimed"}),
+                    1.0
+                ),
+                row("in_progress", "complete", 20, true, tasks[1].4.clone(), 3.0),
+            ],
+            "{backend}"
+        );
+        Ok(())
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn tasks_finished_by_one_batch_are_finalized_together_each_with_one_current_row() {
     on_each_database(|store, backend| async move {
