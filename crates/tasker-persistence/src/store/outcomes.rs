@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DbBackend, QueryResult, Value};
 use serde_json::json;
 use tasker_domain::codes;
-use tasker_domain::{StepError, StepId, StepState, TaskId};
+use tasker_domain::{StepError, StepId, StepState, TaskId, TaskState};
 use uuid::Uuid;
 
 use super::changes::{State, StepChange, changes};
@@ -20,8 +20,8 @@ use super::sql::{
     skip_locked, stmt,
 };
 use super::transitions::{
-    History, Owners, StepFlags, TaskDelta, add, apply_task_deltas, finalize_idle, history_ctes,
-    release_children,
+    History, Owners, StepFlags, TaskDelta, add, apply_task_deltas, finalized_history,
+    finalizing_set, history_ctes, release_children,
 };
 use super::{RecordReport, RecordedStep, StepFailure, StepOutcome, Store};
 use crate::error::StoreError;
@@ -207,14 +207,16 @@ const DONE: i32 = 0;
 const READY: i32 = 1;
 const COUNTED: i32 = 2;
 
-/// PostgreSQL, a batch of successes that fits one statement: the whole of recording but the
-/// finalization, in one statement, history included. It locks the steps' task rows in id order
+/// PostgreSQL, a batch of successes that fits one statement: the whole of recording in one
+/// statement, history and finalization included. It locks the steps' task rows in id order
 /// (the lock order: tasks before steps; the completion's one-time filter waits for it),
 /// completes the steps whose claims hold, decrements their children's unfinished parents and
 /// moves each task's counters: a completed step leaves `active` for `done`, a child it made
-/// ready joins `active` (children are always of their parent's task), and writes the completed
-/// steps' history rows (`done_history`). The answer is the
-/// completed rows (`kind` 0), the children made ready (1) and the tasks' counted rows (2).
+/// ready joins `active` (children are always of their parent's task), and a task left with no
+/// active step is finalized in the same update. It writes the completed steps' history rows
+/// (`done_history`) and the finalized tasks' (`final_history`). The answer is the completed rows
+/// (`kind` 0), the children made ready (1) and the tasks' counted rows (2) with their state
+/// before (`was`) and after.
 async fn complete_release_count<C: ConnectionTrait>(
     db: &C,
     successes: &[Success<'_>],
@@ -242,9 +244,15 @@ async fn complete_release_count<C: ConnectionTrait>(
             )
         ),
     );
+    // The task is final when its counters leave no step active.
+    let finalizing = finalizing_set(
+        "active_steps - f.n + COALESCE(w.n, 0) = 0",
+        "done_steps + f.n = total_steps",
+    );
+    let finalized = finalized_history("final_history", "counted");
     let sql = format!(
         "WITH {v}, \
-         locked AS (SELECT task_id FROM tasker_tasks WHERE task_id IN \
+         locked AS (SELECT task_id, state AS was FROM tasker_tasks WHERE task_id IN \
          (SELECT task_id FROM tasker_workflow_steps WHERE workflow_step_id IN ({ids})) \
          ORDER BY task_id FOR UPDATE), \
          done AS ({update}), \
@@ -257,15 +265,15 @@ async fn complete_release_count<C: ConnectionTrait>(
          finished AS (SELECT task_id, COUNT(*) AS n FROM done GROUP BY task_id), \
          woken AS (SELECT task_id, COUNT(*) AS n FROM released WHERE ready GROUP BY task_id), \
          counted AS (UPDATE tasker_tasks SET active_steps = active_steps - f.n + COALESCE(w.n, 0), \
-         done_steps = done_steps + f.n, updated_at = $1 \
-         FROM finished f LEFT JOIN woken w ON w.task_id = f.task_id \
+         done_steps = done_steps + f.n, updated_at = $1, {finalizing} \
+         FROM finished f LEFT JOIN woken w ON w.task_id = f.task_id JOIN locked l ON l.task_id = f.task_id \
          WHERE tasker_tasks.task_id IN (SELECT task_id FROM locked) AND tasker_tasks.task_id = f.task_id \
-         RETURNING tasker_tasks.task_id, state, active_steps, done_steps, total_steps, last_sort_key), \
-         {history} \
+         RETURNING tasker_tasks.task_id, tasker_tasks.state, l.was, done_steps, total_steps, last_sort_key), \
+         {history}, {finalized} \
          SELECT {DONE} AS kind, workflow_step_id AS id, task_id, last_sort_key, attempts, next_attempt_at, \
-         NULL::text AS state, NULL::integer AS active_steps, NULL::integer AS done_steps, NULL::integer AS total_steps FROM done \
-         UNION ALL SELECT {READY}, workflow_step_id, task_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM released WHERE ready \
-         UNION ALL SELECT {COUNTED}, task_id, task_id, last_sort_key, NULL, NULL, state, active_steps, done_steps, total_steps FROM counted"
+         NULL::text AS state, NULL::text AS was FROM done \
+         UNION ALL SELECT {READY}, workflow_step_id, task_id, NULL, NULL, NULL, NULL, NULL FROM released WHERE ready \
+         UNION ALL SELECT {COUNTED}, task_id, task_id, NULL, NULL, NULL, state, was FROM counted"
     );
     db.rows(stmt(DbBackend::Postgres, sql, values)).await
 }
@@ -312,9 +320,24 @@ async fn record_successes<C: ConnectionTrait>(
     // A stable order, as the statement's is not.
     ready.sort();
     report.newly_ready = ready;
+    // The statement finalized the tasks it left with no active step.
     counted.sort_by_key(|(id, _)| *id);
-    report.finalized = finalize_idle(db, counted, now, history).await?;
+    for (task_id, row) in counted {
+        let state = task_state(&row, "state")?;
+        if state != task_state(&row, "was")?
+            && matches!(state, TaskState::Complete | TaskState::Error)
+        {
+            report.finalized.push((TaskId(task_id), state));
+        }
+    }
     Ok(report)
+}
+
+/// The task state in `row`'s `column`.
+fn task_state(row: &QueryResult, column: &str) -> Result<TaskState, StoreError> {
+    get::<String>(row, column)?
+        .parse()
+        .map_err(|e| StoreError::malformed("task state", e))
 }
 
 /// The history metadata of a recorded success.

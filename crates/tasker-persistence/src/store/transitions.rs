@@ -59,6 +59,107 @@ pub(super) fn finalization(from: TaskState, all_done: bool) -> &'static [TaskCha
     }
 }
 
+/// The history metadata of a finalization's change to `to`, for a task with `done` of `total`
+/// steps done.
+fn finalization_metadata(to: TaskState, done: i32, total: i32) -> serde_json::Value {
+    match to {
+        TaskState::Complete => json!({"reason": "all_steps_done", "total_steps": total}),
+        TaskState::Error => {
+            json!({"reason": "steps_in_error", "done_steps": done, "total_steps": total})
+        }
+        _ => json!({"reason": "finalizing"}),
+    }
+}
+
+/// [`finalization_metadata`] in SQL, over a finalized task row's `done_steps` and `total_steps`.
+fn finalization_metadata_sql(to: TaskState) -> &'static str {
+    match to {
+        TaskState::Complete => {
+            "jsonb_build_object('reason', 'all_steps_done', 'total_steps', total_steps)"
+        }
+        TaskState::Error => {
+            "jsonb_build_object('reason', 'steps_in_error', 'done_steps', done_steps, 'total_steps', total_steps)"
+        }
+        _ => "jsonb_build_object('reason', 'finalizing')",
+    }
+}
+
+/// The states a task can be finalized from.
+const FINALIZED_FROM: [TaskState; 2] = [TaskState::Pending, TaskState::InProgress];
+
+/// PostgreSQL: [`finalization`] inside a statement that moves a task's counters, for an
+/// `UPDATE tasker_tasks` whose new counters leave `idle` true when no step is active and
+/// `all_done` true when every step is done (SQL over the row's old values, as `SET` sees them).
+/// `set` is the `SET` list that finalizes such a task (state, `complete`, `completed_at`, sort
+/// key; `$1` is now), unchanged otherwise.
+pub(crate) fn finalizing_set(idle: &str, all_done: &str) -> String {
+    let mut state = Vec::with_capacity(4);
+    let mut keys = Vec::with_capacity(4);
+    for from in FINALIZED_FROM {
+        for done in [true, false] {
+            let path = finalization(from, done);
+            let Some(last) = path.last() else { continue };
+            let when = format!(
+                "WHEN tasker_tasks.state = {} AND {}({all_done})",
+                from.sql(),
+                if done { "" } else { "NOT " }
+            );
+            state.push(format!("{when} THEN {}", last.to().sql()));
+            keys.push(format!("{when} THEN {}", 10 * path.len()));
+        }
+    }
+    let finalizing = format!(
+        "({idle}) AND tasker_tasks.state IN ({})",
+        FINALIZED_FROM.map(|s| s.sql()).join(", ")
+    );
+    format!(
+        "state = CASE WHEN {finalizing} THEN CASE {state} END ELSE tasker_tasks.state END, \
+         complete = CASE WHEN {finalizing} THEN ({all_done}) ELSE tasker_tasks.complete END, \
+         completed_at = CASE WHEN {finalizing} THEN $1 ELSE tasker_tasks.completed_at END, \
+         last_sort_key = tasker_tasks.last_sort_key + CASE WHEN {finalizing} THEN CASE {keys} END ELSE 0 END",
+        state = state.join(" "),
+        keys = keys.join(" "),
+    )
+}
+
+/// PostgreSQL: the history rows of the finalizations [`finalizing_set`] made, as a query over
+/// `rows`, a CTE of the updated task rows with their state before (`was`), new state, counters
+/// and sort key.
+pub(crate) fn finalized_history(name: &str, rows: &str) -> String {
+    let mut selects = Vec::new();
+    for from in FINALIZED_FROM {
+        for done in [true, false] {
+            let path = finalization(from, done);
+            let Some(last) = path.last() else { continue };
+            for (i, change) in path.iter().enumerate() {
+                let behind = 10 * (path.len() - 1 - i);
+                selects.push(format!(
+                    "{} FROM {rows} WHERE was = {} AND state = {}",
+                    change.select(
+                        "task_id",
+                        &format!("last_sort_key - {behind}"),
+                        i + 1 == path.len(),
+                        finalization_metadata_sql(change.to()),
+                        "$1"
+                    ),
+                    from.sql(),
+                    last.to().sql(),
+                ));
+            }
+        }
+    }
+    let finalized = format!(
+        "SELECT task_id FROM {rows} WHERE was IN ({}) AND state <> was",
+        FINALIZED_FROM.map(|s| s.sql()).join(", ")
+    );
+    history_ctes(
+        name,
+        Owners::Tasks,
+        &finalized,
+        &selects.join(" UNION ALL "),
+    )
+}
+
 /// The columns of a history table whose owner column is `owner`.
 const fn transition_columns(owner: &'static str) -> [&'static str; 7] {
     [
@@ -410,13 +511,7 @@ pub(crate) async fn finalize_idle<C: ConnectionTrait>(
         let mut sort_key: i32 = get(&row, "last_sort_key")?;
         for change in path {
             sort_key += 10;
-            let metadata = match change.to() {
-                TaskState::Complete => json!({"reason": "all_steps_done", "total_steps": total}),
-                TaskState::Error => {
-                    json!({"reason": "steps_in_error", "done_steps": done, "total_steps": total})
-                }
-                _ => json!({"reason": "finalizing"}),
-            };
+            let metadata = finalization_metadata(change.to(), done, total);
             history.tasks([change.row(task_id, sort_key, true, metadata)]);
         }
         finals.push(Final {

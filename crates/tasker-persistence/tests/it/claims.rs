@@ -723,9 +723,10 @@ async fn a_failure_due_at_once_is_claimed_again_in_its_own_transaction_with_one_
     .await;
 }
 
-/// Whether a statement writes its own history rows (PostgreSQL's claim and recording) or the
-/// transaction writes them at its end (SQLite), the rows say the same: who claimed which
-/// attempt, the retry, the completion, the task's start and finish, each at its time.
+/// Whether a statement writes its own history rows (PostgreSQL's claim and recording, which
+/// also finalizes) or the transaction writes them at its end (SQLite), the rows say the same:
+/// who claimed which attempt, the retry, the completion, the task's start and finish, each at
+/// its time.
 #[tokio::test]
 async fn claims_retries_and_completions_write_the_same_history_on_both_databases() {
     on_each_database(|store, backend| async move {
@@ -838,7 +839,14 @@ async fn claims_retries_and_completions_write_the_same_history_on_both_databases
                     json!({"reason": "steps_claimed"}),
                     1.0
                 ),
-                row("in_progress", "complete", 20, true, tasks[1].4.clone(), 3.0),
+                row(
+                    "in_progress",
+                    "complete",
+                    20,
+                    true,
+                    json!({"reason": "all_steps_done", "total_steps": 1}),
+                    3.0
+                ),
             ],
             "{backend}"
         );

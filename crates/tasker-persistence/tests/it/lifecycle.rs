@@ -343,6 +343,32 @@ async fn a_failing_branch_does_not_stop_independent_branches() {
             (task.done_steps, task.blocked_steps, task.active_steps),
             (2, 1, 0)
         );
+        // Finalized by the success that left nothing to run (on PostgreSQL, inside the
+        // recording's own statement).
+        let last = store
+            .task_transitions(created.task_id)
+            .await?
+            .pop()
+            .expect("the finalization's row");
+        assert_eq!(
+            (
+                last.from_state.as_deref(),
+                last.to_state.as_str(),
+                last.sort_key,
+                last.most_recent,
+                last.metadata,
+                last.created_at
+            ),
+            (
+                Some("in_progress"),
+                "error",
+                20,
+                true,
+                json!({"reason": "steps_in_error", "done_steps": 2, "total_steps": 4}),
+                at(2.0)
+            )
+        );
+        assert_eq!(task.completed_at, Some(at(2.0)));
         Ok(())
     })
     .await;
