@@ -66,9 +66,29 @@ impl Store {
         if limit == 0 || filter.named_task_ids.as_ref().is_some_and(Vec::is_empty) {
             return Ok(ClaimBatch::default());
         }
+        let now = to_micros(now);
+        if one_statement_claim(self.db_backend(), filter) {
+            // The claim is one statement, history included: no transaction around it.
+            return retrying(|| async move {
+                let mut history = History::default();
+                let batch = claim_in(
+                    self.one_statement_txn(),
+                    self.lease_clock,
+                    owner,
+                    limit,
+                    lease,
+                    now,
+                    filter,
+                    &mut history,
+                )
+                .await?;
+                debug_assert!(history.is_empty(), "the claim wrote its own history");
+                Ok(batch)
+            })
+            .await;
+        }
         retrying(|| async move {
             let txn = self.write_txn().await?;
-            let now = to_micros(now);
             let mut history = History::default();
             let batch = claim_in(
                 &txn,
@@ -568,6 +588,12 @@ fn claim_set(expiry: &str) -> String {
     )
 }
 
+/// Whether [`claim_in`] is one statement that claims, starts the tasks and writes the history:
+/// on PostgreSQL without namespace limits.
+fn one_statement_claim(backend: DbBackend, filter: &ClaimFilter) -> bool {
+    filter.limits.is_empty() && backend == DbBackend::Postgres
+}
+
 /// Claims up to `limit` (> 0) ready steps inside `txn`'s transaction, with leases on `clock`;
 /// their history rows (and those of the tasks they start) join `history`.
 #[allow(clippy::too_many_arguments)]
@@ -596,8 +622,7 @@ async fn claim_in<C: ConnectionTrait>(
     );
     // The state each candidate had, where the candidates were read apart from the claim.
     let mut retried: HashMap<Uuid, bool> = HashMap::new();
-    // One statement claims and starts the tasks: PostgreSQL without namespace limits.
-    let one_statement = filter.limits.is_empty() && backend == DbBackend::Postgres;
+    let one_statement = one_statement_claim(backend, filter);
     let claimed = if one_statement {
         only.push_str(&named_tasks_clause(&filter.paused_named_task_ids, false));
         // One statement: lock the pending tasks of the candidates (the lock order: task rows

@@ -277,7 +277,10 @@ impl Store {
         // One statement is atomic on its own: no BEGIN and COMMIT round trips around it, and
         // with `synchronous_commit` on it is durable when PostgreSQL answers.
         if let Some(statement) = one_statement(self.db_backend(), &tasks) {
-            return finish(tasks, inserted_ids(&self.db, statement).await?);
+            return finish(
+                tasks,
+                inserted_ids(self.one_statement_txn(), statement).await?,
+            );
         }
         let txn = self.write_txn().await?;
         let results = write_prepared(&txn, tasks).await?;

@@ -250,8 +250,9 @@ impl Store {
     }
 
     /// Read-write transactions this store and its clones have begun since it was opened (each
-    /// ends in one `COMMIT` or `ROLLBACK`); every store write and [`Store::begin`] is one. The
-    /// store's reads run outside transactions and are not counted here.
+    /// ends in one `COMMIT` or `ROLLBACK`, or is one statement sent on its own); every store
+    /// write and [`Store::begin`] is one. The store's reads run outside transactions and are
+    /// not counted here.
     pub fn transactions(&self) -> u64 {
         self.counters.transactions.load(Ordering::Relaxed)
     }
@@ -385,6 +386,14 @@ impl Store {
             .map_err(StoreError::db)?;
         self.counters.transactions.fetch_add(1, Ordering::Relaxed);
         Ok(txn)
+    }
+
+    /// The pool, for a write that is one statement: atomic on its own, so it needs no `BEGIN`
+    /// and `COMMIT` round trips, and durable when the database answers. Counted as a
+    /// transaction, as it is one.
+    pub(crate) fn one_statement_txn(&self) -> &DatabaseConnection {
+        self.counters.transactions.fetch_add(1, Ordering::Relaxed);
+        &self.db
     }
 }
 

@@ -855,6 +855,62 @@ async fn claims_retries_and_completions_write_the_same_history_on_both_databases
     .await;
 }
 
+/// What the engine's hot path costs in statements on PostgreSQL, which the bench's figures
+/// rest on: a claim is one statement sent on its own (it starts the task and writes the
+/// history too), a hand-off (a success and the next claim) two in one transaction, and the
+/// last success, which finalizes the task, one. SQLite writes each phase apart.
+#[tokio::test]
+async fn on_postgresql_a_claim_is_one_statement_and_a_hand_off_two() {
+    on_each_database(|store, backend| async move {
+        if backend != "postgres" {
+            return Ok(());
+        }
+        let registered = register(&store, &shape("pair", &[("a", &[]), ("b", &["a"])], 1)).await;
+        let created = create(&store, &registered, request_for(&registered.template)).await;
+        let cost = |before: (u64, u64)| {
+            (
+                store.statements() - before.0,
+                store.transactions() - before.1,
+            )
+        };
+        let before = (store.statements(), store.transactions());
+        let first = store
+            .claim_ready_steps("w", 10, LEASE, at(1.0))
+            .await?
+            .into_steps();
+        assert_eq!(first.len(), 1);
+        assert_eq!(cost(before), (1, 1), "the claim");
+        let success = |step: &tasker_persistence::ClaimedStep| StepOutcome::Success {
+            step_id: step.step_id,
+            attempt: step.attempt,
+            results: json!({}),
+        };
+        let before = (store.statements(), store.transactions());
+        let (_, batch) = store
+            .record_outcomes_and_claim("w", vec![success(&first[0])], at(2.0), 10, LEASE)
+            .await?;
+        let second = batch.into_steps();
+        assert_eq!(second.len(), 1);
+        assert_eq!(cost(before), (2, 1), "the hand-off");
+        let before = (store.statements(), store.transactions());
+        let report = store
+            .record_outcomes("w", vec![success(&second[0])], at(3.0))
+            .await?;
+        assert_eq!(report.finalized, [(created.task_id, TaskState::Complete)]);
+        assert_eq!(cost(before), (1, 1), "the last success");
+        let history = store.task_transitions(created.task_id).await?;
+        assert_eq!(
+            history
+                .iter()
+                .map(|t| (t.to_state.as_str(), t.most_recent))
+                .collect::<Vec<_>>(),
+            [("in_progress", false), ("complete", true)]
+        );
+        Ok(())
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn tasks_finished_by_one_batch_are_finalized_together_each_with_one_current_row() {
     on_each_database(|store, backend| async move {
