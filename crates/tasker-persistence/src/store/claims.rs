@@ -66,22 +66,19 @@ impl Store {
         if limit == 0 || filter.named_task_ids.as_ref().is_some_and(Vec::is_empty) {
             return Ok(ClaimBatch::default());
         }
-        let now = to_micros(now);
+        let claim = ClaimArgs {
+            clock: self.lease_clock,
+            owner,
+            limit,
+            lease,
+            now: to_micros(now),
+            filter,
+        };
         if one_statement_claim(self.db_backend(), filter) {
             // The claim is one statement, history included: no transaction around it.
             return retrying(|| async move {
                 let mut history = History::default();
-                let batch = claim_in(
-                    self.one_statement_txn(),
-                    self.lease_clock,
-                    owner,
-                    limit,
-                    lease,
-                    now,
-                    filter,
-                    &mut history,
-                )
-                .await?;
+                let batch = claim_in(self.one_statement_txn(), claim, &mut history).await?;
                 debug_assert!(history.is_empty(), "the claim wrote its own history");
                 Ok(batch)
             })
@@ -90,18 +87,8 @@ impl Store {
         retrying(|| async move {
             let txn = self.write_txn().await?;
             let mut history = History::default();
-            let batch = claim_in(
-                &txn,
-                self.lease_clock,
-                owner,
-                limit,
-                lease,
-                now,
-                filter,
-                &mut history,
-            )
-            .await?;
-            history.write(&txn, now).await?;
+            let batch = claim_in(&txn, claim, &mut history).await?;
+            history.write(&txn, claim.now).await?;
             commit(txn).await?;
             Ok(batch)
         })
@@ -195,17 +182,15 @@ impl Store {
             let batch = if claim_limit == 0 || (only_if_readied && !readied) {
                 ClaimBatch::default()
             } else {
-                claim_in(
-                    &txn,
-                    self.lease_clock,
+                let claim = ClaimArgs {
+                    clock: self.lease_clock,
                     owner,
-                    claim_limit,
+                    limit: claim_limit,
                     lease,
                     now,
                     filter,
-                    &mut history,
-                )
-                .await?
+                };
+                claim_in(&txn, claim, &mut history).await?
             };
             history.write(&txn, now).await?;
             commit(txn).await?;
@@ -594,19 +579,34 @@ fn one_statement_claim(backend: DbBackend, filter: &ClaimFilter) -> bool {
     filter.limits.is_empty() && backend == DbBackend::Postgres
 }
 
-/// Claims up to `limit` (> 0) ready steps inside `txn`'s transaction, with leases on `clock`;
-/// their history rows (and those of the tasks they start) join `history`.
-#[allow(clippy::too_many_arguments)]
-async fn claim_in<C: ConnectionTrait>(
-    txn: &C,
+/// What a claim asks for: up to `limit` (> 0) ready steps that `filter` allows, for `owner`,
+/// with leases of `lease` on `clock`, at `now` (microseconds).
+#[derive(Clone, Copy)]
+struct ClaimArgs<'a> {
     clock: LeaseClock,
-    owner: &str,
+    owner: &'a str,
     limit: usize,
     lease: Duration,
     now: i64,
-    filter: &ClaimFilter,
+    filter: &'a ClaimFilter,
+}
+
+/// Makes `claim` inside `txn`'s transaction (or as one statement of its own, where
+/// [`one_statement_claim`]); the history rows of the claims and of the tasks they start are
+/// written by the statement itself on PostgreSQL without limits, else they join `history`.
+async fn claim_in<C: ConnectionTrait>(
+    txn: &C,
+    claim: ClaimArgs<'_>,
     history: &mut History,
 ) -> Result<ClaimBatch, StoreError> {
+    let ClaimArgs {
+        clock,
+        owner,
+        limit,
+        lease,
+        now,
+        filter,
+    } = claim;
     let backend = txn.get_database_backend();
     let (expiry, lease) = clock.expiry(backend, 2, now, micros(lease));
     // Named task ids are integers the engine read from the catalogue, written inline so the
