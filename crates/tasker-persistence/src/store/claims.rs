@@ -7,6 +7,7 @@
 //! transaction ([`Store::record_outcomes_and_claim`]).
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -16,11 +17,11 @@ use tasker_domain::{StepId, TaskId, TemplateId};
 use uuid::Uuid;
 
 use super::changes::{State, changes};
+use super::history::{History, Owners, history_ctes, write_step_transitions};
 use super::outcomes::record_in;
 use super::sql::{
     Db, commit, get, micros, query_in_chunks, retrying, skip_locked, stmt, template_id,
 };
-use super::transitions::{History, Owners, history_ctes, write_step_transitions};
 use super::{
     Claim, ClaimBatch, ClaimFilter, ClaimedStep, FollowingClaim, LeaseClock, RecordReport,
     StepInputs, StepOutcome, Store,
@@ -573,6 +574,50 @@ fn claim_set(expiry: &str) -> String {
     )
 }
 
+/// The one-statement claim's history CTEs, built once: a retried step's error → pending row,
+/// each claimed step's pending → in_progress row, each started task's row.
+static CLAIM_HISTORY: LazyLock<(String, String)> = LazyLock::new(|| {
+    let step_history = history_ctes(
+        "claim_history",
+        Owners::Steps,
+        "SELECT workflow_step_id FROM claimed",
+        &format!(
+            "{} FROM claimed WHERE candidate_state = {retried} UNION ALL {} FROM claimed",
+            RETRY.select(
+                "workflow_step_id",
+                "last_sort_key - 10",
+                false,
+                "jsonb_build_object('reason', 'retry', 'retry_attempt', attempts)",
+                "$3"
+            ),
+            CLAIM.select(
+                "workflow_step_id",
+                "last_sort_key",
+                true,
+                "jsonb_build_object('attempt_number', attempts, 'claim_owner', $1::text)",
+                "$3"
+            ),
+            retried = RETRY.from().sql(),
+        ),
+    );
+    let task_history = history_ctes(
+        "start_history",
+        Owners::Tasks,
+        "SELECT task_id FROM started",
+        &format!(
+            "{} FROM started",
+            START.select(
+                "task_id",
+                "last_sort_key",
+                true,
+                "jsonb_build_object('reason', 'steps_claimed')",
+                "$3"
+            )
+        ),
+    );
+    (step_history, task_history)
+});
+
 /// Whether [`claim_in`] is one statement that claims, starts the tasks and writes the history:
 /// on PostgreSQL without namespace limits.
 fn one_statement_claim(backend: DbBackend, filter: &ClaimFilter) -> bool {
@@ -649,44 +694,7 @@ async fn claim_in<C: ConnectionTrait>(
         let ready = format!(
             "unfinished_parents = 0 AND next_attempt_at IS NOT NULL AND next_attempt_at <= $3{only}"
         );
-        let step_history = history_ctes(
-            "claim_history",
-            Owners::Steps,
-            "SELECT workflow_step_id FROM claimed",
-            &format!(
-                "{} FROM claimed WHERE candidate_state = {retried} UNION ALL {} FROM claimed",
-                RETRY.select(
-                    "workflow_step_id",
-                    "last_sort_key - 10",
-                    false,
-                    "jsonb_build_object('reason', 'retry', 'retry_attempt', attempts)",
-                    "$3"
-                ),
-                CLAIM.select(
-                    "workflow_step_id",
-                    "last_sort_key",
-                    true,
-                    "jsonb_build_object('attempt_number', attempts, 'claim_owner', $1::text)",
-                    "$3"
-                ),
-                retried = RETRY.from().sql(),
-            ),
-        );
-        let task_history = history_ctes(
-            "start_history",
-            Owners::Tasks,
-            "SELECT task_id FROM started",
-            &format!(
-                "{} FROM started",
-                START.select(
-                    "task_id",
-                    "last_sort_key",
-                    true,
-                    "jsonb_build_object('reason', 'steps_claimed')",
-                    "$3"
-                )
-            ),
-        );
+        let (step_history, task_history) = &*CLAIM_HISTORY;
         txn.rows(stmt(
             backend,
             format!(

@@ -18,8 +18,8 @@ use tasker_template::{ContextSchema, TaskTemplate};
 use uuid::Uuid;
 
 use super::changes::{State, TransitionRow, changes};
+use super::history::{write_step_transitions, write_task_transitions};
 use super::sql::{Db, commit, get, insert_rows, json, max_params, params, recordset, stmt};
-use super::transitions::{write_step_transitions, write_task_transitions};
 use super::{CreateTaskOptions, CreatedTask, RegisteredTemplate, Store, TaskRecord, Transaction};
 use crate::error::StoreError;
 use crate::time::{from_micros, to_micros};

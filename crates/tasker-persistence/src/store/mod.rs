@@ -5,6 +5,7 @@ mod api_keys;
 mod changes;
 mod claims;
 mod create;
+mod history;
 mod nodelay;
 mod notify;
 mod outcomes;

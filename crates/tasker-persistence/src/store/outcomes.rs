@@ -4,6 +4,7 @@
 //! tasks left with nothing to run.
 
 use std::collections::HashMap;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -15,13 +16,14 @@ use uuid::Uuid;
 
 use super::changes::{State, StepChange, changes};
 use super::claims::CLAIM;
+use super::history::{History, Owners, history_ctes};
 use super::sql::{
     Db, commit, get, json, lock_tasks, max_params, micros, params, query_in_chunks, retrying,
     skip_locked, stmt,
 };
 use super::transitions::{
-    History, Owners, StepFlags, TaskDelta, add, apply_task_deltas, finalized_history,
-    finalizing_set, history_ctes, release_children,
+    StepFlags, TaskDelta, add, apply_task_deltas, finalized_history, finalizing_set,
+    release_children,
 };
 use super::{RecordReport, RecordedStep, StepFailure, StepOutcome, Store};
 use crate::error::StoreError;
@@ -207,6 +209,33 @@ const DONE: i32 = 0;
 const READY: i32 = 1;
 const COUNTED: i32 = 2;
 
+/// The recording statement's parts that never change, built once: the completed steps'
+/// history CTEs, the counters' finalizing `SET` list (a task is final when its counters leave
+/// no step active), and the finalized tasks' history CTEs.
+static RECORDING_TAIL: LazyLock<(String, String, String)> = LazyLock::new(|| {
+    let history = history_ctes(
+        "done_history",
+        Owners::Steps,
+        "SELECT workflow_step_id FROM done",
+        &format!(
+            "{} FROM done",
+            COMPLETE.select(
+                "workflow_step_id",
+                "last_sort_key",
+                true,
+                SUCCESS_METADATA,
+                "$1"
+            )
+        ),
+    );
+    let finalizing = finalizing_set(
+        "active_steps - f.n + COALESCE(w.n, 0) = 0",
+        "done_steps + f.n = total_steps",
+    );
+    let finalized = finalized_history("final_history", "counted");
+    (history, finalizing, finalized)
+});
+
 /// PostgreSQL, a batch of successes that fits one statement: the whole of recording in one
 /// statement, history and finalization included. It locks the steps' task rows in id order
 /// (the lock order: tasks before steps; the completion's one-time filter waits for it),
@@ -229,27 +258,7 @@ async fn complete_release_count<C: ConnectionTrait>(
         update,
     } = completion(successes, now, " AND (SELECT COUNT(*) FROM locked) >= 0");
     let waiting = [StepState::Pending.sql(), StepState::Error.sql()].join(", ");
-    let history = history_ctes(
-        "done_history",
-        Owners::Steps,
-        "SELECT workflow_step_id FROM done",
-        &format!(
-            "{} FROM done",
-            COMPLETE.select(
-                "workflow_step_id",
-                "last_sort_key",
-                true,
-                SUCCESS_METADATA,
-                "$1"
-            )
-        ),
-    );
-    // The task is final when its counters leave no step active.
-    let finalizing = finalizing_set(
-        "active_steps - f.n + COALESCE(w.n, 0) = 0",
-        "done_steps + f.n = total_steps",
-    );
-    let finalized = finalized_history("final_history", "counted");
+    let (history, finalizing, finalized) = &*RECORDING_TAIL;
     let sql = format!(
         "WITH {v}, \
          locked AS (SELECT task_id, state AS was FROM tasker_tasks WHERE task_id IN \

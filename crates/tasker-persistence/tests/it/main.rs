@@ -7,6 +7,7 @@ mod bad_input;
 mod claims;
 mod counters;
 mod create_many;
+mod history;
 mod lease_clock;
 mod lifecycle;
 mod queries;
