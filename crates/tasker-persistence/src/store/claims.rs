@@ -504,10 +504,12 @@ async fn select_candidates<C: ConnectionTrait>(
         "unfinished_parents = 0 AND next_attempt_at IS NOT NULL AND next_attempt_at <= $1{clause}"
     );
     if backend != DbBackend::Postgres {
+        // `LIMIT +$2`, not `LIMIT $2`: SQLite compiles a statement whose limit is a bare
+        // parameter for the value bound, and compiles it again whenever another is bound.
         return txn
             .rows(stmt(
                 backend,
-                format!("SELECT workflow_step_id, state FROM tasker_workflow_steps WHERE {ready} ORDER BY next_attempt_at LIMIT $2"),
+                format!("SELECT workflow_step_id, state FROM tasker_workflow_steps WHERE {ready} ORDER BY next_attempt_at LIMIT +$2"),
                 vec![now.into(), limit.into()],
             ))
             .await;
