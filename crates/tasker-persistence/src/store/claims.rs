@@ -20,7 +20,8 @@ use super::changes::{State, changes};
 use super::history::{History, Owners, history_ctes, write_step_transitions};
 use super::outcomes::record_in;
 use super::sql::{
-    Db, commit, get, micros, query_in_chunks, retrying, skip_locked, stmt, template_id,
+    Db, STATEMENT_SEPARATOR, commit, get, micros, query_in_chunks, retrying, skip_locked, stmt,
+    template_id,
 };
 use super::{
     Claim, ClaimBatch, ClaimFilter, ClaimedStep, FollowingClaim, LeaseClock, RecordReport,
@@ -669,6 +670,8 @@ async fn claim_in<C: ConnectionTrait>(
     );
     // The state each candidate had, where the candidates were read apart from the claim.
     let mut retried: HashMap<Uuid, bool> = HashMap::new();
+    // Tasks the claim's statements started, with their new sort keys.
+    let mut started: Vec<(Uuid, i32)> = Vec::new();
     let one_statement = one_statement_claim(backend, filter);
     let claimed = if one_statement {
         only.push_str(&named_tasks_clause(&filter.paused_named_task_ids, false));
@@ -729,6 +732,59 @@ async fn claim_in<C: ConnectionTrait>(
             ],
         ))
         .await?
+    } else if filter.limits.is_empty() && backend == DbBackend::Sqlite {
+        // SQLite, one call: the candidates with the state each had (kind 0), the start of
+        // the pending tasks of those to be claimed (kind 2), then the claim (kind 1), as three
+        // statements of one string. Nothing else writes between them: SQLite has one writer,
+        // and this transaction is it. The limit is `+$4`: a bare parameter would have SQLite
+        // compile the three statements again whenever the limit bound differs from the last.
+        only.push_str(&named_tasks_clause(&filter.paused_named_task_ids, false));
+        let candidates = format!(
+            "SELECT workflow_step_id FROM tasker_workflow_steps WHERE unfinished_parents = 0 \
+             AND next_attempt_at IS NOT NULL AND next_attempt_at <= $3{only} \
+             ORDER BY next_attempt_at LIMIT +$4"
+        );
+        let rows = txn
+            .rows(stmt(
+                backend,
+                format!(
+                    "SELECT 0 AS kind, workflow_step_id, state FROM tasker_workflow_steps \
+                     WHERE workflow_step_id IN ({candidates}){STATEMENT_SEPARATOR}\
+                     UPDATE tasker_tasks SET state = {running}, last_sort_key = last_sort_key + 10, updated_at = $3 \
+                     WHERE state = {pending} AND task_id IN (SELECT task_id FROM tasker_workflow_steps \
+                     WHERE workflow_step_id IN ({candidates}) AND state IN ({ready}, {retried})) \
+                     RETURNING 2 AS kind, task_id, last_sort_key{STATEMENT_SEPARATOR}\
+                     {set} WHERE state IN ({ready}, {retried}) AND workflow_step_id IN ({candidates}) \
+                     RETURNING 1 AS kind, {CLAIM_RETURNING}, {parents}, \
+                     (SELECT t.state FROM tasker_tasks t WHERE t.task_id = tasker_workflow_steps.task_id) AS task_state",
+                    set = claim_set(&expiry),
+                    ready = CLAIM.from().sql(),
+                    retried = RETRY.from().sql(),
+                    pending = START.from().sql(),
+                    running = START.to().sql(),
+                ),
+                vec![
+                    owner.into(),
+                    lease,
+                    now.into(),
+                    i64::try_from(limit).unwrap_or(i64::MAX).into(),
+                ],
+            ))
+            .await?;
+        let mut claimed = Vec::with_capacity(rows.len() / 2);
+        for row in rows {
+            match get::<i32>(&row, "kind")? {
+                0 => {
+                    retried.insert(
+                        get(&row, "workflow_step_id")?,
+                        get::<String>(&row, "state")? == RETRY.from().name(),
+                    );
+                }
+                2 => started.push((get(&row, "task_id")?, get(&row, "last_sort_key")?)),
+                _ => claimed.push(row),
+            }
+        }
+        claimed
     } else {
         let candidates = if filter.limits.is_empty() {
             only.push_str(&named_tasks_clause(&filter.paused_named_task_ids, false));
@@ -762,8 +818,6 @@ async fn claim_in<C: ConnectionTrait>(
     };
     let mut claims = Vec::with_capacity(claimed.len());
     let mut task_ids: Vec<Uuid> = Vec::new();
-    // Tasks the claim statement started, with their new sort keys.
-    let mut started: Vec<(Uuid, i32)> = Vec::new();
     for row in &claimed {
         let step_id: Uuid = get(row, "workflow_step_id")?;
         let task_id: Uuid = get(row, "task_id")?;

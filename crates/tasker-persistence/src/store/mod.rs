@@ -142,6 +142,7 @@ pub struct Store {
 #[derive(Debug, Default)]
 struct Counters {
     statements: AtomicU64,
+    calls: AtomicU64,
     transactions: AtomicU64,
 }
 
@@ -201,9 +202,15 @@ impl Store {
             })?;
         let counters = Arc::new(Counters::default());
         let counted = counters.clone();
-        // sea-orm calls this once per statement it executes (in a transaction or not).
-        db.set_metric_callback(move |_| {
-            counted.statements.fetch_add(1, Ordering::Relaxed);
+        // sea-orm calls this once per call to the database (in a transaction or not); a call
+        // can carry several statements in one string on SQLite, each counted.
+        db.set_metric_callback(move |info| {
+            let statements = 1 + info.statement.sql.matches(sql::STATEMENT_SEPARATOR).count();
+            counted.statements.fetch_add(
+                u64::try_from(statements).unwrap_or(u64::MAX),
+                Ordering::Relaxed,
+            );
+            counted.calls.fetch_add(1, Ordering::Relaxed);
         });
         let store = Self {
             db,
@@ -248,6 +255,14 @@ impl Store {
     /// around the work to measure.
     pub fn statements(&self) -> u64 {
         self.counters.statements.load(Ordering::Relaxed)
+    }
+
+    /// Calls this store and its clones have made to the database driver for the statements of
+    /// [`Store::statements`]: one per statement, except on SQLite, where a call can carry
+    /// several statements in one string (the driver runs each connection on a thread of its
+    /// own, so every call is a hand-over to that thread and back). Counted like statements.
+    pub fn calls(&self) -> u64 {
+        self.counters.calls.load(Ordering::Relaxed)
     }
 
     /// Read-write transactions this store and its clones have begun since it was opened (each

@@ -310,6 +310,9 @@ pub(crate) async fn insert_history<C: ConnectionTrait>(
         db.exec(statement).await?;
         return Ok(());
     }
+    if backend == DbBackend::Sqlite {
+        return history_in_one_string(db, tables).await;
+    }
     for HistoryRows {
         table,
         columns,
@@ -317,6 +320,73 @@ pub(crate) async fn insert_history<C: ConnectionTrait>(
     } in tables
     {
         insert_rows_flipping(db, table, columns, rows, Some(columns[0])).await?;
+    }
+    Ok(())
+}
+
+/// What separates the statements of one SQL string sent in one call (SQLite runs them in turn,
+/// binding each `$n` to the string's n-th value); [`Store::statements`](super::Store::statements)
+/// counts each statement.
+pub(crate) const STATEMENT_SEPARATOR: &str = ";\n";
+
+/// The statements of one string can carry this many values in all before it is sent.
+const VALUES_PER_STRING: usize = 4_000;
+
+/// SQLite: every table's flips and inserts as the statements of one string, one call to the
+/// driver (its connection runs on a thread of its own, and each call is a hand-over to that
+/// thread and back). Per chunk of rows, a flip of its owners' current rows (the owners named by
+/// the parameters the insert already carries) and then the insert; a flip of an owner whose
+/// later row is in a later chunk is harmless, as only an owner's last row is current.
+async fn history_in_one_string<C: ConnectionTrait>(
+    db: &C,
+    tables: Vec<HistoryRows<'_>>,
+) -> Result<(), StoreError> {
+    let backend = DbBackend::Sqlite;
+    let mut statements: Vec<String> = Vec::new();
+    let mut values: Vec<Value> = Vec::new();
+    for HistoryRows {
+        table,
+        columns,
+        rows,
+    } in tables
+    {
+        let per_statement = (max_params(backend) / columns.len()).max(1);
+        let mut rows = rows.into_iter().peekable();
+        while rows.peek().is_some() {
+            let mut owners: Vec<String> = Vec::new();
+            let mut seen: Vec<Value> = Vec::new();
+            let mut tuples: Vec<String> = Vec::new();
+            for row in rows.by_ref().take(per_statement) {
+                let at = values.len() + 1;
+                if let Some(owner) = row.first()
+                    && !seen.contains(owner)
+                {
+                    seen.push(owner.clone());
+                    owners.push(format!("${at}"));
+                }
+                tuples.push(format!("({})", params(at, row.len())));
+                values.extend(row);
+            }
+            statements.push(format!(
+                "UPDATE {table} SET most_recent = FALSE WHERE most_recent AND {} IN ({})",
+                columns[0],
+                owners.join(", ")
+            ));
+            statements.push(format!(
+                "INSERT INTO {table} ({}) VALUES {}",
+                columns.join(", "),
+                tuples.join(", ")
+            ));
+            if values.len() >= VALUES_PER_STRING {
+                let sql = std::mem::take(&mut statements).join(STATEMENT_SEPARATOR);
+                db.exec(stmt(backend, sql, std::mem::take(&mut values)))
+                    .await?;
+            }
+        }
+    }
+    if !statements.is_empty() {
+        db.exec(stmt(backend, statements.join(STATEMENT_SEPARATOR), values))
+            .await?;
     }
     Ok(())
 }

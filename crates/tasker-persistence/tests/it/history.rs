@@ -198,3 +198,66 @@ async fn on_postgresql_a_claim_is_one_statement_and_a_hand_off_two() {
     })
     .await;
 }
+
+/// What the same path costs on SQLite, whose driver runs each connection on a thread of its
+/// own, so that every call is a hand-over to that thread and back: a claim is two calls (the
+/// candidates, the start of their pending tasks and the claim as three statements of one
+/// string; the history of both tables in another), a hand-off five, the last success five.
+#[tokio::test]
+async fn on_sqlite_a_claim_is_two_calls_and_a_hand_off_five() {
+    on_each_database(|store, backend| async move {
+        if backend != "sqlite" {
+            return Ok(());
+        }
+        let registered = register(&store, &shape("pair", &[("a", &[]), ("b", &["a"])], 1)).await;
+        let created = create(&store, &registered, request_for(&registered.template)).await;
+        let cost = |before: (u64, u64)| (store.calls() - before.0, store.statements() - before.1);
+        let before = (store.calls(), store.statements());
+        let first = store
+            .claim_ready_steps("w", 10, LEASE, at(1.0))
+            .await?
+            .into_steps();
+        assert_eq!(first.len(), 1);
+        assert_eq!(cost(before), (2, 7), "the claim: calls, statements");
+        let success = |step: &tasker_persistence::ClaimedStep| StepOutcome::Success {
+            step_id: step.step_id,
+            attempt: step.attempt,
+            results: json!({}),
+        };
+        let before = (store.calls(), store.statements());
+        let (_, batch) = store
+            .record_outcomes_and_claim("w", vec![success(&first[0])], at(2.0), 10, LEASE)
+            .await?;
+        let second = batch.into_steps();
+        assert_eq!(second.len(), 1);
+        assert_eq!(cost(before), (5, 8), "the hand-off: calls, statements");
+        let before = (store.calls(), store.statements());
+        let report = store
+            .record_outcomes("w", vec![success(&second[0])], at(3.0))
+            .await?;
+        assert_eq!(report.finalized, [(created.task_id, TaskState::Complete)]);
+        assert_eq!(cost(before), (5, 8), "the last success: calls, statements");
+        // The history the strings wrote: each owner's last row current, in order.
+        let steps = [first[0].step_id, second[0].step_id];
+        for step in steps {
+            let rows = store.step_transitions(step).await?;
+            assert_eq!(
+                rows.iter()
+                    .map(|t| (t.to_state.as_str(), t.most_recent))
+                    .collect::<Vec<_>>(),
+                [("in_progress", false), ("complete", true)],
+                "{step:?}"
+            );
+        }
+        let history = store.task_transitions(created.task_id).await?;
+        assert_eq!(
+            history
+                .iter()
+                .map(|t| (t.to_state.as_str(), t.most_recent))
+                .collect::<Vec<_>>(),
+            [("in_progress", false), ("complete", true)]
+        );
+        Ok(())
+    })
+    .await;
+}
