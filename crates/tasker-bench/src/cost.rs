@@ -1,7 +1,7 @@
 //! What a workload costs besides time: CPU time (this process's, from `getrusage`, or a worker
-//! process's, from `/proc/<pid>/stat`) and the SQL statements and transactions the store counts
-//! ([`Store::statements`], [`Store::transactions`]), each divided by the steps (or tasks) the
-//! timed part ran.
+//! process's, from `/proc/<pid>/stat`) and the SQL statements, driver calls and transactions the
+//! store counts ([`Store::statements`], [`Store::calls`], [`Store::transactions`]), each divided
+//! by the steps (or tasks) the timed part ran.
 
 // Two libc calls that only read: getrusage into a zeroed struct this function owns, and sysconf.
 #![allow(unsafe_code)]
@@ -25,33 +25,52 @@ pub(crate) struct Cost {
     pub cpu_us: f64,
     /// SQL statements (not counting `BEGIN`/`COMMIT`).
     pub statements: f64,
+    /// Calls to the database driver that carried them (several statements to a call on
+    /// SQLite); `None` where not counted (B8's workers report statements only).
+    pub calls: Option<f64>,
     /// Transactions begun.
     pub transactions: f64,
     pub per: Per,
 }
 
 impl Cost {
-    /// The JSON `extra` entries: `cpu_us_per_step`, `statements_per_step`,
-    /// `transactions_per_step` (or `_per_task`).
-    pub(crate) fn extras(&self) -> [(&'static str, f64); 3] {
-        match self.per {
+    /// The JSON `extra` entries: `cpu_us_per_step`, `statements_per_step`, `calls_per_step`
+    /// (where counted), `transactions_per_step` (or `_per_task`).
+    pub(crate) fn extras(&self) -> Vec<(&'static str, f64)> {
+        let names = match self.per {
             Per::Step => [
-                ("cpu_us_per_step", self.cpu_us),
-                ("statements_per_step", self.statements),
-                ("transactions_per_step", self.transactions),
+                "cpu_us_per_step",
+                "statements_per_step",
+                "calls_per_step",
+                "transactions_per_step",
             ],
             Per::Task => [
-                ("cpu_us_per_task", self.cpu_us),
-                ("statements_per_task", self.statements),
-                ("transactions_per_task", self.transactions),
+                "cpu_us_per_task",
+                "statements_per_task",
+                "calls_per_task",
+                "transactions_per_task",
             ],
-        }
+        };
+        [
+            Some(self.cpu_us),
+            Some(self.statements),
+            self.calls,
+            Some(self.transactions),
+        ]
+        .into_iter()
+        .zip(names)
+        .filter_map(|(value, name)| Some((name, value?)))
+        .collect()
     }
 
-    /// `cpu 212 µs, 9.60 stmt, 1.50 txn /step`, for the table.
+    /// `cpu 212 µs, 9.60 stmt in 4.00 calls, 1.50 txn /step`, for the table.
     pub(crate) fn text(&self) -> String {
+        let calls = self
+            .calls
+            .map(|calls| format!(" in {calls:.2} calls"))
+            .unwrap_or_default();
         format!(
-            "cpu {:.0} µs, {:.2} stmt, {:.2} txn /{}",
+            "cpu {:.0} µs, {:.2} stmt{calls}, {:.2} txn /{}",
             self.cpu_us,
             self.statements,
             self.transactions,
@@ -113,6 +132,7 @@ pub(crate) fn child_cpu(pid: u32) -> Result<Duration> {
 pub(crate) struct Meter {
     cpu: Duration,
     statements: u64,
+    calls: u64,
     transactions: u64,
 }
 
@@ -123,6 +143,7 @@ impl Meter {
         Ok(Self {
             cpu: process_cpu()?,
             statements: store.statements(),
+            calls: store.calls(),
             transactions: store.transactions(),
         })
     }
@@ -134,6 +155,7 @@ impl Meter {
         Ok(Cost {
             cpu_us: cpu.as_secs_f64() * 1e6 / units,
             statements: store.statements().saturating_sub(self.statements) as f64 / units,
+            calls: Some(store.calls().saturating_sub(self.calls) as f64 / units),
             transactions: store.transactions().saturating_sub(self.transactions) as f64 / units,
             per,
         })
@@ -171,10 +193,24 @@ mod tests {
         let cost = Cost {
             cpu_us: 212.4,
             statements: 9.6,
+            calls: Some(4.0),
             transactions: 1.5,
             per: Per::Task,
         };
         assert_eq!(cost.extras()[0], ("cpu_us_per_task", 212.4));
-        assert_eq!(cost.text(), "cpu 212 µs, 9.60 stmt, 1.50 txn /task");
+        assert_eq!(cost.extras()[2], ("calls_per_task", 4.0));
+        assert_eq!(
+            cost.text(),
+            "cpu 212 µs, 9.60 stmt in 4.00 calls, 1.50 txn /task"
+        );
+        // Where calls are not counted, neither the JSON nor the text names them.
+        let uncounted = Cost {
+            calls: None,
+            per: Per::Step,
+            ..cost
+        };
+        assert_eq!(uncounted.extras().len(), 3);
+        assert_eq!(uncounted.extras()[2], ("transactions_per_step", 1.5));
+        assert_eq!(uncounted.text(), "cpu 212 µs, 9.60 stmt, 1.50 txn /step");
     }
 }

@@ -173,6 +173,7 @@ async fn run_on(
         cost: Cost {
             cpu_us: cpu.as_secs_f64() * 1e6 / steps as f64,
             statements: statements as f64 / steps as f64,
+            calls: None,
             transactions: transactions as f64 / steps as f64,
             per: Per::Step,
         },

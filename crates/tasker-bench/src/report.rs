@@ -318,6 +318,7 @@ mod tests {
         let cost = Cost {
             cpu_us: 80.0,
             statements: 2.5,
+            calls: Some(2.5),
             transactions: 0.5,
             per: crate::cost::Per::Step,
         };
@@ -331,13 +332,13 @@ mod tests {
                 .lines()
                 .nth(1)
                 .unwrap()
-                .ends_with("cpu 80 µs, 2.50 stmt, 0.50 txn /step"),
+                .ends_with("cpu 80 µs, 2.50 stmt in 2.50 calls, 0.50 txn /step"),
             "{table}"
         );
         let json = figure.to_json(2);
         assert_eq!(
             json["extra"],
-            json!({"seconds": 1.0, "cpu_us_per_step": 80.0, "statements_per_step": 2.5, "transactions_per_step": 0.5})
+            json!({"seconds": 1.0, "cpu_us_per_step": 80.0, "statements_per_step": 2.5, "calls_per_step": 2.5, "transactions_per_step": 0.5})
         );
     }
 
