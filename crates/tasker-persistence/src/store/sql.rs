@@ -310,7 +310,13 @@ pub(crate) async fn insert_history<C: ConnectionTrait>(
         db.exec(statement).await?;
         return Ok(());
     }
-    if backend == DbBackend::Sqlite {
+    if backend == DbBackend::Sqlite
+        && tables
+            .iter()
+            .map(|t| t.rows.len() * t.columns.len())
+            .sum::<usize>()
+            <= max_params(backend)
+    {
         return history_in_one_string(db, tables).await;
     }
     for HistoryRows {
@@ -329,20 +335,18 @@ pub(crate) async fn insert_history<C: ConnectionTrait>(
 /// counts each statement.
 pub(crate) const STATEMENT_SEPARATOR: &str = ";\n";
 
-/// The statements of one string can carry this many values in all before it is sent.
-const VALUES_PER_STRING: usize = 4_000;
-
-/// SQLite: every table's flips and inserts as the statements of one string, one call to the
-/// driver (its connection runs on a thread of its own, and each call is a hand-over to that
-/// thread and back). Per chunk of rows, a flip of its owners' current rows (the owners named by
-/// the parameters the insert already carries) and then the insert; a flip of an owner whose
-/// later row is in a later chunk is harmless, as only an owner's last row is current.
+/// SQLite, history of at most [`max_params`] values (a hand-off's): every table's flip and
+/// insert as the statements of one string, one call to the driver (its connection runs on a
+/// thread of its own, and each call is a hand-over to that thread and back). The flip names its
+/// owners by the parameters the insert already carries. Larger batches take a call per
+/// statement: the string's text changes with every table's row count, and the driver caches
+/// prepared statements by their text, so large batches of varying sizes would be parsed again
+/// and again (SQLite looks up each `$n` of a statement by name while parsing it).
 async fn history_in_one_string<C: ConnectionTrait>(
     db: &C,
     tables: Vec<HistoryRows<'_>>,
 ) -> Result<(), StoreError> {
-    let backend = DbBackend::Sqlite;
-    let mut statements: Vec<String> = Vec::new();
+    let mut statements: Vec<String> = Vec::with_capacity(tables.len() * 2);
     let mut values: Vec<Value> = Vec::new();
     for HistoryRows {
         table,
@@ -350,43 +354,34 @@ async fn history_in_one_string<C: ConnectionTrait>(
         rows,
     } in tables
     {
-        let per_statement = (max_params(backend) / columns.len()).max(1);
-        let mut rows = rows.into_iter().peekable();
-        while rows.peek().is_some() {
-            let mut owners: Vec<String> = Vec::new();
-            let mut seen: Vec<Value> = Vec::new();
-            let mut tuples: Vec<String> = Vec::new();
-            for row in rows.by_ref().take(per_statement) {
-                let at = values.len() + 1;
-                if let Some(owner) = row.first()
-                    && !seen.contains(owner)
-                {
-                    seen.push(owner.clone());
-                    owners.push(format!("${at}"));
-                }
-                tuples.push(format!("({})", params(at, row.len())));
-                values.extend(row);
+        let mut owners: Vec<String> = Vec::new();
+        let mut seen: Vec<Value> = Vec::new();
+        let mut tuples: Vec<String> = Vec::with_capacity(rows.len());
+        for row in rows {
+            let at = values.len() + 1;
+            if let Some(owner) = row.first()
+                && !seen.contains(owner)
+            {
+                seen.push(owner.clone());
+                owners.push(format!("${at}"));
             }
-            statements.push(format!(
-                "UPDATE {table} SET most_recent = FALSE WHERE most_recent AND {} IN ({})",
-                columns[0],
-                owners.join(", ")
-            ));
-            statements.push(format!(
-                "INSERT INTO {table} ({}) VALUES {}",
-                columns.join(", "),
-                tuples.join(", ")
-            ));
-            if values.len() >= VALUES_PER_STRING {
-                let sql = std::mem::take(&mut statements).join(STATEMENT_SEPARATOR);
-                db.exec(stmt(backend, sql, std::mem::take(&mut values)))
-                    .await?;
-            }
+            tuples.push(format!("({})", params(at, row.len())));
+            values.extend(row);
         }
+        statements.push(format!(
+            "UPDATE {table} SET most_recent = FALSE WHERE most_recent AND {} IN ({})",
+            columns[0],
+            owners.join(", ")
+        ));
+        statements.push(format!(
+            "INSERT INTO {table} ({}) VALUES {}",
+            columns.join(", "),
+            tuples.join(", ")
+        ));
     }
     if !statements.is_empty() {
-        db.exec(stmt(backend, statements.join(STATEMENT_SEPARATOR), values))
-            .await?;
+        let sql = statements.join(STATEMENT_SEPARATOR);
+        db.exec(stmt(DbBackend::Sqlite, sql, values)).await?;
     }
     Ok(())
 }
