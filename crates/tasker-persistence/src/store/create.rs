@@ -19,7 +19,9 @@ use uuid::Uuid;
 
 use super::changes::{State, TransitionRow, changes};
 use super::history::{write_step_transitions, write_task_transitions};
-use super::sql::{Db, commit, get, insert_rows, json, max_params, params, recordset, stmt};
+use super::sql::{
+    Db, STATEMENT_SEPARATOR, commit, get, insert_rows, json, max_params, params, recordset, stmt,
+};
 use super::{CreateTaskOptions, CreatedTask, RegisteredTemplate, Store, TaskRecord, Transaction};
 use crate::error::StoreError;
 use crate::time::{from_micros, to_micros};
@@ -538,7 +540,8 @@ async fn write_prepared<C: ConnectionTrait>(
     tasks: Vec<PreparedTask>,
 ) -> Result<Vec<Result<CreatedTask, StoreError>>, StoreError> {
     let backend = db.get_database_backend();
-    if let Some(statement) = one_statement(backend, &tasks) {
+    if let Some(statement) = one_statement(backend, &tasks).or_else(|| one_string(backend, &tasks))
+    {
         let inserted = inserted_ids(db, statement).await?;
         return finish(tasks, inserted);
     }
@@ -682,6 +685,86 @@ fn one_statement(backend: DbBackend, tasks: &[PreparedTask]) -> Option<Statement
     Some(stmt(backend, sql, values))
 }
 
+/// On SQLite, inside the caller's transaction, the same write as [`one_statement`] in one call
+/// to the driver: three statements of one string (sqlx-sqlite runs them in turn, binding the
+/// anonymous `?` of each in order). The tasks are inserted as by the transaction path; the
+/// steps and edges are inserted from `VALUES` lists only where their task (their step) is now
+/// in the table, and a task's id is new, so the rows of a task skipped as a duplicate are left
+/// out. It answers the inserted task ids. `None` on PostgreSQL, for tasks with bypassed steps,
+/// and for a batch whose table would need more than one statement.
+fn one_string(backend: DbBackend, tasks: &[PreparedTask]) -> Option<Statement> {
+    if backend != DbBackend::Sqlite
+        || tasks.is_empty()
+        || tasks
+            .iter()
+            .any(|t| !t.step_transitions.is_empty() || !t.task_transitions.is_empty())
+    {
+        return None;
+    }
+    let fits = |columns: &[&str], rows: usize| rows * columns.len() <= SQLITE_PARAMS;
+    let steps: usize = tasks.iter().map(|t| t.step_rows.len()).sum();
+    let edges: usize = tasks.iter().map(|t| t.edge_rows.len()).sum();
+    if !fits(TASK_COLUMNS, tasks.len()) || !fits(STEP_COLUMNS, steps) || !fits(EDGE_COLUMNS, edges)
+    {
+        return None;
+    }
+    let mut values = Vec::new();
+    let mut statements = vec![format!(
+        "INSERT INTO tasker_tasks ({}) VALUES {} ON CONFLICT (identity_hash) DO NOTHING RETURNING task_id",
+        TASK_COLUMNS.join(", "),
+        placeholders(
+            TASK_COLUMNS,
+            tasks.iter().map(|t| t.task_row.clone()),
+            &mut values
+        ),
+    )];
+    // `column2` of a step row is its task's id; `column1` of an edge row its parent step's.
+    if steps > 0 {
+        statements.push(format!(
+            "INSERT INTO tasker_workflow_steps ({}) SELECT * FROM (VALUES {}) AS v \
+             WHERE EXISTS (SELECT 1 FROM tasker_tasks t WHERE t.task_id = v.column2)",
+            STEP_COLUMNS.join(", "),
+            placeholders(
+                STEP_COLUMNS,
+                tasks.iter().flat_map(|t| t.step_rows.iter().cloned()),
+                &mut values
+            ),
+        ));
+    }
+    if edges > 0 {
+        statements.push(format!(
+            "INSERT INTO tasker_workflow_step_edges ({}) SELECT * FROM (VALUES {}) AS v \
+             WHERE EXISTS (SELECT 1 FROM tasker_workflow_steps s WHERE s.workflow_step_id = v.column1)",
+            EDGE_COLUMNS.join(", "),
+            placeholders(
+                EDGE_COLUMNS,
+                tasks.iter().flat_map(|t| t.edge_rows.iter().cloned()),
+                &mut values
+            ),
+        ));
+    }
+    Some(stmt(backend, statements.join(STATEMENT_SEPARATOR), values))
+}
+
+/// `(?, ?), (?, ?)`: one group of anonymous placeholders per row of `columns`, the rows' values
+/// appended to `values` in order.
+fn placeholders(
+    columns: &[&str],
+    rows: impl IntoIterator<Item = Vec<Value>>,
+    values: &mut Vec<Value>,
+) -> String {
+    let group = format!("({})", vec!["?"; columns.len()].join(", "));
+    let mut sql = String::new();
+    for row in rows {
+        if !sql.is_empty() {
+            sql.push_str(", ");
+        }
+        sql.push_str(&group);
+        values.extend(row);
+    }
+    sql
+}
+
 /// Runs a statement that answers `task_id` rows: the ids of the tasks it inserted.
 async fn inserted_ids<C: ConnectionTrait>(
     db: &C,
@@ -730,20 +813,15 @@ fn anonymous_inserts<'a>(
     suffix: &'a str,
 ) -> impl Iterator<Item = Statement> + 'a {
     let per_statement = (SQLITE_PARAMS / columns.len()).max(1);
-    let group = format!("({})", vec!["?"; columns.len()].join(", "));
     let mut rows = rows.into_iter().peekable();
     std::iter::from_fn(move || {
         rows.peek()?;
-        let mut sql = format!("INSERT INTO {table} ({}) VALUES ", columns.join(", "));
         let mut values = Vec::with_capacity(per_statement * columns.len());
-        for (i, row) in rows.by_ref().take(per_statement).enumerate() {
-            if i > 0 {
-                sql.push_str(", ");
-            }
-            sql.push_str(&group);
-            values.extend(row);
-        }
-        sql.push_str(suffix);
+        let list = placeholders(columns, rows.by_ref().take(per_statement), &mut values);
+        let sql = format!(
+            "INSERT INTO {table} ({}) VALUES {list}{suffix}",
+            columns.join(", ")
+        );
         Some(stmt(DbBackend::Sqlite, sql, values))
     })
 }

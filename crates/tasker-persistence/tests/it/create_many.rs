@@ -212,9 +212,9 @@ async fn edge_count(store: &Store) -> u64 {
     edges
 }
 
-/// A batch with no bypassed step (on PostgreSQL one statement writes it all): a task whose
-/// identity exists, before the batch or earlier in it, is reported and leaves no row, step or
-/// edge, and every other task is stored whole.
+/// A batch with no bypassed step (on PostgreSQL one statement writes it all, on SQLite one call
+/// of three statements): a task whose identity exists, before the batch or earlier in it, is
+/// reported and leaves no row, step or edge, and every other task is stored whole.
 #[tokio::test]
 async fn a_batch_reports_each_duplicate_and_stores_the_others_whole() {
     on_each_database(|store, backend| async move {

@@ -200,18 +200,21 @@ async fn on_postgresql_a_claim_is_one_statement_and_a_hand_off_two() {
 }
 
 /// What the same path costs on SQLite, whose driver runs each connection on a thread of its
-/// own, so that every call is a hand-over to that thread and back: a claim is two calls (the
+/// own, so that every call is a hand-over to that thread and back: a creation is one call (the
+/// task, its steps and its edges as three statements of one string), a claim two (the
 /// candidates, the start of their pending tasks and the claim as three statements of one
 /// string; the history of both tables in another), a hand-off five, the last success five.
 #[tokio::test]
-async fn on_sqlite_a_claim_is_two_calls_and_a_hand_off_five() {
+async fn on_sqlite_a_creation_is_one_call_a_claim_two_and_a_hand_off_five() {
     on_each_database(|store, backend| async move {
         if backend != "sqlite" {
             return Ok(());
         }
         let registered = register(&store, &shape("pair", &[("a", &[]), ("b", &["a"])], 1)).await;
-        let created = create(&store, &registered, request_for(&registered.template)).await;
         let cost = |before: (u64, u64)| (store.calls() - before.0, store.statements() - before.1);
+        let before = (store.calls(), store.statements());
+        let created = create(&store, &registered, request_for(&registered.template)).await;
+        assert_eq!(cost(before), (1, 3), "the creation: calls, statements");
         let before = (store.calls(), store.statements());
         let first = store
             .claim_ready_steps("w", 10, LEASE, at(1.0))
