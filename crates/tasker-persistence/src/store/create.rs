@@ -718,31 +718,35 @@ fn one_string(backend: DbBackend, tasks: &[PreparedTask]) -> Option<Statement> {
             &mut values
         ),
     )];
-    // `column2` of a step row is its task's id; `column1` of an edge row its parent step's.
-    if steps > 0 {
-        statements.push(format!(
-            "INSERT INTO tasker_workflow_steps ({}) SELECT * FROM (VALUES {}) AS v \
-             WHERE EXISTS (SELECT 1 FROM tasker_tasks t WHERE t.task_id = v.column2)",
-            STEP_COLUMNS.join(", "),
-            placeholders(
-                STEP_COLUMNS,
-                tasks.iter().flat_map(|t| t.step_rows.iter().cloned()),
-                &mut values
-            ),
-        ));
-    }
-    if edges > 0 {
-        statements.push(format!(
-            "INSERT INTO tasker_workflow_step_edges ({}) SELECT * FROM (VALUES {}) AS v \
-             WHERE EXISTS (SELECT 1 FROM tasker_workflow_steps s WHERE s.workflow_step_id = v.column1)",
-            EDGE_COLUMNS.join(", "),
-            placeholders(
-                EDGE_COLUMNS,
-                tasks.iter().flat_map(|t| t.edge_rows.iter().cloned()),
-                &mut values
-            ),
-        ));
-    }
+    // Rows inserted only where `exists` finds their owner: `column2` of a step row is its
+    // task's id, `column1` of an edge row its parent step's.
+    let mut where_owned = |table: &str, columns: &[&str], rows: Vec<Vec<Value>>, exists: &str| {
+        if !rows.is_empty() {
+            statements.push(format!(
+                "INSERT INTO {table} ({}) SELECT * FROM (VALUES {}) AS v WHERE EXISTS ({exists})",
+                columns.join(", "),
+                placeholders(columns, rows, &mut values),
+            ));
+        }
+    };
+    where_owned(
+        "tasker_workflow_steps",
+        STEP_COLUMNS,
+        tasks
+            .iter()
+            .flat_map(|t| t.step_rows.iter().cloned())
+            .collect(),
+        "SELECT 1 FROM tasker_tasks t WHERE t.task_id = v.column2",
+    );
+    where_owned(
+        "tasker_workflow_step_edges",
+        EDGE_COLUMNS,
+        tasks
+            .iter()
+            .flat_map(|t| t.edge_rows.iter().cloned())
+            .collect(),
+        "SELECT 1 FROM tasker_workflow_steps s WHERE s.workflow_step_id = v.column1",
+    );
     Some(stmt(backend, statements.join(STATEMENT_SEPARATOR), values))
 }
 

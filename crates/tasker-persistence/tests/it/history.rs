@@ -143,113 +143,84 @@ async fn claims_retries_and_completions_write_the_same_history_on_both_databases
     .await;
 }
 
-/// What the engine's hot path costs in statements on PostgreSQL, which the bench's figures
-/// rest on: a claim is one statement sent on its own (it starts the task and writes the
-/// history too), a hand-off (a success and the next claim) two in one transaction, and the
-/// last success, which finalizes the task, one. SQLite writes each phase apart.
+/// What the engine's hot path costs, which the bench's figures rest on, as (driver calls,
+/// statements, transactions). On PostgreSQL a call is a statement: a creation is one sent on
+/// its own, a claim one (it starts the task and writes the history too), a hand-off (a success
+/// and the next claim) two in one transaction, and the last success, which finalizes the task,
+/// one. SQLite's driver runs each connection on a thread of its own, so that a call is a
+/// hand-over to that thread and back, and statements that need nothing from one another's
+/// answers share a call: a creation is one call (task, steps and edges), a claim two (the
+/// candidates, the start of their tasks and the claim; the history of both tables), a hand-off
+/// five, the last success five.
 #[tokio::test]
-async fn on_postgresql_a_claim_is_one_statement_and_a_hand_off_two() {
+async fn the_hot_path_costs_few_calls_on_each_database() {
     on_each_database(|store, backend| async move {
-        if backend != "postgres" {
-            return Ok(());
-        }
+        let expected = |postgres: (u64, u64, u64), sqlite: (u64, u64, u64)| {
+            if backend == "postgres" {
+                postgres
+            } else {
+                sqlite
+            }
+        };
         let registered = register(&store, &shape("pair", &[("a", &[]), ("b", &["a"])], 1)).await;
+        let reading = || (store.calls(), store.statements(), store.transactions());
+        let cost = |before: (u64, u64, u64)| {
+            let now = reading();
+            (now.0 - before.0, now.1 - before.1, now.2 - before.2)
+        };
+        let before = reading();
         let created = create(&store, &registered, request_for(&registered.template)).await;
-        let cost = |before: (u64, u64)| {
-            (
-                store.statements() - before.0,
-                store.transactions() - before.1,
-            )
-        };
-        let before = (store.statements(), store.transactions());
-        let first = store
-            .claim_ready_steps("w", 10, LEASE, at(1.0))
-            .await?
-            .into_steps();
-        assert_eq!(first.len(), 1);
-        assert_eq!(cost(before), (1, 1), "the claim");
-        let success = |step: &tasker_persistence::ClaimedStep| StepOutcome::Success {
-            step_id: step.step_id,
-            attempt: step.attempt,
-            results: json!({}),
-        };
-        let before = (store.statements(), store.transactions());
-        let (_, batch) = store
-            .record_outcomes_and_claim("w", vec![success(&first[0])], at(2.0), 10, LEASE)
-            .await?;
-        let second = batch.into_steps();
-        assert_eq!(second.len(), 1);
-        assert_eq!(cost(before), (2, 1), "the hand-off");
-        let before = (store.statements(), store.transactions());
-        let report = store
-            .record_outcomes("w", vec![success(&second[0])], at(3.0))
-            .await?;
-        assert_eq!(report.finalized, [(created.task_id, TaskState::Complete)]);
-        assert_eq!(cost(before), (1, 1), "the last success");
-        let history = store.task_transitions(created.task_id).await?;
         assert_eq!(
-            history
-                .iter()
-                .map(|t| (t.to_state.as_str(), t.most_recent))
-                .collect::<Vec<_>>(),
-            [("in_progress", false), ("complete", true)]
+            cost(before),
+            expected((1, 1, 1), (1, 3, 1)),
+            "{backend}: the creation"
         );
-        Ok(())
-    })
-    .await;
-}
-
-/// What the same path costs on SQLite, whose driver runs each connection on a thread of its
-/// own, so that every call is a hand-over to that thread and back: a creation is one call (the
-/// task, its steps and its edges as three statements of one string), a claim two (the
-/// candidates, the start of their pending tasks and the claim as three statements of one
-/// string; the history of both tables in another), a hand-off five, the last success five.
-#[tokio::test]
-async fn on_sqlite_a_creation_is_one_call_a_claim_two_and_a_hand_off_five() {
-    on_each_database(|store, backend| async move {
-        if backend != "sqlite" {
-            return Ok(());
-        }
-        let registered = register(&store, &shape("pair", &[("a", &[]), ("b", &["a"])], 1)).await;
-        let cost = |before: (u64, u64)| (store.calls() - before.0, store.statements() - before.1);
-        let before = (store.calls(), store.statements());
-        let created = create(&store, &registered, request_for(&registered.template)).await;
-        assert_eq!(cost(before), (1, 3), "the creation: calls, statements");
-        let before = (store.calls(), store.statements());
+        let before = reading();
         let first = store
             .claim_ready_steps("w", 10, LEASE, at(1.0))
             .await?
             .into_steps();
         assert_eq!(first.len(), 1);
-        assert_eq!(cost(before), (2, 7), "the claim: calls, statements");
+        assert_eq!(
+            cost(before),
+            expected((1, 1, 1), (2, 7, 1)),
+            "{backend}: the claim"
+        );
         let success = |step: &tasker_persistence::ClaimedStep| StepOutcome::Success {
             step_id: step.step_id,
             attempt: step.attempt,
             results: json!({}),
         };
-        let before = (store.calls(), store.statements());
+        let before = reading();
         let (_, batch) = store
             .record_outcomes_and_claim("w", vec![success(&first[0])], at(2.0), 10, LEASE)
             .await?;
         let second = batch.into_steps();
         assert_eq!(second.len(), 1);
-        assert_eq!(cost(before), (5, 8), "the hand-off: calls, statements");
-        let before = (store.calls(), store.statements());
+        assert_eq!(
+            cost(before),
+            expected((2, 2, 1), (5, 8, 1)),
+            "{backend}: the hand-off"
+        );
+        let before = reading();
         let report = store
             .record_outcomes("w", vec![success(&second[0])], at(3.0))
             .await?;
         assert_eq!(report.finalized, [(created.task_id, TaskState::Complete)]);
-        assert_eq!(cost(before), (5, 8), "the last success: calls, statements");
-        // The history the strings wrote: each owner's last row current, in order.
-        let steps = [first[0].step_id, second[0].step_id];
-        for step in steps {
+        assert_eq!(
+            cost(before),
+            expected((1, 1, 1), (5, 8, 1)),
+            "{backend}: the last success"
+        );
+        // The history the statements wrote: each owner's last row current, in order.
+        for step in [first[0].step_id, second[0].step_id] {
             let rows = store.step_transitions(step).await?;
             assert_eq!(
                 rows.iter()
                     .map(|t| (t.to_state.as_str(), t.most_recent))
                     .collect::<Vec<_>>(),
                 [("in_progress", false), ("complete", true)],
-                "{step:?}"
+                "{backend}: {step:?}"
             );
         }
         let history = store.task_transitions(created.task_id).await?;
@@ -258,7 +229,8 @@ async fn on_sqlite_a_creation_is_one_call_a_claim_two_and_a_hand_off_five() {
                 .iter()
                 .map(|t| (t.to_state.as_str(), t.most_recent))
                 .collect::<Vec<_>>(),
-            [("in_progress", false), ("complete", true)]
+            [("in_progress", false), ("complete", true)],
+            "{backend}"
         );
         Ok(())
     })
