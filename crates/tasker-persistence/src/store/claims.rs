@@ -17,7 +17,7 @@ use tasker_domain::{StepId, TaskId, TemplateId};
 use uuid::Uuid;
 
 use super::changes::{State, changes};
-use super::history::{History, Owners, history_ctes, write_step_transitions};
+use super::history::{History, Owners, history_ctes, write_transitions};
 use super::outcomes::record_in;
 use super::sql::{
     Db, STATEMENT_SEPARATOR, commit, get, micros, query_in_chunks, retrying, skip_locked, stmt,
@@ -342,7 +342,7 @@ impl Store {
                         json!({"reason": "released", "claim_owner": owner, "attempts": get::<i32>(row, "attempts")?}),
                     ));
                 }
-                write_step_transitions(&txn, history, now, true).await?;
+                write_transitions(&txn, Owners::Steps, history, now, true).await?;
                 commit(txn).await?;
                 Ok(released)
             }
@@ -673,6 +673,9 @@ async fn claim_in<C: ConnectionTrait>(
     // Tasks the claim's statements started, with their new sort keys.
     let mut started: Vec<(Uuid, i32)> = Vec::new();
     let one_statement = one_statement_claim(backend, filter);
+    // Whether the claim's own statements start the pending tasks of the claimed steps (else a
+    // statement after the claim starts those its rows name pending).
+    let starts_tasks = one_statement || (filter.limits.is_empty() && backend == DbBackend::Sqlite);
     let claimed = if one_statement {
         only.push_str(&named_tasks_clause(&filter.paused_named_task_ids, false));
         // One statement: lock the pending tasks of the candidates (the lock order: task rows
@@ -732,7 +735,7 @@ async fn claim_in<C: ConnectionTrait>(
             ],
         ))
         .await?
-    } else if filter.limits.is_empty() && backend == DbBackend::Sqlite {
+    } else if starts_tasks {
         // SQLite, one call: the candidates with the state each had (kind 0), the start of
         // the pending tasks of those to be claimed (kind 2), then the claim (kind 1), as three
         // statements of one string. Nothing else writes between them: SQLite has one writer,
@@ -755,8 +758,7 @@ async fn claim_in<C: ConnectionTrait>(
                      WHERE workflow_step_id IN ({candidates}) AND state IN ({ready}, {retried})) \
                      RETURNING 2 AS kind, task_id, last_sort_key{STATEMENT_SEPARATOR}\
                      {set} WHERE state IN ({ready}, {retried}) AND workflow_step_id IN ({candidates}) \
-                     RETURNING 1 AS kind, {CLAIM_RETURNING}, {parents}, \
-                     (SELECT t.state FROM tasker_tasks t WHERE t.task_id = tasker_workflow_steps.task_id) AS task_state",
+                     RETURNING 1 AS kind, {CLAIM_RETURNING}, {parents}",
                     set = claim_set(&expiry),
                     ready = CLAIM.from().sql(),
                     retried = RETRY.from().sql(),
@@ -850,7 +852,8 @@ async fn claim_in<C: ConnectionTrait>(
             {
                 started.push((task_id, sort_key));
             }
-        } else if get::<String>(row, "task_state")? == START.from().name()
+        } else if !starts_tasks
+            && get::<String>(row, "task_state")? == START.from().name()
             && !task_ids.contains(&task_id)
         {
             // Only a pending task needs starting: no statement at all when none is.

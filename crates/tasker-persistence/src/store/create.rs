@@ -18,7 +18,7 @@ use tasker_template::{ContextSchema, TaskTemplate};
 use uuid::Uuid;
 
 use super::changes::{State, TransitionRow, changes};
-use super::history::{write_step_transitions, write_task_transitions};
+use super::history::{Owners, write_transitions};
 use super::sql::{
     Db, STATEMENT_SEPARATOR, commit, get, insert_rows, json, max_params, params, recordset, stmt,
 };
@@ -619,10 +619,10 @@ async fn write_prepared<C: ConnectionTrait>(
         insert_rows(db, "tasker_workflow_step_edges", EDGE_COLUMNS, edge_rows).await?;
     }
     for (now, rows) in step_transitions {
-        write_step_transitions(db, rows, now, false).await?;
+        write_transitions(db, Owners::Steps, rows, now, false).await?;
     }
     for (now, rows) in task_transitions {
-        write_task_transitions(db, rows, now, false).await?;
+        write_transitions(db, Owners::Tasks, rows, now, false).await?;
     }
     Ok(results)
 }

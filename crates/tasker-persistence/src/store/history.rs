@@ -102,16 +102,23 @@ pub(crate) enum Owners {
     Tasks,
 }
 
+impl Owners {
+    /// Their history table and its columns (the owner's id first).
+    fn table(self) -> (&'static str, &'static [&'static str; 7]) {
+        match self {
+            Owners::Steps => (STEP_TRANSITIONS, &STEP_COLUMNS),
+            Owners::Tasks => (TASK_TRANSITIONS, &TASK_COLUMNS),
+        }
+    }
+}
+
 /// PostgreSQL: two data-modifying CTEs, `{name}_flip` and `{name}`, that write history rows
 /// inside the statement making the changes, which saves the statement [`History::write`]
 /// would cost. `rows` yields the rows (unions of [`Change::select`](super::changes::Change::select)
 /// lists over the changed rows' CTE); `owners` is a subquery naming their owners, whose
 /// current rows are cleared first.
 pub(crate) fn history_ctes(name: &str, of: Owners, owners: &str, rows: &str) -> String {
-    let (table, columns) = match of {
-        Owners::Steps => (STEP_TRANSITIONS, &STEP_COLUMNS),
-        Owners::Tasks => (TASK_TRANSITIONS, &TASK_COLUMNS),
-    };
+    let (table, columns) = of.table();
     let insert = format!(
         "INSERT INTO {table} ({}) SELECT * FROM ({rows}) AS r",
         columns.join(", ")
@@ -129,38 +136,15 @@ fn current_last(mut rows: Vec<TransitionRow>) -> Vec<TransitionRow> {
     rows
 }
 
-/// Writes step history rows; `flip` first clears the steps' current `most_recent` rows.
-pub(crate) async fn write_step_transitions<C: ConnectionTrait>(
+/// Writes history rows of `of`; `flip` first clears their owners' current `most_recent` rows.
+pub(crate) async fn write_transitions<C: ConnectionTrait>(
     db: &C,
+    of: Owners,
     rows: Vec<TransitionRow>,
     now: i64,
     flip: bool,
 ) -> Result<(), StoreError> {
+    let (table, columns) = of.table();
     let rows = transition_values(rows, now);
-    insert_rows_flipping(
-        db,
-        STEP_TRANSITIONS,
-        &STEP_COLUMNS,
-        rows,
-        flip.then_some(STEP_COLUMNS[0]),
-    )
-    .await
-}
-
-/// Writes task history rows; `flip` first clears the tasks' current `most_recent` rows.
-pub(crate) async fn write_task_transitions<C: ConnectionTrait>(
-    db: &C,
-    rows: Vec<TransitionRow>,
-    now: i64,
-    flip: bool,
-) -> Result<(), StoreError> {
-    let rows = transition_values(rows, now);
-    insert_rows_flipping(
-        db,
-        TASK_TRANSITIONS,
-        &TASK_COLUMNS,
-        rows,
-        flip.then_some(TASK_COLUMNS[0]),
-    )
-    .await
+    insert_rows_flipping(db, table, columns, rows, flip.then_some(columns[0])).await
 }

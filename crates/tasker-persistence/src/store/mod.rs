@@ -203,9 +203,15 @@ impl Store {
         let counters = Arc::new(Counters::default());
         let counted = counters.clone();
         // sea-orm calls this once per call to the database (in a transaction or not); a call
-        // can carry several statements in one string on SQLite, each counted.
+        // can carry several statements in one string on SQLite, each counted. PostgreSQL's
+        // statements are never read for separators.
+        let strings = url.starts_with("sqlite");
         db.set_metric_callback(move |info| {
-            let statements = 1 + info.statement.sql.matches(sql::STATEMENT_SEPARATOR).count();
+            let statements = if strings {
+                1 + info.statement.sql.matches(sql::STATEMENT_SEPARATOR).count()
+            } else {
+                1
+            };
             counted.statements.fetch_add(
                 u64::try_from(statements).unwrap_or(u64::MAX),
                 Ordering::Relaxed,

@@ -19,9 +19,7 @@ use tasker_state_machine::{StepGuard, TaskGuard, Transition, TransitionOutcome, 
 use uuid::Uuid;
 
 use super::changes::{Change, State, StepChange, TaskChange, TransitionRow, changes};
-use super::history::{
-    History, Owners, history_ctes, write_step_transitions, write_task_transitions,
-};
+use super::history::{History, Owners, history_ctes, write_transitions};
 use super::sql::{
     Db, commit, for_update, get, lock_tasks, max_params, params, query_in_chunks, retrying, stmt,
 };
@@ -555,8 +553,9 @@ impl Store {
                 "changed",
             ));
         }
-        write_step_transitions(
+        write_transitions(
             &txn,
+            Owners::Steps,
             vec![Change::checked(&transition).row(step_id.as_uuid(), sort_key, true, metadata)],
             now,
             true,
@@ -693,8 +692,9 @@ impl Store {
                 "changed",
             ));
         }
-        write_task_transitions(
+        write_transitions(
             &txn,
+            Owners::Tasks,
             vec![Change::checked(&transition).row(task_id.as_uuid(), sort_key, true, metadata)],
             now,
             true,
@@ -795,8 +795,9 @@ async fn reopen_in<C: ConnectionTrait>(
     let Some(row) = row else {
         return Ok(false);
     };
-    write_task_transitions(
+    write_transitions(
         db,
+        Owners::Tasks,
         vec![REOPEN.row(
             task_id.as_uuid(),
             get(&row, "last_sort_key")?,
@@ -857,7 +858,7 @@ async fn cancel_steps<C: ConnectionTrait>(
         vec![task_id.as_uuid().into()],
     ))
     .await?;
-    write_step_transitions(db, history, now, true).await?;
+    write_transitions(db, Owners::Steps, history, now, true).await?;
     changed.sort_by_key(|c| c.position);
     Ok(changed)
 }
@@ -894,7 +895,7 @@ async fn reset_blocked_steps<C: ConnectionTrait>(
         RESET,
         json!({"reason": "task_retry", "retry_attempt": 0}),
     )?;
-    write_step_transitions(db, history, now, true).await?;
+    write_transitions(db, Owners::Steps, history, now, true).await?;
     let mut changed = changed_steps(&rows, RESET)?;
     changed.sort_by_key(|c| c.position);
     Ok(changed)

@@ -597,11 +597,6 @@ async fn a_recording_claims_only_if_its_outcomes_readied_a_step_when_asked_to() 
         .await;
         let single = register(&store, &shape("single", &[("only", &[])], 3)).await;
         let created = create(&store, &chain, request_for(&chain.template)).await;
-        let success = |step: &tasker_persistence::ClaimedStep| StepOutcome::Success {
-            step_id: step.step_id,
-            attempt: step.attempt,
-            results: json!({}),
-        };
         let first = store
             .claim_ready_steps("w", 10, LEASE, t0())
             .await?
@@ -616,7 +611,12 @@ async fn a_recording_claims_only_if_its_outcomes_readied_a_step_when_asked_to() 
         };
         // `first` releases `last`: claimed in the same transaction.
         let (report, batch) = store
-            .record_outcomes_and_claim_with("w", [success(&first[0])], at(1.0), readied_only)
+            .record_outcomes_and_claim_with(
+                "w",
+                [success(&first[0], json!({}))],
+                at(1.0),
+                readied_only,
+            )
             .await?;
         assert_eq!(report.newly_ready, [step_id(&created, "last")], "{backend}");
         let last = batch.into_steps();
@@ -625,7 +625,12 @@ async fn a_recording_claims_only_if_its_outcomes_readied_a_step_when_asked_to() 
         // so this transaction leaves it.
         let other = create(&store, &single, request_for(&single.template)).await;
         let (report, batch) = store
-            .record_outcomes_and_claim_with("w", [success(&last[0])], at(2.0), readied_only)
+            .record_outcomes_and_claim_with(
+                "w",
+                [success(&last[0], json!({}))],
+                at(2.0),
+                readied_only,
+            )
             .await?;
         assert_eq!(
             report.finalized,

@@ -186,14 +186,9 @@ async fn the_hot_path_costs_few_calls_on_each_database() {
             expected((1, 1, 1), (2, 7, 1)),
             "{backend}: the claim"
         );
-        let success = |step: &tasker_persistence::ClaimedStep| StepOutcome::Success {
-            step_id: step.step_id,
-            attempt: step.attempt,
-            results: json!({}),
-        };
         let before = reading();
         let (_, batch) = store
-            .record_outcomes_and_claim("w", vec![success(&first[0])], at(2.0), 10, LEASE)
+            .record_outcomes_and_claim("w", vec![success(&first[0], json!({}))], at(2.0), 10, LEASE)
             .await?;
         let second = batch.into_steps();
         assert_eq!(second.len(), 1);
@@ -204,7 +199,7 @@ async fn the_hot_path_costs_few_calls_on_each_database() {
         );
         let before = reading();
         let report = store
-            .record_outcomes("w", vec![success(&second[0])], at(3.0))
+            .record_outcomes("w", vec![success(&second[0], json!({}))], at(3.0))
             .await?;
         assert_eq!(report.finalized, [(created.task_id, TaskState::Complete)]);
         assert_eq!(

@@ -12,14 +12,6 @@ use crate::support::*;
 
 const LEASE: Duration = Duration::from_secs(30);
 
-fn success(claimed: &tasker_persistence::ClaimedStep, results: serde_json::Value) -> StepOutcome {
-    StepOutcome::Success {
-        step_id: claimed.step_id,
-        attempt: claimed.attempt,
-        results,
-    }
-}
-
 fn failure(
     claimed: &tasker_persistence::ClaimedStep,
     error: StepError,

@@ -148,3 +148,15 @@ pub(crate) fn step_id(created: &CreatedTask, name: &str) -> tasker_domain::StepI
         .map(|(_, id)| *id)
         .unwrap()
 }
+
+/// The success of `claimed`'s attempt with `results`.
+pub(crate) fn success(
+    claimed: &tasker_persistence::ClaimedStep,
+    results: serde_json::Value,
+) -> tasker_persistence::StepOutcome {
+    tasker_persistence::StepOutcome::Success {
+        step_id: claimed.step_id,
+        attempt: claimed.attempt,
+        results,
+    }
+}
