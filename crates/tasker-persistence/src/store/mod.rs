@@ -5,6 +5,7 @@ mod api_keys;
 mod changes;
 mod claims;
 mod create;
+mod handoff;
 mod history;
 mod nodelay;
 mod notify;
