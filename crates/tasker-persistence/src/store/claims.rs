@@ -17,7 +17,6 @@ use tasker_domain::{StepId, TaskId, TemplateId};
 use uuid::Uuid;
 
 use super::changes::{State, changes};
-use super::handoff::{self, HandOffClaim};
 use super::history::{History, Owners, history_ctes, write_transitions};
 use super::outcomes::record_in;
 use super::sql::{
@@ -167,26 +166,8 @@ impl Store {
         let failed = outcomes
             .iter()
             .any(|outcome| matches!(outcome, StepOutcome::Failure(_)));
-        let backend = self.db_backend();
         retrying(|| async move {
             let txn = self.write_txn().await?;
-            // SQLite: a small batch of successes and the claim in one call.
-            if let Some(successes) = handoff::one_call(backend, owner, outcomes, filter) {
-                let claim = (claim_limit > 0).then_some(HandOffClaim {
-                    clock: self.lease_clock,
-                    limit: claim_limit,
-                    lease,
-                    filter,
-                    only_if_readied,
-                });
-                let mut history = History::default();
-                let done =
-                    handoff::record_and_claim(&txn, owner, &successes, now, claim, &mut history)
-                        .await?;
-                history.write(&txn, now).await?;
-                commit(txn).await?;
-                return Ok(done);
-            }
             if claim_limit > 0 {
                 // Limit locks come before the row locks recording takes (the lock order).
                 lock_limits(&txn, filter).await?;
@@ -425,30 +406,6 @@ impl Store {
             })
             .collect()
     }
-}
-
-/// The conditions `filter` puts on a candidate step: only steps of the named tasks it allows.
-/// Named task ids are integers the engine read from the catalogue, written inline so the
-/// statement's parameters stay the same.
-fn allowed_clause(filter: &ClaimFilter) -> String {
-    match &filter.named_task_ids {
-        None => String::new(),
-        Some(ids) => named_tasks_clause(ids, true),
-    }
-}
-
-/// [`allowed_clause`] without namespace limits: also never steps of paused named tasks.
-pub(super) fn unlimited_clause(filter: &ClaimFilter) -> String {
-    allowed_clause(filter) + &named_tasks_clause(&filter.paused_named_task_ids, false)
-}
-
-/// The claimed rows' `parent_results` column: each parent's results by name.
-pub(super) fn parents_column(backend: DbBackend) -> String {
-    format!(
-        "(SELECT {} FROM tasker_workflow_step_edges e \
-         WHERE e.to_step_id = tasker_workflow_steps.workflow_step_id) AS parent_results",
-        parents_json(backend)
-    )
 }
 
 /// ` AND [NOT] EXISTS (...)`: only (or never) steps of tasks of these named tasks. An empty
@@ -700,12 +657,17 @@ async fn claim_in<C: ConnectionTrait>(
     } = claim;
     let backend = txn.get_database_backend();
     let (expiry, lease) = clock.expiry(backend, 2, now, micros(lease));
-    let only = if filter.limits.is_empty() {
-        unlimited_clause(filter)
-    } else {
-        allowed_clause(filter)
+    // Named task ids are integers the engine read from the catalogue, written inline so the
+    // statement's parameters stay the same.
+    let mut only = match &filter.named_task_ids {
+        None => String::new(),
+        Some(ids) => named_tasks_clause(ids, true),
     };
-    let parents = parents_column(backend);
+    let parents = format!(
+        "(SELECT {} FROM tasker_workflow_step_edges e \
+         WHERE e.to_step_id = tasker_workflow_steps.workflow_step_id) AS parent_results",
+        parents_json(backend)
+    );
     // The state each candidate had, where the candidates were read apart from the claim.
     let mut retried: HashMap<Uuid, bool> = HashMap::new();
     // Tasks the claim's statements started, with their new sort keys.
@@ -715,6 +677,7 @@ async fn claim_in<C: ConnectionTrait>(
     // statement after the claim starts those its rows name pending).
     let starts_tasks = one_statement || (filter.limits.is_empty() && backend == DbBackend::Sqlite);
     let claimed = if one_statement {
+        only.push_str(&named_tasks_clause(&filter.paused_named_task_ids, false));
         // One statement: lock the pending tasks of the candidates (the lock order: task rows
         // before step rows; the candidates' one-time filter waits for it), take the candidates
         // with SKIP LOCKED, and start their attempts. The tasks are found by the candidates'
@@ -764,20 +727,69 @@ async fn claim_in<C: ConnectionTrait>(
                 pending_step = CLAIM.from().sql(),
                 retried = RETRY.from().sql(),
             ),
-            claim_values(owner, lease, now, limit),
+            vec![
+                owner.into(),
+                lease,
+                now.into(),
+                i64::try_from(limit).unwrap_or(i64::MAX).into(),
+            ],
         ))
         .await?
     } else if starts_tasks {
+        // SQLite, one call: the candidates with the state each had (kind 0), the start of
+        // the pending tasks of those to be claimed (kind 2), then the claim (kind 1), as three
+        // statements of one string. Nothing else writes between them: SQLite has one writer,
+        // and this transaction is it. The limit is `+$4`: a bare parameter would have SQLite
+        // compile the three statements again whenever the limit bound differs from the last.
+        only.push_str(&named_tasks_clause(&filter.paused_named_task_ids, false));
+        let candidates = format!(
+            "SELECT workflow_step_id FROM tasker_workflow_steps WHERE unfinished_parents = 0 \
+             AND next_attempt_at IS NOT NULL AND next_attempt_at <= $3{only} \
+             ORDER BY next_attempt_at LIMIT +$4"
+        );
         let rows = txn
             .rows(stmt(
                 backend,
-                sqlite_claim(&expiry, &only, &parents),
-                claim_values(owner, lease, now, limit),
+                format!(
+                    "SELECT 0 AS kind, workflow_step_id, state FROM tasker_workflow_steps \
+                     WHERE workflow_step_id IN ({candidates}){STATEMENT_SEPARATOR}\
+                     UPDATE tasker_tasks SET state = {running}, last_sort_key = last_sort_key + 10, updated_at = $3 \
+                     WHERE state = {pending} AND task_id IN (SELECT task_id FROM tasker_workflow_steps \
+                     WHERE workflow_step_id IN ({candidates}) AND state IN ({ready}, {retried})) \
+                     RETURNING 2 AS kind, task_id, last_sort_key{STATEMENT_SEPARATOR}\
+                     {set} WHERE state IN ({ready}, {retried}) AND workflow_step_id IN ({candidates}) \
+                     RETURNING 1 AS kind, {CLAIM_RETURNING}, {parents}",
+                    set = claim_set(&expiry),
+                    ready = CLAIM.from().sql(),
+                    retried = RETRY.from().sql(),
+                    pending = START.from().sql(),
+                    running = START.to().sql(),
+                ),
+                vec![
+                    owner.into(),
+                    lease,
+                    now.into(),
+                    i64::try_from(limit).unwrap_or(i64::MAX).into(),
+                ],
             ))
             .await?;
-        sqlite_claim_rows(rows, &mut retried, &mut started)?
+        let mut claimed = Vec::with_capacity(rows.len() / 2);
+        for row in rows {
+            match get::<i32>(&row, "kind")? {
+                0 => {
+                    retried.insert(
+                        get(&row, "workflow_step_id")?,
+                        get::<String>(&row, "state")? == RETRY.from().name(),
+                    );
+                }
+                2 => started.push((get(&row, "task_id")?, get(&row, "last_sort_key")?)),
+                _ => claimed.push(row),
+            }
+        }
+        claimed
     } else {
         let candidates = if filter.limits.is_empty() {
+            only.push_str(&named_tasks_clause(&filter.paused_named_task_ids, false));
             select_candidates(txn, &only, now, limit).await?
         } else {
             limited_candidates(txn, filter, &only, now, limit).await?
@@ -806,108 +818,6 @@ async fn claim_in<C: ConnectionTrait>(
         )
         .await?
     };
-    let rows = ClaimRows {
-        claimed,
-        retried,
-        started,
-    };
-    finish_claim(txn, owner, now, rows, one_statement, starts_tasks, history).await
-}
-
-/// The first values of a claim's statements: `$1` owner, `$2` lease (as the expiry uses it),
-/// `$3` now, `$4` limit.
-pub(super) fn claim_values(owner: &str, lease: Value, now: i64, limit: usize) -> Vec<Value> {
-    vec![
-        owner.into(),
-        lease,
-        now.into(),
-        i64::try_from(limit).unwrap_or(i64::MAX).into(),
-    ]
-}
-
-/// SQLite: a claim as one string of three statements (parameters as [`claim_values`]): the
-/// candidates with the state each had (kind 0), the start of the pending tasks of those to be
-/// claimed (kind 2), then the claim (kind 1). Nothing else writes between them: SQLite has one
-/// writer, and the transaction running them is it. `only` is the candidates' further
-/// conditions, `parents` the claimed rows' parent results. The limit is `+$4`: a bare parameter
-/// would have SQLite compile the three statements again whenever the limit bound differs from
-/// the last.
-pub(super) fn sqlite_claim(expiry: &str, only: &str, parents: &str) -> String {
-    let candidates = format!(
-        "SELECT workflow_step_id FROM tasker_workflow_steps WHERE unfinished_parents = 0 \
-         AND next_attempt_at IS NOT NULL AND next_attempt_at <= $3{only} \
-         ORDER BY next_attempt_at LIMIT +$4"
-    );
-    format!(
-        "SELECT 0 AS kind, workflow_step_id, state FROM tasker_workflow_steps \
-         WHERE workflow_step_id IN ({candidates}){STATEMENT_SEPARATOR}\
-         UPDATE tasker_tasks SET state = {running}, last_sort_key = last_sort_key + 10, updated_at = $3 \
-         WHERE state = {pending} AND task_id IN (SELECT task_id FROM tasker_workflow_steps \
-         WHERE workflow_step_id IN ({candidates}) AND state IN ({ready}, {retried})) \
-         RETURNING 2 AS kind, task_id, last_sort_key{STATEMENT_SEPARATOR}\
-         {set} WHERE state IN ({ready}, {retried}) AND workflow_step_id IN ({candidates}) \
-         RETURNING 1 AS kind, {CLAIM_RETURNING}, {parents}",
-        set = claim_set(expiry),
-        ready = CLAIM.from().sql(),
-        retried = RETRY.from().sql(),
-        pending = START.from().sql(),
-        running = START.to().sql(),
-    )
-}
-
-/// The claimed rows among `rows` of a [`sqlite_claim`] string (kind 1); the candidates' prior
-/// states (kind 0) join `retried` and the started tasks (kind 2) `started`.
-pub(super) fn sqlite_claim_rows(
-    rows: Vec<QueryResult>,
-    retried: &mut HashMap<Uuid, bool>,
-    started: &mut Vec<(Uuid, i32)>,
-) -> Result<Vec<QueryResult>, StoreError> {
-    let mut claimed = Vec::with_capacity(rows.len() / 2);
-    for row in rows {
-        match get::<i32>(&row, "kind")? {
-            0 => {
-                retried.insert(
-                    get(&row, "workflow_step_id")?,
-                    get::<String>(&row, "state")? == RETRY.from().name(),
-                );
-            }
-            2 => started.push((get(&row, "task_id")?, get(&row, "last_sort_key")?)),
-            _ => claimed.push(row),
-        }
-    }
-    Ok(claimed)
-}
-
-/// A claim's rows as its statements returned them, before they become a [`ClaimBatch`].
-#[derive(Default)]
-pub(super) struct ClaimRows {
-    /// The claimed steps' rows.
-    pub claimed: Vec<QueryResult>,
-    /// The state each candidate had (`true`: in error, so a retry), where the candidates were
-    /// read apart from the claim.
-    pub retried: HashMap<Uuid, bool>,
-    /// Tasks the claim's statements started, with their new sort keys.
-    pub started: Vec<(Uuid, i32)>,
-}
-
-/// The [`ClaimBatch`] of a claim's `rows`, for `owner` at `now`; the claims' history rows and
-/// those of the tasks they start join `history`, unless the claim was `one_statement` (which
-/// wrote its own). Unless its statements `starts_tasks`, the pending tasks of the claimed
-/// steps are started here.
-pub(super) async fn finish_claim<C: ConnectionTrait>(
-    txn: &C,
-    owner: &str,
-    now: i64,
-    rows: ClaimRows,
-    one_statement: bool,
-    starts_tasks: bool,
-    history: &mut History,
-) -> Result<ClaimBatch, StoreError> {
-    let ClaimRows {
-        claimed,
-        retried,
-        mut started,
-    } = rows;
     let mut claims = Vec::with_capacity(claimed.len());
     let mut task_ids: Vec<Uuid> = Vec::new();
     for row in &claimed {

@@ -5,7 +5,6 @@ mod api_keys;
 mod changes;
 mod claims;
 mod create;
-mod handoff;
 mod history;
 mod nodelay;
 mod notify;

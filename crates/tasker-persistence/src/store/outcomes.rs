@@ -16,7 +16,6 @@ use uuid::Uuid;
 
 use super::changes::{State, StepChange, changes};
 use super::claims::CLAIM;
-use super::handoff;
 use super::history::{History, Owners, history_ctes};
 use super::sql::{
     Db, commit, get, json, lock_tasks, max_params, micros, params, query_in_chunks, retrying,
@@ -26,7 +25,7 @@ use super::transitions::{
     StepFlags, TaskDelta, add, apply_task_deltas, finalized_history, finalizing_set,
     release_children,
 };
-use super::{ClaimFilter, RecordReport, RecordedStep, StepFailure, StepOutcome, Store};
+use super::{RecordReport, RecordedStep, StepFailure, StepOutcome, Store};
 use crate::error::StoreError;
 use crate::time::{from_micros, to_micros};
 
@@ -47,25 +46,12 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<RecordReport, StoreError> {
         let outcomes = outcomes.as_ref();
-        let backend = self.db_backend();
-        let unfiltered = ClaimFilter::default();
-        let one_call = handoff::one_call(backend, owner, outcomes, &unfiltered);
-        let one_call = one_call.as_deref();
         retrying(|| async move {
             let txn = self.write_txn().await?;
+            let claimed = outcomes.iter().map(|o| (owner, o)).collect();
             let now = to_micros(now);
             let mut history = History::default();
-            let report = match one_call {
-                Some(successes) => {
-                    handoff::record_and_claim(&txn, owner, successes, now, None, &mut history)
-                        .await?
-                        .0
-                }
-                None => {
-                    let claimed = outcomes.iter().map(|o| (owner, o)).collect();
-                    record_in(&txn, claimed, now, &mut history).await?
-                }
-            };
+            let report = record_in(&txn, claimed, now, &mut history).await?;
             history.write(&txn, now).await?;
             commit(txn).await?;
             Ok(report)
@@ -143,35 +129,25 @@ fn completions_per_statement(backend: DbBackend) -> usize {
 }
 
 /// A success to record: `(owner, step, attempt, results)`.
-pub(super) type Success<'a> = (&'a str, StepId, u32, &'a serde_json::Value);
+type Success<'a> = (&'a str, StepId, u32, &'a serde_json::Value);
 
 /// One completion statement's parts.
-pub(super) struct Completion {
-    /// Its parameters: those given, then four per success.
-    pub values: Vec<Value>,
+struct Completion {
+    /// Its parameters: `$1` now, then four per success.
+    values: Vec<Value>,
     /// The `v` CTE of the successes.
-    pub v: String,
+    v: String,
     /// The step ids as a list of their parameters (`$2, $6, …`): an indexable condition, so
     /// the statement reads the steps by primary key whatever the planner estimates of `v`.
-    pub ids: String,
-    /// The condition on a step row (joined with `v`) that its claim holds.
-    pub holds: String,
-    /// The `UPDATE` that completes the steps whose claims hold, returning the completed rows
-    /// (`kind`, then the columns [`recorded`] reads).
-    pub update: String,
+    ids: String,
+    /// The `UPDATE` that completes the steps whose claims hold, returning the completed rows.
+    update: String,
 }
 
-/// The [`Completion`] of `chunk`, its parameters after `values` (which hold `now`, the
-/// parameter named so), with `and` added to the update's condition and `kind` as the returned
-/// rows' kind.
-pub(super) fn completion(
-    chunk: &[Success<'_>],
-    mut values: Vec<Value>,
-    now: &str,
-    and: &str,
-    kind: i32,
-) -> Completion {
-    values.reserve(chunk.len() * 4);
+/// The [`Completion`] of `chunk`, with `and` added to the update's condition.
+fn completion(chunk: &[Success<'_>], now: i64, and: &str) -> Completion {
+    let mut values: Vec<Value> = Vec::with_capacity(1 + chunk.len() * 4);
+    values.push(now.into());
     let mut tuples = Vec::with_capacity(chunk.len());
     let mut ids = Vec::with_capacity(chunk.len());
     for (owner, step_id, attempt, results) in chunk {
@@ -187,23 +163,20 @@ pub(super) fn completion(
         tuples.join(", ")
     );
     let ids = ids.join(", ");
-    let holds = format!(
-        "workflow_step_id IN ({ids}) AND workflow_step_id = v.column1 AND state = {from} \
-         AND attempts = v.column2 AND claim_owner = v.column3",
-        from = COMPLETE.from().sql(),
-    );
     let update = format!(
-        "UPDATE tasker_workflow_steps SET state = {to}, processed = TRUE, processed_at = {now}, \
-         results = v.column4, in_process = FALSE, claim_owner = NULL, lease_expires_at = NULL, updated_at = {now}, \
-         last_sort_key = last_sort_key + 10 FROM v WHERE {holds}{and} \
-         RETURNING {kind} AS kind, workflow_step_id, task_id, last_sort_key, attempts, next_attempt_at",
+        "UPDATE tasker_workflow_steps SET state = {to}, processed = TRUE, processed_at = $1, \
+         results = v.column4, in_process = FALSE, claim_owner = NULL, lease_expires_at = NULL, updated_at = $1, \
+         last_sort_key = last_sort_key + 10 FROM v \
+         WHERE workflow_step_id IN ({ids}) AND workflow_step_id = v.column1 AND state = {from} \
+         AND attempts = v.column2 AND claim_owner = v.column3{and} \
+         RETURNING workflow_step_id, task_id, last_sort_key, attempts, next_attempt_at",
+        from = COMPLETE.from().sql(),
         to = COMPLETE.to().sql(),
     );
     Completion {
         values,
         v,
         ids,
-        holds,
         update,
     }
 }
@@ -220,7 +193,7 @@ async fn complete_together<C: ConnectionTrait>(
     for chunk in successes.chunks(completions_per_statement(backend)) {
         let Completion {
             values, v, update, ..
-        } = completion(chunk, vec![now.into()], "$1", "", DONE);
+        } = completion(chunk, now, "");
         for row in db
             .rows(stmt(backend, format!("WITH {v} {update}"), values))
             .await?
@@ -258,7 +231,6 @@ static RECORDING_TAIL: LazyLock<(String, String, String)> = LazyLock::new(|| {
     let finalizing = finalizing_set(
         "active_steps - f.n + COALESCE(w.n, 0) = 0",
         "done_steps + f.n = total_steps",
-        "$1",
     );
     let finalized = finalized_history("final_history", "counted");
     (history, finalizing, finalized)
@@ -284,14 +256,7 @@ async fn complete_release_count<C: ConnectionTrait>(
         v,
         ids,
         update,
-        ..
-    } = completion(
-        successes,
-        vec![now.into()],
-        "$1",
-        " AND (SELECT COUNT(*) FROM locked) >= 0",
-        DONE,
-    );
+    } = completion(successes, now, " AND (SELECT COUNT(*) FROM locked) >= 0");
     let waiting = [StepState::Pending.sql(), StepState::Error.sql()].join(", ");
     let (history, finalizing, finalized) = &*RECORDING_TAIL;
     let sql = format!(
@@ -378,14 +343,14 @@ async fn record_successes<C: ConnectionTrait>(
 }
 
 /// The task state in `row`'s `column`.
-pub(super) fn task_state(row: &QueryResult, column: &str) -> Result<TaskState, StoreError> {
+fn task_state(row: &QueryResult, column: &str) -> Result<TaskState, StoreError> {
     get::<String>(row, column)?
         .parse()
         .map_err(|e| StoreError::malformed("task state", e))
 }
 
 /// The history metadata of a recorded success.
-pub(super) fn success_metadata(attempts: u32) -> serde_json::Value {
+fn success_metadata(attempts: u32) -> serde_json::Value {
     json!({"attempt_number": attempts})
 }
 
@@ -411,7 +376,7 @@ fn metadata(outcome: &StepOutcome, attempts: u32, next: Option<i64>) -> serde_js
 /// its history row (`metadata` from the attempts and the next attempt's time), unless the
 /// statement wrote it (`history` is `None`), and its place in `report`. Returns its task and
 /// the next attempt's time.
-pub(super) fn recorded(
+fn recorded(
     report: &mut RecordReport,
     history: Option<&mut History>,
     step_id: StepId,

@@ -85,15 +85,14 @@ fn finalization_metadata_sql(to: TaskState) -> &'static str {
 }
 
 /// The states a task can be finalized from.
-pub(crate) const FINALIZED_FROM: [TaskState; 2] = [TaskState::Pending, TaskState::InProgress];
+const FINALIZED_FROM: [TaskState; 2] = [TaskState::Pending, TaskState::InProgress];
 
 /// PostgreSQL: [`finalization`] inside a statement that moves a task's counters, for an
 /// `UPDATE tasker_tasks` whose new counters leave `idle` true when no step is active and
 /// `all_done` true when every step is done (SQL over the row's old values, as `SET` sees them).
 /// `set` is the `SET` list that finalizes such a task (state, `complete`, `completed_at`, sort
-/// key; `now` is the parameter holding now), unchanged otherwise. Also SQLite's, in a statement
-/// of its own.
-pub(crate) fn finalizing_set(idle: &str, all_done: &str, now: &str) -> String {
+/// key; `$1` is now), unchanged otherwise.
+pub(crate) fn finalizing_set(idle: &str, all_done: &str) -> String {
     let mut state = Vec::with_capacity(4);
     let mut keys = Vec::with_capacity(4);
     for from in FINALIZED_FROM {
@@ -116,7 +115,7 @@ pub(crate) fn finalizing_set(idle: &str, all_done: &str, now: &str) -> String {
     format!(
         "state = CASE WHEN {finalizing} THEN CASE {state} END ELSE tasker_tasks.state END, \
          complete = CASE WHEN {finalizing} THEN ({all_done}) ELSE tasker_tasks.complete END, \
-         completed_at = CASE WHEN {finalizing} THEN {now} ELSE tasker_tasks.completed_at END, \
+         completed_at = CASE WHEN {finalizing} THEN $1 ELSE tasker_tasks.completed_at END, \
          last_sort_key = tasker_tasks.last_sort_key + CASE WHEN {finalizing} THEN CASE {keys} END ELSE 0 END",
         state = state.join(" "),
         keys = keys.join(" "),
@@ -352,14 +351,12 @@ pub(crate) async fn finalize_idle<C: ConnectionTrait>(
         let (Some(first), Some(last)) = (path.first(), path.last()) else {
             continue;
         };
-        let sort_key = finalization_history(
-            history,
-            task_id,
-            path,
-            get(&row, "last_sort_key")?,
-            done,
-            total,
-        );
+        let mut sort_key: i32 = get(&row, "last_sort_key")?;
+        for change in path {
+            sort_key += 10;
+            let metadata = finalization_metadata(change.to(), done, total);
+            history.tasks([change.row(task_id, sort_key, true, metadata)]);
+        }
         finals.push(Final {
             task_id,
             from: first.from(),
@@ -372,25 +369,6 @@ pub(crate) async fn finalize_idle<C: ConnectionTrait>(
         .into_iter()
         .map(|f| (TaskId(f.task_id), f.to))
         .collect())
-}
-
-/// Adds the history rows of finalizing `task_id` along `path` (see [`finalization`]) to
-/// `history`, its sort key `sort_key` before; `done` of `total` steps are done. Returns the
-/// task's sort key after.
-pub(crate) fn finalization_history(
-    history: &mut History,
-    task_id: Uuid,
-    path: &[TaskChange],
-    mut sort_key: i32,
-    done: i32,
-    total: i32,
-) -> i32 {
-    for change in path {
-        sort_key += 10;
-        let metadata = finalization_metadata(change.to(), done, total);
-        history.tasks([change.row(task_id, sort_key, true, metadata)]);
-    }
-    sort_key
 }
 
 /// A task [`apply_task_deltas`] finalizes: from the state it read to its final one.
