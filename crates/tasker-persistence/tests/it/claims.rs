@@ -583,6 +583,131 @@ async fn a_batch_of_successes_records_each_where_its_claim_holds() {
     .await;
 }
 
+/// A batch of successes across two tasks, with a stale outcome among them: a child of several
+/// parents completed together is released once, each task's counters move by its own steps,
+/// and tasks finished by the same batch are finalized together. Run at a width PostgreSQL
+/// records in one statement and at one where the middle batch (250 outcomes) is past it and
+/// takes a statement per phase: both give the same answers.
+#[tokio::test]
+async fn a_batch_across_tasks_releases_a_shared_child_once_and_counts_each_task() {
+    on_each_database(|store, backend| async move {
+        for width in [4_usize, 125] {
+            let middles: Vec<String> = (0..width).map(|i| format!("m{i}")).collect();
+            let mut steps: Vec<(&str, &[&str])> = vec![("root", &[])];
+            steps.extend(middles.iter().map(|m| (m.as_str(), &["root"][..])));
+            let middle_names: Vec<&str> = middles.iter().map(String::as_str).collect();
+            steps.push(("join", &middle_names));
+            let registered = register(&store, &shape(&format!("fan_{width}"), &steps, 3)).await;
+            let mut tasks = Vec::new();
+            for n in 0..2 {
+                let request = request_for(&registered.template).context(json!({ "n": n }));
+                tasks.push(create(&store, &registered, request).await);
+            }
+            tasks.sort_by_key(|t| t.task_id);
+            let (one, two) = (&tasks[0], &tasks[1]);
+            let roots = store
+                .claim_ready_steps("w", 10, LEASE, t0())
+                .await?
+                .into_steps();
+            assert_eq!(roots.len(), 2, "{backend} {width}");
+            let done = |steps: &[tasker_persistence::ClaimedStep]| -> Vec<StepOutcome> {
+                steps.iter().map(|s| success(s, json!({}))).collect()
+            };
+            let (report, batch) = store
+                .record_outcomes_and_claim("w", done(&roots), at(1.0), 0, LEASE)
+                .await?;
+            assert_eq!(report.newly_ready.len(), 2 * width, "{backend} {width}");
+            assert!(batch.is_empty());
+            for task in &tasks {
+                let stored = store.task(task.task_id).await?;
+                assert_eq!(
+                    (stored.done_steps, stored.active_steps),
+                    (1, u32::try_from(width).unwrap()),
+                    "{backend} {width}"
+                );
+            }
+            let middle = store
+                .claim_ready_steps("w", 1_000, LEASE, at(2.0))
+                .await?
+                .into_steps();
+            assert_eq!(middle.len(), 2 * width, "{backend} {width}");
+            // Every middle step of task one, all but one of task two's, and that one's outcome
+            // again with a stale attempt.
+            let (of_two, of_one): (Vec<_>, Vec<_>) = middle
+                .iter()
+                .cloned()
+                .partition(|s| s.task_id == two.task_id);
+            let mut outcomes = done(&of_one);
+            outcomes.extend(done(&of_two[1..]));
+            let mut stale = of_two[0].clone();
+            stale.attempt += 1;
+            outcomes.push(success(&stale, json!({})));
+            let (report, batch) = store
+                .record_outcomes_and_claim("w", outcomes, at(3.0), 0, LEASE)
+                .await?;
+            assert_eq!(report.rejected, [stale.step_id], "{backend} {width}");
+            assert_eq!(report.recorded.len(), 2 * width - 1, "{backend} {width}");
+            assert_eq!(
+                report.newly_ready,
+                [step_id(one, "join")],
+                "{backend} {width}"
+            );
+            assert!(report.finalized.is_empty() && batch.is_empty());
+            let width = u32::try_from(width).unwrap();
+            let counters =
+                |t: tasker_persistence::TaskRecord| (t.done_steps, t.active_steps, t.state);
+            assert_eq!(
+                counters(store.task(one.task_id).await?),
+                (1 + width, 1, TaskState::InProgress),
+                "{backend} {width}: the join is active"
+            );
+            assert_eq!(
+                counters(store.task(two.task_id).await?),
+                (width, 1, TaskState::InProgress),
+                "{backend} {width}: one middle step still runs"
+            );
+            // The last middle step's hand-off claims both joins.
+            let (report, batch) = store
+                .record_outcomes_and_claim("w", done(&of_two[..1]), at(4.0), 10, LEASE)
+                .await?;
+            assert_eq!(
+                report.newly_ready,
+                [step_id(two, "join")],
+                "{backend} {width}"
+            );
+            let joins = batch.into_steps();
+            assert_eq!(joins.len(), 2, "{backend} {width}");
+            let report = store.record_outcomes("w", done(&joins), at(5.0)).await?;
+            assert_eq!(
+                report.finalized,
+                [
+                    (one.task_id, TaskState::Complete),
+                    (two.task_id, TaskState::Complete)
+                ],
+                "{backend} {width}"
+            );
+            for task in &tasks {
+                assert_eq!(
+                    counters(store.task(task.task_id).await?),
+                    (width + 2, 0, TaskState::Complete),
+                    "{backend} {width}"
+                );
+                let history = store.task_transitions(task.task_id).await?;
+                assert_eq!(
+                    history
+                        .iter()
+                        .map(|t| (t.to_state.as_str(), t.most_recent))
+                        .collect::<Vec<_>>(),
+                    [("in_progress", false), ("complete", true)],
+                    "{backend} {width}"
+                );
+            }
+        }
+        Ok(())
+    })
+    .await;
+}
+
 /// A recording told that nothing else is ready claims only when its own outcomes may have
 /// readied a step: a released child, or a failure whose retry may be due. The last outcome of a
 /// task readies nothing, so that transaction makes no claim, even if the caller was wrong and
