@@ -228,7 +228,7 @@ impl Settings {
 pub(crate) struct DatabaseSettings {
     /// `sqlite://tasker.db?mode=rwc` (the default) or `postgres://...`.
     pub url: String,
-    /// Largest connection pool.
+    /// Largest connection pool (on SQLite the pool for reads; writes have one connection more).
     pub max_connections: u32,
     /// Connections kept open.
     pub min_connections: u32,

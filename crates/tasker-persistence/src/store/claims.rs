@@ -266,7 +266,7 @@ impl Store {
             .lease_clock
             .expiry(self.db_backend(), 1, now, micros(lease));
         let rows = query_in_chunks(
-            &self.db,
+            self.writer(),
             &format!(
                 "UPDATE tasker_workflow_steps SET lease_expires_at = {expiry}, updated_at = $2 \
                  WHERE claim_owner = $3 AND state = {} AND workflow_step_id IN ({{ids}}) \

@@ -84,7 +84,7 @@ impl std::fmt::Display for Backend {
 /// Connection settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConnectOptions {
-    /// Largest pool size.
+    /// Largest pool size (on SQLite the pool for reads; writes have one more connection).
     pub max_connections: u32,
     /// Smallest pool size kept open.
     pub min_connections: u32,
@@ -133,6 +133,9 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://tasker.db?mode=rwc";
 #[derive(Debug, Clone)]
 pub struct Store {
     db: DatabaseConnection,
+    /// SQLite: the one connection the store's writes run on (see [`Store::connect`]); `None`
+    /// where writes share `db`.
+    writer: Option<DatabaseConnection>,
     lease_clock: LeaseClock,
     counters: Arc<Counters>,
 }
@@ -163,10 +166,69 @@ impl SchemaStatus {
 impl Store {
     /// Opens `url` (`sqlite://...` or `postgres://...`). SQLite runs in WAL mode with
     /// `synchronous=NORMAL`, a busy timeout and foreign keys on.
+    ///
+    /// On SQLite the store's writes run on one connection of their own, and reads on the pool
+    /// of `options.max_connections`. SQLite has one writer at a time anyway, and a connection
+    /// drops its whole page cache when it finds that another connection wrote since its last
+    /// transaction: writes spread over a pool found every cache stale and read their pages
+    /// again. One writer keeps its cache, and writers of this process queue for it in turn
+    /// rather than polling SQLite's lock (the busy timeout still orders other processes).
     pub async fn connect(url: &str, options: &ConnectOptions) -> Result<Self, StoreError> {
+        let sqlite = url.starts_with("sqlite");
+        let db = Self::open_pool(
+            url,
+            options,
+            options.max_connections,
+            options.min_connections,
+        )
+        .await?;
+        let writer = if sqlite {
+            Some(Self::open_pool(url, options, 1, 1).await?)
+        } else {
+            None
+        };
+        let counters = Arc::new(Counters::default());
+        let mut store = Self {
+            db,
+            writer,
+            lease_clock: options.lease_clock,
+            counters,
+        };
+        // sea-orm calls this once per call to the database (in a transaction or not); a call
+        // can carry several statements in one string on SQLite, each counted. PostgreSQL's
+        // statements are never read for separators.
+        for db in std::iter::once(&mut store.db).chain(store.writer.as_mut()) {
+            let counted = store.counters.clone();
+            db.set_metric_callback(move |info| {
+                let statements = if sqlite {
+                    1 + info.statement.sql.matches(sql::STATEMENT_SEPARATOR).count()
+                } else {
+                    1
+                };
+                counted.statements.fetch_add(
+                    u64::try_from(statements).unwrap_or(u64::MAX),
+                    Ordering::Relaxed,
+                );
+                counted.calls.fetch_add(1, Ordering::Relaxed);
+            });
+        }
+        if options.migrate {
+            store.migrate().await?;
+        }
+        Ok(store)
+    }
+
+    /// A pool of up to `max` connections (`min` kept open) to `url`, set up as
+    /// [`Store::connect`] says.
+    async fn open_pool(
+        url: &str,
+        options: &ConnectOptions,
+        max: u32,
+        min: u32,
+    ) -> Result<DatabaseConnection, StoreError> {
         let mut opts = sea_orm::ConnectOptions::new(url.to_owned());
-        opts.max_connections(options.max_connections)
-            .min_connections(options.min_connections)
+        opts.max_connections(max)
+            .min_connections(min)
             .acquire_timeout(options.acquire_timeout)
             .sqlx_logging(false);
         let busy = options.sqlite_busy_timeout;
@@ -194,39 +256,12 @@ impl Store {
                 .busy_timeout(busy)
                 .foreign_keys(true)
         });
-        let mut db = Database::connect(opts)
+        Database::connect(opts)
             .await
             .map_err(|source| StoreError::Connect {
                 url: redact_url(url),
                 source: DatabaseError(source),
-            })?;
-        let counters = Arc::new(Counters::default());
-        let counted = counters.clone();
-        // sea-orm calls this once per call to the database (in a transaction or not); a call
-        // can carry several statements in one string on SQLite, each counted. PostgreSQL's
-        // statements are never read for separators.
-        let strings = url.starts_with("sqlite");
-        db.set_metric_callback(move |info| {
-            let statements = if strings {
-                1 + info.statement.sql.matches(sql::STATEMENT_SEPARATOR).count()
-            } else {
-                1
-            };
-            counted.statements.fetch_add(
-                u64::try_from(statements).unwrap_or(u64::MAX),
-                Ordering::Relaxed,
-            );
-            counted.calls.fetch_add(1, Ordering::Relaxed);
-        });
-        let store = Self {
-            db,
-            lease_clock: options.lease_clock,
-            counters,
-        };
-        if options.migrate {
-            store.migrate().await?;
-        }
-        Ok(store)
+            })
     }
 
     /// Wraps an open connection (migrations are the caller's business).
@@ -234,6 +269,7 @@ impl Store {
     pub(crate) fn from_connection(db: DatabaseConnection, lease_clock: LeaseClock) -> Self {
         Self {
             db,
+            writer: None,
             lease_clock,
             counters: Arc::default(),
         }
@@ -295,6 +331,9 @@ impl Store {
     /// later operation on this store or its clones fails as unavailable.
     pub async fn close(&self) {
         // Closing a pool that is closed already is harmless; nothing else can fail here.
+        if let Some(writer) = &self.writer {
+            writer.clone().close().await.ok();
+        }
         self.db.clone().close().await.ok();
     }
 
@@ -402,7 +441,7 @@ impl Store {
                 .then_some(SqliteTransactionMode::Immediate),
         };
         let txn = self
-            .db
+            .writer()
             .begin_with_options(options)
             .await
             .map_err(StoreError::db)?;
@@ -415,7 +454,12 @@ impl Store {
     /// transaction, as it is one.
     pub(crate) fn one_statement_txn(&self) -> &DatabaseConnection {
         self.counters.transactions.fetch_add(1, Ordering::Relaxed);
-        &self.db
+        self.writer()
+    }
+
+    /// The connection writes outside a transaction run on: SQLite's one writer, else the pool.
+    pub(crate) fn writer(&self) -> &DatabaseConnection {
+        self.writer.as_ref().unwrap_or(&self.db)
     }
 }
 

@@ -178,3 +178,44 @@ async fn a_refused_statement_names_the_problem_and_the_transaction_rolls_back() 
     })
     .await;
 }
+
+/// On SQLite a store's writes run on one connection of their own, so the writes of one process
+/// wait for each other in turn and never meet SQLite's lock: with no busy timeout at all, where
+/// a second connection's write would fail at once as locked, concurrent creations all succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn on_sqlite_concurrent_writes_of_one_store_queue_for_its_writer() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("queue.db").display()
+    );
+    let store = Store::connect(
+        &url,
+        &tasker_persistence::ConnectOptions {
+            sqlite_busy_timeout: std::time::Duration::ZERO,
+            ..Default::default()
+        },
+    )
+    .await?;
+    let registered = register(&store, &diamond()).await;
+    let mut writers = tokio::task::JoinSet::new();
+    for n in 0..24 {
+        let (store, registered) = (store.clone(), registered.clone());
+        writers.spawn(async move {
+            let request = request_for(&registered.template).context(serde_json::json!({ "n": n }));
+            store
+                .create_task(&registered, &request, &options(&DefaultIdentity))
+                .await
+        });
+    }
+    let mut created = std::collections::HashSet::new();
+    while let Some(joined) = writers.join_next().await {
+        created.insert(joined??.task_id);
+    }
+    assert_eq!(created.len(), 24);
+    for task_id in created {
+        assert_eq!(store.task(task_id).await?.total_steps, 4);
+    }
+    store.close().await;
+    Ok(())
+}
