@@ -3,6 +3,7 @@
 mod analytics;
 mod api_keys;
 mod changes;
+pub(crate) mod checkpoint;
 mod claims;
 mod create;
 mod history;
@@ -136,6 +137,8 @@ pub struct Store {
     /// SQLite: the one connection the store's writes run on (see [`Store::connect`]); `None`
     /// where writes share `db`.
     writer: Option<DatabaseConnection>,
+    /// SQLite: the task that checkpoints the write-ahead log off the writer's path.
+    checkpointer: Option<Arc<checkpoint::Checkpointer>>,
     lease_clock: LeaseClock,
     counters: Arc<Counters>,
 }
@@ -173,6 +176,8 @@ impl Store {
     /// transaction: writes spread over a pool found every cache stale and read their pages
     /// again. One writer keeps its cache, and writers of this process queue for it in turn
     /// rather than polling SQLite's lock (the busy timeout still orders other processes).
+    /// The write-ahead log is checkpointed by a task of the store's own, on the pool, so that
+    /// no commit waits for a checkpoint; hence a SQLite store is opened inside a Tokio runtime.
     pub async fn connect(url: &str, options: &ConnectOptions) -> Result<Self, StoreError> {
         let sqlite = url.starts_with("sqlite");
         let db = Self::open_pool(
@@ -182,15 +187,21 @@ impl Store {
             options.min_connections,
         )
         .await?;
-        let writer = if sqlite {
-            Some(Self::open_pool(url, options, 1, 1).await?)
+        let (writer, checkpointer) = if sqlite {
+            (
+                Some(Self::open_pool(url, options, 1, 1).await?),
+                // On the pool, before the statement counters are attached to it: the
+                // checkpoints are the store's upkeep, not statements of its callers.
+                Some(Arc::new(checkpoint::Checkpointer::start(db.clone()))),
+            )
         } else {
-            None
+            (None, None)
         };
         let counters = Arc::new(Counters::default());
         let mut store = Self {
             db,
             writer,
+            checkpointer,
             lease_clock: options.lease_clock,
             counters,
         };
@@ -219,7 +230,8 @@ impl Store {
     }
 
     /// A pool of up to `max` connections (`min` kept open) to `url`, set up as
-    /// [`Store::connect`] says.
+    /// [`Store::connect`] says. SQLite's writer (`max` 1) checkpoints the write-ahead log by
+    /// itself only past a large threshold: the store's checkpointer does it off its path.
     async fn open_pool(
         url: &str,
         options: &ConnectOptions,
@@ -251,10 +263,16 @@ impl Store {
         // statements are written so that their generic plans stay on the indexes (each planned
         // run costs about as much server time as running it); see the claim's statement.
         opts.map_sqlx_sqlite_opts(move |o| {
-            o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+            let o = o
+                .journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
                 .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
                 .busy_timeout(busy)
-                .foreign_keys(true)
+                .foreign_keys(true);
+            if max == 1 {
+                o.pragma("wal_autocheckpoint", checkpoint::WRITER_THRESHOLD)
+            } else {
+                o
+            }
         });
         Database::connect(opts)
             .await
@@ -270,6 +288,7 @@ impl Store {
         Self {
             db,
             writer: None,
+            checkpointer: None,
             lease_clock,
             counters: Arc::default(),
         }
@@ -331,6 +350,9 @@ impl Store {
     /// later operation on this store or its clones fails as unavailable.
     pub async fn close(&self) {
         // Closing a pool that is closed already is harmless; nothing else can fail here.
+        if let Some(checkpointer) = &self.checkpointer {
+            checkpointer.stop();
+        }
         if let Some(writer) = &self.writer {
             writer.clone().close().await.ok();
         }
@@ -445,7 +467,10 @@ impl Store {
             .begin_with_options(options)
             .await
             .map_err(StoreError::db)?;
-        self.counters.transactions.fetch_add(1, Ordering::Relaxed);
+        let began = self.counters.transactions.fetch_add(1, Ordering::Relaxed) + 1;
+        if let Some(checkpointer) = &self.checkpointer {
+            checkpointer.wrote(began);
+        }
         Ok(txn)
     }
 
@@ -455,6 +480,12 @@ impl Store {
     pub(crate) fn one_statement_txn(&self) -> &DatabaseConnection {
         self.counters.transactions.fetch_add(1, Ordering::Relaxed);
         self.writer()
+    }
+
+    /// SQLite: how many write-ahead log checkpoints this store has run in the background (see
+    /// [`Store::connect`]), as a watch that changes with each one; `None` on PostgreSQL.
+    pub fn wal_checkpoints(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        self.checkpointer.as_ref().map(|c| c.runs())
     }
 
     /// The connection writes outside a transaction run on: SQLite's one writer, else the pool.

@@ -219,3 +219,32 @@ async fn on_sqlite_concurrent_writes_of_one_store_queue_for_its_writer() -> anyh
     store.close().await;
     Ok(())
 }
+
+/// On SQLite the store checkpoints its write-ahead log itself, off the writer's path: enough
+/// write transactions wake its checkpointer, which runs with no caller asking. PostgreSQL has
+/// none.
+#[tokio::test]
+async fn on_sqlite_the_store_checkpoints_its_wal_in_the_background() -> anyhow::Result<()> {
+    on_each_database(|store, backend| async move {
+        let Some(mut runs) = store.wal_checkpoints() else {
+            assert_eq!(backend, "postgres");
+            return Ok(());
+        };
+        let before = *runs.borrow_and_update();
+        let registered = register(&store, &diamond()).await;
+        for n in 0..200 {
+            let request = request_for(&registered.template).context(serde_json::json!({ "n": n }));
+            store
+                .create_task(&registered, &request, &options(&DefaultIdentity))
+                .await?;
+        }
+        tokio::time::timeout(
+            std::time::Duration::from_secs(60),
+            runs.wait_for(|n| *n > before),
+        )
+        .await??;
+        Ok(())
+    })
+    .await;
+    Ok(())
+}
