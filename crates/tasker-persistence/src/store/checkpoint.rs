@@ -68,7 +68,7 @@ impl Checkpointer {
 
     /// The store began its `n`-th write transaction: every [`EVERY_WRITES`]-th wakes the task.
     pub(super) fn wrote(&self, n: u64) {
-        if n % EVERY_WRITES == 0 {
+        if n.is_multiple_of(EVERY_WRITES) {
             self.wake.notify_one();
         }
     }
