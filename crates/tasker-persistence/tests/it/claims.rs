@@ -692,12 +692,8 @@ async fn a_batch_across_tasks_releases_a_shared_child_once_and_counts_each_task(
                     (width + 2, 0, TaskState::Complete),
                     "{backend} {width}"
                 );
-                let history = store.task_transitions(task.task_id).await?;
                 assert_eq!(
-                    history
-                        .iter()
-                        .map(|t| (t.to_state.as_str(), t.most_recent))
-                        .collect::<Vec<_>>(),
+                    states(&store.task_transitions(task.task_id).await?),
                     [("in_progress", false), ("complete", true)],
                     "{backend} {width}"
                 );

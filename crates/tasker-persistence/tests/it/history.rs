@@ -209,21 +209,14 @@ async fn the_hot_path_costs_few_calls_on_each_database() {
         );
         // The history the statements wrote: each owner's last row current, in order.
         for step in [first[0].step_id, second[0].step_id] {
-            let rows = store.step_transitions(step).await?;
             assert_eq!(
-                rows.iter()
-                    .map(|t| (t.to_state.as_str(), t.most_recent))
-                    .collect::<Vec<_>>(),
+                states(&store.step_transitions(step).await?),
                 [("in_progress", false), ("complete", true)],
                 "{backend}: {step:?}"
             );
         }
-        let history = store.task_transitions(created.task_id).await?;
         assert_eq!(
-            history
-                .iter()
-                .map(|t| (t.to_state.as_str(), t.most_recent))
-                .collect::<Vec<_>>(),
+            states(&store.task_transitions(created.task_id).await?),
             [("in_progress", false), ("complete", true)],
             "{backend}"
         );

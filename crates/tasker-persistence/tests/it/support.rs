@@ -160,3 +160,10 @@ pub(crate) fn success(
         results,
     }
 }
+
+/// A history as `(to_state, most_recent)` pairs, oldest first.
+pub(crate) fn states(rows: &[tasker_persistence::TransitionRecord]) -> Vec<(&str, bool)> {
+    rows.iter()
+        .map(|t| (t.to_state.as_str(), t.most_recent))
+        .collect()
+}
