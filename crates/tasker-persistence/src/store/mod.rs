@@ -185,11 +185,12 @@ impl Store {
             options,
             options.max_connections,
             options.min_connections,
+            false,
         )
         .await?;
         let (writer, checkpointer) = if sqlite {
             (
-                Some(Self::open_pool(url, options, 1, 1).await?),
+                Some(Self::open_pool(url, options, 1, 1, true).await?),
                 // On the pool, before the statement counters are attached to it: the
                 // checkpoints are the store's upkeep, not statements of its callers.
                 Some(Arc::new(checkpoint::Checkpointer::start(db.clone()))),
@@ -230,13 +231,14 @@ impl Store {
     }
 
     /// A pool of up to `max` connections (`min` kept open) to `url`, set up as
-    /// [`Store::connect`] says. SQLite's writer (`max` 1) checkpoints the write-ahead log by
-    /// itself only past a large threshold: the store's checkpointer does it off its path.
+    /// [`Store::connect`] says. SQLite's `writer` checkpoints the write-ahead log by itself
+    /// only past a large threshold: the store's checkpointer does it off its path.
     async fn open_pool(
         url: &str,
         options: &ConnectOptions,
         max: u32,
         min: u32,
+        writer: bool,
     ) -> Result<DatabaseConnection, StoreError> {
         let mut opts = sea_orm::ConnectOptions::new(url.to_owned());
         opts.max_connections(max)
@@ -268,7 +270,7 @@ impl Store {
                 .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
                 .busy_timeout(busy)
                 .foreign_keys(true);
-            if max == 1 {
+            if writer {
                 o.pragma("wal_autocheckpoint", checkpoint::WRITER_THRESHOLD)
             } else {
                 o
