@@ -627,6 +627,16 @@ async fn write_prepared<C: ConnectionTrait>(
     Ok(results)
 }
 
+/// Whether a batch of `tasks` can be written at once ([`one_statement`], [`one_string`]): it
+/// has tasks, and none with bypassed steps (their transitions are written by the transaction
+/// path).
+fn written_at_once(tasks: &[PreparedTask]) -> bool {
+    !tasks.is_empty()
+        && tasks
+            .iter()
+            .all(|t| t.step_transitions.is_empty() && t.task_transitions.is_empty())
+}
+
 /// On PostgreSQL, the whole write of `tasks` as one statement: the task rows (a task whose
 /// identity exists is skipped by `ON CONFLICT DO NOTHING`), and the steps and edges of the tasks
 /// that were inserted, each table's rows as one `jsonb_to_recordset` parameter. The foreign keys
@@ -634,12 +644,7 @@ async fn write_prepared<C: ConnectionTrait>(
 /// every row is in. It answers the inserted task ids. `None` on SQLite, and for tasks with
 /// bypassed steps (their transitions are written by the transaction path).
 fn one_statement(backend: DbBackend, tasks: &[PreparedTask]) -> Option<Statement> {
-    if backend != DbBackend::Postgres
-        || tasks.is_empty()
-        || tasks
-            .iter()
-            .any(|t| !t.step_transitions.is_empty() || !t.task_transitions.is_empty())
-    {
+    if backend != DbBackend::Postgres || !written_at_once(tasks) {
         return None;
     }
     let (task_definition, task_payload) =
@@ -693,12 +698,7 @@ fn one_statement(backend: DbBackend, tasks: &[PreparedTask]) -> Option<Statement
 /// out. It answers the inserted task ids. `None` on PostgreSQL, for tasks with bypassed steps,
 /// and for a batch whose table would need more than one statement.
 fn one_string(backend: DbBackend, tasks: &[PreparedTask]) -> Option<Statement> {
-    if backend != DbBackend::Sqlite
-        || tasks.is_empty()
-        || tasks
-            .iter()
-            .any(|t| !t.step_transitions.is_empty() || !t.task_transitions.is_empty())
-    {
+    if backend != DbBackend::Sqlite || !written_at_once(tasks) {
         return None;
     }
     let fits = |columns: &[&str], rows: usize| rows * columns.len() <= SQLITE_PARAMS;
