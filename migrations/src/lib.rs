@@ -1,5 +1,6 @@
-//! Tasker's database schema as sea-orm-migration migrations: the same schema on SQLite and
-//! PostgreSQL.
+//! Tasker's database schema as sea-orm-migration migrations: the same tables and indexes on
+//! SQLite and PostgreSQL (PostgreSQL checks fewer foreign keys: see
+//! `m20261202_000001_drop_hot_foreign_keys`).
 //!
 //! Who depends on it: `tasker-persistence` (runs [`Migrator`] at startup or on demand) and
 //! `xtask` (`cargo xtask migrate up|down|status|fresh|new`).
@@ -16,6 +17,7 @@ mod m20261201_000001_task_trace_context;
 mod m20261201_000002_runtime_switches;
 mod m20261201_000003_create_revoked_tokens;
 mod m20261201_000004_analytics_indexes;
+mod m20261202_000001_drop_hot_foreign_keys;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -29,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000002_runtime_switches::Migration),
             Box::new(m20261201_000003_create_revoked_tokens::Migration),
             Box::new(m20261201_000004_analytics_indexes::Migration),
+            Box::new(m20261202_000001_drop_hot_foreign_keys::Migration),
             // `cargo xtask migrate new` adds migrations above this line.
         ]
     }

@@ -1,7 +1,7 @@
 //! Group-committed creation: many tasks in one transaction, each with its own result.
 
 use serde_json::json;
-use tasker_domain::{DefaultIdentity, HashIdentity, TaskRequest, TaskState};
+use tasker_domain::{DefaultIdentity, HashIdentity, TaskRequest, TaskState, TemplateId};
 use tasker_persistence::{CreateTaskOptions, CreatedTask, Store, StoreError};
 
 use crate::support::*;
@@ -159,12 +159,10 @@ async fn many_tasks_are_written_together_and_each_bad_request_fails_alone() {
 async fn a_task_the_database_refuses_fails_alone_and_the_others_are_stored() {
     on_each_database(|store, backend| async move {
         let registered = register(&store, &diamond()).await;
-        // A catalogue entry that names a step row that does not exist: the steps' foreign key
-        // fails inside the shared transaction.
+        // A catalogue entry that names a template row that does not exist: the task's foreign
+        // key fails inside the shared write.
         let mut broken = registered.clone();
-        for id in broken.named_step_ids.values_mut() {
-            *id += 1_000_000;
-        }
+        broken.named_task_id = TemplateId(registered.named_task_id.get() + 1_000_000);
         let request = request_for(&registered.template);
         let options = || CreateTaskOptions {
             now: t0(),
@@ -198,18 +196,9 @@ async fn a_task_the_database_refuses_fails_alone_and_the_others_are_stored() {
     .await;
 }
 
-/// Edges stored in all: an UPDATE that changes nothing counts them.
+/// Edges stored in all.
 async fn edge_count(store: &Store) -> u64 {
-    let txn = store.begin().await.unwrap();
-    let edges = txn
-        .execute(
-            "UPDATE tasker_workflow_step_edges SET name = name",
-            Vec::<tasker_persistence::SqlValue>::new(),
-        )
-        .await
-        .unwrap();
-    txn.rollback().await.unwrap();
-    edges
+    row_count(store, "tasker_workflow_step_edges", "name").await
 }
 
 /// A batch with no bypassed step (on PostgreSQL one statement writes it all, on SQLite one call
@@ -322,6 +311,75 @@ async fn a_prepared_tasks_record_is_the_task_as_stored() {
             assert_eq!(record.context["n"], 5, "{backend}: the schema's default");
             assert_eq!(record, store.task(created.task_id).await?, "{backend}");
         }
+        Ok(())
+    })
+    .await;
+}
+
+/// Rows of `table` in all: an UPDATE that changes nothing counts them.
+async fn row_count(store: &Store, table: &str, column: &str) -> u64 {
+    let txn = store.begin().await.unwrap();
+    let rows = txn
+        .execute(
+            &format!("UPDATE {table} SET {column} = {column}"),
+            Vec::<tasker_persistence::SqlValue>::new(),
+        )
+        .await
+        .unwrap();
+    txn.rollback().await.unwrap();
+    rows
+}
+
+/// Deleting a task deletes its steps, edges and history with it and leaves other tasks whole
+/// (SQLite's foreign keys cascade; PostgreSQL, which checks no key on those rows, has a trigger).
+#[tokio::test]
+async fn deleting_a_task_deletes_its_steps_edges_and_history() {
+    on_each_database(|store, backend| async move {
+        let registered = register(&store, &diamond()).await;
+        let gone = create(&store, &registered, request_for(&registered.template)).await;
+        let kept = create(&store, &registered, request_for(&registered.template)).await;
+        // Both tasks start and complete their first step: step and task history rows.
+        let claimed = store
+            .claim_ready_steps("w", 10, std::time::Duration::from_secs(60), t0())
+            .await?;
+        assert_eq!(claimed.len(), 2, "{backend}");
+        let outcomes: Vec<_> = claimed.steps().map(|s| success(s, json!({}))).collect();
+        store.record_outcomes("w", outcomes, at(1.0)).await?;
+        let tables = [
+            ("tasker_workflow_steps", "name"),
+            ("tasker_workflow_step_edges", "name"),
+            ("tasker_workflow_step_transitions", "sort_key"),
+            ("tasker_task_transitions", "sort_key"),
+        ];
+        let mut before = Vec::new();
+        for (table, column) in tables {
+            before.push(row_count(&store, table, column).await);
+        }
+        assert_eq!(before, [8, 8, 4, 2], "{backend}: two tasks' rows");
+
+        let txn = store.begin().await?;
+        let deleted = txn
+            .execute(
+                "DELETE FROM tasker_tasks WHERE task_id = $1",
+                [tasker_persistence::SqlValue::Uuid(Some(
+                    gone.task_id.as_uuid(),
+                ))],
+            )
+            .await?;
+        txn.commit().await?;
+        assert_eq!(deleted, 1, "{backend}");
+
+        let mut after = Vec::new();
+        for (table, column) in tables {
+            after.push(row_count(&store, table, column).await);
+        }
+        assert_eq!(after, [4, 4, 2, 1], "{backend}: the kept task's rows");
+        assert_eq!(stored_steps(&store, &kept).await.len(), 4, "{backend}");
+        assert_eq!(
+            store.task_transitions(kept.task_id).await?.len(),
+            1,
+            "{backend}"
+        );
         Ok(())
     })
     .await;
