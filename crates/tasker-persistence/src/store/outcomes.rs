@@ -229,7 +229,7 @@ static RECORDING_TAIL: LazyLock<(String, String, String)> = LazyLock::new(|| {
         ),
     );
     let finalizing = finalizing_set(
-        "active_steps - f.n + COALESCE(w.n, 0) = 0",
+        "active_steps - f.n + f.w = 0",
         "done_steps + f.n = total_steps",
     );
     let finalized = finalized_history("final_history", "counted");
@@ -246,6 +246,16 @@ static RECORDING_TAIL: LazyLock<(String, String, String)> = LazyLock::new(|| {
 /// (`done_history`) and the finalized tasks' (`final_history`). The answer is the completed rows
 /// (`kind` 0), the children made ready (1) and the tasks' counted rows (2) with their state
 /// before (`was`) and after.
+///
+/// `finished` counts each task's completed steps (`n`) and the children they made ready (`w`)
+/// in one pass, so that the counters' update joins two CTEs, not four: the planner takes each
+/// CTE for one row and joined them as nested loops that rescanned one per row of the other.
+///
+/// The children are found from `done` by a join on the edges' `from_step_id` index. The
+/// planner takes a data-modifying CTE for one row, so this is an index probe per completed
+/// step whatever the tables' statistics say; the earlier form (the edges filtered by the id
+/// list, then semi-joined with `done`) was planned, once the tables had statistics, as a
+/// nested loop that read every edge once per completed step (37 ms for 84 steps of 8,000).
 async fn complete_release_count<C: ConnectionTrait>(
     db: &C,
     successes: &[Success<'_>],
@@ -266,17 +276,17 @@ async fn complete_release_count<C: ConnectionTrait>(
          ORDER BY task_id FOR UPDATE), \
          done AS ({update}), \
          released AS (UPDATE tasker_workflow_steps SET updated_at = $1, unfinished_parents = unfinished_parents - c.n \
-         FROM (SELECT to_step_id, COUNT(*) AS n FROM tasker_workflow_step_edges WHERE from_step_id IN ({ids}) \
-         AND from_step_id IN (SELECT workflow_step_id FROM done) GROUP BY to_step_id) AS c \
+         FROM (SELECT e.to_step_id, COUNT(*) AS n FROM done d JOIN tasker_workflow_step_edges e \
+         ON e.from_step_id = d.workflow_step_id GROUP BY e.to_step_id) AS c \
          WHERE workflow_step_id = c.to_step_id \
          RETURNING workflow_step_id, task_id, \
          (unfinished_parents = 0 AND next_attempt_at IS NOT NULL AND state IN ({waiting})) AS ready), \
-         finished AS (SELECT task_id, COUNT(*) AS n FROM done GROUP BY task_id), \
-         woken AS (SELECT task_id, COUNT(*) AS n FROM released WHERE ready GROUP BY task_id), \
-         counted AS (UPDATE tasker_tasks SET active_steps = active_steps - f.n + COALESCE(w.n, 0), \
+         finished AS (SELECT task_id, COUNT(*) FILTER (WHERE completed) AS n, COUNT(*) FILTER (WHERE NOT completed) AS w \
+         FROM (SELECT task_id, TRUE AS completed FROM done UNION ALL SELECT task_id, FALSE FROM released WHERE ready) AS x \
+         GROUP BY task_id HAVING COUNT(*) FILTER (WHERE completed) > 0), \
+         counted AS (UPDATE tasker_tasks SET active_steps = active_steps - f.n + f.w, \
          done_steps = done_steps + f.n, updated_at = $1, {finalizing} \
-         FROM finished f LEFT JOIN woken w ON w.task_id = f.task_id JOIN locked l ON l.task_id = f.task_id \
-         WHERE tasker_tasks.task_id IN (SELECT task_id FROM locked) AND tasker_tasks.task_id = f.task_id \
+         FROM finished f JOIN locked l ON l.task_id = f.task_id WHERE tasker_tasks.task_id = f.task_id \
          RETURNING tasker_tasks.task_id, tasker_tasks.state, l.was, done_steps, total_steps, last_sort_key), \
          {history}, {finalized} \
          SELECT {DONE} AS kind, workflow_step_id AS id, task_id, last_sort_key, attempts, next_attempt_at, \
