@@ -658,10 +658,23 @@ async fn claim_in<C: ConnectionTrait>(
     let backend = txn.get_database_backend();
     let (expiry, lease) = clock.expiry(backend, 2, now, micros(lease));
     // Named task ids are integers the engine read from the catalogue, written inline so the
-    // statement's parameters stay the same.
+    // statement's parameters stay the same. Without namespace limits the candidates also
+    // exclude paused named tasks here; with them, `limited_candidates` does.
     let mut only = match &filter.named_task_ids {
         None => String::new(),
         Some(ids) => named_tasks_clause(ids, true),
+    };
+    if filter.limits.is_empty() {
+        only.push_str(&named_tasks_clause(&filter.paused_named_task_ids, false));
+    }
+    // `$1` owner, `$2` lease, `$3` now, `$4` limit: the parameters of the one-call claims.
+    let claim_values = || -> Vec<Value> {
+        vec![
+            owner.into(),
+            lease.clone(),
+            now.into(),
+            i64::try_from(limit).unwrap_or(i64::MAX).into(),
+        ]
     };
     let parents = format!(
         "(SELECT {} FROM tasker_workflow_step_edges e \
@@ -677,7 +690,6 @@ async fn claim_in<C: ConnectionTrait>(
     // statement after the claim starts those its rows name pending).
     let starts_tasks = one_statement || (filter.limits.is_empty() && backend == DbBackend::Sqlite);
     let claimed = if one_statement {
-        only.push_str(&named_tasks_clause(&filter.paused_named_task_ids, false));
         // One statement: lock the pending tasks of the candidates (the lock order: task rows
         // before step rows; the candidates' one-time filter waits for it), take the candidates
         // with SKIP LOCKED, and start their attempts. The tasks are found by the candidates'
@@ -727,12 +739,7 @@ async fn claim_in<C: ConnectionTrait>(
                 pending_step = CLAIM.from().sql(),
                 retried = RETRY.from().sql(),
             ),
-            vec![
-                owner.into(),
-                lease,
-                now.into(),
-                i64::try_from(limit).unwrap_or(i64::MAX).into(),
-            ],
+            claim_values(),
         ))
         .await?
     } else if starts_tasks {
@@ -741,7 +748,6 @@ async fn claim_in<C: ConnectionTrait>(
         // statements of one string. Nothing else writes between them: SQLite has one writer,
         // and this transaction is it. The limit is `+$4`: a bare parameter would have SQLite
         // compile the three statements again whenever the limit bound differs from the last.
-        only.push_str(&named_tasks_clause(&filter.paused_named_task_ids, false));
         let candidates = format!(
             "SELECT workflow_step_id FROM tasker_workflow_steps WHERE unfinished_parents = 0 \
              AND next_attempt_at IS NOT NULL AND next_attempt_at <= $3{only} \
@@ -765,12 +771,7 @@ async fn claim_in<C: ConnectionTrait>(
                     pending = START.from().sql(),
                     running = START.to().sql(),
                 ),
-                vec![
-                    owner.into(),
-                    lease,
-                    now.into(),
-                    i64::try_from(limit).unwrap_or(i64::MAX).into(),
-                ],
+                claim_values(),
             ))
             .await?;
         let mut claimed = Vec::with_capacity(rows.len() / 2);
@@ -789,7 +790,6 @@ async fn claim_in<C: ConnectionTrait>(
         claimed
     } else {
         let candidates = if filter.limits.is_empty() {
-            only.push_str(&named_tasks_clause(&filter.paused_named_task_ids, false));
             select_candidates(txn, &only, now, limit).await?
         } else {
             limited_candidates(txn, filter, &only, now, limit).await?
@@ -813,7 +813,7 @@ async fn claim_in<C: ConnectionTrait>(
                 ready = CLAIM.from().sql(),
                 retried = RETRY.from().sql(),
             ),
-            vec![owner.into(), lease, now.into()],
+            vec![owner.into(), lease.clone(), now.into()],
             &ids,
         )
         .await?
