@@ -692,20 +692,33 @@ async fn claim_in<C: ConnectionTrait>(
     let claimed = if one_statement {
         // One statement: lock the pending tasks of the candidates (the lock order: task rows
         // before step rows; the candidates' one-time filter waits for it), take the candidates
-        // with SKIP LOCKED, and start their attempts. The tasks are found by the candidates'
-        // task ids, read once into an array; their state is only a filter (`|| ''` keeps it
-        // from being an index condition), so the statement's generic plan cannot walk every
-        // pending task once per candidate, as a semi-join planned on small tables did.
+        // with SKIP LOCKED, and start their attempts. The first `$4` ready steps (`head`) are
+        // read once; the tasks are found by their task ids as an array; their state is only a
+        // filter (`|| ''` keeps it from being an index condition), so the statement's generic
+        // plan cannot walk every pending task once per candidate, as a semi-join planned on
+        // small tables did. The candidates are `head`'s steps, by primary key: read from the
+        // whole ready set, they were every ready step, each refused row (a step of a pending
+        // task another claim had locked) costing a probe of its task, 1,872 probes for 128
+        // claims in B1. A claim that skips some of `head` takes fewer than `$4`; the next
+        // claim takes the rest.
         //
         // The tasks are locked with SKIP LOCKED too, and a candidate of a task pending in the
         // statement's snapshot must be of one `locked` holds. A claim that waited for a task
         // row could wait for one started since its snapshot and now held by another engine's
         // recording, while that engine's claim waited for a row this claim held: two claims
-        // deadlocked so. And a task found past the first `$4` candidates (those skipped make
-        // the scan read on) would be locked by its start, after step rows.
+        // deadlocked so. And a task of a step past `head` would be locked by its start, after
+        // step rows: the candidates are `head`'s steps only.
         //
         // The tasks of the claimed steps that `locked` holds (those pending) start in the same
         // statement; each claimed row carries its task's new sort key when it started it.
+        //
+        // The claimed steps and the started tasks are found by arrays read once (`= ANY
+        // (ARRAY …)`), primary-key probes whatever the planner estimates: joined to the
+        // candidates, the steps were read whole into a hash join once the tables had
+        // statistics, and without statistics the candidates were rescanned once per claimed
+        // step; `locked` and `claimed` were joined to the tasks as nested loops that rescanned
+        // one CTE per row of the other. Each claimed row's state before the claim (a retry or
+        // not) and whether its task starts are read from arrays too.
         //
         // The statement writes the history of its claims and starts too (after the rows gathered
         // earlier in the transaction, written first): a retried step's error → pending row, then
@@ -718,18 +731,24 @@ async fn claim_in<C: ConnectionTrait>(
         txn.rows(stmt(
             backend,
             format!(
-                "WITH locked AS (SELECT task_id FROM tasker_tasks WHERE task_id = ANY (ARRAY \
-                 (SELECT task_id FROM tasker_workflow_steps WHERE {ready} ORDER BY next_attempt_at LIMIT $4)) \
+                "WITH head AS (SELECT workflow_step_id, task_id FROM tasker_workflow_steps WHERE {ready} \
+                 ORDER BY next_attempt_at LIMIT $4), \
+                 locked AS (SELECT task_id FROM tasker_tasks WHERE task_id = ANY (ARRAY (SELECT task_id FROM head)) \
                  AND state || '' = {pending} ORDER BY task_id FOR UPDATE SKIP LOCKED), \
                  candidates AS (SELECT workflow_step_id AS candidate_id, state AS candidate_state \
-                 FROM tasker_workflow_steps WHERE {ready} AND (SELECT COUNT(*) FROM locked) >= 0 \
+                 FROM tasker_workflow_steps WHERE workflow_step_id = ANY (ARRAY (SELECT workflow_step_id FROM head)) \
+                 AND {ready} AND (SELECT COUNT(*) FROM locked) >= 0 \
                  AND (task_id IN (SELECT task_id FROM locked) OR (SELECT p.state FROM tasker_tasks p \
                  WHERE p.task_id = tasker_workflow_steps.task_id) <> {pending}) \
                  ORDER BY next_attempt_at LIMIT $4 FOR UPDATE SKIP LOCKED), \
-                 claimed AS ({set} FROM candidates WHERE workflow_step_id = candidate_id AND state IN ({pending_step}, {retried}) \
-                 RETURNING {CLAIM_RETURNING}, {parents}, candidate_state), \
+                 claimed AS ({set} WHERE workflow_step_id = ANY (ARRAY (SELECT candidate_id FROM candidates)) \
+                 AND state IN ({pending_step}, {retried}) \
+                 RETURNING {CLAIM_RETURNING}, {parents}, \
+                 CASE WHEN workflow_step_id = ANY (ARRAY (SELECT candidate_id FROM candidates \
+                 WHERE candidate_state = {retried})) THEN {retried} ELSE {pending_step} END AS candidate_state, \
+                 task_id = ANY (ARRAY (SELECT task_id FROM locked)) AS starts), \
                  started AS (UPDATE tasker_tasks SET state = {running}, last_sort_key = last_sort_key + 10, updated_at = $3 \
-                 WHERE task_id IN (SELECT task_id FROM locked) AND task_id IN (SELECT task_id FROM claimed) \
+                 WHERE task_id = ANY (ARRAY (SELECT task_id FROM claimed WHERE starts)) \
                  AND state = {pending} RETURNING task_id, last_sort_key), \
                  {step_history}, {task_history} \
                  SELECT c.*, s.last_sort_key AS started_sort_key FROM claimed c LEFT JOIN started s ON s.task_id = c.task_id",
