@@ -583,6 +583,94 @@ async fn a_batch_of_successes_records_each_where_its_claim_holds() {
     .await;
 }
 
+/// A batch of nothing but successes, each step once (PostgreSQL records it in one statement,
+/// a small batch's successes as parameters, a large one's as one JSON parameter): results of
+/// every JSON kind are stored as given, `null` as JSON's null, and the outcomes whose claims do
+/// not hold (a stale attempt, another owner's claim) change nothing.
+#[tokio::test]
+async fn a_batch_of_successes_stores_each_result_as_given() {
+    on_each_database(|store, backend| async move {
+        for fillers in [0, 40] {
+            let mut names: Vec<String> = ["n", "s", "o", "a", "stale", "other"]
+                .iter()
+                .map(|n| (*n).to_owned())
+                .collect();
+            names.extend((0..fillers).map(|i| format!("f{i}")));
+            let steps: Vec<(&str, &[&str])> = names.iter().map(|n| (n.as_str(), &[][..])).collect();
+            let registered = register(&store, &shape(&format!("kinds{fillers}"), &steps, 3)).await;
+            create(&store, &registered, request_for(&registered.template)).await;
+            let claimed = store
+                .claim_ready_steps("w", 100, LEASE, t0())
+                .await?
+                .into_steps();
+            assert_eq!(claimed.len(), names.len(), "{backend}");
+            let by_name = |name: &str| {
+                claimed
+                    .iter()
+                    .find(|c| c.name == name)
+                    .map(|c| c.step_id)
+                    .expect("claimed")
+            };
+            let mut given = vec![
+                ("n".to_owned(), json!(null)),
+                ("s".to_owned(), json!("text with \"quotes\" and \\ é")),
+                (
+                    "o".to_owned(),
+                    json!({"nested": {"list": [1, 2.5, null, true]}}),
+                ),
+                ("a".to_owned(), json!([])),
+            ];
+            given.extend((0..fillers).map(|i| (format!("f{i}"), json!(i))));
+            let mut outcomes: Vec<StepOutcome> = given
+                .iter()
+                .map(|(name, results)| StepOutcome::Success {
+                    step_id: by_name(name),
+                    attempt: 1,
+                    results: results.clone(),
+                })
+                .collect();
+            outcomes.push(StepOutcome::Success {
+                step_id: by_name("stale"),
+                attempt: 2,
+                results: json!("stale"),
+            });
+            let report = store.record_outcomes("w", &outcomes, at(1.0)).await?;
+            assert_eq!(report.rejected, [by_name("stale")], "{backend} {fillers}");
+            assert_eq!(report.recorded.len(), given.len(), "{backend} {fillers}");
+            let other = store
+                .record_outcomes(
+                    "someone-else",
+                    [StepOutcome::Success {
+                        step_id: by_name("other"),
+                        attempt: 1,
+                        results: json!("theirs"),
+                    }],
+                    at(1.0),
+                )
+                .await?;
+            assert_eq!(other.rejected, [by_name("other")], "{backend} {fillers}");
+            for (name, results) in given {
+                let stored = store.step(by_name(&name)).await?;
+                assert_eq!(
+                    (stored.state, stored.results),
+                    (StepState::Complete, Some(results)),
+                    "{backend} {fillers} {name}"
+                );
+            }
+            for name in ["stale", "other"] {
+                let stored = store.step(by_name(name)).await?;
+                assert_eq!(
+                    (stored.state, stored.results),
+                    (StepState::InProgress, None),
+                    "{backend} {fillers} {name}"
+                );
+            }
+        }
+        Ok(())
+    })
+    .await;
+}
+
 /// A batch of successes across two tasks, with a stale outcome among them: a child of several
 /// parents completed together is released once, each task's counters move by its own steps,
 /// and tasks finished by the same batch are finalized together. Run at a width PostgreSQL
