@@ -210,8 +210,23 @@ const COUNTED: i32 = 2;
 
 /// The recording statement of [`complete_release_count`] for the successes of the `v` CTE
 /// (`step`, `attempt`, `owner`, `results`), found by `by_id`, a condition on
-/// `workflow_step_id`; `$1` is now.
+/// `workflow_step_id`; `$1` is now. Only the locking and the completion depend on the batch;
+/// the rest is [`RECORDING_TAIL`].
 fn recording(v: &str, by_id: &str) -> String {
+    let update = completing_update(by_id, " AND (SELECT COUNT(*) FROM locked) >= 0");
+    format!(
+        "WITH {v}, \
+         locked AS (SELECT task_id, state AS was FROM tasker_tasks WHERE task_id = ANY (ARRAY \
+         (SELECT task_id FROM tasker_workflow_steps WHERE {by_id})) ORDER BY task_id FOR UPDATE), \
+         done AS ({update}), {tail}",
+        tail = &*RECORDING_TAIL,
+    )
+}
+
+/// The part of [`recording`] after `done` that never changes, built once: the release of the
+/// children, the counters' update with its finalizing `SET` list (a task is final when its
+/// counters leave no step active), both history CTEs and the answer.
+static RECORDING_TAIL: LazyLock<String> = LazyLock::new(|| {
     let history = history_ctes(
         "done_history",
         Owners::Steps,
@@ -233,13 +248,8 @@ fn recording(v: &str, by_id: &str) -> String {
     );
     let finalized = finalized_history("final_history", "counted");
     let waiting = [StepState::Pending.sql(), StepState::Error.sql()].join(", ");
-    let update = completing_update(by_id, " AND (SELECT COUNT(*) FROM locked) >= 0");
     format!(
-        "WITH {v}, \
-         locked AS (SELECT task_id, state AS was FROM tasker_tasks WHERE task_id = ANY (ARRAY \
-         (SELECT task_id FROM tasker_workflow_steps WHERE {by_id})) ORDER BY task_id FOR UPDATE), \
-         done AS ({update}), \
-         released AS (UPDATE tasker_workflow_steps SET updated_at = $1, unfinished_parents = unfinished_parents - c.n \
+        "released AS (UPDATE tasker_workflow_steps SET updated_at = $1, unfinished_parents = unfinished_parents - c.n \
          FROM (SELECT e.to_step_id, COUNT(*) AS n FROM done d JOIN tasker_workflow_step_edges e \
          ON e.from_step_id = d.workflow_step_id GROUP BY e.to_step_id) AS c \
          WHERE workflow_step_id = c.to_step_id \
@@ -258,7 +268,7 @@ fn recording(v: &str, by_id: &str) -> String {
          UNION ALL SELECT {READY}, workflow_step_id, task_id, NULL, NULL, NULL, NULL, NULL FROM released WHERE ready \
          UNION ALL SELECT {COUNTED}, task_id, task_id, NULL, NULL, NULL, state, was FROM counted"
     )
-}
+});
 
 /// Batches of up to this many successes are recorded with a `VALUES` list of parameters,
 /// larger ones with [`RECORDING_JSON`].
