@@ -11,6 +11,7 @@ mod history;
 mod lease_clock;
 mod lifecycle;
 mod queries;
+mod recording;
 mod schema;
 mod support;
 mod switches;
