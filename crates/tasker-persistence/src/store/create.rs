@@ -639,7 +639,7 @@ fn written_at_once(tasks: &[PreparedTask]) -> bool {
 
 /// On PostgreSQL, the whole write of `tasks` as one statement: the task rows (a task whose
 /// identity exists is skipped by `ON CONFLICT DO NOTHING`), and the steps and edges of the tasks
-/// that were inserted, each table's rows as one `jsonb_to_recordset` parameter. The foreign keys
+/// that were inserted, each table's rows as one `json_to_recordset` parameter. The foreign keys
 /// from steps to tasks and from edges to steps are checked at the end of the statement, when
 /// every row is in. It answers the inserted task ids. `None` on SQLite, and for tasks with
 /// bypassed steps (their transitions are written by the transaction path).
@@ -665,10 +665,10 @@ fn one_statement(backend: DbBackend, tasks: &[PreparedTask]) -> Option<Statement
         .collect();
     let tasks_cte = format!(
         "WITH t AS (INSERT INTO tasker_tasks ({columns}) SELECT {columns} \
-         FROM jsonb_to_recordset($1::jsonb) AS x({task_definition}) \
+         FROM json_to_recordset($1::json) AS x({task_definition}) \
          ON CONFLICT (identity_hash) DO NOTHING RETURNING task_id), \
          s AS (INSERT INTO tasker_workflow_steps ({steps}) SELECT {steps} \
-         FROM jsonb_to_recordset($2::jsonb) AS x({step_definition}) \
+         FROM json_to_recordset($2::json) AS x({step_definition}) \
          WHERE x.task_id IN (SELECT task_id FROM t))",
         columns = TASK_COLUMNS.join(", "),
         steps = STEP_COLUMNS.join(", "),
@@ -679,7 +679,7 @@ fn one_statement(backend: DbBackend, tasks: &[PreparedTask]) -> Option<Statement
             values.push(edge_payload.into());
             format!(
                 "{tasks_cte}, e AS (INSERT INTO tasker_workflow_step_edges ({edges}) \
-                 SELECT {edges} FROM jsonb_to_recordset($3::jsonb) AS x({edge_definition}) \
+                 SELECT {edges} FROM json_to_recordset($3::json) AS x({edge_definition}) \
                  WHERE x.task_id IN (SELECT task_id FROM t)) SELECT task_id FROM t",
                 edges = EDGE_COLUMNS.join(", "),
             )

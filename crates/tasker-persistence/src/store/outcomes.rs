@@ -276,13 +276,13 @@ const RECORDING_VALUES_MAX: usize = 16;
 
 /// The recording statement for more than [`RECORDING_VALUES_MAX`] successes, built once: `$2`
 /// is the successes as one JSON array of `{step, attempt, owner, boxed}` objects (`boxed`, the
-/// results as a one-element array: `jsonb_to_recordset` reads a bare JSON `null` as SQL NULL,
+/// results as a one-element array: `json_to_recordset` reads a bare JSON `null` as SQL NULL,
 /// and results of `null` are stored as JSON's `null`, as the other recording statements store
 /// them), and the steps are found from an array of their ids read once.
 static RECORDING_JSON: LazyLock<String> = LazyLock::new(|| {
     recording(
         "v AS (SELECT step, attempt, owner, boxed -> 0 AS results \
-         FROM jsonb_to_recordset($2::jsonb) AS x(step uuid, attempt integer, owner text, boxed jsonb))",
+         FROM json_to_recordset($2::json) AS x(step uuid, attempt integer, owner text, boxed jsonb))",
         "workflow_step_id = ANY (ARRAY (SELECT step FROM v))",
     )
 });

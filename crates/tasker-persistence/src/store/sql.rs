@@ -143,7 +143,7 @@ pub(crate) fn stmt(backend: DbBackend, sql: impl Into<String>, values: Vec<Value
 }
 
 /// Inserts `rows` into `table`. On PostgreSQL the rows travel as one JSON parameter per
-/// statement (`jsonb_to_recordset`), each statement's payload under [`MAX_MESSAGE_BYTES`]; on
+/// statement (`json_to_recordset`), each statement's payload under [`MAX_MESSAGE_BYTES`]; on
 /// SQLite, and for values with no JSON form, as few multi-row statements as the parameter limit
 /// allows.
 pub(crate) async fn insert_rows<C: ConnectionTrait>(
@@ -238,7 +238,7 @@ pub(crate) async fn insert_rows_flipping<C: ConnectionTrait>(
 /// One JSON payload of rows, with the distinct owners (first column) of its rows.
 type JsonChunk = (String, Vec<Value>);
 
-/// PostgreSQL: the `INSERT ... SELECT ... FROM jsonb_to_recordset($param::jsonb)` for `rows`, and
+/// PostgreSQL: the `INSERT ... SELECT ... FROM json_to_recordset($param::json)` for `rows`, and
 /// the rows as JSON payloads, each under [`MAX_MESSAGE_BYTES`], with the distinct owners (first
 /// column) of each. `None` when there are no rows or a value has no JSON form.
 fn json_chunks(
@@ -253,7 +253,7 @@ fn json_chunks(
         .map(|row| row_object(columns, row))
         .collect::<Option<Vec<_>>>()?;
     let insert = format!(
-        "INSERT INTO {table} ({columns}) SELECT {columns} FROM jsonb_to_recordset(${param}::jsonb) AS x({definition})",
+        "INSERT INTO {table} ({columns}) SELECT {columns} FROM json_to_recordset(${param}::json) AS x({definition})",
         columns = columns.join(", "),
     );
     // Statements stay under one TCP segment: sqlx does not set TCP_NODELAY, so a message split
@@ -443,7 +443,7 @@ pub(crate) fn flip_then_insert(
     )
 }
 
-/// The column definition list of a `jsonb_to_recordset` (`name type, ...`), typed by `first`.
+/// The column definition list of a `json_to_recordset` (`name type, ...`), typed by `first`.
 /// `None` when a value has no JSON form.
 fn definition(columns: &[&str], first: &[Value]) -> Option<String> {
     let definition: Option<Vec<String>> = columns
@@ -454,7 +454,7 @@ fn definition(columns: &[&str], first: &[Value]) -> Option<String> {
     Some(definition?.join(", "))
 }
 
-/// Rows as one `jsonb_to_recordset` parameter for PostgreSQL: the column definition list
+/// Rows as one `json_to_recordset` parameter for PostgreSQL: the column definition list
 /// (`name type, ...`, typed by the first row) and the JSON array text. `None` when there are
 /// no rows or a value has no JSON form.
 pub(crate) fn recordset<R: AsRef<[Value]>>(
