@@ -15,6 +15,7 @@ mod revocations;
 pub(crate) mod sql;
 mod switches;
 mod templates;
+mod tls;
 mod transaction;
 mod transitions;
 mod types;
@@ -168,7 +169,10 @@ impl SchemaStatus {
 
 impl Store {
     /// Opens `url` (`sqlite://...` or `postgres://...`). SQLite runs in WAL mode with
-    /// `synchronous=NORMAL`, a busy timeout and foreign keys on.
+    /// `synchronous=NORMAL`, a busy timeout and foreign keys on. A PostgreSQL server on the
+    /// same host (`localhost`, a loopback address) is reached without TLS unless the URL's
+    /// `sslmode` or the environment's `PGSSLMODE` says otherwise; other servers keep the
+    /// driver's default (`prefer`: TLS when the server offers it).
     ///
     /// On SQLite the store's writes run on one connection of their own, and reads on the pool
     /// of `options.max_connections`. SQLite has one writer at a time anyway, and a connection
@@ -248,6 +252,11 @@ impl Store {
         let busy = options.sqlite_busy_timeout;
         // Every new PostgreSQL connection: TCP_NODELAY on the database's sockets (see `nodelay`).
         if url.starts_with("postgres") {
+            // No TLS to a server on the same host unless asked for (see `tls`).
+            let env_mode = std::env::var("PGSSLMODE").ok();
+            if let Some(mode) = tls::loopback_mode(url, env_mode.as_deref()) {
+                opts.map_sqlx_postgres_opts(move |o| o.ssl_mode(mode));
+            }
             let peers = std::sync::Arc::new(nodelay::DatabasePeers::of_url(url));
             opts.map_sqlx_postgres_pool_opts(move |pool| {
                 let peers = peers.clone();

@@ -5,6 +5,7 @@ mod analytics;
 mod api_keys;
 mod bad_input;
 mod claims;
+mod connection;
 mod counters;
 mod create_many;
 mod history;
