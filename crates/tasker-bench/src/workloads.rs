@@ -162,10 +162,15 @@ impl BenchDatabase {
                     .await
                     .context("creating the bench database")?;
                 admin.close().await.ok();
-                let base = admin_url
-                    .rsplit_once('/')
-                    .map_or(admin_url.as_str(), |(b, _)| b);
-                let url = format!("{base}/{name}");
+                // The same server and options (`?sslmode=...`), another database.
+                let (path, query) = admin_url
+                    .split_once('?')
+                    .map_or((admin_url.as_str(), None), |(p, q)| (p, Some(q)));
+                let base = path.rsplit_once('/').map_or(path, |(b, _)| b);
+                let url = match query {
+                    Some(query) => format!("{base}/{name}?{query}"),
+                    None => format!("{base}/{name}"),
+                };
                 let store = Store::connect(&url, &ConnectOptions::default()).await?;
                 Ok(Self {
                     store,
