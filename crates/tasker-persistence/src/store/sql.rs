@@ -248,10 +248,6 @@ fn json_chunks(
     param: usize,
 ) -> Option<(String, Vec<JsonChunk>)> {
     let definition = definition(columns, rows.first()?)?;
-    let objects = rows
-        .iter()
-        .map(|row| row_object(columns, row))
-        .collect::<Option<Vec<_>>>()?;
     let insert = format!(
         "INSERT INTO {table} ({columns}) SELECT {columns} FROM json_to_recordset(${param}::json) AS x({definition})",
         columns = columns.join(", "),
@@ -259,29 +255,31 @@ fn json_chunks(
     // Statements stay under one TCP segment: sqlx does not set TCP_NODELAY, so a message split
     // across segments waits for the server's delayed ACK (about 40 ms on Linux).
     let mut chunks: Vec<JsonChunk> = Vec::new();
-    let mut payload = String::from("[");
+    let mut payload = vec![b'['];
     let mut owners: Vec<Value> = Vec::new();
-    for (object, row) in objects.iter().zip(rows) {
-        let text = object.to_string();
+    let mut text = Vec::new();
+    for row in rows {
+        text.clear();
+        write_row(&mut text, columns, row)?;
         if payload.len() > 1 && payload.len() + text.len() + 2 > MAX_MESSAGE_BYTES {
-            payload.push(']');
+            payload.push(b']');
             chunks.push((
-                std::mem::replace(&mut payload, String::from("[")),
+                into_text(std::mem::replace(&mut payload, vec![b'[']))?,
                 std::mem::take(&mut owners),
             ));
         }
         if payload.len() > 1 {
-            payload.push(',');
+            payload.push(b',');
         }
-        payload.push_str(&text);
+        payload.extend_from_slice(&text);
         if let Some(owner) = row.first()
             && !owners.contains(owner)
         {
             owners.push(owner.clone());
         }
     }
-    payload.push(']');
-    chunks.push((payload, owners));
+    payload.push(b']');
+    chunks.push((into_text(payload)?, owners));
     Some((insert, chunks))
 }
 
@@ -463,15 +461,15 @@ pub(crate) fn recordset<R: AsRef<[Value]>>(
 ) -> Option<(String, String)> {
     let mut rows = rows.into_iter().peekable();
     let definition = definition(columns, rows.peek()?.as_ref())?;
-    let mut payload = String::from("[");
+    let mut payload = vec![b'['];
     for row in rows {
         if payload.len() > 1 {
-            payload.push(',');
+            payload.push(b',');
         }
-        payload.push_str(&row_object(columns, row.as_ref())?.to_string());
+        write_row(&mut payload, columns, row.as_ref())?;
     }
-    payload.push(']');
-    Some((definition, payload))
+    payload.push(b']');
+    Some((definition, into_text(payload)?))
 }
 
 /// The largest JSON payload one statement sends (well under a 64 KiB loopback segment).
@@ -492,30 +490,57 @@ fn pg_type(value: &Value) -> Option<&'static str> {
     })
 }
 
-/// One row as a JSON object keyed by column; `None` if a value has no JSON form.
-fn row_object(columns: &[&str], row: &[Value]) -> Option<serde_json::Value> {
-    let mut object = serde_json::Map::with_capacity(columns.len());
-    for (column, value) in columns.iter().zip(row) {
-        let json = match value {
-            Value::Bool(v) => v.map(serde_json::Value::from),
-            Value::SmallInt(v) => v.map(serde_json::Value::from),
-            Value::Int(v) => v.map(serde_json::Value::from),
-            Value::BigInt(v) => v.map(serde_json::Value::from),
-            Value::Double(v) => match v {
-                Some(v) => Some(serde_json::Number::from_f64(*v).map(serde_json::Value::Number)?),
-                None => None,
-            },
-            Value::String(v) => v.clone().map(serde_json::Value::from),
-            Value::Json(v) => v.as_deref().cloned(),
-            Value::Uuid(v) => v.map(|u| serde_json::Value::from(u.to_string())),
+/// Writes one row as a JSON object keyed by column, straight to `out` (no intermediate
+/// `serde_json::Value`: a creation batch writes tens of rows); `None` if a value has no JSON
+/// form, and `out` is then to be discarded. SQL NULL is JSON `null`.
+fn write_row(out: &mut Vec<u8>, columns: &[&str], row: &[Value]) -> Option<()> {
+    use std::io::Write as _;
+    out.push(b'{');
+    for (i, (column, value)) in columns.iter().zip(row).enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        // Column names are plain identifiers: nothing to escape.
+        out.push(b'"');
+        out.extend_from_slice(column.as_bytes());
+        out.extend_from_slice(b"\":");
+        let written = match value {
+            Value::Bool(Some(v)) => write!(out, "{v}"),
+            Value::SmallInt(Some(v)) => write!(out, "{v}"),
+            Value::Int(Some(v)) => write!(out, "{v}"),
+            Value::BigInt(Some(v)) => write!(out, "{v}"),
+            Value::Double(Some(v)) => {
+                // NaN and the infinities have no JSON form.
+                serde_json::to_writer(&mut *out, &serde_json::Number::from_f64(*v)?)
+                    .map_err(std::io::Error::other)
+            }
+            Value::String(Some(v)) => {
+                serde_json::to_writer(&mut *out, v.as_str()).map_err(std::io::Error::other)
+            }
+            Value::Json(Some(v)) => {
+                serde_json::to_writer(&mut *out, v.as_ref()).map_err(std::io::Error::other)
+            }
+            Value::Uuid(Some(v)) => write!(out, "\"{}\"", v.hyphenated()),
+            Value::Bool(None)
+            | Value::SmallInt(None)
+            | Value::Int(None)
+            | Value::BigInt(None)
+            | Value::Double(None)
+            | Value::String(None)
+            | Value::Json(None)
+            | Value::Uuid(None) => out.write_all(b"null"),
             _ => return None,
         };
-        object.insert(
-            (*column).to_owned(),
-            json.unwrap_or(serde_json::Value::Null),
-        );
+        written.ok()?;
     }
-    Some(serde_json::Value::Object(object))
+    out.push(b'}');
+    Some(())
+}
+
+/// A payload written by [`write_row`] as text (always UTF-8: `serde_json` writes valid UTF-8
+/// and the rest is ASCII).
+fn into_text(payload: Vec<u8>) -> Option<String> {
+    String::from_utf8(payload).ok()
 }
 
 /// Runs `sql` once per chunk of `ids`, substituting `{ids}` with the chunk's placeholders after
@@ -625,5 +650,53 @@ pub(crate) fn skip_locked(backend: DbBackend) -> &'static str {
     match backend {
         DbBackend::Postgres => " FOR UPDATE SKIP LOCKED",
         _ => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_are_written_as_json_objects_of_every_kind() {
+        let id = uuid::Uuid::now_v7();
+        let columns = ["b", "s", "i", "l", "d", "t", "j", "u", "n", "m"];
+        let row: Vec<Value> = vec![
+            true.into(),
+            7_i16.into(),
+            (-3_i32).into(),
+            i64::MAX.into(),
+            1.5_f64.into(),
+            "quote \" slash \\ line\n é \u{1F600}".into(),
+            serde_json::json!({"a": [1, null, "x"], "b": {"c": 2.5}}).into(),
+            id.into(),
+            Value::String(None),
+            Value::Json(None),
+        ];
+        let (definition, payload) =
+            recordset(&columns, [&row]).expect("every kind has a JSON form");
+        assert_eq!(
+            definition,
+            "b boolean, s smallint, i integer, l bigint, d double precision, t text, j jsonb, \
+             u uuid, n text, m jsonb"
+        );
+        let parsed: serde_json::Value = serde_json::from_str(&payload).expect("valid JSON");
+        assert_eq!(
+            parsed,
+            serde_json::json!([{
+                "b": true, "s": 7, "i": -3, "l": i64::MAX, "d": 1.5,
+                "t": "quote \" slash \\ line\n é \u{1F600}",
+                "j": {"a": [1, null, "x"], "b": {"c": 2.5}},
+                "u": id.to_string(), "n": null, "m": null,
+            }])
+        );
+    }
+
+    #[test]
+    fn a_value_with_no_json_form_refuses_the_rows() {
+        let nan: Vec<Value> = vec![f64::NAN.into()];
+        assert!(recordset(&["d"], [&nan]).is_none());
+        let bytes: Vec<Value> = vec![Value::Bytes(Some(vec![1, 2]))];
+        assert!(recordset(&["b"], [&bytes]).is_none());
     }
 }
