@@ -250,13 +250,13 @@ impl Store {
             .acquire_timeout(options.acquire_timeout)
             .sqlx_logging(false);
         let busy = options.sqlite_busy_timeout;
-        // Every new PostgreSQL connection: TCP_NODELAY on the database's sockets (see `nodelay`).
         if url.starts_with("postgres") {
             // No TLS to a server on the same host unless asked for (see `tls`).
             let env_mode = std::env::var("PGSSLMODE").ok();
             if let Some(mode) = tls::loopback_mode(url, env_mode.as_deref()) {
                 opts.map_sqlx_postgres_opts(move |o| o.ssl_mode(mode));
             }
+            // Every new connection: TCP_NODELAY on the database's sockets (see `nodelay`).
             let peers = std::sync::Arc::new(nodelay::DatabasePeers::of_url(url));
             opts.map_sqlx_postgres_pool_opts(move |pool| {
                 let peers = peers.clone();

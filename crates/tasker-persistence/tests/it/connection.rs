@@ -28,8 +28,7 @@ const ON_TLS: &str = "SELECT 1 FROM pg_stat_ssl WHERE pid = pg_backend_pid() AND
 #[tokio::test]
 async fn a_same_host_postgres_is_reached_without_tls_unless_the_url_asks_for_it() {
     on_each_database_url(|url, backend| async move {
-        let loopback = url.starts_with("postgres://") && url.contains("@127.0.0.1")
-            || url.contains("@localhost");
+        let loopback = url.contains("@127.0.0.1") || url.contains("@localhost");
         if backend != "postgres"
             || !loopback
             || url.contains("sslmode")
