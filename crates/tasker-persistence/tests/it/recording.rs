@@ -13,8 +13,7 @@ const LEASE: std::time::Duration = std::time::Duration::from_secs(30);
 async fn a_batch_of_successes_records_each_where_its_claim_holds() {
     on_each_database(|store, backend| async move {
         let names: Vec<String> = (0..150).map(|i| format!("s{i}")).collect();
-        let steps: Vec<(&str, &[&str])> = names.iter().map(|n| (n.as_str(), &[][..])).collect();
-        let registered = register(&store, &shape("flat", &steps, 3)).await;
+        let registered = register(&store, &flat("flat", &names, 3)).await;
         let created = create(&store, &registered, request_for(&registered.template)).await;
         let claimed = store
             .claim_ready_steps("w", 1_000, LEASE, t0())
@@ -84,8 +83,7 @@ async fn a_batch_of_successes_stores_each_result_as_given() {
                 .map(|n| (*n).to_owned())
                 .collect();
             names.extend((0..fillers).map(|i| format!("f{i}")));
-            let steps: Vec<(&str, &[&str])> = names.iter().map(|n| (n.as_str(), &[][..])).collect();
-            let registered = register(&store, &shape(&format!("kinds{fillers}"), &steps, 3)).await;
+            let registered = register(&store, &flat(&format!("kinds{fillers}"), &names, 3)).await;
             create(&store, &registered, request_for(&registered.template)).await;
             let claimed = store
                 .claim_ready_steps("w", 100, LEASE, t0())
@@ -293,14 +291,7 @@ async fn tasks_finished_by_one_batch_are_finalized_together_each_with_one_curren
             .await?
             .into_steps();
         assert_eq!(claimed.len(), 3, "{backend}");
-        let outcomes: Vec<StepOutcome> = claimed
-            .iter()
-            .map(|step| StepOutcome::Success {
-                step_id: step.step_id,
-                attempt: 1,
-                results: json!({}),
-            })
-            .collect();
+        let outcomes: Vec<StepOutcome> = claimed.iter().map(|s| success(s, json!({}))).collect();
         let report = store.record_outcomes("w", outcomes, at(1.0)).await?;
         let mut finalized = report.finalized.clone();
         finalized.sort();

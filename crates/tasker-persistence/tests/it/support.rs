@@ -104,6 +104,12 @@ pub(crate) fn shape(name: &str, steps: &[(&str, &[&str])], retry_limit: u32) -> 
     template(&yaml)
 }
 
+/// A template of independent steps named `names` (no dependencies), with the given retry limit.
+pub(crate) fn flat(name: &str, names: &[String], retry_limit: u32) -> TaskTemplate {
+    let steps: Vec<(&str, &[&str])> = names.iter().map(|n| (n.as_str(), &[][..])).collect();
+    shape(name, &steps, retry_limit)
+}
+
 pub(crate) fn diamond() -> TaskTemplate {
     shape(
         "diamond",
