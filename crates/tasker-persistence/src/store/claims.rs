@@ -4,7 +4,8 @@
 //! `FOR UPDATE SKIP LOCKED`; SQLite's single writer under `BEGIN IMMEDIATE`), moving each
 //! `pending → in_progress` (or `error → pending → in_progress` for a retry) and setting the
 //! owner and lease. The coordinator's hand-off records outcomes and claims again in one
-//! transaction ([`Store::record_outcomes_and_claim`]).
+//! transaction ([`Store::record_outcomes_and_claim`]); on PostgreSQL, a hand-off whose claim
+//! can only find the steps its successes release is one statement (`outcomes.rs`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::LazyLock;
@@ -18,7 +19,7 @@ use uuid::Uuid;
 
 use super::changes::{State, changes};
 use super::history::{History, Owners, history_ctes, write_transitions};
-use super::outcomes::record_in;
+use super::outcomes::{ReleasedClaim, record_in, successes_alone};
 use super::sql::{
     Db, STATEMENT_SEPARATOR, commit, get, micros, query_in_chunks, retrying, skip_locked, stmt,
     template_id,
@@ -166,6 +167,21 @@ impl Store {
             limit
         };
         let now = to_micros(now);
+        if only_if_readied && one_statement_claim(self.db_backend(), filter) {
+            let pairs: Vec<(&str, &StepOutcome)> = outcomes.iter().map(|o| (owner, o)).collect();
+            if let Some(successes) = successes_alone(&pairs) {
+                let claim = ReleasedClaim {
+                    clock: self.lease_clock,
+                    owner,
+                    lease,
+                    limit: claim_limit,
+                    only: filter_clause(filter),
+                };
+                return self
+                    .record_and_claim_released(&successes, now, claim, filter)
+                    .await;
+            }
+        }
         let failed = outcomes
             .iter()
             .any(|outcome| matches!(outcome, StepOutcome::Failure(_)));
@@ -411,6 +427,20 @@ impl Store {
     }
 }
 
+/// The condition (`AND …`, on a step row) by which `filter`'s named tasks are claimed: those
+/// allowed, and without namespace limits not those paused (with them, `limited_candidates`
+/// excludes the paused).
+pub(super) fn filter_clause(filter: &ClaimFilter) -> String {
+    let mut only = match &filter.named_task_ids {
+        None => String::new(),
+        Some(ids) => named_tasks_clause(ids, true),
+    };
+    if filter.limits.is_empty() {
+        only.push_str(&named_tasks_clause(&filter.paused_named_task_ids, false));
+    }
+    only
+}
+
 /// ` AND [NOT] EXISTS (...)`: only (or never) steps of tasks of these named tasks. An empty
 /// list allows nothing (or excludes nothing).
 fn named_tasks_clause(ids: &[TemplateId], allowed: bool) -> String {
@@ -601,13 +631,7 @@ async fn claim_in<C: ConnectionTrait>(
     // Named task ids are integers the engine read from the catalogue, written inline so the
     // statement's parameters stay the same. Without namespace limits the candidates also
     // exclude paused named tasks here; with them, `limited_candidates` does.
-    let mut only = match &filter.named_task_ids {
-        None => String::new(),
-        Some(ids) => named_tasks_clause(ids, true),
-    };
-    if filter.limits.is_empty() {
-        only.push_str(&named_tasks_clause(&filter.paused_named_task_ids, false));
-    }
+    let only = filter_clause(filter);
     // `$1` owner, `$2` lease, `$3` now, `$4` limit: the parameters of the one-call claims.
     let claim_values = || -> Vec<Value> {
         vec![
@@ -819,31 +843,7 @@ async fn claim_in<C: ConnectionTrait>(
             // Only a pending task needs starting: no statement at all when none is.
             task_ids.push(task_id);
         }
-        let step_inputs = StepInputs {
-            step_id: StepId(step_id),
-            task_context: get(row, "context")?,
-            correlation_id: get(row, "correlation_id")?,
-            trace_parent: get(row, "trace_parent")?,
-            task_created_at: from_micros(get(row, "task_created_at")?),
-            inputs: get(row, "inputs")?,
-            parent_results: parse_parent_results(get(row, "parent_results")?)?,
-        };
-        claims.push((
-            get::<i32>(row, "position")?,
-            Claim {
-                inputs: step_inputs,
-                step: ClaimedStep {
-                    step_id: StepId(step_id),
-                    task_id: TaskId(task_id),
-                    named_task_id: template_id(row, "named_task_id")?,
-                    name: get(row, "name")?,
-                    attempt: u32::try_from(attempt).unwrap_or(0),
-                    retry_limit: u32::try_from(get::<i32>(row, "retry_limit")?).unwrap_or(0),
-                    retried: was_retry,
-                    lease_expires_at: from_micros(get(row, "lease_expires_at")?),
-                },
-            },
-        ));
+        claims.push(claim_of(row, was_retry)?);
     }
     let task_values: Vec<Value> = task_ids.iter().copied().map(Value::from).collect();
     let started_apart = query_in_chunks(
@@ -875,6 +875,33 @@ async fn claim_in<C: ConnectionTrait>(
         claims: claims.into_iter().map(|(_, claim)| claim).collect(),
         started_tasks,
     })
+}
+
+/// The claim a claimed `row` holds (the columns of [`CLAIM_RETURNING`] and `parent_results`;
+/// `was_retry`: the attempt is a retry), with the step's position in its template.
+pub(super) fn claim_of(row: &QueryResult, was_retry: bool) -> Result<(i32, Claim), StoreError> {
+    let step_id = StepId(get(row, "workflow_step_id")?);
+    let attempt: i32 = get(row, "attempts")?;
+    let inputs = StepInputs {
+        step_id,
+        task_context: get(row, "context")?,
+        correlation_id: get(row, "correlation_id")?,
+        trace_parent: get(row, "trace_parent")?,
+        task_created_at: from_micros(get(row, "task_created_at")?),
+        inputs: get(row, "inputs")?,
+        parent_results: parse_parent_results(get(row, "parent_results")?)?,
+    };
+    let step = ClaimedStep {
+        step_id,
+        task_id: TaskId(get(row, "task_id")?),
+        named_task_id: template_id(row, "named_task_id")?,
+        name: get(row, "name")?,
+        attempt: u32::try_from(attempt).unwrap_or(0),
+        retry_limit: u32::try_from(get::<i32>(row, "retry_limit")?).unwrap_or(0),
+        retried: was_retry,
+        lease_expires_at: from_micros(get(row, "lease_expires_at")?),
+    };
+    Ok((get::<i32>(row, "position")?, Claim { inputs, step }))
 }
 
 /// The claim's aggregate over a step's edges from its parents (`e`): a JSON array of

@@ -15,7 +15,7 @@ use tasker_domain::{StepError, StepId, StepState, TaskId, TaskState};
 use uuid::Uuid;
 
 use super::changes::{State, StepChange, changes};
-use super::claims::CLAIM;
+use super::claims::{CLAIM, claim_of};
 use super::history::{History, Owners, history_ctes};
 use super::sql::{
     Db, commit, get, json, lock_tasks, max_params, micros, params, query_in_chunks, retrying,
@@ -25,7 +25,10 @@ use super::transitions::{
     StepFlags, TaskDelta, add, apply_task_deltas, finalized_history, finalizing_set,
     release_children,
 };
-use super::{RecordReport, RecordedStep, StepFailure, StepOutcome, Store};
+use super::{
+    ClaimBatch, ClaimFilter, LeaseClock, RecordReport, RecordedStep, StepFailure, StepOutcome,
+    Store,
+};
 use crate::error::StoreError;
 use crate::time::{from_micros, to_micros};
 
@@ -121,6 +124,66 @@ impl Store {
         commit(txn).await?;
         Ok(report)
     }
+
+    /// PostgreSQL, a hand-off of successes whose claim can only find what they release (the
+    /// caller knows nothing else is ready): one statement records the successes and claims
+    /// the children they make ready, without `BEGIN` and `COMMIT`, so the hand-off is one round
+    /// trip instead of four. Children made ready beyond what the statement took (past its limit
+    /// by id) are claimed by a claim of their own after it.
+    pub(super) async fn record_and_claim_released(
+        &self,
+        successes: &[Success<'_>],
+        now: i64,
+        claim: ReleasedClaim<'_>,
+        filter: &ClaimFilter,
+    ) -> Result<(RecordReport, ClaimBatch), StoreError> {
+        let claim = &claim;
+        let (report, rows) = retrying(|| async move {
+            let mut history = History::default();
+            record_successes(
+                self.one_statement_txn(),
+                successes,
+                now,
+                &mut history,
+                Some(claim),
+            )
+            .await
+        })
+        .await?;
+        let mut claims = Vec::with_capacity(rows.len());
+        for row in &rows {
+            claims.push(claim_of(row, false)?);
+        }
+        claims.sort_by_key(|(position, claim)| (claim.step.task_id, *position));
+        let mut batch = ClaimBatch {
+            claims: claims.into_iter().map(|(_, claim)| claim).collect(),
+            started_tasks: Vec::new(),
+        };
+        let taken = batch.claims.len();
+        if report.newly_ready.len() > taken && taken < claim.limit {
+            // The outcomes are recorded: a failure here leaves the children ready for the
+            // next claim rather than failing the hand-off.
+            match self
+                .claim_ready_steps_where(
+                    claim.owner,
+                    claim.limit - taken,
+                    claim.lease,
+                    from_micros(now),
+                    filter,
+                )
+                .await
+            {
+                Ok(more) => {
+                    batch.claims.extend(more.claims);
+                    batch.started_tasks.extend(more.started_tasks);
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "claiming the steps a hand-off made ready failed; the next claim takes them");
+                }
+            }
+        }
+        Ok((report, batch))
+    }
 }
 
 /// How many outcomes one completion statement carries on `backend`.
@@ -129,7 +192,7 @@ fn completions_per_statement(backend: DbBackend) -> usize {
 }
 
 /// A success to record: `(owner, step, attempt, results)`.
-type Success<'a> = (&'a str, StepId, u32, &'a serde_json::Value);
+pub(super) type Success<'a> = (&'a str, StepId, u32, &'a serde_json::Value);
 
 /// One completion statement's parts.
 struct Completion {
@@ -212,21 +275,51 @@ const COUNTED: i32 = 2;
 /// (`step`, `attempt`, `owner`, `results`), found by `by_id`, a condition on
 /// `workflow_step_id`; `$1` is now. Only the locking and the completion depend on the batch;
 /// the rest is [`RECORDING_TAIL`].
-fn recording(v: &str, by_id: &str) -> String {
+fn recording(v: &str, by_id: &str, tail: &str) -> String {
     let update = completing_update(by_id, " AND (SELECT COUNT(*) FROM locked) >= 0");
     format!(
         "WITH {v}, \
          locked AS (SELECT task_id, state AS was FROM tasker_tasks WHERE task_id = ANY (ARRAY \
          (SELECT task_id FROM tasker_workflow_steps WHERE {by_id})) ORDER BY task_id FOR UPDATE), \
-         done AS ({update}), {tail}",
-        tail = &*RECORDING_TAIL,
+         done AS ({update}), {tail}"
     )
 }
 
-/// The part of [`recording`] after `done` that never changes, built once: the release of the
-/// children, the counters' update with its finalizing `SET` list (a task is final when its
-/// counters leave no step active), both history CTEs and the answer.
-static RECORDING_TAIL: LazyLock<String> = LazyLock::new(|| {
+/// The part of [`recording`] after `done` without a claim, built once.
+static RECORDING_TAIL: LazyLock<String> = LazyLock::new(|| recording_tail(None));
+
+/// How a recording statement claims the children its outcomes make ready
+/// ([`ReleaseClaim::sql`]).
+pub(super) struct ReleaseClaim {
+    /// The claim's owner, as SQL (a parameter).
+    pub(super) owner: String,
+    /// The claims' lease expiry, as SQL.
+    pub(super) expiry: String,
+    /// The most children to claim, as SQL (a parameter).
+    pub(super) limit: String,
+    /// A condition on the child's row (`AND …`) that the claim's filter adds.
+    pub(super) only: String,
+}
+
+/// The claim kind of a recording statement's answer, ahead of the others.
+const CLAIMED: i32 = 3;
+
+/// The part of [`recording`] after `done`: the release of the children, the counters' update
+/// with its finalizing `SET` list (a task is final when its counters leave no step active),
+/// both history CTEs and the answer.
+///
+/// With `claim`, the release also claims the children it makes ready, up to the claim's limit
+/// (by child id), in the same `UPDATE`: a row one statement updates cannot be updated again
+/// by a later CTE of it, so the claim is the release's own `SET`, each column switched on the
+/// same condition (`take`: the last unfinished parent done, the next attempt due, the step
+/// pending, the filter allowing it). The condition reads the row as it stands when updated,
+/// so a parent completed by another engine since the statement's snapshot still counts (the
+/// task rows are locked first, so no other recording of the task runs meanwhile). A child
+/// made ready beyond the limit stays ready for the next claim. The claimed children's history
+/// rows are written by the statement too (`claim_history`), and they lead the answer (kind
+/// [`CLAIMED`]) with the columns a claim returns; their parents' results are read from the
+/// outcomes where the statement itself stored them (its snapshot has the old ones).
+fn recording_tail(claim: Option<&ReleaseClaim>) -> String {
     let history = history_ctes(
         "done_history",
         Owners::Steps,
@@ -248,13 +341,88 @@ static RECORDING_TAIL: LazyLock<String> = LazyLock::new(|| {
     );
     let finalized = finalized_history("final_history", "counted");
     let waiting = [StepState::Pending.sql(), StepState::Error.sql()].join(", ");
+    let mut claim_set = String::new();
+    let mut rank = "";
+    let mut taken = String::from("FALSE");
+    let mut claimed_columns = "";
+    let mut claim_history = String::new();
+    let mut claimed_answer = String::new();
+    let mut answer_nulls = "";
+    if let Some(ReleaseClaim {
+        owner,
+        expiry,
+        limit,
+        only,
+    }) = claim
+    {
+        let take = format!(
+            "unfinished_parents = c.n AND next_attempt_at IS NOT NULL AND next_attempt_at <= $1 \
+             AND state = {pending} AND c.rank <= {limit}{only}",
+            pending = CLAIM.from().sql(),
+        );
+        let switched = |column: &str, value: &str| {
+            format!(", {column} = CASE WHEN {take} THEN {value} ELSE {column} END")
+        };
+        for (column, value) in [
+            ("state", CLAIM.to().sql().to_string()),
+            ("in_process", "TRUE".to_owned()),
+            ("claim_owner", owner.clone()),
+            ("lease_expires_at", expiry.clone()),
+            ("attempts", "attempts + 1".to_owned()),
+            ("last_attempted_at", "$1".to_owned()),
+            ("next_attempt_at", "NULL".to_owned()),
+            ("last_sort_key", "last_sort_key + 10".to_owned()),
+        ] {
+            claim_set.push_str(&switched(column, &value));
+        }
+        rank = ", row_number() OVER (ORDER BY e.to_step_id) AS rank";
+        taken = format!(
+            "(state = {claimed} AND claim_owner = {owner} AND last_attempted_at = $1)",
+            claimed = CLAIM.to().sql(),
+        );
+        claimed_columns =
+            ", name, retry_limit, position, inputs, lease_expires_at, attempts, last_sort_key";
+        claim_history = format!(
+            ", {}",
+            history_ctes(
+                "claim_history",
+                Owners::Steps,
+                "SELECT workflow_step_id FROM released WHERE taken",
+                &format!(
+                    "{} FROM released WHERE taken",
+                    CLAIM.select(
+                        "workflow_step_id",
+                        "last_sort_key",
+                        true,
+                        &format!(
+                            "jsonb_build_object('attempt_number', attempts, 'claim_owner', {owner}::text)"
+                        ),
+                        "$1"
+                    )
+                ),
+            )
+        );
+        claimed_answer = format!(
+            "SELECT {CLAIMED} AS kind, r.workflow_step_id AS id, r.task_id, r.last_sort_key, r.attempts, \
+             NULL::bigint AS next_attempt_at, NULL::text AS state, NULL::text AS was, \
+             r.workflow_step_id, r.name, r.retry_limit, r.position, r.inputs, r.lease_expires_at, \
+             t.named_task_id, t.context, t.correlation_id, t.trace_parent, t.created_at AS task_created_at, \
+             (SELECT json_agg((SELECT json_build_array(p.name, COALESCE((SELECT v.results FROM v \
+             WHERE v.step = p.workflow_step_id AND v.step IN (SELECT workflow_step_id FROM done)), p.results)) \
+             FROM tasker_workflow_steps p WHERE p.workflow_step_id = e.from_step_id))::text \
+             FROM tasker_workflow_step_edges e WHERE e.to_step_id = r.workflow_step_id) AS parent_results \
+             FROM released r JOIN tasker_tasks t ON t.task_id = r.task_id WHERE r.taken UNION ALL "
+        );
+        answer_nulls = ", NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL";
+    }
     format!(
-        "released AS (UPDATE tasker_workflow_steps SET updated_at = $1, unfinished_parents = unfinished_parents - c.n \
-         FROM (SELECT e.to_step_id, COUNT(*) AS n FROM done d JOIN tasker_workflow_step_edges e \
+        "released AS (UPDATE tasker_workflow_steps SET updated_at = $1, unfinished_parents = unfinished_parents - c.n{claim_set} \
+         FROM (SELECT e.to_step_id, COUNT(*) AS n{rank} FROM done d JOIN tasker_workflow_step_edges e \
          ON e.from_step_id = d.workflow_step_id GROUP BY e.to_step_id) AS c \
          WHERE workflow_step_id = c.to_step_id \
          RETURNING workflow_step_id, task_id, \
-         (unfinished_parents = 0 AND next_attempt_at IS NOT NULL AND state IN ({waiting})) AS ready), \
+         (unfinished_parents = 0 AND (next_attempt_at IS NOT NULL AND state IN ({waiting}) OR {taken})) AS ready, \
+         {taken} AS taken{claimed_columns}), \
          finished AS (SELECT task_id, COUNT(*) FILTER (WHERE completed) AS n, COUNT(*) FILTER (WHERE NOT completed) AS w \
          FROM (SELECT task_id, TRUE AS completed FROM done UNION ALL SELECT task_id, FALSE FROM released WHERE ready) AS x \
          GROUP BY task_id HAVING COUNT(*) FILTER (WHERE completed) > 0), \
@@ -262,13 +430,13 @@ static RECORDING_TAIL: LazyLock<String> = LazyLock::new(|| {
          done_steps = done_steps + f.n, updated_at = $1, {finalizing} \
          FROM finished f JOIN locked l ON l.task_id = f.task_id WHERE tasker_tasks.task_id = f.task_id \
          RETURNING tasker_tasks.task_id, tasker_tasks.state, l.was, done_steps, total_steps, last_sort_key), \
-         {history}, {finalized} \
-         SELECT {DONE} AS kind, workflow_step_id AS id, task_id, last_sort_key, attempts, next_attempt_at, \
-         NULL::text AS state, NULL::text AS was FROM done \
-         UNION ALL SELECT {READY}, workflow_step_id, task_id, NULL, NULL, NULL, NULL, NULL FROM released WHERE ready \
-         UNION ALL SELECT {COUNTED}, task_id, task_id, NULL, NULL, NULL, state, was FROM counted"
+         {history}, {finalized}{claim_history} \
+         {claimed_answer}SELECT {DONE} AS kind, workflow_step_id AS id, task_id, last_sort_key, attempts, next_attempt_at, \
+         NULL::text AS state, NULL::text AS was{answer_nulls} FROM done \
+         UNION ALL SELECT {READY}, workflow_step_id, task_id, NULL, NULL, NULL, NULL, NULL{answer_nulls} FROM released WHERE ready \
+         UNION ALL SELECT {COUNTED}, task_id, task_id, NULL, NULL, NULL, state, was{answer_nulls} FROM counted"
     )
-});
+}
 
 /// Batches of up to this many successes are recorded with a `VALUES` list of parameters,
 /// larger ones with [`RECORDING_JSON`].
@@ -279,13 +447,13 @@ const RECORDING_VALUES_MAX: usize = 16;
 /// results as a one-element array: `json_to_recordset` reads a bare JSON `null` as SQL NULL,
 /// and results of `null` are stored as JSON's `null`, as the other recording statements store
 /// them), and the steps are found from an array of their ids read once.
-static RECORDING_JSON: LazyLock<String> = LazyLock::new(|| {
-    recording(
-        "v AS (SELECT step, attempt, owner, boxed -> 0 AS results \
-         FROM json_to_recordset($2::json) AS x(step uuid, attempt integer, owner text, boxed jsonb))",
-        "workflow_step_id = ANY (ARRAY (SELECT step FROM v))",
-    )
-});
+static RECORDING_JSON: LazyLock<String> =
+    LazyLock::new(|| recording(JSON_V, JSON_BY_ID, &RECORDING_TAIL));
+
+/// [`RECORDING_JSON`]'s `v` CTE and its condition on `workflow_step_id`.
+const JSON_V: &str = "v AS (SELECT step, attempt, owner, boxed -> 0 AS results \
+     FROM json_to_recordset($2::json) AS x(step uuid, attempt integer, owner text, boxed jsonb))";
+const JSON_BY_ID: &str = "workflow_step_id = ANY (ARRAY (SELECT step FROM v))";
 
 /// One success in [`RECORDING_JSON`]'s parameter.
 #[derive(serde::Serialize)]
@@ -323,15 +491,47 @@ struct SuccessRow<'a> {
 /// step whatever the tables' statistics say; the earlier form (the edges filtered by the id
 /// list, then semi-joined with `done`) was planned, once the tables had statistics, as a
 /// nested loop that read every edge once per completed step (37 ms for 84 steps of 8,000).
+///
+/// With `claim`, the statement also claims the children its outcomes make ready (see
+/// [`recording_tail`]); its parameters follow the successes'.
 async fn complete_release_count<C: ConnectionTrait>(
     db: &C,
     successes: &[Success<'_>],
     now: i64,
+    claim: Option<&ReleasedClaim<'_>>,
 ) -> Result<Vec<QueryResult>, StoreError> {
+    let with_claim = |values: &mut Vec<Value>| {
+        claim.map(|claim| {
+            let first = values.len() + 1;
+            let (expiry, lease) =
+                claim
+                    .clock
+                    .expiry(DbBackend::Postgres, first + 1, now, micros(claim.lease));
+            values.push(claim.owner.into());
+            values.push(lease);
+            values.push(i64::try_from(claim.limit).unwrap_or(i64::MAX).into());
+            recording_tail(Some(&ReleaseClaim {
+                owner: format!("${first}"),
+                expiry,
+                limit: format!("${}", first + 2),
+                only: claim.only.clone(),
+            }))
+        })
+    };
     if successes.len() <= RECORDING_VALUES_MAX {
-        let Completion { values, v, by_id } = completion(successes, now);
+        let Completion {
+            mut values,
+            v,
+            by_id,
+        } = completion(successes, now);
+        let tail = with_claim(&mut values);
+        let tail = tail.as_deref().unwrap_or(&RECORDING_TAIL);
         return db
-            .rows(stmt(DbBackend::Postgres, recording(&v, &by_id), values))
+            .rows(stmt(
+                DbBackend::Postgres,
+                recording(&v, &by_id, tail),
+                values,
+            ))
             .await;
     }
     let rows: Vec<SuccessRow<'_>> = successes
@@ -345,33 +545,48 @@ async fn complete_release_count<C: ConnectionTrait>(
         .collect();
     let payload =
         serde_json::to_string(&rows).map_err(|e| StoreError::malformed("step results", e))?;
-    db.rows(stmt(
-        DbBackend::Postgres,
-        RECORDING_JSON.as_str(),
-        vec![now.into(), payload.into()],
-    ))
-    .await
+    let mut values: Vec<Value> = vec![now.into(), payload.into()];
+    let sql = match with_claim(&mut values) {
+        Some(tail) => recording(JSON_V, JSON_BY_ID, &tail),
+        None => RECORDING_JSON.clone(),
+    };
+    db.rows(stmt(DbBackend::Postgres, sql, values)).await
 }
 
-/// [`record_in`] for a batch that [`complete_release_count`] records in one statement.
-async fn record_successes<C: ConnectionTrait>(
+/// The claim a recording statement makes of the children its outcomes make ready: up to
+/// `limit` for `owner`, with leases of `lease` on `clock`, those `only` (a condition on the
+/// child's row, `AND …`) allows.
+pub(super) struct ReleasedClaim<'a> {
+    pub(super) clock: LeaseClock,
+    pub(super) owner: &'a str,
+    pub(super) lease: Duration,
+    pub(super) limit: usize,
+    pub(super) only: String,
+}
+
+/// [`record_in`] for a batch that [`complete_release_count`] records in one statement, with
+/// the rows of the children it claimed (with `claim`).
+pub(super) async fn record_successes<C: ConnectionTrait>(
     db: &C,
     successes: &[Success<'_>],
     now: i64,
     history: &mut History,
-) -> Result<RecordReport, StoreError> {
+    claim: Option<&ReleasedClaim<'_>>,
+) -> Result<(RecordReport, Vec<QueryResult>), StoreError> {
     // Rows gathered earlier in the transaction come before the statement's own.
     history.flush(db, now).await?;
     let mut done = HashMap::with_capacity(successes.len());
     let mut ready = Vec::new();
     let mut counted = Vec::new();
-    for row in complete_release_count(db, successes, now).await? {
+    let mut claimed = Vec::new();
+    for row in complete_release_count(db, successes, now, claim).await? {
         let id: Uuid = get(&row, "id")?;
         match get::<i32>(&row, "kind")? {
             DONE => {
                 done.insert(id, row);
             }
             READY => ready.push(StepId(id)),
+            CLAIMED => claimed.push(row),
             _ => counted.push((id, row)),
         }
     }
@@ -405,7 +620,7 @@ async fn record_successes<C: ConnectionTrait>(
             report.finalized.push((TaskId(task_id), state));
         }
     }
-    Ok(report)
+    Ok((report, claimed))
 }
 
 /// The task state in `row`'s `column`.
@@ -471,6 +686,31 @@ fn recorded(
     Ok((task_id, next))
 }
 
+/// The successes of `outcomes` when they are all successes of distinct steps that one
+/// recording statement takes on PostgreSQL ([`record_successes`]).
+pub(super) fn successes_alone<'a>(
+    outcomes: &[(&'a str, &'a StepOutcome)],
+) -> Option<Vec<Success<'a>>> {
+    let mut seen = std::collections::HashSet::with_capacity(outcomes.len());
+    let mut together = Vec::with_capacity(outcomes.len());
+    for (owner, outcome) in outcomes {
+        let StepOutcome::Success {
+            step_id,
+            attempt,
+            results,
+        } = outcome
+        else {
+            return None;
+        };
+        if !seen.insert(*step_id) {
+            return None;
+        }
+        together.push((*owner, *step_id, *attempt, results));
+    }
+    (!together.is_empty() && together.len() <= completions_per_statement(DbBackend::Postgres))
+        .then_some(together)
+}
+
 /// Records `(owner, outcome)` pairs inside `db`'s transaction.
 pub(crate) async fn record_in<C: ConnectionTrait>(
     db: &C,
@@ -479,6 +719,11 @@ pub(crate) async fn record_in<C: ConnectionTrait>(
     history: &mut History,
 ) -> Result<RecordReport, StoreError> {
     let backend = db.get_database_backend();
+    if backend == DbBackend::Postgres
+        && let Some(together) = successes_alone(&outcomes)
+    {
+        return Ok(record_successes(db, &together, now, history, None).await?.0);
+    }
     // Successes, the bulk of any batch, are written by one statement per chunk; a step named
     // twice in the batch and every failure take the one-row statements below, in order.
     let mut named: HashMap<StepId, usize> = HashMap::with_capacity(outcomes.len());
@@ -496,13 +741,6 @@ pub(crate) async fn record_in<C: ConnectionTrait>(
             _ => None,
         })
         .collect();
-    if backend == DbBackend::Postgres
-        && !together.is_empty()
-        && together.len() == outcomes.len()
-        && together.len() <= completions_per_statement(backend)
-    {
-        return record_successes(db, &together, now, history).await;
-    }
     // The lock order: the outcomes' task rows first (their counters move below), then the
     // steps.
     if backend == DbBackend::Postgres && !outcomes.is_empty() {

@@ -48,8 +48,11 @@ pub struct FollowingClaim<'a> {
     pub filter: &'a ClaimFilter,
     /// Claim only if the outcomes may have readied a step: a child released, a task sent back
     /// to work, a failure whose retry may already be due, or room freed in a namespace whose
-    /// running steps are capped. For a caller that knows nothing else is ready; the
-    /// transaction is then the recording alone, one statement shorter.
+    /// running steps are capped. For a caller that knows nothing else is ready: what the
+    /// outcomes did not ready may be left unclaimed. A task's last outcome is then recorded
+    /// without a claim, and on PostgreSQL a batch of successes (without namespace limits) is
+    /// one statement that records them and claims the children they ready, without `BEGIN`
+    /// and `COMMIT`.
     pub only_if_readied: bool,
 }
 

@@ -1,0 +1,216 @@
+//! The hand-off of a caller that knows nothing else is ready: the recording claims the children
+//! its outcomes make ready (on PostgreSQL in the recording statement itself), with the
+//! parents' results as just recorded, their history, and no more than the limit.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use serde_json::json;
+use tasker_domain::{StepId, StepState, TaskState};
+use tasker_persistence::{ClaimBatch, ClaimFilter, FollowingClaim, Store};
+
+use crate::support::*;
+
+const LEASE: Duration = Duration::from_secs(30);
+
+/// `a` releases `b`, `c` and `x`; `x` also waits for `b`, so `a` readies only `b` and `c`.
+fn fan() -> tasker_template::TaskTemplate {
+    shape(
+        "fan",
+        &[("a", &[]), ("b", &["a"]), ("c", &["a"]), ("x", &["a", "b"])],
+        3,
+    )
+}
+
+/// A hand-off that claims only what its outcomes ready, up to `limit`.
+fn readied_only(limit: usize, filter: &ClaimFilter) -> FollowingClaim<'_> {
+    FollowingClaim {
+        limit,
+        lease: LEASE,
+        filter,
+        only_if_readied: true,
+    }
+}
+
+fn names(batch: &ClaimBatch) -> BTreeSet<String> {
+    batch.steps().map(|s| s.name.clone()).collect()
+}
+
+/// The state and metadata of `step`'s last history row (which must be current), and how many
+/// of its rows are current.
+async fn last_row(store: &Store, step: StepId) -> (String, serde_json::Value, usize) {
+    let history = store.step_transitions(step).await.unwrap();
+    let current = history.iter().filter(|t| t.most_recent).count();
+    let last = history.last().unwrap();
+    assert!(last.most_recent);
+    (last.to_state.clone(), last.metadata.clone(), current)
+}
+
+#[tokio::test]
+async fn a_hand_off_claims_the_children_it_readies_with_the_results_it_recorded() {
+    on_each_database(|store, backend| async move {
+        let registered = register(&store, &fan()).await;
+        let created = create(&store, &registered, request_for(&registered.template)).await;
+        let first = store.claim_ready_steps("w", 10, LEASE, t0()).await?;
+        assert_eq!(names(&first), BTreeSet::from(["a".to_owned()]), "{backend}");
+        let a = first.into_steps().remove(0);
+        let filter = ClaimFilter::default();
+
+        let calls = (store.calls(), store.statements(), store.transactions());
+        let (report, batch) = store
+            .record_outcomes_and_claim_with(
+                "w",
+                [success(&a, json!({"n": 7}))],
+                at(1.0),
+                readied_only(10, &filter),
+            )
+            .await?;
+        if backend == "postgres" {
+            assert_eq!(
+                (
+                    store.calls() - calls.0,
+                    store.statements() - calls.1,
+                    store.transactions() - calls.2
+                ),
+                (1, 1, 1),
+                "one statement records and claims, without BEGIN and COMMIT"
+            );
+        }
+        let mut readied = vec![step_id(&created, "b"), step_id(&created, "c")];
+        readied.sort();
+        assert_eq!(report.newly_ready, readied, "{backend}");
+        assert_eq!(
+            names(&batch),
+            BTreeSet::from(["b".to_owned(), "c".to_owned()]),
+            "{backend}"
+        );
+        for claim in &batch.claims {
+            assert_eq!(claim.step.attempt, 1, "{backend}");
+            assert!(!claim.step.retried, "{backend}");
+            assert_eq!(claim.step.lease_expires_at, at(1.0) + LEASE, "{backend}");
+            assert_eq!(claim.step.named_task_id, registered.named_task_id);
+            assert_eq!(
+                claim.inputs.parent_results["a"],
+                json!({"n": 7}),
+                "{backend}: the parent's results as this hand-off recorded them"
+            );
+            assert_eq!(claim.inputs.task_context, json!({}), "{backend}");
+            let step = store.step(claim.step.step_id).await?;
+            assert_eq!(step.state, StepState::InProgress, "{backend}");
+            assert_eq!(step.claim_owner.as_deref(), Some("w"), "{backend}");
+            assert_eq!(
+                last_row(&store, claim.step.step_id).await,
+                (
+                    "in_progress".to_owned(),
+                    json!({"attempt_number": 1, "claim_owner": "w"}),
+                    1
+                ),
+                "{backend}"
+            );
+        }
+        assert_eq!(
+            store.step(step_id(&created, "x")).await?.state,
+            StepState::Pending,
+            "{backend}: a child with a parent left is released, not claimed"
+        );
+
+        // `b` readies `x`, whose other parent finished in the hand-off before.
+        let claimed = batch.into_steps();
+        let b = claimed.iter().find(|s| s.name == "b").unwrap();
+        let c = claimed.iter().find(|s| s.name == "c").unwrap();
+        let (report, batch) = store
+            .record_outcomes_and_claim_with(
+                "w",
+                [success(b, json!({"b": true})), success(c, json!(null))],
+                at(2.0),
+                readied_only(10, &filter),
+            )
+            .await?;
+        assert_eq!(report.newly_ready, [step_id(&created, "x")], "{backend}");
+        assert_eq!(names(&batch), BTreeSet::from(["x".to_owned()]), "{backend}");
+        let x = &batch.claims[0];
+        assert_eq!(x.inputs.parent_results["a"], json!({"n": 7}), "{backend}");
+        assert_eq!(
+            x.inputs.parent_results["b"],
+            json!({"b": true}),
+            "{backend}"
+        );
+
+        let x = batch.into_steps().remove(0);
+        let (report, batch) = store
+            .record_outcomes_and_claim_with(
+                "w",
+                [success(&x, json!(1))],
+                at(3.0),
+                readied_only(10, &filter),
+            )
+            .await?;
+        assert!(batch.is_empty(), "{backend}");
+        assert_eq!(
+            report.finalized,
+            [(created.task_id, TaskState::Complete)],
+            "{backend}"
+        );
+        let task = store.task(created.task_id).await?;
+        assert_eq!(task.state, TaskState::Complete, "{backend}");
+        Ok(())
+    })
+    .await;
+}
+
+/// The limit holds: of two children readied, a hand-off allowed one claims one and leaves the
+/// other ready for the next claim; one whose named task is paused claims none.
+#[tokio::test]
+async fn a_hand_off_claims_no_more_children_than_its_limit_and_none_its_filter_refuses() {
+    on_each_database(|store, backend| async move {
+        let registered = register(&store, &fan()).await;
+        let paused = ClaimFilter {
+            paused_named_task_ids: vec![registered.named_task_id],
+            ..ClaimFilter::default()
+        };
+        let open = ClaimFilter::default();
+        for (filter, limit, taken) in [(&open, 1, 1), (&paused, 10, 0)] {
+            let created = create(&store, &registered, request_for(&registered.template)).await;
+            let a = store
+                .claim_ready_steps("w", 10, LEASE, t0())
+                .await?
+                .into_steps()
+                .remove(0);
+            let (report, batch) = store
+                .record_outcomes_and_claim_with(
+                    "w",
+                    [success(&a, json!({}))],
+                    at(1.0),
+                    readied_only(limit, filter),
+                )
+                .await?;
+            assert_eq!(report.newly_ready.len(), 2, "{backend}");
+            assert_eq!(batch.len(), taken, "{backend}: limit {limit}");
+            let mut pending = 0;
+            for name in ["b", "c"] {
+                let step = store.step(step_id(&created, name)).await?;
+                if step.state == StepState::Pending {
+                    pending += 1;
+                    assert_eq!(step.attempts, 0, "{backend}");
+                    assert!(
+                        store.step_transitions(step.step_id).await?.is_empty(),
+                        "{backend}: no history before a step's first claim"
+                    );
+                }
+            }
+            assert_eq!(pending, 2 - taken, "{backend}");
+            // What the hand-off left is ready for the next claim.
+            let rest = store.claim_ready_steps("w", 10, LEASE, at(2.0)).await?;
+            assert_eq!(rest.len(), 2 - taken, "{backend}");
+            let mut all: Vec<StepId> = batch
+                .steps()
+                .chain(rest.steps())
+                .map(|s| s.step_id)
+                .collect();
+            all.sort();
+            assert_eq!(report.newly_ready, all, "{backend}");
+        }
+        Ok(())
+    })
+    .await;
+}
