@@ -18,6 +18,7 @@ use tasker_domain::{StepId, TaskId, TemplateId};
 use uuid::Uuid;
 
 use super::changes::{State, changes};
+use super::handoff::claim_released_in;
 use super::history::{History, Owners, history_ctes, write_transitions};
 use super::outcomes::{ReleasedClaim, record_in, successes_alone};
 use super::sql::{
@@ -200,17 +201,21 @@ impl Store {
                 || !filter.limits.is_empty()
                 || !report.newly_ready.is_empty()
                 || !report.reopened.is_empty();
+            let claim = ClaimArgs {
+                clock: self.lease_clock,
+                owner,
+                limit: claim_limit,
+                lease,
+                now,
+                filter,
+            };
             let batch = if claim_limit == 0 || (only_if_readied && !readied) {
                 ClaimBatch::default()
+            } else if only_if_readied && !failed && filter.limits.is_empty() {
+                // Only the children the outcomes released can be ready (and the tasks of
+                // released children are running): claimed by their ids.
+                claim_released_in(&txn, claim, &report.newly_ready, &mut history).await?
             } else {
-                let claim = ClaimArgs {
-                    clock: self.lease_clock,
-                    owner,
-                    limit: claim_limit,
-                    lease,
-                    now,
-                    filter,
-                };
                 claim_in(&txn, claim, &mut history).await?
             };
             history.write(&txn, now).await?;
@@ -528,7 +533,7 @@ async fn select_candidates<C: ConnectionTrait>(
 }
 
 /// What a claim returns of each step it takes (after `RETURNING`).
-const CLAIM_RETURNING: &str = "workflow_step_id, task_id, name, attempts, retry_limit, last_sort_key, position, inputs, lease_expires_at, \
+pub(super) const CLAIM_RETURNING: &str = "workflow_step_id, task_id, name, attempts, retry_limit, last_sort_key, position, inputs, lease_expires_at, \
      (SELECT t.named_task_id FROM tasker_tasks t WHERE t.task_id = tasker_workflow_steps.task_id) AS named_task_id, \
      (SELECT t.context FROM tasker_tasks t WHERE t.task_id = tasker_workflow_steps.task_id) AS context, \
      (SELECT t.correlation_id FROM tasker_tasks t WHERE t.task_id = tasker_workflow_steps.task_id) AS correlation_id, \
@@ -538,7 +543,7 @@ const CLAIM_RETURNING: &str = "workflow_step_id, task_id, name, attempts, retry_
 /// The `UPDATE … SET` that starts an attempt of each claimed step, parameters `$1` owner, `$2`
 /// lease (as `expiry` uses it) and `$3` now. A candidate is pending, or in error with its next
 /// attempt due (a retry, which writes two history rows, hence its sort key moves by 20).
-fn claim_set(expiry: &str) -> String {
+pub(super) fn claim_set(expiry: &str) -> String {
     format!(
         "UPDATE tasker_workflow_steps SET state = {claimed}, in_process = TRUE, claim_owner = $1, \
          lease_expires_at = {expiry}, attempts = attempts + 1, last_attempted_at = $3, next_attempt_at = NULL, \
@@ -601,13 +606,13 @@ fn one_statement_claim(backend: DbBackend, filter: &ClaimFilter) -> bool {
 /// What a claim asks for: up to `limit` (> 0) ready steps that `filter` allows, for `owner`,
 /// with leases of `lease` on `clock`, at `now` (microseconds).
 #[derive(Clone, Copy)]
-struct ClaimArgs<'a> {
-    clock: LeaseClock,
-    owner: &'a str,
-    limit: usize,
-    lease: Duration,
-    now: i64,
-    filter: &'a ClaimFilter,
+pub(super) struct ClaimArgs<'a> {
+    pub(super) clock: LeaseClock,
+    pub(super) owner: &'a str,
+    pub(super) limit: usize,
+    pub(super) lease: Duration,
+    pub(super) now: i64,
+    pub(super) filter: &'a ClaimFilter,
 }
 
 /// Makes `claim` inside `txn`'s transaction (or as one statement of its own, where
@@ -641,11 +646,7 @@ async fn claim_in<C: ConnectionTrait>(
             i64::try_from(limit).unwrap_or(i64::MAX).into(),
         ]
     };
-    let parents = format!(
-        "(SELECT {} FROM tasker_workflow_step_edges e \
-         WHERE e.to_step_id = tasker_workflow_steps.workflow_step_id) AS parent_results",
-        parents_json(backend)
-    );
+    let parents = parent_results(backend);
     // The state each candidate had, where the candidates were read apart from the claim.
     let mut retried: HashMap<Uuid, bool> = HashMap::new();
     // Tasks the claim's statements started, with their new sort keys.
@@ -902,6 +903,15 @@ pub(super) fn claim_of(row: &QueryResult, was_retry: bool) -> Result<(i32, Claim
         lease_expires_at: from_micros(get(row, "lease_expires_at")?),
     };
     Ok((get::<i32>(row, "position")?, Claim { inputs, step }))
+}
+
+/// The `parent_results` column of a claim's `RETURNING` ([`parents_json`]).
+pub(super) fn parent_results(backend: DbBackend) -> String {
+    format!(
+        "(SELECT {} FROM tasker_workflow_step_edges e \
+         WHERE e.to_step_id = tasker_workflow_steps.workflow_step_id) AS parent_results",
+        parents_json(backend)
+    )
 }
 
 /// The claim's aggregate over a step's edges from its parents (`e`): a JSON array of

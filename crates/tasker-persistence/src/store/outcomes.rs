@@ -15,7 +15,7 @@ use tasker_domain::{StepError, StepId, StepState, TaskId, TaskState};
 use uuid::Uuid;
 
 use super::changes::{State, StepChange, changes};
-use super::claims::{CLAIM, claim_of};
+use super::claims::CLAIM;
 use super::history::{History, Owners, history_ctes};
 use super::sql::{
     Db, commit, get, json, lock_tasks, max_params, micros, params, query_in_chunks, retrying,
@@ -25,10 +25,7 @@ use super::transitions::{
     StepFlags, TaskDelta, add, apply_task_deltas, finalized_history, finalizing_set,
     release_children,
 };
-use super::{
-    ClaimBatch, ClaimFilter, LeaseClock, RecordReport, RecordedStep, StepFailure, StepOutcome,
-    Store,
-};
+use super::{LeaseClock, RecordReport, RecordedStep, StepFailure, StepOutcome, Store};
 use crate::error::StoreError;
 use crate::time::{from_micros, to_micros};
 
@@ -123,66 +120,6 @@ impl Store {
         history.write(&txn, now_micros).await?;
         commit(txn).await?;
         Ok(report)
-    }
-
-    /// PostgreSQL, a hand-off of successes whose claim can only find what they release (the
-    /// caller knows nothing else is ready): one statement records the successes and claims
-    /// the children they make ready, without `BEGIN` and `COMMIT`, so the hand-off is one round
-    /// trip instead of four. Children made ready beyond what the statement took (past its limit
-    /// by id) are claimed by a claim of their own after it.
-    pub(super) async fn record_and_claim_released(
-        &self,
-        successes: &[Success<'_>],
-        now: i64,
-        claim: ReleasedClaim<'_>,
-        filter: &ClaimFilter,
-    ) -> Result<(RecordReport, ClaimBatch), StoreError> {
-        let claim = &claim;
-        let (report, rows) = retrying(|| async move {
-            let mut history = History::default();
-            record_successes(
-                self.one_statement_txn(),
-                successes,
-                now,
-                &mut history,
-                Some(claim),
-            )
-            .await
-        })
-        .await?;
-        let mut claims = Vec::with_capacity(rows.len());
-        for row in &rows {
-            claims.push(claim_of(row, false)?);
-        }
-        claims.sort_by_key(|(position, claim)| (claim.step.task_id, *position));
-        let mut batch = ClaimBatch {
-            claims: claims.into_iter().map(|(_, claim)| claim).collect(),
-            started_tasks: Vec::new(),
-        };
-        let taken = batch.claims.len();
-        if report.newly_ready.len() > taken && taken < claim.limit {
-            // The outcomes are recorded: a failure here leaves the children ready for the
-            // next claim rather than failing the hand-off.
-            match self
-                .claim_ready_steps_where(
-                    claim.owner,
-                    claim.limit - taken,
-                    claim.lease,
-                    from_micros(now),
-                    filter,
-                )
-                .await
-            {
-                Ok(more) => {
-                    batch.claims.extend(more.claims);
-                    batch.started_tasks.extend(more.started_tasks);
-                }
-                Err(err) => {
-                    tracing::warn!(error = %err, "claiming the steps a hand-off made ready failed; the next claim takes them");
-                }
-            }
-        }
-        Ok((report, batch))
     }
 }
 

@@ -1,0 +1,138 @@
+//! The hand-off of a coordinator that knows nothing else is ready: its claim can only find the
+//! children its own outcomes release, so it claims them by what the recording returns instead
+//! of searching the ready set. On PostgreSQL, for a batch of successes, the recording statement
+//! claims them itself (`outcomes.rs`, `recording_tail`); otherwise (SQLite, or a batch that
+//! names a step twice) a statement after the recording claims them by id in the same
+//! transaction. A batch with a failure, whose retry may be due at once, takes the ordinary
+//! claim.
+
+use sea_orm::{ConnectionTrait, Value};
+use serde_json::json;
+use tasker_domain::StepId;
+
+use super::changes::State;
+use super::claims::{
+    CLAIM, CLAIM_RETURNING, ClaimArgs, claim_of, claim_set, filter_clause, parent_results,
+};
+use super::history::History;
+use super::outcomes::{ReleasedClaim, Success, record_successes};
+use super::sql::{Db, get, micros, params, retrying, stmt};
+use super::{ClaimBatch, ClaimFilter, RecordReport, Store};
+use crate::error::StoreError;
+use crate::time::from_micros;
+
+impl Store {
+    /// PostgreSQL, a hand-off of successes whose claim can only find what they release (the
+    /// caller knows nothing else is ready): one statement records the successes and claims
+    /// the children they make ready, without `BEGIN` and `COMMIT`, so the hand-off is one round
+    /// trip instead of four. Children made ready beyond what the statement took (past its limit
+    /// by id) are claimed by a claim of their own after it.
+    pub(super) async fn record_and_claim_released(
+        &self,
+        successes: &[Success<'_>],
+        now: i64,
+        claim: ReleasedClaim<'_>,
+        filter: &ClaimFilter,
+    ) -> Result<(RecordReport, ClaimBatch), StoreError> {
+        let claim = &claim;
+        let (report, rows) = retrying(|| async move {
+            let mut history = History::default();
+            record_successes(
+                self.one_statement_txn(),
+                successes,
+                now,
+                &mut history,
+                Some(claim),
+            )
+            .await
+        })
+        .await?;
+        let mut claims = Vec::with_capacity(rows.len());
+        for row in &rows {
+            claims.push(claim_of(row, false)?);
+        }
+        claims.sort_by_key(|(position, claim)| (claim.step.task_id, *position));
+        let mut batch = ClaimBatch {
+            claims: claims.into_iter().map(|(_, claim)| claim).collect(),
+            started_tasks: Vec::new(),
+        };
+        let taken = batch.claims.len();
+        if report.newly_ready.len() > taken && taken < claim.limit {
+            // The outcomes are recorded: a failure here leaves the children ready for the
+            // next claim rather than failing the hand-off.
+            match self
+                .claim_ready_steps_where(
+                    claim.owner,
+                    claim.limit - taken,
+                    claim.lease,
+                    from_micros(now),
+                    filter,
+                )
+                .await
+            {
+                Ok(more) => {
+                    batch.claims.extend(more.claims);
+                    batch.started_tasks.extend(more.started_tasks);
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "claiming the steps a hand-off made ready failed; the next claim takes them");
+                }
+            }
+        }
+        Ok((report, batch))
+    }
+}
+
+/// Claims up to `claim.limit` of `released` (children outcomes recorded in `txn` made ready,
+/// whose tasks are therefore running) that `claim.filter` allows, in one statement; their
+/// history rows join `history`.
+pub(super) async fn claim_released_in<C: ConnectionTrait>(
+    txn: &C,
+    claim: ClaimArgs<'_>,
+    released: &[StepId],
+    history: &mut History,
+) -> Result<ClaimBatch, StoreError> {
+    let backend = txn.get_database_backend();
+    let (expiry, lease) = claim
+        .clock
+        .expiry(backend, 2, claim.now, micros(claim.lease));
+    let mut values: Vec<Value> = vec![claim.owner.into(), lease, claim.now.into()];
+    values.extend(
+        released
+            .iter()
+            .take(claim.limit)
+            .map(|id| Value::from(id.as_uuid())),
+    );
+    let rows = txn
+        .rows(stmt(
+            backend,
+            format!(
+                "{set} WHERE workflow_step_id IN ({ids}) AND state = {ready} AND unfinished_parents = 0 \
+                 AND next_attempt_at IS NOT NULL AND next_attempt_at <= $3{only} \
+                 RETURNING {CLAIM_RETURNING}, {parents}",
+                set = claim_set(&expiry),
+                ids = params(4, values.len() - 3),
+                ready = CLAIM.from().sql(),
+                only = filter_clause(claim.filter),
+                parents = parent_results(backend),
+            ),
+            values,
+        ))
+        .await?;
+    let mut claims = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let (position, claimed) = claim_of(row, false)?;
+        history.steps([CLAIM.row(
+            claimed.step.step_id.as_uuid(),
+            get(row, "last_sort_key")?,
+            true,
+            json!({"attempt_number": claimed.step.attempt, "claim_owner": claim.owner}),
+        )]);
+        claims.push((position, claimed));
+    }
+    claims.sort_by_key(|(position, claim)| (claim.step.task_id, *position));
+    Ok(ClaimBatch {
+        claims: claims.into_iter().map(|(_, claim)| claim).collect(),
+        started_tasks: Vec::new(),
+    })
+}
