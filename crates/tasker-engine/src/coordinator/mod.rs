@@ -145,7 +145,8 @@ pub(crate) struct Coordinator {
 struct Pass {
     progressed: bool,
     /// Steps claimed in the same transaction that recorded outcomes (one commit per hand-off),
-    /// with how many that claim asked for.
+    /// with how many that claim asked for (as many as it took when it left steps the outcomes
+    /// readied, so that another claim is wanted).
     claimed_with_record: Option<(ClaimBatch, usize)>,
 }
 

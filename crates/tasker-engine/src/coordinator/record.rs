@@ -303,7 +303,15 @@ impl Coordinator {
                 for (step, _) in &steps {
                     self.release(step);
                 }
-                *claimed = (room > 0).then_some((batch, room));
+                // Steps these outcomes readied that the claim left (a claim after the
+                // recording that failed, a task to start): another claim is wanted, as after a
+                // claim that took all it asked for.
+                let left_ready = report
+                    .newly_ready
+                    .iter()
+                    .any(|id| !batch.steps().any(|step| step.step_id == *id));
+                let asked = if left_ready { batch.len() } else { room };
+                *claimed = (room > 0).then_some((batch, asked));
                 (report, Vec::new())
             }
             Err(err) => {

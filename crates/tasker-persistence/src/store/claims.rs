@@ -22,8 +22,8 @@ use super::handoff::claim_released_in;
 use super::history::{History, Owners, history_ctes, write_transitions};
 use super::outcomes::{ReleasedClaim, record_in, successes_alone};
 use super::sql::{
-    Db, STATEMENT_SEPARATOR, commit, get, micros, query_in_chunks, retrying, skip_locked, stmt,
-    template_id,
+    Db, STATEMENT_SEPARATOR, commit, get, max_params, micros, query_in_chunks, retrying,
+    skip_locked, stmt, template_id,
 };
 use super::{
     Claim, ClaimBatch, ClaimFilter, ClaimedStep, FollowingClaim, LeaseClock, RecordReport,
@@ -104,8 +104,9 @@ impl Store {
 
     /// [`Store::record_outcomes`] and then [`Store::claim_ready_steps`] in one transaction: the
     /// coordinator's hand-off costs one commit instead of two, and the steps the outcomes made
-    /// ready can be claimed at once. Either both happen or neither does; on an error the caller
-    /// still holds the outcomes (taken by reference) and may try again.
+    /// ready can be claimed at once. Either both happen or neither does (but for the claim that
+    /// may follow a one-statement hand-off: [`FollowingClaim::only_if_readied`]); on an error
+    /// the caller still holds the outcomes (taken by reference) and may try again.
     pub async fn record_outcomes_and_claim(
         &self,
         owner: &str,
@@ -211,10 +212,25 @@ impl Store {
             };
             let batch = if claim_limit == 0 || (only_if_readied && !readied) {
                 ClaimBatch::default()
-            } else if only_if_readied && !failed && filter.limits.is_empty() {
-                // Only the children the outcomes released can be ready (and the tasks of
-                // released children are running): claimed by their ids.
-                claim_released_in(&txn, claim, &report.newly_ready, &mut history).await?
+            } else if only_if_readied
+                && !failed
+                && filter.limits.is_empty()
+                && report.newly_ready.len() < max_params(self.db_backend())
+            {
+                // Only the children the outcomes released can be ready: claimed by their ids,
+                // and by the ordinary claim where that left some of them ready.
+                let mut batch =
+                    claim_released_in(&txn, claim, &report.newly_ready, &mut history).await?;
+                if batch.len() < report.newly_ready.len().min(claim_limit) {
+                    let rest = ClaimArgs {
+                        limit: claim_limit - batch.len(),
+                        ..claim
+                    };
+                    let more = claim_in(&txn, rest, &mut history).await?;
+                    batch.claims.extend(more.claims);
+                    batch.started_tasks.extend(more.started_tasks);
+                }
+                batch
             } else {
                 claim_in(&txn, claim, &mut history).await?
             };

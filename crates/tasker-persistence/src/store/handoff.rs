@@ -8,7 +8,7 @@
 
 use sea_orm::{ConnectionTrait, Value};
 use serde_json::json;
-use tasker_domain::StepId;
+use tasker_domain::{StepId, TaskState};
 
 use super::changes::State;
 use super::claims::{
@@ -25,8 +25,9 @@ impl Store {
     /// PostgreSQL, a hand-off of successes whose claim can only find what they release (the
     /// caller knows nothing else is ready): one statement records the successes and claims
     /// the children they make ready, without `BEGIN` and `COMMIT`, so the hand-off is one round
-    /// trip instead of four. Children made ready beyond what the statement took (past its limit
-    /// by id) are claimed by a claim of their own after it.
+    /// trip instead of four. When the statement left some of those children ready (past its
+    /// limit, not claimable in its snapshot, of a pending task), an ordinary claim of the room
+    /// left follows it; the outcomes are recorded whatever that claim does.
     pub(super) async fn record_and_claim_released(
         &self,
         successes: &[Success<'_>],
@@ -83,9 +84,9 @@ impl Store {
     }
 }
 
-/// Claims up to `claim.limit` of `released` (children outcomes recorded in `txn` made ready,
-/// whose tasks are therefore running) that `claim.filter` allows, in one statement; their
-/// history rows join `history`.
+/// Claims up to `claim.limit` of `released` (children that outcomes recorded in `txn` made
+/// ready) that `claim.filter` allows and whose tasks are not pending (a claim of a pending task
+/// starts it: the ordinary claim's work), in one statement; their history rows join `history`.
 pub(super) async fn claim_released_in<C: ConnectionTrait>(
     txn: &C,
     claim: ClaimArgs<'_>,
@@ -96,24 +97,25 @@ pub(super) async fn claim_released_in<C: ConnectionTrait>(
     let (expiry, lease) = claim
         .clock
         .expiry(backend, 2, claim.now, micros(claim.lease));
-    let mut values: Vec<Value> = vec![claim.owner.into(), lease, claim.now.into()];
-    values.extend(
-        released
-            .iter()
-            .take(claim.limit)
-            .map(|id| Value::from(id.as_uuid())),
-    );
+    let limit = i64::try_from(claim.limit).unwrap_or(i64::MAX);
+    let mut values: Vec<Value> = vec![claim.owner.into(), lease, claim.now.into(), limit.into()];
+    values.extend(released.iter().map(|id| Value::from(id.as_uuid())));
+    // `LIMIT +$4`: see `select_candidates`.
     let rows = txn
         .rows(stmt(
             backend,
             format!(
-                "{set} WHERE workflow_step_id IN ({ids}) AND state = {ready} AND unfinished_parents = 0 \
+                "{set} WHERE workflow_step_id IN (SELECT workflow_step_id FROM tasker_workflow_steps \
+                 WHERE workflow_step_id IN ({ids}) AND state = {ready} AND unfinished_parents = 0 \
                  AND next_attempt_at IS NOT NULL AND next_attempt_at <= $3{only} \
+                 AND (SELECT t.state FROM tasker_tasks t WHERE t.task_id = tasker_workflow_steps.task_id) <> {pending} \
+                 ORDER BY next_attempt_at, workflow_step_id LIMIT +$4) \
                  RETURNING {CLAIM_RETURNING}, {parents}",
                 set = claim_set(&expiry),
-                ids = params(4, values.len() - 3),
+                ids = params(5, released.len()),
                 ready = CLAIM.from().sql(),
                 only = filter_clause(claim.filter),
+                pending = TaskState::Pending.sql(),
                 parents = parent_results(backend),
             ),
             values,

@@ -210,8 +210,7 @@ const COUNTED: i32 = 2;
 
 /// The recording statement of [`complete_release_count`] for the successes of the `v` CTE
 /// (`step`, `attempt`, `owner`, `results`), found by `by_id`, a condition on
-/// `workflow_step_id`; `$1` is now. Only the locking and the completion depend on the batch;
-/// the rest is [`RECORDING_TAIL`].
+/// `workflow_step_id`, then `tail` ([`recording_tail`]); `$1` is now.
 fn recording(v: &str, by_id: &str, tail: &str) -> String {
     let update = completing_update(by_id, " AND (SELECT COUNT(*) FROM locked) >= 0");
     format!(
@@ -225,14 +224,14 @@ fn recording(v: &str, by_id: &str, tail: &str) -> String {
 /// The part of [`recording`] after `done` without a claim, built once.
 static RECORDING_TAIL: LazyLock<String> = LazyLock::new(|| recording_tail(None));
 
-/// How a recording statement claims the children its outcomes make ready
-/// ([`ReleaseClaim::sql`]).
+/// How a recording statement claims the children its outcomes make ready, as SQL (see
+/// [`recording_tail`]).
 pub(super) struct ReleaseClaim {
-    /// The claim's owner, as SQL (a parameter).
+    /// The claim's owner (a parameter).
     pub(super) owner: String,
-    /// The claims' lease expiry, as SQL.
+    /// The claims' lease expiry.
     pub(super) expiry: String,
-    /// The most children to claim, as SQL (a parameter).
+    /// The most children to claim (a parameter).
     pub(super) limit: String,
     /// A condition on the child's row (`AND …`) that the claim's filter adds.
     pub(super) only: String,
@@ -245,17 +244,19 @@ const CLAIMED: i32 = 3;
 /// with its finalizing `SET` list (a task is final when its counters leave no step active),
 /// both history CTEs and the answer.
 ///
-/// With `claim`, the release also claims the children it makes ready, up to the claim's limit
-/// (by child id), in the same `UPDATE`: a row one statement updates cannot be updated again
-/// by a later CTE of it, so the claim is the release's own `SET`, each column switched on the
-/// same condition (`take`: the last unfinished parent done, the next attempt due, the step
-/// pending, the filter allowing it). The condition reads the row as it stands when updated,
-/// so a parent completed by another engine since the statement's snapshot still counts (the
-/// task rows are locked first, so no other recording of the task runs meanwhile). A child
-/// made ready beyond the limit stays ready for the next claim. The claimed children's history
-/// rows are written by the statement too (`claim_history`), and they lead the answer (kind
-/// [`CLAIMED`]) with the columns a claim returns; their parents' results are read from the
-/// outcomes where the statement itself stored them (its snapshot has the old ones).
+/// With `claim`, the release also claims children it makes ready, in the same `UPDATE`: a row
+/// one statement updates cannot be updated again by a later CTE of it, so the claim is the
+/// release's own `SET`, each column switched on one condition. A child is claimable when the
+/// statement's snapshot already shows it ready but for the parents completed here (every other
+/// parent complete, so the results it is handed are final), its task is not pending (a claim
+/// of a pending task starts it: the ordinary claim's work) and the filter allows it; the
+/// claimable are ranked by id and the first `limit` taken, each checked again on the row as it
+/// stands when updated. A child readied with the help of a parent another engine completed
+/// after the snapshot (the task rows are locked first, so that engine's recording has
+/// committed) is released and reported ready but not taken here: this snapshot holds that
+/// parent's old results. The claimed children's history rows are written by the statement too
+/// (`claim_history`), and they lead the answer (kind [`CLAIMED`]) with the columns a claim
+/// returns, their parents' results read from the outcomes where this statement stored them.
 fn recording_tail(claim: Option<&ReleaseClaim>) -> String {
     let history = history_ctes(
         "done_history",
@@ -279,7 +280,10 @@ fn recording_tail(claim: Option<&ReleaseClaim>) -> String {
     let finalized = finalized_history("final_history", "counted");
     let waiting = [StepState::Pending.sql(), StepState::Error.sql()].join(", ");
     let mut claim_set = String::new();
-    let mut rank = "";
+    let mut released_from = String::from(
+        "(SELECT e.to_step_id, COUNT(*) AS n FROM done d JOIN tasker_workflow_step_edges e \
+         ON e.from_step_id = d.workflow_step_id GROUP BY e.to_step_id)",
+    );
     let mut taken = String::from("FALSE");
     let mut claimed_columns = "";
     let mut claim_history = String::new();
@@ -293,8 +297,8 @@ fn recording_tail(claim: Option<&ReleaseClaim>) -> String {
     }) = claim
     {
         let take = format!(
-            "unfinished_parents = c.n AND next_attempt_at IS NOT NULL AND next_attempt_at <= $1 \
-             AND state = {pending} AND c.rank <= {limit}{only}",
+            "c.rank <= {limit} AND unfinished_parents = c.n AND next_attempt_at IS NOT NULL \
+             AND next_attempt_at <= $1 AND state = {pending}",
             pending = CLAIM.from().sql(),
         );
         let switched = |column: &str, value: &str| {
@@ -312,7 +316,19 @@ fn recording_tail(claim: Option<&ReleaseClaim>) -> String {
         ] {
             claim_set.push_str(&switched(column, &value));
         }
-        rank = ", row_number() OVER (ORDER BY e.to_step_id) AS rank";
+        released_from = format!(
+            "(SELECT to_step_id, n, CASE WHEN claimable THEN row_number() OVER \
+             (ORDER BY claimable DESC, to_step_id) END AS rank FROM (SELECT e.to_step_id, COUNT(*) AS n, \
+             (tasker_workflow_steps.unfinished_parents = COUNT(*) AND tasker_workflow_steps.next_attempt_at IS NOT NULL \
+             AND tasker_workflow_steps.next_attempt_at <= $1 AND tasker_workflow_steps.state = {pending} \
+             AND l.was <> {pending_task}{only}) AS claimable \
+             FROM done d JOIN tasker_workflow_step_edges e ON e.from_step_id = d.workflow_step_id \
+             JOIN tasker_workflow_steps ON tasker_workflow_steps.workflow_step_id = e.to_step_id \
+             JOIN locked l ON l.task_id = tasker_workflow_steps.task_id \
+             GROUP BY e.to_step_id, tasker_workflow_steps.workflow_step_id, l.was) AS g)",
+            pending = CLAIM.from().sql(),
+            pending_task = TaskState::Pending.sql(),
+        );
         taken = format!(
             "(state = {claimed} AND claim_owner = {owner} AND last_attempted_at = $1)",
             claimed = CLAIM.to().sql(),
@@ -354,8 +370,7 @@ fn recording_tail(claim: Option<&ReleaseClaim>) -> String {
     }
     format!(
         "released AS (UPDATE tasker_workflow_steps SET updated_at = $1, unfinished_parents = unfinished_parents - c.n{claim_set} \
-         FROM (SELECT e.to_step_id, COUNT(*) AS n{rank} FROM done d JOIN tasker_workflow_step_edges e \
-         ON e.from_step_id = d.workflow_step_id GROUP BY e.to_step_id) AS c \
+         FROM {released_from} AS c \
          WHERE workflow_step_id = c.to_step_id \
          RETURNING workflow_step_id, task_id, \
          (unfinished_parents = 0 AND (next_attempt_at IS NOT NULL AND state IN ({waiting}) OR {taken})) AS ready, \

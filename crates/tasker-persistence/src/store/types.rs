@@ -50,9 +50,11 @@ pub struct FollowingClaim<'a> {
     /// to work, a failure whose retry may already be due, or room freed in a namespace whose
     /// running steps are capped. For a caller that knows nothing else is ready: what the
     /// outcomes did not ready may be left unclaimed. A task's last outcome is then recorded
-    /// without a claim, and on PostgreSQL a batch of successes (without namespace limits) is
-    /// one statement that records them and claims the children they ready, without `BEGIN`
-    /// and `COMMIT`.
+    /// without a claim, and without namespace limits or failures the claim takes the children
+    /// the outcomes readied by their ids: on PostgreSQL a batch of successes that fits one
+    /// statement is recorded and claimed by that statement alone, without `BEGIN` and `COMMIT`,
+    /// and a claim of its own follows only for children it left ready (a failure of that claim
+    /// leaves them ready and the outcomes recorded).
     pub only_if_readied: bool,
 }
 

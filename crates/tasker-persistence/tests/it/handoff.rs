@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use tasker_domain::{StepId, StepState, TaskState};
-use tasker_persistence::{ClaimBatch, ClaimFilter, FollowingClaim, Store};
+use tasker_persistence::{ClaimBatch, ClaimFilter, FollowingClaim, SqlValue, Store};
 
 use crate::support::*;
 
@@ -86,7 +86,6 @@ async fn a_hand_off_claims_the_children_it_readies_with_the_results_it_recorded(
         );
         for claim in &batch.claims {
             assert_eq!(claim.step.attempt, 1, "{backend}");
-            assert!(!claim.step.retried, "{backend}");
             assert_eq!(claim.step.lease_expires_at, at(1.0) + LEASE, "{backend}");
             assert_eq!(claim.step.named_task_id, registered.named_task_id);
             assert_eq!(
@@ -210,6 +209,192 @@ async fn a_hand_off_claims_no_more_children_than_its_limit_and_none_its_filter_r
             all.sort();
             assert_eq!(report.newly_ready, all, "{backend}");
         }
+        Ok(())
+    })
+    .await;
+}
+
+/// A batch too large for a list of parameters (its successes sent as one JSON parameter) claims
+/// the children it readies the same way, each with its own parent's results, up to the limit.
+#[tokio::test]
+async fn a_large_hand_off_claims_what_it_readies_up_to_its_limit() {
+    on_each_database(|store, backend| async move {
+        let names: Vec<(String, Vec<String>)> = (0..20)
+            .flat_map(|i| {
+                [
+                    (format!("r{i:02}"), vec![]),
+                    (format!("c{i:02}"), vec![format!("r{i:02}")]),
+                ]
+            })
+            .collect();
+        let steps: Vec<(&str, Vec<&str>)> = names
+            .iter()
+            .map(|(n, d)| (n.as_str(), d.iter().map(String::as_str).collect()))
+            .collect();
+        let steps: Vec<(&str, &[&str])> = steps.iter().map(|(n, d)| (*n, d.as_slice())).collect();
+        let registered = register(&store, &shape("wide", &steps, 3)).await;
+        let filter = ClaimFilter::default();
+        for (limit, taken) in [(100, 20), (5, 5)] {
+            let created = create(&store, &registered, request_for(&registered.template)).await;
+            let roots = store
+                .claim_ready_steps("w", 100, LEASE, t0())
+                .await?
+                .into_steps();
+            assert_eq!(roots.len(), 20, "{backend}");
+            let outcomes: Vec<_> = roots
+                .iter()
+                .map(|root| success(root, json!({"root": root.name})))
+                .collect();
+            let (report, batch) = store
+                .record_outcomes_and_claim_with(
+                    "w",
+                    outcomes,
+                    at(1.0),
+                    readied_only(limit, &filter),
+                )
+                .await?;
+            assert_eq!(report.recorded.len(), 20, "{backend}");
+            assert_eq!(report.newly_ready.len(), 20, "{backend}");
+            assert_eq!(batch.len(), taken, "{backend}: limit {limit}");
+            for claim in &batch.claims {
+                let root = format!("r{}", &claim.step.name[1..]);
+                assert_eq!(
+                    claim.inputs.parent_results[&root],
+                    json!({"root": root}),
+                    "{backend}"
+                );
+                assert_eq!(
+                    last_row(&store, claim.step.step_id).await.0,
+                    "in_progress",
+                    "{backend}"
+                );
+            }
+            let mut pending = 0;
+            for (name, _) in names.iter().filter(|(n, _)| n.starts_with('c')) {
+                if store.step(step_id(&created, name)).await?.state == StepState::Pending {
+                    pending += 1;
+                }
+            }
+            assert_eq!(pending, 20 - taken, "{backend}");
+        }
+        Ok(())
+    })
+    .await;
+}
+
+/// A child the filter refuses takes no room from one it allows: of a batch readying a child of
+/// a paused named task and one of another, a hand-off allowed one claim takes the allowed one.
+#[tokio::test]
+async fn a_refused_child_leaves_the_room_to_an_allowed_one() {
+    on_each_database(|store, backend| async move {
+        let paused = register(&store, &shape("paused", &[("a", &[]), ("b", &["a"])], 3)).await;
+        let open = register(&store, &shape("open", &[("a", &[]), ("b", &["a"])], 3)).await;
+        let filter = ClaimFilter {
+            paused_named_task_ids: vec![paused.named_task_id],
+            ..ClaimFilter::default()
+        };
+        for _ in 0..3 {
+            create(&store, &paused, request_for(&paused.template)).await;
+        }
+        let allowed = create(&store, &open, request_for(&open.template)).await;
+        let roots = store
+            .claim_ready_steps("w", 10, LEASE, t0())
+            .await?
+            .into_steps();
+        assert_eq!(roots.len(), 4, "{backend}");
+        let outcomes: Vec<_> = roots.iter().map(|root| success(root, json!({}))).collect();
+        let (report, batch) = store
+            .record_outcomes_and_claim_with("w", outcomes, at(1.0), readied_only(1, &filter))
+            .await?;
+        assert_eq!(report.newly_ready.len(), 4, "{backend}");
+        let claimed = batch.into_steps();
+        assert_eq!(claimed.len(), 1, "{backend}");
+        assert_eq!(claimed[0].step_id, step_id(&allowed, "b"), "{backend}");
+        Ok(())
+    })
+    .await;
+}
+
+/// PostgreSQL: two engines record the two parents of one child at once, each statement
+/// starting before either commits (the task's row is held until both wait for it). The one
+/// that commits second finds the child ready, but its snapshot holds the other parent's old
+/// results; the child must be handed its parents' results as recorded, whichever claims it.
+#[tokio::test]
+async fn a_child_readied_by_two_engines_at_once_gets_both_parents_results() {
+    on_each_database(|store, backend| async move {
+        if backend != "postgres" {
+            return Ok(());
+        }
+        let registered = register(
+            &store,
+            &shape("join", &[("a", &[]), ("b", &[]), ("x", &["a", "b"])], 3),
+        )
+        .await;
+        let created = create(&store, &registered, request_for(&registered.template)).await;
+        let roots = store
+            .claim_ready_steps("w", 10, LEASE, t0())
+            .await?
+            .into_steps();
+        assert_eq!(roots.len(), 2);
+        let holder = store.begin().await?;
+        let held = holder
+            .execute(
+                "SELECT task_id FROM tasker_tasks WHERE task_id = $1 FOR UPDATE",
+                [SqlValue::from(created.task_id.as_uuid())],
+            )
+            .await?;
+        assert_eq!(held, 1);
+        let mut handoffs = Vec::new();
+        for root in roots {
+            let store = store.clone();
+            handoffs.push(tokio::spawn(async move {
+                let filter = ClaimFilter::default();
+                let results = json!({"from": root.name});
+                store
+                    .record_outcomes_and_claim_with(
+                        "w",
+                        [success(&root, results)],
+                        at(1.0),
+                        readied_only(10, &filter),
+                    )
+                    .await
+            }));
+        }
+        // Both statements have started (and taken their snapshots) once both wait for the row.
+        let waiting = async {
+            loop {
+                let probe = store.begin().await.unwrap();
+                let waits = probe
+                    .execute("SELECT 1 FROM pg_locks WHERE NOT granted", [])
+                    .await
+                    .unwrap();
+                probe.rollback().await.unwrap();
+                if waits >= 2 {
+                    break;
+                }
+                tokio::task::yield_now().await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(60), waiting)
+            .await
+            .expect("both hand-offs wait for the task's row");
+        holder.rollback().await?;
+        let mut claimed = Vec::new();
+        for handoff in handoffs {
+            let (_, batch) = handoff.await.unwrap()?;
+            claimed.extend(batch.claims);
+        }
+        assert_eq!(claimed.len(), 1, "x is claimed once");
+        assert_eq!(claimed[0].step.step_id, step_id(&created, "x"));
+        assert_eq!(
+            claimed[0].inputs.parent_results,
+            [
+                ("a".to_owned(), json!({"from": "a"})),
+                ("b".to_owned(), json!({"from": "b"}))
+            ]
+            .into_iter()
+            .collect(),
+        );
         Ok(())
     })
     .await;
