@@ -20,7 +20,7 @@ use uuid::Uuid;
 use super::changes::{State, changes};
 use super::handoff::claim_released_in;
 use super::history::{History, Owners, history_ctes, write_transitions};
-use super::outcomes::{ReleasedClaim, record_in, successes_alone};
+use super::outcomes::{record_in, successes_alone};
 use super::sql::{
     Db, STATEMENT_SEPARATOR, commit, get, max_params, micros, query_in_chunks, retrying,
     skip_locked, stmt, template_id,
@@ -172,16 +172,15 @@ impl Store {
         if only_if_readied && one_statement_claim(self.db_backend(), filter) {
             let pairs: Vec<(&str, &StepOutcome)> = outcomes.iter().map(|o| (owner, o)).collect();
             if let Some(successes) = successes_alone(&pairs) {
-                let claim = ReleasedClaim {
+                let claim = ClaimArgs {
                     clock: self.lease_clock,
                     owner,
-                    lease,
                     limit: claim_limit,
-                    only: filter_clause(filter),
+                    lease,
+                    now,
+                    filter,
                 };
-                return self
-                    .record_and_claim_released(&successes, now, claim, filter)
-                    .await;
+                return self.record_and_claim_released(&successes, claim).await;
             }
         }
         let failed = outcomes

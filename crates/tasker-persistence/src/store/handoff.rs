@@ -15,9 +15,9 @@ use super::claims::{
     CLAIM, CLAIM_RETURNING, ClaimArgs, claim_of, claim_set, filter_clause, parent_results,
 };
 use super::history::History;
-use super::outcomes::{ReleasedClaim, Success, record_successes};
+use super::outcomes::{Success, record_successes};
 use super::sql::{Db, get, micros, params, retrying, stmt};
-use super::{ClaimBatch, ClaimFilter, RecordReport, Store};
+use super::{ClaimBatch, RecordReport, Store};
 use crate::error::StoreError;
 use crate::time::from_micros;
 
@@ -31,9 +31,7 @@ impl Store {
     pub(super) async fn record_and_claim_released(
         &self,
         successes: &[Success<'_>],
-        now: i64,
-        claim: ReleasedClaim<'_>,
-        filter: &ClaimFilter,
+        claim: ClaimArgs<'_>,
     ) -> Result<(RecordReport, ClaimBatch), StoreError> {
         let claim = &claim;
         let (report, rows) = retrying(|| async move {
@@ -41,7 +39,7 @@ impl Store {
             record_successes(
                 self.one_statement_txn(),
                 successes,
-                now,
+                claim.now,
                 &mut history,
                 Some(claim),
             )
@@ -66,8 +64,8 @@ impl Store {
                     claim.owner,
                     claim.limit - taken,
                     claim.lease,
-                    from_micros(now),
-                    filter,
+                    from_micros(claim.now),
+                    claim.filter,
                 )
                 .await
             {

@@ -15,7 +15,7 @@ use tasker_domain::{StepError, StepId, StepState, TaskId, TaskState};
 use uuid::Uuid;
 
 use super::changes::{State, StepChange, changes};
-use super::claims::CLAIM;
+use super::claims::{CLAIM, ClaimArgs, filter_clause};
 use super::history::{History, Owners, history_ctes};
 use super::sql::{
     Db, commit, get, json, lock_tasks, max_params, micros, params, query_in_chunks, retrying,
@@ -25,7 +25,7 @@ use super::transitions::{
     StepFlags, TaskDelta, add, apply_task_deltas, finalized_history, finalizing_set,
     release_children,
 };
-use super::{LeaseClock, RecordReport, RecordedStep, StepFailure, StepOutcome, Store};
+use super::{RecordReport, RecordedStep, StepFailure, StepOutcome, Store};
 use crate::error::StoreError;
 use crate::time::{from_micros, to_micros};
 
@@ -226,15 +226,15 @@ static RECORDING_TAIL: LazyLock<String> = LazyLock::new(|| recording_tail(None))
 
 /// How a recording statement claims the children its outcomes make ready, as SQL (see
 /// [`recording_tail`]).
-pub(super) struct ReleaseClaim {
+struct ClaimSql {
     /// The claim's owner (a parameter).
-    pub(super) owner: String,
+    owner: String,
     /// The claims' lease expiry.
-    pub(super) expiry: String,
+    expiry: String,
     /// The most children to claim (a parameter).
-    pub(super) limit: String,
+    limit: String,
     /// A condition on the child's row (`AND …`) that the claim's filter adds.
-    pub(super) only: String,
+    only: String,
 }
 
 /// The claim kind of a recording statement's answer, ahead of the others.
@@ -257,7 +257,7 @@ const CLAIMED: i32 = 3;
 /// parent's old results. The claimed children's history rows are written by the statement too
 /// (`claim_history`), and they lead the answer (kind [`CLAIMED`]) with the columns a claim
 /// returns, their parents' results read from the outcomes where this statement stored them.
-fn recording_tail(claim: Option<&ReleaseClaim>) -> String {
+fn recording_tail(claim: Option<&ClaimSql>) -> String {
     let history = history_ctes(
         "done_history",
         Owners::Steps,
@@ -289,7 +289,7 @@ fn recording_tail(claim: Option<&ReleaseClaim>) -> String {
     let mut claim_history = String::new();
     let mut claimed_answer = String::new();
     let mut answer_nulls = "";
-    if let Some(ReleaseClaim {
+    if let Some(ClaimSql {
         owner,
         expiry,
         limit,
@@ -450,7 +450,7 @@ async fn complete_release_count<C: ConnectionTrait>(
     db: &C,
     successes: &[Success<'_>],
     now: i64,
-    claim: Option<&ReleasedClaim<'_>>,
+    claim: Option<&ClaimArgs<'_>>,
 ) -> Result<Vec<QueryResult>, StoreError> {
     let with_claim = |values: &mut Vec<Value>| {
         claim.map(|claim| {
@@ -462,11 +462,11 @@ async fn complete_release_count<C: ConnectionTrait>(
             values.push(claim.owner.into());
             values.push(lease);
             values.push(i64::try_from(claim.limit).unwrap_or(i64::MAX).into());
-            recording_tail(Some(&ReleaseClaim {
+            recording_tail(Some(&ClaimSql {
                 owner: format!("${first}"),
                 expiry,
                 limit: format!("${}", first + 2),
-                only: claim.only.clone(),
+                only: filter_clause(claim.filter),
             }))
         })
     };
@@ -505,17 +505,6 @@ async fn complete_release_count<C: ConnectionTrait>(
     db.rows(stmt(DbBackend::Postgres, sql, values)).await
 }
 
-/// The claim a recording statement makes of the children its outcomes make ready: up to
-/// `limit` for `owner`, with leases of `lease` on `clock`, those `only` (a condition on the
-/// child's row, `AND …`) allows.
-pub(super) struct ReleasedClaim<'a> {
-    pub(super) clock: LeaseClock,
-    pub(super) owner: &'a str,
-    pub(super) lease: Duration,
-    pub(super) limit: usize,
-    pub(super) only: String,
-}
-
 /// [`record_in`] for a batch that [`complete_release_count`] records in one statement, with
 /// the rows of the children it claimed (with `claim`).
 pub(super) async fn record_successes<C: ConnectionTrait>(
@@ -523,7 +512,7 @@ pub(super) async fn record_successes<C: ConnectionTrait>(
     successes: &[Success<'_>],
     now: i64,
     history: &mut History,
-    claim: Option<&ReleasedClaim<'_>>,
+    claim: Option<&ClaimArgs<'_>>,
 ) -> Result<(RecordReport, Vec<QueryResult>), StoreError> {
     // Rows gathered earlier in the transaction come before the statement's own.
     history.flush(db, now).await?;
