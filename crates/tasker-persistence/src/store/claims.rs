@@ -169,17 +169,17 @@ impl Store {
             limit
         };
         let now = to_micros(now);
+        let claim = ClaimArgs {
+            clock: self.lease_clock,
+            owner,
+            limit: claim_limit,
+            lease,
+            now,
+            filter,
+        };
         if only_if_readied && one_statement_claim(self.db_backend(), filter) {
             let pairs: Vec<(&str, &StepOutcome)> = outcomes.iter().map(|o| (owner, o)).collect();
             if let Some(successes) = successes_alone(&pairs) {
-                let claim = ClaimArgs {
-                    clock: self.lease_clock,
-                    owner,
-                    limit: claim_limit,
-                    lease,
-                    now,
-                    filter,
-                };
                 return self.record_and_claim_released(&successes, claim).await;
             }
         }
@@ -201,14 +201,6 @@ impl Store {
                 || !filter.limits.is_empty()
                 || !report.newly_ready.is_empty()
                 || !report.reopened.is_empty();
-            let claim = ClaimArgs {
-                clock: self.lease_clock,
-                owner,
-                limit: claim_limit,
-                lease,
-                now,
-                filter,
-            };
             let batch = if claim_limit == 0 || (only_if_readied && !readied) {
                 ClaimBatch::default()
             } else if only_if_readied
@@ -225,9 +217,7 @@ impl Store {
                         limit: claim_limit - batch.len(),
                         ..claim
                     };
-                    let more = claim_in(&txn, rest, &mut history).await?;
-                    batch.claims.extend(more.claims);
-                    batch.started_tasks.extend(more.started_tasks);
+                    batch.absorb(claim_in(&txn, rest, &mut history).await?);
                 }
                 batch
             } else {
@@ -884,13 +874,21 @@ async fn claim_in<C: ConnectionTrait>(
             history.tasks([START.row(task_id, sort_key, true, json!({"reason": "steps_claimed"}))]);
         }
     }
-    // Grouped by task in template order, for a stable hand-off to the engine.
+    Ok(claim_batch(claims, started_tasks))
+}
+
+/// The batch of `claims` (with their steps' template positions) and `started_tasks`: the claims
+/// grouped by task in template order, for a stable hand-off to the engine.
+pub(super) fn claim_batch(
+    mut claims: Vec<(i32, Claim)>,
+    mut started_tasks: Vec<TaskId>,
+) -> ClaimBatch {
     claims.sort_by_key(|(position, claim)| (claim.step.task_id, *position));
     started_tasks.sort();
-    Ok(ClaimBatch {
+    ClaimBatch {
         claims: claims.into_iter().map(|(_, claim)| claim).collect(),
         started_tasks,
-    })
+    }
 }
 
 /// The claim a claimed `row` holds (the columns of [`CLAIM_RETURNING`] and `parent_results`;

@@ -12,7 +12,8 @@ use tasker_domain::{StepId, TaskState};
 
 use super::changes::State;
 use super::claims::{
-    CLAIM, CLAIM_RETURNING, ClaimArgs, claim_of, claim_set, filter_clause, parent_results,
+    CLAIM, CLAIM_RETURNING, ClaimArgs, claim_batch, claim_of, claim_set, filter_clause,
+    parent_results,
 };
 use super::history::History;
 use super::outcomes::{Success, record_successes};
@@ -50,11 +51,7 @@ impl Store {
         for row in &rows {
             claims.push(claim_of(row, false)?);
         }
-        claims.sort_by_key(|(position, claim)| (claim.step.task_id, *position));
-        let mut batch = ClaimBatch {
-            claims: claims.into_iter().map(|(_, claim)| claim).collect(),
-            started_tasks: Vec::new(),
-        };
+        let mut batch = claim_batch(claims, Vec::new());
         let taken = batch.claims.len();
         if report.newly_ready.len() > taken && taken < claim.limit {
             // The outcomes are recorded: a failure here leaves the children ready for the
@@ -69,10 +66,7 @@ impl Store {
                 )
                 .await
             {
-                Ok(more) => {
-                    batch.claims.extend(more.claims);
-                    batch.started_tasks.extend(more.started_tasks);
-                }
+                Ok(more) => batch.absorb(more),
                 Err(err) => {
                     tracing::warn!(error = %err, "claiming the steps a hand-off made ready failed; the next claim takes them");
                 }
@@ -130,9 +124,5 @@ pub(super) async fn claim_released_in<C: ConnectionTrait>(
         )]);
         claims.push((position, claimed));
     }
-    claims.sort_by_key(|(position, claim)| (claim.step.task_id, *position));
-    Ok(ClaimBatch {
-        claims: claims.into_iter().map(|(_, claim)| claim).collect(),
-        started_tasks: Vec::new(),
-    })
+    Ok(claim_batch(claims, Vec::new()))
 }

@@ -132,6 +132,13 @@ pub struct ClaimBatch {
 }
 
 impl ClaimBatch {
+    /// Adds the claims and started tasks of `more`, a later claim of the same transaction or
+    /// hand-off.
+    pub(crate) fn absorb(&mut self, more: ClaimBatch) {
+        self.claims.extend(more.claims);
+        self.started_tasks.extend(more.started_tasks);
+    }
+
     /// Whether nothing was claimed.
     pub fn is_empty(&self) -> bool {
         self.claims.is_empty()
