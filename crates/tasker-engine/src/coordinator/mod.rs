@@ -32,9 +32,10 @@ mod decide;
 mod record;
 mod upkeep;
 
+pub(crate) use decide::claim_room;
 use decide::{
     ClaimNeed, DrainStep, DueTimes, IdleState, Schedule, Unrecorded, Wake, WakeInputs, admit,
-    claim_room, drain_step, wake_at,
+    drain_step, wake_at,
 };
 
 /// An attempt's end, sent from its task to the coordinator.
@@ -138,6 +139,10 @@ pub(crate) struct Coordinator {
     unrecorded: Unrecorded<Finished>,
     /// Whether a claim of its own is worth a transaction.
     claim_need: ClaimNeed,
+    /// Slots this pass took (`Inner::reserve_slots`) for its claims, and those of the claims
+    /// made at creation it took over: given back once the pass has published what runs and
+    /// what is held.
+    reserved: usize,
 }
 
 /// What one pass did.
@@ -184,6 +189,7 @@ impl Coordinator {
             known_due: DueTimes::default(),
             unrecorded: Unrecorded::default(),
             claim_need: ClaimNeed::default(),
+            reserved: 0,
         }
     }
 
@@ -213,6 +219,7 @@ impl Coordinator {
             }
             drop(gate);
             self.publish_gauges();
+            inner.release_slots(std::mem::take(&mut self.reserved));
             let drain_deadline = if draining {
                 match self.drain_step(now).await {
                     Some(deadline) => Some(deadline),
@@ -304,28 +311,32 @@ impl Coordinator {
         admission.held
     }
 
-    /// Claims up to the room left (or takes the batch claimed with the record), publishes the
-    /// claim's events, and starts what the per-task limit lets start, holding back the rest.
+    /// Claims up to the room left (or takes the batch claimed with the record), takes over the
+    /// claims made at creation, publishes the claims' events, and starts what the per-task
+    /// limit lets start, holding back the rest.
     async fn claim(&mut self, pass: &mut Pass, now: DateTime<Utc>) {
         let inner = self.engine.inner.clone();
         let config = &inner.config;
-        let room = claim_room(
-            config.max_concurrent_steps,
-            config.claim_batch_size,
-            inner.running.len() + self.held.len(),
-            false,
-        );
+        // Claims made at creation are this engine's already: no claim of its own for them.
+        let created = self.engine.take_created_claims();
+        self.reserved += created.len();
         // A batch claimed in the record's own transaction has no claim time of its own.
         let piggybacked = pass.claimed_with_record.take();
-        if piggybacked.is_none() && (room == 0 || !self.claim_need.wanted()) {
+        let room = if piggybacked.is_none() && self.claim_need.wanted() {
+            self.reserve_room(inner.running.len())
+        } else {
+            0
+        };
+        if piggybacked.is_none() && room == 0 && created.is_empty() {
             return;
         }
         let claim_started = std::time::Instant::now();
-        let timed = piggybacked.is_none();
+        let claim_made = piggybacked.is_some() || room > 0;
+        let timed = piggybacked.is_none() && room > 0;
         let asked = piggybacked.as_ref().map_or(room, |(_, asked)| *asked);
         let claimed = match piggybacked {
             Some((batch, _)) => Ok(batch),
-            None => {
+            None if room > 0 => {
                 inner
                     .store
                     .claim_ready_steps_where(
@@ -337,6 +348,7 @@ impl Coordinator {
                     )
                     .await
             }
+            None => Ok(ClaimBatch::default()),
         };
         if timed {
             inner
@@ -344,18 +356,24 @@ impl Coordinator {
                 .claim_duration
                 .record(claim_started.elapsed().as_secs_f64(), &[]);
         }
-        match &claimed {
-            Ok(batch) => self.claim_need.claimed(batch.len(), asked),
-            Err(_) => self.claim_need.maybe_ready(),
+        if claim_made {
+            match &claimed {
+                Ok(batch) => self.claim_need.claimed(batch.len(), asked),
+                Err(_) => self.claim_need.maybe_ready(),
+            }
         }
-        let batch = match claimed {
-            Ok(batch) if !batch.is_empty() => batch,
-            Ok(_) => return,
+        let mut batch = match claimed {
+            Ok(batch) => batch,
             Err(err) => {
                 tracing::error!(error = %err, "claiming steps failed");
-                return;
+                ClaimBatch::default()
             }
         };
+        batch.claims.extend(created.claims);
+        batch.started_tasks.extend(created.started_tasks);
+        if batch.is_empty() {
+            return;
+        }
         pass.progressed = true;
         inner.metrics.claim_steps.record(batch.len() as u64, &[]);
         let claim_ms = timed.then(|| millis_since(claim_started));
@@ -377,12 +395,33 @@ impl Coordinator {
         self.held.extend(held);
     }
 
+    /// Takes free slots for a claim of its own, up to `engine.claim_batch_size`: `running`
+    /// attempts (those of outcomes being recorded count until they are) and the held claims
+    /// are busy, and so are claims in flight elsewhere (made at creation).
+    fn reserve_room(&mut self, running: usize) -> usize {
+        let inner = self.engine.inner.clone();
+        let room = inner.reserve_slots(
+            running + self.held.len(),
+            inner.config.claim_batch_size,
+            false,
+        );
+        self.reserved += room;
+        room
+    }
+
     /// Draining: the claims held back and never started are given back at once.
     async fn give_back_held(&mut self) {
-        if self.held.is_empty() {
+        let created = self.engine.take_created_claims();
+        self.reserved += created.len();
+        if self.held.is_empty() && created.is_empty() {
             return;
         }
-        let ids: Vec<StepId> = self.held.drain(..).map(|(step, _)| step.step_id).collect();
+        let ids: Vec<StepId> = self
+            .held
+            .drain(..)
+            .map(|(step, _)| step.step_id)
+            .chain(created.steps().map(|step| step.step_id))
+            .collect();
         self.release_claims(&ids).await;
     }
 
@@ -488,6 +527,8 @@ impl Coordinator {
                 self.claim_need.maybe_ready();
                 Woke::Pass
             }
+            // Claims made at creation: taken over by the pass, no claim of its own wanted.
+            () = inner.created_wake.notified() => Woke::Pass,
             () = inner.clock.sleep_until(wake_at) => {
                 self.claim_need.maybe_ready();
                 Woke::Pass

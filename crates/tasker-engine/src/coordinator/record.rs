@@ -17,7 +17,6 @@ use tasker_persistence::{
 use crate::emit::{StepEvent, StepIdentity, TaskEvent, distinct_tasks, labels_of};
 
 use super::Coordinator;
-use super::decide::claim_room;
 use super::{AttemptInfo, AttemptResult, Finished, identity, millis_since};
 
 impl Coordinator {
@@ -199,7 +198,6 @@ impl Coordinator {
     ) -> Recorded {
         let engine = &self.engine.clone();
         let inner = &engine.inner;
-        let held = self.held.len();
         let mut outcomes = Vec::with_capacity(batch.len());
         let mut steps = Vec::with_capacity(batch.len());
         let listened = inner.bus.has_subscribers();
@@ -272,14 +270,13 @@ impl Coordinator {
         }
         let commit_started = std::time::Instant::now();
         let config = &inner.config;
-        // The attempts of this batch still count as running until they are recorded.
-        let busy = inner.running.len().saturating_sub(steps.len()) + held;
-        let room = claim_room(
-            config.max_concurrent_steps,
-            config.claim_batch_size,
-            busy,
-            inner.drain.is_cancelled(),
-        );
+        // The attempts of this batch count as running until they are recorded, but the claim
+        // in the same transaction may take their places.
+        let room = if inner.drain.is_cancelled() {
+            0
+        } else {
+            self.reserve_room(inner.running.len().saturating_sub(steps.len()))
+        };
         let filter = engine.current_claim_filter();
         let claim = FollowingClaim {
             limit: room,

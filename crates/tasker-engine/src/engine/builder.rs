@@ -1,6 +1,6 @@
 //! Building an [`Engine`].
 
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::{Arc, Mutex};
 
 use dashmap::DashMap;
@@ -123,6 +123,9 @@ impl EngineBuilder {
                 hook_runs: Arc::new(HookRuns::default()),
                 restarts: std::sync::atomic::AtomicU64::new(0),
                 revoked: DashMap::new(),
+                created_claims: Mutex::new(Vec::new()),
+                created_wake: Notify::new(),
+                reserved: AtomicUsize::new(0),
             }),
         };
         // Templates already in the given registry declare custom events too.

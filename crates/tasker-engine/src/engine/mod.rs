@@ -3,7 +3,7 @@
 //! `claim_filter.rs`, the template cache in `templates.rs`; the coordinator loop is
 //! `crate::coordinator`.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
@@ -11,7 +11,7 @@ use dashmap::DashMap;
 use tasker_domain::duration::saturating_add;
 use tasker_domain::{StepId, TaskId, TaskRequest, TaskState, TemplateId};
 use tasker_events::{Category, EventBus, EventStream, Interest, Payload};
-use tasker_persistence::{ClaimFilter, Store, TaskRecord};
+use tasker_persistence::{ClaimBatch, ClaimFilter, Store, TaskRecord};
 use tasker_template::TaskTemplate;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
@@ -93,6 +93,49 @@ pub(crate) struct Inner {
     /// Steps an operator call cancelled: if this coordinator holds one back (claimed, not yet
     /// started), it never starts. Trimmed to the held steps at upkeep.
     pub(crate) revoked: DashMap<StepId, ()>,
+    /// Root steps claimed as their tasks were created here, for the coordinator to start.
+    pub(crate) created_claims: Mutex<Vec<ClaimBatch>>,
+    /// Wakes the coordinator for `created_claims` alone: no claim of its own is wanted.
+    pub(crate) created_wake: Notify,
+    /// Slots of `engine.max_concurrent_steps` taken by steps claimed and not yet running or
+    /// held by the coordinator: its claims in flight, and claims made at creation.
+    pub(crate) reserved: AtomicUsize,
+}
+
+impl Inner {
+    /// Takes up to `wanted` free slots of `engine.max_concurrent_steps` (all of them or none
+    /// when `all`), `busy` being the attempts running and the claims held back; returns how
+    /// many it took, which count as busy until given back with [`Inner::release_slots`].
+    pub(crate) fn reserve_slots(&self, busy: usize, wanted: usize, all: bool) -> usize {
+        let mut reserved = self.reserved.load(Ordering::Acquire);
+        loop {
+            let take = crate::coordinator::claim_room(
+                self.config.max_concurrent_steps,
+                wanted,
+                busy.saturating_add(reserved),
+                false,
+            );
+            if take == 0 || (all && take < wanted) {
+                return 0;
+            }
+            match self.reserved.compare_exchange(
+                reserved,
+                reserved + take,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return take,
+                Err(now) => reserved = now,
+            }
+        }
+    }
+
+    /// Gives back slots [`Inner::reserve_slots`] took.
+    pub(crate) fn release_slots(&self, slots: usize) {
+        if slots > 0 {
+            self.reserved.fetch_sub(slots, Ordering::AcqRel);
+        }
+    }
 }
 
 /// The orchestration engine. Cheap to clone; clones share one coordinator.
@@ -229,6 +272,23 @@ impl Engine {
     /// How many times this engine's coordinator panicked and was restarted.
     pub fn coordinator_restarts(&self) -> u64 {
         self.inner.restarts.load(Ordering::Relaxed)
+    }
+
+    /// The claims made at creation that the coordinator has not taken over yet, as one batch.
+    pub(crate) fn take_created_claims(&self) -> ClaimBatch {
+        let batches = std::mem::take(
+            &mut *self
+                .inner
+                .created_claims
+                .lock()
+                .expect("created claims lock"),
+        );
+        let mut all = ClaimBatch::default();
+        for batch in batches {
+            all.claims.extend(batch.claims);
+            all.started_tasks.extend(batch.started_tasks);
+        }
+        all
     }
 
     /// Whether this engine's coordinator is running (started, not shut down, not dead).

@@ -1,21 +1,24 @@
-//! What a hand-off costs: the coordinator's write transactions between two steps of a chain.
+//! What a hand-off costs: the coordinator's write transactions between two steps of a chain,
+//! and none at all before a new task's first steps when the engine that creates it runs them.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::{Value, json};
 use tasker_domain::{StepError, StepId, StepState, TaskState};
-use tasker_engine::{Engine, ManualClock, Registry, StepContext, StepHandler};
+use tasker_engine::{Engine, EngineConfig, ManualClock, Registry, StepContext, StepHandler};
 use tasker_persistence::testing::on_each_database;
 use tokio::sync::Semaphore;
 
 use crate::support::*;
 
-/// Finishes an attempt for each permit the test adds.
-struct Gate(Arc<Semaphore>);
+/// Finishes an attempt for each permit the test adds; counts the attempts started.
+struct Gate(Arc<Semaphore>, Arc<AtomicUsize>);
 
 #[async_trait::async_trait]
 impl StepHandler for Gate {
     async fn handle(&self, _step: StepContext) -> Result<Value, StepError> {
+        self.1.fetch_add(1, Ordering::SeqCst);
         self.0
             .acquire()
             .await
@@ -42,7 +45,7 @@ async fn a_chain_hands_off_in_one_transaction_per_step_and_never_claims_in_vain(
         let gate = Arc::new(Semaphore::new(0));
         let registry = Arc::new(Registry::with_builtins());
         registry
-            .register_step_handler("test::gate", Arc::new(Gate(gate.clone())))
+            .register_step_handler("test::gate", Arc::new(Gate(gate.clone(), Arc::default())))
             .unwrap();
         let clock = ManualClock::new(t0());
         let engine = engine_with(&db.store, &clock, registry);
@@ -73,6 +76,122 @@ async fn a_chain_hands_off_in_one_transaction_per_step_and_never_claims_in_vain(
         gate.add_permits(1);
         let task = engine.wait_for_task(created.task_id).await.unwrap();
         assert_eq!(task.state, TaskState::Complete);
+        engine.shutdown().await;
+    })
+    .await;
+}
+
+/// An engine running `test::gate` steps with `config`, the gate, and the count of attempts
+/// started; and a chain `a → b` of them, registered.
+async fn gated(
+    store: &tasker_persistence::Store,
+    config: EngineConfig,
+) -> (
+    Engine,
+    Arc<Semaphore>,
+    Arc<AtomicUsize>,
+    tasker_template::TaskTemplate,
+) {
+    let gate = Arc::new(Semaphore::new(0));
+    let started = Arc::new(AtomicUsize::new(0));
+    let registry = Arc::new(Registry::with_builtins());
+    registry
+        .register_step_handler("test::gate", Arc::new(Gate(gate.clone(), started.clone())))
+        .unwrap();
+    let engine = Engine::builder(store.clone())
+        .config(config)
+        .clock(Arc::new(ManualClock::new(t0())))
+        .registry(registry)
+        .build()
+        .unwrap();
+    let t = template(
+        "name: pair\nstep_templates:\n  \
+         - name: a\n    handler_class: test::gate\n  \
+         - name: b\n    handler_class: test::gate\n    depends_on_step: a\n",
+    );
+    engine.register_template(t.clone(), false).await.unwrap();
+    (engine, gate, started, t)
+}
+
+/// Yields to the engine until `count` attempts have started and the coordinator sleeps again.
+async fn started_and_asleep(engine: &Engine, started: &AtomicUsize, count: usize) {
+    while started.load(Ordering::SeqCst) < count || engine.next_wake_up().is_none() {
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test]
+async fn a_running_engine_claims_a_new_task_s_first_steps_in_the_creation_itself() {
+    on_each_database(|db| async move {
+        let (engine, gate, started, t) = gated(&db.store, config()).await;
+        engine.start();
+        while engine.next_wake_up().is_none() {
+            tokio::task::yield_now().await;
+        }
+        let before = db.store.transactions();
+        let created = engine.create_task(request(&t)).await.unwrap();
+        // Claimed by the creation's write, before the coordinator ran again.
+        let a = db.store.step(created.steps[0].1).await.unwrap();
+        assert_eq!(
+            (a.state, a.claim_owner.as_deref(), a.attempts),
+            (StepState::InProgress, Some(engine.owner()), 1),
+            "{}",
+            db.backend
+        );
+        let task = db.store.task(created.task_id).await.unwrap();
+        assert_eq!(task.state, TaskState::InProgress, "{}", db.backend);
+        started_and_asleep(&engine, &started, 1).await;
+        assert_eq!(
+            db.store.transactions() - before,
+            1,
+            "{}: the creation alone; the coordinator ran its claim without one of its own",
+            db.backend
+        );
+        gate.add_permits(2);
+        let task = engine.wait_for_task(created.task_id).await.unwrap();
+        assert_eq!(task.state, TaskState::Complete, "{}", db.backend);
+        assert_eq!(started.load(Ordering::SeqCst), 2, "each step ran once");
+        engine.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn creation_claims_nothing_beyond_the_engine_s_room() {
+    on_each_database(|db| async move {
+        let config = EngineConfig {
+            max_concurrent_steps: 1,
+            ..config()
+        };
+        let (engine, gate, started, t) = gated(&db.store, config).await;
+        // Not running yet: nothing is claimed at creation.
+        let waiting = engine.create_task(request(&t)).await.unwrap();
+        let a = db.store.step(waiting.steps[0].1).await.unwrap();
+        assert_eq!(a.state, StepState::Pending, "{}", db.backend);
+        engine.start();
+        started_and_asleep(&engine, &started, 1).await;
+        // The one slot is taken by the first task's step: the second task is left pending.
+        let second = engine
+            .create_task(request(&t).context(json!({"n": 2})))
+            .await
+            .unwrap();
+        let a2 = db.store.step(second.steps[0].1).await.unwrap();
+        assert_eq!(
+            (a2.state, a2.claim_owner),
+            (StepState::Pending, None),
+            "{}",
+            db.backend
+        );
+        assert_eq!(
+            db.store.task(second.task_id).await.unwrap().state,
+            TaskState::Pending
+        );
+        gate.add_permits(4);
+        for id in [waiting.task_id, second.task_id] {
+            let task = engine.wait_for_task(id).await.unwrap();
+            assert_eq!(task.state, TaskState::Complete, "{}", db.backend);
+        }
+        assert_eq!(started.load(Ordering::SeqCst), 4);
         engine.shutdown().await;
     })
     .await;

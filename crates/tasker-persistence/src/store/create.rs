@@ -4,12 +4,13 @@
 //! Creation is two phases: [`Store::prepare_task`] validates a request and lays out its rows
 //! without touching the database, and the write stores any number of prepared tasks at once
 //! (group commit). On PostgreSQL that is one statement (see `one_statement`), which needs no
-//! transaction around it; on SQLite, and for tasks with bypassed steps (whose transitions are
-//! written too), one transaction of multi-row INSERTs. A task whose identity already exists is
-//! skipped by `ON CONFLICT DO NOTHING` and reported as [`StoreError::DuplicateTask`] while the
-//! others are stored.
+//! transaction around it; on SQLite one call of one statement per table (`one_string`) in a
+//! transaction, or multi-row INSERTs for a batch too large for one call. The history rows of
+//! bypassed steps and of claims made at creation (`eager.rs`) are written by the same write. A
+//! task whose identity already exists is skipped by `ON CONFLICT DO NOTHING` and reported as
+//! [`StoreError::DuplicateTask`] while the others are stored.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use sea_orm::{ConnectionTrait, DbBackend, Statement, Value};
@@ -18,15 +19,18 @@ use tasker_template::{ContextSchema, TaskTemplate};
 use uuid::Uuid;
 
 use super::changes::{State, TransitionRow, changes};
+use super::eager::{CreationClaim, StepLayout, lease_claims};
 use super::history::{Owners, write_transitions};
 use super::sql::{
     Db, STATEMENT_SEPARATOR, commit, get, insert_rows, json, max_params, params, recordset, stmt,
 };
-use super::{CreateTaskOptions, CreatedTask, RegisteredTemplate, Store, TaskRecord, Transaction};
+use super::{
+    ClaimBatch, CreateTaskOptions, CreatedTask, RegisteredTemplate, Store, TaskRecord, Transaction,
+};
 use crate::error::StoreError;
 use crate::time::{from_micros, to_micros};
 
-const STEP_COLUMNS: &[&str] = &[
+pub(super) const STEP_COLUMNS: &[&str] = &[
     "workflow_step_id",
     "task_id",
     "named_step_id",
@@ -47,6 +51,9 @@ const STEP_COLUMNS: &[&str] = &[
     "last_sort_key",
     "created_at",
     "updated_at",
+    "claim_owner",
+    "lease_expires_at",
+    "last_attempted_at",
 ];
 
 const EDGE_COLUMNS: &[&str] = &["from_step_id", "to_step_id", "name"];
@@ -54,7 +61,7 @@ const EDGE_COLUMNS: &[&str] = &["from_step_id", "to_step_id", "name"];
 /// An edge as [`one_statement`] sends it: its columns and its task's id.
 const EDGE_RECORD_COLUMNS: &[&str] = &["from_step_id", "to_step_id", "name", "task_id"];
 
-const TASK_COLUMNS: &[&str] = &[
+pub(super) const TASK_COLUMNS: &[&str] = &[
     "task_id",
     "named_task_id",
     "state",
@@ -93,23 +100,26 @@ changes! {
 /// [`Store::create_prepared_in`].
 #[derive(Debug, Clone)]
 pub struct PreparedTask {
-    task_row: Vec<Value>,
-    step_rows: Vec<Vec<Value>>,
+    pub(super) task_row: Vec<Value>,
+    pub(super) step_rows: Vec<Vec<Value>>,
     edge_rows: Vec<Vec<Value>>,
-    step_transitions: Vec<TransitionRow>,
-    task_transitions: Vec<TransitionRow>,
-    now: i64,
-    created: CreatedTask,
-    /// What [`PreparedTask::record`] needs beyond `created`.
-    described: Described,
+    pub(super) step_transitions: Vec<TransitionRow>,
+    pub(super) task_transitions: Vec<TransitionRow>,
+    pub(super) now: i64,
+    pub(super) created: CreatedTask,
+    /// What [`PreparedTask::record`] and a claim at creation need beyond `created`.
+    pub(super) described: Described,
+    /// The root steps claimed as the task is written ([`Store::claim_at_creation`]).
+    pub(super) claim: Option<CreationClaim>,
 }
 
 /// The task row's fields a [`TaskRecord`] shows, kept as values (the row holds them as bind
 /// parameters).
 #[derive(Debug, Clone)]
-struct Described {
-    named_task_id: TemplateId,
-    template: Arc<TaskTemplate>,
+pub(super) struct Described {
+    pub(super) named_task_id: TemplateId,
+    pub(super) template: Arc<TaskTemplate>,
+    pub(super) trace_parent: Option<String>,
     tags: Vec<String>,
     bypass_steps: Vec<String>,
     initiator: String,
@@ -281,7 +291,7 @@ impl Store {
         if let Some(statement) = one_statement(self.db_backend(), &tasks) {
             return finish(
                 tasks,
-                inserted_ids(self.one_statement_txn(), statement).await?,
+                Inserted::read(self.one_statement_txn(), statement).await?,
             );
         }
         let txn = self.write_txn().await?;
@@ -446,6 +456,9 @@ impl Store {
                 (if is_skipped { 10i32 } else { 0 }).into(),
                 now.into(),
                 now.into(),
+                Option::<String>::None.into(),
+                Option::<i64>::None.into(),
+                Option::<i64>::None.into(),
             ]);
         }
         let finished_at_creation = done == total;
@@ -508,10 +521,12 @@ impl Store {
             skipped: skipped_names,
             identity_hash,
             correlation_id,
+            claimed: ClaimBatch::default(),
         };
         let described = Described {
             named_task_id: registered.named_task_id,
             template: template.clone(),
+            trace_parent: options.trace_parent.clone(),
             tags: request.tags.clone(),
             bypass_steps: request.bypass_steps.clone(),
             initiator: request.initiator.clone(),
@@ -530,6 +545,7 @@ impl Store {
             now,
             created,
             described,
+            claim: None,
         })
     }
 }
@@ -542,17 +558,17 @@ async fn write_prepared<C: ConnectionTrait>(
     let backend = db.get_database_backend();
     if let Some(statement) = one_statement(backend, &tasks).or_else(|| one_string(backend, &tasks))
     {
-        let inserted = inserted_ids(db, statement).await?;
+        let inserted = Inserted::read(db, statement).await?;
         return finish(tasks, inserted);
     }
     let sqlite = backend == DbBackend::Sqlite;
-    let mut inserted: HashSet<Uuid> = HashSet::with_capacity(tasks.len());
+    let mut inserted = Inserted::default();
     if sqlite {
         let rows: Vec<Vec<Value>> = tasks.iter().map(|t| t.task_row.clone()).collect();
         let suffix = " ON CONFLICT (identity_hash) DO NOTHING RETURNING task_id";
         for statement in anonymous_inserts("tasker_tasks", TASK_COLUMNS, rows, suffix) {
             for row in db.rows(statement).await? {
-                inserted.insert(get(&row, "task_id")?);
+                inserted.tasks.insert(get(&row, "task_id")?);
             }
         }
     } else {
@@ -574,7 +590,7 @@ async fn write_prepared<C: ConnectionTrait>(
             }
             sql.push_str(" ON CONFLICT (identity_hash) DO NOTHING RETURNING task_id");
             for row in db.rows(stmt(backend, sql, values)).await? {
-                inserted.insert(get(&row, "task_id")?);
+                inserted.tasks.insert(get(&row, "task_id")?);
             }
         }
     }
@@ -582,29 +598,21 @@ async fn write_prepared<C: ConnectionTrait>(
     let mut edge_rows = Vec::new();
     let mut step_transitions: BTreeMap<i64, Vec<TransitionRow>> = BTreeMap::new();
     let mut task_transitions: BTreeMap<i64, Vec<TransitionRow>> = BTreeMap::new();
-    let mut results = Vec::with_capacity(tasks.len());
-    for task in tasks {
-        if !inserted.contains(&task.created.task_id.as_uuid()) {
-            results.push(Err(StoreError::DuplicateTask {
-                identity_hash: task.created.identity_hash,
-            }));
-            continue;
-        }
-        step_rows.extend(task.step_rows);
-        edge_rows.extend(task.edge_rows);
+    for task in tasks.iter().filter(|t| inserted.has(t)) {
+        step_rows.extend(task.step_rows.iter().cloned());
+        edge_rows.extend(task.edge_rows.iter().cloned());
         if !task.step_transitions.is_empty() {
             step_transitions
                 .entry(task.now)
                 .or_default()
-                .extend(task.step_transitions);
+                .extend(task.step_transitions.iter().cloned());
         }
         if !task.task_transitions.is_empty() {
             task_transitions
                 .entry(task.now)
                 .or_default()
-                .extend(task.task_transitions);
+                .extend(task.task_transitions.iter().cloned());
         }
-        results.push(Ok(task.created));
     }
     if sqlite {
         let statements =
@@ -624,33 +632,40 @@ async fn write_prepared<C: ConnectionTrait>(
     for (now, rows) in task_transitions {
         write_transitions(db, Owners::Tasks, rows, now, false).await?;
     }
-    Ok(results)
+    // Steps claimed at creation were inserted without their leases: set on the store's clock.
+    inserted.leases = lease_claims(db, &tasks, &inserted.tasks).await?;
+    finish(tasks, inserted)
 }
 
-/// Whether a batch of `tasks` can be written at once ([`one_statement`], [`one_string`]): it
-/// has tasks, and none with bypassed steps (their transitions are written by the transaction
-/// path).
-fn written_at_once(tasks: &[PreparedTask]) -> bool {
-    !tasks.is_empty()
-        && tasks
+/// The history rows `tasks` write as they are created (bypassed steps, claims at creation),
+/// for the one-statement writes: step rows and task rows.
+fn transition_records(tasks: &[PreparedTask]) -> (Vec<Vec<Value>>, Vec<Vec<Value>>) {
+    let rows = |of: fn(&PreparedTask) -> &Vec<TransitionRow>| -> Vec<Vec<Value>> {
+        tasks
             .iter()
-            .all(|t| t.step_transitions.is_empty() && t.task_transitions.is_empty())
+            .flat_map(|t| of(t).iter().map(|r| r.clone().into_values(t.now)))
+            .collect()
+    };
+    (rows(|t| &t.step_transitions), rows(|t| &t.task_transitions))
 }
 
 /// On PostgreSQL, the whole write of `tasks` as one statement: the task rows (a task whose
-/// identity exists is skipped by `ON CONFLICT DO NOTHING`), and the steps and edges of the tasks
-/// that were inserted, each table's rows as one `json_to_recordset` parameter. The foreign keys
-/// from steps to tasks and from edges to steps are checked at the end of the statement, when
-/// every row is in. It answers the inserted task ids. `None` on SQLite, and for tasks with
-/// bypassed steps (their transitions are written by the transaction path).
+/// identity exists is skipped by `ON CONFLICT DO NOTHING`), and the steps, edges and history
+/// rows of the tasks that were inserted, each table's rows as one `json_to_recordset`
+/// parameter. The foreign keys are checked at the end of the statement, when every row is in.
+/// It answers the inserted task ids, and the leases of the steps claimed at creation. `None`
+/// on SQLite.
 fn one_statement(backend: DbBackend, tasks: &[PreparedTask]) -> Option<Statement> {
-    if backend != DbBackend::Postgres || !written_at_once(tasks) {
+    if backend != DbBackend::Postgres || tasks.is_empty() {
         return None;
     }
     let (task_definition, task_payload) =
         recordset(TASK_COLUMNS, tasks.iter().map(|t| &t.task_row))?;
-    let (step_definition, step_payload) =
-        recordset(STEP_COLUMNS, tasks.iter().flat_map(|t| &t.step_rows))?;
+    let layout = StepLayout::of(tasks);
+    let (step_definition, step_payload) = recordset(
+        &layout.record_columns(),
+        tasks.iter().flat_map(|t| t.step_records(layout)),
+    )?;
     // Each edge carries its task's id, so the edges of a skipped task are left out.
     let edge_rows: Vec<Vec<Value>> = tasks
         .iter()
@@ -663,81 +678,144 @@ fn one_statement(backend: DbBackend, tasks: &[PreparedTask]) -> Option<Statement
             })
         })
         .collect();
-    let tasks_cte = format!(
+    let mut sql = format!(
         "WITH t AS (INSERT INTO tasker_tasks ({columns}) SELECT {columns} \
          FROM json_to_recordset($1::json) AS x({task_definition}) \
          ON CONFLICT (identity_hash) DO NOTHING RETURNING task_id), \
-         s AS (INSERT INTO tasker_workflow_steps ({steps}) SELECT {steps} \
+         s AS (INSERT INTO tasker_workflow_steps ({steps}) SELECT {select} \
          FROM json_to_recordset($2::json) AS x({step_definition}) \
-         WHERE x.task_id IN (SELECT task_id FROM t))",
+         WHERE x.task_id IN (SELECT task_id FROM t) RETURNING workflow_step_id{leases})",
         columns = TASK_COLUMNS.join(", "),
-        steps = STEP_COLUMNS.join(", "),
+        steps = layout.columns().join(", "),
+        select = layout.select(backend, |column| format!("x.{column}")),
+        leases = if layout.claims() {
+            ", lease_expires_at"
+        } else {
+            ""
+        },
     );
     let mut values: Vec<Value> = vec![task_payload.into(), step_payload.into()];
-    let sql = match recordset(EDGE_RECORD_COLUMNS, &edge_rows) {
-        Some((edge_definition, edge_payload)) => {
-            values.push(edge_payload.into());
-            format!(
-                "{tasks_cte}, e AS (INSERT INTO tasker_workflow_step_edges ({edges}) \
-                 SELECT {edges} FROM json_to_recordset($3::json) AS x({edge_definition}) \
-                 WHERE x.task_id IN (SELECT task_id FROM t)) SELECT task_id FROM t",
-                edges = EDGE_COLUMNS.join(", "),
-            )
+    if !edge_rows.is_empty() {
+        let (edge_definition, edge_payload) = recordset(EDGE_RECORD_COLUMNS, &edge_rows)?;
+        values.push(edge_payload.into());
+        sql.push_str(&format!(
+            ", e AS (INSERT INTO tasker_workflow_step_edges ({edges}) \
+             SELECT {edges} FROM json_to_recordset(${n}::json) AS x({edge_definition}) \
+             WHERE x.task_id IN (SELECT task_id FROM t))",
+            edges = EDGE_COLUMNS.join(", "),
+            n = values.len(),
+        ));
+    }
+    let (step_history, task_history) = transition_records(tasks);
+    let mut history = |name: &str, of: Owners, rows: &[Vec<Value>], owned: &str| {
+        if rows.is_empty() {
+            return Some(());
         }
-        None if edge_rows.is_empty() => format!("{tasks_cte} SELECT task_id FROM t"),
-        None => return None,
+        let (table, columns) = of.table();
+        let (definition, payload) = recordset(columns, rows)?;
+        values.push(payload.into());
+        sql.push_str(&format!(
+            ", {name} AS (INSERT INTO {table} ({list}) SELECT {list} \
+             FROM json_to_recordset(${n}::json) AS x({definition}) WHERE {owned})",
+            list = columns.join(", "),
+            n = values.len(),
+        ));
+        Some(())
     };
+    history(
+        "sh",
+        Owners::Steps,
+        &step_history,
+        "x.workflow_step_id IN (SELECT workflow_step_id FROM s)",
+    )?;
+    history(
+        "th",
+        Owners::Tasks,
+        &task_history,
+        "x.task_id IN (SELECT task_id FROM t)",
+    )?;
+    sql.push_str(" SELECT task_id AS id, NULL::bigint AS lease FROM t");
+    if layout.claims() {
+        sql.push_str(
+            " UNION ALL SELECT workflow_step_id, lease_expires_at FROM s \
+             WHERE lease_expires_at IS NOT NULL",
+        );
+    }
     Some(stmt(backend, sql, values))
 }
 
 /// On SQLite, inside the caller's transaction, the same write as [`one_statement`] in one call
-/// to the driver: three statements of one string (sqlx-sqlite runs them in turn, binding the
-/// anonymous `?` of each in order). The tasks are inserted as by the transaction path; the
-/// steps and edges are inserted from `VALUES` lists only where their task (their step) is now
-/// in the table, and a task's id is new, so the rows of a task skipped as a duplicate are left
-/// out. It answers the inserted task ids. `None` on PostgreSQL, for tasks with bypassed steps,
-/// and for a batch whose table would need more than one statement.
+/// to the driver: a statement per table of one string (sqlx-sqlite runs them in turn, binding
+/// the anonymous `?` of each in order). The tasks are inserted as by the transaction path; the
+/// steps, edges and history rows are inserted from `VALUES` lists only where their task (their
+/// step) is now in the table, and a task's id is new, so the rows of a task skipped as a
+/// duplicate are left out. It answers the inserted task ids, and the leases of the steps
+/// claimed at creation. `None` on PostgreSQL, and for a batch whose table would need more than
+/// one statement.
 fn one_string(backend: DbBackend, tasks: &[PreparedTask]) -> Option<Statement> {
-    if backend != DbBackend::Sqlite || !written_at_once(tasks) {
+    if backend != DbBackend::Sqlite || tasks.is_empty() {
         return None;
     }
-    let fits = |columns: &[&str], rows: usize| rows * columns.len() <= SQLITE_PARAMS;
+    let layout = StepLayout::of(tasks);
+    let step_columns = layout.record_columns();
+    let (step_history, task_history) = transition_records(tasks);
+    let fits = |columns: usize, rows: usize| rows * columns <= SQLITE_PARAMS;
     let steps: usize = tasks.iter().map(|t| t.step_rows.len()).sum();
     let edges: usize = tasks.iter().map(|t| t.edge_rows.len()).sum();
-    if !fits(TASK_COLUMNS, tasks.len()) || !fits(STEP_COLUMNS, steps) || !fits(EDGE_COLUMNS, edges)
+    let history_columns = Owners::Steps.table().1.len();
+    if !fits(TASK_COLUMNS.len(), tasks.len())
+        || !fits(step_columns.len(), steps)
+        || !fits(EDGE_COLUMNS.len(), edges)
+        || !fits(history_columns, step_history.len())
+        || !fits(history_columns, task_history.len())
     {
         return None;
     }
     let mut values = Vec::new();
     let mut statements = vec![format!(
-        "INSERT INTO tasker_tasks ({}) VALUES {} ON CONFLICT (identity_hash) DO NOTHING RETURNING task_id",
+        "INSERT INTO tasker_tasks ({}) VALUES {} ON CONFLICT (identity_hash) DO NOTHING \
+         RETURNING task_id AS id, NULL AS lease",
         TASK_COLUMNS.join(", "),
         placeholders(
-            TASK_COLUMNS,
+            TASK_COLUMNS.len(),
             tasks.iter().map(|t| t.task_row.clone()),
             &mut values
         ),
     )];
-    // Rows inserted only where `exists` finds their owner: `column2` of a step row is its
-    // task's id, `column1` of an edge row its parent step's.
+    // `VALUES` names its columns column1, column2, ...
+    let position =
+        |columns: &[&str], name: &str| columns.iter().position(|c| *c == name).map(|i| i + 1);
+    let select = layout.select(backend, |name| {
+        position(&step_columns, name).map_or_else(String::new, |n| format!("v.column{n}"))
+    });
+    statements.push(format!(
+        "INSERT INTO tasker_workflow_steps ({}) SELECT {select} FROM (VALUES {}) AS v \
+         WHERE EXISTS (SELECT 1 FROM tasker_tasks t WHERE t.task_id = v.column2){}",
+        layout.columns().join(", "),
+        placeholders(
+            step_columns.len(),
+            tasks.iter().flat_map(|t| t.step_records(layout)),
+            &mut values
+        ),
+        // Only the claimed steps' leases are wanted; a step's id is never a task's.
+        if layout.claims() {
+            " RETURNING workflow_step_id AS id, lease_expires_at AS lease"
+        } else {
+            ""
+        },
+    ));
+    // Rows inserted only where `exists` finds their owner: `column1` of an edge row is its
+    // parent step's id, of a history row its step's or task's.
     let mut where_owned = |table: &str, columns: &[&str], rows: Vec<Vec<Value>>, exists: &str| {
         if !rows.is_empty() {
             statements.push(format!(
                 "INSERT INTO {table} ({}) SELECT * FROM (VALUES {}) AS v WHERE EXISTS ({exists})",
                 columns.join(", "),
-                placeholders(columns, rows, &mut values),
+                placeholders(columns.len(), rows, &mut values),
             ));
         }
     };
-    where_owned(
-        "tasker_workflow_steps",
-        STEP_COLUMNS,
-        tasks
-            .iter()
-            .flat_map(|t| t.step_rows.iter().cloned())
-            .collect(),
-        "SELECT 1 FROM tasker_tasks t WHERE t.task_id = v.column2",
-    );
+    let step_exists = "SELECT 1 FROM tasker_workflow_steps s WHERE s.workflow_step_id = v.column1";
     where_owned(
         "tasker_workflow_step_edges",
         EDGE_COLUMNS,
@@ -745,19 +823,28 @@ fn one_string(backend: DbBackend, tasks: &[PreparedTask]) -> Option<Statement> {
             .iter()
             .flat_map(|t| t.edge_rows.iter().cloned())
             .collect(),
-        "SELECT 1 FROM tasker_workflow_steps s WHERE s.workflow_step_id = v.column1",
+        step_exists,
+    );
+    let (step_table, step_history_columns) = Owners::Steps.table();
+    where_owned(step_table, step_history_columns, step_history, step_exists);
+    let (task_table, task_history_columns) = Owners::Tasks.table();
+    where_owned(
+        task_table,
+        task_history_columns,
+        task_history,
+        "SELECT 1 FROM tasker_tasks t WHERE t.task_id = v.column1",
     );
     Some(stmt(backend, statements.join(STATEMENT_SEPARATOR), values))
 }
 
-/// `(?, ?), (?, ?)`: one group of anonymous placeholders per row of `columns`, the rows' values
+/// `(?, ?), (?, ?)`: one group of `columns` anonymous placeholders per row, the rows' values
 /// appended to `values` in order.
 fn placeholders(
-    columns: &[&str],
+    columns: usize,
     rows: impl IntoIterator<Item = Vec<Value>>,
     values: &mut Vec<Value>,
 ) -> String {
-    let group = format!("({})", vec!["?"; columns.len()].join(", "));
+    let group = format!("({})", vec!["?"; columns].join(", "));
     let mut sql = String::new();
     for row in rows {
         if !sql.is_empty() {
@@ -769,37 +856,60 @@ fn placeholders(
     sql
 }
 
-/// Runs a statement that answers `task_id` rows: the ids of the tasks it inserted.
-async fn inserted_ids<C: ConnectionTrait>(
-    db: &C,
-    statement: Statement,
-) -> Result<HashSet<Uuid>, StoreError> {
-    let rows = db.rows(statement).await?;
-    let mut inserted = HashSet::with_capacity(rows.len());
-    for row in rows {
-        inserted.insert(get(&row, "task_id")?);
-    }
-    Ok(inserted)
+/// What a write inserted: the tasks (the others were duplicates) and the leases of the steps
+/// claimed at creation.
+#[derive(Default)]
+struct Inserted {
+    tasks: HashSet<Uuid>,
+    leases: HashMap<Uuid, i64>,
 }
 
-/// Each task's result once its rows are written: a task not in `inserted` was skipped because
-/// its identity exists.
+impl Inserted {
+    /// Runs a one-statement write, which answers `id, lease` rows: an inserted task (no lease)
+    /// or a claimed step and its lease.
+    async fn read<C: ConnectionTrait>(db: &C, statement: Statement) -> Result<Self, StoreError> {
+        let rows = db.rows(statement).await?;
+        let mut inserted = Self::default();
+        for row in rows {
+            let id: Uuid = get(&row, "id")?;
+            match get::<Option<i64>>(&row, "lease")? {
+                Some(lease) => {
+                    inserted.leases.insert(id, lease);
+                }
+                None => {
+                    inserted.tasks.insert(id);
+                }
+            }
+        }
+        Ok(inserted)
+    }
+
+    fn has(&self, task: &PreparedTask) -> bool {
+        self.tasks.contains(&task.created.task_id.as_uuid())
+    }
+}
+
+/// Each task's result once its rows are written: a task not inserted was skipped because its
+/// identity exists; an inserted one that claimed at creation answers its claims.
 fn finish(
     tasks: Vec<PreparedTask>,
-    inserted: HashSet<Uuid>,
+    inserted: Inserted,
 ) -> Result<Vec<Result<CreatedTask, StoreError>>, StoreError> {
-    Ok(tasks
-        .into_iter()
-        .map(|task| {
-            if inserted.contains(&task.created.task_id.as_uuid()) {
-                Ok(task.created)
-            } else {
-                Err(StoreError::DuplicateTask {
-                    identity_hash: task.created.identity_hash,
-                })
-            }
-        })
-        .collect())
+    let mut results = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        results.push(if inserted.has(&task) {
+            let claimed = task.claimed(&inserted.leases)?;
+            Ok(CreatedTask {
+                claimed,
+                ..task.created
+            })
+        } else {
+            Err(StoreError::DuplicateTask {
+                identity_hash: task.created.identity_hash,
+            })
+        });
+    }
+    Ok(results)
 }
 
 /// The most parameters one SQLite creation statement takes (SQLite allows 32,766).
@@ -821,7 +931,11 @@ fn anonymous_inserts<'a>(
     std::iter::from_fn(move || {
         rows.peek()?;
         let mut values = Vec::with_capacity(per_statement * columns.len());
-        let list = placeholders(columns, rows.by_ref().take(per_statement), &mut values);
+        let list = placeholders(
+            columns.len(),
+            rows.by_ref().take(per_statement),
+            &mut values,
+        );
         let sql = format!(
             "INSERT INTO {table} ({}) VALUES {list}{suffix}",
             columns.join(", ")

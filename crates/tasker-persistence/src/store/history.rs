@@ -104,7 +104,7 @@ pub(crate) enum Owners {
 
 impl Owners {
     /// Their history table and its columns (the owner's id first).
-    fn table(self) -> (&'static str, &'static [&'static str; 7]) {
+    pub(super) fn table(self) -> (&'static str, &'static [&'static str; 7]) {
         match self {
             Owners::Steps => (STEP_TRANSITIONS, &STEP_COLUMNS),
             Owners::Tasks => (TASK_TRANSITIONS, &TASK_COLUMNS),

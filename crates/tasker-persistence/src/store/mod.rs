@@ -6,6 +6,7 @@ mod changes;
 pub(crate) mod checkpoint;
 mod claims;
 mod create;
+mod eager;
 mod handoff;
 mod history;
 mod nodelay;

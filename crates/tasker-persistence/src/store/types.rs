@@ -87,7 +87,8 @@ pub struct CreateTaskOptions<'a> {
 pub struct CreatedTask {
     /// The new task.
     pub task_id: TaskId,
-    /// Its state (`pending`, or `complete` when every step was bypassed).
+    /// Its state (`pending`; `in_progress` when creation claimed its root steps; `complete`
+    /// when every step was bypassed).
     pub state: TaskState,
     /// Step ids in template order.
     pub steps: Vec<(String, StepId)>,
@@ -99,6 +100,10 @@ pub struct CreatedTask {
     pub identity_hash: String,
     /// The correlation id stored.
     pub correlation_id: String,
+    /// The root steps claimed as the task was written ([`crate::Store::claim_at_creation`]);
+    /// empty when creation claimed nothing.
+    #[serde(skip_serializing_if = "ClaimBatch::is_empty")]
+    pub claimed: ClaimBatch,
 }
 
 /// One step claimed for execution.

@@ -8,6 +8,7 @@ mod claims;
 mod connection;
 mod counters;
 mod create_many;
+mod eager;
 mod handoff;
 mod history;
 mod lease_clock;
