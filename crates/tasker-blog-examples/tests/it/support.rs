@@ -6,7 +6,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::Value;
 use tasker_blog_examples::{BlogServices, register, sample};
-use tasker_domain::{BackoffPolicy, StepState, TaskId, TaskRequest, TaskState};
+use tasker_domain::{BackoffPolicy, StepState, TaskId, TaskRequest};
 use tasker_engine::{Engine, EngineConfig, EngineError, ManualClock};
 use tasker_persistence::{StepRecord, Store, StoreError, TaskRecord};
 
@@ -97,10 +97,11 @@ impl Run {
 }
 
 impl Harness {
-    /// Creates the task (which must be pending), runs it to a final state and loads its steps.
+    /// Creates the task (which must not be final at once: pending, or in progress when its
+    /// creation claimed its first steps), runs it to a final state and loads its steps.
     pub(crate) async fn run(&self, request: TaskRequest) -> Run {
         let created = self.engine.create_task(request).await.unwrap();
-        assert_eq!(created.state, TaskState::Pending);
+        assert!(!created.state.is_finished(), "{:?}", created.state);
         self.finish(created.task_id).await
     }
 

@@ -202,6 +202,8 @@ impl Coordinator {
     /// sleeps until the next wake-up.
     async fn run(&mut self) {
         self.engine.refresh_claim_filter().await;
+        // Creation may claim for this coordinator once its claim filter is known.
+        self.engine.accept_claims_at_creation(true);
         let inner = self.engine.inner.clone();
         while !inner.shutdown.is_cancelled() {
             let draining = inner.drain.is_cancelled();
@@ -369,21 +371,16 @@ impl Coordinator {
                 ClaimBatch::default()
             }
         };
-        batch.claims.extend(created.claims);
-        batch.started_tasks.extend(created.started_tasks);
+        if !batch.is_empty() {
+            inner.metrics.claim_steps.record(batch.len() as u64, &[]);
+        }
+        batch.absorb(created);
         if batch.is_empty() {
             return;
         }
         pass.progressed = true;
-        inner.metrics.claim_steps.record(batch.len() as u64, &[]);
         let claim_ms = timed.then(|| millis_since(claim_started));
-        // The claim returned each step's inputs in the same statement.
-        for Claim { step, inputs } in &batch.claims {
-            if !self.tasks.contains_key(&step.task_id) {
-                let info = self.task_info(step, inputs).await;
-                self.tasks.insert(step.task_id, info);
-            }
-        }
+        self.know_tasks(&batch).await;
         if inner.bus.has_subscribers() {
             self.publish_claimed(&batch, claim_ms, now);
         }
@@ -395,9 +392,9 @@ impl Coordinator {
         self.held.extend(held);
     }
 
-    /// Takes free slots for a claim of its own, up to `engine.claim_batch_size`: `running`
-    /// attempts (those of outcomes being recorded count until they are) and the held claims
-    /// are busy, and so are claims in flight elsewhere (made at creation).
+    /// Takes free slots for a claim of its own, up to `engine.claim_batch_size`, and keeps
+    /// them until the pass ends: `running` attempts and the held claims are busy, and so are
+    /// the slots reserved elsewhere (claims made at creation on their way here).
     fn reserve_room(&mut self, running: usize) -> usize {
         let inner = self.engine.inner.clone();
         let room = inner.reserve_slots(
@@ -409,10 +406,39 @@ impl Coordinator {
         room
     }
 
-    /// Draining: the claims held back and never started are given back at once.
+    /// What the events and spans of the tasks of `batch`'s claims need, for those not known
+    /// yet (a claim returns each step's inputs in the same statement).
+    async fn know_tasks(&mut self, batch: &ClaimBatch) {
+        for Claim { step, inputs } in &batch.claims {
+            if !self.tasks.contains_key(&step.task_id) {
+                let info = self.task_info(step, inputs).await;
+                self.tasks.insert(step.task_id, info);
+            }
+        }
+    }
+
+    /// Draining: the claims held back and never started, and those made at creation, are
+    /// given back at once; creation claims no more.
     async fn give_back_held(&mut self) {
+        self.engine.accept_claims_at_creation(false);
         let created = self.engine.take_created_claims();
         self.reserved += created.len();
+        if !created.started_tasks.is_empty() && self.engine.inner.bus.has_subscribers() {
+            // Their tasks were started by their creation's write; their steps go back.
+            self.know_tasks(&created).await;
+            let now = self.engine.inner.clock.now();
+            for task_id in &created.started_tasks {
+                if let Some(info) = self.tasks.get(task_id) {
+                    TaskEvent::new(
+                        *task_id,
+                        &info.labels,
+                        Some(TaskState::Pending),
+                        TaskState::InProgress,
+                    )
+                    .publish(&self.engine.inner.bus, now);
+                }
+            }
+        }
         if self.held.is_empty() && created.is_empty() {
             return;
         }
@@ -545,8 +571,10 @@ impl Coordinator {
         woke
     }
 
-    /// The loop ended: the attempts still running here are cancelled.
+    /// The loop ended: the attempts still running here are cancelled, and creation claims no
+    /// more for this coordinator.
     fn stop(&self) {
+        self.engine.accept_claims_at_creation(false);
         let inner = self.inner();
         for entry in inner.running.iter() {
             entry.value().1.cancel();
@@ -629,5 +657,16 @@ impl Coordinator {
             created_at: inputs.task_created_at,
             span,
         }
+    }
+}
+
+/// A coordinator that ends mid-pass (a panic) gives back the slots the pass reserved, and
+/// creation claims no more until a restarted coordinator has read its claim filter.
+impl Drop for Coordinator {
+    fn drop(&mut self) {
+        self.engine
+            .inner
+            .release_slots(std::mem::take(&mut self.reserved));
+        self.engine.accept_claims_at_creation(false);
     }
 }

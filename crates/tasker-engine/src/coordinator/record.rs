@@ -312,6 +312,9 @@ impl Coordinator {
                 (report, Vec::new())
             }
             Err(err) => {
+                // Nothing was claimed: the room goes back for the pass's own claim.
+                inner.release_slots(room);
+                self.reserved -= room;
                 tracing::warn!(error = %err, outcomes = outcomes.len(), "recording a batch of outcomes failed; recording them one by one");
                 self.record_one_by_one(steps, outcomes, &mut attempts).await
             }

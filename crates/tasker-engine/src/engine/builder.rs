@@ -17,7 +17,7 @@ use crate::metrics::EngineMetrics;
 use crate::registry::Registry;
 use tasker_handler::{Clock, SystemClock};
 
-use super::{Engine, IdleReport, Inner, TemplateCache};
+use super::{CreatedClaims, Engine, IdleReport, Inner, TemplateCache};
 
 /// Builds an [`Engine`].
 pub struct EngineBuilder {
@@ -123,7 +123,7 @@ impl EngineBuilder {
                 hook_runs: Arc::new(HookRuns::default()),
                 restarts: std::sync::atomic::AtomicU64::new(0),
                 revoked: DashMap::new(),
-                created_claims: Mutex::new(Vec::new()),
+                created_claims: Mutex::new(CreatedClaims::default()),
                 created_wake: Notify::new(),
                 reserved: AtomicUsize::new(0),
             }),

@@ -1,15 +1,12 @@
 //! Task creation: one task, or many at once.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use tasker_domain::{StepState, TaskRequest, TaskState};
 use tasker_events::names::observability;
-use tasker_persistence::{
-    ClaimBatch, CreateTaskOptions, CreatedTask, PreparedTask, Store, TaskRecord,
-};
+use tasker_persistence::{CreateTaskOptions, CreatedTask, PreparedTask, Store, TaskRecord};
 use tasker_template::TaskTemplate;
 use tracing::{Instrument, Span};
 
@@ -18,7 +15,7 @@ use crate::error::EngineError;
 use crate::operator::CreateOptions;
 use crate::trace_context;
 
-use super::{BULK_BATCH, Engine, Inner};
+use super::{BULK_BATCH, Engine};
 
 impl Engine {
     /// Creates a task from a registered template (the latest version when the request names
@@ -74,14 +71,19 @@ impl Engine {
             let reservation = self.claim_at_creation(&mut prepared);
             let described = describe(&prepared);
             // Validated above, before it joins a batch: a bad request fails alone.
-            let mut created = self.inner.creator.create(prepared).await?;
-            self.created(&template, &created, now);
-            let claimed = std::mem::take(&mut created.claimed);
-            match reservation {
-                Some(reservation) if !claimed.is_empty() => reservation.hand_over(claimed),
-                // Nothing claimed: the coordinator claims the new task's steps.
-                _ => self.inner.wake.notify_one(),
-            }
+            let created = match reservation {
+                None => {
+                    let created = self.inner.creator.create(prepared).await?;
+                    self.created(&template, &created, now);
+                    // The coordinator claims the new task's steps.
+                    self.inner.wake.notify_one();
+                    created
+                }
+                Some(reservation) => {
+                    self.create_claimed(template, prepared, reservation, now)
+                        .await?
+                }
+            };
             Ok((created, described))
         }
         .instrument(span)
@@ -138,47 +140,6 @@ impl Engine {
             .into_iter()
             .map(|r| r.unwrap_or(Err(EngineError::ShutDown)))
             .collect()
-    }
-
-    /// Makes `prepared` claim its root steps for this engine as it is written, when this
-    /// engine would claim them next anyway: its coordinator runs, the claim filter takes the
-    /// task's template, no namespace limit is in force (those are counted in the database by
-    /// the claim itself), and `engine.max_concurrent_steps` has room for all of them. The
-    /// task's first steps then start without a claim of their own: one commit fewer.
-    fn claim_at_creation(&self, prepared: &mut PreparedTask) -> Option<CreationReservation<'_>> {
-        let inner = &self.inner;
-        let wanted = prepared.claimable_at_creation();
-        if wanted == 0
-            || inner.drain.is_cancelled()
-            || inner.shutdown.is_cancelled()
-            || !self.is_coordinating()
-        {
-            return None;
-        }
-        let template = prepared.named_task_id();
-        {
-            let filter = inner.claim_filter.lock().expect("claim filter lock");
-            let allowed = filter.limits.is_empty()
-                && !filter.paused_named_task_ids.contains(&template)
-                && filter
-                    .named_task_ids
-                    .as_ref()
-                    .is_none_or(|ids| ids.contains(&template));
-            if !allowed {
-                return None;
-            }
-        }
-        let busy = inner.running.len()
-            + usize::try_from(inner.metrics.gauges.held.load(Ordering::Relaxed)).unwrap_or(0);
-        let slots = inner.reserve_slots(busy, wanted, true);
-        if slots == 0 {
-            return None;
-        }
-        let reservation = CreationReservation { inner, slots };
-        let claimed = inner
-            .store
-            .claim_at_creation(prepared, &inner.owner, inner.config.lease);
-        (claimed == slots).then_some(reservation)
     }
 
     /// Resolves a request's template, runs its hooks and validates it into rows to write.
@@ -258,7 +219,12 @@ impl Engine {
 
     /// Publishes a new task's events: `task.initialize_requested`, one `observability.step.skip`
     /// per bypassed step, and the final event if it finished at creation.
-    fn created(&self, template: &TaskTemplate, created: &CreatedTask, now: DateTime<Utc>) {
+    pub(super) fn created(
+        &self,
+        template: &TaskTemplate,
+        created: &CreatedTask,
+        now: DateTime<Utc>,
+    ) {
         let bus = &self.inner.bus;
         if !bus.has_subscribers() {
             return;
@@ -343,31 +309,4 @@ fn creation_span(request: &TaskRequest) -> Span {
         trace_id = tracing::field::Empty,
         span_id = tracing::field::Empty,
     )
-}
-
-/// Slots of `engine.max_concurrent_steps` held for a task's claims at creation: given back if
-/// the task is not written, handed to the coordinator with the claims if it is (which gives
-/// them back once it runs or holds the steps).
-struct CreationReservation<'a> {
-    inner: &'a Inner,
-    slots: usize,
-}
-
-impl CreationReservation<'_> {
-    fn hand_over(mut self, claimed: ClaimBatch) {
-        debug_assert_eq!(claimed.len(), self.slots);
-        self.inner
-            .created_claims
-            .lock()
-            .expect("created claims lock")
-            .push(claimed);
-        self.slots = 0;
-        self.inner.created_wake.notify_one();
-    }
-}
-
-impl Drop for CreationReservation<'_> {
-    fn drop(&mut self) {
-        self.inner.release_slots(self.slots);
-    }
 }

@@ -11,7 +11,7 @@ use dashmap::DashMap;
 use tasker_domain::duration::saturating_add;
 use tasker_domain::{StepId, TaskId, TaskRequest, TaskState, TemplateId};
 use tasker_events::{Category, EventBus, EventStream, Interest, Payload};
-use tasker_persistence::{ClaimBatch, ClaimFilter, Store, TaskRecord};
+use tasker_persistence::{ClaimFilter, Store, TaskRecord};
 use tasker_template::TaskTemplate;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
@@ -28,11 +28,13 @@ use tasker_handler::Clock;
 mod builder;
 mod claim_filter;
 mod create;
+mod eager;
 mod operate;
 mod templates;
 
 pub use builder::EngineBuilder;
 use create::check_json;
+pub(crate) use eager::CreatedClaims;
 pub(crate) use templates::{CachedTemplate, TemplateCache};
 
 /// The most tasks [`Engine::create_tasks`] writes in one transaction.
@@ -94,7 +96,7 @@ pub(crate) struct Inner {
     /// started), it never starts. Trimmed to the held steps at upkeep.
     pub(crate) revoked: DashMap<StepId, ()>,
     /// Root steps claimed as their tasks were created here, for the coordinator to start.
-    pub(crate) created_claims: Mutex<Vec<ClaimBatch>>,
+    pub(crate) created_claims: Mutex<CreatedClaims>,
     /// Wakes the coordinator for `created_claims` alone: no claim of its own is wanted.
     pub(crate) created_wake: Notify,
     /// Slots of `engine.max_concurrent_steps` taken by steps claimed and not yet running or
@@ -272,23 +274,6 @@ impl Engine {
     /// How many times this engine's coordinator panicked and was restarted.
     pub fn coordinator_restarts(&self) -> u64 {
         self.inner.restarts.load(Ordering::Relaxed)
-    }
-
-    /// The claims made at creation that the coordinator has not taken over yet, as one batch.
-    pub(crate) fn take_created_claims(&self) -> ClaimBatch {
-        let batches = std::mem::take(
-            &mut *self
-                .inner
-                .created_claims
-                .lock()
-                .expect("created claims lock"),
-        );
-        let mut all = ClaimBatch::default();
-        for batch in batches {
-            all.claims.extend(batch.claims);
-            all.started_tasks.extend(batch.started_tasks);
-        }
-        all
     }
 
     /// Whether this engine's coordinator is running (started, not shut down, not dead).

@@ -536,9 +536,11 @@ async fn every_event_the_catalog_says_is_published_is_published() {
         let on_call = tasker_engine::Operator::new("on-call", Some("drill".into()));
         engine.pause(&elsewhere, &on_call).await.unwrap();
         engine.resume(&elsewhere, &on_call).await.unwrap();
+        // Subscribed first: the running engine may start the step before creation returns.
+        let mut handled = engine.subscribe();
         let waiting = engine.create_task(request(&long)).await.unwrap();
         engine.start();
-        wait_for(&mut engine.subscribe(), |e| e.name == "step.before_handle").await;
+        wait_for(&mut handled, |e| e.name == "step.before_handle").await;
         engine.cancel_task(waiting.task_id).await.unwrap();
         engine.wait_until_idle().await;
         let seen: std::collections::BTreeSet<String> =

@@ -157,7 +157,7 @@ async fn a_running_engine_claims_a_new_task_s_first_steps_in_the_creation_itself
 }
 
 #[tokio::test]
-async fn creation_claims_nothing_beyond_the_engine_s_room() {
+async fn creation_claims_nothing_beyond_the_engine_s_room_or_once_it_drains() {
     on_each_database(|db| async move {
         let config = EngineConfig {
             max_concurrent_steps: 1,
@@ -192,6 +192,19 @@ async fn creation_claims_nothing_beyond_the_engine_s_room() {
             assert_eq!(task.state, TaskState::Complete, "{}", db.backend);
         }
         assert_eq!(started.load(Ordering::SeqCst), 4);
+        // A drained engine claims nothing at creation either: the task waits for any engine.
+        engine.drain().await;
+        let after = engine
+            .create_task(request(&t).context(json!({"n": 3})))
+            .await
+            .unwrap();
+        let a3 = db.store.step(after.steps[0].1).await.unwrap();
+        assert_eq!(
+            (a3.state, a3.claim_owner),
+            (StepState::Pending, None),
+            "{}",
+            db.backend
+        );
         engine.shutdown().await;
     })
     .await;

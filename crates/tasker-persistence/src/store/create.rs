@@ -289,10 +289,10 @@ impl Store {
         // One statement is atomic on its own: no BEGIN and COMMIT round trips around it, and
         // with `synchronous_commit` on it is durable when PostgreSQL answers.
         if let Some(statement) = one_statement(self.db_backend(), &tasks) {
-            return finish(
+            return Ok(finish(
                 tasks,
                 Inserted::read(self.one_statement_txn(), statement).await?,
-            );
+            ));
         }
         let txn = self.write_txn().await?;
         let results = write_prepared(&txn, tasks).await?;
@@ -559,7 +559,7 @@ async fn write_prepared<C: ConnectionTrait>(
     if let Some(statement) = one_statement(backend, &tasks).or_else(|| one_string(backend, &tasks))
     {
         let inserted = Inserted::read(db, statement).await?;
-        return finish(tasks, inserted);
+        return Ok(finish(tasks, inserted));
     }
     let sqlite = backend == DbBackend::Sqlite;
     let mut inserted = Inserted::default();
@@ -634,7 +634,7 @@ async fn write_prepared<C: ConnectionTrait>(
     }
     // Steps claimed at creation were inserted without their leases: set on the store's clock.
     inserted.leases = lease_claims(db, &tasks, &inserted.tasks).await?;
-    finish(tasks, inserted)
+    Ok(finish(tasks, inserted))
 }
 
 /// The history rows `tasks` write as they are created (bypassed steps, claims at creation),
@@ -652,9 +652,8 @@ fn transition_records(tasks: &[PreparedTask]) -> (Vec<Vec<Value>>, Vec<Vec<Value
 /// On PostgreSQL, the whole write of `tasks` as one statement: the task rows (a task whose
 /// identity exists is skipped by `ON CONFLICT DO NOTHING`), and the steps, edges and history
 /// rows of the tasks that were inserted, each table's rows as one `json_to_recordset`
-/// parameter. The foreign keys are checked at the end of the statement, when every row is in.
-/// It answers the inserted task ids, and the leases of the steps claimed at creation. `None`
-/// on SQLite.
+/// parameter. It answers the inserted task ids, and the leases of the steps claimed at
+/// creation. `None` on SQLite.
 fn one_statement(backend: DbBackend, tasks: &[PreparedTask]) -> Option<Statement> {
     if backend != DbBackend::Postgres || tasks.is_empty() {
         return None;
@@ -734,10 +733,10 @@ fn one_statement(backend: DbBackend, tasks: &[PreparedTask]) -> Option<Statement
         &task_history,
         "x.task_id IN (SELECT task_id FROM t)",
     )?;
-    sql.push_str(" SELECT task_id AS id, NULL::bigint AS lease FROM t");
+    sql.push_str(" SELECT 'task' AS kind, task_id AS id, NULL::bigint AS lease FROM t");
     if layout.claims() {
         sql.push_str(
-            " UNION ALL SELECT workflow_step_id, lease_expires_at FROM s \
+            " UNION ALL SELECT 'step', workflow_step_id, lease_expires_at FROM s \
              WHERE lease_expires_at IS NOT NULL",
         );
     }
@@ -774,7 +773,7 @@ fn one_string(backend: DbBackend, tasks: &[PreparedTask]) -> Option<Statement> {
     let mut values = Vec::new();
     let mut statements = vec![format!(
         "INSERT INTO tasker_tasks ({}) VALUES {} ON CONFLICT (identity_hash) DO NOTHING \
-         RETURNING task_id AS id, NULL AS lease",
+         RETURNING 'task' AS kind, task_id AS id, NULL AS lease",
         TASK_COLUMNS.join(", "),
         placeholders(
             TASK_COLUMNS.len(),
@@ -786,7 +785,8 @@ fn one_string(backend: DbBackend, tasks: &[PreparedTask]) -> Option<Statement> {
     let position =
         |columns: &[&str], name: &str| columns.iter().position(|c| *c == name).map(|i| i + 1);
     let select = layout.select(backend, |name| {
-        position(&step_columns, name).map_or_else(String::new, |n| format!("v.column{n}"))
+        let n = position(&step_columns, name).expect("a column of the step records");
+        format!("v.column{n}")
     });
     statements.push(format!(
         "INSERT INTO tasker_workflow_steps ({}) SELECT {select} FROM (VALUES {}) AS v \
@@ -797,9 +797,9 @@ fn one_string(backend: DbBackend, tasks: &[PreparedTask]) -> Option<Statement> {
             tasks.iter().flat_map(|t| t.step_records(layout)),
             &mut values
         ),
-        // Only the claimed steps' leases are wanted; a step's id is never a task's.
+        // Every step comes back; only the claimed steps' leases are wanted.
         if layout.claims() {
-            " RETURNING workflow_step_id AS id, lease_expires_at AS lease"
+            " RETURNING 'step' AS kind, workflow_step_id AS id, lease_expires_at AS lease"
         } else {
             ""
         },
@@ -865,20 +865,17 @@ struct Inserted {
 }
 
 impl Inserted {
-    /// Runs a one-statement write, which answers `id, lease` rows: an inserted task (no lease)
-    /// or a claimed step and its lease.
+    /// Runs a one-statement write, which answers `kind, id, lease` rows: an inserted task
+    /// (`task`), or an inserted step (`step`) with its lease if it was claimed.
     async fn read<C: ConnectionTrait>(db: &C, statement: Statement) -> Result<Self, StoreError> {
         let rows = db.rows(statement).await?;
         let mut inserted = Self::default();
         for row in rows {
             let id: Uuid = get(&row, "id")?;
-            match get::<Option<i64>>(&row, "lease")? {
-                Some(lease) => {
-                    inserted.leases.insert(id, lease);
-                }
-                None => {
-                    inserted.tasks.insert(id);
-                }
+            if get::<String>(&row, "kind")? == "task" {
+                inserted.tasks.insert(id);
+            } else if let Some(lease) = get::<Option<i64>>(&row, "lease")? {
+                inserted.leases.insert(id, lease);
             }
         }
         Ok(inserted)
@@ -890,26 +887,28 @@ impl Inserted {
 }
 
 /// Each task's result once its rows are written: a task not inserted was skipped because its
-/// identity exists; an inserted one that claimed at creation answers its claims.
-fn finish(
-    tasks: Vec<PreparedTask>,
-    inserted: Inserted,
-) -> Result<Vec<Result<CreatedTask, StoreError>>, StoreError> {
-    let mut results = Vec::with_capacity(tasks.len());
-    for task in tasks {
-        results.push(if inserted.has(&task) {
-            let claimed = task.claimed(&inserted.leases)?;
+/// identity exists; an inserted one that claimed at creation answers its claims. (The write
+/// may have committed already, so nothing here fails: claims whose lease did not come back
+/// are logged and left to lapse, the task stored.)
+fn finish(tasks: Vec<PreparedTask>, inserted: Inserted) -> Vec<Result<CreatedTask, StoreError>> {
+    tasks
+        .into_iter()
+        .map(|task| {
+            if !inserted.has(&task) {
+                return Err(StoreError::DuplicateTask {
+                    identity_hash: task.created.identity_hash,
+                });
+            }
+            let claimed = task.claimed(&inserted.leases).unwrap_or_else(|err| {
+                tracing::error!(task_id = %task.created.task_id, error = %err, "a claim made at creation is not handed over; it lapses at its lease");
+                ClaimBatch::default()
+            });
             Ok(CreatedTask {
                 claimed,
                 ..task.created
             })
-        } else {
-            Err(StoreError::DuplicateTask {
-                identity_hash: task.created.identity_hash,
-            })
-        });
-    }
-    Ok(results)
+        })
+        .collect()
 }
 
 /// The most parameters one SQLite creation statement takes (SQLite allows 32,766).

@@ -12,6 +12,8 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+
 use sea_orm::{ConnectionTrait, DbBackend, Value};
 use serde_json::json;
 use tasker_domain::{TaskState, TemplateId};
@@ -20,14 +22,17 @@ use uuid::Uuid;
 use super::changes::State;
 use super::claims::{CLAIM, START};
 use super::create::{PreparedTask, STEP_COLUMNS};
-use super::sql::{database_now, get, micros, query_in_chunks};
+use super::sql::{MAX_LEASE_MICROS, database_now, get, micros, query_in_chunks};
 use super::{Claim, ClaimBatch, ClaimedStep, LeaseClock, StepInputs, Store};
 use crate::error::StoreError;
-use crate::time::from_micros;
+use crate::time::{from_micros, to_micros};
 
 /// The claim a prepared task makes as it is written ([`Store::claim_at_creation`]).
 #[derive(Debug, Clone)]
 pub(super) struct CreationClaim {
+    /// When the claim was made (microseconds): its attempt's start, and on the caller's clock
+    /// its lease's.
+    at: i64,
     /// The lease, in microseconds.
     lease: i64,
     clock: LeaseClock,
@@ -35,15 +40,17 @@ pub(super) struct CreationClaim {
     roots: Vec<usize>,
 }
 
-/// The step columns a claim at creation sets beyond an unclaimed step's: the last of
-/// [`STEP_COLUMNS`].
-const CLAIM_COLUMNS: usize = 3;
+/// How many of [`STEP_COLUMNS`], the last, are left out (to their default, NULL) by a write
+/// without claims at creation: the claim's owner, lease and attempt time.
+const CLAIM_ONLY_COLUMNS: usize = 3;
 
-/// How many of [`STEP_COLUMNS`] an unclaimed step sets.
-const UNCLAIMED_COLUMNS: usize = STEP_COLUMNS.len() - CLAIM_COLUMNS;
+/// How many of [`STEP_COLUMNS`] a write without claims at creation sets.
+const UNCLAIMED_COLUMNS: usize = STEP_COLUMNS.len() - CLAIM_ONLY_COLUMNS;
 
 /// The values a step record carries beyond [`STEP_COLUMNS`] in a one-statement write with
-/// claims: how its lease is set ([`StepLayout::select`]).
+/// claims, from which [`StepLayout::select`] sets the lease: `lease_on_db` true, `lease` is
+/// the lease's length (added to the database's clock); false, `lease` is the expiry itself
+/// (the caller's clock); both NULL for a step not claimed.
 const STEP_RECORD_EXTRA: &[&str] = &["lease", "lease_on_db"];
 
 /// How a one-statement write lays out its step records: without claims at creation, as
@@ -145,9 +152,9 @@ impl PreparedTask {
                     Some(claim) if claim.roots.contains(&position) => {
                         let on_db = claim.clock == LeaseClock::Database;
                         let lease = if on_db {
-                            claim.lease
+                            claim.lease.min(MAX_LEASE_MICROS)
                         } else {
-                            self.now.saturating_add(claim.lease)
+                            claim.at.saturating_add(claim.lease)
                         };
                         record.push(Some(lease).into());
                         record.push(Some(on_db).into());
@@ -218,23 +225,24 @@ impl PreparedTask {
 }
 
 impl Store {
-    /// Makes `task` claim its root steps for `owner`, with leases of `lease` on this store's
-    /// clock, as it is written (see the module's documentation); returns how many steps it
-    /// claims (0, and no change, for a task [`PreparedTask::claimable_at_creation`] refuses).
-    /// The caller runs them: they are its claims as if it had claimed them, and lapse like any
-    /// other if it does not.
+    /// Makes `task` claim its root steps for `owner` at `now`, with leases of `lease` on this
+    /// store's clock, as it is written (see the module's documentation); returns how many steps
+    /// it claims (0, and no change, for a task [`PreparedTask::claimable_at_creation`]
+    /// refuses). The caller runs them: they are its claims as if it had claimed them, and lapse
+    /// like any other if it does not.
     pub fn claim_at_creation(
         &self,
         task: &mut PreparedTask,
         owner: &str,
         lease: Duration,
+        now: DateTime<Utc>,
     ) -> usize {
         let count = task.claimable_at_creation();
         if count == 0 {
             return 0;
         }
         let roots: Vec<usize> = task.roots().collect();
-        let now = task.now;
+        let now = to_micros(now);
         for &position in &roots {
             let step_id = task.created.steps[position].1.as_uuid();
             let row = &mut task.step_rows[position];
@@ -262,6 +270,7 @@ impl Store {
         ));
         task.created.state = TaskState::InProgress;
         task.claim = Some(CreationClaim {
+            at: now,
             lease: micros(lease),
             clock: self.lease_clock,
             roots,
@@ -278,12 +287,14 @@ fn set_task(row: &mut [Value], column: &str, value: Value) {
     set_in(row, super::create::TASK_COLUMNS, column, value);
 }
 
-/// Sets `column` of `row`, laid out as `columns` (both are this module's constants, so the
-/// column is always there).
+/// Sets `column` of `row`, laid out as `columns` (both are constants of this crate, and every
+/// name asked for is one of the columns).
 fn set_in(row: &mut [Value], columns: &[&str], column: &str, value: Value) {
-    if let Some(at) = columns.iter().position(|c| *c == column) {
-        row[at] = value;
-    }
+    let at = columns
+        .iter()
+        .position(|c| *c == column)
+        .expect("a column of the creation's rows");
+    row[at] = value;
 }
 
 /// The transaction path: the steps `tasks` claimed were inserted without leases; this sets
@@ -303,7 +314,7 @@ pub(super) async fn lease_claims<C: ConnectionTrait>(
             continue;
         }
         groups
-            .entry((claim.clock, claim.lease, task.now))
+            .entry((claim.clock, claim.lease, claim.at))
             .or_default()
             .extend(task.claimed_step_ids().map(Value::from));
     }

@@ -85,7 +85,7 @@ pub(crate) fn database_now(backend: DbBackend) -> &'static str {
 
 /// The longest lease added to the database's clock, in microseconds (about 146,000 years), so
 /// that the sum never overflows a BIGINT.
-const MAX_LEASE_MICROS: i64 = i64::MAX / 2;
+pub(crate) const MAX_LEASE_MICROS: i64 = i64::MAX / 2;
 
 impl LeaseClock {
     /// "Now" in a statement that compares `lease_expires_at` with it: the SQL, and the value to

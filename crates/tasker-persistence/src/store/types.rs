@@ -101,7 +101,8 @@ pub struct CreatedTask {
     /// The correlation id stored.
     pub correlation_id: String,
     /// The root steps claimed as the task was written ([`crate::Store::claim_at_creation`]);
-    /// empty when creation claimed nothing.
+    /// empty when creation claimed nothing. (An engine runs the claims it made itself: the
+    /// tasks its `create_task` returns have none here.)
     #[serde(skip_serializing_if = "ClaimBatch::is_empty")]
     pub claimed: ClaimBatch,
 }
@@ -137,9 +138,9 @@ pub struct ClaimBatch {
 }
 
 impl ClaimBatch {
-    /// Adds the claims and started tasks of `more`, a later claim of the same transaction or
-    /// hand-off.
-    pub(crate) fn absorb(&mut self, more: ClaimBatch) {
+    /// Adds the claims and started tasks of `more` (a later claim of the same transaction or
+    /// hand-off, or claims made elsewhere, such as at creation).
+    pub fn absorb(&mut self, more: ClaimBatch) {
         self.claims.extend(more.claims);
         self.started_tasks.extend(more.started_tasks);
     }

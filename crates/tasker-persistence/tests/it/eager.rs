@@ -33,7 +33,7 @@ async fn creation_claims_the_root_steps_and_starts_the_task_in_its_own_write() {
         let registered = register(&store, &diamond()).await;
         let mut task = prepared(&registered);
         assert_eq!(task.claimable_at_creation(), 1, "{backend}: one root");
-        assert_eq!(store.claim_at_creation(&mut task, "w", LEASE), 1);
+        assert_eq!(store.claim_at_creation(&mut task, "w", LEASE, at(1.0)), 1);
         assert_eq!(task.claimable_at_creation(), 0, "{backend}: claims once");
         let calls = (store.calls(), store.statements());
         let created = store.create_prepared(vec![task]).await.pop().unwrap()?;
@@ -59,7 +59,10 @@ async fn creation_claims_the_root_steps_and_starts_the_task_in_its_own_write() {
             (step_id(&created, "a"), "a", 1, false),
             "{backend}"
         );
-        assert_eq!(a.step.lease_expires_at, t0() + LEASE, "{backend}");
+        // The attempt and its lease start when the claim was made, not when the task was laid
+        // out.
+        assert_eq!(a.step.lease_expires_at, at(1.0) + LEASE, "{backend}");
+        assert_eq!(a.inputs.task_created_at, t0());
         assert_eq!(a.step.named_task_id, registered.named_task_id);
         assert_eq!(a.inputs.correlation_id, "corr-1");
         assert_eq!(a.inputs.task_context, created.context);
@@ -70,8 +73,8 @@ async fn creation_claims_the_root_steps_and_starts_the_task_in_its_own_write() {
         assert_eq!(stored.state, StepState::InProgress, "{backend}");
         assert_eq!(stored.claim_owner.as_deref(), Some("w"));
         assert_eq!(stored.attempts, 1);
-        assert_eq!(stored.lease_expires_at, Some(t0() + LEASE));
-        assert_eq!(stored.last_attempted_at, Some(t0()));
+        assert_eq!(stored.lease_expires_at, Some(at(1.0) + LEASE));
+        assert_eq!(stored.last_attempted_at, Some(at(1.0)));
         assert_eq!(stored.next_attempt_at, None);
         let history = store.step_transitions(a.step.step_id).await?;
         assert_eq!(states(&history), vec![("in_progress", true)], "{backend}");
@@ -134,7 +137,7 @@ async fn a_duplicate_claims_nothing() {
         };
         store.create_prepared(vec![keyed()?]).await.pop().unwrap()?;
         let mut again = keyed()?;
-        assert_eq!(store.claim_at_creation(&mut again, "w", LEASE), 1);
+        assert_eq!(store.claim_at_creation(&mut again, "w", LEASE, t0()), 1);
         let refused = store.create_prepared(vec![again]).await.pop().unwrap();
         assert!(
             matches!(refused, Err(StoreError::DuplicateTask { .. })),
@@ -160,9 +163,9 @@ async fn a_batch_claims_each_task_s_roots_on_every_write_path() {
         let wide = register(&store, &flat("wide", &names, 3)).await;
         let small = register(&store, &diamond()).await;
         let mut big = prepared(&wide);
-        assert_eq!(store.claim_at_creation(&mut big, "w", LEASE), 200);
+        assert_eq!(store.claim_at_creation(&mut big, "w", LEASE, t0()), 200);
         let mut claimed = prepared(&small);
-        store.claim_at_creation(&mut claimed, "w", LEASE);
+        store.claim_at_creation(&mut claimed, "w", LEASE, t0());
         let other = Store::prepare_task(
             &small,
             &request_for(&small.template),
@@ -208,7 +211,7 @@ async fn a_claim_at_creation_takes_its_lease_from_the_database_clock() {
         let store = store.with_lease_clock(LeaseClock::Database);
         let registered = register(&store, &diamond()).await;
         let mut task = prepared(&registered);
-        store.claim_at_creation(&mut task, "w", LEASE);
+        store.claim_at_creation(&mut task, "w", LEASE, t0());
         let before = Utc::now();
         let created = store.create_prepared(vec![task]).await.pop().unwrap()?;
         let lease = created.claimed.claims[0].step.lease_expires_at;
@@ -242,7 +245,7 @@ async fn a_task_with_bypassed_steps_is_not_claimed_at_creation() {
         request.bypass_steps = vec!["a".to_owned()];
         let mut task = Store::prepare_task(&registered, &request, &options())?;
         assert_eq!(task.claimable_at_creation(), 0);
-        assert_eq!(store.claim_at_creation(&mut task, "w", LEASE), 0);
+        assert_eq!(store.claim_at_creation(&mut task, "w", LEASE, t0()), 0);
         let created = store.create_prepared(vec![task]).await.pop().unwrap()?;
         assert_eq!(created.state, TaskState::Pending, "{backend}");
         assert!(created.claimed.is_empty());
