@@ -371,14 +371,13 @@ impl Coordinator {
                 ClaimBatch::default()
             }
         };
-        if !batch.is_empty() {
-            inner.metrics.claim_steps.record(batch.len() as u64, &[]);
-        }
         batch.absorb(created);
         if batch.is_empty() {
             return;
         }
         pass.progressed = true;
+        // Steps claimed at creation count among the steps this pass claimed.
+        inner.metrics.claim_steps.record(batch.len() as u64, &[]);
         let claim_ms = timed.then(|| millis_since(claim_started));
         self.know_tasks(&batch).await;
         if inner.bus.has_subscribers() {
