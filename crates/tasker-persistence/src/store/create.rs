@@ -10,6 +10,7 @@
 //! task whose identity already exists is skipped by `ON CONFLICT DO NOTHING` and reported as
 //! [`StoreError::DuplicateTask`] while the others are stored.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
@@ -677,20 +678,22 @@ fn one_statement(backend: DbBackend, tasks: &[PreparedTask]) -> Option<Statement
             })
         })
         .collect();
+    let (step_history, task_history) = transition_records(tasks);
     let mut sql = format!(
         "WITH t AS (INSERT INTO tasker_tasks ({columns}) SELECT {columns} \
          FROM json_to_recordset($1::json) AS x({task_definition}) \
          ON CONFLICT (identity_hash) DO NOTHING RETURNING task_id), \
          s AS (INSERT INTO tasker_workflow_steps ({steps}) SELECT {select} \
          FROM json_to_recordset($2::json) AS x({step_definition}) \
-         WHERE x.task_id IN (SELECT task_id FROM t) RETURNING workflow_step_id{leases})",
+         WHERE x.task_id IN (SELECT task_id FROM t){returning})",
         columns = TASK_COLUMNS.join(", "),
         steps = layout.columns().join(", "),
         select = layout.select(backend, |column| format!("x.{column}")),
-        leases = if layout.claims() {
-            ", lease_expires_at"
-        } else {
+        // The step history finds the inserted steps here, and the answer the claimed ones.
+        returning = if step_history.is_empty() {
             ""
+        } else {
+            " RETURNING workflow_step_id, lease_expires_at"
         },
     );
     let mut values: Vec<Value> = vec![task_payload.into(), step_payload.into()];
@@ -705,7 +708,6 @@ fn one_statement(backend: DbBackend, tasks: &[PreparedTask]) -> Option<Statement
             n = values.len(),
         ));
     }
-    let (step_history, task_history) = transition_records(tasks);
     let mut history = |name: &str, of: Owners, rows: &[Vec<Value>], owned: &str| {
         if rows.is_empty() {
             return Some(());
@@ -794,7 +796,9 @@ fn one_string(backend: DbBackend, tasks: &[PreparedTask]) -> Option<Statement> {
         layout.columns().join(", "),
         placeholders(
             step_columns.len(),
-            tasks.iter().flat_map(|t| t.step_records(layout)),
+            tasks
+                .iter()
+                .flat_map(|t| t.step_records(layout).map(Cow::into_owned)),
             &mut values
         ),
         // Every step comes back; only the claimed steps' leases are wanted.

@@ -9,6 +9,7 @@
 //! ([`CreatedTask::claimed`](super::CreatedTask::claimed)) with the inputs an attempt needs.
 //! A task whose identity already exists is not written, and nothing of it is claimed.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -138,14 +139,18 @@ impl PreparedTask {
             .map(|(position, _)| position)
     }
 
-    /// This task's step records for a one-statement write laid out as `layout`.
-    pub(super) fn step_records(&self, layout: StepLayout) -> impl Iterator<Item = Vec<Value>> + '_ {
+    /// This task's step records for a one-statement write laid out as `layout` (without
+    /// claims, the rows themselves, not copied).
+    pub(super) fn step_records(
+        &self,
+        layout: StepLayout,
+    ) -> impl Iterator<Item = Cow<'_, [Value]>> + '_ {
         self.step_rows
             .iter()
             .enumerate()
             .map(move |(position, row)| {
                 if !layout.claims {
-                    return row[..UNCLAIMED_COLUMNS].to_vec();
+                    return Cow::Borrowed(&row[..UNCLAIMED_COLUMNS]);
                 }
                 let mut record = row.clone();
                 match &self.claim {
@@ -164,7 +169,7 @@ impl PreparedTask {
                         record.push(Option::<bool>::None.into());
                     }
                 }
-                record
+                Cow::Owned(record)
             })
     }
 
