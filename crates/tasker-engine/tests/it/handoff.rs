@@ -209,3 +209,59 @@ async fn creation_claims_nothing_beyond_the_engine_s_room_or_once_it_drains() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_claim_made_as_the_engine_drains_is_given_back_without_using_an_attempt() {
+    on_each_database(|db| async move {
+        // The race needs a creation's write held back while the engine drains: a table lock,
+        // which PostgreSQL has.
+        if db.backend != tasker_persistence::testing::Backend::Postgres {
+            return;
+        }
+        let (engine, _gate, _started, t) = gated(&db.store, config()).await;
+        engine.start();
+        while engine.next_wake_up().is_none() {
+            tokio::task::yield_now().await;
+        }
+        // The creation claims (the coordinator takes claims), then waits to write.
+        let session = db.session().await;
+        session.execute("BEGIN").await.unwrap();
+        session
+            .execute("LOCK TABLE tasker_tasks IN EXCLUSIVE MODE")
+            .await
+            .unwrap();
+        let creating = tokio::spawn({
+            let engine = engine.clone();
+            let request = request(&t);
+            async move { engine.create_task(request).await }
+        });
+        let watcher = db.session().await;
+        let mut waiting = 0;
+        for _ in 0..100_000 {
+            waiting = watcher
+                .count(
+                    "SELECT count(*)::bigint AS n FROM pg_stat_activity \
+                     WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                )
+                .await
+                .unwrap();
+            if waiting > 0 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(waiting, 1, "the creation waits to write");
+        // Meanwhile the engine drains and its coordinator stops: the claim reaches no one.
+        engine.drain().await;
+        session.execute("COMMIT").await.unwrap();
+        let created = creating.await.unwrap().unwrap();
+        // Given back at once: ready for any engine, its attempt not used.
+        let a = db.store.step(created.steps[0].1).await.unwrap();
+        assert_eq!(
+            (a.state, a.claim_owner, a.attempts, a.lease_expires_at),
+            (StepState::Pending, None, 0, None)
+        );
+        engine.shutdown().await;
+    })
+    .await;
+}
