@@ -106,6 +106,28 @@ impl TestDatabase {
             .unwrap_or_else(|err| panic!("test SQL failed: {err}\n{sql}"));
     }
 
+    /// PostgreSQL: yields until some session of this database waits for a lock, or gives up
+    /// after 100,000 looks; returns how many sessions wait. Watched from a session of its own:
+    /// inside a transaction that holds the lock, `pg_stat_activity` would show one snapshot.
+    pub async fn lock_waiters(&self) -> i64 {
+        let watcher = self.session().await;
+        let mut waiting = 0;
+        for _ in 0..100_000 {
+            waiting = watcher
+                .count(
+                    "SELECT count(*)::bigint AS n FROM pg_stat_activity \
+                     WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                )
+                .await
+                .unwrap_or_else(|err| panic!("reading pg_stat_activity failed: {err}"));
+            if waiting > 0 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        waiting
+    }
+
     /// A session of its own on this database (one connection), for a test that opens a
     /// transaction or takes locks by hand (`BEGIN`, `SELECT ... FOR UPDATE`) and ends them later.
     pub async fn session(&self) -> Session {

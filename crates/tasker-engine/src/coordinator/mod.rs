@@ -333,8 +333,9 @@ impl Coordinator {
             return;
         }
         let claim_started = std::time::Instant::now();
-        let claim_made = piggybacked.is_some() || room > 0;
-        let timed = piggybacked.is_none() && room > 0;
+        // Room is taken only for a claim of its own, which is timed.
+        let timed = room > 0;
+        let claim_made = piggybacked.is_some() || timed;
         let asked = piggybacked.as_ref().map_or(room, |(_, asked)| *asked);
         let claimed = match piggybacked {
             Some((batch, _)) => Ok(batch),
@@ -425,18 +426,7 @@ impl Coordinator {
         if !created.started_tasks.is_empty() && self.engine.inner.bus.has_subscribers() {
             // Their tasks were started by their creation's write; their steps go back.
             self.know_tasks(&created).await;
-            let now = self.engine.inner.clock.now();
-            for task_id in &created.started_tasks {
-                if let Some(info) = self.tasks.get(task_id) {
-                    TaskEvent::new(
-                        *task_id,
-                        &info.labels,
-                        Some(TaskState::Pending),
-                        TaskState::InProgress,
-                    )
-                    .publish(&self.engine.inner.bus, now);
-                }
-            }
+            self.publish_started(&created.started_tasks, self.engine.inner.clock.now());
         }
         if self.held.is_empty() && created.is_empty() {
             return;
@@ -600,17 +590,7 @@ impl Coordinator {
                 duration_ms: claim_ms,
             }),
         ));
-        for task_id in &batch.started_tasks {
-            if let Some(info) = tasks.get(task_id) {
-                TaskEvent::new(
-                    *task_id,
-                    &info.labels,
-                    Some(TaskState::Pending),
-                    TaskState::InProgress,
-                )
-                .publish(bus, now);
-            }
-        }
+        self.publish_started(&batch.started_tasks, now);
         for step in batch.steps() {
             let Some(info) = tasks.get(&step.task_id) else {
                 continue;
@@ -627,6 +607,21 @@ impl Coordinator {
                 StepState::InProgress,
             )
             .publish(bus, now);
+        }
+    }
+
+    /// Publishes `task.start_requested` for each of `started`, tasks a claim started.
+    fn publish_started(&self, started: &[TaskId], now: DateTime<Utc>) {
+        for task_id in started {
+            if let Some(info) = self.tasks.get(task_id) {
+                TaskEvent::new(
+                    *task_id,
+                    &info.labels,
+                    Some(TaskState::Pending),
+                    TaskState::InProgress,
+                )
+                .publish(&self.engine.inner.bus, now);
+            }
         }
     }
 

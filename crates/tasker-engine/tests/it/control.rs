@@ -331,24 +331,7 @@ async fn operator_step_calls_lock_the_task_row_before_the_step_row() {
                 let engine = engine.clone();
                 async move { engine.cancel_step(a).await }
             });
-            // Watched from a session of its own: inside the holder's transaction,
-            // pg_stat_activity would show one snapshot for the whole transaction.
-            let watcher = db.session().await;
-            let mut waiting = 0;
-            for _ in 0..100_000 {
-                waiting = watcher
-                    .count(
-                        "SELECT count(*)::bigint AS n FROM pg_stat_activity \
-                         WHERE datname = current_database() AND wait_event_type = 'Lock'",
-                    )
-                    .await
-                    .unwrap();
-                if waiting > 0 {
-                    break;
-                }
-                tokio::task::yield_now().await;
-            }
-            assert_eq!(waiting, 1, "the cancel waits for the task row");
+            assert_eq!(db.lock_waiters().await, 1, "the cancel waits for the task row");
             // While it waits it holds no step row: the task row comes first.
             session
                 .execute(&format!("SELECT workflow_step_id FROM tasker_workflow_steps WHERE workflow_step_id = '{a}' FOR UPDATE NOWAIT"))

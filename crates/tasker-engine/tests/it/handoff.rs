@@ -235,22 +235,7 @@ async fn a_claim_made_as_the_engine_drains_is_given_back_without_using_an_attemp
             let request = request(&t);
             async move { engine.create_task(request).await }
         });
-        let watcher = db.session().await;
-        let mut waiting = 0;
-        for _ in 0..100_000 {
-            waiting = watcher
-                .count(
-                    "SELECT count(*)::bigint AS n FROM pg_stat_activity \
-                     WHERE datname = current_database() AND wait_event_type = 'Lock'",
-                )
-                .await
-                .unwrap();
-            if waiting > 0 {
-                break;
-            }
-            tokio::task::yield_now().await;
-        }
-        assert_eq!(waiting, 1, "the creation waits to write");
+        assert_eq!(db.lock_waiters().await, 1, "the creation waits to write");
         // Meanwhile the engine drains and its coordinator stops: the claim reaches no one.
         engine.drain().await;
         session.execute("COMMIT").await.unwrap();

@@ -697,23 +697,18 @@ fn one_statement(backend: DbBackend, tasks: &[PreparedTask]) -> Option<Statement
         },
     );
     let mut values: Vec<Value> = vec![task_payload.into(), step_payload.into()];
-    if !edge_rows.is_empty() {
-        let (edge_definition, edge_payload) = recordset(EDGE_RECORD_COLUMNS, &edge_rows)?;
-        values.push(edge_payload.into());
-        sql.push_str(&format!(
-            ", e AS (INSERT INTO tasker_workflow_step_edges ({edges}) \
-             SELECT {edges} FROM json_to_recordset(${n}::json) AS x({edge_definition}) \
-             WHERE x.task_id IN (SELECT task_id FROM t))",
-            edges = EDGE_COLUMNS.join(", "),
-            n = values.len(),
-        ));
-    }
-    let mut history = |name: &str, of: Owners, rows: &[Vec<Value>], owned: &str| {
+    // A CTE inserting `rows` (laid out as `record`) into `table`'s `columns`, only those
+    // `owned` keeps; none for no rows.
+    let mut insert = |name: &str,
+                      table: &str,
+                      columns: &[&str],
+                      record: &[&str],
+                      rows: &[Vec<Value>],
+                      owned: &str| {
         if rows.is_empty() {
             return Some(());
         }
-        let (table, columns) = of.table();
-        let (definition, payload) = recordset(columns, rows)?;
+        let (definition, payload) = recordset(record, rows)?;
         values.push(payload.into());
         sql.push_str(&format!(
             ", {name} AS (INSERT INTO {table} ({list}) SELECT {list} \
@@ -723,17 +718,32 @@ fn one_statement(backend: DbBackend, tasks: &[PreparedTask]) -> Option<Statement
         ));
         Some(())
     };
-    history(
+    let in_t = "x.task_id IN (SELECT task_id FROM t)";
+    insert(
+        "e",
+        "tasker_workflow_step_edges",
+        EDGE_COLUMNS,
+        EDGE_RECORD_COLUMNS,
+        &edge_rows,
+        in_t,
+    )?;
+    let (step_table, step_columns) = Owners::Steps.table();
+    insert(
         "sh",
-        Owners::Steps,
+        step_table,
+        step_columns,
+        step_columns,
         &step_history,
         "x.workflow_step_id IN (SELECT workflow_step_id FROM s)",
     )?;
-    history(
+    let (task_table, task_columns) = Owners::Tasks.table();
+    insert(
         "th",
-        Owners::Tasks,
+        task_table,
+        task_columns,
+        task_columns,
         &task_history,
-        "x.task_id IN (SELECT task_id FROM t)",
+        in_t,
     )?;
     sql.push_str(" SELECT 'task' AS kind, task_id AS id, NULL::bigint AS lease FROM t");
     if layout.claims() {

@@ -242,11 +242,11 @@ impl Store {
         lease: Duration,
         now: DateTime<Utc>,
     ) -> usize {
-        let count = task.claimable_at_creation();
-        if count == 0 {
+        if task.claimable_at_creation() == 0 {
             return 0;
         }
         let roots: Vec<usize> = task.roots().collect();
+        let count = roots.len();
         let now = to_micros(now);
         for &position in &roots {
             let step_id = task.created.steps[position].1.as_uuid();
