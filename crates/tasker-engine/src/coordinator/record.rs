@@ -200,8 +200,9 @@ impl Coordinator {
         let inner = &engine.inner;
         let mut outcomes = Vec::with_capacity(batch.len());
         let mut steps = Vec::with_capacity(batch.len());
-        let listened = inner.bus.has_subscribers();
-        let mut attempts = HashMap::with_capacity(if listened { batch.len() } else { 0 });
+        // Kept whether or not anyone listens yet: a subscriber that comes before the commit
+        // gets the events, and an attempt missing here would be read back from the store.
+        let mut attempts = HashMap::with_capacity(batch.len());
         for Finished {
             step,
             started,
@@ -252,7 +253,7 @@ impl Coordinator {
                     continue;
                 }
             };
-            if listened && let Some(info) = self.tasks.get(&step.task_id) {
+            if let Some(info) = self.tasks.get(&step.task_id) {
                 attempts.insert(
                     step.step_id,
                     AttemptInfo {
@@ -332,7 +333,7 @@ impl Coordinator {
             };
         }
         let now = inner.clock.now();
-        if listened {
+        if inner.bus.has_subscribers() {
             let task_ids = distinct_tasks(report.recorded.iter().map(|r| r.task_id));
             inner.bus.publish(Event::new(
                 workflow::STEPS_EXECUTION_COMPLETED,

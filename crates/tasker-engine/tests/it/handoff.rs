@@ -6,6 +6,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::{Value, json};
 use tasker_domain::{StepError, StepId, StepState, TaskState};
+use tasker_engine::tasker_events::names::step;
+use tasker_engine::testing::wait_for;
 use tasker_engine::{Engine, EngineConfig, ManualClock, Registry, StepContext, StepHandler};
 use tasker_persistence::testing::on_each_database;
 use tokio::sync::Semaphore;
@@ -246,6 +248,52 @@ async fn a_claim_made_as_the_engine_drains_is_given_back_without_using_an_attemp
             (a.state, a.claim_owner, a.attempts, a.lease_expires_at),
             (StepState::Pending, None, 0, None)
         );
+        engine.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_outcome_recorded_as_a_listener_arrives_is_published_from_what_the_engine_knows() {
+    on_each_database(|db| async move {
+        // A listener must arrive while the outcome is being written: a table lock holds the
+        // write back, which PostgreSQL has.
+        if db.backend != tasker_persistence::testing::Backend::Postgres {
+            return;
+        }
+        let (engine, gate, started, t) = gated(&db.store, config()).await;
+        engine.start();
+        while engine.next_wake_up().is_none() {
+            tokio::task::yield_now().await;
+        }
+        // `a` runs, nobody listens.
+        let created = engine.create_task(request(&t)).await.unwrap();
+        started_and_asleep(&engine, &started, 1).await;
+        let session = db.session().await;
+        session.execute("BEGIN").await.unwrap();
+        session
+            .execute("LOCK TABLE tasker_workflow_steps IN EXCLUSIVE MODE")
+            .await
+            .unwrap();
+        gate.add_permits(1);
+        assert_eq!(
+            db.lock_waiters().await,
+            1,
+            "a's outcome waits to be written"
+        );
+        // A listener arrives before the write commits.
+        let mut events = engine.subscribe();
+        let calls = db.store.calls();
+        session.execute("COMMIT").await.unwrap();
+        let done = wait_for(&mut events, |e| e.name == step::COMPLETED).await;
+        assert_eq!(done.step_id(), Some(created.steps[0].1));
+        started_and_asleep(&engine, &started, 2).await;
+        // The hand-off is the only call: the event is built from what the engine knew of the
+        // attempt, not read back from the store.
+        assert_eq!(db.store.calls() - calls, 1, "store calls for a's hand-off");
+        gate.add_permits(1);
+        let task = engine.wait_for_task(created.task_id).await.unwrap();
+        assert_eq!(task.state, TaskState::Complete);
         engine.shutdown().await;
     })
     .await;
