@@ -153,6 +153,16 @@ struct Pass {
     /// with how many that claim asked for (as many as it took when it left steps the outcomes
     /// readied, so that another claim is wanted).
     claimed_with_record: Option<(ClaimBatch, usize)>,
+    /// Steps claimed on a connection of their own while the outcomes were recorded.
+    claimed_alongside: Option<Alongside>,
+}
+
+/// A claim made while a batch of outcomes was recorded (PostgreSQL): what it took, how many
+/// it asked for, and how long the two took together.
+struct Alongside {
+    claimed: Result<ClaimBatch, tasker_persistence::StoreError>,
+    asked: usize,
+    seconds: f64,
 }
 
 /// How a sleep ended.
@@ -264,7 +274,11 @@ impl Coordinator {
         pass.progressed = true;
         let batch = std::mem::take(&mut self.finished);
         let recorded = self
-            .record_batch(batch, &mut pass.claimed_with_record)
+            .record_batch(
+                batch,
+                &mut pass.claimed_with_record,
+                &mut pass.claimed_alongside,
+            )
             .await;
         self.known_due.extend(recorded.due);
         if recorded.kept.is_empty() {
@@ -324,12 +338,13 @@ impl Coordinator {
         self.reserved += created.len();
         // A batch claimed in the record's own transaction has no claim time of its own.
         let piggybacked = pass.claimed_with_record.take();
+        let alongside = pass.claimed_alongside.take();
         let room = if piggybacked.is_none() && self.claim_need.wanted() {
             self.reserve_room(inner.running.len())
         } else {
             0
         };
-        if piggybacked.is_none() && room == 0 && created.is_empty() {
+        if piggybacked.is_none() && room == 0 && created.is_empty() && alongside.is_none() {
             return;
         }
         let claim_started = std::time::Instant::now();
@@ -372,6 +387,27 @@ impl Coordinator {
                 ClaimBatch::default()
             }
         };
+        if let Some(Alongside {
+            claimed,
+            asked,
+            seconds,
+        }) = alongside
+        {
+            inner.metrics.claim_duration.record(seconds, &[]);
+            match claimed {
+                Ok(more) => {
+                    // It took all it asked for: more may be ready.
+                    if more.len() >= asked {
+                        self.claim_need.maybe_ready();
+                    }
+                    batch.absorb(more);
+                }
+                Err(err) => {
+                    tracing::error!(error = %err, "claiming steps failed");
+                    self.claim_need.maybe_ready();
+                }
+            }
+        }
         batch.absorb(created);
         if batch.is_empty() {
             return;

@@ -11,13 +11,14 @@ use tasker_domain::{StepError, StepErrorKind, StepId, StepState, TaskId, TaskSta
 use tasker_events::names::{observability, workflow};
 use tasker_events::{Event, Payload, TaskLabels, WorkflowPayload};
 use tasker_persistence::{
-    ClaimBatch, ClaimedStep, FollowingClaim, RecordReport, StepFailure, StepOutcome, TaskRecord,
+    Backend, ClaimBatch, ClaimedStep, FollowingClaim, RecordReport, StepFailure, StepOutcome,
+    TaskRecord,
 };
 
 use crate::emit::{StepEvent, StepIdentity, TaskEvent, distinct_tasks, labels_of};
 
 use super::Coordinator;
-use super::{AttemptInfo, AttemptResult, Finished, identity, millis_since};
+use super::{Alongside, AttemptInfo, AttemptResult, Finished, identity, millis_since};
 
 impl Coordinator {
     /// After a commit that recorded outcomes: publishes their events (`step.completed` /
@@ -195,6 +196,7 @@ impl Coordinator {
         &mut self,
         batch: Vec<Finished>,
         claimed: &mut Option<(ClaimBatch, usize)>,
+        alongside: &mut Option<Alongside>,
     ) -> Recorded {
         let engine = &self.engine.clone();
         let inner = &engine.inner;
@@ -279,19 +281,56 @@ impl Coordinator {
             self.reserve_room(inner.running.len().saturating_sub(steps.len()))
         };
         let filter = engine.current_claim_filter();
+        let wanted = self.claim_need.wanted();
+        // On PostgreSQL, when more may be ready than these outcomes release, the claim of it
+        // runs on a connection of its own while the outcomes are written, so the two
+        // statements overlap instead of queueing in one transaction. The recording claims
+        // only what it releases, in half the room (at most one step per outcome); the claim
+        // alongside takes the other half. Neither waits on the other's locks: a claim skips
+        // locked rows, and takes none of the rows a recording writes (steps in progress,
+        // children not ready yet, tasks already started).
+        let split = wanted
+            && room > 0
+            && inner.store.backend() == Backend::Postgres
+            && filter.limits.is_empty();
+        let (record_room, head_room) = if split {
+            let own = room.div_ceil(2).min(steps.len());
+            (own, room - own)
+        } else {
+            (room, 0)
+        };
         let claim = FollowingClaim {
-            limit: room,
+            limit: record_room,
             lease: config.lease,
             filter: &filter,
             // The last claim found nothing more ready and nothing woke this coordinator since:
             // only these outcomes can have readied a step, so the store claims only if they
             // did (a task's last outcome is recorded without a claim that would find nothing).
-            only_if_readied: !self.claim_need.wanted(),
+            only_if_readied: split || !wanted,
         };
-        let recorded = inner
-            .store
-            .record_outcomes_and_claim_with(&inner.owner, &outcomes, inner.clock.now(), claim)
-            .await;
+        let now = inner.clock.now();
+        let record =
+            inner
+                .store
+                .record_outcomes_and_claim_with(&inner.owner, &outcomes, now, claim);
+        let recorded = if head_room > 0 {
+            let head = inner.store.claim_ready_steps_where(
+                &inner.owner,
+                head_room,
+                config.lease,
+                now,
+                &filter,
+            );
+            let (recorded, head) = tokio::join!(record, head);
+            *alongside = Some(Alongside {
+                claimed: head,
+                asked: head_room,
+                seconds: commit_started.elapsed().as_secs_f64(),
+            });
+            recorded
+        } else {
+            record.await
+        };
         let (report, kept) = match recorded {
             Ok((report, batch)) => {
                 inner
@@ -308,14 +347,20 @@ impl Coordinator {
                     .newly_ready
                     .iter()
                     .any(|id| !batch.steps().any(|step| step.step_id == *id));
-                let asked = if left_ready { batch.len() } else { room };
-                *claimed = (room > 0).then_some((batch, asked));
+                // Split, with nothing claimed alongside: what was ready before these
+                // outcomes is still to claim.
+                let asked = if left_ready || (split && head_room == 0) {
+                    batch.len()
+                } else {
+                    record_room
+                };
+                *claimed = (record_room > 0).then_some((batch, asked));
                 (report, Vec::new())
             }
             Err(err) => {
                 // Nothing was claimed: the room goes back for the pass's own claim.
-                inner.release_slots(room);
-                self.reserved -= room;
+                inner.release_slots(record_room);
+                self.reserved -= record_room;
                 tracing::warn!(error = %err, outcomes = outcomes.len(), "recording a batch of outcomes failed; recording them one by one");
                 self.record_one_by_one(steps, outcomes, &mut attempts).await
             }

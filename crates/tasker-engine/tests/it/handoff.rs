@@ -298,3 +298,87 @@ async fn an_outcome_recorded_as_a_listener_arrives_is_published_from_what_the_en
     })
     .await;
 }
+
+/// Logs each attempt as (task, step) and succeeds.
+struct Logged(Arc<std::sync::Mutex<Vec<(tasker_domain::TaskId, String)>>>);
+
+#[async_trait::async_trait]
+impl StepHandler for Logged {
+    async fn handle(&self, step: StepContext) -> Result<Value, StepError> {
+        self.0
+            .lock()
+            .unwrap()
+            .push((step.task_id, step.step_name.to_string()));
+        Ok(json!({}))
+    }
+}
+
+#[tokio::test]
+async fn a_crowd_of_diamonds_in_a_small_engine_runs_each_step_once_after_its_parents() {
+    on_each_database(|db| async move {
+        // More ready than there is room for while outcomes come in: on PostgreSQL the claim
+        // of the rest runs alongside each recording.
+        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let registry = Arc::new(Registry::with_builtins());
+        registry
+            .register_step_handler("test::logged", Arc::new(Logged(log.clone())))
+            .unwrap();
+        let engine = Engine::builder(db.store.clone())
+            .config(EngineConfig {
+                max_concurrent_steps: 6,
+                ..config()
+            })
+            .clock(Arc::new(ManualClock::new(t0())))
+            .registry(registry)
+            .build()
+            .unwrap();
+        let t = template(
+            "name: diamond\nstep_templates:\n  \
+             - name: a\n    handler_class: test::logged\n  \
+             - name: b\n    handler_class: test::logged\n    depends_on_step: a\n  \
+             - name: c\n    handler_class: test::logged\n    depends_on_step: a\n  \
+             - name: d\n    handler_class: test::logged\n    depends_on_steps: [b, c]\n",
+        );
+        engine.register_template(t.clone(), false).await.unwrap();
+        let created: Vec<_> = engine
+            .create_tasks((0..40).map(|_| request(&t)).collect())
+            .await
+            .into_iter()
+            .map(|created| created.unwrap().task_id)
+            .collect();
+        engine.start();
+        for task_id in &created {
+            // A claim that never reached the coordinator would leave its task running.
+            let task = tokio::time::timeout(
+                std::time::Duration::from_secs(60),
+                engine.wait_for_task(*task_id),
+            )
+            .await
+            .expect("every task finishes")
+            .unwrap();
+            assert_eq!(task.state, TaskState::Complete, "{}", db.backend);
+            for step in db.store.steps(*task_id).await.unwrap() {
+                assert_eq!(
+                    step.attempts, 1,
+                    "{}: {} of {task_id}",
+                    db.backend, step.name
+                );
+            }
+        }
+        engine.shutdown().await;
+        let log = log.lock().unwrap();
+        for task_id in &created {
+            let order: Vec<&str> = log
+                .iter()
+                .filter(|(task, _)| task == task_id)
+                .map(|(_, step)| step.as_str())
+                .collect();
+            assert!(
+                matches!(order[..], ["a", "b" | "c", "b" | "c", "d"]) && order[1] != order[2],
+                "{}: {task_id} ran {order:?}",
+                db.backend
+            );
+        }
+    })
+    .await;
+}
