@@ -261,8 +261,7 @@ pub(crate) fn request(template: &TaskTemplate) -> TaskRequest {
     TaskRequest::new(template.name.clone()).namespace(template.namespace_name.clone())
 }
 
-/// Waits until the engine has nothing left to do, then checks every task completed.
-/// Starts the engine and waits until it is idle: nothing of `tasks` is left to run.
+/// Starts the engine and waits until it is idle: nothing is left to run.
 async fn run_until_idle(engine: &Engine) {
     engine.start();
     engine.wait_until_idle().await;

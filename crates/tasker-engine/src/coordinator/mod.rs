@@ -158,7 +158,7 @@ struct Pass {
 }
 
 /// A claim made while a batch of outcomes was recorded (PostgreSQL): what it took, how many
-/// it asked for, and how long the two took together.
+/// it asked for, and how long it took.
 struct Alongside {
     claimed: Result<ClaimBatch, tasker_persistence::StoreError>,
     asked: usize,

@@ -285,16 +285,21 @@ impl Coordinator {
         // On PostgreSQL, when more may be ready than these outcomes release, the claim of it
         // runs on a connection of its own while the outcomes are written, so the two
         // statements overlap instead of queueing in one transaction. The recording claims
-        // only what it releases, in half the room (at most one step per outcome); the claim
-        // alongside takes the other half. Neither waits on the other's locks: a claim skips
-        // locked rows, and takes none of the rows a recording writes (steps in progress,
-        // children not ready yet, tasks already started).
+        // only the children it releases, in half the room; the claim alongside takes the
+        // other half. Neither waits on the other's locks: a claim skips locked rows, and
+        // takes none of the rows a recording writes (steps in progress, children not ready
+        // yet, tasks already started). Only for successes: a failure's recording claims from
+        // the whole ready set, where the two would skip each other's rows and both come back
+        // short with steps left ready.
         let split = wanted
-            && room > 0
+            && room >= 2
             && inner.store.backend() == Backend::Postgres
-            && filter.limits.is_empty();
+            && filter.limits.is_empty()
+            && outcomes
+                .iter()
+                .all(|outcome| matches!(outcome, StepOutcome::Success { .. }));
         let (record_room, head_room) = if split {
-            let own = room.div_ceil(2).min(steps.len());
+            let own = room.div_ceil(2);
             (own, room - own)
         } else {
             (room, 0)
@@ -309,23 +314,25 @@ impl Coordinator {
             only_if_readied: split || !wanted,
         };
         let now = inner.clock.now();
-        let record =
-            inner
-                .store
-                .record_outcomes_and_claim_with(&inner.owner, &outcomes, now, claim);
-        let recorded = if head_room > 0 {
-            let head = inner.store.claim_ready_steps_where(
+        let record = timed(inner.store.record_outcomes_and_claim_with(
+            &inner.owner,
+            &outcomes,
+            now,
+            claim,
+        ));
+        let (recorded, record_seconds) = if head_room > 0 {
+            let head = timed(inner.store.claim_ready_steps_where(
                 &inner.owner,
                 head_room,
                 config.lease,
                 now,
                 &filter,
-            );
-            let (recorded, head) = tokio::join!(record, head);
+            ));
+            let (recorded, (head, seconds)) = tokio::join!(record, head);
             *alongside = Some(Alongside {
                 claimed: head,
                 asked: head_room,
-                seconds: commit_started.elapsed().as_secs_f64(),
+                seconds,
             });
             recorded
         } else {
@@ -333,10 +340,7 @@ impl Coordinator {
         };
         let (report, kept) = match recorded {
             Ok((report, batch)) => {
-                inner
-                    .metrics
-                    .record_duration
-                    .record(commit_started.elapsed().as_secs_f64(), &[]);
+                inner.metrics.record_duration.record(record_seconds, &[]);
                 for (step, _) in &steps {
                     self.release(step);
                 }
@@ -347,13 +351,7 @@ impl Coordinator {
                     .newly_ready
                     .iter()
                     .any(|id| !batch.steps().any(|step| step.step_id == *id));
-                // Split, with nothing claimed alongside: what was ready before these
-                // outcomes is still to claim.
-                let asked = if left_ready || (split && head_room == 0) {
-                    batch.len()
-                } else {
-                    record_room
-                };
+                let asked = if left_ready { batch.len() } else { record_room };
                 *claimed = (record_room > 0).then_some((batch, asked));
                 (report, Vec::new())
             }
@@ -494,4 +492,11 @@ fn merge_reports(into: &mut RecordReport, from: RecordReport) {
     into.newly_ready.extend(from.newly_ready);
     into.finalized.extend(from.finalized);
     into.reopened.extend(from.reopened);
+}
+
+/// `future`'s output and the seconds it took.
+async fn timed<T>(future: impl std::future::Future<Output = T>) -> (T, f64) {
+    let started = std::time::Instant::now();
+    let output = future.await;
+    (output, started.elapsed().as_secs_f64())
 }
