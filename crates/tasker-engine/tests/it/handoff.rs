@@ -115,6 +115,29 @@ async fn gated(
     (engine, gate, started, t)
 }
 
+/// Starts `engine` and yields until its coordinator sleeps.
+async fn start_and_settle(engine: &Engine) {
+    engine.start();
+    while engine.next_wake_up().is_none() {
+        tokio::task::yield_now().await;
+    }
+}
+
+/// A session of its own holding `table` in `EXCLUSIVE` mode (reads go on, writes wait) until
+/// it commits.
+async fn locked(
+    db: &tasker_persistence::testing::TestDatabase,
+    table: &str,
+) -> tasker_persistence::testing::Session {
+    let session = db.session().await;
+    session.execute("BEGIN").await.unwrap();
+    session
+        .execute(&format!("LOCK TABLE {table} IN EXCLUSIVE MODE"))
+        .await
+        .unwrap();
+    session
+}
+
 /// Yields to the engine until `count` attempts have started and the coordinator sleeps again.
 async fn started_and_asleep(engine: &Engine, started: &AtomicUsize, count: usize) {
     while started.load(Ordering::SeqCst) < count || engine.next_wake_up().is_none() {
@@ -126,10 +149,7 @@ async fn started_and_asleep(engine: &Engine, started: &AtomicUsize, count: usize
 async fn a_running_engine_claims_a_new_task_s_first_steps_in_the_creation_itself() {
     on_each_database(|db| async move {
         let (engine, gate, started, t) = gated(&db.store, config()).await;
-        engine.start();
-        while engine.next_wake_up().is_none() {
-            tokio::task::yield_now().await;
-        }
+        start_and_settle(&engine).await;
         let before = db.store.transactions();
         let created = engine.create_task(request(&t)).await.unwrap();
         // Claimed by the creation's write, before the coordinator ran again.
@@ -221,17 +241,9 @@ async fn a_claim_made_as_the_engine_drains_is_given_back_without_using_an_attemp
             return;
         }
         let (engine, _gate, _started, t) = gated(&db.store, config()).await;
-        engine.start();
-        while engine.next_wake_up().is_none() {
-            tokio::task::yield_now().await;
-        }
+        start_and_settle(&engine).await;
         // The creation claims (the coordinator takes claims), then waits to write.
-        let session = db.session().await;
-        session.execute("BEGIN").await.unwrap();
-        session
-            .execute("LOCK TABLE tasker_tasks IN EXCLUSIVE MODE")
-            .await
-            .unwrap();
+        let session = locked(&db, "tasker_tasks").await;
         let creating = tokio::spawn({
             let engine = engine.clone();
             let request = request(&t);
@@ -262,19 +274,11 @@ async fn an_outcome_recorded_as_a_listener_arrives_is_published_from_what_the_en
             return;
         }
         let (engine, gate, started, t) = gated(&db.store, config()).await;
-        engine.start();
-        while engine.next_wake_up().is_none() {
-            tokio::task::yield_now().await;
-        }
+        start_and_settle(&engine).await;
         // `a` runs, nobody listens.
         let created = engine.create_task(request(&t)).await.unwrap();
         started_and_asleep(&engine, &started, 1).await;
-        let session = db.session().await;
-        session.execute("BEGIN").await.unwrap();
-        session
-            .execute("LOCK TABLE tasker_workflow_steps IN EXCLUSIVE MODE")
-            .await
-            .unwrap();
+        let session = locked(&db, "tasker_workflow_steps").await;
         gate.add_permits(1);
         assert_eq!(
             db.lock_waiters().await,
