@@ -11,8 +11,7 @@ use tasker_domain::{StepError, StepErrorKind, StepId, StepState, TaskId, TaskSta
 use tasker_events::names::{observability, workflow};
 use tasker_events::{Event, Payload, TaskLabels, WorkflowPayload};
 use tasker_persistence::{
-    Backend, ClaimBatch, ClaimedStep, FollowingClaim, RecordReport, StepFailure, StepOutcome,
-    TaskRecord,
+    ClaimBatch, ClaimedStep, FollowingClaim, RecordReport, StepFailure, StepOutcome, TaskRecord,
 };
 
 use crate::emit::{StepEvent, StepIdentity, TaskEvent, distinct_tasks, labels_of};
@@ -282,22 +281,21 @@ impl Coordinator {
         };
         let filter = engine.current_claim_filter();
         let wanted = self.claim_need.wanted();
-        // On PostgreSQL, when more may be ready than these outcomes release, the claim of it
-        // runs on a connection of its own while the outcomes are written, so the two
-        // statements overlap instead of queueing in one transaction. The recording claims
-        // only the children it releases, in half the room; the claim alongside takes the
+        // When more may be ready than these outcomes release, and their recording's claim
+        // takes only the children it releases in its own statement (PostgreSQL, successes:
+        // the store says), the claim of the rest runs on a connection of its own while the
+        // outcomes are written, so the two statements overlap instead of queueing in one
+        // transaction: the recording claims in half the room, the claim alongside in the
         // other half. Neither waits on the other's locks: a claim skips locked rows, and
         // takes none of the rows a recording writes (steps in progress, children not ready
-        // yet, tasks already started). Only for successes: a failure's recording claims from
-        // the whole ready set, where the two would skip each other's rows and both come back
-        // short with steps left ready.
+        // yet, tasks already started). A failure's recording claims from the whole ready
+        // set, where the two would skip each other's rows and both come back short with
+        // steps left ready: it keeps the one transaction.
         let split = wanted
             && room >= 2
-            && inner.store.backend() == Backend::Postgres
-            && filter.limits.is_empty()
-            && outcomes
-                .iter()
-                .all(|outcome| matches!(outcome, StepOutcome::Success { .. }));
+            && inner
+                .store
+                .hand_off_claims_only_released(&outcomes, &filter);
         let (record_room, head_room) = if split {
             let own = room.div_ceil(2);
             (own, room - own)

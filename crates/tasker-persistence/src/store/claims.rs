@@ -604,7 +604,7 @@ static CLAIM_HISTORY: LazyLock<(String, String)> = LazyLock::new(|| {
 
 /// Whether [`claim_in`] is one statement that claims, starts the tasks and writes the history:
 /// on PostgreSQL without namespace limits.
-fn one_statement_claim(backend: DbBackend, filter: &ClaimFilter) -> bool {
+pub(super) fn one_statement_claim(backend: DbBackend, filter: &ClaimFilter) -> bool {
     filter.limits.is_empty() && backend == DbBackend::Postgres
 }
 

@@ -13,16 +13,35 @@ use tasker_domain::{StepId, TaskState};
 use super::changes::State;
 use super::claims::{
     CLAIM, CLAIM_RETURNING, ClaimArgs, claim_batch, claim_of, claim_set, filter_clause,
-    parent_results,
+    one_statement_claim, parent_results,
 };
 use super::history::History;
-use super::outcomes::{Success, record_successes};
+use super::outcomes::{Success, record_successes, successes_alone};
 use super::sql::{Db, get, micros, params, retrying, stmt};
 use super::{ClaimBatch, RecordReport, Store};
 use crate::error::StoreError;
 use crate::time::from_micros;
+use crate::{ClaimFilter, StepOutcome};
 
 impl Store {
+    /// Whether recording `outcomes` with a claim of only what they release
+    /// ([`FollowingClaim::only_if_readied`](crate::FollowingClaim)) under `filter` is one
+    /// statement whose claim takes nothing but the children it releases, none of them visible
+    /// to anyone else before it commits: PostgreSQL, no namespace limits, successes only, each
+    /// step once. Then another claim can run at the same time on another connection without
+    /// the two contending for the same ready steps.
+    pub fn hand_off_claims_only_released(
+        &self,
+        outcomes: &[StepOutcome],
+        filter: &ClaimFilter,
+    ) -> bool {
+        if !one_statement_claim(self.db_backend(), filter) {
+            return false;
+        }
+        let pairs: Vec<(&str, &StepOutcome)> = outcomes.iter().map(|o| ("", o)).collect();
+        successes_alone(&pairs).is_some()
+    }
+
     /// PostgreSQL, a hand-off of successes whose claim can only find what they release (the
     /// caller knows nothing else is ready): one statement records the successes and claims
     /// the children they make ready, without `BEGIN` and `COMMIT`, so the hand-off is one round

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use tasker_domain::{StepId, StepState, TaskState};
-use tasker_persistence::{ClaimBatch, ClaimFilter, FollowingClaim, SqlValue, Store};
+use tasker_persistence::{ClaimBatch, ClaimFilter, FollowingClaim, SqlValue, StepOutcome, Store};
 
 use crate::support::*;
 
@@ -395,6 +395,50 @@ async fn a_child_readied_by_two_engines_at_once_gets_both_parents_results() {
             .into_iter()
             .collect(),
         );
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_hand_off_claims_only_what_it_releases_for_successes_on_postgresql() {
+    on_each_database(|store, backend| async move {
+        let success = |step_id| StepOutcome::Success {
+            step_id,
+            attempt: 1,
+            results: json!({}),
+        };
+        let (a, b) = (StepId::new(), StepId::new());
+        let failure = StepOutcome::Failure(tasker_persistence::StepFailure {
+            step_id: b,
+            attempt: 1,
+            error: tasker_domain::StepError::retryable("later"),
+            retry_delay: Duration::from_secs(1),
+        });
+        let open = ClaimFilter::default();
+        let limited = ClaimFilter {
+            limits: vec![tasker_persistence::NamespaceLimit {
+                namespace: "default".into(),
+                max_running: 1,
+                named_task_ids: Vec::new(),
+            }],
+            ..ClaimFilter::default()
+        };
+        let postgres = backend == "postgres";
+        let cases = [
+            ("successes", vec![success(a), success(b)], &open, postgres),
+            ("a failure", vec![success(a), failure], &open, false),
+            ("a step twice", vec![success(a), success(a)], &open, false),
+            ("a namespace limit", vec![success(a)], &limited, false),
+            ("nothing", Vec::new(), &open, false),
+        ];
+        for (case, outcomes, filter, expected) in cases {
+            assert_eq!(
+                store.hand_off_claims_only_released(&outcomes, filter),
+                expected,
+                "{backend}: {case}"
+            );
+        }
         Ok(())
     })
     .await;
