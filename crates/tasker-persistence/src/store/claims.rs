@@ -177,9 +177,11 @@ impl Store {
             now,
             filter,
         };
-        if only_if_readied && one_statement_claim(self.db_backend(), filter) {
+        if only_if_readied {
             let pairs: Vec<(&str, &StepOutcome)> = outcomes.iter().map(|o| (owner, o)).collect();
-            if let Some(successes) = successes_alone(&pairs) {
+            if let Some(successes) = successes_alone(&pairs)
+                && self.hand_off_in_one_call(&successes, filter)
+            {
                 return self.record_and_claim_released(&successes, claim).await;
             }
         }
@@ -549,10 +551,15 @@ pub(super) const CLAIM_RETURNING: &str = "workflow_step_id, task_id, name, attem
 /// lease (as `expiry` uses it) and `$3` now. A candidate is pending, or in error with its next
 /// attempt due (a retry, which writes two history rows, hence its sort key moves by 20).
 pub(super) fn claim_set(expiry: &str) -> String {
+    claim_set_with("$1", expiry, "$3")
+}
+
+/// [`claim_set`] with the owner and now as the SQL `owner` and `now` (parameters).
+pub(super) fn claim_set_with(owner: &str, expiry: &str, now: &str) -> String {
     format!(
-        "UPDATE tasker_workflow_steps SET state = {claimed}, in_process = TRUE, claim_owner = $1, \
-         lease_expires_at = {expiry}, attempts = attempts + 1, last_attempted_at = $3, next_attempt_at = NULL, \
-         updated_at = $3, last_sort_key = last_sort_key + (CASE WHEN state = {retried} THEN 20 ELSE 10 END)",
+        "UPDATE tasker_workflow_steps SET state = {claimed}, in_process = TRUE, claim_owner = {owner}, \
+         lease_expires_at = {expiry}, attempts = attempts + 1, last_attempted_at = {now}, next_attempt_at = NULL, \
+         updated_at = {now}, last_sort_key = last_sort_key + (CASE WHEN state = {retried} THEN 20 ELSE 10 END)",
         claimed = CLAIM.to().sql(),
         retried = RETRY.from().sql(),
     )

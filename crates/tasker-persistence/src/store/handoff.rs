@@ -6,18 +6,22 @@
 //! transaction. A batch with a failure, whose retry may be due at once, takes the ordinary
 //! claim.
 
-use sea_orm::{ConnectionTrait, Value};
+use sea_orm::{ConnectionTrait, DbBackend, Value};
 use serde_json::json;
-use tasker_domain::{StepId, TaskState};
+use tasker_domain::{StepId, StepState, TaskState};
 
 use super::changes::State;
 use super::claims::{
-    CLAIM, CLAIM_RETURNING, ClaimArgs, claim_batch, claim_of, claim_set, filter_clause,
-    one_statement_claim, parent_results,
+    CLAIM, CLAIM_RETURNING, ClaimArgs, claim_batch, claim_of, claim_set, claim_set_with,
+    filter_clause, one_statement_claim, parent_results,
 };
-use super::history::History;
-use super::outcomes::{Success, record_successes, successes_alone};
+use super::history::{History, Owners, history_statements};
+use super::outcomes::{
+    CLAIMED, COMPLETE, COUNTED, Completion, DONE, NOT_READY, READY, Success,
+    completing_update_returning, completion, record_successes, report_of, successes_alone,
+};
 use super::sql::{Db, get, micros, params, retrying, stmt};
+use super::transitions::{finalized_rows, finalizing_set, json_object};
 use super::{ClaimBatch, RecordReport, Store};
 use crate::error::StoreError;
 use crate::time::from_micros;
@@ -42,30 +46,48 @@ impl Store {
         successes_alone(&pairs).is_some()
     }
 
-    /// PostgreSQL, a hand-off of successes whose claim can only find what they release (the
-    /// caller knows nothing else is ready): one statement records the successes and claims
-    /// the children they make ready, without `BEGIN` and `COMMIT`, so the hand-off is one round
-    /// trip instead of four. When the statement left some of those children ready (past its
-    /// limit, not claimable in its snapshot, of a pending task), an ordinary claim of the room
-    /// left follows it; the outcomes are recorded whatever that claim does.
+    /// Whether a hand-off of `successes` under `filter` whose claim can only find what they
+    /// release is one call to the database ([`Store::record_and_claim_released`]): no
+    /// namespace limits, and on SQLite a batch small enough for one script.
+    pub(super) fn hand_off_in_one_call(
+        &self,
+        successes: &[Success<'_>],
+        filter: &ClaimFilter,
+    ) -> bool {
+        filter.limits.is_empty()
+            && (self.db_backend() == DbBackend::Postgres || successes.len() <= SCRIPT_SUCCESSES_MAX)
+    }
+
+    /// A hand-off of successes whose claim can only find what they release (the caller knows
+    /// nothing else is ready), in one call to the database: on PostgreSQL one statement
+    /// records the successes and claims the children they make ready, without `BEGIN` and
+    /// `COMMIT`, so the hand-off is one round trip instead of four; on SQLite one script does
+    /// ([`sqlite_hand_off`]). When the call left some of those children ready (past its limit,
+    /// not claimable in its snapshot, of a pending task), an ordinary claim of the room left
+    /// follows it; the outcomes are recorded whatever that claim does.
     pub(super) async fn record_and_claim_released(
         &self,
         successes: &[Success<'_>],
         claim: ClaimArgs<'_>,
     ) -> Result<(RecordReport, ClaimBatch), StoreError> {
         let claim = &claim;
-        let (report, rows) = retrying(|| async move {
-            let mut history = History::default();
-            record_successes(
-                self.one_statement_txn(),
-                successes,
-                claim.now,
-                &mut history,
-                Some(claim),
-            )
-            .await
-        })
-        .await?;
+        let (report, rows) = if self.db_backend() == DbBackend::Postgres {
+            retrying(|| async move {
+                let mut history = History::default();
+                record_successes(
+                    self.one_statement_txn(),
+                    successes,
+                    claim.now,
+                    &mut history,
+                    Some(claim),
+                )
+                .await
+            })
+            .await?
+        } else {
+            let (statements, values) = sqlite_hand_off(successes, claim);
+            report_of(successes, self.script(&statements, values).await?)?
+        };
         let mut claims = Vec::with_capacity(rows.len());
         for row in &rows {
             claims.push(claim_of(row, false)?);
@@ -111,27 +133,15 @@ pub(super) async fn claim_released_in<C: ConnectionTrait>(
     let limit = i64::try_from(claim.limit).unwrap_or(i64::MAX);
     let mut values: Vec<Value> = vec![claim.owner.into(), lease, claim.now.into(), limit.into()];
     values.extend(released.iter().map(|id| Value::from(id.as_uuid())));
-    // `LIMIT +$4`: see `select_candidates`.
-    let rows = txn
-        .rows(stmt(
-            backend,
-            format!(
-                "{set} WHERE workflow_step_id IN (SELECT workflow_step_id FROM tasker_workflow_steps \
-                 WHERE workflow_step_id IN ({ids}) AND state = {ready} AND unfinished_parents = 0 \
-                 AND next_attempt_at IS NOT NULL AND next_attempt_at <= $3{only} \
-                 AND (SELECT t.state FROM tasker_tasks t WHERE t.task_id = tasker_workflow_steps.task_id) <> {pending} \
-                 ORDER BY next_attempt_at, workflow_step_id LIMIT +$4) \
-                 RETURNING {CLAIM_RETURNING}, {parents}",
-                set = claim_set(&expiry),
-                ids = params(5, released.len()),
-                ready = CLAIM.from().sql(),
-                only = filter_clause(claim.filter),
-                pending = TaskState::Pending.sql(),
-                parents = parent_results(backend),
-            ),
-            values,
-        ))
-        .await?;
+    let sql = released_claim(
+        backend,
+        &claim_set(&expiry),
+        &params(5, released.len()),
+        ("$3", "$4"),
+        claim.filter,
+        "",
+    );
+    let rows = txn.rows(stmt(backend, sql, values)).await?;
     let mut claims = Vec::with_capacity(rows.len());
     for row in &rows {
         let (position, claimed) = claim_of(row, false)?;
@@ -144,4 +154,174 @@ pub(super) async fn claim_released_in<C: ConnectionTrait>(
         claims.push((position, claimed));
     }
     Ok(claim_batch(claims, Vec::new()))
+}
+
+/// The statement that claims, with `set` ([`claim_set`]), up to `limit` of the steps
+/// `candidates` (SQL listing step ids) that are ready at `now` (`now` and `limit` are SQL),
+/// that `filter` allows and whose tasks are not pending; it returns `answer` (columns, each
+/// followed by a comma) and what a claim returns.
+fn released_claim(
+    backend: DbBackend,
+    set: &str,
+    candidates: &str,
+    (now, limit): (&str, &str),
+    filter: &ClaimFilter,
+    answer: &str,
+) -> String {
+    // `LIMIT +$n`: see `select_candidates`.
+    format!(
+        "{set} WHERE workflow_step_id IN (SELECT workflow_step_id FROM tasker_workflow_steps \
+         WHERE workflow_step_id IN ({candidates}) AND state = {ready} AND unfinished_parents = 0 \
+         AND next_attempt_at IS NOT NULL AND next_attempt_at <= {now}{only} \
+         AND (SELECT t.state FROM tasker_tasks t WHERE t.task_id = tasker_workflow_steps.task_id) <> {pending} \
+         ORDER BY next_attempt_at, workflow_step_id LIMIT +{limit}) \
+         RETURNING {answer}{CLAIM_RETURNING}, {parents}",
+        ready = CLAIM.from().sql(),
+        only = filter_clause(filter),
+        pending = TaskState::Pending.sql(),
+        parents = parent_results(backend),
+    )
+}
+
+/// Hand-offs of up to this many successes on SQLite are one script ([`sqlite_hand_off`]):
+/// the successes are parameters, which SQLite looks up at a cost that grows with the square
+/// of their number, and each batch size is a statement text of its own in the driver's cache.
+const SCRIPT_SUCCESSES_MAX: usize = 16;
+
+/// SQLite's temporary table of the steps a hand-off script completes, kept on the writer's
+/// connection (created by the first script to run on it) and emptied by each script.
+const DONE_STEPS: &str = "temp.tasker_handoff_done";
+
+/// SQLite: the statements and parameters of a [`Store::script`] that records `successes`
+/// and claims the children they make ready, as the PostgreSQL recording statement does, in
+/// one call to the driver. The steps whose claims hold are noted first (with their tasks'
+/// states) in a temporary table, so that every later statement works from the steps this
+/// transaction completed, which the completed rows alone cannot tell (a step completed
+/// earlier looks the same). Then, in turn: the steps completed; their children's unfinished
+/// parents counted down; the tasks' counters moved and any task left with no active step
+/// finalized; the children made ready claimed, up to the limit; the history rows of the
+/// completions, the claims and the finalizations written. The answer's rows are those of the
+/// PostgreSQL statement, by `kind` (a child still waiting is [`NOT_READY`]).
+fn sqlite_hand_off(successes: &[Success<'_>], claim: &ClaimArgs<'_>) -> (Vec<String>, Vec<Value>) {
+    const SQLITE: DbBackend = DbBackend::Sqlite;
+    let Completion {
+        mut values,
+        v,
+        by_id,
+    } = completion(successes, claim.now);
+    let owner = format!("${}", values.len() + 1);
+    values.push(claim.owner.into());
+    let (expiry, lease) =
+        claim
+            .clock
+            .expiry(SQLITE, values.len() + 1, claim.now, micros(claim.lease));
+    values.push(lease);
+    let limit = format!("${}", values.len() + 1);
+    values.push(i64::try_from(claim.limit).unwrap_or(i64::MAX).into());
+
+    let children = format!(
+        "SELECT e.to_step_id FROM {DONE_STEPS} d \
+         JOIN tasker_workflow_step_edges e ON e.from_step_id = d.step"
+    );
+    let waiting = [StepState::Pending.sql(), StepState::Error.sql()].join(", ");
+    let ready =
+        format!("unfinished_parents = 0 AND next_attempt_at IS NOT NULL AND state IN ({waiting})");
+    // A child of a step this transaction completed had unfinished parents until now, so one
+    // running under this owner's claim since now was claimed here.
+    let claimed = format!(
+        "workflow_step_id IN ({children}) AND state = {running} AND claim_owner = {owner} \
+         AND last_attempted_at = $1",
+        running = CLAIM.to().sql(),
+    );
+    let object = json_object(SQLITE);
+    let step_history = history_statements(
+        Owners::Steps,
+        &format!(
+            "SELECT step FROM {DONE_STEPS} \
+             UNION ALL SELECT workflow_step_id FROM tasker_workflow_steps WHERE {claimed}"
+        ),
+        &format!(
+            "{} FROM tasker_workflow_steps WHERE workflow_step_id IN (SELECT step FROM {DONE_STEPS}) \
+             UNION ALL {} FROM tasker_workflow_steps WHERE {claimed}",
+            COMPLETE.select(
+                "workflow_step_id",
+                "last_sort_key",
+                true,
+                &format!("{object}('attempt_number', attempts)"),
+                "$1"
+            ),
+            CLAIM.select(
+                "workflow_step_id",
+                "last_sort_key",
+                true,
+                &format!("{object}('attempt_number', attempts, 'claim_owner', {owner})"),
+                "$1"
+            ),
+        ),
+    );
+    let (finalized, finalized_history) = finalized_rows(
+        SQLITE,
+        &format!(
+            "(SELECT t.task_id, t.state, d.was, t.done_steps, t.total_steps, t.last_sort_key \
+             FROM tasker_tasks t JOIN (SELECT task, MIN(was) AS was FROM {DONE_STEPS} GROUP BY task) d \
+             ON d.task = t.task_id)"
+        ),
+    );
+    let task_history = history_statements(Owners::Tasks, &finalized, &finalized_history);
+    let mut statements = vec![
+        format!(
+            "CREATE TEMP TABLE IF NOT EXISTS {} (step PRIMARY KEY, task NOT NULL, was NOT NULL)",
+            DONE_STEPS.trim_start_matches("temp.")
+        ),
+        format!("DELETE FROM {DONE_STEPS}"),
+        format!(
+            "WITH {v} INSERT INTO {DONE_STEPS} (step, task, was) \
+             SELECT s.workflow_step_id, s.task_id, \
+             (SELECT t.state FROM tasker_tasks t WHERE t.task_id = s.task_id) \
+             FROM v JOIN tasker_workflow_steps s ON s.workflow_step_id = v.step \
+             WHERE s.{by_id} AND s.state = {running} AND s.attempts = v.attempt AND s.claim_owner = v.owner",
+            running = COMPLETE.from().sql(),
+        ),
+        format!(
+            "WITH {v} {}",
+            completing_update_returning(
+                &by_id,
+                "",
+                &format!("{DONE} AS kind, workflow_step_id AS id, ")
+            )
+        ),
+        format!(
+            "UPDATE tasker_workflow_steps SET updated_at = $1, unfinished_parents = unfinished_parents - c.n \
+             FROM (SELECT e.to_step_id, COUNT(*) AS n FROM {DONE_STEPS} d \
+             JOIN tasker_workflow_step_edges e ON e.from_step_id = d.step GROUP BY e.to_step_id) AS c \
+             WHERE workflow_step_id = c.to_step_id \
+             RETURNING CASE WHEN {ready} THEN {READY} ELSE {NOT_READY} END AS kind, workflow_step_id AS id"
+        ),
+        format!(
+            "UPDATE tasker_tasks SET active_steps = active_steps - f.n + f.w, done_steps = done_steps + f.n, \
+             updated_at = $1, {finalizing} \
+             FROM (SELECT task, SUM(completed) AS n, SUM(1 - completed) AS w FROM \
+             (SELECT task, 1 AS completed FROM {DONE_STEPS} UNION ALL SELECT task_id, 0 \
+             FROM tasker_workflow_steps WHERE workflow_step_id IN ({children}) AND {ready}) \
+             GROUP BY task) AS f \
+             WHERE task_id = f.task \
+             RETURNING {COUNTED} AS kind, task_id AS id, state, \
+             (SELECT d.was FROM {DONE_STEPS} d WHERE d.task = tasker_tasks.task_id LIMIT 1) AS was",
+            finalizing = finalizing_set(
+                "active_steps - f.n + f.w = 0",
+                "done_steps + f.n = total_steps",
+            ),
+        ),
+        released_claim(
+            SQLITE,
+            &claim_set_with(&owner, &expiry, "$1"),
+            &children,
+            ("$1", &limit),
+            claim.filter,
+            &format!("{CLAIMED} AS kind, workflow_step_id AS id, "),
+        ),
+    ];
+    statements.extend(step_history);
+    statements.extend(task_history);
+    (statements, values)
 }

@@ -126,6 +126,22 @@ pub(crate) fn history_ctes(name: &str, of: Owners, owners: &str, rows: &str) -> 
     flip_then_insert(name, table, columns[0], owners, &insert)
 }
 
+/// SQLite: what [`history_ctes`] writes, as two statements of one script (a transaction sent
+/// as one call): the owners' current rows cleared, then the rows inserted.
+pub(crate) fn history_statements(of: Owners, owners: &str, rows: &str) -> [String; 2] {
+    let (table, columns) = of.table();
+    [
+        format!(
+            "UPDATE {table} SET most_recent = FALSE WHERE most_recent AND {} IN ({owners})",
+            columns[0]
+        ),
+        format!(
+            "INSERT INTO {table} ({}) SELECT * FROM ({rows}) AS r",
+            columns.join(", ")
+        ),
+    ]
+}
+
 /// `rows` with only each owner's last row marked current.
 fn current_last(mut rows: Vec<TransitionRow>) -> Vec<TransitionRow> {
     let mut seen = std::collections::HashSet::with_capacity(rows.len());

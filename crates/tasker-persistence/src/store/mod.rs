@@ -14,6 +14,7 @@ mod notify;
 mod outcomes;
 mod queries;
 mod revocations;
+mod script;
 pub(crate) mod sql;
 mod switches;
 mod templates;
@@ -480,11 +481,27 @@ impl Store {
             .begin_with_options(options)
             .await
             .map_err(StoreError::db)?;
+        self.began_write();
+        Ok(txn)
+    }
+
+    /// Counts a write transaction begun, and tells the checkpointer.
+    fn began_write(&self) {
         let began = self.counters.transactions.fetch_add(1, Ordering::Relaxed) + 1;
         if let Some(checkpointer) = &self.checkpointer {
             checkpointer.wrote(began);
         }
-        Ok(txn)
+    }
+
+    /// Counts a [`Store::script`]: one write transaction, one call carrying `statements`
+    /// statements (its `BEGIN` and `COMMIT` not among them).
+    fn wrote(&self, statements: usize) {
+        self.began_write();
+        self.counters.calls.fetch_add(1, Ordering::Relaxed);
+        self.counters.statements.fetch_add(
+            u64::try_from(statements).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
     }
 
     /// The pool, for a write that is one statement: atomic on its own, so it needs no `BEGIN`

@@ -132,19 +132,19 @@ fn completions_per_statement(backend: DbBackend) -> usize {
 pub(super) type Success<'a> = (&'a str, StepId, u32, &'a serde_json::Value);
 
 /// One completion statement's parts.
-struct Completion {
+pub(super) struct Completion {
     /// Its parameters: `$1` now, then four per success.
-    values: Vec<Value>,
+    pub(super) values: Vec<Value>,
     /// The `v` CTE of the successes.
-    v: String,
+    pub(super) v: String,
     /// The steps of `v` as an indexable condition on `workflow_step_id` (a list of their
     /// parameters, `$2, $6, …`), so the statement reads them by primary key whatever the
     /// planner estimates of `v`.
-    by_id: String,
+    pub(super) by_id: String,
 }
 
 /// The [`Completion`] of `chunk`.
-fn completion(chunk: &[Success<'_>], now: i64) -> Completion {
+pub(super) fn completion(chunk: &[Success<'_>], now: i64) -> Completion {
     let mut values: Vec<Value> = Vec::with_capacity(1 + chunk.len() * 4);
     values.push(now.into());
     let mut tuples = Vec::with_capacity(chunk.len());
@@ -169,13 +169,19 @@ fn completion(chunk: &[Success<'_>], now: i64) -> Completion {
 /// claims hold, reading them by the primary key as `by_id` says, with `and` added to its
 /// condition; `$1` is now.
 fn completing_update(by_id: &str, and: &str) -> String {
+    completing_update_returning(by_id, and, "")
+}
+
+/// [`completing_update`] with `answer` (columns, each followed by a comma) ahead of the
+/// columns it returns.
+pub(super) fn completing_update_returning(by_id: &str, and: &str, answer: &str) -> String {
     format!(
         "UPDATE tasker_workflow_steps SET state = {to}, processed = TRUE, processed_at = $1, \
          results = v.results, in_process = FALSE, claim_owner = NULL, lease_expires_at = NULL, updated_at = $1, \
          last_sort_key = last_sort_key + 10 FROM v \
          WHERE {by_id} AND workflow_step_id = v.step AND state = {from} \
          AND attempts = v.attempt AND claim_owner = v.owner{and} \
-         RETURNING workflow_step_id, task_id, last_sort_key, attempts, next_attempt_at",
+         RETURNING {answer}workflow_step_id, task_id, last_sort_key, attempts, next_attempt_at",
         from = COMPLETE.from().sql(),
         to = COMPLETE.to().sql(),
     )
@@ -203,10 +209,12 @@ async fn complete_together<C: ConnectionTrait>(
     Ok(rows)
 }
 
-/// What [`complete_release_count`] returns, by `kind`.
-const DONE: i32 = 0;
-const READY: i32 = 1;
-const COUNTED: i32 = 2;
+/// What [`complete_release_count`] returns, by `kind`: a completed step, a child made ready,
+/// a task's counted row; [`CLAIMED`] a claimed child; [`NOT_READY`] a child still waiting.
+pub(super) const DONE: i32 = 0;
+pub(super) const READY: i32 = 1;
+pub(super) const COUNTED: i32 = 2;
+pub(super) const NOT_READY: i32 = 4;
 
 /// The recording statement of [`complete_release_count`] for the successes of the `v` CTE
 /// (`step`, `attempt`, `owner`, `results`), found by `by_id`, a condition on
@@ -238,7 +246,7 @@ struct ClaimSql {
 }
 
 /// The claim kind of a recording statement's answer, ahead of the others.
-const CLAIMED: i32 = 3;
+pub(super) const CLAIMED: i32 = 3;
 
 /// The part of [`recording`] after `done`: the release of the children, the counters' update
 /// with its finalizing `SET` list (a task is final when its counters leave no step active),
@@ -516,11 +524,21 @@ pub(super) async fn record_successes<C: ConnectionTrait>(
 ) -> Result<(RecordReport, Vec<QueryResult>), StoreError> {
     // Rows gathered earlier in the transaction come before the statement's own.
     history.flush(db, now).await?;
+    let rows = complete_release_count(db, successes, now, claim).await?;
+    report_of(successes, rows)
+}
+
+/// The report of a recording's answer (rows by `kind`: [`DONE`], [`READY`], [`COUNTED`],
+/// [`CLAIMED`], [`NOT_READY`]) for `successes`, with the rows of the children it claimed.
+pub(super) fn report_of(
+    successes: &[Success<'_>],
+    rows: Vec<QueryResult>,
+) -> Result<(RecordReport, Vec<QueryResult>), StoreError> {
     let mut done = HashMap::with_capacity(successes.len());
     let mut ready = Vec::new();
     let mut counted = Vec::new();
     let mut claimed = Vec::new();
-    for row in complete_release_count(db, successes, now, claim).await? {
+    for row in rows {
         let id: Uuid = get(&row, "id")?;
         match get::<i32>(&row, "kind")? {
             DONE => {
@@ -528,7 +546,8 @@ pub(super) async fn record_successes<C: ConnectionTrait>(
             }
             READY => ready.push(StepId(id)),
             CLAIMED => claimed.push(row),
-            _ => counted.push((id, row)),
+            COUNTED => counted.push((id, row)),
+            _ => {}
         }
     }
     let mut report = RecordReport::default();

@@ -71,16 +71,26 @@ fn finalization_metadata(to: TaskState, done: i32, total: i32) -> serde_json::Va
     }
 }
 
-/// [`finalization_metadata`] in SQL, over a finalized task row's `done_steps` and `total_steps`.
-fn finalization_metadata_sql(to: TaskState) -> &'static str {
+/// [`finalization_metadata`] in SQL on `backend`, over a finalized task row's `done_steps`
+/// and `total_steps`.
+fn finalization_metadata_sql(backend: DbBackend, to: TaskState) -> String {
+    let object = json_object(backend);
     match to {
         TaskState::Complete => {
-            "jsonb_build_object('reason', 'all_steps_done', 'total_steps', total_steps)"
+            format!("{object}('reason', 'all_steps_done', 'total_steps', total_steps)")
         }
-        TaskState::Error => {
-            "jsonb_build_object('reason', 'steps_in_error', 'done_steps', done_steps, 'total_steps', total_steps)"
-        }
-        _ => "jsonb_build_object('reason', 'finalizing')",
+        TaskState::Error => format!(
+            "{object}('reason', 'steps_in_error', 'done_steps', done_steps, 'total_steps', total_steps)"
+        ),
+        _ => format!("{object}('reason', 'finalizing')"),
+    }
+}
+
+/// The SQL function that builds a JSON object from key and value arguments on `backend`.
+pub(crate) fn json_object(backend: DbBackend) -> &'static str {
+    match backend {
+        DbBackend::Postgres => "jsonb_build_object",
+        _ => "json_object",
     }
 }
 
@@ -126,6 +136,14 @@ pub(crate) fn finalizing_set(idle: &str, all_done: &str) -> String {
 /// `rows`, a CTE of the updated task rows with their state before (`was`), new state, counters
 /// and sort key.
 pub(crate) fn finalized_history(name: &str, rows: &str) -> String {
+    let (owners, selects) = finalized_rows(DbBackend::Postgres, rows);
+    history_ctes(name, Owners::Tasks, &owners, &selects)
+}
+
+/// The history rows of the finalizations [`finalizing_set`] made on `backend`, as a query over
+/// `rows` (a table expression of the updated task rows with their state before, `was`, new
+/// state, counters and sort key), and a query of the tasks they belong to.
+pub(crate) fn finalized_rows(backend: DbBackend, rows: &str) -> (String, String) {
     let mut selects = Vec::new();
     for from in FINALIZED_FROM {
         for done in [true, false] {
@@ -139,7 +157,7 @@ pub(crate) fn finalized_history(name: &str, rows: &str) -> String {
                         "task_id",
                         &format!("last_sort_key - {behind}"),
                         i + 1 == path.len(),
-                        finalization_metadata_sql(change.to()),
+                        &finalization_metadata_sql(backend, change.to()),
                         "$1"
                     ),
                     from.sql(),
@@ -152,12 +170,7 @@ pub(crate) fn finalized_history(name: &str, rows: &str) -> String {
         "SELECT task_id FROM {rows} WHERE was IN ({}) AND state <> was",
         FINALIZED_FROM.map(|s| s.sql()).join(", ")
     );
-    history_ctes(
-        name,
-        Owners::Tasks,
-        &finalized,
-        &selects.join(" UNION ALL "),
-    )
+    (finalized, selects.join(" UNION ALL "))
 }
 
 /// Changes to one task's counters.

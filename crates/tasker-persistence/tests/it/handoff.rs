@@ -65,15 +65,22 @@ async fn a_hand_off_claims_the_children_it_readies_with_the_results_it_recorded(
                 readied_only(10, &filter),
             )
             .await?;
+        let sent = (
+            store.calls() - calls.0,
+            store.statements() - calls.1,
+            store.transactions() - calls.2,
+        );
         if backend == "postgres" {
             assert_eq!(
-                (
-                    store.calls() - calls.0,
-                    store.statements() - calls.1,
-                    store.transactions() - calls.2
-                ),
+                sent,
                 (1, 1, 1),
                 "one statement records and claims, without BEGIN and COMMIT"
+            );
+        } else {
+            assert_eq!(
+                (sent.0, sent.2),
+                (1, 1),
+                "one call to the driver carries the whole transaction"
             );
         }
         let mut readied = vec![step_id(&created, "b"), step_id(&created, "c")];
@@ -152,6 +159,27 @@ async fn a_hand_off_claims_the_children_it_readies_with_the_results_it_recorded(
         );
         let task = store.task(created.task_id).await?;
         assert_eq!(task.state, TaskState::Complete, "{backend}");
+        assert_eq!(
+            last_row(&store, x.step_id).await,
+            ("complete".to_owned(), json!({"attempt_number": 1}), 1),
+            "{backend}"
+        );
+        let history = store.task_transitions(created.task_id).await?;
+        assert_eq!(
+            history.iter().filter(|t| t.most_recent).count(),
+            1,
+            "{backend}"
+        );
+        let last = history.last().unwrap();
+        assert_eq!(
+            (last.to_state.as_str(), &last.metadata, last.most_recent),
+            (
+                "complete",
+                &json!({"reason": "all_steps_done", "total_steps": 4}),
+                true
+            ),
+            "{backend}: the finalization's history row"
+        );
         Ok(())
     })
     .await;
@@ -439,6 +467,189 @@ async fn a_hand_off_claims_only_what_it_releases_for_successes_on_postgresql() {
                 "{backend}: {case}"
             );
         }
+        Ok(())
+    })
+    .await;
+}
+
+/// Runs `statements` of raw SQL in one transaction of `store` (a test's trigger).
+async fn run_sql(store: &Store, statements: &[&str]) -> anyhow::Result<()> {
+    let txn = store.begin().await?;
+    for sql in statements {
+        txn.execute(sql, Vec::<SqlValue>::new()).await?;
+    }
+    txn.commit().await?;
+    Ok(())
+}
+
+/// A hand-off the database refuses part-way, at the history rows it writes last, leaves
+/// nothing behind (on SQLite its transaction is one script of statements, on PostgreSQL one
+/// statement): the step still runs under its claim, its children still wait for it, and the
+/// same hand-off succeeds once the database takes it.
+#[tokio::test]
+async fn a_hand_off_refused_part_way_leaves_nothing_behind() {
+    on_each_database(|store, backend| async move {
+        let registered = register(&store, &fan()).await;
+        let created = create(&store, &registered, request_for(&registered.template)).await;
+        let a = store
+            .claim_ready_steps("w", 10, LEASE, t0())
+            .await?
+            .into_steps()
+            .remove(0);
+        let filter = ClaimFilter::default();
+        let (refuse, allow): (&[&str], &[&str]) = if backend == "postgres" {
+            (
+                &[
+                    "CREATE FUNCTION refuse_history() RETURNS trigger LANGUAGE plpgsql AS \
+                     $$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$",
+                    "CREATE TRIGGER refuse_history BEFORE INSERT ON tasker_workflow_step_transitions \
+                     FOR EACH ROW EXECUTE FUNCTION refuse_history()",
+                ],
+                &["DROP TRIGGER refuse_history ON tasker_workflow_step_transitions"],
+            )
+        } else {
+            (
+                &[
+                    "CREATE TRIGGER refuse_history BEFORE INSERT ON tasker_workflow_step_transitions \
+                     BEGIN SELECT RAISE(ABORT, 'refused by the test'); END",
+                ],
+                &["DROP TRIGGER refuse_history"],
+            )
+        };
+        run_sql(&store, refuse).await?;
+        let history = store.step_transitions(a.step_id).await?.len();
+        let hand_off = || {
+            store.record_outcomes_and_claim_with(
+                "w",
+                [success(&a, json!({"n": 1}))],
+                at(1.0),
+                readied_only(10, &filter),
+            )
+        };
+        let err = hand_off().await.unwrap_err();
+        assert!(
+            err.to_string().contains("refused by the test"),
+            "{backend}: {err}"
+        );
+        let step = store.step(a.step_id).await?;
+        assert_eq!(
+            (step.state, step.claim_owner.as_deref(), step.results),
+            (StepState::InProgress, Some("w"), None),
+            "{backend}"
+        );
+        assert_eq!(
+            store.step_transitions(a.step_id).await?.len(),
+            history,
+            "{backend}"
+        );
+        for (name, parents) in [("b", 1), ("c", 1), ("x", 2)] {
+            let child = store.step(step_id(&created, name)).await?;
+            assert_eq!(
+                (child.state, child.unfinished_parents),
+                (StepState::Pending, parents),
+                "{backend}: {name}"
+            );
+        }
+
+        run_sql(&store, allow).await?;
+        let (report, batch) = hand_off().await?;
+        assert_eq!(report.recorded.len(), 1, "{backend}");
+        assert_eq!(
+            names(&batch),
+            BTreeSet::from(["b".to_owned(), "c".to_owned()]),
+            "{backend}"
+        );
+        assert_eq!(
+            store.step(step_id(&created, "x")).await?.unfinished_parents,
+            1,
+            "{backend}: counted down once"
+        );
+        Ok(())
+    })
+    .await;
+}
+
+/// SQLite: a hand-off whose caller stops waiting while its script waits for the write lock is
+/// rolled back, and the writer's connection goes back to the pool outside any transaction, so
+/// the next write works.
+#[tokio::test]
+async fn an_abandoned_hand_off_on_sqlite_leaves_the_writer_usable() {
+    on_each_database_url(|url, backend| async move {
+        if backend != "sqlite" {
+            return Ok(());
+        }
+        let options = tasker_persistence::ConnectOptions {
+            lease_clock: tasker_persistence::LeaseClock::Caller,
+            ..Default::default()
+        };
+        let store = Store::connect(&url, &options).await?;
+        let other = Store::connect(
+            &url,
+            &tasker_persistence::ConnectOptions {
+                migrate: false,
+                ..options.clone()
+            },
+        )
+        .await?;
+        let registered = register(&store, &fan()).await;
+        let created = create(&store, &registered, request_for(&registered.template)).await;
+        let a = store
+            .claim_ready_steps("w", 10, LEASE, t0())
+            .await?
+            .into_steps()
+            .remove(0);
+
+        let holder = other.begin().await?;
+        let before = store.calls();
+        let abandoned = tokio::spawn({
+            let store = store.clone();
+            let outcome = success(&a, json!({"n": 1}));
+            async move {
+                let filter = ClaimFilter::default();
+                store
+                    .record_outcomes_and_claim_with(
+                        "w",
+                        [outcome],
+                        at(1.0),
+                        readied_only(10, &filter),
+                    )
+                    .await
+                    .map(drop)
+            }
+        });
+        // The script is sent once it is counted; it then waits for the holder's lock.
+        while store.calls() == before {
+            tokio::task::yield_now().await;
+        }
+        abandoned.abort();
+        assert!(abandoned.await.unwrap_err().is_cancelled());
+        holder.rollback().await?;
+
+        let filter = ClaimFilter::default();
+        let (report, batch) = store
+            .record_outcomes_and_claim_with(
+                "w",
+                [success(&a, json!({"n": 2}))],
+                at(2.0),
+                readied_only(10, &filter),
+            )
+            .await?;
+        assert_eq!(report.recorded.len(), 1);
+        assert_eq!(
+            names(&batch),
+            BTreeSet::from(["b".to_owned(), "c".to_owned()])
+        );
+        assert_eq!(
+            store.step(a.step_id).await?.results,
+            Some(json!({"n": 2})),
+            "the abandoned hand-off recorded nothing"
+        );
+        assert_eq!(
+            store.step(step_id(&created, "x")).await?.unfinished_parents,
+            1
+        );
+        other.close().await;
+        store.close().await;
         Ok(())
     })
     .await;
