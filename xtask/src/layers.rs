@@ -427,6 +427,7 @@ const PLACEMENTS: &[Placement] = &[
         crates: &[
             CratePattern::Exact("sea-orm"),
             CratePattern::Exact("sea-orm-migration"),
+            CratePattern::Exact("sea-query-sqlx"),
         ],
         scope: Scope::OnlyIn {
             grants: &[

@@ -14,7 +14,7 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
-use sea_orm::{ConnectionTrait, DbBackend, Statement, Value};
+use sea_orm::{ConnectionTrait, DbBackend, QueryResult, Statement, Value};
 use tasker_domain::{StepId, TaskId, TaskRequest, TemplateId};
 use tasker_template::{ContextSchema, TaskTemplate};
 use uuid::Uuid;
@@ -294,6 +294,12 @@ impl Store {
                 tasks,
                 Inserted::read(self.one_statement_txn(), statement).await?,
             ));
+        }
+        // On SQLite the transaction of `one_string` is one call to the driver.
+        if let Some(statement) = one_string(self.db_backend(), &tasks) {
+            let values = statement.values.map(|v| v.0).unwrap_or_default();
+            let rows = self.script(&[statement.sql], values).await?;
+            return Ok(finish(tasks, Inserted::of(rows)?));
         }
         let txn = self.write_txn().await?;
         let results = write_prepared(&txn, tasks).await?;
@@ -882,7 +888,11 @@ impl Inserted {
     /// Runs a one-statement write, which answers `kind, id, lease` rows: an inserted task
     /// (`task`), or an inserted step (`step`) with its lease if it was claimed.
     async fn read<C: ConnectionTrait>(db: &C, statement: Statement) -> Result<Self, StoreError> {
-        let rows = db.rows(statement).await?;
+        Self::of(db.rows(statement).await?)
+    }
+
+    /// What the rows of a one-statement write (or one string's) say was inserted.
+    fn of(rows: Vec<QueryResult>) -> Result<Self, StoreError> {
         let mut inserted = Self::default();
         for row in rows {
             let id: Uuid = get(&row, "id")?;

@@ -23,9 +23,11 @@ use super::sql::STATEMENT_SEPARATOR;
 use crate::error::StoreError;
 
 impl Store {
-    /// SQLite: runs `statements` as one transaction (`BEGIN IMMEDIATE`, the statements,
-    /// `COMMIT`) in one call to the driver on the writer's connection, binding `values` to the
-    /// `$n` of every statement, and returns the rows all of them returned, in order. Either
+    /// SQLite: runs `statements` (each may itself be several, separated by
+    /// [`STATEMENT_SEPARATOR`]) as one transaction (`BEGIN IMMEDIATE`, the statements, `COMMIT`)
+    /// in one call to the driver on the writer's connection, binding `values` as the driver
+    /// does for one string (`$n` to the n-th value, `?` in turn), and returns the rows all of
+    /// them returned, in order. Either
     /// every statement takes effect or none does. Counted as one transaction and one call.
     pub(super) async fn script(
         &self,
@@ -35,11 +37,9 @@ impl Store {
         let pool = self.writer().get_sqlite_connection_pool();
         let conn = pool.acquire().await.map_err(|e| driver_error(e, true))?;
         let mut open = OpenScript { conn: Some(conn) };
-        let sql = format!(
-            "BEGIN IMMEDIATE{STATEMENT_SEPARATOR}{}{STATEMENT_SEPARATOR}COMMIT",
-            statements.join(STATEMENT_SEPARATOR)
-        );
-        self.wrote(statements.len());
+        let body = statements.join(STATEMENT_SEPARATOR);
+        self.wrote(1 + body.matches(STATEMENT_SEPARATOR).count());
+        let sql = format!("BEGIN IMMEDIATE{STATEMENT_SEPARATOR}{body}{STATEMENT_SEPARATOR}COMMIT");
         let query = sqlx::query_with(
             sqlx::AssertSqlSafe(sql),
             SqlxValues(sea_orm::sea_query::Values(values)),

@@ -149,9 +149,10 @@ async fn claims_retries_and_completions_write_the_same_history_on_both_databases
 /// and the next claim) two in one transaction, and the last success, which finalizes the task,
 /// one. SQLite's driver runs each connection on a thread of its own, so that a call is a
 /// hand-over to that thread and back, and statements that need nothing from one another's
-/// answers share a call: a creation is one call (task, steps and edges), a claim two (the
-/// candidates, the start of their tasks and the claim; the history of both tables), a hand-off
-/// five, the last success five.
+/// answers share a call: a creation is one call (`BEGIN`, task, steps and edges, `COMMIT`), a
+/// claim two (the candidates, the start of their tasks and the claim; the history of both
+/// tables), a hand-off five, the last success five. (A hand-off that claims only what it
+/// releases is one call on both: `tests/it/handoff.rs`.)
 #[tokio::test]
 async fn the_hot_path_costs_few_calls_on_each_database() {
     on_each_database(|store, backend| async move {
