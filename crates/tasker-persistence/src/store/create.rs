@@ -299,7 +299,18 @@ impl Store {
         if let Some(statement) = one_string(self.db_backend(), &tasks) {
             let values = statement.values.map(|v| v.0).unwrap_or_default();
             let rows = self.script(&[statement.sql], values).await?;
-            return Ok(finish(tasks, Inserted::of(rows)?));
+            // The write has committed: an answer that cannot be read fails each task here
+            // rather than sending them to be written again one by one.
+            return Ok(match Inserted::of(rows) {
+                Ok(inserted) => finish(tasks, inserted),
+                Err(err) => {
+                    let message = err.to_string();
+                    tasks
+                        .iter()
+                        .map(|_| Err(StoreError::malformed("creation's answer", &message)))
+                        .collect()
+                }
+            });
         }
         let txn = self.write_txn().await?;
         let results = write_prepared(&txn, tasks).await?;

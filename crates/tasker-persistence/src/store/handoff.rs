@@ -1,10 +1,12 @@
 //! The hand-off of a coordinator that knows nothing else is ready: its claim can only find the
 //! children its own outcomes release, so it claims them by what the recording returns instead
 //! of searching the ready set. On PostgreSQL, for a batch of successes, the recording statement
-//! claims them itself (`outcomes.rs`, `recording_tail`); otherwise (SQLite, or a batch that
-//! names a step twice) a statement after the recording claims them by id in the same
-//! transaction. A batch with a failure, whose retry may be due at once, takes the ordinary
-//! claim.
+//! claims them itself (`outcomes.rs`, `recording_tail`); on SQLite, for up to
+//! [`SCRIPT_SUCCESSES_MAX`] successes, one script does (`sqlite_hand_off`); either way an
+//! ordinary claim follows, in a transaction of its own, where children were left ready.
+//! Otherwise (a larger batch on SQLite, a step named twice, namespace limits) a statement after
+//! the recording claims them by id in the same transaction. A batch with a failure, whose
+//! retry may be due at once, takes the ordinary claim.
 
 use sea_orm::{ConnectionTrait, DbBackend, Value};
 use serde_json::json;

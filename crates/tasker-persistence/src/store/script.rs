@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use sea_orm::sqlx::pool::PoolConnection;
 use sea_orm::sqlx::{self, Executor, Sqlite};
-use sea_orm::{DbErr, QueryResult, RuntimeErr, Value};
+use sea_orm::{ConnAcquireErr, DbErr, QueryResult, RuntimeErr, Value};
 use sea_query_sqlx::SqlxValues;
 
 use super::Store;
@@ -35,7 +35,7 @@ impl Store {
         values: Vec<Value>,
     ) -> Result<Vec<QueryResult>, StoreError> {
         let pool = self.writer().get_sqlite_connection_pool();
-        let conn = pool.acquire().await.map_err(|e| driver_error(e, true))?;
+        let conn = pool.acquire().await.map_err(acquire_error)?;
         let mut open = OpenScript { conn: Some(conn) };
         let body = statements.join(STATEMENT_SEPARATOR);
         self.wrote(1 + body.matches(STATEMENT_SEPARATOR).count());
@@ -53,10 +53,12 @@ impl Store {
                 Ok(rows.into_iter().map(QueryResult::from).collect())
             }
             Err(err) => {
-                if let Some(conn) = open.conn.take() {
-                    roll_back(conn).await;
-                }
-                Err(driver_error(err, false))
+                // The guard rolls back on a task of its own, which holds the connection until
+                // the `ROLLBACK` has run, whether or not this caller still waits.
+                drop(open);
+                Err(StoreError::db(DbErr::Query(RuntimeErr::SqlxError(
+                    Arc::new(err),
+                ))))
             }
         }
     }
@@ -78,9 +80,16 @@ impl OpenScript {
 
 impl Drop for OpenScript {
     fn drop(&mut self) {
-        if let Some(conn) = self.conn.take() {
-            // The driver's thread finishes or abandons the script before it takes this.
-            tokio::spawn(roll_back(conn));
+        let Some(conn) = self.conn.take() else {
+            return;
+        };
+        // The driver's thread finishes or abandons the script before it takes the `ROLLBACK`.
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(roll_back(conn));
+            }
+            // Outside a runtime the connection is closed instead, which rolls back too.
+            Err(_) => drop(conn.detach()),
         }
     }
 }
@@ -100,12 +109,11 @@ async fn roll_back(mut conn: PoolConnection<Sqlite>) {
     }
 }
 
-/// A driver error as the store reports it (a connection error when `acquiring`).
-fn driver_error(err: sqlx::Error, acquiring: bool) -> StoreError {
-    let err = RuntimeErr::SqlxError(Arc::new(err));
-    StoreError::db(if acquiring {
-        DbErr::Conn(err)
-    } else {
-        DbErr::Query(err)
+/// A failure to take the writer's connection, as sea-orm reports one.
+fn acquire_error(err: sqlx::Error) -> StoreError {
+    StoreError::db(match err {
+        sqlx::Error::PoolTimedOut => DbErr::ConnectionAcquire(ConnAcquireErr::Timeout),
+        sqlx::Error::PoolClosed => DbErr::ConnectionAcquire(ConnAcquireErr::ConnectionClosed),
+        other => DbErr::Conn(RuntimeErr::SqlxError(Arc::new(other))),
     })
 }

@@ -72,7 +72,8 @@ fn finalization_metadata(to: TaskState, done: i32, total: i32) -> serde_json::Va
 }
 
 /// [`finalization_metadata`] in SQL on `backend`, over a finalized task row's `done_steps`
-/// and `total_steps`.
+/// and `total_steps`. Keys in the order `serde_json` writes them (SQLite's `json_object`
+/// keeps its arguments' order; `jsonb` sorts them itself).
 fn finalization_metadata_sql(backend: DbBackend, to: TaskState) -> String {
     let object = json_object(backend);
     match to {
@@ -80,7 +81,7 @@ fn finalization_metadata_sql(backend: DbBackend, to: TaskState) -> String {
             format!("{object}('reason', 'all_steps_done', 'total_steps', total_steps)")
         }
         TaskState::Error => format!(
-            "{object}('reason', 'steps_in_error', 'done_steps', done_steps, 'total_steps', total_steps)"
+            "{object}('done_steps', done_steps, 'reason', 'steps_in_error', 'total_steps', total_steps)"
         ),
         _ => format!("{object}('reason', 'finalizing')"),
     }
