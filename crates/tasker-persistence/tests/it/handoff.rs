@@ -472,6 +472,23 @@ async fn a_hand_off_claims_only_what_it_releases_for_successes_on_postgresql() {
     .await;
 }
 
+/// A fan task created on `store`, and the claim of its root `a` for `w`.
+async fn fan_with_a_claimed(
+    store: &Store,
+) -> anyhow::Result<(
+    tasker_persistence::CreatedTask,
+    tasker_persistence::ClaimedStep,
+)> {
+    let registered = register(store, &fan()).await;
+    let created = create(store, &registered, request_for(&registered.template)).await;
+    let a = store
+        .claim_ready_steps("w", 10, LEASE, t0())
+        .await?
+        .into_steps()
+        .remove(0);
+    Ok((created, a))
+}
+
 /// Runs `statements` of raw SQL in one transaction of `store` (a test's trigger).
 async fn run_sql(store: &Store, statements: &[&str]) -> anyhow::Result<()> {
     let txn = store.begin().await?;
@@ -489,13 +506,7 @@ async fn run_sql(store: &Store, statements: &[&str]) -> anyhow::Result<()> {
 #[tokio::test]
 async fn a_hand_off_refused_part_way_leaves_nothing_behind() {
     on_each_database(|store, backend| async move {
-        let registered = register(&store, &fan()).await;
-        let created = create(&store, &registered, request_for(&registered.template)).await;
-        let a = store
-            .claim_ready_steps("w", 10, LEASE, t0())
-            .await?
-            .into_steps()
-            .remove(0);
+        let (created, a) = fan_with_a_claimed(&store).await?;
         let filter = ClaimFilter::default();
         let (refuse, allow): (&[&str], &[&str]) = if backend == "postgres" {
             (
@@ -591,13 +602,7 @@ async fn an_abandoned_hand_off_on_sqlite_leaves_the_writer_usable() {
             },
         )
         .await?;
-        let registered = register(&store, &fan()).await;
-        let created = create(&store, &registered, request_for(&registered.template)).await;
-        let a = store
-            .claim_ready_steps("w", 10, LEASE, t0())
-            .await?
-            .into_steps()
-            .remove(0);
+        let (created, a) = fan_with_a_claimed(&store).await?;
 
         let holder = other.begin().await?;
         let before = store.calls();
