@@ -165,6 +165,14 @@ struct Alongside {
     seconds: f64,
 }
 
+/// A claim's steps; none after a failure, which is logged.
+fn claimed_or_logged(claimed: Result<ClaimBatch, tasker_persistence::StoreError>) -> ClaimBatch {
+    claimed.unwrap_or_else(|err| {
+        tracing::error!(error = %err, "claiming steps failed");
+        ClaimBatch::default()
+    })
+}
+
 /// How a sleep ended.
 enum Woke {
     /// By a finished attempt, a wake-up or the clock: run a pass.
@@ -380,13 +388,7 @@ impl Coordinator {
                 Err(_) => self.claim_need.maybe_ready(),
             }
         }
-        let mut batch = match claimed {
-            Ok(batch) => batch,
-            Err(err) => {
-                tracing::error!(error = %err, "claiming steps failed");
-                ClaimBatch::default()
-            }
-        };
+        let mut batch = claimed_or_logged(claimed);
         if let Some(Alongside {
             claimed,
             asked,
@@ -394,19 +396,11 @@ impl Coordinator {
         }) = alongside
         {
             inner.metrics.claim_duration.record(seconds, &[]);
-            match claimed {
-                Ok(more) => {
-                    // It took all it asked for: more may be ready.
-                    if more.len() >= asked {
-                        self.claim_need.maybe_ready();
-                    }
-                    batch.absorb(more);
-                }
-                Err(err) => {
-                    tracing::error!(error = %err, "claiming steps failed");
-                    self.claim_need.maybe_ready();
-                }
+            // It took all it asked for, or failed: more may be ready.
+            if !claimed.as_ref().is_ok_and(|more| more.len() < asked) {
+                self.claim_need.maybe_ready();
             }
+            batch.absorb(claimed_or_logged(claimed));
         }
         batch.absorb(created);
         if batch.is_empty() {

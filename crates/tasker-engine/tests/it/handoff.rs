@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use tasker_domain::{StepError, StepId, StepState, TaskState};
 use tasker_engine::tasker_events::names::step;
 use tasker_engine::testing::wait_for;
-use tasker_engine::{Engine, EngineConfig, ManualClock, Registry, StepContext, StepHandler};
+use tasker_engine::{Engine, EngineConfig, ManualClock, StepContext, StepHandler};
 use tasker_persistence::testing::on_each_database;
 use tokio::sync::Semaphore;
 
@@ -45,12 +45,12 @@ async fn asleep_while_running(engine: &Engine, step: StepId) {
 async fn a_chain_hands_off_in_one_transaction_per_step_and_never_claims_in_vain() {
     on_each_database(|db| async move {
         let gate = Arc::new(Semaphore::new(0));
-        let registry = Arc::new(Registry::with_builtins());
-        registry
-            .register_step_handler("test::gate", Arc::new(Gate(gate.clone(), Arc::default())))
-            .unwrap();
         let clock = ManualClock::new(t0());
-        let engine = engine_with(&db.store, &clock, registry);
+        let engine = engine_with(
+            &db.store,
+            &clock,
+            registry_with("test::gate", Arc::new(Gate(gate.clone(), Arc::default()))),
+        );
         let t = template(
             "name: chain\nstep_templates:\n  \
              - name: a\n    handler_class: test::gate\n  \
@@ -96,16 +96,8 @@ async fn gated(
 ) {
     let gate = Arc::new(Semaphore::new(0));
     let started = Arc::new(AtomicUsize::new(0));
-    let registry = Arc::new(Registry::with_builtins());
-    registry
-        .register_step_handler("test::gate", Arc::new(Gate(gate.clone(), started.clone())))
-        .unwrap();
-    let engine = Engine::builder(store.clone())
-        .config(config)
-        .clock(Arc::new(ManualClock::new(t0())))
-        .registry(registry)
-        .build()
-        .unwrap();
+    let registry = registry_with("test::gate", Arc::new(Gate(gate.clone(), started.clone())));
+    let engine = engine_configured(store, &ManualClock::new(t0()), registry, config);
     let t = template(
         "name: pair\nstep_templates:\n  \
          - name: a\n    handler_class: test::gate\n  \
@@ -323,19 +315,15 @@ async fn a_crowd_of_diamonds_in_a_small_engine_runs_each_step_once_after_its_par
         // More ready than there is room for while outcomes come in: on PostgreSQL the claim
         // of the rest runs alongside each recording.
         let log = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let registry = Arc::new(Registry::with_builtins());
-        registry
-            .register_step_handler("test::logged", Arc::new(Logged(log.clone())))
-            .unwrap();
-        let engine = Engine::builder(db.store.clone())
-            .config(EngineConfig {
+        let engine = engine_configured(
+            &db.store,
+            &ManualClock::new(t0()),
+            registry_with("test::logged", Arc::new(Logged(log.clone()))),
+            EngineConfig {
                 max_concurrent_steps: 6,
                 ..config()
-            })
-            .clock(Arc::new(ManualClock::new(t0())))
-            .registry(registry)
-            .build()
-            .unwrap();
+            },
+        );
         let t = template(
             "name: diamond\nstep_templates:\n  \
              - name: a\n    handler_class: test::logged\n  \

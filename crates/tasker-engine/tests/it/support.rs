@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use tasker_domain::{BackoffPolicy, TaskRequest};
-use tasker_engine::{Engine, EngineConfig, ManualClock, Registry};
+use tasker_engine::{Engine, EngineConfig, ManualClock, Registry, StepHandler};
 use tasker_persistence::Store;
 use tasker_template::TaskTemplate;
 
@@ -27,13 +27,30 @@ pub(crate) fn config() -> EngineConfig {
 }
 
 pub(crate) fn engine_with(store: &Store, clock: &ManualClock, registry: Arc<Registry>) -> Engine {
+    engine_configured(store, clock, registry, config())
+}
+
+/// [`engine_with`] with `config` instead of [`config`].
+pub(crate) fn engine_configured(
+    store: &Store,
+    clock: &ManualClock,
+    registry: Arc<Registry>,
+    config: EngineConfig,
+) -> Engine {
     Engine::builder(store.clone())
-        .config(config())
+        .config(config)
         .clock(Arc::new(clock.clone()))
         .registry(registry)
         .random(|| 0.5)
         .build()
         .unwrap()
+}
+
+/// The built-in handlers and `handler` as `class`.
+pub(crate) fn registry_with(class: &str, handler: Arc<dyn StepHandler>) -> Arc<Registry> {
+    let registry = Arc::new(Registry::with_builtins());
+    registry.register_step_handler(class, handler).unwrap();
+    registry
 }
 
 pub(crate) fn engine(store: &Store, clock: &ManualClock) -> Engine {

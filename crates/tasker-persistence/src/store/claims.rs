@@ -25,6 +25,7 @@ use super::sql::{
     Db, STATEMENT_SEPARATOR, commit, get, max_params, micros, query_in_chunks, retrying,
     skip_locked, stmt, template_id,
 };
+use super::transitions::json_object;
 use super::{
     Claim, ClaimBatch, ClaimFilter, ClaimedStep, FollowingClaim, LeaseClock, RecordReport,
     StepInputs, StepOutcome, Store,
@@ -565,6 +566,20 @@ pub(super) fn claim_set_with(owner: &str, expiry: &str, now: &str) -> String {
     )
 }
 
+/// A claim's history metadata (as a claim by the steps' ids writes it) in SQL on
+/// `backend`, over a claimed row's `attempts`, with `owner` the SQL of the claim's owner.
+pub(super) fn claim_metadata_sql(backend: DbBackend, owner: &str) -> String {
+    let cast = if backend == DbBackend::Postgres {
+        "::text"
+    } else {
+        ""
+    };
+    format!(
+        "{}('attempt_number', attempts, 'claim_owner', {owner}{cast})",
+        json_object(backend)
+    )
+}
+
 /// The one-statement claim's history CTEs, built once: a retried step's error → pending row,
 /// each claimed step's pending → in_progress row, each started task's row.
 static CLAIM_HISTORY: LazyLock<(String, String)> = LazyLock::new(|| {
@@ -585,7 +600,7 @@ static CLAIM_HISTORY: LazyLock<(String, String)> = LazyLock::new(|| {
                 "workflow_step_id",
                 "last_sort_key",
                 true,
-                "jsonb_build_object('attempt_number', attempts, 'claim_owner', $1::text)",
+                &claim_metadata_sql(DbBackend::Postgres, "$1"),
                 "$3"
             ),
             retried = RETRY.from().sql(),

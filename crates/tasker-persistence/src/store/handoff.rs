@@ -14,16 +14,17 @@ use tasker_domain::{StepId, StepState, TaskState};
 
 use super::changes::State;
 use super::claims::{
-    CLAIM, CLAIM_RETURNING, ClaimArgs, claim_batch, claim_of, claim_set, claim_set_with,
-    filter_clause, one_statement_claim, parent_results,
+    CLAIM, CLAIM_RETURNING, ClaimArgs, claim_batch, claim_metadata_sql, claim_of, claim_set,
+    claim_set_with, filter_clause, one_statement_claim, parent_results,
 };
 use super::history::{History, Owners, history_statements};
 use super::outcomes::{
     CLAIMED, COMPLETE, COUNTED, Completion, DONE, NOT_READY, READY, Success,
-    completing_update_returning, completion, record_successes, report_of, successes_alone,
+    completing_update_returning, completion, record_successes, report_of, success_metadata_sql,
+    successes_alone,
 };
 use super::sql::{Db, get, micros, params, retrying, stmt};
-use super::transitions::{finalized_rows, finalizing_set, json_object};
+use super::transitions::{finalized_rows, finalizing_set};
 use super::{ClaimBatch, RecordReport, Store};
 use crate::error::StoreError;
 use crate::time::from_micros;
@@ -235,7 +236,6 @@ fn sqlite_hand_off(successes: &[Success<'_>], claim: &ClaimArgs<'_>) -> (Vec<Str
          AND last_attempted_at = $1",
         running = CLAIM.to().sql(),
     );
-    let object = json_object(SQLITE);
     let step_history = history_statements(
         Owners::Steps,
         &format!(
@@ -249,14 +249,14 @@ fn sqlite_hand_off(successes: &[Success<'_>], claim: &ClaimArgs<'_>) -> (Vec<Str
                 "workflow_step_id",
                 "last_sort_key",
                 true,
-                &format!("{object}('attempt_number', attempts)"),
+                &success_metadata_sql(SQLITE),
                 "$1"
             ),
             CLAIM.select(
                 "workflow_step_id",
                 "last_sort_key",
                 true,
-                &format!("{object}('attempt_number', attempts, 'claim_owner', {owner})"),
+                &claim_metadata_sql(SQLITE, &owner),
                 "$1"
             ),
         ),
@@ -272,8 +272,7 @@ fn sqlite_hand_off(successes: &[Success<'_>], claim: &ClaimArgs<'_>) -> (Vec<Str
     let task_history = history_statements(Owners::Tasks, &finalized, &finalized_history);
     let mut statements = vec![
         format!(
-            "CREATE TEMP TABLE IF NOT EXISTS {} (step PRIMARY KEY, task NOT NULL, was NOT NULL)",
-            DONE_STEPS.trim_start_matches("temp.")
+            "CREATE TABLE IF NOT EXISTS {DONE_STEPS} (step PRIMARY KEY, task NOT NULL, was NOT NULL)"
         ),
         format!("DELETE FROM {DONE_STEPS}"),
         format!(

@@ -15,14 +15,14 @@ use tasker_domain::{StepError, StepId, StepState, TaskId, TaskState};
 use uuid::Uuid;
 
 use super::changes::{State, StepChange, changes};
-use super::claims::{CLAIM, ClaimArgs, filter_clause};
+use super::claims::{CLAIM, ClaimArgs, claim_metadata_sql, filter_clause};
 use super::history::{History, Owners, history_ctes};
 use super::sql::{
     Db, commit, get, json, lock_tasks, max_params, micros, params, query_in_chunks, retrying,
     skip_locked, stmt,
 };
 use super::transitions::{
-    StepFlags, TaskDelta, add, apply_task_deltas, finalized_history, finalizing_set,
+    StepFlags, TaskDelta, add, apply_task_deltas, finalized_history, finalizing_set, json_object,
     release_children,
 };
 use super::{RecordReport, RecordedStep, StepFailure, StepOutcome, Store};
@@ -276,7 +276,7 @@ fn recording_tail(claim: Option<&ClaimSql>) -> String {
                 "workflow_step_id",
                 "last_sort_key",
                 true,
-                SUCCESS_METADATA,
+                &success_metadata_sql(DbBackend::Postgres),
                 "$1"
             )
         ),
@@ -355,9 +355,7 @@ fn recording_tail(claim: Option<&ClaimSql>) -> String {
                         "workflow_step_id",
                         "last_sort_key",
                         true,
-                        &format!(
-                            "jsonb_build_object('attempt_number', attempts, 'claim_owner', {owner}::text)"
-                        ),
+                        &claim_metadata_sql(DbBackend::Postgres, owner),
                         "$1"
                     )
                 ),
@@ -595,8 +593,10 @@ fn success_metadata(attempts: u32) -> serde_json::Value {
     json!({"attempt_number": attempts})
 }
 
-/// [`success_metadata`] in SQL, over a completed row's `attempts`.
-const SUCCESS_METADATA: &str = "jsonb_build_object('attempt_number', attempts)";
+/// [`success_metadata`] in SQL on `backend`, over a completed row's `attempts`.
+pub(super) fn success_metadata_sql(backend: DbBackend) -> String {
+    format!("{}('attempt_number', attempts)", json_object(backend))
+}
 
 /// The history metadata of a recorded `outcome`, after `attempts` attempts, with its next
 /// attempt due at `next`.
