@@ -22,6 +22,7 @@ use uuid::Uuid;
 use super::changes::{State, TransitionRow, changes};
 use super::eager::{CreationClaim, StepLayout, lease_claims};
 use super::history::{Owners, write_transitions};
+use super::script::Waiting;
 use super::sql::{
     Db, STATEMENT_SEPARATOR, commit, get, insert_rows, json, max_params, params, recordset, stmt,
 };
@@ -298,7 +299,9 @@ impl Store {
         // On SQLite the transaction of `one_string` is one call to the driver.
         if let Some(statement) = one_string(self.db_backend(), &tasks) {
             let values = statement.values.map(|v| v.0).unwrap_or_default();
-            let rows = self.script(&[statement.sql], values).await?;
+            let rows = self
+                .script(&[statement.sql], values, Waiting::Parked)
+                .await?;
             // The write has committed: an answer that cannot be read fails each task here
             // rather than sending them to be written again one by one.
             return Ok(match Inserted::of(rows) {

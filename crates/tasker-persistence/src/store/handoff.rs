@@ -23,6 +23,7 @@ use super::outcomes::{
     completing_update_returning, completion, record_successes, report_of, success_metadata_sql,
     successes_alone,
 };
+use super::script::Waiting;
 use super::sql::{Db, get, micros, params, retrying, stmt};
 use super::transitions::{finalized_rows, finalizing_set};
 use super::{ClaimBatch, RecordReport, Store};
@@ -89,7 +90,10 @@ impl Store {
             .await?
         } else {
             let (statements, values) = sqlite_hand_off(successes, claim);
-            report_of(successes, self.script(&statements, values).await?)?
+            report_of(
+                successes,
+                self.script(&statements, values, Waiting::Hot).await?,
+            )?
         };
         let mut claims = Vec::with_capacity(rows.len());
         for row in &rows {
