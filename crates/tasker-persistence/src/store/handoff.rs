@@ -92,7 +92,7 @@ impl Store {
             let (statements, values) = sqlite_hand_off(successes, claim);
             report_of(
                 successes,
-                self.script(&statements, values, Waiting::Hot).await?,
+                self.script(&statements, values, Waiting::Awake).await?,
             )?
         };
         let mut claims = Vec::with_capacity(rows.len());

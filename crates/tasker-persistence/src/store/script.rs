@@ -12,11 +12,14 @@
 //! and the next write on it would fail).
 //!
 //! The answer still comes back as one message per statement and per row. A caller whose wait
-//! is on the critical path (the coordinator's hand-off) stays awake between them ([`hot`])
-//! instead of putting its worker thread to sleep and waking it again for each: on a two-core
-//! machine those wake-ups, not SQLite, were most of a hand-off's time.
+//! is on the critical path (the coordinator's hand-off) stays awake for the first
+//! [`AWAKE_FOR`] of it ([`poll_awake`]) instead of putting its worker thread to sleep and
+//! waking it again for each message: on a two-core machine those wake-ups cost a hand-off
+//! more than SQLite's own work did.
 
 use std::sync::Arc;
+use std::task::Poll;
+use std::time::{Duration, Instant};
 
 use sea_orm::sqlx::pool::PoolConnection;
 use sea_orm::sqlx::{self, Executor, Sqlite};
@@ -53,10 +56,13 @@ impl Store {
         let Some(conn) = open.conn.as_mut() else {
             unreachable!("the connection is taken only below")
         };
-        let answer = query.fetch_all(&mut **conn);
+        let fetching = query.fetch_all(&mut **conn);
         let answer = match waiting {
-            Waiting::Hot => hot(answer, HOT_FOR).await,
-            Waiting::Parked => answer.await,
+            Waiting::Awake => {
+                let started = Instant::now();
+                poll_awake(fetching, || started.elapsed() < AWAKE_FOR).await
+            }
+            Waiting::Parked => fetching.await,
         };
         match answer {
             Ok(rows) => {
@@ -121,28 +127,30 @@ async fn roll_back(mut conn: PoolConnection<Sqlite>) {
 }
 
 /// How the caller of a script waits for its answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy)]
 pub(super) enum Waiting {
-    /// Awake ([`hot`]): for a caller whose wait is the latency of the work it hands on,
-    /// such as the coordinator's hand-off from one step to the next.
-    Hot,
-    /// Parked between the driver's answers, leaving the core to other work: for callers that
+    /// Awake for the first [`AWAKE_FOR`] ([`poll_awake`]): for a caller whose wait is the
+    /// latency of the work it hands on, such as the coordinator's hand-off from one step to
+    /// the next.
+    Awake,
+    /// Parked between the driver's messages, leaving the core to other work: for callers that
     /// come many at a time, such as task creation.
     Parked,
 }
 
-/// How long [`hot`] keeps its task running between the driver's answers.
-const HOT_FOR: std::time::Duration = std::time::Duration::from_millis(2);
+/// How long a [`Waiting::Awake`] caller keeps its task running, from the start of the
+/// script's answer; a script still running then (waiting for another process's write lock)
+/// is awaited as usual.
+const AWAKE_FOR: Duration = Duration::from_millis(2);
 
 /// Awaits `future`, yielding to the runtime between polls instead of letting the worker
-/// thread park, for up to `budget`; then awaits it as usual. The driver answers a script
+/// thread park, while `awake()` holds; then awaits it as usual. The driver answers a script
 /// with one message per statement and per row, each a few tens of microseconds apart: a task
 /// that waited for each would put its worker thread to sleep and wake it again per message.
-async fn hot<F: std::future::Future>(future: F, budget: std::time::Duration) -> F::Output {
-    use std::task::Poll;
+/// Other tasks of the runtime still run between the polls.
+async fn poll_awake<F: Future>(future: F, mut awake: impl FnMut() -> bool) -> F::Output {
     let mut future = std::pin::pin!(future);
-    let started = std::time::Instant::now();
-    while started.elapsed() < budget {
+    while awake() {
         let polled = std::future::poll_fn(|cx| Poll::Ready(future.as_mut().poll(cx))).await;
         if let Poll::Ready(output) = polled {
             return output;
@@ -163,71 +171,96 @@ fn acquire_error(err: sqlx::Error) -> StoreError {
 
 #[cfg(test)]
 mod tests {
-    use std::future::Future;
     use std::pin::Pin;
-    use std::task::{Context, Poll};
-    use std::time::Duration;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+    use std::task::{Context, Poll, Wake, Waker};
 
-    use super::hot;
+    use super::poll_awake;
 
-    /// Pending for its first `left` polls without arranging a wake-up: only a caller that
-    /// polls again by itself ever sees it finish.
-    struct Silent {
-        left: u32,
-        polls: u32,
-    }
-
-    impl Future for Silent {
-        type Output = u32;
-
-        fn poll(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<u32> {
-            self.polls += 1;
-            if self.left == 0 {
-                return Poll::Ready(self.polls);
-            }
-            self.left -= 1;
-            Poll::Pending
-        }
-    }
-
-    #[tokio::test]
-    async fn a_hot_wait_polls_again_without_being_woken() {
-        let polls = hot(Silent { left: 5, polls: 0 }, Duration::from_secs(3600)).await;
-        assert_eq!(polls, 6);
-    }
-
-    /// Counts the polls of the future it wraps.
+    /// Counts its polls; pending for its first `silent` polls without arranging a wake-up
+    /// (only a caller that polls again by itself gets past them), then as `inner` is.
     struct Counted<F> {
         inner: Pin<Box<F>>,
-        polls: std::sync::Arc<std::sync::atomic::AtomicU32>,
+        silent: u32,
+        polls: Arc<AtomicU32>,
     }
 
     impl<F: Future> Future for Counted<F> {
         type Output = F::Output;
 
         fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-            self.polls
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let polls = self.polls.fetch_add(1, Ordering::Relaxed) + 1;
+            if polls <= self.silent {
+                return Poll::Pending;
+            }
             self.inner.as_mut().poll(cx)
         }
     }
 
-    #[tokio::test]
-    async fn past_its_budget_a_hot_wait_waits_to_be_woken() {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let polls = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
-        let counted = Counted {
-            inner: Box::pin(rx),
+    fn counted<F: Future>(inner: F, silent: u32) -> (Counted<F>, Arc<AtomicU32>) {
+        let polls = Arc::new(AtomicU32::new(0));
+        let future = Counted {
+            inner: Box::pin(inner),
+            silent,
             polls: polls.clone(),
         };
-        let waiter = tokio::spawn(hot(counted, Duration::ZERO));
+        (future, polls)
+    }
+
+    /// A waker that notes it was woken.
+    #[derive(Default)]
+    struct Woken(AtomicBool);
+
+    impl Wake for Woken {
+        fn wake(self: Arc<Self>) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+
+    #[test]
+    fn an_awake_wait_polls_again_without_being_woken() {
+        let (future, polls) = counted(std::future::ready(7), 5);
+        let mut waiting = std::pin::pin!(poll_awake(future, || true));
+        // Polled by hand, again only when woken, as a runtime would: the wait must wake
+        // itself each time the future it waits for does not.
+        let woken = Arc::new(Woken::default());
+        let waker = Waker::from(woken.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut done = None;
+        for _ in 0..100 {
+            if let Poll::Ready(output) = waiting.as_mut().poll(&mut cx) {
+                done = Some(output);
+                break;
+            }
+            if !woken.0.swap(false, Ordering::Relaxed) {
+                break;
+            }
+        }
+        assert_eq!(done, Some(7));
+        assert_eq!(polls.load(Ordering::Relaxed), 6);
+    }
+
+    #[tokio::test]
+    async fn once_no_longer_awake_the_wait_waits_to_be_woken() {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let (future, polls) = counted(rx, 0);
+        let mut awake_checks = 0;
+        let waiter = tokio::spawn(poll_awake(future, move || {
+            awake_checks += 1;
+            awake_checks <= 3
+        }));
         // The waiter runs between these; had it kept polling, each would count.
-        for _ in 0..10 {
+        for _ in 0..20 {
             tokio::task::yield_now().await;
         }
+        assert_eq!(
+            polls.load(Ordering::Relaxed),
+            4,
+            "three awake polls, then one to wait"
+        );
         tx.send(7).unwrap();
         assert_eq!(waiter.await.unwrap().unwrap(), 7);
-        // Once at first, once when woken.
-        assert_eq!(polls.load(std::sync::atomic::Ordering::Relaxed), 2);
+        assert_eq!(polls.load(Ordering::Relaxed), 5, "and one when woken");
     }
 }
