@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use tasker_domain::{StepState, TaskState};
-use tasker_engine::{Engine, ManualClock, NoopHandler, Registry};
+use tasker_engine::{Engine, ManualClock, NoopHandler};
 use tasker_persistence::testing::on_each_database;
 
 use crate::support::*;
@@ -14,8 +14,7 @@ async fn an_engine_claims_only_what_it_can_run_in_its_namespaces() {
     on_each_database(|db| async move {
         let clock = ManualClock::new(t0());
         // A process with every handler registers the templates.
-        let full = Arc::new(Registry::with_builtins());
-        full.register_step_handler("test::special", Arc::new(NoopHandler)).unwrap();
+        let full = registry_with("test::special", Arc::new(NoopHandler));
         let everything = engine_with(&db.store, &clock, full);
         let special = template("name: special\nstep_templates:\n  - name: a\n    handler_class: test::special\n");
         let elsewhere = template("name: elsewhere\nnamespace_name: other\nstep_templates:\n  - name: a\n    handler_class: tasker::noop\n");

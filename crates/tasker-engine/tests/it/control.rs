@@ -26,8 +26,7 @@ impl StepHandler for WaitsForCancel {
 async fn cancelling_mid_run_reaches_running_handlers_and_stops_the_task() {
     on_each_database(|db| async move {
         let (tx, mut saw_cancel) = tokio::sync::mpsc::unbounded_channel();
-        let registry = Arc::new(Registry::with_builtins());
-        registry.register_step_handler("test::wait", Arc::new(WaitsForCancel(tx))).unwrap();
+        let registry = registry_with("test::wait", Arc::new(WaitsForCancel(tx)));
         let clock = ManualClock::new(t0());
         let engine = engine_with(&db.store, &clock, registry);
         let template = template("name: long\nstep_templates:\n  - name: wait\n    handler_class: test::wait\n  - name: after\n    handler_class: tasker::noop\n    depends_on_step: wait\n");
@@ -192,10 +191,7 @@ async fn the_per_task_limit_caps_concurrent_attempts_of_one_task() {
             release: tokio::sync::Semaphore::new(0),
             entered,
         });
-        let registry = Arc::new(Registry::with_builtins());
-        registry
-            .register_step_handler("test::gate", gate.clone())
-            .unwrap();
+        let registry = registry_with("test::gate", gate.clone());
         let clock = ManualClock::new(t0());
         let config = tasker_engine::EngineConfig {
             max_concurrent_steps_per_task: 2,

@@ -14,7 +14,7 @@ use tasker_domain::{StepError, TaskState};
 use tasker_engine::tasker_events::names::{step, task};
 use tasker_engine::tasker_events::{Event, EventBus, Interest, Payload, Subscriber};
 use tasker_engine::testing::task_sequence;
-use tasker_engine::{Engine, EngineConfig, ManualClock, Registry, StepContext, StepHandler};
+use tasker_engine::{Engine, EngineConfig, ManualClock, StepContext, StepHandler};
 use tasker_persistence::testing::on_each_database;
 
 use crate::support::*;
@@ -208,10 +208,7 @@ impl StepHandler for WaitsForCancel {
 #[tokio::test]
 async fn cancel_events_in_order() {
     on_each_database(|db| async move {
-        let registry = Arc::new(Registry::with_builtins());
-        registry
-            .register_step_handler("test::wait", Arc::new(WaitsForCancel))
-            .unwrap();
+        let registry = registry_with("test::wait", Arc::new(WaitsForCancel));
         let clock = ManualClock::new(t0());
         let engine = engine_with(&db.store, &clock, registry);
         let template = template(
@@ -354,8 +351,7 @@ impl Subscriber for Collect {
 #[tokio::test]
 async fn handlers_publish_template_declared_custom_events_under_their_own_name() {
     on_each_database(|db| async move {
-        let registry = Arc::new(Registry::with_builtins());
-        registry.register_step_handler("test::fulfil", Arc::new(Fulfil)).unwrap();
+        let registry = registry_with("test::fulfil", Arc::new(Fulfil));
         let clock = ManualClock::new(t0());
         let engine = engine_with(&db.store, &clock, registry);
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -508,8 +504,7 @@ async fn operators_cancel_steps_retry_and_resolve_tasks_with_their_events() {
 #[tokio::test]
 async fn every_event_the_catalog_says_is_published_is_published() {
     on_each_database(|db| async move {
-        let registry = Arc::new(Registry::with_builtins());
-        registry.register_step_handler("test::wait", Arc::new(WaitsForCancel)).unwrap();
+        let registry = registry_with("test::wait", Arc::new(WaitsForCancel));
         let clock = ManualClock::new(t0());
         let engine = engine_with(&db.store, &clock, registry);
         let mut events = engine.subscribe();

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use tasker_domain::{StepError, TaskState, codes};
 use tasker_engine::tasker_events::names::step;
 use tasker_engine::tasker_events::{Category, Interest};
-use tasker_engine::{Engine, EngineConfig, ManualClock, Registry, StepContext, StepHandler};
+use tasker_engine::{Engine, EngineConfig, ManualClock, StepContext, StepHandler};
 use tasker_persistence::testing::{Backend, TestDatabase, on_each_database};
 use tokio::sync::{Semaphore, mpsc};
 
@@ -59,10 +59,7 @@ fn harness(db: &TestDatabase, steps: usize, config: EngineConfig) -> Harness {
         cancelled: cancelled_tx,
         permits: Semaphore::new(0),
     });
-    let registry = Arc::new(Registry::with_builtins());
-    registry
-        .register_step_handler("test::held", handler.clone())
-        .unwrap();
+    let registry = registry_with("test::held", handler.clone());
     let clock = ManualClock::new(t0());
     let engine = Engine::builder(db.store.clone())
         .config(config)
@@ -289,10 +286,7 @@ async fn an_attempt_that_outlives_its_claim_never_stands_for_the_next_one() {
             finished: finished_tx,
             permits: Semaphore::new(0),
         });
-        let registry = Arc::new(Registry::with_builtins());
-        registry
-            .register_step_handler("test::stubborn", handler.clone())
-            .unwrap();
+        let registry = registry_with("test::stubborn", handler.clone());
         let clock = ManualClock::new(t0());
         let engine = engine_with(&db.store, &clock, registry);
         let template = template(

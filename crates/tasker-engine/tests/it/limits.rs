@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 use tasker_domain::{StepError, StepState, TaskState, codes};
-use tasker_engine::{Engine, EngineConfig, ManualClock, Registry, StepContext, StepHandler};
+use tasker_engine::{Engine, EngineConfig, ManualClock, StepContext, StepHandler};
 use tasker_persistence::testing::on_each_database;
 
 use crate::support::*;
@@ -35,10 +35,7 @@ fn limited() -> EngineConfig {
 }
 
 fn limited_engine(store: &tasker_persistence::Store, clock: &ManualClock) -> Engine {
-    let registry = Arc::new(Registry::with_builtins());
-    registry
-        .register_step_handler("test::produce", Arc::new(Produces))
-        .unwrap();
+    let registry = registry_with("test::produce", Arc::new(Produces));
     Engine::builder(store.clone())
         .config(limited())
         .clock(Arc::new(clock.clone()))

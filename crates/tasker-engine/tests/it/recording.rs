@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use tasker_domain::{StepError, StepState, TaskState, codes};
-use tasker_engine::{ManualClock, Registry, StepContext, StepHandler};
+use tasker_engine::{ManualClock, StepContext, StepHandler};
 use tasker_persistence::testing::{Backend, TestDatabase, on_each_database};
 
 use crate::support::*;
@@ -90,8 +90,7 @@ async fn a_refused_outcome_fails_alone_and_the_rest_of_its_batch_is_recorded() {
     on_each_database(|db| async move {
         refuse_poisoned_results(&db).await;
         let calls = Arc::new(AtomicUsize::new(0));
-        let registry = Arc::new(Registry::with_builtins());
-        registry.register_step_handler("test::poisoner", Arc::new(Poisoner(calls.clone()))).unwrap();
+        let registry = registry_with("test::poisoner", Arc::new(Poisoner(calls.clone())));
         let clock = ManualClock::new(t0());
         let engine = engine_with(&db.store, &clock, registry);
         let t = template(
@@ -130,10 +129,7 @@ async fn outcomes_survive_a_failed_commit_and_are_recorded_when_the_database_rec
     on_each_database(|db| async move {
         refuse_outcomes_during_outage(&db).await;
         let calls = Arc::new(AtomicUsize::new(0));
-        let registry = Arc::new(Registry::with_builtins());
-        registry
-            .register_step_handler("test::poisoner", Arc::new(Poisoner(calls.clone())))
-            .unwrap();
+        let registry = registry_with("test::poisoner", Arc::new(Poisoner(calls.clone())));
         let clock = ManualClock::new(t0());
         let engine = engine_with(&db.store, &clock, registry);
         let t = template(

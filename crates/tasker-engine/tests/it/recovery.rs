@@ -6,9 +6,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use tasker_domain::{StepError, TaskState};
-use tasker_engine::{
-    Engine, EngineConfig, ManualClock, Registry, StepContext, StepHandler, SystemClock,
-};
+use tasker_engine::{Engine, EngineConfig, ManualClock, StepContext, StepHandler, SystemClock};
 use tasker_persistence::testing::on_each_database;
 use tasker_persistence::{ConnectOptions, Store};
 
@@ -30,10 +28,7 @@ const JOB: &str = "name: job\nstep_templates:\n  - name: work\n    handler_class
 async fn a_claim_abandoned_by_a_dead_engine_runs_again_after_its_lease() {
     on_each_database(|db| async move {
         let clock = ManualClock::new(t0());
-        let crashing = Arc::new(Registry::with_builtins());
-        crashing
-            .register_step_handler("test::work", Arc::new(Hang))
-            .unwrap();
+        let crashing = registry_with("test::work", Arc::new(Hang));
         let first = engine_with(&db.store, &clock, crashing);
         let template = template(JOB);
         first
@@ -49,10 +44,7 @@ async fn a_claim_abandoned_by_a_dead_engine_runs_again_after_its_lease() {
         .await;
         first.shutdown().await; // the process dies mid-attempt: nothing is recorded
 
-        let healthy = Arc::new(Registry::with_builtins());
-        healthy
-            .register_step_handler("test::work", Arc::new(tasker_engine::NoopHandler))
-            .unwrap();
+        let healthy = registry_with("test::work", Arc::new(tasker_engine::NoopHandler));
         let second = engine_with(&db.store, &clock, healthy);
         second
             .register_template(template.clone(), true)
@@ -134,8 +126,7 @@ async fn two_engines_on_one_database_never_run_the_same_attempt() {
         for name in ["engine-a", "engine-b"] {
             // Each engine has its own connection pool, as a separate process would.
             let store = Store::connect(&db.url, &ConnectOptions { max_connections: 4, ..Default::default() }).await.unwrap();
-            let registry = Arc::new(Registry::with_builtins());
-            registry.register_step_handler("test::exclusive", shared.clone()).unwrap();
+            let registry = registry_with("test::exclusive", shared.clone());
             let engine = Engine::builder(store).config(config.clone()).clock(Arc::new(SystemClock)).registry(registry).owner(name).build().unwrap();
             engines.push(engine);
         }

@@ -64,10 +64,7 @@ async fn a_retryable_failure_backs_off_then_succeeds_with_the_same_idempotency_k
                 );
                 Ok("pay_1".into())
             });
-        let registry = Arc::new(Registry::with_builtins());
-        registry
-            .register_step_handler("test::charge", Arc::new(ChargeHandler(Arc::new(gateway))))
-            .unwrap();
+        let registry = registry_with("test::charge", Arc::new(ChargeHandler(Arc::new(gateway))));
         let clock = ManualClock::new(t0());
         let engine = engine_with(&db.store, &clock, registry);
         let template = template(CHECKOUT);
@@ -110,8 +107,7 @@ async fn a_permanent_error_stops_its_step_at_once_while_other_branches_finish() 
     on_each_database(|db| async move {
         let mut gateway = MockPaymentGateway::new();
         gateway.expect_charge().times(1).returning(|_, _| Err("declined".into()));
-        let registry = Arc::new(Registry::with_builtins());
-        registry.register_step_handler("test::charge", Arc::new(ChargeHandler(Arc::new(gateway)))).unwrap();
+        let registry = registry_with("test::charge", Arc::new(ChargeHandler(Arc::new(gateway))));
         let clock = ManualClock::new(t0());
         let engine = engine_with(&db.store, &clock, registry);
         let template = template(
