@@ -8,7 +8,6 @@
 //! can only find the steps its successes release is one statement (`outcomes.rs`).
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::LazyLock;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -19,11 +18,10 @@ use uuid::Uuid;
 
 use super::changes::{State, changes};
 use super::handoff::claim_released_in;
-use super::history::{History, Owners, history_ctes, write_transitions};
+use super::history::{History, Owners, write_transitions};
 use super::outcomes::{record_in, successes_alone};
 use super::sql::{
-    Db, STATEMENT_SEPARATOR, commit, get, max_params, micros, query_in_chunks, retrying,
-    skip_locked, stmt, template_id,
+    Db, commit, get, max_params, micros, query_in_chunks, retrying, skip_locked, stmt, template_id,
 };
 use super::transitions::json_object;
 use super::{
@@ -33,8 +31,10 @@ use super::{
 use crate::error::StoreError;
 use crate::time::{from_micros, to_micros};
 use limits::{limited_candidates, lock_limits};
+use statements::{one_statement_claim_sql, sqlite_claim_sql, start_tasks_apart_sql};
 
 mod limits;
+mod statements;
 
 changes! {
     /// A claim starts an attempt of a ready step.
@@ -580,50 +580,6 @@ pub(super) fn claim_metadata_sql(backend: DbBackend, owner: &str) -> String {
     )
 }
 
-/// The one-statement claim's history CTEs, built once: a retried step's error → pending row,
-/// each claimed step's pending → in_progress row, each started task's row.
-static CLAIM_HISTORY: LazyLock<(String, String)> = LazyLock::new(|| {
-    let step_history = history_ctes(
-        "claim_history",
-        Owners::Steps,
-        "SELECT workflow_step_id FROM claimed",
-        &format!(
-            "{} FROM claimed WHERE candidate_state = {retried} UNION ALL {} FROM claimed",
-            RETRY.select(
-                "workflow_step_id",
-                "last_sort_key - 10",
-                false,
-                "jsonb_build_object('reason', 'retry', 'retry_attempt', attempts)",
-                "$3"
-            ),
-            CLAIM.select(
-                "workflow_step_id",
-                "last_sort_key",
-                true,
-                &claim_metadata_sql(DbBackend::Postgres, "$1"),
-                "$3"
-            ),
-            retried = RETRY.from().sql(),
-        ),
-    );
-    let task_history = history_ctes(
-        "start_history",
-        Owners::Tasks,
-        "SELECT task_id FROM started",
-        &format!(
-            "{} FROM started",
-            START.select(
-                "task_id",
-                "last_sort_key",
-                true,
-                "jsonb_build_object('reason', 'steps_claimed')",
-                "$3"
-            )
-        ),
-    );
-    (step_history, task_history)
-});
-
 /// Whether [`claim_in`] is one statement that claims, starts the tasks and writes the history:
 /// on PostgreSQL without namespace limits.
 pub(super) fn one_statement_claim(backend: DbBackend, filter: &ClaimFilter) -> bool {
@@ -687,9 +643,10 @@ async fn claim_in<C: ConnectionTrait>(
         // before step rows; the candidates' one-time filter waits for it), take the candidates
         // with SKIP LOCKED, and start their attempts. The first `$4` ready steps (`head`) are
         // read once; the tasks are found by their task ids as an array; their state is only a
-        // filter (`|| ''` keeps it from being an index condition), so the statement's generic
-        // plan cannot walk every pending task once per candidate, as a semi-join planned on
-        // small tables did. The candidates are `head`'s steps, by primary key: read from the
+        // filter (`|| ''` keeps it from being an index condition, where they are locked and
+        // where they start), so the statement's generic plan cannot walk every pending task
+        // once per candidate, as a semi-join planned on small tables did, nor once per claim,
+        // as the start did through the state index (`statements.rs`). The candidates are `head`'s steps, by primary key: read from the
         // whole ready set, they were every ready step, each refused row (a step of a pending
         // task another claim had locked) costing a probe of its task, 1,872 probes for 128
         // claims in B1. A claim that skips some of `head` takes fewer than `$4`; the next
@@ -717,40 +674,9 @@ async fn claim_in<C: ConnectionTrait>(
         // earlier in the transaction, written first): a retried step's error → pending row, then
         // each claimed step's pending → in_progress row, and each started task's row.
         history.flush(txn, now).await?;
-        let ready = format!(
-            "unfinished_parents = 0 AND next_attempt_at IS NOT NULL AND next_attempt_at <= $3{only}"
-        );
-        let (step_history, task_history) = &*CLAIM_HISTORY;
         txn.rows(stmt(
             backend,
-            format!(
-                "WITH head AS (SELECT workflow_step_id, task_id FROM tasker_workflow_steps WHERE {ready} \
-                 ORDER BY next_attempt_at LIMIT $4), \
-                 locked AS (SELECT task_id FROM tasker_tasks WHERE task_id = ANY (ARRAY (SELECT task_id FROM head)) \
-                 AND state || '' = {pending} ORDER BY task_id FOR UPDATE SKIP LOCKED), \
-                 candidates AS (SELECT workflow_step_id AS candidate_id, state AS candidate_state \
-                 FROM tasker_workflow_steps WHERE workflow_step_id = ANY (ARRAY (SELECT workflow_step_id FROM head)) \
-                 AND {ready} AND (SELECT COUNT(*) FROM locked) >= 0 \
-                 AND (task_id IN (SELECT task_id FROM locked) OR (SELECT p.state FROM tasker_tasks p \
-                 WHERE p.task_id = tasker_workflow_steps.task_id) <> {pending}) \
-                 ORDER BY next_attempt_at LIMIT $4 FOR UPDATE SKIP LOCKED), \
-                 claimed AS ({set} WHERE workflow_step_id = ANY (ARRAY (SELECT candidate_id FROM candidates)) \
-                 AND state IN ({pending_step}, {retried}) \
-                 RETURNING {CLAIM_RETURNING}, {parents}, \
-                 CASE WHEN workflow_step_id = ANY (ARRAY (SELECT candidate_id FROM candidates \
-                 WHERE candidate_state = {retried})) THEN {retried} ELSE {pending_step} END AS candidate_state, \
-                 task_id = ANY (ARRAY (SELECT task_id FROM locked)) AS starts), \
-                 started AS (UPDATE tasker_tasks SET state = {running}, last_sort_key = last_sort_key + 10, updated_at = $3 \
-                 WHERE task_id = ANY (ARRAY (SELECT task_id FROM claimed WHERE starts)) \
-                 AND state = {pending} RETURNING task_id, last_sort_key), \
-                 {step_history}, {task_history} \
-                 SELECT c.*, s.last_sort_key AS started_sort_key FROM claimed c LEFT JOIN started s ON s.task_id = c.task_id",
-                pending = START.from().sql(),
-                running = START.to().sql(),
-                set = claim_set(&expiry),
-                pending_step = CLAIM.from().sql(),
-                retried = RETRY.from().sql(),
-            ),
+            one_statement_claim_sql(&only, &expiry, &parents),
             claim_values(),
         ))
         .await?
@@ -760,29 +686,11 @@ async fn claim_in<C: ConnectionTrait>(
         // statements of one string. Nothing else writes between them: SQLite has one writer,
         // and this transaction is it. The limit is `+$4`: a bare parameter would have SQLite
         // compile the three statements again whenever the limit bound differs from the last.
-        let candidates = format!(
-            "SELECT workflow_step_id FROM tasker_workflow_steps WHERE unfinished_parents = 0 \
-             AND next_attempt_at IS NOT NULL AND next_attempt_at <= $3{only} \
-             ORDER BY next_attempt_at LIMIT +$4"
-        );
+        // The start finds the tasks by id, not through the state index (`statements.rs`).
         let rows = txn
             .rows(stmt(
                 backend,
-                format!(
-                    "SELECT 0 AS kind, workflow_step_id, state FROM tasker_workflow_steps \
-                     WHERE workflow_step_id IN ({candidates}){STATEMENT_SEPARATOR}\
-                     UPDATE tasker_tasks SET state = {running}, last_sort_key = last_sort_key + 10, updated_at = $3 \
-                     WHERE state = {pending} AND task_id IN (SELECT task_id FROM tasker_workflow_steps \
-                     WHERE workflow_step_id IN ({candidates}) AND state IN ({ready}, {retried})) \
-                     RETURNING 2 AS kind, task_id, last_sort_key{STATEMENT_SEPARATOR}\
-                     {set} WHERE state IN ({ready}, {retried}) AND workflow_step_id IN ({candidates}) \
-                     RETURNING 1 AS kind, {CLAIM_RETURNING}, {parents}",
-                    set = claim_set(&expiry),
-                    ready = CLAIM.from().sql(),
-                    retried = RETRY.from().sql(),
-                    pending = START.from().sql(),
-                    running = START.to().sql(),
-                ),
+                sqlite_claim_sql(&only, &expiry, &parents),
                 claim_values(),
             ))
             .await?;
@@ -876,12 +784,7 @@ async fn claim_in<C: ConnectionTrait>(
     let task_values: Vec<Value> = task_ids.iter().copied().map(Value::from).collect();
     let started_apart = query_in_chunks(
         txn,
-        &format!(
-            "UPDATE tasker_tasks SET state = {to}, last_sort_key = last_sort_key + 10, updated_at = $1 \
-             WHERE state = {from} AND task_id IN ({{ids}}) RETURNING task_id, last_sort_key",
-            from = START.from().sql(),
-            to = START.to().sql(),
-        ),
+        &start_tasks_apart_sql(),
         vec![now.into()],
         &task_values,
     )
