@@ -12,6 +12,8 @@ mod history;
 mod nodelay;
 mod notify;
 mod outcomes;
+#[cfg(test)]
+pub(crate) mod plans;
 mod queries;
 mod revocations;
 mod script;

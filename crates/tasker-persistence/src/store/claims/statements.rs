@@ -140,6 +140,8 @@ pub(super) fn start_tasks_apart_sql() -> String {
 mod tests {
     use sea_orm::{ConnectionTrait, Database, DbBackend, Statement, TransactionTrait, Value};
 
+    use super::super::super::plans::{sqlite_plan, sqlite_store};
+
     use super::super::super::sql::STATEMENT_SEPARATOR;
     use super::super::parent_results;
     use super::{one_statement_claim_sql, sqlite_claim_sql, start_tasks_apart_sql};
@@ -159,18 +161,7 @@ mod tests {
     async fn sqlite_plans(store: &Store, sql: &str, values: &[Value]) -> Vec<String> {
         let mut plans = Vec::new();
         for statement in sql.split(STATEMENT_SEPARATOR) {
-            let rows = store
-                .connection()
-                .query_all_raw(Statement::from_sql_and_values(
-                    DbBackend::Sqlite,
-                    format!("EXPLAIN QUERY PLAN {statement}"),
-                    values.to_vec(),
-                ))
-                .await
-                .unwrap_or_else(|err| panic!("EXPLAIN failed: {err}\n{statement}"));
-            for row in rows {
-                plans.push(row.try_get::<String>("", "detail").expect("plan detail"));
-            }
+            plans.extend(sqlite_plan(store.connection(), statement, values).await);
         }
         plans
     }
@@ -207,10 +198,7 @@ mod tests {
     #[tokio::test]
     async fn sqlite_claims_start_their_tasks_by_id_not_by_the_state_index() {
         let dir = tempfile::tempdir().expect("temporary directory");
-        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
-        let store = Store::connect(&url, &ConnectOptions::default())
-            .await
-            .expect("open sqlite");
+        let store = sqlite_store(&dir).await;
         let (expiry, values) = claim_values();
         let parents = parent_results(DbBackend::Sqlite);
         let plans = sqlite_plans(&store, &sqlite_claim_sql("", &expiry, &parents), &values).await;
