@@ -220,7 +220,13 @@ pub(super) const NOT_READY: i32 = 4;
 /// (`step`, `attempt`, `owner`, `results`), found by `by_id`, a condition on
 /// `workflow_step_id`, then `tail` ([`recording_tail`]); `$1` is now.
 fn recording(v: &str, by_id: &str, tail: &str) -> String {
-    let update = completing_update(by_id, " AND (SELECT COUNT(*) FROM locked) >= 0");
+    // `done` returns the results it stored too: a claimed child's parents completed here are
+    // read from it (`done_results`), since the statement's snapshot shows their old rows.
+    let update = completing_update_returning(
+        by_id,
+        " AND (SELECT COUNT(*) FROM locked) >= 0",
+        "tasker_workflow_steps.results, ",
+    );
     format!(
         "WITH {v}, \
          locked AS (SELECT task_id, state AS was FROM tasker_tasks WHERE task_id = ANY (ARRAY \
@@ -343,8 +349,11 @@ fn recording_tail(claim: Option<&ClaimSql>) -> String {
         );
         claimed_columns =
             ", name, retry_limit, position, inputs, lease_expires_at, attempts, last_sort_key";
+        // The results of the steps completed here, by step id, for their claimed children: one
+        // lookup per parent (a scan of `v` per parent cost the statement |v| rows each). It is
+        // `MATERIALIZED`, built once: inlined, PostgreSQL built the object again per lookup.
         claim_history = format!(
-            ", {}",
+            ", done_results AS MATERIALIZED (SELECT jsonb_object_agg(workflow_step_id::text, results) AS m FROM done), {}",
             history_ctes(
                 "claim_history",
                 Owners::Steps,
@@ -366,8 +375,8 @@ fn recording_tail(claim: Option<&ClaimSql>) -> String {
              NULL::bigint AS next_attempt_at, NULL::text AS state, NULL::text AS was, \
              r.workflow_step_id, r.name, r.retry_limit, r.position, r.inputs, r.lease_expires_at, \
              t.named_task_id, t.context, t.correlation_id, t.trace_parent, t.created_at AS task_created_at, \
-             (SELECT json_agg((SELECT json_build_array(p.name, COALESCE((SELECT v.results FROM v \
-             WHERE v.step = p.workflow_step_id AND v.step IN (SELECT workflow_step_id FROM done)), p.results)) \
+             (SELECT json_agg((SELECT json_build_array(p.name, COALESCE((SELECT m -> p.workflow_step_id::text \
+             FROM done_results), p.results)) \
              FROM tasker_workflow_steps p WHERE p.workflow_step_id = e.from_step_id))::text \
              FROM tasker_workflow_step_edges e WHERE e.to_step_id = r.workflow_step_id) AS parent_results \
              FROM released r JOIN tasker_tasks t ON t.task_id = r.task_id WHERE r.taken UNION ALL "
