@@ -646,11 +646,11 @@ async fn claim_in<C: ConnectionTrait>(
         // filter (`|| ''` keeps it from being an index condition, where they are locked and
         // where they start), so the statement's generic plan cannot walk every pending task
         // once per candidate, as a semi-join planned on small tables did, nor once per claim,
-        // as the start did through the state index (`statements.rs`). The candidates are `head`'s steps, by primary key: read from the
-        // whole ready set, they were every ready step, each refused row (a step of a pending
-        // task another claim had locked) costing a probe of its task, 1,872 probes for 128
-        // claims in B1. A claim that skips some of `head` takes fewer than `$4`; the next
-        // claim takes the rest.
+        // as the start did through the state index (`statements.rs`). The candidates are
+        // `head`'s steps, by primary key: read from the whole ready set, they were every ready
+        // step, each refused row (a step of a pending task another claim had locked) costing a
+        // probe of its task, 1,872 probes for 128 claims in B1. A claim that skips some of
+        // `head` takes fewer than `$4`; the next claim takes the rest.
         //
         // The tasks are locked with SKIP LOCKED too, and a candidate of a task pending in the
         // statement's snapshot must be of one `locked` holds. A claim that waited for a task

@@ -218,14 +218,20 @@ pub(super) const NOT_READY: i32 = 4;
 
 /// The recording statement of [`complete_release_count`] for the successes of the `v` CTE
 /// (`step`, `attempt`, `owner`, `results`), found by `by_id`, a condition on
-/// `workflow_step_id`, then `tail` ([`recording_tail`]); `$1` is now.
-fn recording(v: &str, by_id: &str, tail: &str) -> String {
-    // `done` returns the results it stored too: a claimed child's parents completed here are
-    // read from it (`done_results`), since the statement's snapshot shows their old rows.
+/// `workflow_step_id`, then `tail` ([`recording_tail`], which `claims` the children made ready
+/// or not); `$1` is now.
+fn recording(v: &str, by_id: &str, tail: &str, claims: bool) -> String {
+    // A statement that claims has `done` return the results it stored too: a claimed child's
+    // parents completed here are read from it (`done_results`), since the statement's
+    // snapshot shows their old rows.
     let update = completing_update_returning(
         by_id,
         " AND (SELECT COUNT(*) FROM locked) >= 0",
-        "tasker_workflow_steps.results, ",
+        if claims {
+            "tasker_workflow_steps.results, "
+        } else {
+            ""
+        },
     );
     format!(
         "WITH {v}, \
@@ -415,7 +421,7 @@ const RECORDING_VALUES_MAX: usize = 16;
 /// and results of `null` are stored as JSON's `null`, as the other recording statements store
 /// them), and the steps are found from an array of their ids read once.
 static RECORDING_JSON: LazyLock<String> =
-    LazyLock::new(|| recording(JSON_V, JSON_BY_ID, &RECORDING_TAIL));
+    LazyLock::new(|| recording(JSON_V, JSON_BY_ID, &RECORDING_TAIL, false));
 
 /// [`RECORDING_JSON`]'s `v` CTE and its condition on `workflow_step_id`.
 const JSON_V: &str = "v AS (SELECT step, attempt, owner, boxed -> 0 AS results \
@@ -496,7 +502,7 @@ async fn complete_release_count<C: ConnectionTrait>(
         return db
             .rows(stmt(
                 DbBackend::Postgres,
-                recording(&v, &by_id, tail),
+                recording(&v, &by_id, tail, claim.is_some()),
                 values,
             ))
             .await;
@@ -514,7 +520,7 @@ async fn complete_release_count<C: ConnectionTrait>(
         serde_json::to_string(&rows).map_err(|e| StoreError::malformed("step results", e))?;
     let mut values: Vec<Value> = vec![now.into(), payload.into()];
     let sql = match with_claim(&mut values) {
-        Some(tail) => recording(JSON_V, JSON_BY_ID, &tail),
+        Some(tail) => recording(JSON_V, JSON_BY_ID, &tail, true),
         None => RECORDING_JSON.clone(),
     };
     db.rows(stmt(DbBackend::Postgres, sql, values)).await

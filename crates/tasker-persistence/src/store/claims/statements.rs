@@ -61,8 +61,8 @@ static CLAIM_HISTORY: LazyLock<(String, String)> = LazyLock::new(|| {
 });
 
 /// The one-statement claim (PostgreSQL without namespace limits), `only` the candidates' extra
-/// filter, `expiry` the lease's SQL and `parents` [`parent_results`]; parameters `$1` owner, `$2`
-/// lease, `$3` now, `$4` limit. [`claim_in`] says how it is built.
+/// filter, `expiry` the lease's SQL and `parents` [`super::parent_results`]; parameters `$1`
+/// owner, `$2` lease, `$3` now, `$4` limit. [`super::claim_in`] says how it is built.
 pub(super) fn one_statement_claim_sql(only: &str, expiry: &str, parents: &str) -> String {
     let ready = format!(
         "unfinished_parents = 0 AND next_attempt_at IS NOT NULL AND next_attempt_at <= $3{only}"
@@ -141,7 +141,6 @@ mod tests {
     use sea_orm::{ConnectionTrait, Database, DbBackend, Statement, TransactionTrait, Value};
 
     use super::super::super::plans::{sqlite_plan, sqlite_store};
-
     use super::super::super::sql::STATEMENT_SEPARATOR;
     use super::super::parent_results;
     use super::{one_statement_claim_sql, sqlite_claim_sql, start_tasks_apart_sql};
@@ -150,20 +149,26 @@ mod tests {
     /// The index a start must not find pending tasks by.
     const STATE_INDEX: &str = "idx_tasks_state_created";
 
-    /// The claim's parameters, `$1` owner … `$4` limit, with a lease on the caller's clock.
-    fn claim_values() -> (String, Vec<Value>) {
-        let (expiry, lease) = LeaseClock::Caller.expiry(DbBackend::Sqlite, 2, 0, 1_000_000);
+    /// The claim's lease SQL on `backend` and its parameters, `$1` owner … `$4` limit, with a
+    /// lease on the caller's clock.
+    fn claim_values(backend: DbBackend) -> (String, Vec<Value>) {
+        let (expiry, lease) = LeaseClock::Caller.expiry(backend, 2, 0, 1_000_000);
         let values = vec!["owner".into(), lease, 0_i64.into(), 16_i64.into()];
         (expiry, values)
     }
 
-    /// SQLite's query plan of each statement of `sql`, one line per step of each plan.
-    async fn sqlite_plans(store: &Store, sql: &str, values: &[Value]) -> Vec<String> {
-        let mut plans = Vec::new();
-        for statement in sql.split(STATEMENT_SEPARATOR) {
-            plans.extend(sqlite_plan(store.connection(), statement, values).await);
-        }
-        plans
+    /// Asserts that SQLite plans `statement` (a start of pending tasks) on the tasks table and
+    /// not through the state index.
+    async fn assert_sqlite_start_by_id(store: &Store, statement: &str, values: &[Value]) {
+        let plan = sqlite_plan(store.connection(), statement, values).await;
+        assert!(
+            plan.iter().any(|line| line.contains("tasker_tasks")),
+            "the start reads the tasks: {plan:#?}\n{statement}"
+        );
+        assert!(
+            !plan.iter().any(|line| line.contains(STATE_INDEX)),
+            "{plan:#?}\n{statement}"
+        );
     }
 
     /// PostgreSQL's generic plan of `sql` (the plan a prepared statement keeps), made on tables
@@ -199,27 +204,16 @@ mod tests {
     async fn sqlite_claims_start_their_tasks_by_id_not_by_the_state_index() {
         let dir = tempfile::tempdir().expect("temporary directory");
         let store = sqlite_store(&dir).await;
-        let (expiry, values) = claim_values();
+        let (expiry, values) = claim_values(DbBackend::Sqlite);
         let parents = parent_results(DbBackend::Sqlite);
-        let plans = sqlite_plans(&store, &sqlite_claim_sql("", &expiry, &parents), &values).await;
-        assert!(
-            plans.iter().any(|line| line.contains("tasker_tasks")),
-            "the claim's start is in the plans: {plans:#?}"
-        );
-        assert!(
-            !plans.iter().any(|line| line.contains(STATE_INDEX)),
-            "{plans:#?}"
-        );
+        let claim = sqlite_claim_sql("", &expiry, &parents);
+        let start = claim
+            .split(STATEMENT_SEPARATOR)
+            .find(|statement| statement.starts_with("UPDATE tasker_tasks"))
+            .expect("the claim starts its pending tasks");
+        assert_sqlite_start_by_id(&store, start, &values).await;
         let apart = start_tasks_apart_sql().replace("{ids}", "$2, $3");
-        let plans = sqlite_plans(&store, &apart, &[0_i64.into(), "a".into(), "b".into()]).await;
-        assert!(
-            plans.iter().any(|line| line.contains("tasker_tasks")),
-            "{plans:#?}"
-        );
-        assert!(
-            !plans.iter().any(|line| line.contains(STATE_INDEX)),
-            "{plans:#?}"
-        );
+        assert_sqlite_start_by_id(&store, &apart, &[0_i64.into(), "a".into(), "b".into()]).await;
         store.close().await;
     }
 
@@ -239,29 +233,36 @@ mod tests {
         let base = admin_url
             .rsplit_once('/')
             .map_or(admin_url.as_str(), |(b, _)| b);
-        let store = Store::connect(&format!("{base}/{name}"), &ConnectOptions::default())
-            .await
-            .expect("open postgres");
-        let (expiry, _) = claim_values();
-        let parents = parent_results(DbBackend::Postgres);
-        let claim = postgres_generic_plan(
-            &store,
-            &one_statement_claim_sql("", &expiry, &parents),
-            "'owner', 1000000, 0, 16",
-        )
+        let url = format!("{base}/{name}");
+        // Planned in a task of its own, so the database is dropped however it ends.
+        let plans = tokio::spawn(async move {
+            let store = Store::connect(&url, &ConnectOptions::default())
+                .await
+                .expect("open postgres");
+            let (expiry, _) = claim_values(DbBackend::Postgres);
+            let parents = parent_results(DbBackend::Postgres);
+            let claim = postgres_generic_plan(
+                &store,
+                &one_statement_claim_sql("", &expiry, &parents),
+                "'owner', 1000000, 0, 16",
+            )
+            .await;
+            let apart = start_tasks_apart_sql()
+                .replace("{ids}", "'00000000-0000-0000-0000-000000000001'::uuid, $2");
+            let apart =
+                postgres_generic_plan(&store, &apart, "0, '00000000-0000-0000-0000-000000000002'")
+                    .await;
+            store.close().await;
+            [claim, apart]
+        })
         .await;
-        let apart = start_tasks_apart_sql()
-            .replace("{ids}", "'00000000-0000-0000-0000-000000000001'::uuid, $2");
-        let apart =
-            postgres_generic_plan(&store, &apart, "0, '00000000-0000-0000-0000-000000000002'")
-                .await;
-        store.close().await;
         admin
-            .execute_unprepared(&format!("DROP DATABASE {name} WITH (FORCE)"))
+            .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
             .await
             .expect("drop the database");
         admin.close().await.ok();
-        for plan in [claim, apart] {
+        let plans = plans.unwrap_or_else(|err| std::panic::resume_unwind(err.into_panic()));
+        for plan in plans {
             assert!(plan.contains("Update on tasker_tasks"), "{plan}");
             assert!(!plan.contains(STATE_INDEX), "{plan}");
         }
