@@ -41,6 +41,8 @@
 mod entities;
 mod error;
 mod schema_drift;
+#[cfg(any(test, feature = "testing"))]
+mod scratch_db;
 mod store;
 #[cfg(feature = "testing")]
 pub mod testing;

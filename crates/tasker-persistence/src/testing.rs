@@ -4,8 +4,7 @@
 
 use std::future::Future;
 
-use sea_orm::{ConnectionTrait, Database};
-
+use crate::scratch_db::{create_database, drop_database};
 use crate::store::sql::Db;
 use crate::{ConnectOptions, LeaseClock, Store};
 
@@ -63,19 +62,7 @@ impl TestDatabase {
 
     async fn postgres_with(schema: Schema) -> Option<Self> {
         let admin_url = std::env::var("TASKER_TEST_DATABASE_URL").ok()?;
-        let name = format!("tasker_t_{}", uuid::Uuid::new_v4().simple());
-        let admin = Database::connect(admin_url.as_str())
-            .await
-            .expect("connect to TASKER_TEST_DATABASE_URL");
-        admin
-            .execute_unprepared(&format!("CREATE DATABASE {name}"))
-            .await
-            .expect("create test database");
-        admin.close().await.ok();
-        let base = admin_url
-            .rsplit_once('/')
-            .map_or(admin_url.as_str(), |(b, _)| b);
-        let url = format!("{base}/{name}");
+        let (url, name) = create_database(&admin_url, "tasker_t_").await;
         let store = Store::connect(
             &url,
             &ConnectOptions {
@@ -219,16 +206,6 @@ where
 }
 
 /// Best effort: a database left behind only costs disk on a test server.
-async fn drop_database(admin_url: &str, name: &str) {
-    if let Ok(admin) = Database::connect(admin_url).await {
-        admin
-            .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .await
-            .ok();
-        admin.close().await.ok();
-    }
-}
-
 /// One connection to a test database; statements run in order on it, so a transaction begun
 /// with `BEGIN` spans calls until `COMMIT` or `ROLLBACK`.
 pub struct Session {

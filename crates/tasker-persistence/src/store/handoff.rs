@@ -226,13 +226,14 @@ fn sqlite_hand_off(successes: &[Success<'_>], claim: &ClaimArgs<'_>) -> (Vec<Str
     let limit = format!("${}", values.len() + 1);
     values.push(i64::try_from(claim.limit).unwrap_or(i64::MAX).into());
 
-    // `CROSS JOIN` keeps the temporary table the outer loop, its steps' edges read by index:
-    // SQLite plans without statistics and, with a plain join, read every edge of the database
-    // (probing the table once per edge) in each statement that finds the children.
-    let children = format!(
-        "SELECT e.to_step_id FROM {DONE_STEPS} d \
-         CROSS JOIN tasker_workflow_step_edges e ON e.from_step_id = d.step"
+    // The completed steps (`d`) with their edges to their children (`e`). `CROSS JOIN` keeps
+    // the temporary table the outer loop, its steps' edges read by index: SQLite plans without
+    // statistics and, with a plain join, read every edge of the database (probing the table
+    // once per edge) in each statement that finds the children.
+    let done_edges = format!(
+        "{DONE_STEPS} d CROSS JOIN tasker_workflow_step_edges e ON e.from_step_id = d.step"
     );
+    let children = format!("SELECT e.to_step_id FROM {done_edges}");
     let waiting = [StepState::Pending.sql(), StepState::Error.sql()].join(", ");
     let ready =
         format!("unfinished_parents = 0 AND next_attempt_at IS NOT NULL AND state IN ({waiting})");
@@ -300,8 +301,7 @@ fn sqlite_hand_off(successes: &[Success<'_>], claim: &ClaimArgs<'_>) -> (Vec<Str
         ),
         format!(
             "UPDATE tasker_workflow_steps SET updated_at = $1, unfinished_parents = unfinished_parents - c.n \
-             FROM (SELECT e.to_step_id, COUNT(*) AS n FROM {DONE_STEPS} d \
-             CROSS JOIN tasker_workflow_step_edges e ON e.from_step_id = d.step GROUP BY e.to_step_id) AS c \
+             FROM (SELECT e.to_step_id, COUNT(*) AS n FROM {done_edges} GROUP BY e.to_step_id) AS c \
              WHERE workflow_step_id = c.to_step_id \
              RETURNING CASE WHEN {ready} THEN {READY} ELSE {NOT_READY} END AS kind, workflow_step_id AS id"
         ),

@@ -138,12 +138,13 @@ pub(super) fn start_tasks_apart_sql() -> String {
 
 #[cfg(test)]
 mod tests {
-    use sea_orm::{ConnectionTrait, Database, DbBackend, Statement, TransactionTrait, Value};
+    use sea_orm::{ConnectionTrait, DbBackend, Statement, TransactionTrait, Value};
 
     use super::super::super::plans::{sqlite_plan, sqlite_store};
     use super::super::super::sql::STATEMENT_SEPARATOR;
     use super::super::parent_results;
     use super::{one_statement_claim_sql, sqlite_claim_sql, start_tasks_apart_sql};
+    use crate::scratch_db::{create_database, drop_database};
     use crate::{ConnectOptions, LeaseClock, Store};
 
     /// The index a start must not find pending tasks by.
@@ -222,18 +223,7 @@ mod tests {
         let Ok(admin_url) = std::env::var("TASKER_TEST_DATABASE_URL") else {
             return;
         };
-        let name = format!("tasker_u_{}", uuid::Uuid::new_v4().simple());
-        let admin = Database::connect(admin_url.as_str())
-            .await
-            .expect("connect to TASKER_TEST_DATABASE_URL");
-        admin
-            .execute_unprepared(&format!("CREATE DATABASE {name}"))
-            .await
-            .expect("create a database");
-        let base = admin_url
-            .rsplit_once('/')
-            .map_or(admin_url.as_str(), |(b, _)| b);
-        let url = format!("{base}/{name}");
+        let (url, name) = create_database(&admin_url, "tasker_u_").await;
         // Planned in a task of its own, so the database is dropped however it ends.
         let plans = tokio::spawn(async move {
             let store = Store::connect(&url, &ConnectOptions::default())
@@ -256,11 +246,7 @@ mod tests {
             [claim, apart]
         })
         .await;
-        admin
-            .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .await
-            .expect("drop the database");
-        admin.close().await.ok();
+        drop_database(&admin_url, &name).await;
         let plans = plans.unwrap_or_else(|err| std::panic::resume_unwind(err.into_panic()));
         for plan in plans {
             assert!(plan.contains("Update on tasker_tasks"), "{plan}");
