@@ -405,5 +405,6 @@ mod tests {
             }
         }
         assert!(b8["extra"]["ratio_4_over_1_process"].is_number(), "{b8}");
+        assert_eq!(b8["extra"]["rounds"], 2.0, "{b8}");
     }
 }

@@ -42,6 +42,8 @@ pub(crate) struct Sizes {
     pub b7_tasks: usize,
     /// B8: diamond tasks run by each number of worker processes.
     pub b8_tasks: usize,
+    /// B8: how many times each number of processes runs them (the figures are medians).
+    pub b8_rounds: usize,
 }
 
 impl Sizes {
@@ -60,6 +62,7 @@ impl Sizes {
             b6_tasks: 2000,
             b7_tasks: 10_000,
             b8_tasks: 2000,
+            b8_rounds: 3,
         }
     }
 
@@ -78,6 +81,7 @@ impl Sizes {
             b6_tasks: 300,
             b7_tasks: 2000,
             b8_tasks: 300,
+            b8_rounds: 1,
         }
     }
 
@@ -97,6 +101,7 @@ impl Sizes {
             b6_tasks: 5,
             b7_tasks: 10,
             b8_tasks: 5,
+            b8_rounds: 2,
         }
     }
 }
