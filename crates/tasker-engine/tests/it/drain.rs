@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tasker_domain::{StepError, StepState, TaskState};
 use tasker_engine::tasker_events::names::step;
-use tasker_engine::{Clock, ManualClock, NoopHandler, Registry, StepContext, StepHandler};
+use tasker_engine::{Clock, ManualClock, NoopHandler, StepContext, StepHandler};
 use tasker_persistence::testing::on_each_database;
 use tokio::sync::Notify;
 
@@ -43,13 +43,13 @@ async fn a_drain_records_what_finishes_and_gives_back_the_rest_without_using_an_
     on_each_database(|db| async move {
         let clock = ManualClock::new(t0());
         let told = Arc::new(Notify::new());
-        let registry = Arc::new(Registry::with_builtins());
-        registry
-            .register_step_handler("test::told", Arc::new(WhenTold(told.clone())))
-            .unwrap();
-        registry
-            .register_step_handler("test::stuck", Arc::new(Stuck))
-            .unwrap();
+        let registry = registry_of([
+            (
+                "test::told",
+                Arc::new(WhenTold(told.clone())) as Arc<dyn StepHandler>,
+            ),
+            ("test::stuck", Arc::new(Stuck)),
+        ]);
         let first = engine_with(&db.store, &clock, registry);
         let template = template(TWO);
         first
@@ -91,13 +91,10 @@ async fn a_drain_records_what_finishes_and_gives_back_the_rest_without_using_an_
         assert_eq!(history.last().unwrap().metadata["reason"], "released");
 
         // Another engine runs it as its first attempt.
-        let healthy = Arc::new(Registry::with_builtins());
-        healthy
-            .register_step_handler("test::told", Arc::new(NoopHandler))
-            .unwrap();
-        healthy
-            .register_step_handler("test::stuck", Arc::new(NoopHandler))
-            .unwrap();
+        let healthy = registry_of([
+            ("test::told", Arc::new(NoopHandler) as Arc<dyn StepHandler>),
+            ("test::stuck", Arc::new(NoopHandler)),
+        ]);
         let second = engine_with(&db.store, &clock, healthy);
         second
             .register_template(template.clone(), true)

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use tasker_domain::{StepError, StepState, TaskState};
 use tasker_engine::tasker_events::Payload;
 use tasker_engine::tasker_events::names::step;
-use tasker_engine::{ManualClock, Registry, StepContext, StepHandler};
+use tasker_engine::{ManualClock, StepContext, StepHandler};
 use tasker_persistence::testing::on_each_database;
 
 use crate::support::*;
@@ -189,9 +189,10 @@ impl StepHandler for Panics {
 #[tokio::test]
 async fn timeouts_and_panics_are_failed_attempts() {
     on_each_database(|db| async move {
-        let registry = Arc::new(Registry::with_builtins());
-        registry.register_step_handler("test::hang", Arc::new(Hang)).unwrap();
-        registry.register_step_handler("test::panic", Arc::new(Panics)).unwrap();
+        let registry = registry_of([
+            ("test::hang", Arc::new(Hang) as Arc<dyn StepHandler>),
+            ("test::panic", Arc::new(Panics)),
+        ]);
         let clock = ManualClock::new(t0());
         let engine = engine_with(&db.store, &clock, registry);
         let template = template(

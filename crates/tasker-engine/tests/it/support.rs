@@ -48,8 +48,17 @@ pub(crate) fn engine_configured(
 
 /// The built-in handlers and `handler` as `class`.
 pub(crate) fn registry_with(class: &str, handler: Arc<dyn StepHandler>) -> Arc<Registry> {
+    registry_of([(class, handler)])
+}
+
+/// The built-in handlers and each of `handlers` under its class.
+pub(crate) fn registry_of<'a>(
+    handlers: impl IntoIterator<Item = (&'a str, Arc<dyn StepHandler>)>,
+) -> Arc<Registry> {
     let registry = Arc::new(Registry::with_builtins());
-    registry.register_step_handler(class, handler).unwrap();
+    for (class, handler) in handlers {
+        registry.register_step_handler(class, handler).unwrap();
+    }
     registry
 }
 
