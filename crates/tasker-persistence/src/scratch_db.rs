@@ -18,7 +18,8 @@ pub(crate) async fn create_database(admin_url: &str, prefix: &str) -> (String, S
     (format!("{base}/{name}"), name)
 }
 
-/// Drops database `name` on the server of `admin_url`, if it can.
+/// Drops database `name` on the server of `admin_url`, if it can: best effort, since a
+/// database left behind only costs disk on a test server.
 pub(crate) async fn drop_database(admin_url: &str, name: &str) {
     if let Ok(admin) = Database::connect(admin_url).await {
         admin

@@ -205,7 +205,6 @@ where
     }
 }
 
-/// Best effort: a database left behind only costs disk on a test server.
 /// One connection to a test database; statements run in order on it, so a transaction begun
 /// with `BEGIN` spans calls until `COMMIT` or `ROLLBACK`.
 pub struct Session {
