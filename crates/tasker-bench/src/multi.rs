@@ -76,7 +76,10 @@ pub(crate) async fn b8(sizes: &Sizes, tasker: &Path) -> Result<Figure> {
             runs.push(run(processes, sizes.b8_tasks, tasker).await?);
         }
     }
-    let medians: Vec<Run> = PROCESSES.iter().map(|&n| median_run(&runs, n)).collect();
+    let medians: Vec<Run> = PROCESSES
+        .iter()
+        .filter_map(|&n| median_run(&runs, n))
+        .collect();
     let one_process = medians.iter().find(|r| r.processes == 1).map(|r| r.cost);
     let mut figure = Figure::new(
         "B8",
@@ -120,21 +123,21 @@ fn rate_of(runs: &[Run], processes: usize) -> f64 {
         .map_or(f64::NAN, |r| r.steps_per_s)
 }
 
-/// The median of `values` (the upper one of an even count; NaN if there are none).
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
+/// The item of `items` with the median `key` (the upper one of an even count), if any.
+fn median_by<T: Copy>(mut items: Vec<T>, key: impl Fn(&T) -> f64) -> Option<T> {
+    items.sort_by(|a, b| key(a).total_cmp(&key(b)));
+    items.get(items.len() / 2).copied()
 }
 
-/// Of the runs with `processes`, the one with the median steps/s.
-fn median_run(runs: &[Run], processes: usize) -> Run {
-    let mut of: Vec<Run> = runs
-        .iter()
-        .filter(|r| r.processes == processes)
-        .copied()
-        .collect();
-    of.sort_by(|a, b| a.steps_per_s.total_cmp(&b.steps_per_s));
-    of[of.len() / 2]
+/// The median of `values` (the upper one of an even count; NaN if there are none).
+fn median(values: Vec<f64>) -> f64 {
+    median_by(values, |v| *v).unwrap_or(f64::NAN)
+}
+
+/// Of the runs with `processes`, the one with the median steps/s (none if no run has it).
+fn median_run(runs: &[Run], processes: usize) -> Option<Run> {
+    let of = runs.iter().filter(|r| r.processes == processes).copied();
+    median_by(of.collect(), |r| r.steps_per_s)
 }
 
 /// The `extra` names of one run's figures.
@@ -483,9 +486,10 @@ mod tests {
         // rates would give 900 / 1000 and 800 / 1000 instead.
         assert!((ratio_over_rounds(&runs, 2) - 0.95).abs() < 1e-9);
         assert!((ratio_over_rounds(&runs, 4) - 1.0).abs() < 1e-9);
-        let middle = median_run(&runs, 4);
+        let middle = median_run(&runs, 4).unwrap();
         assert_eq!(middle.steps_per_s, 800.0);
         assert_eq!(middle.cost.cpu_us, 8.0);
+        assert!(median_run(&runs, 3).is_none());
     }
 
     #[test]
