@@ -4,27 +4,31 @@
 //! Creation is two phases: [`Store::prepare_task`] validates a request and lays out its rows
 //! without touching the database, and the write stores any number of prepared tasks at once
 //! (group commit). On PostgreSQL that is one statement (see `one_statement`), which needs no
-//! transaction around it; on SQLite one call of one statement per table (`one_string`) in a
-//! transaction, or multi-row INSERTs for a batch too large for one call. The history rows of
-//! bypassed steps and of claims made at creation (`eager.rs`) are written by the same write. A
-//! task whose identity already exists is skipped by `ON CONFLICT DO NOTHING` and reported as
-//! [`StoreError::DuplicateTask`] while the others are stored.
+//! transaction around it, its rows sent as binary arrays (`arrays.rs`); on SQLite one call of
+//! one statement per table (`one_string`) in a transaction, or multi-row INSERTs for a batch
+//! too large for one call. The history rows of bypassed steps and of claims made at creation
+//! (`eager.rs`) are written by the same write. A task whose identity already exists is skipped
+//! by `ON CONFLICT DO NOTHING` and reported as [`StoreError::DuplicateTask`] while the others
+//! are stored.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use sea_orm::{ConnectionTrait, DbBackend, QueryResult, Statement, Value};
 use tasker_domain::{StepId, TaskId, TaskRequest, TemplateId};
 use tasker_template::{ContextSchema, TaskTemplate};
 use uuid::Uuid;
 
+use super::arrays::{Arrays, RowParams};
 use super::changes::{State, TransitionRow, changes};
 use super::eager::{CreationClaim, StepLayout, lease_claims};
 use super::history::{Owners, write_transitions};
 use super::script::Waiting;
 use super::sql::{
-    Db, STATEMENT_SEPARATOR, commit, get, insert_rows, json, max_params, params, recordset, stmt,
+    Db, SQLITE_PARAMS, STATEMENT_SEPARATOR, anonymous_inserts, commit, get, insert_rows, json,
+    max_params, params, placeholders, stmt,
 };
 use super::{
     ClaimBatch, CreateTaskOptions, CreatedTask, RegisteredTemplate, Store, TaskRecord, Transaction,
@@ -290,11 +294,12 @@ impl Store {
     ) -> Result<Vec<Result<CreatedTask, StoreError>>, StoreError> {
         // One statement is atomic on its own: no BEGIN and COMMIT round trips around it, and
         // with `synchronous_commit` on it is durable when PostgreSQL answers.
-        if let Some(statement) = one_statement(self.db_backend(), &tasks) {
-            return Ok(finish(
-                tasks,
-                Inserted::read(self.one_statement_txn(), statement).await?,
-            ));
+        if let Some((sql, RowParams::Arrays(arrays))) = one_statement(
+            self.db_backend(),
+            &tasks,
+            RowParams::Arrays(Arrays::default()),
+        ) {
+            return Ok(finish(tasks, self.write_arrays(sql, arrays).await?));
         }
         // On SQLite the transaction of `one_string` is one call to the driver.
         if let Some(statement) = one_string(self.db_backend(), &tasks) {
@@ -319,6 +324,20 @@ impl Store {
         let results = write_prepared(&txn, tasks).await?;
         commit(txn).await?;
         Ok(results)
+    }
+
+    /// Runs a one-statement write whose rows are arrays (PostgreSQL), on the pool through
+    /// sqlx: counted as one statement in one call, as sea-orm counts its own.
+    async fn write_arrays(&self, sql: String, arrays: Arrays) -> Result<Inserted, StoreError> {
+        let pool = self.one_statement_txn().get_postgres_connection_pool();
+        self.counters.statements.fetch_add(1, Ordering::Relaxed);
+        self.counters.calls.fetch_add(1, Ordering::Relaxed);
+        let rows = arrays.fetch_all(sql, pool).await.map_err(|err| {
+            StoreError::db(sea_orm::DbErr::Query(sea_orm::RuntimeErr::SqlxError(
+                Arc::new(err),
+            )))
+        })?;
+        Inserted::of(rows.into_iter().map(QueryResult::from).collect())
     }
 
     async fn create_prepared_alone(
@@ -577,7 +596,8 @@ async fn write_prepared<C: ConnectionTrait>(
     tasks: Vec<PreparedTask>,
 ) -> Result<Vec<Result<CreatedTask, StoreError>>, StoreError> {
     let backend = db.get_database_backend();
-    if let Some(statement) = one_statement(backend, &tasks).or_else(|| one_string(backend, &tasks))
+    if let Some(statement) =
+        one_json_statement(backend, &tasks).or_else(|| one_string(backend, &tasks))
     {
         let inserted = Inserted::read(db, statement).await?;
         return Ok(finish(tasks, inserted));
@@ -672,17 +692,19 @@ fn transition_records(tasks: &[PreparedTask]) -> (Vec<Vec<Value>>, Vec<Vec<Value
 
 /// On PostgreSQL, the whole write of `tasks` as one statement: the task rows (a task whose
 /// identity exists is skipped by `ON CONFLICT DO NOTHING`), and the steps, edges and history
-/// rows of the tasks that were inserted, each table's rows as one `json_to_recordset`
-/// parameter. It answers the inserted task ids, and the leases of the steps claimed at
-/// creation. `None` on SQLite.
-fn one_statement(backend: DbBackend, tasks: &[PreparedTask]) -> Option<Statement> {
+/// rows of the tasks that were inserted, each table's rows read from `params`. It answers the
+/// inserted task ids, and the leases of the steps claimed at creation. `None` on SQLite.
+fn one_statement(
+    backend: DbBackend,
+    tasks: &[PreparedTask],
+    mut params: RowParams,
+) -> Option<(String, RowParams)> {
     if backend != DbBackend::Postgres || tasks.is_empty() {
         return None;
     }
-    let (task_definition, task_payload) =
-        recordset(TASK_COLUMNS, tasks.iter().map(|t| &t.task_row))?;
+    let task_rows = params.rows(TASK_COLUMNS, tasks.iter().map(|t| &t.task_row))?;
     let layout = StepLayout::of(tasks);
-    let (step_definition, step_payload) = recordset(
+    let step_rows = params.rows(
         &layout.record_columns(),
         tasks.iter().flat_map(|t| t.step_records(layout)),
     )?;
@@ -701,10 +723,10 @@ fn one_statement(backend: DbBackend, tasks: &[PreparedTask]) -> Option<Statement
     let (step_history, task_history) = transition_records(tasks);
     let mut sql = format!(
         "WITH t AS (INSERT INTO tasker_tasks ({columns}) SELECT {columns} \
-         FROM json_to_recordset($1::json) AS x({task_definition}) \
+         FROM {task_rows} \
          ON CONFLICT (identity_hash) DO NOTHING RETURNING task_id), \
          s AS (INSERT INTO tasker_workflow_steps ({steps}) SELECT {select} \
-         FROM json_to_recordset($2::json) AS x({step_definition}) \
+         FROM {step_rows} \
          WHERE x.task_id IN (SELECT task_id FROM t){returning})",
         columns = TASK_COLUMNS.join(", "),
         steps = layout.columns().join(", "),
@@ -716,7 +738,6 @@ fn one_statement(backend: DbBackend, tasks: &[PreparedTask]) -> Option<Statement
             " RETURNING workflow_step_id, lease_expires_at"
         },
     );
-    let mut values: Vec<Value> = vec![task_payload.into(), step_payload.into()];
     // A CTE inserting `rows` (laid out as `record`) into `table`'s `columns`, only those
     // `owned` keeps; none for no rows.
     let mut insert = |name: &str,
@@ -728,13 +749,10 @@ fn one_statement(backend: DbBackend, tasks: &[PreparedTask]) -> Option<Statement
         if rows.is_empty() {
             return Some(());
         }
-        let (definition, payload) = recordset(record, rows)?;
-        values.push(payload.into());
+        let from = params.rows(record, rows)?;
         sql.push_str(&format!(
-            ", {name} AS (INSERT INTO {table} ({list}) SELECT {list} \
-             FROM json_to_recordset(${n}::json) AS x({definition}) WHERE {owned})",
+            ", {name} AS (INSERT INTO {table} ({list}) SELECT {list} FROM {from} WHERE {owned})",
             list = columns.join(", "),
-            n = values.len(),
         ));
         Some(())
     };
@@ -772,7 +790,15 @@ fn one_statement(backend: DbBackend, tasks: &[PreparedTask]) -> Option<Statement
              WHERE lease_expires_at IS NOT NULL",
         );
     }
-    Some(stmt(backend, sql, values))
+    Some((sql, params))
+}
+
+/// [`one_statement`] with its rows as JSON, to run through sea-orm.
+fn one_json_statement(backend: DbBackend, tasks: &[PreparedTask]) -> Option<Statement> {
+    match one_statement(backend, tasks, RowParams::Json(Vec::new()))? {
+        (sql, RowParams::Json(values)) => Some(stmt(backend, sql, values)),
+        (_, RowParams::Arrays(_)) => None,
+    }
 }
 
 /// On SQLite, inside the caller's transaction, the same write as [`one_statement`] in one call
@@ -871,25 +897,6 @@ fn one_string(backend: DbBackend, tasks: &[PreparedTask]) -> Option<Statement> {
     Some(stmt(backend, statements.join(STATEMENT_SEPARATOR), values))
 }
 
-/// `(?, ?), (?, ?)`: one group of `columns` anonymous placeholders per row, the rows' values
-/// appended to `values` in order.
-fn placeholders(
-    columns: usize,
-    rows: impl IntoIterator<Item = Vec<Value>>,
-    values: &mut Vec<Value>,
-) -> String {
-    let group = format!("({})", vec!["?"; columns].join(", "));
-    let mut sql = String::new();
-    for row in rows {
-        if !sql.is_empty() {
-            sql.push_str(", ");
-        }
-        sql.push_str(&group);
-        values.extend(row);
-    }
-    sql
-}
-
 /// What a write inserted: the tasks (the others were duplicates) and the leases of the steps
 /// claimed at creation.
 #[derive(Default)]
@@ -947,36 +954,4 @@ fn finish(tasks: Vec<PreparedTask>, inserted: Inserted) -> Vec<Result<CreatedTas
             })
         })
         .collect()
-}
-
-/// The most parameters one SQLite creation statement takes (SQLite allows 32,766).
-const SQLITE_PARAMS: usize = 4_000;
-
-/// SQLite multi-row INSERTs of `rows` into `table`, each ending in `suffix`, with anonymous `?`
-/// placeholders bound in order. SQLite finds a numbered parameter (`$N`) by a linear search
-/// when it prepares a statement and again when sqlx binds it, so a statement's cost grows with
-/// the square of its numbered parameters; anonymous ones cost the same each, so one statement
-/// can take a whole batch's rows.
-fn anonymous_inserts<'a>(
-    table: &'a str,
-    columns: &'a [&'a str],
-    rows: Vec<Vec<Value>>,
-    suffix: &'a str,
-) -> impl Iterator<Item = Statement> + 'a {
-    let per_statement = (SQLITE_PARAMS / columns.len()).max(1);
-    let mut rows = rows.into_iter().peekable();
-    std::iter::from_fn(move || {
-        rows.peek()?;
-        let mut values = Vec::with_capacity(per_statement * columns.len());
-        let list = placeholders(
-            columns.len(),
-            rows.by_ref().take(per_statement),
-            &mut values,
-        );
-        let sql = format!(
-            "INSERT INTO {table} ({}) VALUES {list}{suffix}",
-            columns.join(", ")
-        );
-        Some(stmt(DbBackend::Sqlite, sql, values))
-    })
 }

@@ -2,6 +2,7 @@
 
 mod analytics;
 mod api_keys;
+mod arrays;
 mod changes;
 pub(crate) mod checkpoint;
 mod claims;

@@ -653,6 +653,57 @@ pub(crate) fn skip_locked(backend: DbBackend) -> &'static str {
     }
 }
 
+/// `(?, ?), (?, ?)`: one group of `columns` anonymous placeholders per row, the rows' values
+/// appended to `values` in order.
+pub(super) fn placeholders(
+    columns: usize,
+    rows: impl IntoIterator<Item = Vec<Value>>,
+    values: &mut Vec<Value>,
+) -> String {
+    let group = format!("({})", vec!["?"; columns].join(", "));
+    let mut sql = String::new();
+    for row in rows {
+        if !sql.is_empty() {
+            sql.push_str(", ");
+        }
+        sql.push_str(&group);
+        values.extend(row);
+    }
+    sql
+}
+
+/// The most parameters one SQLite creation statement takes (SQLite allows 32,766).
+pub(super) const SQLITE_PARAMS: usize = 4_000;
+
+/// SQLite multi-row INSERTs of `rows` into `table`, each ending in `suffix`, with anonymous `?`
+/// placeholders bound in order. SQLite finds a numbered parameter (`$N`) by a linear search
+/// when it prepares a statement and again when sqlx binds it, so a statement's cost grows with
+/// the square of its numbered parameters; anonymous ones cost the same each, so one statement
+/// can take a whole batch's rows.
+pub(super) fn anonymous_inserts<'a>(
+    table: &'a str,
+    columns: &'a [&'a str],
+    rows: Vec<Vec<Value>>,
+    suffix: &'a str,
+) -> impl Iterator<Item = Statement> + 'a {
+    let per_statement = (SQLITE_PARAMS / columns.len()).max(1);
+    let mut rows = rows.into_iter().peekable();
+    std::iter::from_fn(move || {
+        rows.peek()?;
+        let mut values = Vec::with_capacity(per_statement * columns.len());
+        let list = placeholders(
+            columns.len(),
+            rows.by_ref().take(per_statement),
+            &mut values,
+        );
+        let sql = format!(
+            "INSERT INTO {table} ({}) VALUES {list}{suffix}",
+            columns.join(", ")
+        );
+        Some(stmt(DbBackend::Sqlite, sql, values))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
