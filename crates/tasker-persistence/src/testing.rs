@@ -232,8 +232,9 @@ impl Session {
 }
 
 /// Counts the SQL statements a store runs: `counting(&store)` gives a store on the same pool
-/// whose every statement adds one to the counter, for tests that bound how many statements an
-/// operation takes.
+/// whose every statement sent through sea-orm adds one to the counter, for tests that bound how
+/// many statements an operation takes. (Task creation's one statement on PostgreSQL is sent
+/// through sqlx directly and is not seen here; `Store::statements` counts it.)
 pub fn counting(store: &Store) -> (Store, std::sync::Arc<std::sync::atomic::AtomicU64>) {
     let counter = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let mut connection = store.connection().clone();

@@ -3,14 +3,16 @@
 //!
 //! A statement that inserts many rows reads them from its parameters. As one JSON document
 //! (`json_to_recordset`) the server parses the text and builds a lookup of every object's keys
-//! for each row: half of a 64-task creation statement's time went there. As one array per
-//! column in the binary protocol the server decodes each array once and `unnest` zips them back
-//! into rows. sea-orm binds an array value only as a `Vec<T>` of non-NULL elements (its sqlx
-//! binder panics on a NULL element), and rows have NULL columns, so such a statement is bound
-//! here through sqlx directly, as `Vec<Option<T>>`.
+//! for each row: about half of the 64-task creation statement examined went there. As one
+//! array per column in the binary protocol the server decodes each array once and `unnest`
+//! zips them back into rows. sea-orm binds an array value only as a `Vec<T>` of non-NULL
+//! elements (its sqlx binder panics on a NULL element), and rows have NULL columns, so such a
+//! statement is bound here through sqlx directly, as `Vec<Option<T>>`.
 
-use sea_orm::Value;
-use sea_orm::sqlx::postgres::{PgPool, PgRow};
+use std::sync::Arc;
+
+use sea_orm::sqlx::postgres::{PgConnection, PgRow};
+use sea_orm::{DbErr, RuntimeErr, Value};
 use uuid::Uuid;
 
 use super::sql::recordset;
@@ -54,7 +56,10 @@ impl Column {
             (Self::BigInt(column), Value::BigInt(v)) => column.push(*v),
             (Self::Double(column), Value::Double(v)) => column.push(*v),
             (Self::Text(column), Value::String(v)) => column.push(v.clone()),
-            (Self::Json(column), Value::Json(v)) => column.push(v.as_deref().cloned()),
+            // A JSON null is SQL NULL, as `json_to_recordset` reads it.
+            (Self::Json(column), Value::Json(v)) => {
+                column.push(v.as_deref().filter(|json| !json.is_null()).cloned());
+            }
             (Self::Uuid(column), Value::Uuid(v)) => column.push(*v),
             _ => return None,
         }
@@ -110,12 +115,13 @@ impl Arrays {
         ))
     }
 
-    /// Runs `sql` on `pool` with these arrays bound in order, and answers its rows.
+    /// Runs `sql` on `connection` with these arrays bound in order, and answers its rows; an
+    /// error as sea-orm reports a statement's.
     pub(crate) async fn fetch_all(
         self,
         sql: String,
-        pool: &PgPool,
-    ) -> Result<Vec<PgRow>, sea_orm::sqlx::Error> {
+        connection: &mut PgConnection,
+    ) -> Result<Vec<PgRow>, DbErr> {
         let mut query = sea_orm::sqlx::query(sea_orm::sqlx::AssertSqlSafe(sql));
         for column in self.columns {
             query = match column {
@@ -129,7 +135,24 @@ impl Arrays {
                 Column::Uuid(v) => query.bind(v),
             };
         }
-        query.fetch_all(pool).await
+        query
+            .fetch_all(connection)
+            .await
+            .map_err(|err| DbErr::Query(RuntimeErr::SqlxError(Arc::new(err))))
+    }
+}
+
+/// A failure to take a connection from the pool, as sea-orm reports it: so an unreachable
+/// database or an exhausted pool reads as unavailable (`StoreError::is_unavailable`), not as a
+/// statement the database refused.
+pub(crate) fn acquire_error(err: sea_orm::sqlx::Error) -> DbErr {
+    use sea_orm::error::ConnAcquireErr;
+    match err {
+        sea_orm::sqlx::Error::PoolTimedOut => DbErr::ConnectionAcquire(ConnAcquireErr::Timeout),
+        sea_orm::sqlx::Error::PoolClosed => {
+            DbErr::ConnectionAcquire(ConnAcquireErr::ConnectionClosed)
+        }
+        err => DbErr::Conn(RuntimeErr::SqlxError(Arc::new(err))),
     }
 }
 
@@ -191,6 +214,19 @@ mod tests {
             panic!("{:?}", arrays.columns[2]);
         };
         assert_eq!(names, &[None, Some("b".to_owned())]);
+        let json = [
+            vec![Value::from(serde_json::json!({"a": null}))],
+            vec![Value::from(serde_json::Value::Null)],
+        ];
+        arrays.rows(&["j"], &json).unwrap();
+        let Column::Json(values) = &arrays.columns[4] else {
+            panic!("{:?}", arrays.columns[4]);
+        };
+        assert_eq!(
+            values,
+            &[Some(serde_json::json!({"a": null})), None],
+            "a JSON null is SQL NULL, a null inside a document stays"
+        );
     }
 
     #[test]

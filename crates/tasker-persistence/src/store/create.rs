@@ -14,14 +14,13 @@
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use sea_orm::{ConnectionTrait, DbBackend, QueryResult, Statement, Value};
 use tasker_domain::{StepId, TaskId, TaskRequest, TemplateId};
 use tasker_template::{ContextSchema, TaskTemplate};
 use uuid::Uuid;
 
-use super::arrays::{Arrays, RowParams};
+use super::arrays::{Arrays, RowParams, acquire_error};
 use super::changes::{State, TransitionRow, changes};
 use super::eager::{CreationClaim, StepLayout, lease_claims};
 use super::history::{Owners, write_transitions};
@@ -299,7 +298,8 @@ impl Store {
             &tasks,
             RowParams::Arrays(Arrays::default()),
         ) {
-            return Ok(finish(tasks, self.write_arrays(sql, arrays).await?));
+            let rows = self.write_arrays(sql, arrays).await?;
+            return Ok(answered(tasks, rows));
         }
         // On SQLite the transaction of `one_string` is one call to the driver.
         if let Some(statement) = one_string(self.db_backend(), &tasks) {
@@ -307,18 +307,7 @@ impl Store {
             let rows = self
                 .script(&[statement.sql], values, Waiting::Parked)
                 .await?;
-            // The write has committed: an answer that cannot be read fails each task here
-            // rather than sending them to be written again one by one.
-            return Ok(match Inserted::of(rows) {
-                Ok(inserted) => finish(tasks, inserted),
-                Err(err) => {
-                    let message = err.to_string();
-                    tasks
-                        .iter()
-                        .map(|_| Err(StoreError::malformed("creation's answer", &message)))
-                        .collect()
-                }
-            });
+            return Ok(answered(tasks, rows));
         }
         let txn = self.write_txn().await?;
         let results = write_prepared(&txn, tasks).await?;
@@ -327,17 +316,24 @@ impl Store {
     }
 
     /// Runs a one-statement write whose rows are arrays (PostgreSQL), on the pool through
-    /// sqlx: counted as one statement in one call, as sea-orm counts its own.
-    async fn write_arrays(&self, sql: String, arrays: Arrays) -> Result<Inserted, StoreError> {
+    /// sqlx, and answers its rows. The connection is taken apart, as sea-orm does, so that an
+    /// unreachable database reads as unavailable; the statement is counted once sent.
+    async fn write_arrays(
+        &self,
+        sql: String,
+        arrays: Arrays,
+    ) -> Result<Vec<QueryResult>, StoreError> {
         let pool = self.one_statement_txn().get_postgres_connection_pool();
-        self.counters.statements.fetch_add(1, Ordering::Relaxed);
-        self.counters.calls.fetch_add(1, Ordering::Relaxed);
-        let rows = arrays.fetch_all(sql, pool).await.map_err(|err| {
-            StoreError::db(sea_orm::DbErr::Query(sea_orm::RuntimeErr::SqlxError(
-                Arc::new(err),
-            )))
-        })?;
-        Inserted::of(rows.into_iter().map(QueryResult::from).collect())
+        let mut connection = pool
+            .acquire()
+            .await
+            .map_err(|err| StoreError::db(acquire_error(err)))?;
+        self.sent_directly();
+        let rows = arrays
+            .fetch_all(sql, &mut connection)
+            .await
+            .map_err(StoreError::db)?;
+        Ok(rows.into_iter().map(QueryResult::from).collect())
     }
 
     async fn create_prepared_alone(
@@ -928,6 +924,25 @@ impl Inserted {
 
     fn has(&self, task: &PreparedTask) -> bool {
         self.tasks.contains(&task.created.task_id.as_uuid())
+    }
+}
+
+/// Each task's result from the rows a committed one-statement write (or one string's)
+/// answered. The write has committed: an answer that cannot be read fails each task here
+/// rather than sending them to be written again one by one.
+fn answered(
+    tasks: Vec<PreparedTask>,
+    rows: Vec<QueryResult>,
+) -> Vec<Result<CreatedTask, StoreError>> {
+    match Inserted::of(rows) {
+        Ok(inserted) => finish(tasks, inserted),
+        Err(err) => {
+            let message = err.to_string();
+            tasks
+                .iter()
+                .map(|_| Err(StoreError::malformed("creation's answer", &message)))
+                .collect()
+        }
     }
 }
 

@@ -507,6 +507,13 @@ impl Store {
         );
     }
 
+    /// Counts one statement in one call sent through sqlx directly, as sea-orm's metric
+    /// callback counts its own (see [`Store::connect`]).
+    pub(crate) fn sent_directly(&self) {
+        self.counters.statements.fetch_add(1, Ordering::Relaxed);
+        self.counters.calls.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// The pool, for a write that is one statement: atomic on its own, so it needs no `BEGIN`
     /// and `COMMIT` round trips, and durable when the database answers. Counted as a
     /// transaction, as it is one.

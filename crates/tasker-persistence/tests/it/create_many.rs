@@ -2,7 +2,8 @@
 
 use serde_json::json;
 use tasker_domain::{DefaultIdentity, HashIdentity, TaskRequest, TaskState, TemplateId};
-use tasker_persistence::{CreateTaskOptions, CreatedTask, Store, StoreError};
+use tasker_persistence::{CreateTaskOptions, CreatedTask, RegisteredTemplate, Store, StoreError};
+use tasker_template::TaskTemplate;
 
 use crate::support::*;
 
@@ -266,37 +267,45 @@ async fn a_batch_reports_each_duplicate_and_stores_the_others_whole() {
     .await;
 }
 
+/// A template with a context schema (a default) and two skippable steps, one after the other.
+fn typed_template() -> TaskTemplate {
+    template(
+        "name: typed\nnamespace_name: shop\nversion: 2.1.0\nschema:\n  type: object\n  \
+         properties:\n    n: { type: integer, default: 5 }\nstep_templates:\n  \
+         - name: a\n    handler_class: X\n    skippable: true\n  \
+         - name: b\n    handler_class: X\n    depends_on_steps: [a]\n    skippable: true\n  \
+         - name: c\n    handler_class: X\n",
+    )
+}
+
+/// Requests for [`typed_template`] that fill every column: nested JSON with a null, a number
+/// past i64, text beyond ASCII, tags, a nanosecond request time; unbypassed, partly bypassed,
+/// and with every skippable step bypassed.
+fn typed_requests(typed: &RegisteredTemplate) -> [TaskRequest; 3] {
+    let base = || {
+        let mut request = request_for(&typed.template)
+            .context(json!({"z": {"y": [1, 2.5, "ü"], "x": null}, "big": u64::MAX}));
+        request.tags = vec!["vip".into(), "eu".into()];
+        request.initiator = "alice".into();
+        request.source_system = "shop-web".into();
+        request.reason = "checkout".into();
+        request.requested_at = Some(t0() + chrono::Duration::nanoseconds(1_234_567));
+        request
+    };
+    [
+        base(),
+        base().bypass_steps(["a"]),
+        base().bypass_steps(["a", "b"]),
+    ]
+}
+
 /// What a prepared task says it will be once stored is what reading it back gives: pending,
 /// partly bypassed, and complete at creation.
 #[tokio::test]
 async fn a_prepared_tasks_record_is_the_task_as_stored() {
     on_each_database(|store, backend| async move {
-        let typed = register(
-            &store,
-            &template(
-                "name: typed\nnamespace_name: shop\nversion: 2.1.0\nschema:\n  type: object\n  \
-                 properties:\n    n: { type: integer, default: 5 }\nstep_templates:\n  \
-                 - name: a\n    handler_class: X\n    skippable: true\n  \
-                 - name: b\n    handler_class: X\n    depends_on_steps: [a]\n    skippable: true\n  \
-                 - name: c\n    handler_class: X\n",
-            ),
-        )
-        .await;
-        let base = || {
-            let mut request = request_for(&typed.template)
-                .context(json!({"z": {"y": [1, 2.5, "ü"], "x": null}, "big": u64::MAX}));
-            request.tags = vec!["vip".into(), "eu".into()];
-            request.initiator = "alice".into();
-            request.source_system = "shop-web".into();
-            request.reason = "checkout".into();
-            request.requested_at = Some(t0() + chrono::Duration::nanoseconds(1_234_567));
-            request
-        };
-        let requests = [
-            base(),
-            base().bypass_steps(["a"]),
-            base().bypass_steps(["a", "b"]),
-        ];
+        let typed = register(&store, &typed_template()).await;
+        let requests = typed_requests(&typed);
         for request in &requests {
             let options = CreateTaskOptions {
                 now: at(3.5) + chrono::Duration::nanoseconds(999),
@@ -380,6 +389,68 @@ async fn deleting_a_task_deletes_its_steps_edges_and_history() {
             1,
             "{backend}"
         );
+        Ok(())
+    })
+    .await;
+}
+
+/// A store that cannot reach its database fails a batch of new tasks as unavailable (callers
+/// answer "try again later"), not as a statement the database refused, on either database.
+#[tokio::test]
+async fn a_batch_on_a_closed_store_fails_each_task_as_unavailable() {
+    on_each_database(|store, backend| async move {
+        let diamond = register(&store, &diamond()).await;
+        let options = CreateTaskOptions {
+            now: t0(),
+            identity: &DefaultIdentity,
+            correlation_id: None,
+            trace_parent: None,
+        };
+        let prepared = (1..=3)
+            .map(|n| {
+                let request = request_for(&diamond.template).context(json!({"n": n}));
+                Store::prepare_task(&diamond, &request, &options)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        store.close().await;
+        let results = store.create_prepared(prepared).await;
+        assert_eq!(results.len(), 3, "{backend}");
+        for result in results {
+            let err = result.expect_err("the store is closed");
+            assert!(err.is_unavailable(), "{backend}: {err:?}");
+        }
+        Ok(())
+    })
+    .await;
+}
+
+/// A batch written in the caller's transaction is stored as laid out, as a batch written on
+/// its own is (on PostgreSQL the two send their rows in different forms: JSON in a
+/// transaction, binary arrays on the pool).
+#[tokio::test]
+async fn a_batch_in_a_callers_transaction_is_stored_as_laid_out() {
+    on_each_database(|store, backend| async move {
+        let typed = register(&store, &typed_template()).await;
+        let options = CreateTaskOptions {
+            now: at(3.5),
+            identity: &DefaultIdentity,
+            correlation_id: Some("order-2".into()),
+            trace_parent: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into()),
+        };
+        let prepared = typed_requests(&typed)
+            .iter()
+            .map(|request| Store::prepare_task(&typed, request, &options))
+            .collect::<Result<Vec<_>, _>>()?;
+        let records: Vec<_> = prepared.iter().map(|p| p.record()).collect();
+        let txn = store.begin().await?;
+        let created = Store::create_prepared_in(&txn, prepared).await?;
+        txn.commit().await?;
+        assert_eq!(created.len(), 3, "{backend}");
+        for (record, created) in records.iter().zip(created) {
+            let created = created?;
+            assert_eq!(record, &store.task(created.task_id).await?, "{backend}");
+            assert_eq!(store.steps(created.task_id).await?.len(), 3, "{backend}");
+        }
         Ok(())
     })
     .await;
