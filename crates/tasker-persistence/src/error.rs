@@ -140,6 +140,21 @@ impl StoreError {
         Self::Database(DatabaseError(err))
     }
 
+    /// A failure to take a connection from a pool through sqlx directly, as sea-orm reports
+    /// its own: an unreachable database or an exhausted pool reads as unavailable
+    /// ([`StoreError::is_unavailable`]), not as a statement the database refused.
+    pub(crate) fn acquire(err: sea_orm::sqlx::Error) -> Self {
+        use sea_orm::error::ConnAcquireErr;
+        use sea_orm::{DbErr, RuntimeErr};
+        Self::db(match err {
+            sea_orm::sqlx::Error::PoolTimedOut => DbErr::ConnectionAcquire(ConnAcquireErr::Timeout),
+            sea_orm::sqlx::Error::PoolClosed => {
+                DbErr::ConnectionAcquire(ConnAcquireErr::ConnectionClosed)
+            }
+            err => DbErr::Conn(RuntimeErr::SqlxError(std::sync::Arc::new(err))),
+        })
+    }
+
     pub(crate) fn malformed(what: &'static str, err: impl std::fmt::Display) -> Self {
         Self::Malformed {
             what,

@@ -74,11 +74,68 @@ pub(crate) struct Arrays {
 }
 
 impl Arrays {
+    /// Runs `sql` on `connection` with these arrays bound in order, and answers its rows; an
+    /// error as sea-orm reports a statement's.
+    pub(crate) async fn fetch_all(
+        self,
+        sql: String,
+        connection: &mut PgConnection,
+    ) -> Result<Vec<PgRow>, DbErr> {
+        let mut query = sea_orm::sqlx::query(sea_orm::sqlx::AssertSqlSafe(sql));
+        for column in self.columns {
+            query = match column {
+                Column::Bool(v) => query.bind(v),
+                Column::SmallInt(v) => query.bind(v),
+                Column::Int(v) => query.bind(v),
+                Column::BigInt(v) => query.bind(v),
+                Column::Double(v) => query.bind(v),
+                Column::Text(v) => query.bind(v),
+                Column::Json(v) => query.bind(v),
+                Column::Uuid(v) => query.bind(v),
+            };
+        }
+        query
+            .fetch_all(connection)
+            .await
+            .map_err(|err| DbErr::Query(RuntimeErr::SqlxError(Arc::new(err))))
+    }
+}
+
+/// Where a one-statement write puts its rows: as JSON text read by `json_to_recordset` (the
+/// parameters of a sea-orm statement, as inside a caller's transaction), or as binary typed
+/// arrays read by `unnest` (run through sqlx on the pool).
+pub(crate) trait RowParams {
+    /// Adds `rows` (laid out as `columns`) as parameters, and answers the `FROM` item that
+    /// reads them back as rows named `x`; `None` when there are no rows or a value cannot be
+    /// sent this way.
+    fn rows<R: AsRef<[Value]>>(
+        &mut self,
+        columns: &[&str],
+        rows: impl IntoIterator<Item = R>,
+    ) -> Option<String>;
+}
+
+impl RowParams for Vec<Value> {
+    fn rows<R: AsRef<[Value]>>(
+        &mut self,
+        columns: &[&str],
+        rows: impl IntoIterator<Item = R>,
+    ) -> Option<String> {
+        let (definition, payload) = recordset(columns, rows)?;
+        self.push(payload.into());
+        Some(format!(
+            "json_to_recordset(${}::json) AS x({definition})",
+            self.len()
+        ))
+    }
+}
+
+impl RowParams for Arrays {
     /// Adds `rows` (each laid out as `columns`, typed by the first row) as one array per
     /// column, and answers the `FROM` item that reads them back as rows named `x`:
     /// `unnest($1::uuid[], $2::text[], ...) AS x(a, b, ...)`. `None` when there are no rows,
     /// a value is of a kind we do not send, or a row's kinds differ from the first's.
-    pub(crate) fn rows<R: AsRef<[Value]>>(
+    fn rows<R: AsRef<[Value]>>(
         &mut self,
         columns: &[&str],
         rows: impl IntoIterator<Item = R>,
@@ -113,77 +170,6 @@ impl Arrays {
             parameters.join(", "),
             columns.join(", ")
         ))
-    }
-
-    /// Runs `sql` on `connection` with these arrays bound in order, and answers its rows; an
-    /// error as sea-orm reports a statement's.
-    pub(crate) async fn fetch_all(
-        self,
-        sql: String,
-        connection: &mut PgConnection,
-    ) -> Result<Vec<PgRow>, DbErr> {
-        let mut query = sea_orm::sqlx::query(sea_orm::sqlx::AssertSqlSafe(sql));
-        for column in self.columns {
-            query = match column {
-                Column::Bool(v) => query.bind(v),
-                Column::SmallInt(v) => query.bind(v),
-                Column::Int(v) => query.bind(v),
-                Column::BigInt(v) => query.bind(v),
-                Column::Double(v) => query.bind(v),
-                Column::Text(v) => query.bind(v),
-                Column::Json(v) => query.bind(v),
-                Column::Uuid(v) => query.bind(v),
-            };
-        }
-        query
-            .fetch_all(connection)
-            .await
-            .map_err(|err| DbErr::Query(RuntimeErr::SqlxError(Arc::new(err))))
-    }
-}
-
-/// A failure to take a connection from the pool, as sea-orm reports it: so an unreachable
-/// database or an exhausted pool reads as unavailable (`StoreError::is_unavailable`), not as a
-/// statement the database refused.
-pub(crate) fn acquire_error(err: sea_orm::sqlx::Error) -> DbErr {
-    use sea_orm::error::ConnAcquireErr;
-    match err {
-        sea_orm::sqlx::Error::PoolTimedOut => DbErr::ConnectionAcquire(ConnAcquireErr::Timeout),
-        sea_orm::sqlx::Error::PoolClosed => {
-            DbErr::ConnectionAcquire(ConnAcquireErr::ConnectionClosed)
-        }
-        err => DbErr::Conn(RuntimeErr::SqlxError(Arc::new(err))),
-    }
-}
-
-/// How a one-statement write sends its rows: as JSON text read by `json_to_recordset` (the
-/// statement then runs through sea-orm, as inside a caller's transaction), or as binary typed
-/// arrays read by `unnest` (run through sqlx on the pool).
-pub(crate) enum RowParams {
-    Json(Vec<Value>),
-    Arrays(Arrays),
-}
-
-impl RowParams {
-    /// Adds `rows` (laid out as `columns`) as parameters, and answers the `FROM` item that
-    /// reads them back as rows named `x`; `None` when there are no rows or a value cannot be
-    /// sent this way.
-    pub(crate) fn rows<R: AsRef<[Value]>>(
-        &mut self,
-        columns: &[&str],
-        rows: impl IntoIterator<Item = R>,
-    ) -> Option<String> {
-        match self {
-            Self::Json(values) => {
-                let (definition, payload) = recordset(columns, rows)?;
-                values.push(payload.into());
-                Some(format!(
-                    "json_to_recordset(${}::json) AS x({definition})",
-                    values.len()
-                ))
-            }
-            Self::Arrays(arrays) => arrays.rows(columns, rows),
-        }
     }
 }
 

@@ -20,7 +20,7 @@ use tasker_domain::{StepId, TaskId, TaskRequest, TemplateId};
 use tasker_template::{ContextSchema, TaskTemplate};
 use uuid::Uuid;
 
-use super::arrays::{Arrays, RowParams, acquire_error};
+use super::arrays::{Arrays, RowParams};
 use super::changes::{State, TransitionRow, changes};
 use super::eager::{CreationClaim, StepLayout, lease_claims};
 use super::history::{Owners, write_transitions};
@@ -293,11 +293,8 @@ impl Store {
     ) -> Result<Vec<Result<CreatedTask, StoreError>>, StoreError> {
         // One statement is atomic on its own: no BEGIN and COMMIT round trips around it, and
         // with `synchronous_commit` on it is durable when PostgreSQL answers.
-        if let Some((sql, RowParams::Arrays(arrays))) = one_statement(
-            self.db_backend(),
-            &tasks,
-            RowParams::Arrays(Arrays::default()),
-        ) {
+        let mut arrays = Arrays::default();
+        if let Some(sql) = one_statement(self.db_backend(), &tasks, &mut arrays) {
             let rows = self.write_arrays(sql, arrays).await?;
             return Ok(answered(tasks, rows));
         }
@@ -324,10 +321,7 @@ impl Store {
         arrays: Arrays,
     ) -> Result<Vec<QueryResult>, StoreError> {
         let pool = self.one_statement_txn().get_postgres_connection_pool();
-        let mut connection = pool
-            .acquire()
-            .await
-            .map_err(|err| StoreError::db(acquire_error(err)))?;
+        let mut connection = pool.acquire().await.map_err(StoreError::acquire)?;
         self.sent_directly();
         let rows = arrays
             .fetch_all(sql, &mut connection)
@@ -693,8 +687,8 @@ fn transition_records(tasks: &[PreparedTask]) -> (Vec<Vec<Value>>, Vec<Vec<Value
 fn one_statement(
     backend: DbBackend,
     tasks: &[PreparedTask],
-    mut params: RowParams,
-) -> Option<(String, RowParams)> {
+    params: &mut impl RowParams,
+) -> Option<String> {
     if backend != DbBackend::Postgres || tasks.is_empty() {
         return None;
     }
@@ -786,15 +780,14 @@ fn one_statement(
              WHERE lease_expires_at IS NOT NULL",
         );
     }
-    Some((sql, params))
+    Some(sql)
 }
 
 /// [`one_statement`] with its rows as JSON, to run through sea-orm.
 fn one_json_statement(backend: DbBackend, tasks: &[PreparedTask]) -> Option<Statement> {
-    match one_statement(backend, tasks, RowParams::Json(Vec::new()))? {
-        (sql, RowParams::Json(values)) => Some(stmt(backend, sql, values)),
-        (_, RowParams::Arrays(_)) => None,
-    }
+    let mut values = Vec::new();
+    let sql = one_statement(backend, tasks, &mut values)?;
+    Some(stmt(backend, sql, values))
 }
 
 /// On SQLite, inside the caller's transaction, the same write as [`one_statement`] in one call

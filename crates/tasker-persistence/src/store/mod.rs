@@ -462,11 +462,7 @@ impl Store {
                 .map(drop),
             _ => Ok(()),
         };
-        acquired.map_err(|err| {
-            StoreError::db(sea_orm::DbErr::Conn(sea_orm::RuntimeErr::SqlxError(
-                std::sync::Arc::new(err),
-            )))
-        })?;
+        acquired.map_err(StoreError::acquire)?;
         Ok(started.elapsed())
     }
 
